@@ -1,0 +1,5 @@
+import sys
+
+from microtome.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""Application assembly for `microtome serve`: catalog + tiles + annotations + UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from microtome.http import error_middleware
+from microtome.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+
+_ROOT = Path(__file__).resolve().parent.parent
+#: Numbered SQL migrations, applied in number order across these folders
+#: (catalog 0001-0099, annotations 0100+).
+MIGRATION_DIRS: tuple[Path, ...] = (_ROOT / "catalog" / "migrations",
+                                    _ROOT / "annotations" / "migrations")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The whole application.  Every resource lives in a cleanup context."""
+    # Imported here so that `microtome convert` does not pay for the web stack.
+    from annotations.web import setup_annotations
+    from catalog.resolver import CatalogResolver
+    from catalog.web import setup_catalog
+    from microtome.frontend import setup_frontend
+    from tileserver.app import TileSettings, setup_tiles
+
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
+    app[SETTINGS] = settings
+    setup_catalog(app, settings)
+    setup_tiles(app, CatalogResolver(app), TileSettings.from_settings(settings))
+    setup_annotations(app)
+    setup_frontend(app, settings)
+    return app

@@ -1,0 +1,47 @@
+"""`microtome` command line: each package registers its own subcommands.
+
+Subcommand modules expose ``register(subparsers)`` and set ``func`` on their
+parser; ``func(args) -> int`` returns the exit status (0 ok, 1 some work
+failed, 2 usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order is the order shown in --help.
+SUBCOMMAND_MODULES = (
+    "converters.cli",     # convert, info
+    "tileserver.cli",     # tiles
+    "microtome.serve",    # serve
+    "catalog.cli",        # user, import
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="microtome",
+        description="Whole-slide image conversion, tile serving and management.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Serves the web UI: a few HTML pages and their static assets from ``frontend/``.
+
+The pages are plain HTML + ES modules (no server-side templating): every page
+fetches what it shows from ``/api``, so this module only maps URLs to files.
+Pages are sent with ``no-cache`` (always revalidated, so a deploy is seen at
+once); assets under ``/static`` are revalidated too (their names carry no
+content hash) except vendored libraries, whose version only changes with
+``npm ci`` and can be cached for a day.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from microtome.settings import Settings
+from pyramid import errors
+
+FRONTEND_DIR = web.AppKey("frontend_dir", Path)
+
+#: URL pattern → HTML file under ``frontend/static``.  The page's script reads
+#: ids from ``location`` itself.
+PAGES: dict[str, str] = {
+    "/": "index.html",
+    "/login": "login.html",
+    "/projects/{project_id}": "project.html",
+    "/viewer/{image_id}": "viewer.html",
+    "/viewer.html": "viewer.html",
+    "/share/{token}": "viewer.html",
+    "/keys": "keys.html",
+}
+
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+_VENDOR_MAX_AGE = 86400
+
+
+def _static_root(app: web.Application) -> Path:
+    return app[FRONTEND_DIR] / "static"
+
+
+def _page_handler(filename: str):  # type: ignore[no-untyped-def]
+    async def page(request: web.Request) -> web.StreamResponse:
+        path = _static_root(request.app) / filename
+        if not path.is_file():
+            raise errors.NotFound("page not found")
+        return web.FileResponse(path, headers=_PAGE_HEADERS)
+
+    page.__name__ = f"page_{filename.replace('.', '_')}"
+    return page
+
+
+def resolve_asset(root: Path, rel: str) -> Path | None:
+    """The file under ``root`` named by the URL tail ``rel``, or None.
+
+    Rejects anything that would leave ``root`` (``..``, absolute paths,
+    symlinks pointing outside) and directories.
+    """
+    if not rel or rel.startswith("/") or "\\" in rel or "\x00" in rel:
+        return None
+    root = root.resolve()
+    try:
+        path = (root / rel).resolve()
+        path.relative_to(root)
+    except (ValueError, OSError):
+        return None
+    return path if path.is_file() else None
+
+
+async def static_asset(request: web.Request) -> web.StreamResponse:
+    rel = request.match_info["path"]
+    path = resolve_asset(_static_root(request.app), rel)
+    if path is None:
+        raise errors.NotFound("asset not found", rel)
+    cache = (f"public, max-age={_VENDOR_MAX_AGE}" if rel.startswith("vendor/")
+             else "no-cache")
+    return web.FileResponse(path, headers={"Cache-Control": cache,
+                                           "X-Content-Type-Options": "nosniff"})
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    path = _static_root(request.app) / "img" / "favicon.svg"
+    if not path.is_file():
+        raise errors.NotFound("asset not found")
+    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+
+def setup_frontend(app: web.Application, settings: Settings) -> None:
+    """Register the UI pages and ``/static/...`` on ``app``."""
+    app[FRONTEND_DIR] = Path(settings.frontend_dir)
+    for pattern, filename in PAGES.items():
+        app.router.add_get(pattern, _page_handler(filename))
+    app.router.add_get("/static/{path:.+}", static_asset)
+    app.router.add_get("/favicon.ico", favicon)

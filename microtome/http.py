@@ -1,0 +1,77 @@
+"""The one place where domain errors become HTTP responses.
+
+Every JSON error body is ``{"error": message, "detail": ...}``; messages never
+contain filesystem paths.  Unexpected exceptions are logged and become a
+generic 500 so that nothing internal leaks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pyramid import errors
+
+log = logging.getLogger("microtome.http")
+
+STATUS: dict[type[errors.MicrotomeError], int] = {
+    errors.InvalidRequest: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.RangeNotSatisfiable: 416,
+    errors.Unprocessable: 422,
+    errors.SourceError: 422,
+    errors.NotImplementedFeature: 501,
+    errors.Unavailable: 503,
+    errors.StorageError: 503,
+}
+
+
+def status_for(exc: errors.MicrotomeError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 400
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None,
+                  content_type: str = "application/json") -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, headers=headers,
+                        content_type=content_type)
+
+
+def error_response(status: int, message: str, detail: Any = None) -> web.Response:
+    resp = json_response({"error": message, "detail": detail}, status=status)
+    # Third-party viewers must be able to read our errors too.
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    return resp
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.MicrotomeError as exc:
+        return error_response(status_for(exc), exc.message, exc.detail)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.reason or "error"
+        if exc.status == 404:
+            reason = "not found"
+        elif exc.status == 405:
+            reason = "method not allowed"
+        return error_response(exc.status, reason, exc.text if exc.status == 413 else None)
+    except Exception:
+        log.exception("unhandled error for %s %s", request.method, request.rel_url)
+        return error_response(500, "internal error")

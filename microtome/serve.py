@@ -1,0 +1,59 @@
+"""`microtome serve`: the whole application in one process."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import socket
+import sys
+
+from microtome.settings import from_env
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """A one-line reason why we cannot listen on host:port, or None if we can."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        return f"cannot resolve host {host!r}: {e.strerror}"
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use (another Microtome?); "
+                        f"stop it or choose another port with --port / PORT=")
+            return f"cannot listen on {host}:{port}: {e.strerror}"
+    return None
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from microtome.app import create_app
+
+    problem = port_problem(args.host, args.port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    settings = from_env(host=args.host, port=args.port)
+    url = f"http://{args.host}:{args.port}/"
+
+    def announce(_msg: str) -> None:
+        print(f"Microtome is running at {url}  (Ctrl-C to stop)", flush=True)
+
+    web.run_app(create_app(settings), host=args.host, port=args.port, print=announce,
+                access_log=None)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="serve the whole application (API, tiles, web UI)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=run_serve)

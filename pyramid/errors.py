@@ -1,0 +1,75 @@
+"""Domain errors shared by every package.
+
+They carry no HTTP status: `microtome.http` maps them to responses in one
+table, and the CLI maps them to one-line messages.  Messages must be safe to
+show to a remote user (no filesystem paths).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MicrotomeError(Exception):
+    """Base class; `detail` is extra JSON-serialisable context for clients."""
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class InvalidRequest(MicrotomeError):
+    """The request is syntactically or semantically wrong (HTTP 400)."""
+
+
+class Unauthenticated(MicrotomeError):
+    """No or invalid credentials (HTTP 401)."""
+
+
+class Forbidden(MicrotomeError):
+    """Credentials are fine but not allowed to do this (HTTP 403)."""
+
+
+class NotFound(MicrotomeError):
+    """The image, tile, object or route does not exist (HTTP 404)."""
+
+
+class Conflict(MicrotomeError):
+    """Duplicate name, state conflict (HTTP 409)."""
+
+
+class TooLarge(MicrotomeError):
+    """A body, upload or requested output exceeds a limit (HTTP 413)."""
+
+
+class RangeNotSatisfiable(MicrotomeError):
+    """A byte range or upload offset does not match (HTTP 416)."""
+
+
+class Unprocessable(MicrotomeError):
+    """Well-formed but semantically invalid content, e.g. bad geometry (HTTP 422)."""
+
+
+class NotImplementedFeature(MicrotomeError):
+    """A valid request for a feature we do not offer (HTTP 501)."""
+
+
+class Unavailable(MicrotomeError):
+    """A dependency (database, storage) is temporarily unavailable (HTTP 503)."""
+
+
+class SourceError(MicrotomeError):
+    """An input file cannot be read: corrupt, truncated, unsupported, hostile.
+
+    Raised by readers and the converter; the message names the reason, the
+    caller adds the file name.
+    """
+
+
+class UnsupportedFormat(SourceError):
+    """No reader recognises the content."""
+
+
+class StorageError(MicrotomeError):
+    """A stored pyramid is damaged or missing on disk."""

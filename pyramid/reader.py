@@ -1,0 +1,227 @@
+"""Read stored pyramids: metadata, raw inner chunks, decoded regions.
+
+Synchronous on purpose: callers on an event loop run these in an executor.
+Our own sharded layout is read directly (one pread for a chunk, shard
+indexes cached); anything else zarr can open (NGFF 0.4 / foreign OME-Zarr)
+goes through zarr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import imagecodecs
+import numpy as np
+
+from .errors import NotFound, StorageError
+from .layout import EMPTY, ImageMeta, Level, index_nbytes, shard_key, unpack_index
+from .metadata import meta_from_attributes
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read())
+    except FileNotFoundError as e:
+        raise NotFound("image not found") from e
+    except (OSError, ValueError) as e:
+        raise StorageError("image metadata is unreadable") from e
+    if not isinstance(doc, dict):
+        raise StorageError("image metadata is malformed")
+    return doc
+
+
+def _is_ours(level_doc: dict[str, Any]) -> bool:
+    try:
+        codecs = level_doc["codecs"]
+        return (level_doc.get("zarr_format") == 3 and len(codecs) == 1
+                and codecs[0]["name"] == "sharding_indexed"
+                and codecs[0]["configuration"].get("index_location", "end") == "end")
+    except (KeyError, TypeError, IndexError):
+        return False
+
+
+class Pyramid:
+    """An opened image.  Thread-safe: the tile server shares one per image."""
+
+    def __init__(self, root: Path, meta: ImageMeta, direct: bool) -> None:
+        self.root = Path(root)
+        self.meta = meta
+        self.direct = direct
+        self._index_cache: OrderedDict[str, tuple[tuple[int, int], ...] | None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._zarr_arrays: dict[str, Any] = {}
+
+    # -- raw chunks ---------------------------------------------------------
+    def _shard_index(self, key: str) -> tuple[tuple[int, int], ...] | None:
+        with self._lock:
+            if key in self._index_cache:
+                self._index_cache.move_to_end(key)
+                return self._index_cache[key]
+        per = self.meta.chunks_per_shard_side
+        n = index_nbytes(per)
+        path = self.root / key
+        try:
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < n:
+                    raise StorageError("stored tile data is damaged (short shard)")
+                fh.seek(size - n)
+                idx: tuple[tuple[int, int], ...] | None = unpack_index(fh.read(n), per)
+        except FileNotFoundError:
+            if not (self.root / "zarr.json").exists():
+                raise NotFound("image not found") from None
+            idx = None  # a shard never written: all fill value
+        except ValueError as e:
+            raise StorageError("stored tile data is damaged (bad shard index)") from e
+        except OSError as e:
+            raise StorageError("stored tile data is unreadable") from e
+        with self._lock:
+            self._index_cache[key] = idx
+            if len(self._index_cache) > 4096:
+                self._index_cache.popitem(last=False)
+        return idx
+
+    def chunk_bytes(self, level: int, cy: int, cx: int, t: int = 0, c: int = 0,
+                    z: int = 0) -> bytes | None:
+        """The encoded inner chunk at chunk row/col (cy, cx), or None if never written."""
+        if not self.direct:
+            raise StorageError("raw chunk access needs our sharded layout")
+        lv = self.meta.levels[level]
+        per = self.meta.chunks_per_shard_side
+        key = shard_key(self.meta, lv, cy // per, cx // per, t, c, z)
+        idx = self._shard_index(key)
+        if idx is None:
+            return None
+        offset, nbytes = idx[(cy % per) * per + (cx % per)]
+        if offset == EMPTY:
+            return None
+        try:
+            fd = os.open(self.root / key, os.O_RDONLY)
+            try:
+                data = os.pread(fd, nbytes, offset)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise StorageError("stored tile data is unreadable") from e
+        if len(data) != nbytes:
+            raise StorageError("stored tile data is damaged (truncated shard)")
+        return data
+
+    def decode_chunk(self, data: bytes | None, dtype: np.dtype[Any] | None = None) -> np.ndarray:
+        """Decode an inner chunk to (T, T, 3) for rgb or (T, T) for nd."""
+        t = self.meta.tile_size
+        if data is None:
+            shape = (t, t, 3) if self.meta.kind == "rgb" else (t, t)
+            return np.zeros(shape, dtype=np.dtype(self.meta.dtype))
+        try:
+            if self.meta.kind == "rgb":
+                arr = imagecodecs.jpeg8_decode(data)
+                if arr.shape != (t, t, 3):
+                    raise ValueError("unexpected chunk shape")
+                return arr
+            raw = imagecodecs.zstd_decode(data)
+            return np.frombuffer(raw, dtype=np.dtype(self.meta.dtype).newbyteorder("<")).reshape(t, t)
+        except Exception as e:  # codec errors have no common base class
+            raise StorageError("stored tile data is damaged (cannot decode chunk)") from e
+
+    # -- regions ------------------------------------------------------------
+    def read_region(self, level: int, x: int, y: int, w: int, h: int, t: int = 0, z: int = 0,
+                    channels: list[int] | None = None) -> np.ndarray:
+        """Pixels of a rectangle of one level, clipped by the caller to the level.
+
+        Returns (h, w, 3) uint8 for rgb images and (h, w, n_channels) in the
+        stored dtype for nd images.
+        """
+        lv = self.meta.levels[level]
+        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > lv.width or y + h > lv.height:
+            raise ValueError("region outside level")
+        if not self.direct:
+            return self._read_region_zarr(lv, x, y, w, h, t, z, channels)
+        ts = self.meta.tile_size
+        chans = [0] if self.meta.kind == "rgb" else (channels or list(range(self.meta.size_c)))
+        nc = 3 if self.meta.kind == "rgb" else len(chans)
+        out = np.zeros((h, w, nc), dtype=np.dtype(self.meta.dtype))
+        for cy in range(y // ts, (y + h - 1) // ts + 1):
+            for cx in range(x // ts, (x + w - 1) // ts + 1):
+                y0, x0 = max(y, cy * ts), max(x, cx * ts)
+                y1, x1 = min(y + h, (cy + 1) * ts), min(x + w, (cx + 1) * ts)
+                for i, ch in enumerate(chans):
+                    tile = self.decode_chunk(self.chunk_bytes(level, cy, cx, t, ch, z))
+                    part = tile[y0 - cy * ts:y1 - cy * ts, x0 - cx * ts:x1 - cx * ts]
+                    if self.meta.kind == "rgb":
+                        out[y0 - y:y1 - y, x0 - x:x1 - x] = part
+                    else:
+                        out[y0 - y:y1 - y, x0 - x:x1 - x, i] = part
+        return out
+
+    def _read_region_zarr(self, lv: Level, x: int, y: int, w: int, h: int, t: int, z: int,
+                          channels: list[int] | None) -> np.ndarray:
+        import zarr
+
+        arr = self._zarr_arrays.get(lv.path)
+        if arr is None:
+            try:
+                arr = zarr.open_array(str(self.root / lv.path), mode="r")
+            except Exception as e:
+                raise StorageError("stored level is unreadable") from e
+            self._zarr_arrays[lv.path] = arr
+        try:
+            if self.meta.kind == "rgb":
+                block = np.asarray(arr[:, y:y + h, x:x + w])
+                return np.ascontiguousarray(block.transpose(1, 2, 0))
+            chans = channels or list(range(self.meta.size_c))
+            block = np.asarray(arr[t, :, z, y:y + h, x:x + w])[chans]
+            return np.ascontiguousarray(block.transpose(1, 2, 0))
+        except Exception as e:
+            raise StorageError("stored tile data is damaged") from e
+
+
+def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
+    """Open an image directory written by us (or any NGFF 0.4/0.5 image zarr can read).
+
+    Raises NotFound if there is no image, StorageError if it is damaged.
+    """
+    root = Path(root)
+    v3 = root / "zarr.json"
+    if v3.exists():
+        group = _load_json(v3)
+        attrs = group.get("attributes", {})
+        level_doc_name = "zarr.json"
+    elif (root / ".zattrs").exists():
+        attrs = _load_json(root / ".zattrs")
+        level_doc_name = ".zarray"
+    else:
+        raise NotFound("image not found")
+    try:
+        ome = attrs["ome"] if "ome" in attrs else attrs
+        datasets = ome["multiscales"][0]["datasets"]
+        docs = [_load_json(root / str(ds["path"]) / level_doc_name) for ds in datasets]
+        shapes = [tuple(int(s) for s in d["shape"]) for d in docs]
+        attrs = dict(attrs)
+        ours = dict(attrs.get("microtome", {}))
+        ours.setdefault("dtype", str(docs[0].get("data_type", docs[0].get("dtype", "uint8"))))
+        if level_doc_name == ".zarray":
+            ours["dtype"] = str(np.dtype(docs[0]["dtype"]))
+        attrs["microtome"] = ours
+        meta = meta_from_attributes(attrs, shapes)
+    except NotFound:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise StorageError("image metadata is malformed") from e
+    direct = all(_is_ours(d) for d in docs) and "microtome" in group_attrs_keys(root)
+    return Pyramid(root, meta, direct)
+
+
+def group_attrs_keys(root: Path) -> set[str]:
+    doc = root / "zarr.json"
+    if not doc.exists():
+        return set()
+    attrs = _load_json(doc).get("attributes", {})
+    ours = attrs.get("microtome", {}) if isinstance(attrs, dict) else {}
+    return {"microtome"} if isinstance(ours, dict) and "tile_size" in ours else set()
