@@ -1,0 +1,29 @@
+// Copies the browser builds of our npm dependencies into static/vendor/.
+// No bundler: the pages are plain ES modules, so "building" is a copy.
+// Offline-safe and idempotent: reads only node_modules/.
+import { cpSync, mkdirSync, rmSync, existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const vendor = join(here, "static", "vendor");
+
+const copies = [
+  // [source under node_modules, destination under static/vendor]
+  ["openseadragon/build/openseadragon/openseadragon.min.js", "openseadragon/openseadragon.min.js"],
+  ["openseadragon/build/openseadragon/images", "openseadragon/images"],
+  ["openseadragon/LICENSE.txt", "openseadragon/LICENSE.txt"],
+];
+
+rmSync(vendor, { recursive: true, force: true });
+for (const [src, dst] of copies) {
+  const from = join(here, "node_modules", src);
+  if (!existsSync(from)) {
+    console.error(`build: missing ${from}; run "npm ci" in frontend/ first`);
+    process.exit(1);
+  }
+  const to = join(vendor, dst);
+  mkdirSync(dirname(to), { recursive: true });
+  cpSync(from, to, { recursive: true });
+}
+console.log(`build: copied ${copies.length} vendor assets to static/vendor/`);

@@ -1,0 +1,89 @@
+// Thin JSON client for /api: session cookie + CSRF header, errors as exceptions.
+
+export const CSRF_HEADER = "X-CSRF-Token";
+const CSRF_COOKIES = ["microtome_csrf", "csrf_token", "csrftoken"];
+
+export class ApiError extends Error {
+  constructor(status, message, detail) {
+    super(message);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+let csrfToken = null;
+let shareToken = null;
+
+/** Remember the CSRF token a login/me response handed us. */
+export function setCsrf(token) { csrfToken = token || null; }
+
+/** Viewing through a share link: every API call carries its token. */
+export function setShareToken(token) { shareToken = token || null; }
+export const SHARE_HEADER = "X-Share-Token";
+
+function csrf() {
+  if (csrfToken) return csrfToken;
+  for (const part of document.cookie.split(";")) {
+    const [k, ...v] = part.trim().split("=");
+    if (CSRF_COOKIES.includes(k)) return decodeURIComponent(v.join("="));
+  }
+  return null;
+}
+
+/** Headers every state-changing request needs. */
+export function authHeaders(extra = {}) {
+  const h = { ...extra };
+  const token = csrf();
+  if (token) h[CSRF_HEADER] = token;
+  if (shareToken) h[SHARE_HEADER] = shareToken;
+  return h;
+}
+
+/**
+ * Call the API.  `opts.body` (object) is sent as JSON.  Throws ApiError with
+ * the server's {"error","detail"}; a 401 on a page that needs a session sends
+ * the user to the login page and back afterwards, unless opts.noRedirect.
+ */
+export async function api(path, opts = {}) {
+  const { method = "GET", body, noRedirect = false, headers = {}, raw = false } = opts;
+  const init = { method, credentials: "same-origin", headers: authHeaders({ Accept: "application/json", ...headers }) };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path.startsWith("/") ? path : `/api/${path}`, init);
+  } catch (e) {
+    throw new ApiError(0, "network error: the server could not be reached", String(e));
+  }
+  if (res.status === 401 && !noRedirect) {
+    toLogin();
+    throw new ApiError(401, "not logged in");
+  }
+  if (raw) return res;
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!res.ok) {
+    const msg = (data && (data.error || data.message)) || `${res.status} ${res.statusText}`;
+    throw new ApiError(res.status, msg, data && data.detail);
+  }
+  return data;
+}
+
+export function toLogin() {
+  const next = location.pathname + location.search + location.hash;
+  if (location.pathname !== "/login") location.assign(`/login?next=${encodeURIComponent(next)}`);
+}
+
+/** Items of a list response, whatever envelope the endpoint uses. */
+export function items(data) {
+  if (Array.isArray(data)) return data;
+  if (!data || typeof data !== "object") return [];
+  for (const k of ["items", "results", "data", "images", "projects", "annotations", "terms", "users", "keys", "members", "features"]) {
+    if (Array.isArray(data[k])) return data[k];
+  }
+  return [];
+}

@@ -1,0 +1,2 @@
+// Annotation layer: filled in by the annotation tools (see overlay.js).
+export function setupAnnotations() {}

@@ -1,0 +1,65 @@
+// Channel panel for multi-channel (fluorescence) images: toggle, colour,
+// window sliders, z/t sliders.  Changes are turned into the tile server's
+// rendering query parameters (see tileserver/render.py) and the tiles are
+// reloaded, debounced so dragging a slider does not flood the server.
+import { el } from "../ui.js";
+
+/** The tile-server query string for these channel settings and plane. */
+export function renderQuery(channels, z, t) {
+  const q = new URLSearchParams();
+  if (channels.length) {
+    const active = channels.filter((c) => c.active);
+    q.set("channels", active.map((c) => c.index).join(","));
+    q.set("colors", active.map((c) => c.color.replace("#", "")).join(","));
+    q.set("windows", active.map((c) => `${c.start}:${c.end}`).join(","));
+  }
+  if (z) q.set("z", String(z));
+  if (t) q.set("t", String(t));
+  return q.toString();
+}
+
+function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+}
+
+export function setupChannels(state, reloadTiles) {
+  const { meta } = state;
+  const multi = meta.channels.length > 1 || meta.kind !== "rgb";
+  if (!multi && meta.sizeZ <= 1 && meta.sizeT <= 1) return;
+  document.querySelector("#channel-panel").hidden = false;
+  const chans = meta.channels.map((c) => ({ ...c }));
+  const plane = { z: 0, t: 0 };
+  const apply = debounce(() => reloadTiles(renderQuery(chans, plane.z, plane.t)), 250);
+  const box = document.querySelector("#channels");
+  const step = meta.dtype.includes("float") ? "any" : "1";
+  for (const c of (multi ? chans : [])) {
+    const id = `ch-${c.index}`;
+    const onoff = el("input", { type: "checkbox", id, checked: c.active, "aria-label": `Show ${c.label}` });
+    onoff.addEventListener("change", () => { c.active = onoff.checked; apply(); });
+    const colour = el("input", { type: "color", value: c.color, "aria-label": `Colour of ${c.label}` });
+    colour.addEventListener("input", () => { c.color = colour.value; apply(); });
+    const lo = el("input", { type: "range", min: c.min, max: c.max, step, value: c.start, "aria-label": `${c.label} window start` });
+    const hi = el("input", { type: "range", min: c.min, max: c.max, step, value: c.end, "aria-label": `${c.label} window end` });
+    const readout = el("span", { class: "muted" }, `${c.start}–${c.end}`);
+    const onWindow = () => {
+      c.start = Math.min(Number(lo.value), Number(hi.value));
+      c.end = Math.max(Number(lo.value), Number(hi.value));
+      readout.textContent = `${c.start}–${c.end}`;
+      apply();
+    };
+    lo.addEventListener("input", onWindow);
+    hi.addEventListener("input", onWindow);
+    box.append(el("div", { class: "channel" },
+      onoff, el("label", { for: id, style: "margin:0;color:inherit" }, c.label), colour,
+      el("div", { class: "window" }, lo, hi), readout));
+  }
+  const planes = document.querySelector("#planes");
+  for (const [axis, size] of [["z", meta.sizeZ], ["t", meta.sizeT]]) {
+    if (size <= 1) continue;
+    const out = el("output", {}, "0");
+    const slider = el("input", { type: "range", min: 0, max: size - 1, step: 1, value: 0, id: `plane-${axis}`, "aria-label": `${axis.toUpperCase()} plane` });
+    slider.addEventListener("input", () => { plane[axis] = Number(slider.value); out.textContent = slider.value; apply(); });
+    planes.append(el("label", { for: `plane-${axis}` }, `${axis.toUpperCase()} plane `, out), slider);
+  }
+}

@@ -1,0 +1,257 @@
+// Viewer page: OpenSeadragon on the DZI source (IIIF fallback), scale bar,
+// magnification, rotation, full screen, shortcuts, link to the current view,
+// slide details; channels and annotations are wired in from their modules.
+import { api, ApiError } from "../api.js";
+import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "../ui.js";
+import { magnifications, niceScale, objectivePower } from "./scale.js";
+import { paramsToView, viewUrl } from "./link.js";
+import { normalizeMeta } from "./meta.js";
+import { setupChannels } from "./channels.js";
+import { setupAnnotations } from "./annotations/panel.js";
+import { setupShare, resolveShare } from "./share.js";
+
+const $ = (s) => document.querySelector(s);
+const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
+// Exposed for the browser tests and for debugging from the console.
+window.microtome = { state, tilesLoaded: 0, tilesFailed: 0, opened: false };
+
+function tileQuery() {
+  const q = new URLSearchParams(state.renderQuery);
+  if (state.token) q.set("share", state.token);
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+function dziUrl() { return `/dzi/${encodeURIComponent(state.id)}.dzi${tileQuery()}`; }
+function iiifUrl() { return `/iiif/3/${encodeURIComponent(state.id)}/info.json${tileQuery()}`; }
+export function imageUrl(path) { return `/images/${encodeURIComponent(state.id)}/${path}`; }
+
+function showStatus(text, isError = false) {
+  const box = $("#viewer-status");
+  box.hidden = !text;
+  box.textContent = text || "";
+  box.classList.toggle("error", isError);
+}
+
+async function waitUntilReady() {
+  // Catalog mode: a slide still converting is announced and opened when ready.
+  // Without a catalog entry (tile server alone) we go straight to the tiles.
+  for (;;) {
+    let image;
+    try {
+      image = await api(`images/${encodeURIComponent(state.id)}`, { noRedirect: true });
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401 && !state.token) { location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`); return null; }
+      if (e instanceof ApiError && e.status === 403) { showStatus("You do not have access to this image.", true); return null; }
+      return {};
+    }
+    state.image = image || {};
+    const status = String(state.image.status || "ready").toLowerCase();
+    if (status === "ready" || status === "done" || status === "available") return state.image;
+    if (status === "failed" || status === "error") {
+      showStatus(`This slide could not be converted: ${state.image.error || "unknown error"}`, true);
+      return null;
+    }
+    const pct = state.image.progress !== undefined && state.image.progress !== null ? ` ${Math.round(Number(state.image.progress) * (state.image.progress <= 1 ? 100 : 1))}%` : "";
+    showStatus(`This slide is still being converted${pct}… it opens as soon as it is ready.`);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+async function loadMeta() {
+  try {
+    const res = await fetch(imageUrl(`metadata${tileQuery()}`), { credentials: "same-origin" });
+    if (res.ok) return normalizeMeta(await res.json());
+  } catch { /* metadata is optional for viewing */ }
+  return normalizeMeta({});
+}
+
+function createViewer() {
+  const viewer = OpenSeadragon({
+    element: $("#osd"),
+    prefixUrl: "/static/vendor/openseadragon/images/",
+    // Canvas 2D: predictable in headless/software-rendered browsers and
+    // lets the annotation overlay share the same coordinate transforms.
+    drawer: "canvas",
+    showNavigator: true,
+    navigatorPosition: "TOP_RIGHT",
+    navigatorSizeRatio: 0.18,
+    showNavigationControl: false,
+    showRotationControl: false,
+    animationTime: 0.6,
+    blendTime: 0.1,
+    immediateRender: true,
+    maxZoomPixelRatio: 4,
+    visibilityRatio: 0.3,
+    crossOriginPolicy: false,
+    loadTilesWithAjax: false,
+    imageLoaderLimit: 6,
+    gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
+    keyboardNavEnabled: true,
+  });
+  viewer.addHandler("tile-loaded", () => { window.microtome.tilesLoaded += 1; });
+  viewer.addHandler("tile-load-failed", () => { window.microtome.tilesFailed += 1; });
+  return viewer;
+}
+
+function openSource(viewer) {
+  return new Promise((resolve) => {
+    let triedIiif = false;
+    const onFail = () => {
+      if (!triedIiif) { triedIiif = true; viewer.open(iiifUrl()); return; }
+      viewer.removeHandler("open", onOpen);
+      viewer.removeHandler("open-failed", onFail);
+      showStatus("This image could not be opened (no DZI or IIIF source).", true);
+      resolve(false);
+    };
+    const onOpen = () => {
+      viewer.removeHandler("open", onOpen);
+      viewer.removeHandler("open-failed", onFail);
+      resolve(true);
+    };
+    viewer.addHandler("open", onOpen);
+    viewer.addHandler("open-failed", onFail);
+    viewer.open(dziUrl());
+  });
+}
+
+/** Swap the tile source in place (new render parameters) without a blank frame. */
+export function reloadTiles(renderQuery) {
+  state.renderQuery = renderQuery;
+  const viewer = state.viewer;
+  const old = viewer.world.getItemAt(0);
+  viewer.addTiledImage({
+    tileSource: dziUrl(),
+    index: 0,
+    success: () => { if (old) viewer.world.removeItem(old); },
+    error: () => toast("Could not apply the channel settings", "error"),
+  });
+}
+
+function updateScalebar() {
+  const { viewer, meta } = state;
+  const bar = $("#scalebar");
+  const item = viewer.world.getItemAt(0);
+  if (!item || !meta.pixelUm) { bar.hidden = true; return; }
+  const screenPerImagePx = item.viewportToImageZoom(viewer.viewport.getZoom(true));
+  const s = niceScale(meta.pixelUm / screenPerImagePx, 150);
+  if (!s) return;
+  bar.hidden = false;
+  bar.querySelector(".bar").style.width = `${s.px.toFixed(1)}px`;
+  bar.querySelector(".label").textContent = s.um >= 1000 ? `${s.um / 1000} mm` : `${s.um} µm`;
+}
+
+function zoomToMagnification(mag) {
+  const { viewer, meta } = state;
+  const item = viewer.world.getItemAt(0);
+  const objective = objectivePower(meta.objective, meta.pixelUm);
+  if (!item || !objective) return;
+  viewer.viewport.zoomTo(item.imageToViewportZoom(mag / objective));
+}
+
+function setupControls() {
+  const { viewer, meta } = state;
+  $("#zoom-in").onclick = () => viewer.viewport.zoomBy(1.5);
+  $("#zoom-out").onclick = () => viewer.viewport.zoomBy(1 / 1.5);
+  $("#zoom-home").onclick = () => viewer.viewport.goHome();
+  $("#rotate-left").onclick = () => viewer.viewport.setRotation(viewer.viewport.getRotation() - 90);
+  $("#rotate-right").onclick = () => viewer.viewport.setRotation(viewer.viewport.getRotation() + 90);
+  $("#fullscreen").onclick = () => {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else document.querySelector(".viewer-main").requestFullscreen().catch(() => toast("Full screen is not available", "error"));
+  };
+  $("#copy-link").onclick = copyLink;
+  const objective = objectivePower(meta.objective, meta.pixelUm);
+  const mags = $("#mag-buttons");
+  for (const m of magnifications(objective)) {
+    mags.append(el("button", { type: "button", title: `Zoom to ${m}x`, "aria-label": `Zoom to ${m}x magnification`, onclick: () => zoomToMagnification(m) }, `${m}x`));
+  }
+  document.addEventListener("keydown", (e) => {
+    if (e.target.closest("input, textarea, select, [contenteditable]") || e.ctrlKey || e.metaKey || e.altKey) return;
+    const k = e.key;
+    if (k === "f") $("#fullscreen").click();
+    else if (k === "r") $("#rotate-right").click();
+    else if (k === "R") $("#rotate-left").click();
+    else if (k === "0") viewer.viewport.goHome();
+    else if (k === "l") copyLink();
+    else if (k === "+" || k === "=") viewer.viewport.zoomBy(1.5);
+    else if (k === "-") viewer.viewport.zoomBy(1 / 1.5);
+    else return;
+    e.preventDefault();
+  });
+  viewer.addHandler("update-viewport", updateScalebar);
+  viewer.addHandler("rotate", updateScalebar);
+  updateScalebar();
+}
+
+async function copyLink() {
+  const url = viewUrl(state.viewer);
+  history.replaceState(null, "", url);
+  try {
+    await navigator.clipboard.writeText(url);
+    toast("Link to this view copied");
+  } catch {
+    toast(`Link: ${url}`);
+  }
+}
+
+function renderInfo() {
+  const { meta, image } = state;
+  const name = (image && (image.name || image.filename)) || meta.name || state.id;
+  document.title = `${name} · Microtome`;
+  $("#image-name").textContent = name;
+  const rows = [
+    ["Size", meta.width ? `${meta.width.toLocaleString()} × ${meta.height.toLocaleString()} px` : ""],
+    ["Pixel size", meta.pixelUm ? `${meta.pixelUm.toPrecision(4)} µm` : "unknown"],
+    ["Objective", meta.objective ? `${meta.objective}x` : ""],
+    ["Levels", meta.levels || ""],
+    ["Channels", meta.channels.length > 1 ? meta.channels.length : ""],
+    ["Z / T", meta.sizeZ > 1 || meta.sizeT > 1 ? `${meta.sizeZ} / ${meta.sizeT}` : ""],
+    ["Format", meta.format || (image && image.format) || ""],
+    ["File size", image && image.size_bytes ? formatBytes(image.size_bytes) : ""],
+  ];
+  $("#image-info").replaceChildren(...rows.filter(([, v]) => v !== "" && v !== undefined)
+    .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  const assoc = $("#assoc");
+  for (const label of meta.associated.filter((a) => a === "label" || a === "macro")) {
+    const img = el("img", { src: imageUrl(`associated/${label}.png${tileQuery()}`), alt: `${label} image`, loading: "lazy" });
+    img.addEventListener("error", () => img.closest("figure").remove());
+    assoc.append(el("figure", {}, img, el("figcaption", {}, label)));
+  }
+}
+
+async function main() {
+  const shareToken = location.pathname.startsWith("/share/") ? decodeURIComponent(location.pathname.split("/")[2] || "") : null;
+  if (shareToken) {
+    const shared = await resolveShare(shareToken);
+    if (!shared) { showStatus("This share link is invalid or has expired.", true); return; }
+    state.token = shared.token;
+    state.id = shared.imageId;
+  } else {
+    state.id = idFromPath("viewer");
+  }
+  state.user = shareToken ? null : await currentUser();
+  renderTopbar(state.user);
+  if (!state.id) { showStatus("No image selected. Pick one from the image list.", true); return; }
+  if (typeof OpenSeadragon === "undefined") { showStatus("The viewer library is missing: run the front-end build (make).", true); return; }
+  const image = await waitUntilReady();
+  if (image === null) return;
+  showStatus("");
+  state.meta = await loadMeta();
+  state.viewer = createViewer();
+  renderInfo();
+  const ok = await openSource(state.viewer);
+  if (!ok) return;
+  window.microtome.opened = true;
+  paramsToView(state.viewer, new URLSearchParams(location.search));
+  setupControls();
+  setupChannels(state, reloadTiles);
+  if (!state.token || state.user) setupAnnotations(state);
+  else setupAnnotations(state, { readOnly: true });
+  setupShare(state);
+}
+
+main().catch((e) => {
+  showStatus(`The viewer failed to start: ${e.message}`, true);
+  throw e;
+});
