@@ -1,0 +1,1 @@
+"""Annotations: geometries and terms on images, viewport queries, GeoJSON in and out."""

@@ -1,0 +1,187 @@
+"""Reading annotations by place: viewport (bbox) queries, clusters, counts, stats.
+
+All boxes are image pixels at level 0 (origin top-left, y down).  The GiST
+index on `sbox` (x shifted by image_id * 2^26, see migration 0100) answers
+"what is in this rectangle of this image"; exact predicates against a drawn
+shape run in shapely on the index's candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import numpy as np
+import shapely
+
+from pyramid.errors import InvalidRequest
+
+from .geometry import SHIFT, ImageFrame, index_box
+
+Conn = asyncpg.Connection | asyncpg.Pool
+Box = tuple[float, float, float, float]
+
+#: Columns the viewport needs (kept small: this is the hot path).
+LIGHT_COLS = "a.id, a.geom, a.kind, a.term_ids, a.user_id"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional narrowing of a query; every set field must match."""
+
+    term_ids: tuple[int, ...] = ()        # any of these terms
+    user_ids: tuple[int, ...] = ()
+    kinds: tuple[str, ...] = ()
+    producer: str | None = None
+    project_id: int | None = None
+    untermed: bool = False                 # only annotations without a term
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.term_ids or self.user_ids or self.kinds or self.untermed
+                    or self.producer is not None or self.project_id is not None)
+
+
+def clamp_box(frame: ImageFrame, box: Box | None) -> Box | None:
+    """The part of `box` inside the image, None when there is none.  None means all."""
+    if box is None:
+        return (0.0, 0.0, float(frame.width), float(frame.height))
+    x0, y0, x1, y1 = box
+    if not all(np.isfinite(box)) or x1 < x0 or y1 < y0:
+        raise InvalidRequest("bbox must be x0,y0,x1,y1 with x0 <= x1 and y0 <= y1")
+    x0, y0 = max(x0, 0.0), max(y0, 0.0)
+    x1, y1 = min(x1, float(frame.width)), min(y1, float(frame.height))
+    if x1 < x0 or y1 < y0:
+        return None
+    return (x0, y0, x1, y1)
+
+
+def _where(frame: ImageFrame, box: Box, f: Filters, args: list[Any],
+           with_image: bool = True) -> str:
+    """SQL condition; appends its parameters to `args`."""
+    args.append(index_box(frame.image_id, *box))
+    conds = [f"a.sbox && ${len(args)}::box"]
+    if with_image:
+        args.append(frame.image_id)
+        conds.append(f"a.image_id = ${len(args)}")
+    if f.term_ids:
+        args.append(list(f.term_ids))
+        conds.append(f"a.term_ids && ${len(args)}::bigint[]")
+    if f.untermed:
+        conds.append("cardinality(a.term_ids) = 0")
+    if f.user_ids:
+        args.append(list(f.user_ids))
+        conds.append(f"a.user_id = ANY(${len(args)}::bigint[])")
+    if f.kinds:
+        args.append(list(f.kinds))
+        conds.append(f"a.kind = ANY(${len(args)}::text[])")
+    if f.producer is not None:
+        args.append(f.producer)
+        conds.append(f"a.producer = ${len(args)}")
+    if f.project_id is not None:
+        args.append(f.project_id)
+        conds.append(f"a.project_id = ${len(args)}")
+    return " AND ".join(conds)
+
+
+async def count_upto(conn: Conn, frame: ImageFrame, box: Box, f: Filters, cap: int) -> int:
+    """min(number of matches, cap): cheap whatever the density (stops at cap)."""
+    args: list[Any] = []
+    # Without filters the shifted box alone selects the image: index-only scan.
+    where = _where(frame, box, f, args, with_image=not f.empty)
+    args.append(cap)
+    return int(await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM annotations a WHERE {where} "
+        f"LIMIT ${len(args)}) s", *args))
+
+
+async def fetch_page(conn: Conn, frame: ImageFrame, box: Box, f: Filters, *, limit: int,
+                     after: int | None = None, cols: str = LIGHT_COLS
+                     ) -> list[asyncpg.Record]:
+    """Up to `limit` matching rows with id > after, by id (keyset pagination)."""
+    args: list[Any] = []
+    where = _where(frame, box, f, args)
+    if after is not None:
+        args.append(after)
+        where += f" AND a.id > ${len(args)}"
+    args.append(limit)
+    return await conn.fetch(
+        f"SELECT {cols} FROM annotations a WHERE {where} ORDER BY a.id LIMIT ${len(args)}",
+        *args)
+
+
+async def clusters(conn: Conn, frame: ImageFrame, box: Box, f: Filters, grid: int
+                   ) -> list[asyncpg.Record]:
+    """Counts of annotations per cell of a grid×grid division of `box` (by bbox centre)."""
+    x0, y0, x1, y1 = box
+    cell = max(x1 - x0, y1 - y0, 1.0) / grid
+    args: list[Any] = []
+    where = _where(frame, box, f, args, with_image=not f.empty)
+    off = frame.image_id * SHIFT
+    args += [off + x0, y0, cell]
+    ox, oy, c = len(args) - 2, len(args) - 1, len(args)
+    cx = "(((a.sbox[0])[0] + (a.sbox[1])[0]) / 2)"
+    cy = "(((a.sbox[0])[1] + (a.sbox[1])[1]) / 2)"
+    return await conn.fetch(
+        f"""SELECT floor(({cx} - ${ox}) / ${c})::int AS gx, floor(({cy} - ${oy}) / ${c})::int AS gy,
+                   count(*) AS n, avg({cx}) - {off}::float8 AS x, avg({cy}) AS y,
+                   min((a.sbox[1])[0]) - {off}::float8 AS bx0, min((a.sbox[1])[1]) AS by0,
+                   max((a.sbox[0])[0]) - {off}::float8 AS bx1, max((a.sbox[0])[1]) AS by1
+            FROM annotations a WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2""", *args)
+
+
+PREDICATES = ("intersects", "within", "contains")
+
+
+def exact_filter(rows: Sequence[asyncpg.Record], shape: shapely.Geometry,
+                 predicate: str) -> list[asyncpg.Record]:
+    """Rows whose geometry `predicate`s the drawn shape: 'intersects' it, lies 'within'
+    it, or 'contains' it.  CPU work: call from an executor for big inputs."""
+    if not rows:
+        return []
+    geoms = shapely.from_wkb([r["geom"] for r in rows])
+    shapely.prepare(shape)
+    if predicate == "intersects":
+        mask = shapely.intersects(shape, geoms)
+    elif predicate == "within":
+        mask = shapely.contains(shape, geoms)
+    else:
+        mask = shapely.within(shape, geoms)
+    return [r for r, ok in zip(rows, mask, strict=True) if ok]
+
+
+async def term_counts(conn: Conn, frame: ImageFrame, box: Box, f: Filters) -> dict[str, Any]:
+    """{"total", "untermed", "terms": {term_id: n}} for the matches."""
+    args: list[Any] = []
+    where = _where(frame, box, f, args)
+    row = await conn.fetchrow(
+        f"""SELECT count(*) AS total, count(*) FILTER (WHERE cardinality(a.term_ids) = 0)
+                   AS untermed FROM annotations a WHERE {where}""", *args)
+    assert row is not None
+    per = await conn.fetch(
+        f"""SELECT t AS term_id, count(*) AS n FROM annotations a, unnest(a.term_ids) t
+            WHERE {where} GROUP BY t ORDER BY t""", *args)
+    return {"total": row["total"], "untermed": row["untermed"],
+            "terms": {str(r["term_id"]): r["n"] for r in per}}
+
+
+async def term_stats(conn: Conn, frame: ImageFrame, box: Box, f: Filters
+                     ) -> list[dict[str, Any]]:
+    """Per term (None = no term): count, total/mean area and mean perimeter."""
+    args: list[Any] = []
+    where = _where(frame, box, f, args)
+    rows = await conn.fetch(
+        f"""SELECT t.term_id, count(*) AS count,
+                   sum(a.area_px) AS area_px_sum, avg(a.area_px) AS area_px_mean,
+                   sum(a.area_um2) AS area_um2_sum, avg(a.area_um2) AS area_um2_mean,
+                   avg(a.perimeter_um) AS perimeter_um_mean,
+                   avg(a.perimeter_px) AS perimeter_px_mean
+            FROM annotations a
+            LEFT JOIN LATERAL unnest(CASE WHEN cardinality(a.term_ids) = 0
+                                          THEN ARRAY[NULL::bigint] ELSE a.term_ids END)
+                 AS t(term_id) ON true
+            WHERE {where} GROUP BY t.term_id ORDER BY t.term_id NULLS FIRST""", *args)
+    return [dict(r) for r in rows]
