@@ -74,7 +74,7 @@ def _coords(raw: Any, what: str) -> np.ndarray:
     if not isinstance(raw, list) or not raw:
         raise Unprocessable(f"{what}: coordinates must be a non-empty list of positions")
     try:
-        arr = np.asarray(raw, dtype=np.float64)
+        arr: np.ndarray = np.asarray(raw, dtype=np.float64)
     except (ValueError, TypeError):
         raise Unprocessable(f"{what}: positions must be lists of 2 or 3 numbers") from None
     if arr.ndim != 2 or arr.shape[1] not in (2, 3):

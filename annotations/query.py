@@ -20,7 +20,7 @@ from pyramid.errors import InvalidRequest
 
 from .geometry import SHIFT, ImageFrame, index_box
 
-Conn = asyncpg.Connection | asyncpg.Pool
+type Conn = asyncpg.Connection | asyncpg.Pool
 Box = tuple[float, float, float, float]
 
 #: Columns the viewport needs (kept small: this is the hot path).

@@ -17,7 +17,7 @@ from pyramid.errors import NotFound
 
 from .geometry import SHIFT, ImageFrame, Prepared, check_frame, index_box
 
-Conn = asyncpg.Connection | asyncpg.Pool
+type Conn = asyncpg.Connection | asyncpg.Pool
 
 #: Columns of a full annotation, `bbox` un-shifted back to image pixels.
 COLS = (f"a.id, a.image_id, a.project_id, a.user_id, a.producer, a.kind, a.shape, a.geom, "

@@ -13,7 +13,7 @@ from pyramid.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _COLS = "id, project_id, name, color, parent_id, created_at, updated_at"
 
-Conn = asyncpg.Connection | asyncpg.Pool
+type Conn = asyncpg.Connection | asyncpg.Pool
 
 
 def normalize_color(value: Any) -> str:

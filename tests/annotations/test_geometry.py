@@ -56,7 +56,7 @@ def test_rectangle_and_ellipse_keep_their_parameters() -> None:
     e = prepare(None, FRAME, shape={"type": "ellipse", "cx": 100, "cy": 100, "rx": 50,
                                     "ry": 20, "angle": 30})
     assert e.kind == "ellipse" and e.area_px == pytest.approx(math.pi * 50 * 20, rel=0.01)
-    c, kind, params = geometry_from_shape({"type": "circle", "cx": 50, "cy": 50, "r": 10})
+    _c, kind, params = geometry_from_shape({"type": "circle", "cx": 50, "cy": 50, "r": 10})
     assert kind == "ellipse" and params["rx"] == params["ry"] == 10
 
 

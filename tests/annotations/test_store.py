@@ -11,7 +11,7 @@ from annotations.geometry import prepare
 from annotations.query import Filters
 from pyramid.errors import Conflict, Unprocessable
 
-from .conftest import Seed, seed_catalog
+from .conftest import Seed
 
 
 def square(x: float, y: float, s: float = 10) -> dict:
