@@ -1,0 +1,15 @@
+"""Converters: every common slide/microscopy format to OME-Zarr.
+
+Public API (used by the CLI and the upload job runner):
+
+- `convert(src, dst, options, progress) -> ConvertResult`
+- `open_source(path) -> SourceReader`, `detect(path) -> str`
+- `ConvertOptions`, `Progress`, `ConvertResult`, `SourceReader`, `SourceInfo`
+"""
+
+from .base import SourceInfo, SourceReader
+from .convert import ConvertOptions, ConvertResult, Progress, convert
+from .sources import FORMATS, detect, open_source
+
+__all__ = ["FORMATS", "ConvertOptions", "ConvertResult", "Progress", "SourceInfo",
+           "SourceReader", "convert", "detect", "open_source"]

@@ -1,0 +1,126 @@
+"""Plain pictures through Pillow: JPEG, PNG, GIF, BMP, WebP, JPEG 2000.
+
+These formats have no random access, so the image is decoded once, whole,
+after its header dimensions were checked against the memory limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyramid.errors import SourceError
+
+from ..base import ChannelInfo, SourceInfo, SourceReader, check_decoded_size, clean_json
+
+#: Our format name -> Pillow's format id.
+PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP",
+               "jpeg2000": "JPEG2000"}
+
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "LA": 2, "P": 4, "PA": 4, "RGB": 3, "RGBA": 4, "CMYK": 4,
+                    "YCbCr": 3, "LAB": 3, "I": 4, "F": 4, "I;16": 2, "I;16B": 2,
+                    "I;16L": 2, "I;16N": 2}
+
+
+class PilReader(SourceReader):
+    def __init__(self, path: Path, fmt: str) -> None:
+        from PIL import Image, ImageOps
+
+        try:
+            with Image.open(path, formats=[PIL_FORMATS[fmt]]) as im:
+                w, h = im.size
+                check_decoded_size(w, h, _BYTES_PER_PIXEL.get(im.mode, 4) + 4)
+                self._meta = _pil_meta(im)
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                arr, rgb, notes = _to_array(im)
+        except SourceError:
+            raise
+        except Image.DecompressionBombError as e:
+            raise SourceError("image dimensions are implausibly large "
+                              "(decompression bomb)") from e
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise SourceError(f"cannot decode {fmt.upper()}: {_short(e)}") from e
+        except MemoryError as e:
+            raise SourceError("image too large to decode in memory") from e
+        self._arr = arr
+        h, w = arr.shape[:2]
+        n = arr.shape[2]
+        lossy = fmt == "jpeg" or (fmt == "webp" and not _webp_lossless(path))
+        self.info = SourceInfo(
+            format=fmt, width=w, height=h, dtype=str(arr.dtype), rgb=rgb, size_c=n,
+            levels=[(w, h)], lossy=lossy, notes=notes,
+            channels=[] if rgb else [ChannelInfo(n_) for n_ in _channel_names(n)],
+        )
+
+    def read_region(self, x: int, y: int, w: int, h: int, t: int = 0, z: int = 0,
+                    channels: list[int] | None = None) -> np.ndarray:
+        block = self._arr[y:y + h, x:x + w]
+        if channels is not None and not self.info.rgb:
+            block = block[..., channels]
+        return block
+
+    def original_metadata(self) -> dict[str, Any]:
+        return self._meta
+
+
+def _channel_names(n: int) -> list[str]:
+    return ["gray"] if n == 1 else [f"C{i}" for i in range(n)]
+
+
+def _to_array(im: Any) -> tuple[np.ndarray, bool, list[str]]:
+    """Pillow image -> (h, w, n) array, whether it is RGB, notes."""
+    from PIL import Image
+
+    notes: list[str] = []
+    mode = im.mode
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
+        mode = im.mode
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+        mode = "RGB"
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        base = "RGB" if mode.startswith("RGB") else "L"
+        bg = Image.new(base, im.size, 255 if base == "L" else (255, 255, 255))
+        bg.paste(im.convert("RGBA" if base == "RGB" else "LA"), mask=im.getchannel("A"))
+        im, mode = bg, base
+        notes.append("alpha composited on white")
+    if mode == "1":
+        arr = np.asarray(im, dtype=np.uint8)
+        notes.append("1-bit samples stored as uint8 0/1")
+    elif mode.startswith("I;16"):
+        arr = np.asarray(im).astype(np.uint16)
+    else:
+        arr = np.asarray(im)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return np.ascontiguousarray(arr), mode == "RGB", notes
+
+
+def _pil_meta(im: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"format": im.format, "mode": im.mode, "size": list(im.size)}
+    info = {k: v for k, v in im.info.items() if k not in ("icc_profile", "exif")}
+    meta["info"] = clean_json(info)
+    try:
+        exif = im.getexif()
+        meta["exif"] = clean_json({str(k): v for k, v in exif.items()})
+    except Exception:
+        pass
+    return meta
+
+
+def _webp_lossless(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        return head[12:16] == b"VP8L"
+    except OSError:
+        return False
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:200]

@@ -1,0 +1,289 @@
+"""TIFF through tifffile: OME-TIFF (5D, pyramidal with SubIFDs), PerkinElmer
+QPTIFF, and every generic TIFF (tiled or striped, BigTIFF, 1-64 bit, float).
+
+Pixels are read lazily through tifffile's zarr store, so a region read
+decodes only the tiles/strips it touches.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyramid.errors import SourceError
+
+from ..base import ChannelInfo, SourceInfo, SourceReader, clean_json
+from . import orientation as orient
+
+_UNIT_UM = {"m": 1e6, "mm": 1e3, "µm": 1.0, "um": 1.0, "nm": 1e-3, "cm": 1e4, "pm": 1e-6,
+            "Å": 1e-4, "in": 25400.0, "inch": 25400.0}
+_LOSSY = {"JPEG", "OJPEG", "JPEG2000", "APERIO_JP2000_YCBC", "APERIO_JP2000_RGB", "WEBP",
+          "JPEGXL", "JPEGXR", "JPEG_2000_LOSSY", "JPEGXL_DNG"}
+
+
+def _um(value: Any, unit: Any) -> float | None:
+    try:
+        v = float(value) * _UNIT_UM.get(str(unit or "µm"), 1.0)
+    except (TypeError, ValueError):
+        return None
+    return v if v > 0 and np.isfinite(v) else None
+
+
+def _ome_color(value: Any) -> str | None:
+    try:
+        rgba = int(value) & 0xFFFFFFFF
+    except (TypeError, ValueError):
+        return None
+    return f"{(rgba >> 24) & 255:02X}{(rgba >> 16) & 255:02X}{(rgba >> 8) & 255:02X}"
+
+
+def _as_list(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+class TiffReader(SourceReader):
+    def __init__(self, path: Path, fmt: str = "tiff") -> None:
+        import tifffile
+
+        try:
+            self._tif = tifffile.TiffFile(str(path))
+            series = self._tif.series[0]
+            page = series.pages[0] if series.pages else self._tif.pages[0]
+        except Exception as e:
+            raise SourceError(f"not a readable TIFF: {_short(e)}") from e
+        try:
+            self._setup(fmt, series, page)
+        except SourceError:
+            self._tif.close()
+            raise
+        except Exception as e:
+            self._tif.close()
+            raise SourceError(f"unsupported TIFF layout: {_short(e)}") from e
+
+    # -- discovery ----------------------------------------------------------
+    def _setup(self, fmt: str, series: Any, page: Any) -> None:
+        import tifffile
+        import zarr
+
+        comp = page.compression
+        if not isinstance(comp, tifffile.COMPRESSION):
+            raise SourceError(f"unsupported TIFF compression {int(comp)}")
+        if comp != tifffile.COMPRESSION.NONE and not _decoder_available(comp):
+            raise SourceError(f"unsupported TIFF compression {comp.name}")
+        axes = series.axes
+        shape = series.shape
+        dims = dict(zip(axes, shape, strict=True))
+        if "Y" not in dims or "X" not in dims:
+            raise SourceError(f"TIFF series has no 2D planes (axes {axes})")
+        dtype = np.dtype(series.dtype)
+        if dtype.kind not in "uifb" or dtype.itemsize > 8:
+            raise SourceError(f"unsupported sample type {dtype}")
+        self._axes = axes
+        self._store = series.aszarr(level=0)
+        self._arr = zarr.open(self._store, mode="r")
+        self._lock = threading.Lock()
+        samples = dims.get("S", 1)
+        photometric = getattr(page.photometric, "name", str(page.photometric))
+        # Three interleaved 8-bit colour samples: RGB brightfield.  A fourth
+        # sample (alpha) is composited on white.
+        self._rgb = (dtype == np.uint8 and samples in (3, 4) and dims.get("C", 1) == 1
+                     and photometric in ("RGB", "YCBCR"))
+        self._alpha = self._rgb and samples == 4
+        other = [a for a in axes if a not in "TCZYXS"]
+        self._other = other
+        # Unknown axes (tifffile's I, Q, ...): treated as extra planes along z
+        # (or t when z exists) so no plane is dropped.
+        if "Z" not in dims and other:
+            self._z_axes, self._t_axes = other, [a for a in axes if a == "T"]
+        else:
+            self._z_axes = [a for a in axes if a == "Z"]
+            self._t_axes = [a for a in axes if a == "T"] + other
+        size_t = int(np.prod([dims[a] for a in self._t_axes])) if self._t_axes else 1
+        size_z = int(np.prod([dims[a] for a in self._z_axes])) if self._z_axes else 1
+        size_c = 3 if self._rgb else dims.get("C", 1) * samples
+        self._dims = dims
+        self._orientation = int(page.orientation) if hasattr(page, "orientation") else 1
+        sw, sh = dims["X"], dims["Y"]
+        self._stored = (sw, sh)
+        width, height = orient.oriented_size(self._orientation, sw, sh)
+        self._out_dtype = np.dtype(np.uint8) if dtype == np.bool_ else dtype
+        channels, px, zsp, vendor, fmt = self._metadata(fmt, size_c, page)
+        tile = int(page.tilewidth or 0)
+        self.info = SourceInfo(
+            format=fmt, vendor=vendor, width=width, height=height,
+            dtype=str(self._out_dtype), rgb=self._rgb, size_t=size_t, size_c=size_c,
+            size_z=size_z, levels=[(lv.shape[lv.axes.index("X")], lv.shape[lv.axes.index("Y")])
+                                   for lv in series.levels],
+            pixel_size_um=px, z_spacing_um=zsp, channels=channels,
+            lossy=comp.name in _LOSSY, whole_slide=bool(tile) and len(series.levels) > 1,
+            tile_size=tile,
+        )
+        bits = int(page.bitspersample)
+        if bits < 8 and dtype != np.bool_:
+            self.info.notes.append(f"{bits}-bit samples stored as uint8 values")
+        if dtype == np.bool_:
+            self.info.notes.append("1-bit samples stored as uint8 0/1")
+        if self._alpha:
+            self.info.notes.append("alpha composited on white")
+        if self._orientation != 1:
+            self.info.notes.append(f"TIFF orientation {self._orientation} applied")
+        self._bits = bits
+
+    def _metadata(self, fmt: str, size_c: int, page: Any
+                  ) -> tuple[list[ChannelInfo], tuple[float, float] | None, float | None,
+                             str | None, str]:
+        tif = self._tif
+        channels: list[ChannelInfo] = []
+        px: tuple[float, float] | None = None
+        zsp: float | None = None
+        vendor: str | None = None
+        if tif.is_ome and tif.ome_metadata:
+            fmt, vendor = "ome-tiff", "ome"
+            px, zsp, channels = _ome_meta(tif.ome_metadata, size_c)
+        elif tif.is_qpi:
+            fmt, vendor = "qptiff", "perkinelmer"
+            for p in tif.series[0].pages[:size_c]:
+                m = re.search(r"<Name>([^<]*)</Name>", getattr(p, "description", "") or "")
+                channels.append(ChannelInfo(m.group(1) if m else f"C{len(channels)}"))
+        if px is None:
+            px = _resolution_um(page)
+        if not channels and not self._rgb:
+            channels = [ChannelInfo(f"C{i}") for i in range(size_c)]
+        return channels, px, zsp, vendor, fmt
+
+    # -- pixels -------------------------------------------------------------
+    def read_region(self, x: int, y: int, w: int, h: int, t: int = 0, z: int = 0,
+                    channels: list[int] | None = None) -> np.ndarray:
+        sx, sy, sw, sh = orient.source_rect(self._orientation, *self._stored, x, y, w, h)
+        pos = dict(zip(self._t_axes, _unravel(t, [self._dims[a] for a in self._t_axes]),
+                       strict=True))
+        pos.update(zip(self._z_axes, _unravel(z, [self._dims[a] for a in self._z_axes]),
+                       strict=True))
+        idx: list[Any] = []
+        for a in self._axes:
+            if a == "Y":
+                idx.append(slice(sy, sy + sh))
+            elif a == "X":
+                idx.append(slice(sx, sx + sw))
+            elif a in "CS":
+                idx.append(slice(None))
+            else:
+                idx.append(pos[a])
+        try:
+            block = np.asarray(self._arr[tuple(idx)])
+        except Exception as e:
+            raise SourceError(f"damaged image data near ({x},{y}): {_short(e)}") from e
+        kept = [a for a in self._axes if a in "CYXS"]
+        # -> (y, x, c*s)
+        order = [kept.index("Y"), kept.index("X")] + [kept.index(a) for a in kept
+                                                      if a in "CS"]
+        block = block.transpose(order)
+        block = block.reshape(block.shape[0], block.shape[1], -1)
+        if block.dtype == np.bool_:
+            block = block.view(np.uint8)
+        if self._rgb:
+            block = _composite(block) if self._alpha else block[..., :3]
+        block = orient.apply(self._orientation, block)
+        if channels is not None and not self._rgb:
+            block = block[..., channels]
+        return np.ascontiguousarray(block.astype(self._out_dtype, copy=False))
+
+    def original_metadata(self) -> dict[str, Any]:
+        tif = self._tif
+        out: dict[str, Any] = {"axes": self._axes, "shape": list(self._arr.shape)}
+        page = tif.pages[0]
+        tags = {}
+        for tag in page.tags.values():
+            if tag.code in (273, 279, 324, 325):  # offsets and byte counts
+                continue
+            tags[tag.name] = tag.value
+        out["tags"] = clean_json(tags)
+        if tif.is_ome and tif.ome_metadata:
+            out["ome_xml"] = tif.ome_metadata
+        return out
+
+    def close(self) -> None:
+        try:
+            self._store.close()
+        except Exception:
+            pass
+        self._tif.close()
+
+
+def _composite(rgba: np.ndarray) -> np.ndarray:
+    a = rgba[..., 3:4].astype(np.uint16)
+    out = (rgba[..., :3].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def _decoder_available(comp: Any) -> bool:
+    import tifffile
+
+    try:
+        tifffile.TIFF.DECOMPRESSORS[comp]
+        return True
+    except Exception:
+        return False
+
+
+def _resolution_um(page: Any) -> tuple[float, float] | None:
+    """Pixel size from XResolution/YResolution when the unit is physical."""
+    try:
+        unit = page.resolutionunit.name
+        if unit not in ("CENTIMETER", "INCH", "MILLIMETER", "MICROMETER"):
+            return None
+        xr, yr = page.get_resolution()
+        per = {"CENTIMETER": 1e4, "INCH": 25400.0, "MILLIMETER": 1e3, "MICROMETER": 1.0}[unit]
+        if xr <= 0 or yr <= 0:
+            return None
+        px, py = per / xr, per / yr
+        # 72/96/300 dpi are screen/print defaults, not microscope calibrations.
+        dpi = 25400.0 / px
+        if round(dpi) in (72, 96, 100, 150, 200, 300, 400, 600, 1200, 2400):
+            return None
+        return (px, py) if 0 < px < 1e5 and 0 < py < 1e5 else None
+    except Exception:
+        return None
+
+
+def _ome_meta(xml: str, size_c: int
+              ) -> tuple[tuple[float, float] | None, float | None, list[ChannelInfo]]:
+    import tifffile
+
+    try:
+        doc = tifffile.xml2dict(xml)
+        image = _as_list(doc["OME"]["Image"])[0]
+        pixels = image["Pixels"]
+    except Exception:
+        return None, None, []
+    pxx = _um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit"))
+    pxy = _um(pixels.get("PhysicalSizeY"), pixels.get("PhysicalSizeYUnit"))
+    pz = _um(pixels.get("PhysicalSizeZ"), pixels.get("PhysicalSizeZUnit"))
+    px = (pxx, pxy or pxx) if pxx else None
+    channels = []
+    for i, ch in enumerate(_as_list(pixels.get("Channel"))):
+        if not isinstance(ch, dict):
+            continue
+        name = ch.get("Name") or ch.get("Fluor") or f"C{i}"
+        channels.append(ChannelInfo(str(name), _ome_color(ch.get("Color"))))
+    if len(channels) != size_c:
+        channels = channels[:size_c] + [ChannelInfo(f"C{i}") for i in range(len(channels),
+                                                                             size_c)]
+    return px, pz, channels
+
+
+def _unravel(i: int, sizes: list[int]) -> list[int]:
+    if not sizes:
+        return []
+    return [int(v) for v in np.unravel_index(i, sizes)]
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:200]
