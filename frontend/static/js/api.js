@@ -74,6 +74,7 @@ export async function api(path, opts = {}) {
 }
 
 export function toLogin() {
+  localStorage.removeItem("microtome.session");
   const next = location.pathname + location.search + location.hash;
   if (location.pathname !== "/login") location.assign(`/login?next=${encodeURIComponent(next)}`);
 }

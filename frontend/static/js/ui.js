@@ -62,15 +62,34 @@ export function formatDate(s) {
   return Number.isNaN(d.getTime()) ? String(s) : d.toLocaleString();
 }
 
-/** The logged-in user, or null (no redirect). */
+const SESSION_KEY = "microtome.session";
+
+/** The session remembered at login ({user, csrf_token}); the cookie itself is HttpOnly. */
+export function storedSession() {
+  try { return JSON.parse(localStorage.getItem(SESSION_KEY) || "null"); } catch { return null; }
+}
+
+export function saveSession(data) {
+  if (!data) { localStorage.removeItem(SESSION_KEY); setCsrf(null); return; }
+  localStorage.setItem(SESSION_KEY, JSON.stringify({ user: data.user, csrf_token: data.csrf_token }));
+  setCsrf(data.csrf_token);
+}
+
+/**
+ * The logged-in user, or null.  Only asks the server when this browser
+ * logged in before, so anonymous visitors cause no failing request.
+ */
 export async function currentUser() {
+  const stored = storedSession();
+  if (!stored) return null;
+  setCsrf(stored.csrf_token);
   try {
-    const me = await api("me", { noRedirect: true });
-    const user = me && (me.user || me);
-    if (me && me.csrf_token) setCsrf(me.csrf_token);
-    return user && (user.id !== undefined || user.username) ? user : null;
-  } catch {
-    return null;
+    const me = await api("session", { noRedirect: true });
+    saveSession(me);
+    return me.user;
+  } catch (e) {
+    if (e.status === 401) { saveSession(null); return null; }
+    return stored.user; // server unreachable: keep going, requests will tell
   }
 }
 
@@ -82,7 +101,7 @@ export function renderTopbar(user) {
     el("a", { class: "brand", href: "/" }, el("img", { src: "/static/img/favicon.svg", alt: "" }), "Microtome"),
     el("nav", { "aria-label": "Main" },
       user ? el("a", { href: "/" }, "Projects") : null,
-      user ? el("a", { href: "/keys" }, "API keys") : null),
+      user ? el("a", { href: "/keys" }, user.is_admin ? "API keys & users" : "API keys") : null),
     el("div", { class: "who" },
       user ? el("span", {}, user.username || user.name || "") : null,
       user ? el("button", { type: "button", onclick: logout }, "Log out")
@@ -91,7 +110,8 @@ export function renderTopbar(user) {
 }
 
 async function logout() {
-  try { await api("logout", { method: "POST", noRedirect: true }); } catch { /* already gone */ }
+  try { await api("session", { method: "DELETE", noRedirect: true }); } catch { /* already gone */ }
+  saveSession(null);
   location.assign("/login");
 }
 

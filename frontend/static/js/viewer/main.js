@@ -1,7 +1,7 @@
 // Viewer page: OpenSeadragon on the DZI source (IIIF fallback), scale bar,
 // magnification, rotation, full screen, shortcuts, link to the current view,
 // slide details; channels and annotations are wired in from their modules.
-import { api, ApiError } from "../api.js";
+import { api, ApiError, items } from "../api.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "../ui.js";
 import { magnifications, niceScale, objectivePower } from "./scale.js";
 import { paramsToView, viewUrl } from "./link.js";
@@ -52,7 +52,13 @@ async function waitUntilReady() {
       showStatus(`This slide could not be converted: ${state.image.error || "unknown error"}`, true);
       return null;
     }
-    const pct = state.image.progress !== undefined && state.image.progress !== null ? ` ${Math.round(Number(state.image.progress) * (state.image.progress <= 1 ? 100 : 1))}%` : "";
+    let pct = "";
+    if (state.user) {
+      try {
+        const job = items(await api(`images/${encodeURIComponent(state.id)}/jobs?limit=1`, { noRedirect: true }))[0];
+        if (job && job.status === "running") pct = ` (${Math.round(job.progress * 100)}%)`;
+      } catch { /* progress is a nicety */ }
+    }
     showStatus(`This slide is still being converted${pct}… it opens as soon as it is ready.`);
     await new Promise((r) => setTimeout(r, 2000));
   }
@@ -221,16 +227,17 @@ function renderInfo() {
 }
 
 async function main() {
-  const shareToken = location.pathname.startsWith("/share/") ? decodeURIComponent(location.pathname.split("/")[2] || "") : null;
+  const params = new URLSearchParams(location.search);
+  const shareToken = params.get("share") || (location.pathname.startsWith("/share/") ? decodeURIComponent(location.pathname.split("/")[2] || "") : null);
+  state.id = idFromPath("viewer");
   if (shareToken) {
     const shared = await resolveShare(shareToken);
-    if (!shared) { showStatus("This share link is invalid or has expired.", true); return; }
-    state.token = shared.token;
-    state.id = shared.imageId;
-  } else {
-    state.id = idFromPath("viewer");
+    if (!shared) { renderTopbar(null); showStatus("This share link is invalid, revoked or has expired.", true); return; }
+    state.token = shareToken;
+    if (!state.id && !shared.imageId) { renderTopbar(null); return listSharedImages(shared); }
+    state.id = state.id || shared.imageId;
   }
-  state.user = shareToken ? null : await currentUser();
+  state.user = await currentUser();
   renderTopbar(state.user);
   if (!state.id) { showStatus("No image selected. Pick one from the image list.", true); return; }
   if (typeof OpenSeadragon === "undefined") { showStatus("The viewer library is missing: run the front-end build (make).", true); return; }
@@ -246,9 +253,15 @@ async function main() {
   paramsToView(state.viewer, new URLSearchParams(location.search));
   setupControls();
   setupChannels(state, reloadTiles);
-  if (!state.token || state.user) setupAnnotations(state);
-  else setupAnnotations(state, { readOnly: true });
+  setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user });
   setupShare(state);
+}
+
+function listSharedImages(shared) {
+  const box = $("#viewer-status");
+  box.hidden = false;
+  box.replaceChildren(el("h2", {}, "Shared images"), el("ul", {}, shared.images.map((im) =>
+    el("li", {}, el("a", { href: `/viewer/${encodeURIComponent(im.id)}?share=${encodeURIComponent(shared.token)}` }, im.name)))));
 }
 
 main().catch((e) => {

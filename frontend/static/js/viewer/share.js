@@ -3,13 +3,16 @@
 import { api, setShareToken } from "../api.js";
 import { el, toast } from "../ui.js";
 
+/**
+ * What a share token grants: {imageId, token, images}.  An image link names
+ * its image; a project link lists the project's images to choose from.
+ */
 export async function resolveShare(token) {
   setShareToken(token);
   try {
     const data = await api("share", { noRedirect: true });
-    const imageId = data && (data.image_id ?? (data.image && data.image.id));
-    if (imageId === undefined || imageId === null) return null;
-    return { imageId: String(imageId), token: data.token || token };
+    const imageId = data && data.image_id;
+    return { imageId: imageId === null || imageId === undefined ? null : String(imageId), token, images: (data && data.images) || [] };
   } catch {
     return null;
   }
@@ -39,10 +42,11 @@ function openDialog(state) {
 
   async function create() {
     try {
-      const res = await api(`images/${encodeURIComponent(state.id)}/shares`, {
-        method: "POST", body: { expires_in_days: Number(days.value) || 7 },
+      const d = Math.min(365, Math.max(1, Number(days.value) || 7));
+      const res = await api("share-links", {
+        method: "POST", body: { image_id: Number(state.id), expires_in: d * 86400 },
       });
-      const url = res.url ? new URL(res.url, location.origin).toString() : `${location.origin}/share/${encodeURIComponent(res.token)}`;
+      const url = new URL(res.url || `/viewer/${encodeURIComponent(state.id)}?share=${encodeURIComponent(res.token)}`, location.origin).toString();
       const input = el("input", { id: "share-url", type: "text", readonly: true, value: url, "aria-label": "Share link", style: "width:100%" });
       out.replaceChildren(el("label", { for: "share-url" }, "Link"), input);
       input.select();

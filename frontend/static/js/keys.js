@@ -1,0 +1,68 @@
+// API keys (everyone) and users (administrators).
+import { api, items } from "./api.js";
+import { currentUser, el, formatDate, renderTopbar, toast } from "./ui.js";
+
+const $ = (s) => document.querySelector(s);
+let me = null;
+
+async function loadKeys() {
+  const keys = items(await api("api-keys?limit=500"));
+  $("#keys").replaceChildren(...(keys.length ? keys.map((k) => el("tr", {},
+    el("td", {}, k.name), el("td", {}, el("code", {}, `${k.prefix}…`)),
+    el("td", {}, formatDate(k.created_at)), el("td", {}, k.last_used_at ? formatDate(k.last_used_at) : "never"),
+    el("td", {}, k.revoked_at ? el("span", { class: "badge failed" }, "revoked") : el("span", { class: "badge ready" }, "active")),
+    el("td", {}, k.revoked_at ? "" : el("button", { type: "button", class: "danger", "aria-label": `Revoke key ${k.name}`, onclick: () => revoke(k) }, "Revoke"))))
+    : [el("tr", {}, el("td", { colspan: "6", class: "empty" }, "No API keys yet."))]));
+}
+
+async function revoke(k) {
+  if (!confirm(`Revoke the key "${k.name}"? Scripts using it stop working.`)) return;
+  try { await api(`api-keys/${k.id}`, { method: "DELETE" }); await loadKeys(); } catch (e) { toast(e.message, "error"); }
+}
+
+async function loadUsers() {
+  const users = items(await api("users?limit=500"));
+  $("#users").replaceChildren(...users.map((u) => el("tr", {},
+    el("td", {}, u.username), el("td", {}, u.is_admin ? "yes" : ""), el("td", {}, formatDate(u.created_at)),
+    el("td", {}, u.id === me.id ? "" : el("button", { type: "button", class: "danger", "aria-label": `Delete user ${u.username}`, onclick: () => deleteUser(u) }, "Delete")))));
+}
+
+async function deleteUser(u) {
+  if (!confirm(`Delete the user "${u.username}"?`)) return;
+  try { await api(`users/${u.id}`, { method: "DELETE" }); await loadUsers(); } catch (e) { toast(e.message, "error"); }
+}
+
+async function main() {
+  me = await currentUser();
+  renderTopbar(me);
+  if (!me) { location.assign("/login?next=/keys"); return; }
+  $("#key-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    try {
+      const k = await api("api-keys", { method: "POST", body: { name: form.elements.name.value.trim() } });
+      form.reset();
+      $("#new-key").replaceChildren(el("div", { class: "notice" },
+        el("p", { style: "margin-top:0" }, "Copy this key now; it will not be shown again:"),
+        el("code", { class: "secret", id: "new-key-value" }, k.key)));
+      await loadKeys();
+    } catch (ex) { toast(`Could not create the key: ${ex.message}`, "error"); }
+  });
+  await loadKeys();
+  if (me.is_admin) {
+    $("#users-section").hidden = false;
+    $("#user-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const f = e.target;
+      try {
+        await api("users", { method: "POST", body: { username: f.elements.username.value.trim(), password: f.elements.password.value, is_admin: f.elements.is_admin.checked } });
+        f.reset();
+        toast("User added");
+        await loadUsers();
+      } catch (ex) { toast(`Could not add the user: ${ex.message}`, "error"); }
+    });
+    await loadUsers();
+  }
+}
+
+main().catch((e) => toast(e.message, "error"));

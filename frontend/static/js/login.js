@@ -1,0 +1,55 @@
+// Login, or first-run setup of the administrator account when no user exists.
+import { api } from "./api.js";
+import { saveSession } from "./ui.js";
+
+const $ = (s) => document.querySelector(s);
+const form = $("#login-form");
+let setup = false;
+
+function nextUrl() {
+  const next = new URLSearchParams(location.search).get("next") || "/";
+  // Only same-site paths: never bounce to another origin.
+  return next.startsWith("/") && !next.startsWith("//") ? next : "/";
+}
+
+async function init() {
+  try {
+    const status = await api("setup", { noRedirect: true });
+    setup = Boolean(status && status.needs_setup);
+  } catch (e) {
+    $("#login-error").textContent = `The server cannot be reached: ${e.message}`;
+  }
+  if (setup) {
+    $("#login-title").textContent = "Create the administrator account";
+    $("#login-intro").textContent = "This Microtome has no users yet. The account you create now can add users and manage every project.";
+    $("#login-intro").hidden = false;
+    $("#confirm-row").hidden = false;
+    $("#password").autocomplete = "new-password";
+    $("#password2").required = true;
+    $("#login-submit").textContent = "Create account";
+  }
+  $("#username").focus();
+}
+
+form.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const err = $("#login-error");
+  err.textContent = "";
+  const username = form.elements.username.value.trim();
+  const password = form.elements.password.value;
+  if (setup && password !== form.elements.password2.value) {
+    err.textContent = "The passwords differ.";
+    return;
+  }
+  $("#login-submit").disabled = true;
+  try {
+    const res = await api(setup ? "setup" : "session", { method: "POST", body: { username, password }, noRedirect: true });
+    saveSession(res);
+    location.assign(nextUrl());
+  } catch (ex) {
+    err.textContent = ex.status === 401 ? "Wrong user name or password." : ex.message;
+    $("#login-submit").disabled = false;
+  }
+});
+
+init();
