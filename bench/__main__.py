@@ -1,0 +1,57 @@
+"""``python -m bench`` (make bench) and ``python -m bench --quick`` (make bench-quick).
+
+Full: generates the 65536 x 49152 slide (cached), times our conversion and
+vips, runs the tile, IIIF and thumbnail suites against every peer, writes
+``bench/results/full.jsonl`` and regenerates ``bench/RESULTS.md``.
+Quick (< 2 min): a 16384 x 12288 slide, Microtome vs the openslide server at
+concurrency 32, written to ``bench/results/quick.jsonl`` and compared with
+``bench/results/quick-baseline.json`` (exit 1 when a ratio drops > 20%).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench import guard, report
+from bench.run import RESULTS, Config, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="< 2 min regression guard")
+    ap.add_argument("--update-baseline", action="store_true",
+                    help="with --quick: record this run as the new baseline")
+    ap.add_argument("--pass-seconds", type=float, help="time bound of one load pass")
+    ap.add_argument("--size", help="slide WIDTHxHEIGHT (default 65536x49152, quick 16384x12288)")
+    ap.add_argument("--concurrency", help="comma-separated, e.g. 8,32,64")
+    ap.add_argument("--peers", help="comma-separated subset of openslide,large_image,iipimage")
+    ap.add_argument("--report-only", action="store_true",
+                    help="regenerate RESULTS.md from bench/results/full.jsonl")
+    args = ap.parse_args(argv)
+    full_jsonl = RESULTS / "full.jsonl"
+    results_md = Path(__file__).parent / "RESULTS.md"
+    if args.report_only:
+        results_md.write_text(report.render(report.load(full_jsonl)))
+        return 0
+    cfg = Config.quick_() if args.quick else Config.full()
+    if args.pass_seconds:
+        cfg.pass_seconds = args.pass_seconds
+    if args.size:
+        cfg.width, cfg.height = (int(v) for v in args.size.lower().split("x"))
+    if args.concurrency:
+        cfg.concurrencies = [int(c) for c in args.concurrency.split(",")]
+    if args.peers is not None:
+        cfg.peers = [p for p in args.peers.split(",") if p]
+    out = RESULTS / ("quick.jsonl" if args.quick else "full.jsonl")
+    records = run(cfg, out)
+    if args.quick:
+        return guard.check(report.quick_summary(records), RESULTS / "quick-baseline.json",
+                           args.update_baseline)
+    results_md.write_text(report.render(records))
+    print(f"wrote {results_md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Peer: openslide-python's DeepZoomGenerator behind a small aiohttp server.
+
+This is what Python users run today (the openslide-python ``deepzoom_server``
+example, made async): one process, one OpenSlide handle, tiles rendered in a
+thread pool (openslide and Pillow's JPEG encoder release the GIL), no tile
+cache.  Tile size 256, overlap 0, limit_bounds False, JPEG quality 75.
+"""
+
+from __future__ import annotations
+
+import io
+
+import openslide
+from openslide.deepzoom import DeepZoomGenerator
+
+from bench.peers.common import build_app, dzi_xml, parse_args, run
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    slide = openslide.OpenSlide(args.slide)
+    dz = DeepZoomGenerator(slide, tile_size=256, overlap=0, limit_bounds=False)
+    width, height = slide.dimensions
+
+    def get_tile(level: int, col: int, row: int) -> bytes | None:
+        if not 0 <= level < dz.level_count:
+            return None
+        cols, rows = dz.level_tiles[level]
+        if not (0 <= col < cols and 0 <= row < rows):
+            return None
+        buf = io.BytesIO()
+        dz.get_tile(level, (col, row)).save(buf, "jpeg", quality=args.quality)
+        return buf.getvalue()
+
+    def get_thumbnail(size: int) -> bytes:
+        buf = io.BytesIO()
+        slide.get_thumbnail((size, size)).convert("RGB").save(buf, "jpeg", quality=args.quality)
+        return buf.getvalue()
+
+    app = build_app(get_tile, get_thumbnail, dzi_xml(width, height, 256), args.threads)
+    run(app, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

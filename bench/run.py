@@ -1,0 +1,303 @@
+"""The benchmark run: data, conversions, servers, load passes, records.
+
+Fairness rules applied throughout:
+- every server serves the same generated slide (SVS for the Python peers,
+  the vips x2 pyramid of it for IIPImage, our OME-Zarr of it for us), at JPEG
+  quality 75 in 256 px tiles;
+- every server gets the same request list, mapped onto its URL scheme;
+- servers are interleaved in ABBA blocks (A B C D D C B A) so slow drifts of
+  machine load hit every server alike, and the reported figure is a ratio of
+  throughputs;
+- every input file is read once before the passes so the OS page cache is
+  warm for everyone: "cold" means a freshly started server process (its own
+  caches empty), not a cold disk;
+- the load generator is a separate process on the same (2-core) machine.
+
+Extra suites (e.g. annotations) plug in through `EXTRA_SUITES`: a module with
+``run(ctx: SuiteContext) -> list[dict]`` and optionally
+``render(records: list[dict]) -> str`` (a Markdown section for RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import convert, deps, machine, servers, slide, tilelists
+from bench.procs import tree_cpu_seconds
+from bench.servers import ServerSpec
+
+BENCH = Path(__file__).resolve().parent
+DATA = BENCH / "data"
+WORK = BENCH / "work"
+RESULTS = BENCH / "results"
+
+#: Modules providing extra suites; missing ones are reported as not run.
+EXTRA_SUITES = ("bench.annotations",)
+
+
+@dataclass
+class Config:
+    quick: bool
+    width: int
+    height: int
+    list_sizes: dict[str, int]
+    concurrencies: list[int]
+    pass_seconds: float
+    peers: list[str]
+    ours_workers: int = 2
+    iip_procs: int = 2
+    peer_threads: int = 4
+    regions: int = 0
+    thumbnails: int = 0
+    convert_always: bool = True
+    seed: int = 20261124
+
+    @classmethod
+    def full(cls) -> Config:
+        return cls(False, 65536, 49152, {"panning": 20000, "uniform": 20000}, [8, 32, 64],
+                   8.0, ["openslide", "large_image", "iipimage"], regions=600, thumbnails=48)
+
+    @classmethod
+    def quick_(cls) -> Config:
+        return cls(True, 16384, 12288, {"panning": 4000, "uniform": 4000}, [32], 3.0,
+                   ["openslide"], convert_always=False)
+
+
+@dataclass
+class SuiteContext:
+    """What an extra suite gets: where to work, how long a pass may take, a logger,
+    and `record` to emit one JSON line."""
+
+    quick: bool
+    workdir: Path
+    logdir: Path
+    pass_seconds: float
+    log: Callable[[str], None]
+    record: Callable[[dict], None]
+
+
+@dataclass
+class Recorder:
+    path: Path
+    records: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("")
+
+    def __call__(self, rec: dict) -> None:
+        rec = {"t": round(time.time(), 1), **rec}
+        self.records.append(rec)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def load_pass(spec: ServerSpec, paths_file: Path, limit: int, concurrency: int,
+              seconds: float) -> dict:
+    """One bounded pass of the load generator (its own process) plus server CPU."""
+    argv = [sys.executable, "-m", "bench.load", "--base", spec.base, "--paths", str(paths_file),
+            "--limit", str(limit), "--concurrency", str(concurrency),
+            "--max-seconds", str(seconds)]
+    cpu0 = tree_cpu_seconds(spec.pid)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    cpu = tree_cpu_seconds(spec.pid) - cpu0
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr.strip()[-500:]}")
+    res = json.loads(out.stdout)
+    res["server_cpu_s"] = round(cpu, 3)
+    n = res["requests"]
+    res["server_cpu_s_per_1000"] = round(cpu / n * 1000, 3) if n else None
+    return res
+
+
+def abba(specs: list[ServerSpec]) -> list[tuple[int, ServerSpec]]:
+    """Blocks A B C C B A: each server's mean position in time is the same."""
+    order = specs + specs[::-1]
+    return list(enumerate(order))
+
+
+def write_paths(spec: ServerSpec, name: str, urls: list[str]) -> Path:
+    path = WORK / "lists" / f"{spec.name}-{name}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(urls) + "\n")
+    return path
+
+
+def tile_suite(cfg: Config, specs: list[ServerSpec], record: Recorder) -> None:
+    w, h = cfg.width, cfg.height
+    lists = {
+        "panning": tilelists.panning(w, h, cfg.list_sizes["panning"], cfg.seed),
+        "uniform": tilelists.uniform(w, h, cfg.list_sizes["uniform"], cfg.seed + 1),
+    }
+    for lname, tiles in lists.items():
+        files = {s.name: write_paths(s, f"tiles-{lname}", [s.tile(*t) for t in tiles])
+                 for s in specs}
+        for conc in cfg.concurrencies:
+            for block, spec in abba(specs):
+                spec.start(WORK / "logs")
+                try:
+                    cold = load_pass(spec, files[spec.name], 0, conc, cfg.pass_seconds)
+                    warm = load_pass(spec, files[spec.name], cold["requests"], conc,
+                                     cfg.pass_seconds)
+                finally:
+                    spec.stop()
+                for temp, res in (("cold", cold), ("warm", warm)):
+                    record({"suite": "tiles", "server": spec.name, "list": lname,
+                            "concurrency": conc, "temp": temp, "block": block, **res})
+                log(f"tiles {lname} c={conc} {spec.name:11s} block {block}: "
+                    f"cold {cold['rps']:.0f}/s p99 {cold['p99_ms']:.1f} ms, "
+                    f"warm {warm['rps']:.0f}/s p99 {warm['p99_ms']:.1f} ms, "
+                    f"errors {cold['errors'] + warm['errors']}")
+
+
+def extras_suite(cfg: Config, specs: list[ServerSpec], record: Recorder) -> None:
+    """IIIF aligned/unaligned regions and thumbnails, ABBA, concurrency 8."""
+    w, h = cfg.width, cfg.height
+    rng = random.Random(cfg.seed + 7)
+    sizes = rng.sample(range(128, 1025), cfg.thumbnails)
+    kinds: dict[str, list[str]] = {
+        "iiif-aligned": [r + "/0/default.jpg"
+                         for r in tilelists.iiif_regions(w, h, cfg.regions, cfg.seed + 2, True)],
+        "iiif-unaligned": [r + "/0/default.jpg"
+                           for r in tilelists.iiif_regions(w, h, cfg.regions // 2, cfg.seed + 3,
+                                                           False)],
+    }
+    takers = [s for s in specs if s.iiif or s.thumbnail]
+    for block, spec in abba(takers):
+        spec.start(WORK / "logs")
+        try:
+            for kind, rests in kinds.items():
+                if spec.iiif is None:
+                    continue
+                f = write_paths(spec, kind, [spec.iiif(r) for r in rests])
+                res = load_pass(spec, f, 0, 8, cfg.pass_seconds)
+                record({"suite": kind, "server": spec.name, "concurrency": 8,
+                        "block": block, **res})
+                log(f"{kind} {spec.name}: {res['rps']:.0f}/s p99 {res['p99_ms']:.1f} ms "
+                    f"errors {res['errors']}")
+            if spec.thumbnail is not None:
+                f = write_paths(spec, "thumbnails", [spec.thumbnail(n) for n in sizes])
+                res = load_pass(spec, f, 0, 4, cfg.pass_seconds * 2)
+                record({"suite": "thumbnails", "server": spec.name, "concurrency": 4,
+                        "block": block, **res})
+                log(f"thumbnails {spec.name}: {res['rps']:.1f}/s p50 {res['p50_ms']:.0f} ms "
+                    f"errors {res['errors']}")
+        finally:
+            spec.stop()
+
+
+def extra_suites(cfg: Config, record: Recorder) -> None:
+    ctx = SuiteContext(cfg.quick, WORK, WORK / "logs", cfg.pass_seconds, log, record)
+    for name in EXTRA_SUITES:
+        if importlib.util.find_spec(name) is None:
+            record({"suite": "extra", "module": name, "status": "not present"})
+            continue
+        mod = importlib.import_module(name)
+        try:
+            mod.run(ctx)
+        except Exception as exc:
+            record({"suite": "extra", "module": name, "status": f"failed: {exc!r}"})
+            log(f"{name} failed: {exc!r}")
+
+
+def prepare(cfg: Config, record: Recorder, status: dict[str, str | None]
+            ) -> tuple[Path, Path | None, Path | None]:
+    """Slide, vips pyramid and our OME-Zarr; returns (svs, vips tif, zarr root)."""
+    svs = slide.ensure_slide(DATA, cfg.width, cfg.height, log=log)
+    convert.warm_page_cache(svs)
+    record({"suite": "slide", "path": svs.name, "width": cfg.width, "height": cfg.height,
+            "bytes": svs.stat().st_size})
+    logdir = WORK / "logs"
+    tif: Path | None = DATA / f"{svs.stem}-vips.tif"
+    assert tif is not None
+    if status["vips"] is None and (cfg.convert_always or not tif.exists()):
+        log("convert: vips tiffsave ...")
+        res = convert.vips_pyramid(svs, tif, logdir)
+        record({"suite": "convert", "tool": "vips", "megapixels": cfg.width * cfg.height / 1e6,
+                **res})
+        log(f"convert: vips {res['wall_s']:.1f} s, peak RSS {res['peak_rss_bytes'] / 1e6:.0f} MB")
+    if not tif.exists():
+        tif = None
+    zroot: Path | None = WORK / "zarr"
+    assert zroot is not None
+    target = zroot / (svs.stem + ".ome.zarr")
+    if cfg.convert_always or not target.exists():
+        log("convert: microtome convert ...")
+        res = convert.microtome_convert(svs, zroot, logdir)
+        record({"suite": "convert", "tool": "microtome",
+                "megapixels": cfg.width * cfg.height / 1e6, **res})
+        log(f"convert: microtome exit {res['exit']} in {res['wall_s']:.1f} s, "
+            f"peak RSS {res['peak_rss_bytes'] / 1e6:.0f} MB")
+    if not target.exists():
+        status["microtome"] = status["microtome"] or "conversion failed (see convert record)"
+        zroot = None
+    else:
+        convert.warm_page_cache(target)
+    if tif is not None:
+        convert.warm_page_cache(tif)
+    return svs, tif, zroot
+
+
+def build_specs(cfg: Config, svs: Path, tif: Path | None, zroot: Path | None,
+                status: dict[str, str | None]) -> list[ServerSpec]:
+    specs: list[ServerSpec] = []
+    if zroot is not None and status["microtome"] is None:
+        specs.append(servers.microtome(zroot, svs.stem, cfg.ours_workers))
+    if "openslide" in cfg.peers:
+        specs.append(servers.openslide_peer(svs, cfg.peer_threads))
+    if "large_image" in cfg.peers and status["large_image"] is None:
+        specs.append(servers.large_image_peer(svs, cfg.peer_threads))
+    if "iipimage" in cfg.peers:
+        reason = status["lighttpd"] or status["iipsrv"] or (
+            None if tif is not None else "no vips pyramid")
+        if reason is None and tif is not None:
+            specs.append(servers.iipimage_peer(tif, cfg.iip_procs))
+        else:
+            status["iipimage"] = reason
+    return specs
+
+
+def run(cfg: Config, out: Path) -> list[dict]:
+    record = Recorder(out)
+    t0 = time.time()
+    log(f"bench: {'quick' if cfg.quick else 'full'} run, results -> {out}")
+    record({"suite": "machine", **machine.describe(), "config": cfg.__dict__})
+    status = deps.ensure(log)
+    svs, tif, zroot = prepare(cfg, record, status)
+    specs = build_specs(cfg, svs, tif, zroot, status)
+    record({"suite": "servers", "status": status,
+            "servers": {s.name: s.setup for s in specs}})
+    for s in specs:  # a server that cannot start is reported, not fatal
+        try:
+            s.start(WORK / "logs")
+        except RuntimeError as exc:
+            status[s.name] = str(exc)
+            log(f"{s.name}: {exc}")
+        finally:
+            s.stop()
+    specs = [s for s in specs if not status.get(s.name)]
+    try:
+        tile_suite(cfg, specs, record)
+        if not cfg.quick and (cfg.regions or cfg.thumbnails):
+            extras_suite(cfg, specs, record)
+        if not cfg.quick:
+            extra_suites(cfg, record)
+    finally:
+        for s in specs:
+            s.stop()
+    record({"suite": "end", "elapsed_s": round(time.time() - t0, 1),
+            "loadavg": machine.describe()["loadavg"], "status": status})
+    return record.records
