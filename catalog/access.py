@@ -1,0 +1,328 @@
+"""Who is calling, and what they may do.
+
+Credentials, in the order they are looked at:
+
+1. ``Authorization: Bearer mt_...``: an API key (scripts).  A wrong or
+   revoked key is a 401, never silently anonymous.
+2. A share-link token (``X-Share-Token`` header or ``?share=``): read-only
+   access to one image or one project, for people without an account.
+3. The ``microtome_session`` cookie (browsers).  Writes authenticated by the
+   cookie must also send ``X-CSRF-Token`` with the value returned by
+   ``POST /api/session`` / ``GET /api/session`` (a cross-site form cannot read
+   it), otherwise 403.
+
+Principals are cached in memory for a few seconds by credential digest so
+that hot paths (tiles) do not query the database per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import time
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from catalog import security
+from catalog.db import DB_POOL
+from catalog.ttlcache import TTLCache
+from microtome.settings import Settings
+from pyramid import errors
+
+SESSION_COOKIE = "microtome_session"
+CSRF_HEADER = "X-CSRF-Token"
+SHARE_HEADER = "X-Share-Token"
+ROLES = ("viewer", "contributor", "manager")
+_RANK = {r: i for i, r in enumerate(ROLES)}
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: How long another process may keep honouring a revoked credential.
+PRINCIPAL_TTL = 10.0
+
+
+@dataclass(frozen=True)
+class ShareScope:
+    share_id: int
+    image_id: int | None
+    project_id: int | None
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int | None
+    username: str | None
+    is_admin: bool
+    via: str  # "session" | "apikey" | "share" | "anonymous"
+    #: Set for share-link principals: what the link grants (read-only).
+    share: ShareScope | None = None
+    #: For session principals: the CSRF token the client must echo on writes.
+    csrf_token: str | None = None
+    #: Session or API key row id (logout, key revocation).
+    credential_id: int | None = None
+
+
+@dataclass
+class AccessState:
+    settings: Settings
+    principals: TTLCache[Principal | None]
+
+
+ACCESS: web.AppKey[AccessState] = web.AppKey("catalog_access", AccessState)
+_REQ_KEY: web.RequestKey[Principal | None] = web.RequestKey("catalog_principal", object)  # type: ignore[arg-type]
+
+
+def setup_access(app: web.Application, settings: Settings) -> None:
+    app[ACCESS] = AccessState(settings, TTLCache(maxsize=10_000, ttl=PRINCIPAL_TTL))
+
+
+def _pool(request: web.Request) -> asyncpg.Pool:
+    return request.app[DB_POOL]
+
+
+def forget_credential(app: web.Application, token_digest: bytes) -> None:
+    app[ACCESS].principals.pop(token_digest)
+
+
+def forget_all(app: web.Application) -> None:
+    """After revocations whose token we do not have (key ids, user deletion)."""
+    app[ACCESS].principals.clear()
+
+
+async def _from_api_key(pool: asyncpg.Pool, key: str) -> Principal | None:
+    row = await pool.fetchrow(
+        """UPDATE api_keys k SET last_used_at = now()
+           FROM users u WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id
+           RETURNING k.id, u.id AS user_id, u.username, u.is_admin""",
+        security.digest(key))
+    if row is None:
+        return None
+    return Principal(row["user_id"], row["username"], row["is_admin"], "apikey",
+                     credential_id=row["id"])
+
+
+async def _from_session(pool: asyncpg.Pool, token: str) -> Principal | None:
+    row = await pool.fetchrow(
+        """SELECT s.id, s.csrf_token, u.id AS user_id, u.username, u.is_admin
+           FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.token_hash = $1 AND s.expires_at > now()""",
+        security.digest(token))
+    if row is None:
+        return None
+    return Principal(row["user_id"], row["username"], row["is_admin"], "session",
+                     csrf_token=row["csrf_token"], credential_id=row["id"])
+
+
+async def share_principal(app: web.Application, token: str) -> Principal | None:
+    """The read-only principal of a valid, unexpired, unrevoked share token."""
+    state = app[ACCESS]
+    payload = security.verify(state.settings.secret_key, token, "share")
+    if payload is None:
+        return None
+    key = ("share", payload["i"])
+    cached = state.principals.get(key, _MISS)
+    if cached is not _MISS:
+        return cached
+    row = await app[DB_POOL].fetchrow(
+        """SELECT id, image_id, project_id FROM share_links
+           WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()""", payload["i"])
+    principal = None
+    if row is not None:
+        principal = Principal(None, None, False, "share",
+                              share=ShareScope(row["id"], row["image_id"], row["project_id"]))
+    # Never cache past the link's own expiry.
+    ttl = max(0.0, min(PRINCIPAL_TTL, payload["e"] - time.time()))
+    state.principals.set(key, principal, ttl=ttl)
+    return principal
+
+
+_MISS = Principal(None, None, False, "miss")
+
+
+def bearer_token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return None
+
+
+def share_token_of(request: web.Request) -> str | None:
+    return request.headers.get(SHARE_HEADER) or request.query.get("share") or None
+
+
+async def _lookup(request: web.Request) -> Principal | None:
+    app = request.app
+    state = app[ACCESS]
+    key = bearer_token(request)
+    if key is not None:
+        d = security.digest(key)
+        cached = state.principals.get(d, _MISS)
+        if cached is _MISS:
+            cached = await _from_api_key(_pool(request), key)
+            state.principals.set(d, cached)
+        if cached is None:
+            raise errors.Unauthenticated("invalid or revoked API key")
+        return cached
+    share = share_token_of(request)
+    if share is not None:
+        principal = await share_principal(app, share)
+        if principal is None:
+            raise errors.Unauthenticated("share link invalid, expired or revoked")
+        return principal
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        d = security.digest(cookie)
+        cached = state.principals.get(d, _MISS)
+        if cached is _MISS:
+            cached = await _from_session(_pool(request), cookie)
+            state.principals.set(d, cached)
+        # An expired or unknown cookie is simply anonymous (the UI shows login).
+        return cached
+    return None
+
+
+async def get_principal(request: web.Request) -> Principal | None:
+    """The caller, or None when anonymous.  Enforces CSRF for cookie writes."""
+    if _REQ_KEY in request:
+        return request[_REQ_KEY]
+    principal = await _lookup(request)
+    if (principal is not None and principal.via == "session"
+            and request.method not in _SAFE_METHODS):
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
+            raise errors.Forbidden("missing or wrong X-CSRF-Token header")
+    request[_REQ_KEY] = principal
+    return principal
+
+
+async def require_user(request: web.Request) -> Principal:
+    """A logged-in user (session or API key); share links and anonymous are refused."""
+    principal = await get_principal(request)
+    if principal is None:
+        raise errors.Unauthenticated("login required")
+    if principal.user_id is None:
+        raise errors.Forbidden("a share link only allows viewing")
+    return principal
+
+
+async def require_admin(request: web.Request) -> Principal:
+    principal = await require_user(request)
+    if not principal.is_admin:
+        raise errors.Forbidden("administrator only")
+    return principal
+
+
+def role_at_least(role: str | None, minimum: str) -> bool:
+    return role is not None and _RANK[role] >= _RANK[minimum]
+
+
+async def _role_for(pool: asyncpg.Pool, principal: Principal | None,
+                    project_id: int) -> tuple[bool, str | None]:
+    """(project exists, role)."""
+    row = await pool.fetchrow(
+        """SELECT p.public, m.role FROM projects p
+           LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $2
+           WHERE p.id = $1""",
+        project_id, principal.user_id if principal else None)
+    if row is None:
+        return False, None
+    if principal is not None and principal.is_admin:
+        return True, "manager"
+    if principal is not None and principal.share is not None:
+        return True, "viewer" if principal.share.project_id == project_id else None
+    if row["role"] is not None:
+        return True, row["role"]
+    return True, "viewer" if row["public"] else None
+
+
+async def project_role(request: web.Request, project_id: int) -> str | None:
+    """'manager' | 'contributor' | 'viewer' | None for the caller on this project."""
+    principal = await get_principal(request)
+    return (await _role_for(_pool(request), principal, project_id))[1]
+
+
+def _deny(principal: Principal | None, role: str | None, what: str) -> errors.MicrotomeError:
+    if principal is None:
+        return errors.Unauthenticated("login required")
+    if role is None:
+        # Outsiders cannot tell a private object from a missing one.
+        return errors.NotFound(f"{what} not found")
+    return errors.Forbidden(f"this needs a higher role on the {what}")
+
+
+def _anonymous() -> Principal:
+    return Principal(None, None, False, "anonymous")
+
+
+async def require_project_role(request: web.Request, project_id: int, minimum: str) -> Principal:
+    principal = await get_principal(request)
+    exists, role = await _role_for(_pool(request), principal, project_id)
+    if not exists:
+        if principal is None:
+            raise errors.Unauthenticated("login required")
+        raise errors.NotFound("project not found")
+    if not role_at_least(role, minimum):
+        raise _deny(principal, role, "project")
+    if minimum != "viewer" and (principal is None or principal.user_id is None):
+        raise _deny(principal, None, "project")
+    return principal or _anonymous()
+
+
+async def image_role(pool: asyncpg.Pool, principal: Principal | None,
+                     image_id: int) -> tuple[bool, str | None]:
+    """(image exists, best role of the caller on it)."""
+    user_id = principal.user_id if principal else None
+    row = await pool.fetchrow(
+        """SELECT i.owner_id,
+                  (SELECT max(CASE m.role WHEN 'manager' THEN 2 WHEN 'contributor' THEN 1
+                                          ELSE 0 END)
+                     FROM project_images pi JOIN project_members m
+                       ON m.project_id = pi.project_id AND m.user_id = $2
+                    WHERE pi.image_id = i.id) AS rank,
+                  EXISTS (SELECT 1 FROM project_images pi JOIN projects p ON p.id = pi.project_id
+                           WHERE pi.image_id = i.id AND p.public) AS public,
+                  EXISTS (SELECT 1 FROM project_images pi
+                           WHERE pi.image_id = i.id AND pi.project_id = $3) AS in_shared
+           FROM images i WHERE i.id = $1""",
+        image_id, user_id,
+        principal.share.project_id if principal and principal.share else None)
+    if row is None:
+        return False, None
+    if principal is not None and principal.is_admin:
+        return True, "manager"
+    if principal is not None and principal.share is not None:
+        s = principal.share
+        ok = s.image_id == image_id or (s.project_id is not None and row["in_shared"])
+        return True, "viewer" if ok else None
+    roles: list[str] = []
+    if row["rank"] is not None:
+        roles.append(ROLES[row["rank"]])
+    if user_id is not None and row["owner_id"] == user_id:
+        roles.append("contributor")
+    if row["public"]:
+        roles.append("viewer")
+    return True, max(roles, key=_RANK.__getitem__) if roles else None
+
+
+async def require_image_role(request: web.Request, image_id: int, minimum: str) -> Principal:
+    principal = await get_principal(request)
+    exists, role = await image_role(_pool(request), principal, image_id)
+    if not exists:
+        if principal is None:
+            raise errors.Unauthenticated("login required")
+        raise errors.NotFound("image not found")
+    if not role_at_least(role, minimum):
+        raise _deny(principal, role, "image")
+    if minimum != "viewer" and (principal is None or principal.user_id is None):
+        raise _deny(principal, None, "image")
+    return principal or _anonymous()
+
+
+async def require_image_access(request: web.Request, image_id: int,
+                               write: bool = False) -> Principal:
+    """Read (viewer) or write (contributor) access to one image."""
+    return await require_image_role(request, image_id, "contributor" if write else "viewer")
+
+
+def session_expiry(now: dt.datetime | None = None, days: int = 14) -> dt.datetime:
+    return (now or dt.datetime.now(dt.UTC)) + dt.timedelta(days=days)

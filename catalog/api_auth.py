@@ -1,0 +1,221 @@
+"""Handlers for first-run setup, sessions (login/logout/me), users and API keys.
+
+Session cookie: ``microtome_session``, HttpOnly, SameSite=Lax, Secure when
+the request came over HTTPS; the database keeps only its SHA-256.  The CSRF
+token returned with the session must be sent back as ``X-CSRF-Token`` on
+cookie-authenticated writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from catalog import security
+from catalog.access import (
+    SESSION_COOKIE,
+    forget_all,
+    forget_credential,
+    get_principal,
+    require_admin,
+    require_user,
+    session_expiry,
+)
+from catalog.db import DB_POOL
+from catalog.images import log_activity
+from catalog.jsonio import page, page_params, path_id, read_json
+from microtome.http import json_response
+from pyramid import errors
+
+USER_COLUMNS = "id, username, is_admin, created_at"
+KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at"
+SESSION_DAYS = 14
+
+
+def _user(row: asyncpg.Record) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "username", "is_admin", "created_at")}
+
+
+async def create_user(pool: asyncpg.Pool | asyncpg.Connection, username: str, password: str,
+                      is_admin: bool = False) -> asyncpg.Record:
+    # argon2 is deliberately slow: hash in a thread, not on the event loop.
+    hashed = await asyncio.to_thread(security.hash_password, password)
+    try:
+        row = await pool.fetchrow(
+            f"""INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3)
+                RETURNING {USER_COLUMNS}""", username, hashed, is_admin)
+    except asyncpg.UniqueViolationError:
+        raise errors.Conflict("a user with this name already exists") from None
+    assert row is not None
+    return row
+
+
+async def _start_session(request: web.Request, user: asyncpg.Record) -> web.Response:
+    token, csrf = security.new_token(), security.new_token(16)
+    expires = session_expiry(days=SESSION_DAYS)
+    await request.app[DB_POOL].execute(
+        """INSERT INTO sessions (token_hash, csrf_token, user_id, expires_at)
+           VALUES ($1, $2, $3, $4)""", security.digest(token), csrf, user["id"], expires)
+    resp = json_response({"user": _user(user), "csrf_token": csrf, "expires_at": expires},
+                         status=201 if request.path == "/api/setup" else 200)
+    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
+                    secure=request.secure, max_age=SESSION_DAYS * 86400)
+    return resp
+
+
+async def setup_status(request: web.Request) -> web.Response:
+    count = await request.app[DB_POOL].fetchval("SELECT count(*) FROM users")
+    return json_response({"needs_setup": count == 0})
+
+
+async def setup_first_admin(request: web.Request) -> web.Response:
+    body = await read_json(request, "Credentials")
+    pool = request.app[DB_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        # Serialise concurrent first-run requests: only one admin is created.
+        await conn.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+        if await conn.fetchval("SELECT count(*) FROM users"):
+            raise errors.Conflict("setup already done; log in instead")
+        user = await create_user(conn, body["username"], body["password"], is_admin=True)
+    return await _start_session(request, user)
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request, "Credentials")
+    row = await request.app[DB_POOL].fetchrow(
+        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)",
+        body["username"])
+    stored = row["password_hash"] if row else None
+    ok = await asyncio.to_thread(security.verify_password, stored, body["password"])
+    if row is None or not ok:
+        raise errors.Unauthenticated("wrong user name or password")
+    return await _start_session(request, row)
+
+
+async def me(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    row = await request.app[DB_POOL].fetchrow(
+        f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", principal.user_id)
+    if row is None:
+        raise errors.Unauthenticated("login required")
+    expires = None
+    if principal.via == "session":
+        expires = await request.app[DB_POOL].fetchval(
+            "SELECT expires_at FROM sessions WHERE id = $1", principal.credential_id)
+    return json_response({"user": _user(row), "csrf_token": principal.csrf_token or "",
+                          "expires_at": expires or dt.datetime.now(dt.UTC)})
+
+
+async def logout(request: web.Request) -> web.Response:
+    principal = await get_principal(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    if principal is not None and principal.via == "session" and token:
+        await request.app[DB_POOL].execute("DELETE FROM sessions WHERE id = $1",
+                                           principal.credential_id)
+        forget_credential(request.app, security.digest(token))
+    resp = web.Response(status=204)
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+async def list_users(request: web.Request) -> web.Response:
+    await require_admin(request)
+    limit, offset = page_params(request)
+    pool = request.app[DB_POOL]
+    rows = await pool.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY id"
+                            f" LIMIT {limit} OFFSET {offset}")
+    total = await pool.fetchval("SELECT count(*) FROM users")
+    return json_response(page([_user(r) for r in rows], total, limit, offset))
+
+
+async def add_user(request: web.Request) -> web.Response:
+    await require_admin(request)
+    body = await read_json(request, "UserCreate")
+    row = await create_user(request.app[DB_POOL], body["username"], body["password"],
+                            bool(body.get("is_admin", False)))
+    return json_response(_user(row), status=201)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    user_id = path_id(request, "user_id")
+    principal = await require_user(request)
+    if not principal.is_admin and principal.user_id != user_id:
+        raise errors.NotFound("user not found")
+    row = await request.app[DB_POOL].fetchrow(
+        f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
+    if row is None:
+        raise errors.NotFound("user not found")
+    return json_response(_user(row))
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    user_id = path_id(request, "user_id")
+    principal = await require_admin(request)
+    if principal.user_id == user_id:
+        raise errors.Conflict("you cannot delete yourself")
+    pool = request.app[DB_POOL]
+    status = await pool.execute("DELETE FROM users WHERE id = $1", user_id)
+    if status.endswith(" 0"):
+        raise errors.NotFound("user not found")
+    await log_activity(pool, "user.delete", user_id=principal.user_id,
+                       detail={"deleted_user": user_id})
+    forget_all(request.app)
+    return web.Response(status=204)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    limit, offset = page_params(request)
+    pool = request.app[DB_POOL]
+    rows = await pool.fetch(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1"
+                            f" ORDER BY id LIMIT {limit} OFFSET {offset}", principal.user_id)
+    total = await pool.fetchval("SELECT count(*) FROM api_keys WHERE user_id = $1",
+                                principal.user_id)
+    return json_response(page([dict(r) for r in rows], total, limit, offset))
+
+
+async def create_key(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    body = await read_json(request, "ApiKeyCreate")
+    key = security.new_api_key()
+    row = await request.app[DB_POOL].fetchrow(
+        f"""INSERT INTO api_keys (user_id, name, prefix, key_hash) VALUES ($1, $2, $3, $4)
+            RETURNING {KEY_COLUMNS}""",
+        principal.user_id, body["name"], key[:10], security.digest(key))
+    assert row is not None
+    return json_response({**dict(row), "key": key}, status=201)
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    key_id = path_id(request, "key_id")
+    principal = await require_user(request)
+    status = await request.app[DB_POOL].execute(
+        """UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
+           WHERE id = $1 AND (user_id = $2 OR $3)""",
+        key_id, principal.user_id, principal.is_admin)
+    if status.endswith(" 0"):
+        raise errors.NotFound("API key not found")
+    # We do not know the key itself, only its id: drop every cached principal.
+    forget_all(request.app)
+    return web.Response(status=204)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/setup", setup_status),
+        web.post("/api/setup", setup_first_admin),
+        web.get("/api/session", me),
+        web.post("/api/session", login),
+        web.delete("/api/session", logout),
+        web.get("/api/users", list_users),
+        web.post("/api/users", add_user),
+        web.get("/api/users/{user_id}", get_user),
+        web.delete("/api/users/{user_id}", delete_user),
+        web.get("/api/api-keys", list_keys),
+        web.post("/api/api-keys", create_key),
+        web.delete("/api/api-keys/{key_id}", revoke_key),
+    ]

@@ -1,0 +1,116 @@
+"""Handlers for /api/images: list, get, rename, delete, signed tile URLs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from aiohttp import web
+
+from catalog import images, security
+from catalog.access import get_principal, require_image_access, require_image_role
+from catalog.db import DB_POOL
+from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.state import CATALOG
+from microtome.http import json_response
+from pyramid import errors
+
+
+async def list_all(request: web.Request) -> web.Response:
+    principal = await get_principal(request)
+    limit, offset = page_params(request)
+    items, total = await images.list_images(
+        request.app[DB_POOL], principal, project_id=None, limit=limit, offset=offset,
+        sort=request.query.get("sort"), q=request.query.get("q"),
+        status=request.query.get("status"))
+    return json_response(page(items, total, limit, offset))
+
+
+async def get_one(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    principal = await require_image_access(request, image_id)
+    pool = request.app[DB_POOL]
+    image = await images.get_image(pool, image_id)
+    await images.log_activity(pool, "image.open", user_id=principal.user_id, image_id=image_id,
+                              detail={"via": principal.via})
+    return json_response(image)
+
+
+async def rename(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    await require_image_access(request, image_id, write=True)
+    body = await read_json(request, "ImageUpdate")
+    pool = request.app[DB_POOL]
+    await pool.execute("UPDATE images SET name = $2, updated_at = now() WHERE id = $1",
+                       image_id, body["name"])
+    return json_response(await images.get_image(pool, image_id))
+
+
+async def delete(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    principal = await require_image_role(request, image_id, "manager")
+    pool = request.app[DB_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        # Lock the row so a job cannot start converting between check and delete.
+        status = await conn.fetchval("SELECT status FROM images WHERE id = $1 FOR UPDATE",
+                                     image_id)
+        busy = await conn.fetchval(
+            "SELECT count(*) FROM jobs WHERE image_id = $1 AND status = 'running'", image_id)
+        if status is None:
+            raise errors.NotFound("image not found")
+        if busy:
+            raise errors.Conflict("the image is being converted; retry when the job ends")
+        await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now()"
+                           " WHERE image_id = $1 AND status = 'queued'", image_id)
+        await conn.execute("DELETE FROM images WHERE id = $1", image_id)
+        await images.log_activity(conn, "image.delete", user_id=principal.user_id,
+                                  image_id=image_id)
+    request.app[CATALOG].forget_image(image_id)
+    await images.remove_image_dir(request.app[CATALOG].settings.images_dir, image_id)
+    return web.Response(status=204)
+
+
+async def signed_url(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    await require_image_access(request, image_id)
+    body = await read_json(request, "SignedUrlRequest")
+    ttl = int(body.get("expires_in", 3600))
+    row = await request.app[DB_POOL].fetchrow(
+        "SELECT version, status FROM images WHERE id = $1", image_id)
+    if row is None:
+        raise errors.NotFound("image not found")
+    expires = int(time.time()) + ttl
+    token = security.tile_token(request.app[CATALOG].settings.secret_key, image_id,
+                                row["version"], expires)
+    # The token rides inside the image id ("42~token"), so every URL a viewer
+    # derives from info.json / the .dzi carries it too.
+    ident = f"{image_id}~{token}"
+    return json_response({
+        "token": token, "image": ident,
+        "expires_at": dt.datetime.fromtimestamp(expires, dt.UTC),
+        "dzi": f"/dzi/{ident}.dzi", "iiif": f"/iiif/3/{ident}/info.json"})
+
+
+async def image_jobs(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    await require_image_access(request, image_id)
+    limit, offset = page_params(request)
+    pool = request.app[DB_POOL]
+    from catalog.jobs import JOB_COLUMNS, job_json
+
+    rows = await pool.fetch(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE image_id = $1 ORDER BY id DESC"
+        f" LIMIT {limit} OFFSET {offset}", image_id)
+    total = await pool.fetchval("SELECT count(*) FROM jobs WHERE image_id = $1", image_id)
+    return json_response(page([job_json(r) for r in rows], total, limit, offset))
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/images", list_all),
+        web.get("/api/images/{image_id}", get_one),
+        web.patch("/api/images/{image_id}", rename),
+        web.delete("/api/images/{image_id}", delete),
+        web.post("/api/images/{image_id}/signed-url", signed_url),
+        web.get("/api/images/{image_id}/jobs", image_jobs),
+    ]

@@ -1,0 +1,209 @@
+"""`microtome user add` and `microtome import`: catalog administration from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from microtome.settings import Settings, from_env
+from pyramid import errors
+
+
+async def open_db(settings: Settings) -> asyncpg.Pool:
+    """The catalog pool (embedded server unless DATABASE_URL), migrated."""
+    from catalog.db import create_pool, start_embedded
+    from catalog.migrate import migrate
+    from microtome.app import MIGRATION_DIRS
+
+    dsn = settings.database_url or await start_embedded(settings.var_dir)
+    pool = await create_pool(dsn, min_size=1, max_size=4)
+    await migrate(pool, MIGRATION_DIRS)
+    return pool
+
+
+def _dsn_of(pool: asyncpg.Pool) -> str:
+    # asyncpg keeps the connect arguments; the first one is the DSN we gave it.
+    return str(pool._connect_args[0])  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- user add
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        print("error: no terminal to ask for a password; use --password-stdin", file=sys.stderr)
+        return None
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        print("error: the passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+async def _user_add(settings: Settings, name: str, password: str, admin: bool) -> int:
+    from catalog.api_auth import create_user
+    from catalog.jsonio import check
+
+    try:
+        check("UserCreate", {"username": name, "password": password, "is_admin": admin})
+    except errors.InvalidRequest as exc:
+        print(f"error: {exc.message.replace('invalid request body: ', '')}", file=sys.stderr)
+        return 2
+    pool = await open_db(settings)
+    try:
+        row = await create_user(pool, name, password, admin)
+    except errors.Conflict as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await pool.close()
+    print(f"created {'administrator' if admin else 'user'} {row['username']} (id {row['id']})")
+    return 0
+
+
+def run_user_add(args: argparse.Namespace) -> int:
+    password = _read_password(args)
+    if password is None:
+        return 2
+    return asyncio.run(_user_add(from_env(), args.name, password, args.admin))
+
+
+# --------------------------------------------------------------------------- import
+
+def _sources(folder: Path) -> list[Path]:
+    """Every visible regular file directly in `folder`, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+async def _ensure_project(conn: asyncpg.Connection, name: str) -> int:
+    row = await conn.fetchrow("SELECT id FROM projects WHERE lower(name) = lower($1)", name)
+    if row is not None:
+        return int(row["id"])
+    return int(await conn.fetchval(
+        "INSERT INTO projects (name) VALUES ($1) RETURNING id", name))
+
+
+async def enqueue_folder(pool: asyncpg.Pool, folder: Path,
+                         project: str) -> tuple[int, list[tuple[str, int | None, str]]]:
+    """Queue a conversion per file; (project id, [(file name, job id or None, note)])."""
+    from catalog import images, jobs
+
+    queued: list[tuple[str, int | None, str]] = []
+    async with pool.acquire() as conn, conn.transaction():
+        project_id = await _ensure_project(conn, project)
+        for src in _sources(folder):
+            path = str(src.resolve())
+            # Re-running an import does not duplicate what is queued or done.
+            seen = await conn.fetchval(
+                """SELECT j.id FROM jobs j JOIN project_images pi ON pi.image_id = j.image_id
+                   WHERE j.source_path = $1 AND pi.project_id = $2
+                     AND j.status IN ('queued', 'running', 'done')""", path, project_id)
+            if seen:
+                queued.append((src.name, int(seen), "already imported"))
+                continue
+            image_id = await images.create_pending(
+                conn, name=src.name, source_filename=src.name, owner_id=None,
+                project_id=project_id)
+            job_id = await jobs.enqueue(conn, image_id=image_id, source_path=path,
+                                        project_id=project_id)
+            queued.append((src.name, job_id, ""))
+    return project_id, queued
+
+
+async def _watch(pool: asyncpg.Pool, entries: list[tuple[str, int | None, str]],
+                 quiet: bool) -> dict[int, asyncpg.Record]:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    ids = [j for _, j, _ in entries if j is not None]
+    final = ("done", "failed", "cancelled")
+    rows: dict[int, asyncpg.Record] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[status]}"), disable=quiet) as bar:
+        tasks = {j: bar.add_task(name[:40], total=1.0, status="queued")
+                 for name, j, _ in entries if j is not None}
+        while True:
+            for r in await pool.fetch(
+                    "SELECT id, status, progress, error FROM jobs WHERE id = ANY($1::bigint[])",
+                    ids):
+                rows[r["id"]] = r
+                bar.update(tasks[r["id"]], completed=float(r["progress"]), status=r["status"])
+            if all(rows.get(j) is not None and rows[j]["status"] in final for j in ids):
+                return rows
+            await asyncio.sleep(0.5)
+
+
+async def _import(settings: Settings, folder: Path, project: str, workers: int,
+                  quiet: bool) -> int:
+    from catalog.worker import WorkerPool
+
+    pool = await open_db(settings)
+    workers_pool = None
+    try:
+        project_id, entries = await enqueue_folder(pool, folder, project)
+        if not entries:
+            print(f"nothing to import in {folder}")
+            return 0
+        if workers > 0:
+            workers_pool = WorkerPool(_dsn_of(pool), settings, workers, db=pool)
+            await workers_pool.start()
+        rows = await _watch(pool, entries, quiet)
+    finally:
+        if workers_pool is not None:
+            await workers_pool.stop()
+        await pool.close()
+    return _summary(entries, rows, project, project_id)
+
+
+def _summary(entries: list[tuple[str, int | None, str]], rows: dict[int, Any],
+             project: str, project_id: int) -> int:
+    ok = failed = 0
+    for name, job_id, note in entries:
+        row = rows.get(job_id) if job_id is not None else None
+        status = row["status"] if row is not None else "skipped"
+        if status == "done":
+            ok += 1
+        else:
+            failed += 1
+            reason = (row["error"] if row is not None else None) or note or status
+            print(f"{name}: {status}: {reason}", file=sys.stderr)
+    print(f"imported {ok} of {len(entries)} file(s) into project {project!r} (id {project_id})"
+          + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        print(f"error: {args.dir} is not a directory", file=sys.stderr)
+        return 2
+    if not args.project.strip() or len(args.project) > 200:
+        print("error: --project needs a name of 1-200 characters", file=sys.stderr)
+        return 2
+    return asyncio.run(_import(from_env(), folder, args.project.strip(), args.workers,
+                               args.quiet))
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION")
+    add = user_sub.add_parser("add", help="create a user (e.g. the first administrator)")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin")
+    add.set_defaults(func=run_user_add)
+
+    imp = sub.add_parser("import", help="convert every file of a folder into a project")
+    imp.add_argument("dir")
+    imp.add_argument("--project", required=True, help="project name (created if missing)")
+    imp.add_argument("--workers", type=int, default=1,
+                     help="conversion processes to run here (0: leave it to `serve`)")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=run_import)

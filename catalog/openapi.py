@@ -1,0 +1,295 @@
+"""The OpenAPI 3.1 document of ``/api`` — also the source of request validation.
+
+Request bodies are validated against the same component schemas that are
+published (``jsonio.read_json``), so the document cannot drift from what the
+server accepts; tests validate responses against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_S = "#/components/schemas/"
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": _S + name}
+
+
+def _str(max_len: int, min_len: int = 1, **kw: Any) -> dict[str, Any]:
+    return {"type": "string", "minLength": min_len, "maxLength": max_len, **kw}
+
+
+_TS = {"type": "string", "format": "date-time"}
+_TS_NULL = {"type": ["string", "null"], "format": "date-time"}
+_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+_ROLE = {"type": "string", "enum": ["manager", "contributor", "viewer"]}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None,
+         closed: bool = True, **kw: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props,
+                           "required": list(props) if required is None else required}
+    if closed:
+        out["additionalProperties"] = False
+    out.update(kw)
+    return out
+
+
+def _page(item: str) -> dict[str, Any]:
+    return _obj({"items": {"type": "array", "items": ref(item)},
+                 "total": {"type": "integer", "minimum": 0},
+                 "limit": {"type": "integer", "minimum": 1},
+                 "offset": {"type": "integer", "minimum": 0}})
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": {"type": "string"}, "detail": {}}, closed=False),
+    "User": _obj({"id": _ID, "username": {"type": "string"}, "is_admin": {"type": "boolean"},
+                  "created_at": _TS}),
+    "SessionInfo": _obj({"user": ref("User"), "csrf_token": {"type": "string"},
+                         "expires_at": _TS}),
+    "Credentials": _obj({"username": _str(64), "password": _str(1024)}),
+    "SetupStatus": _obj({"needs_setup": {"type": "boolean"}}),
+    "UserCreate": _obj({"username": _str(64, pattern=r"^[A-Za-z0-9_.@-]+$"),
+                        "password": _str(1024, min_len=8), "is_admin": {"type": "boolean"}},
+                       required=["username", "password"]),
+    "ApiKey": _obj({"id": _ID, "name": {"type": "string"}, "prefix": {"type": "string"},
+                    "created_at": _TS, "last_used_at": _TS_NULL, "revoked_at": _TS_NULL}),
+    "ApiKeyCreated": _obj({"id": _ID, "name": {"type": "string"}, "prefix": {"type": "string"},
+                           "created_at": _TS, "last_used_at": _TS_NULL,
+                           "revoked_at": _TS_NULL,
+                           "key": {"type": "string", "description": "shown once"}}),
+    "ApiKeyCreate": _obj({"name": _str(100)}),
+    "Project": _obj({"id": _ID, "name": {"type": "string"}, "description": {"type": "string"},
+                     "public": {"type": "boolean"}, "created_at": _TS, "updated_at": _TS,
+                     "role": {"type": ["string", "null"]},
+                     "image_count": {"type": "integer", "minimum": 0}}),
+    "ProjectCreate": _obj({"name": _str(200), "description": _str(5000, min_len=0),
+                           "public": {"type": "boolean"}}, required=["name"]),
+    "ProjectUpdate": _obj({"name": _str(200), "description": _str(5000, min_len=0),
+                           "public": {"type": "boolean"}}, required=[], minProperties=1),
+    "Member": _obj({"user_id": _ID, "username": {"type": "string"}, "role": _ROLE,
+                    "added_at": _TS}),
+    "MemberPut": _obj({"role": _ROLE}),
+    "Image": _obj({
+        "id": _ID, "name": {"type": "string"}, "source_filename": {"type": "string"},
+        "format": {"type": ["string", "null"]},
+        "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]},
+        "levels": {"type": ["integer", "null"]},
+        "pixel_size_um": {"type": ["number", "null"]},
+        "channels": {"type": "array"}, "checksum": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": ["pending", "converting", "ready", "failed"]},
+        "version": {"type": "string"}, "created_at": _TS, "updated_at": _TS,
+        "urls": _obj({"dzi": {"type": "string"}, "iiif": {"type": "string"},
+                      "thumbnail": {"type": "string"}, "viewer": {"type": "string"}}),
+    }),
+    "ImageUpdate": _obj({"name": _str(255)}),
+    "ProjectImageAdd": _obj({"image_id": _ID}),
+    "Job": _obj({
+        "id": _ID, "kind": {"type": "string"},
+        "status": {"type": "string",
+                   "enum": ["queued", "running", "done", "failed", "cancelled"]},
+        "image_id": {"type": ["integer", "null"]}, "project_id": {"type": ["integer", "null"]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "error": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+        "created_at": _TS, "started_at": _TS_NULL, "finished_at": _TS_NULL}),
+    "ShareLinkCreate": _obj({"image_id": _ID, "project_id": _ID,
+                             "expires_in": {"type": "integer", "minimum": 60,
+                                            "maximum": 365 * 86400,
+                                            "description": "seconds"}},
+                            required=["expires_in"],
+                            oneOf=[{"required": ["image_id"]}, {"required": ["project_id"]}]),
+    "ShareLink": _obj({"id": _ID, "image_id": {"type": ["integer", "null"]},
+                       "project_id": {"type": ["integer", "null"]}, "created_at": _TS,
+                       "expires_at": _TS, "revoked_at": _TS_NULL,
+                       "token": {"type": "string"}, "url": {"type": "string"}},
+                      required=["id", "image_id", "project_id", "created_at", "expires_at",
+                                "revoked_at"]),
+    "ShareInfo": _obj({"image_id": {"type": ["integer", "null"]},
+                       "project_id": {"type": ["integer", "null"]},
+                       "images": {"type": "array", "items": ref("Image")}}),
+    "SignedUrlRequest": _obj({"expires_in": {"type": "integer", "minimum": 10,
+                                             "maximum": 7 * 86400}}, required=[]),
+    "SignedUrl": _obj({"token": {"type": "string"}, "expires_at": _TS,
+                       "image": {"type": "string", "description": "image id to use in tile URLs"},
+                       "dzi": {"type": "string"}, "iiif": {"type": "string"}}),
+    "Upload": _obj({"id": {"type": "string"}, "filename": {"type": "string"},
+                    "length": {"type": "integer"}, "offset": {"type": "integer"},
+                    "project_id": {"type": ["integer", "null"]},
+                    "image_id": {"type": ["integer", "null"]},
+                    "job_id": {"type": ["integer", "null"]},
+                    "completed_at": _TS_NULL, "expires_at": _TS}),
+}
+for _name in ("User", "ApiKey", "Project", "Member", "Image", "Job", "ShareLink"):
+    SCHEMAS[_name + "Page"] = _page(_name)
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _err(desc: str) -> dict[str, Any]:
+    return {"description": desc, **_json(ref("Error"))}
+
+
+_ERRORS = {"400": _err("bad request"), "401": _err("not logged in"),
+           "403": _err("not allowed"), "404": _err("not found")}
+
+
+def _op(summary: str, ok: str | None, status: str = "200", body: str | None = None,
+        params: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None,
+        tag: str = "catalog") -> dict[str, Any]:
+    responses: dict[str, Any] = dict(_ERRORS)
+    responses[status] = ({"description": "ok", **_json(ref(ok))} if ok
+                         else {"description": "ok"})
+    responses.update(extra or {})
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    if body:
+        op["requestBody"] = {"required": True, **_json(ref(body))}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _ID}
+
+
+def _q(name: str, schema: dict[str, Any], desc: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": desc}
+
+
+PAGE_PARAMS = [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+               _q("offset", {"type": "integer", "minimum": 0, "default": 0})]
+IMAGE_LIST_PARAMS = [*PAGE_PARAMS,
+                     _q("sort", {"type": "string",
+                                 "enum": ["id", "-id", "name", "-name", "created_at",
+                                          "-created_at", "updated_at", "-updated_at"]}),
+                     _q("q", {"type": "string", "maxLength": 200}, "name contains"),
+                     _q("status", SCHEMAS["Image"]["properties"]["status"])]
+_C409 = {"409": _err("conflict")}
+
+
+def _paths() -> dict[str, Any]:
+    pid, iid, uid = _path_id("project_id"), _path_id("image_id"), _path_id("user_id")
+    return {
+        "/api/setup": {
+            "get": _op("Whether the first administrator still has to be created",
+                       "SetupStatus"),
+            "post": _op("Create the first administrator (only while no user exists)",
+                        "SessionInfo", "201", "Credentials", extra=_C409)},
+        "/api/session": {
+            "get": _op("The logged-in user and the CSRF token", "SessionInfo"),
+            "post": _op("Log in; sets the HttpOnly session cookie", "SessionInfo",
+                        body="Credentials"),
+            "delete": _op("Log out", None, "204")},
+        "/api/users": {
+            "get": _op("List users (admin)", "UserPage", params=PAGE_PARAMS),
+            "post": _op("Create a user (admin)", "User", "201", "UserCreate", extra=_C409)},
+        "/api/users/{user_id}": {
+            "get": _op("One user (admin or self)", "User", params=[uid]),
+            "delete": _op("Delete a user (admin)", None, "204", params=[uid])},
+        "/api/api-keys": {
+            "get": _op("My API keys", "ApiKeyPage", params=PAGE_PARAMS),
+            "post": _op("Create an API key; the key is shown once", "ApiKeyCreated", "201",
+                        "ApiKeyCreate")},
+        "/api/api-keys/{key_id}": {
+            "delete": _op("Revoke an API key", None, "204", params=[_path_id("key_id")])},
+        "/api/projects": {
+            "get": _op("Projects I can see", "ProjectPage", params=PAGE_PARAMS),
+            "post": _op("Create a project (I become its manager)", "Project", "201",
+                        "ProjectCreate", extra=_C409)},
+        "/api/projects/{project_id}": {
+            "get": _op("One project", "Project", params=[pid]),
+            "patch": _op("Change a project (manager)", "Project", body="ProjectUpdate",
+                         params=[pid], extra=_C409),
+            "delete": _op("Delete a project (manager); images stay", None, "204",
+                          params=[pid])},
+        "/api/projects/{project_id}/members": {
+            "get": _op("Members and roles", "MemberPage", params=[pid, *PAGE_PARAMS])},
+        "/api/projects/{project_id}/members/{user_id}": {
+            "put": _op("Add a member or change a role (manager)", "Member", body="MemberPut",
+                       params=[pid, uid]),
+            "delete": _op("Remove a member (manager)", None, "204", params=[pid, uid])},
+        "/api/projects/{project_id}/images": {
+            "get": _op("Images of a project", "ImagePage", params=[pid, *IMAGE_LIST_PARAMS]),
+            "post": _op("Add an image to the project (contributor)", "Image", "201",
+                        "ProjectImageAdd", params=[pid])},
+        "/api/projects/{project_id}/images/{image_id}": {
+            "delete": _op("Remove an image from the project (contributor)", None, "204",
+                          params=[pid, iid])},
+        "/api/images": {
+            "get": _op("Images I can see", "ImagePage", params=IMAGE_LIST_PARAMS)},
+        "/api/images/{image_id}": {
+            "get": _op("One image", "Image", params=[iid]),
+            "patch": _op("Rename (contributor)", "Image", body="ImageUpdate", params=[iid]),
+            "delete": _op("Delete the image and its files (manager or uploader)", None, "204",
+                          params=[iid], extra=_C409)},
+        "/api/images/{image_id}/signed-url": {
+            "post": _op("A short-lived signed token for tile/IIIF/DZI URLs of a private image",
+                        "SignedUrl", body="SignedUrlRequest", params=[iid])},
+        "/api/images/{image_id}/jobs": {
+            "get": _op("Conversion jobs of an image", "JobPage", params=[iid, *PAGE_PARAMS])},
+        "/api/jobs": {"get": _op("My jobs (admin: all)", "JobPage", params=PAGE_PARAMS)},
+        "/api/jobs/{job_id}": {"get": _op("One job", "Job", params=[_path_id("job_id")])},
+        "/api/share-links": {
+            "get": _op("Share links I created", "ShareLinkPage", params=PAGE_PARAMS),
+            "post": _op("Create a read-only share link for an image or a project", "ShareLink",
+                        "201", "ShareLinkCreate")},
+        "/api/share-links/{share_id}": {
+            "delete": _op("Revoke a share link", None, "204", params=[_path_id("share_id")])},
+        "/api/share": {
+            "get": _op("What the share token (X-Share-Token or ?share=) grants", "ShareInfo")},
+        "/api/uploads": {
+            "options": {"summary": "tus capabilities", "tags": ["uploads"],
+                        "responses": {"204": {"description": "Tus-Version, Tus-Extension, "
+                                                             "Tus-Max-Size headers"}}},
+            "post": {"summary": "tus creation: Upload-Length, Upload-Metadata (filename, "
+                                "project_id, name)",
+                     "tags": ["uploads"],
+                     "responses": {"201": {"description": "Location of the upload"},
+                                   "413": _err("exceeds the size limit"), **_ERRORS}}},
+        "/api/uploads/{upload_id}": {
+            "get": {"summary": "Upload state (JSON)", "tags": ["uploads"],
+                    "parameters": [{"name": "upload_id", "in": "path", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "ok", **_json(ref("Upload"))},
+                                  **_ERRORS}},
+            "head": {"summary": "tus: current Upload-Offset", "tags": ["uploads"],
+                     "responses": {"200": {"description": "Upload-Offset header"}}},
+            "patch": {"summary": "tus: append bytes at Upload-Offset "
+                                 "(application/offset+octet-stream; Upload-Checksum)",
+                      "tags": ["uploads"],
+                      "responses": {"204": {"description": "new Upload-Offset"},
+                                    "409": _err("offset mismatch"),
+                                    "413": _err("beyond Upload-Length"),
+                                    "460": _err("checksum mismatch"), **_ERRORS}},
+            "delete": {"summary": "tus termination", "tags": ["uploads"],
+                       "responses": {"204": {"description": "deleted"}, **_ERRORS}}},
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Microtome API", "version": "1",
+                 "description": "Catalog of whole-slide images: sessions, API keys, projects, "
+                                "images, uploads (tus), jobs and share links. Cookie-"
+                                "authenticated writes need the X-CSRF-Token header."},
+        "servers": [{"url": "/"}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "microtome_session"},
+                "apiKey": {"type": "http", "scheme": "bearer"},
+                "share": {"type": "apiKey", "in": "header", "name": "X-Share-Token"},
+            },
+        },
+        "security": [{"session": []}, {"apiKey": []}, {"share": []}, {}],
+        "paths": _paths(),
+    }
+
+
+SPEC: dict[str, Any] = build_spec()

@@ -1,0 +1,116 @@
+"""Image id → stored pyramid for the tile server, with access control off the database.
+
+Tile URLs name the image either as ``42`` or as ``42~<token>``: the token
+rides inside the id so that every URL a third-party viewer derives from
+``info.json`` / the ``.dzi`` still carries it.  (``?token=`` works too for
+single requests.)  Accepted, cheapest first:
+
+- a signed tile token (HMAC over image id, version, expiry, scope): verified
+  with the secret key alone, no database at all;
+- a share-link token: the link row is cached for a few seconds;
+- the caller's session cookie / API key / ``?share=``: the principal and the
+  (principal, image) decision are cached for a few seconds.
+
+The image row (path, version, status) is cached too, so a hot tile path does
+no database round-trip.  This module must not import ``tileserver``:
+`ImageRef` mirrors ``tileserver.resolver.ImageRef`` field for field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from catalog import security
+from catalog.access import Principal, get_principal, image_role, share_principal
+from catalog.db import DB_POOL
+from catalog.images import STORE_NAME
+from catalog.state import CATALOG
+from pyramid import errors
+
+if TYPE_CHECKING:
+    # Type-only: lets mypy see that we satisfy tileserver's Resolver protocol.
+    from tileserver.resolver import ImageRef
+else:
+    @dataclass(frozen=True)
+    class ImageRef:
+        """Field-for-field copy of tileserver.resolver.ImageRef (no runtime import)."""
+
+        path: Path
+        version: str
+
+
+def split_id(image_id: str) -> tuple[int, str | None]:
+    """``"42"`` → (42, None); ``"42~tok"`` → (42, "tok"); anything else → NotFound."""
+    head, sep, token = image_id.partition("~")
+    if not head.isdigit() or len(head) > 18 or (sep and not token):
+        raise errors.NotFound("image not found")
+    return int(head), token or None
+
+
+def _principal_key(p: Principal | None) -> tuple[Any, ...]:
+    if p is None:
+        return ("anon",)
+    if p.share is not None:
+        return ("share", p.share.share_id)
+    return ("user", p.user_id, p.is_admin)
+
+
+class CatalogResolver:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    async def _image(self, image_id: int) -> tuple[str | None, str, str]:
+        state = self.app[CATALOG]
+        hit = state.images.get(image_id)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        row = await self.app[DB_POOL].fetchrow(
+            "SELECT storage_path, version, status FROM images WHERE id = $1", image_id)
+        if row is None:
+            raise errors.NotFound("image not found")
+        entry = (row["storage_path"], row["version"], row["status"])
+        state.images.set(image_id, entry)
+        return entry
+
+    def _path(self, image_id: int, storage_path: str | None) -> Path:
+        images_dir = self.app[CATALOG].settings.images_dir
+        return images_dir / (storage_path or f"{image_id}/{STORE_NAME}")
+
+    async def _allowed(self, principal: Principal | None, image_id: int) -> bool:
+        state = self.app[CATALOG]
+        key = (*_principal_key(principal), image_id)
+        hit = state.access.get(key)
+        if hit is None:
+            _, role = await image_role(self.app[DB_POOL], principal, image_id)
+            hit = role is not None
+            state.access.set(key, hit)
+        return hit
+
+    async def resolve(self, request: web.Request, image_id: str) -> ImageRef:
+        iid, token = split_id(image_id)
+        token = token or request.query.get("token")
+        settings = self.app[CATALOG].settings
+        if token is not None:
+            payload = security.verify(settings.secret_key, token, "tile")
+            if payload is not None:
+                if payload.get("i") != iid:
+                    raise errors.Forbidden("this token is for another image")
+                # No database: the path follows from the id, the version is signed.
+                return ImageRef(self._path(iid, None), str(payload.get("v")))
+            principal = await share_principal(self.app, token)
+            if principal is None:
+                raise errors.Unauthenticated("tile URL token invalid or expired")
+        else:
+            principal = await get_principal(request)
+        if not await self._allowed(principal, iid):
+            if principal is None:
+                raise errors.Unauthenticated("login required")
+            raise errors.NotFound("image not found")
+        storage_path, version, status = await self._image(iid)
+        if status != "ready":
+            raise errors.NotFound("image not ready")
+        return ImageRef(self._path(iid, storage_path), version)

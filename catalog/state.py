@@ -1,0 +1,35 @@
+"""Per-application catalog state: settings and the in-memory caches of the tile path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from catalog.ttlcache import TTLCache
+from microtome.settings import Settings
+
+#: How long an image's (path, version) and a user's access to it are trusted
+#: without asking the database again.
+IMAGE_TTL = 10.0
+
+
+@dataclass
+class CatalogState:
+    settings: Settings
+    #: image id -> (storage path, version, status)
+    images: TTLCache[Any] = field(default_factory=lambda: TTLCache(20_000, IMAGE_TTL))
+    #: (principal key, image id) -> allowed?
+    access: TTLCache[bool] = field(default_factory=lambda: TTLCache(100_000, IMAGE_TTL))
+
+    def forget_image(self, image_id: int) -> None:
+        self.images.pop(image_id)
+        self.access.evict(lambda k: isinstance(k, tuple) and k[-1] == image_id)
+
+    def forget_access(self) -> None:
+        """After membership changes: drop every cached access decision."""
+        self.access.clear()
+
+
+CATALOG: web.AppKey[CatalogState] = web.AppKey("catalog_state", CatalogState)

@@ -1,0 +1,69 @@
+"""Wires the catalog into the aiohttp application: database, migrations, workers, routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
+from catalog.access import setup_access
+from catalog.db import DB_POOL, create_pool, start_embedded
+from catalog.jobs import recover_stale
+from catalog.migrate import migrate
+from catalog.openapi import SPEC
+from catalog.state import CATALOG, CatalogState
+from microtome.http import json_response
+from microtome.settings import Settings
+
+log = logging.getLogger("catalog.web")
+WORKERS: web.AppKey[object] = web.AppKey("catalog_workers", object)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(SPEC, headers={"Access-Control-Allow-Origin": "*"})
+
+
+def setup_catalog(app: web.Application, settings: Settings) -> None:
+    """Database pool, migrations, job workers (cleanup_ctx) and every /api route."""
+    app[CATALOG] = CatalogState(settings)
+    setup_access(app, settings)
+    tus.setup(app)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        from microtome.app import MIGRATION_DIRS
+
+        dsn = settings.database_url or await start_embedded(settings.var_dir)
+        pool = await create_pool(dsn)
+        try:
+            applied = await migrate(pool, MIGRATION_DIRS)
+            if applied:
+                log.info("database migrated: %s", ", ".join(applied))
+            recovered = await recover_stale(pool)
+            if recovered:
+                log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))
+            app[DB_POOL] = pool
+            pool_of_workers = None
+            if settings.job_workers > 0:
+                from catalog.worker import WorkerPool
+
+                pool_of_workers = WorkerPool(dsn, settings, settings.job_workers, db=pool)
+                await pool_of_workers.start()
+                app[WORKERS] = pool_of_workers
+            try:
+                yield
+            finally:
+                if pool_of_workers is not None:
+                    await pool_of_workers.stop()
+        finally:
+            await pool.close()
+
+    app.cleanup_ctx.append(database)
+    app.router.add_get("/api/openapi.json", openapi_json)
+    app.router.add_routes(api_auth.routes())
+    app.router.add_routes(api_projects.routes())
+    app.router.add_routes(api_images.routes())
+    app.router.add_routes(api_share.routes())
+    app.router.add_routes(api_jobs.routes())
+    app.router.add_routes(tus.routes())
