@@ -1,0 +1,268 @@
+"""`microtome convert` and `microtome info`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pyramid.errors import MicrotomeError
+
+from .convert import ConvertOptions, ConvertResult, Progress, _stem, convert
+from .inputs import Source, gather_sources
+from .sources import open_source
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "convert", help="convert slides/images to OME-Zarr",
+        description="Convert each SRC (file, DICOM folder, or a folder to walk) to "
+                    "OUTDIR/<stem>.ome.zarr.  Exit 0 all converted, 1 some failed, "
+                    "2 usage error.")
+    p.add_argument("src", nargs="+", type=Path, metavar="SRC")
+    p.add_argument("-o", "--outdir", type=Path, required=True, metavar="OUTDIR")
+    p.add_argument("--tile-size", type=_tile_size, default=256, metavar="N",
+                   help="chunk (tile) side, a power of two (default 256)")
+    p.add_argument("--codec", choices=["auto", "jpeg", "zstd"], default="auto",
+                   help="auto: JPEG for RGB slides and lossy pictures, zstd otherwise")
+    p.add_argument("--quality", type=_quality, default=90, metavar="Q",
+                   help="JPEG quality 1-100 (default 90)")
+    p.add_argument("--ngff", choices=["0.5", "0.4"], default="0.5",
+                   help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2)")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="threads (default: all cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="dask.distributed scheduler, e.g. tcp://host:8786 (shared disk)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    p.set_defaults(func=run_convert)
+
+    q = subparsers.add_parser("info", help="show what a source contains",
+                              description="Detect and describe a source without converting.")
+    q.add_argument("src", nargs="+", type=Path, metavar="SRC")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(func=run_info)
+
+
+def _tile_size(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be an integer") from None
+    if v < 16 or v > 4096 or v & (v - 1):
+        raise argparse.ArgumentTypeError("must be a power of two between 16 and 4096")
+    return v
+
+
+def _quality(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be an integer") from None
+    if not 1 <= v <= 100:
+        raise argparse.ArgumentTypeError("must be between 1 and 100")
+    return v
+
+
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return v
+
+
+def _one_line(e: BaseException) -> str:
+    msg = e.message if isinstance(e, MicrotomeError) else str(e)
+    msg = " ".join(msg.split()) or type(e).__name__
+    return msg[:300]
+
+
+# -- convert ----------------------------------------------------------------
+def run_convert(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    for s in args.src:
+        if not s.exists() and not s.is_symlink():
+            err.print(f"[red]error:[/red] {s}: no such file or directory")
+            return 2
+    try:
+        args.outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        err.print(f"[red]error:[/red] cannot create output folder {args.outdir}: {e.strerror}")
+        return 2
+    if not os.access(args.outdir, os.W_OK):
+        err.print(f"[red]error:[/red] output folder {args.outdir} is not writable")
+        return 2
+    sources, skipped = gather_sources(args.src)
+    options = ConvertOptions(tile_size=args.tile_size, codec=args.codec, quality=args.quality,
+                             ngff=args.ngff, workers=args.workers, scheduler=args.scheduler,
+                             overwrite=args.overwrite)
+    rows: list[dict[str, Any]] = []
+    for path, reason in skipped:
+        err.print(f"[red]error:[/red] {path}: {reason}")
+        rows.append({"src": str(path), "ok": False, "error": reason})
+    used: set[str] = set()
+    for src in sources:
+        rows.append(_convert_one(src, args.outdir, options, used, err, args.json))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        _summary(rows, err)
+    if not rows:
+        err.print("[red]error:[/red] no input found")
+        return 1
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _out_path(src: Source, outdir: Path, used: set[str]) -> Path:
+    stem = _stem(src.name)
+    name, i = stem, 2
+    while name in used:
+        name = f"{stem}-{i}"
+        i += 1
+    used.add(name)
+    return outdir / f"{name}.ome.zarr"
+
+
+def _convert_one(src: Source, outdir: Path, options: ConvertOptions, used: set[str],
+                 err: Any, quiet: bool) -> dict[str, Any]:
+    from rich.progress import (BarColumn, Progress as Bar, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    dst = _out_path(src, outdir, used)
+    label = src.display
+    bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+              TextColumn("{task.fields[stage]}"), TextColumn("{task.fields[rate]}"),
+              TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+              console=err, disable=quiet or not err.is_terminal, transient=False)
+    task = bar.add_task(label[-40:], total=1.0, stage="", rate="")
+
+    def on_progress(p: Progress) -> None:
+        mb = p.bytes_written / 1e6
+        rate = f"{mb:.0f} MB {mb / p.seconds:.0f} MB/s" if p.seconds > 0 else ""
+        bar.update(task, completed=p.fraction, stage=p.stage, rate=rate)
+
+    started = time.monotonic()
+    try:
+        with bar:
+            res = convert(src.paths if len(src.paths) > 1 else src.paths[0], dst, options,
+                          on_progress)
+    except KeyboardInterrupt:
+        raise
+    except (MicrotomeError, ValueError, OSError) as e:
+        return _failed(src, dst, e, err, started)
+    except Exception as e:  # never a traceback for one bad file
+        return _failed(src, dst, e, err, started)
+    if not quiet and not err.is_terminal:
+        err.print(f"converted {label} -> {dst} ({res.seconds:.1f} s)")
+    return {"src": label, "ok": True, **_result_row(res)}
+
+
+def _failed(src: Source, dst: Path, e: BaseException, err: Any,
+            started: float) -> dict[str, Any]:
+    msg = _one_line(e)
+    err.print(f"[red]error:[/red] {src.display}: {msg}", soft_wrap=True)
+    return {"src": src.display, "ok": False, "error": msg, "path": str(dst),
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def _result_row(res: ConvertResult) -> dict[str, Any]:
+    d = res.as_dict()
+    d["seconds"] = round(d["seconds"], 3)
+    return d
+
+
+def _summary(rows: list[dict[str, Any]], err: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="conversion summary")
+    for col in ("source", "status", "format", "size", "levels", "MB", "s", "output / error"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        if r["ok"]:
+            table.add_row(r["src"], "[green]ok", r["format"], f'{r["width"]}x{r["height"]}',
+                          str(r["levels"]), f'{r["bytes_written"] / 1e6:.1f}',
+                          f'{r["seconds"]:.1f}', r["path"])
+        else:
+            table.add_row(r["src"], "[red]failed", "", "", "", "", "", r["error"])
+    err.print(table)
+
+
+# -- info -------------------------------------------------------------------
+def run_info(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    sources, skipped = gather_sources(args.src)
+    docs: list[dict[str, Any]] = []
+    status = 0
+    for path, reason in skipped:
+        err.print(f"[red]error:[/red] {path}: {reason}")
+        docs.append({"src": str(path), "ok": False, "error": reason})
+        status = 1
+    for src in sources:
+        try:
+            with open_source(src.paths if len(src.paths) > 1 else src.paths[0]) as reader:
+                doc = {"src": src.display, "ok": True, **reader.info.as_dict()}
+        except Exception as e:
+            msg = _one_line(e)
+            err.print(f"[red]error:[/red] {src.display}: {msg}")
+            docs.append({"src": src.display, "ok": False, "error": msg})
+            status = 1
+            continue
+        docs.append(doc)
+        if not args.json:
+            _print_info(out, doc)
+    if args.json:
+        print(json.dumps(docs if len(docs) != 1 else docs[0], indent=1))
+    if not docs:
+        err.print("[red]error:[/red] no input found")
+        return 1
+    return status
+
+
+def _print_info(out: Any, d: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(title=d["src"], show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value", overflow="fold")
+    px = d["pixel_size_um"]
+    rows = [
+        ("format", f'{d["format"]}' + (f' ({d["vendor"]})' if d["vendor"] else "")),
+        ("size", f'{d["width"]} x {d["height"]} px'),
+        ("samples", f'{d["dtype"]}' + (", RGB" if d["rgb"] else "")),
+        ("t / c / z", f'{d["size_t"]} / {d["size_c"]} / {d["size_z"]}'),
+        ("levels", ", ".join(f"{w}x{h}" for w, h in d["levels"]) or "1"),
+        ("pixel size", f"{px[0]:.4g} x {px[1]:.4g} µm" if px else "unknown"),
+        ("z spacing", f'{d["z_spacing_um"]:.4g} µm' if d["z_spacing_um"] else "-"),
+        ("objective", f'{d["objective_power"]:g}x' if d["objective_power"] else "-"),
+        ("channels", ", ".join(c["name"] for c in d["channels"]) or "-"),
+        ("associated", ", ".join(d["associated"]) or "-"),
+        ("tile size", str(d["tile_size"] or "untiled")),
+    ]
+    if d["notes"]:
+        rows.append(("notes", "; ".join(d["notes"])))
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="converters")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
