@@ -1,0 +1,242 @@
+"""GeoJSON import (streamed, COPY, all or nothing) and export (streamed, QuPath-style).
+
+Feature properties understood on import and written on export:
+- `classification`: QuPath's {"name": ..., "color": [r, g, b]} (or the older
+  "colorRGB" packed int, or a plain name) → the annotation's term, looked up
+  by name in the project (created when missing, if allowed);
+- `objectType`: "annotation" (default, not stored), "detection", "cell", ...;
+- `microtome`: our own block {"terms": [names], "kind", "shape", "producer",
+  "id"} so that several terms and rectangle/ellipse parameters survive a
+  round trip;
+- everything else is kept as the annotation's free `data` and written back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import asyncpg
+import orjson
+
+from pyramid.errors import MicrotomeError, TooLarge, Unprocessable
+
+from . import store, terms
+from .geometry import ImageFrame, Prepared, measure, parse_geojson_geometry, validate
+from .render import geometries_json
+from .splitter import iter_features
+
+_NAMED = re.compile(r"^feature \d+")
+RESERVED = ("classification", "microtome")
+BATCH = 5000
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    repair: bool = True          # make_valid invalid polygons (else reject)
+    clip: bool = False           # clip to the image (else reject what reaches outside)
+    create_terms: bool = True    # unknown classification names become new terms
+    producer: str | None = None  # algorithm run that produced the file
+    max_features: int = 5_000_000
+    max_feature_bytes: int = 16 << 20
+
+
+@dataclass(frozen=True)
+class Parsed:
+    prepared: Prepared
+    term_names: tuple[tuple[str, str | None], ...]  # (name, colour)
+    data: dict[str, Any]
+    producer: str | None
+
+
+def _fail(index: int, exc: MicrotomeError) -> MicrotomeError:
+    detail = {"feature_index": index, "reason": exc.message}
+    if isinstance(exc.detail, dict):
+        detail.update({k: v for k, v in exc.detail.items() if k != "feature_index"})
+    cls = TooLarge if isinstance(exc, TooLarge) else Unprocessable
+    msg = exc.message if _NAMED.match(exc.message) else f"feature {index}: {exc.message}"
+    return cls(msg, detail)
+
+
+def _classification(props: dict[str, Any]) -> tuple[tuple[str, str | None], ...]:
+    own = props.get("microtome")
+    if isinstance(own, dict) and isinstance(own.get("terms"), list):
+        names = own["terms"]
+        if not all(isinstance(n, str) and n.strip() for n in names):
+            raise Unprocessable("microtome.terms must be a list of names")
+        color = None
+        c = props.get("classification")
+        if isinstance(c, dict) and ("color" in c or "colorRGB" in c):
+            color = terms.normalize_color(c.get("color", c.get("colorRGB")))
+        return tuple((n, color if i == 0 else None) for i, n in enumerate(names))
+    c = props.get("classification")
+    if c is None:
+        return ()
+    if isinstance(c, str):
+        return ((c, None),) if c.strip() else ()
+    if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"].strip():
+        raise Unprocessable("classification must be {\"name\": ..., \"color\": [r, g, b]}")
+    raw_color = c.get("color", c.get("colorRGB"))
+    return ((c["name"], terms.normalize_color(raw_color) if raw_color is not None else None),)
+
+
+def parse_feature(raw: bytes, frame: ImageFrame, opts: ImportOptions) -> Parsed:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise Unprocessable(f"invalid JSON: {e}") from None
+    if not isinstance(obj, dict) or obj.get("type") != "Feature":
+        raise Unprocessable("not a GeoJSON Feature")
+    props = obj.get("properties") or {}
+    if not isinstance(props, dict):
+        raise Unprocessable("properties must be an object")
+    if obj.get("geometry") is None:
+        raise Unprocessable("feature has no geometry")
+    geom, kind = parse_geojson_geometry(obj["geometry"])
+    raw_own = props.get("microtome")
+    own: dict[str, Any] = raw_own if isinstance(raw_own, dict) else {}
+    shape = own.get("shape") if own.get("kind") in ("rectangle", "ellipse") else None
+    if shape is not None and geom.geom_type == "Polygon":
+        kind = own["kind"]
+    geom, kind = validate(geom, kind, frame, repair=opts.repair, clip=opts.clip)
+    data = {k: v for k, v in props.items() if k not in RESERVED}
+    if data.get("objectType") == "annotation":
+        del data["objectType"]  # the default; written back on export
+    producer = own.get("producer") if isinstance(own.get("producer"), str) else None
+    return Parsed(measure(geom, kind, frame, shape if isinstance(shape, dict) else None),
+                  _classification(props), data, opts.producer or producer)
+
+
+def iter_batches(fh: BinaryIO, frame: ImageFrame, opts: ImportOptions,
+                 batch: int = BATCH) -> Iterator[list[Parsed]]:
+    """Parsed features in batches; the first bad one raises naming its index."""
+    out: list[Parsed] = []
+    index = 0
+    try:
+        for index, raw in enumerate(iter_features(fh, opts.max_feature_bytes)):
+            if index >= opts.max_features:
+                raise TooLarge(f"more than {opts.max_features} features in one import")
+            out.append(parse_feature(raw, frame, opts))
+            if len(out) >= batch:
+                yield out
+                out = []
+    except MicrotomeError as e:
+        if isinstance(e.detail, dict) and "feature_index" in e.detail:
+            raise
+        if e.message.startswith(("not a GeoJSON FeatureCollection", "more than")):
+            raise
+        raise _fail(index, e) from None
+    if out:
+        yield out
+
+
+async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame, *,
+                      project_id: int | None, user_id: int | None, opts: ImportOptions,
+                      executor: Executor | None = None) -> dict[str, Any]:
+    """Import every feature of an open GeoJSON file in one transaction.
+
+    Parsing and validation run in `executor` one batch ahead of the COPY of
+    the previous batch; any error rolls the whole import back.
+    """
+    loop = asyncio.get_running_loop()
+    gen = iter_batches(fh, frame, opts)
+    total = 0
+    created: list[str] = []
+    async with conn.transaction():
+        await store.prepare_copy(conn)
+        name_map: dict[str, int] = {}
+        if project_id is not None:
+            name_map = await terms.resolve_names(conn, project_id, (), create=False)
+        pending = loop.run_in_executor(executor, next, gen, None)
+        try:
+            while (batch := await pending) is not None:
+                pending = loop.run_in_executor(executor, next, gen, None)
+                recs = await _records(conn, batch, total, frame, project_id, user_id, opts,
+                                      name_map, created)
+                await store.copy_records(conn, recs)
+                total += len(batch)
+        except BaseException:
+            if not pending.done():
+                await asyncio.wait([pending])
+            raise
+    return {"imported": total, "terms_created": created}
+
+
+async def _records(conn: asyncpg.Connection, batch: Sequence[Parsed], first_index: int,
+                   frame: ImageFrame, project_id: int | None, user_id: int | None,
+                   opts: ImportOptions, name_map: dict[str, int],
+                   created: list[str]) -> list[tuple[Any, ...]]:
+    missing = {n.strip().lower(): (n, c) for p in batch for n, c in p.term_names
+               if n.strip().lower() not in name_map}
+    if missing:
+        if project_id is None or not opts.create_terms:
+            key = next(iter(missing))
+            idx = first_index + next(i for i, p in enumerate(batch)
+                                     if any(n.strip().lower() == key for n, _ in p.term_names))
+            raise Unprocessable(f"feature {idx}: unknown term {missing[key][0]!r}",
+                                {"feature_index": idx, "unknown_term": missing[key][0]})
+        name_map.update(await terms.resolve_names(conn, project_id, missing.values(),
+                                                  create=True))
+        created += [n for n, _ in missing.values()]
+    return [store.record(frame, p.prepared, project_id=project_id, user_id=user_id,
+                         producer=p.producer,
+                         term_ids=sorted({name_map[n.strip().lower()] for n, _ in p.term_names}),
+                         properties=p.data)
+            for p in batch]
+
+
+# -- export ------------------------------------------------------------------------
+
+def export_features(rows: Sequence[Any], term_info: dict[int, tuple[str, str]]) -> bytes:
+    """Comma-joined Feature texts for rows of `store.COLS` (CPU: call in an executor)."""
+    geoms = geometries_json([r["geom"] for r in rows])
+    out = []
+    for r, g in zip(rows, geoms, strict=True):
+        props = dict(r["properties"] or {})
+        props.setdefault("objectType", "annotation")
+        tids = [t for t in r["term_ids"] if t in term_info]
+        if tids:
+            name, color = term_info[tids[0]]
+            props["classification"] = {"name": name, "color": terms.rgb(color)}
+        own: dict[str, Any] = {"id": r["id"], "kind": r["kind"],
+                               "terms": [term_info[t][0] for t in tids]}
+        if r["shape"] is not None:
+            own["shape"] = r["shape"]
+        if r["producer"] is not None:
+            own["producer"] = r["producer"]
+        if r["user_id"] is not None:
+            own["user_id"] = r["user_id"]
+        props["microtome"] = own
+        out.append(orjson.dumps({"type": "Feature", "geometry": orjson.Fragment(g),
+                                 "properties": props}))
+    return b",\n".join(out)
+
+
+async def export_chunks(conn: asyncpg.Connection | asyncpg.Pool, image_id: int,
+                        project_id: int | None, term_info: dict[int, tuple[str, str]],
+                        executor: Executor | None = None, batch: int = BATCH
+                        ) -> AsyncIterator[bytes]:
+    """The FeatureCollection in pieces, walking the image's annotations by id."""
+    loop = asyncio.get_running_loop()
+    yield b'{"type": "FeatureCollection", "features": [\n'
+    after = 0
+    first = True
+    cond = "a.image_id = $1 AND a.id > $2"
+    args: list[Any] = [image_id]
+    if project_id is not None:
+        cond += " AND a.project_id = $4"
+    while True:
+        rows = await conn.fetch(
+            f"SELECT {store.COLS} FROM annotations a WHERE {cond} ORDER BY a.id LIMIT $3",
+            *args, after, batch, *([project_id] if project_id is not None else []))
+        if not rows:
+            break
+        body = await loop.run_in_executor(executor, export_features, rows, term_info)
+        yield (b"" if first else b",\n") + body
+        first = False
+        after = rows[-1]["id"]
+    yield b"\n]}\n"
