@@ -279,7 +279,7 @@ def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, p
         now = time.monotonic()
         if now - last_report[0] >= 0.2 or tally.chunks >= total:
             last_report[0] = now
-            report("pyramid", 0.95 * tally.chunks / max(1, total), tally, total)
+            report("pyramid", min(0.95, 0.95 * tally.chunks / max(1, total)), tally, total)
 
     workers = options.workers or os.cpu_count() or 2
     with ThreadPoolExecutor(workers, thread_name_prefix="convert") as pool:

@@ -24,6 +24,9 @@ from pyramid.metadata import group_attributes
 from pyramid.writer import PyramidWriter
 
 ZSTD_LEVEL = 3
+#: Chroma is where H&E and IHC stains differ: 4:2:0 subsampling cost 10 dB on
+#: CMU-1 (32.9 vs 43.2 dB at quality 90) for 33% fewer bytes.  Keep 4:4:4.
+JPEG_SUBSAMPLING = "444"
 
 
 def encode_chunk(meta: ImageMeta, block: np.ndarray, quality: int, ngff: str) -> list[bytes]:
@@ -37,7 +40,8 @@ def encode_chunk(meta: ImageMeta, block: np.ndarray, quality: int, ngff: str) ->
     if meta.kind == "rgb" and ngff == "0.5":
         if (h, w) != (t, t):
             block = np.pad(block, ((0, t - h), (0, t - w), (0, 0)), mode="edge")
-        return [imagecodecs.jpeg8_encode(np.ascontiguousarray(block), level=quality)]
+        return [imagecodecs.jpeg8_encode(np.ascontiguousarray(block), level=quality,
+                                         subsampling=JPEG_SUBSAMPLING)]
     if (h, w) != (t, t):
         padded = np.zeros((t, t, block.shape[2]), dtype=block.dtype)
         padded[:h, :w] = block

@@ -108,7 +108,12 @@ class TiffReader(SourceReader):
         size_z = int(np.prod([dims[a] for a in self._z_axes])) if self._z_axes else 1
         size_c = 3 if self._rgb else dims.get("C", 1) * samples
         self._dims = dims
-        self._orientation = int(page.orientation) if hasattr(page, "orientation") else 1
+        try:
+            self._orientation = int(page.tags.valueof(274, 1))
+        except (TypeError, ValueError):
+            self._orientation = 1
+        if self._orientation not in range(1, 9):
+            self._orientation = 1
         sw, sh = dims["X"], dims["Y"]
         self._stored = (sw, sh)
         width, height = orient.oriented_size(self._orientation, sw, sh)
