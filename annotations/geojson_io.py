@@ -21,12 +21,21 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import asyncpg
+import numpy as np
 import orjson
 
 from pyramid.errors import MicrotomeError, TooLarge, Unprocessable
 
 from . import store, terms
-from .geometry import ImageFrame, Prepared, measure, parse_geojson_geometry, validate
+from .geometry import (
+    MAX_VERTICES,
+    ImageFrame,
+    Prepared,
+    measure_many,
+    parse_geojson_geometry,
+    simple_polygons,
+    validate_many,
+)
 from .render import geometries_json
 from .splitter import iter_features
 
@@ -84,54 +93,96 @@ def _classification(props: dict[str, Any]) -> tuple[tuple[str, str | None], ...]
     return ((c["name"], terms.normalize_color(raw_color) if raw_color is not None else None),)
 
 
-def parse_feature(raw: bytes, frame: ImageFrame, opts: ImportOptions) -> Parsed:
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise Unprocessable(f"invalid JSON: {e}") from None
+def _parts(obj: Any) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """(properties, geometry, our `microtome` block) of a decoded feature."""
     if not isinstance(obj, dict) or obj.get("type") != "Feature":
         raise Unprocessable("not a GeoJSON Feature")
     props = obj.get("properties") or {}
     if not isinstance(props, dict):
         raise Unprocessable("properties must be an object")
-    if obj.get("geometry") is None:
+    geometry = obj.get("geometry")
+    if geometry is None:
         raise Unprocessable("feature has no geometry")
-    geom, kind = parse_geojson_geometry(obj["geometry"])
-    raw_own = props.get("microtome")
-    own: dict[str, Any] = raw_own if isinstance(raw_own, dict) else {}
-    shape = own.get("shape") if own.get("kind") in ("rectangle", "ellipse") else None
-    if shape is not None and geom.geom_type == "Polygon":
-        kind = own["kind"]
-    geom, kind = validate(geom, kind, frame, repair=opts.repair, clip=opts.clip)
-    data = {k: v for k, v in props.items() if k not in RESERVED}
-    if data.get("objectType") == "annotation":
-        del data["objectType"]  # the default; written back on export
-    producer = own.get("producer") if isinstance(own.get("producer"), str) else None
-    return Parsed(measure(geom, kind, frame, shape if isinstance(shape, dict) else None),
-                  _classification(props), data, opts.producer or producer)
+    own = props.get("microtome")
+    return props, geometry, own if isinstance(own, dict) else {}
+
+
+def _simple_ring(geometry: Any) -> list[Any] | None:
+    """The outer ring when `geometry` is a closed hole-free Polygon (the common case)."""
+    if not isinstance(geometry, dict) or geometry.get("type") != "Polygon":
+        return None
+    c = geometry.get("coordinates")
+    if not isinstance(c, list) or len(c) != 1 or not isinstance(ring := c[0], list):
+        return None
+    if not 4 <= len(ring) <= MAX_VERTICES or ring[0] != ring[-1]:
+        return None
+    return ring
+
+
+def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
+                  first_index: int) -> list[Parsed]:
+    """Validate and measure decoded features; the first bad one raises naming its index."""
+    n = len(objs)
+    geoms = np.empty(n, dtype=object)
+    kinds: list[str] = ["polygon"] * n
+    shapes: list[dict[str, Any] | None] = [None] * n
+    meta: list[tuple[tuple[tuple[str, str | None], ...], dict[str, Any], str | None]] = []
+    fast: list[int] = []
+    rings: list[list[Any]] = []
+
+    def fail(i: int, e: MicrotomeError) -> None:
+        raise _fail(first_index + i, e)
+
+    for i, obj in enumerate(objs):
+        try:
+            props, geometry, own = _parts(obj)
+            shape = own.get("shape") if own.get("kind") in ("rectangle", "ellipse") else None
+            ring = _simple_ring(geometry) if shape is None else None
+            if ring is not None:
+                fast.append(i)
+                rings.append(ring)
+            else:
+                geoms[i], kinds[i] = parse_geojson_geometry(geometry)
+                if isinstance(shape, dict) and geoms[i].geom_type == "Polygon":
+                    kinds[i], shapes[i] = own["kind"], shape
+            data = {k: v for k, v in props.items() if k not in RESERVED}
+            if data.get("objectType") == "annotation":
+                del data["objectType"]  # the default; written back on export
+            producer = own.get("producer") if isinstance(own.get("producer"), str) else None
+            meta.append((_classification(props), data, opts.producer or producer))
+        except MicrotomeError as e:
+            fail(i, e)
+    if rings:
+        polys = simple_polygons(rings)
+        if polys is not None:
+            geoms[fast] = polys
+        else:
+            for i, ring in zip(fast, rings, strict=True):
+                try:
+                    geoms[i], kinds[i] = parse_geojson_geometry(
+                        {"type": "Polygon", "coordinates": [ring]})
+                except MicrotomeError as e:
+                    fail(i, e)
+    validate_many(geoms, kinds, frame, repair=opts.repair, clip=opts.clip, on_error=fail)
+    prepared = measure_many(geoms, kinds, frame, shapes)
+    return [Parsed(p, m[0], m[1], m[2]) for p, m in zip(prepared, meta, strict=True)]
 
 
 def iter_batches(fh: BinaryIO, frame: ImageFrame, opts: ImportOptions,
                  batch: int = BATCH) -> Iterator[list[Parsed]]:
     """Parsed features in batches; the first bad one raises naming its index."""
-    out: list[Parsed] = []
-    index = 0
-    try:
-        for index, raw in enumerate(iter_features(fh, opts.max_feature_bytes)):
-            if index >= opts.max_features:
-                raise TooLarge(f"more than {opts.max_features} features in one import")
-            out.append(parse_feature(raw, frame, opts))
-            if len(out) >= batch:
-                yield out
-                out = []
-    except MicrotomeError as e:
-        if isinstance(e.detail, dict) and "feature_index" in e.detail:
-            raise
-        if e.message.startswith(("not a GeoJSON FeatureCollection", "more than")):
-            raise
-        raise _fail(index, e) from None
-    if out:
-        yield out
+    objs: list[Any] = []
+    done = 0
+    for index, obj in enumerate(iter_features(fh, opts.max_feature_bytes)):
+        if index >= opts.max_features:
+            raise TooLarge(f"more than {opts.max_features} features in one import")
+        objs.append(obj)
+        if len(objs) >= batch:
+            yield prepare_batch(objs, frame, opts, done)
+            done += len(objs)
+            objs = []
+    if objs:
+        yield prepare_batch(objs, frame, opts, done)
 
 
 async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame, *,

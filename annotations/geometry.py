@@ -303,3 +303,63 @@ def simplify_for_scale(geoms: np.ndarray, scale: float) -> np.ndarray:
     if scale <= 1.0:
         return geoms
     return shapely.simplify(geoms, scale * 0.5, preserve_topology=True)
+
+
+# -- batches (imports): the same rules, vectorised ----------------------------------
+
+def simple_polygons(rings: list[list[Any]]) -> np.ndarray | None:
+    """Hole-free polygons from closed GeoJSON rings in one go, or None when any ring
+    is unusual (3-D, ragged, non-numeric, non-finite): the caller then takes the
+    one-by-one path, which names the problem."""
+    try:
+        lens = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
+        arr = np.array([p for r in rings for p in r], dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+    if arr.ndim != 2 or arr.shape[1] != 2 or not np.isfinite(arr).all():
+        return None
+    offsets = np.zeros(len(rings) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, arr,
+                                     (offsets, np.arange(len(rings) + 1, dtype=np.int64)))
+
+
+def validate_many(geoms: np.ndarray, kinds: list[str], frame: ImageFrame, *, repair: bool,
+                  clip: bool, on_error: Any = None) -> None:
+    """`validate` for an array, in place: the vectorised checks pass the usual case,
+    the rest goes through `validate` one by one.  `on_error(i, exc)` re-raises with
+    the position."""
+    b = shapely.bounds(geoms)
+    ok = (shapely.is_valid(geoms) & (b[:, 0] >= 0) & (b[:, 1] >= 0)
+          & (b[:, 2] <= frame.width) & (b[:, 3] <= frame.height))
+    types = shapely.get_type_id(geoms)
+    polygonal = (types == 3) | (types == 6)
+    ok &= ~polygonal | (shapely.area(geoms) > 0)
+    lines = (types == 1) | (types == 5)
+    ok &= ~lines | (shapely.length(geoms) > 0)
+    ok &= ~shapely.is_empty(geoms)
+    for i in np.flatnonzero(~ok):
+        try:
+            geoms[i], kinds[i] = validate(geoms[i], kinds[i], frame, repair=repair, clip=clip)
+        except Unprocessable as e:
+            if on_error is None:
+                raise
+            on_error(int(i), e)
+
+
+def measure_many(geoms: np.ndarray, kinds: list[str], frame: ImageFrame,
+                 shapes: list[dict[str, Any] | None]) -> list[Prepared]:
+    """`measure` for an array of validated geometries."""
+    area = shapely.area(geoms)
+    perim = shapely.length(geoms)
+    bounds = shapely.bounds(geoms)
+    wkbs = shapely.to_wkb(geoms)
+    nv = shapely.get_num_coordinates(geoms)
+    ps = frame.pixel_size_um
+    return [Prepared(kind=k, geom=g, wkb=w, bbox=(bx[0], bx[1], bx[2], bx[3]),
+                     n_vertices=int(n), area_px=float(a), perimeter_px=float(p),
+                     area_um2=float(a) * ps * ps if ps else None,
+                     perimeter_um=float(p) * ps if ps else None,
+                     shape=s if k in ("rectangle", "ellipse") else None)
+            for g, k, w, bx, n, a, p, s in zip(geoms, kinds, wkbs, bounds.tolist(), nv, area,
+                                               perim, shapes, strict=True)]

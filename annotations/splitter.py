@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import orjson
 
 from pyramid.errors import TooLarge, Unprocessable
 
@@ -24,6 +26,10 @@ _TOKEN = re.compile(rb'\s*(?:("(?:[^"\\]|\\.)*")|([{}\[\],:])|([^\s{}\[\],:"]+))
 # unterminated string runs to the end of the buffer so it is never misread.
 _SCAN = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[{}]', re.S)
 _WS = re.compile(rb"\s*")
+# Where a feature may end: a '}' followed by the ',' or ']' of the features array.
+_END = re.compile(rb"}\s*[,\]]")
+#: Candidate ends tried with the JSON parser before falling back to the scanner.
+_ATTEMPTS = 12
 
 
 class _Reader:
@@ -75,6 +81,43 @@ class _Reader:
                 self.pos = len(self.buf)
                 return b""
 
+    def object_value(self, limit: int, index: int) -> Any:
+        """The decoded `{...}` starting at pos (which must hold '{').
+
+        Fast path: JSON objects are self-delimiting, so the first candidate end
+        at which the slice parses as JSON *is* the end of the object (orjson
+        does the scanning in C, and we get the decoded value at once).  Odd
+        inputs (many nested objects) fall back to the brace scanner.
+        """
+        start = self.pos
+        while True:
+            tries = 0
+            for m in _END.finditer(self.buf, start):
+                end = m.start() + 1
+                try:
+                    value = orjson.loads(self.buf[start:end])
+                except orjson.JSONDecodeError:
+                    tries += 1
+                    if tries >= _ATTEMPTS:
+                        break
+                    continue
+                self.pos = end
+                return value
+            else:
+                if len(self.buf) - start <= limit:
+                    self.pos = start
+                    if self.fill():
+                        start = self.pos
+                        continue
+            break
+        self.pos = start
+        raw = self.object_bytes(limit, index)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise Unprocessable(f"feature {index}: invalid JSON: {e}",
+                                {"feature_index": index}) from None
+
     def object_bytes(self, limit: int, index: int) -> bytes:
         """The raw `{...}` starting at pos (which must hold '{')."""
         start = self.pos
@@ -122,7 +165,7 @@ def _expect(r: _Reader, want: bytes, what: str) -> None:
         raise Unprocessable(f"not a GeoJSON FeatureCollection: expected {what}")
 
 
-def _features(r: _Reader, limit: int) -> Iterator[bytes]:
+def _features(r: _Reader, limit: int) -> Iterator[Any]:
     """Elements of the array whose '[' was just consumed."""
     index = 0
     while True:
@@ -141,12 +184,12 @@ def _features(r: _Reader, limit: int) -> Iterator[bytes]:
             c = r.peek_char()
         if c != b"{":
             raise Unprocessable(f"feature {index}: not a JSON object", {"feature_index": index})
-        yield r.object_bytes(limit, index)
+        yield r.object_value(limit, index)
         index += 1
 
 
-def iter_features(fh: BinaryIO, max_feature_bytes: int = 16 << 20) -> Iterator[bytes]:
-    """Raw bytes of each feature of a FeatureCollection or of a top-level array."""
+def iter_features(fh: BinaryIO, max_feature_bytes: int = 16 << 20) -> Iterator[Any]:
+    """Each feature (decoded JSON object) of a FeatureCollection or of a top-level array."""
     r = _Reader(fh)
     first = r.token()
     if first == b"[":
