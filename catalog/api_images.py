@@ -72,7 +72,10 @@ async def delete(request: web.Request) -> web.Response:
 
 async def signed_url(request: web.Request) -> web.Response:
     image_id = path_id(request, "image_id")
-    await require_image_access(request, image_id)
+    principal = await require_image_access(request, image_id)
+    if principal.user_id is None:
+        # A share link must not mint tokens that outlive it.
+        raise errors.Forbidden("only logged-in users can create signed URLs")
     body = await read_json(request, "SignedUrlRequest")
     ttl = int(body.get("expires_in", 3600))
     row = await request.app[DB_POOL].fetchrow(

@@ -134,13 +134,20 @@ def _err(desc: str) -> dict[str, Any]:
 
 
 _ERRORS = {"400": _err("bad request"), "401": _err("not logged in"),
-           "403": _err("not allowed"), "404": _err("not found")}
+           "403": _err("not allowed (or missing X-CSRF-Token on a cookie write)"),
+           "404": _err("not found, or not visible to the caller"),
+           "503": _err("database unavailable; retry")}
+#: Extra errors of operations that take a body or change state.
+_WRITE_ERRORS = {"409": _err("conflicts with the current state"),
+                 "413": _err("request body too large")}
 
 
 def _op(summary: str, ok: str | None, status: str = "200", body: str | None = None,
         params: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None,
         tag: str = "catalog") -> dict[str, Any]:
     responses: dict[str, Any] = dict(_ERRORS)
+    if body or status in ("201", "204"):
+        responses.update(_WRITE_ERRORS)
     responses[status] = ({"description": "ok", **_json(ref(ok))} if ok
                          else {"description": "ok"})
     responses.update(extra or {})

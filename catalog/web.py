@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
@@ -14,11 +15,30 @@ from catalog.jobs import recover_stale
 from catalog.migrate import migrate
 from catalog.openapi import SPEC
 from catalog.state import CATALOG, CatalogState
-from microtome.http import json_response
+from microtome.http import Handler, json_response
 from microtome.settings import Settings
+from pyramid import errors
 
 log = logging.getLogger("catalog.web")
 WORKERS: web.AppKey[object] = web.AppKey("catalog_workers", object)
+
+
+_DB_DOWN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+            asyncpg.TooManyConnectionsError, ConnectionError)
+
+
+@web.middleware
+async def database_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A database that restarts or is unreachable is a 503 (retry), never a 500."""
+    try:
+        return await handler(request)
+    except _DB_DOWN as exc:
+        log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
+        raise errors.Unavailable("database unavailable; retry shortly") from None
+    except TimeoutError:
+        # Pool acquisition or a query timed out: the database is overloaded or gone.
+        raise errors.Unavailable("database busy; retry shortly") from None
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -28,6 +48,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 def setup_catalog(app: web.Application, settings: Settings) -> None:
     """Database pool, migrations, job workers (cleanup_ctx) and every /api route."""
     app[CATALOG] = CatalogState(settings)
+    app.middlewares.append(database_errors)
     setup_access(app, settings)
     tus.setup(app)
 

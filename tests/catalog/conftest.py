@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient
 
 from catalog.web import setup_catalog
 from microtome.http import error_middleware
 from microtome.settings import Settings
-
-SECRET = b"test-secret-key-0123456789abcdef"
+from tests.catalog.helpers import SECRET
 
 
 def make_settings(tmp_path: Path, database_url: str, **kw: Any) -> Settings:
@@ -36,16 +34,6 @@ def make_app(settings: Settings, tiles: bool = False) -> web.Application:
     return app
 
 
-@dataclass
-class Actor:
-    """A logged-in API client: session cookie + CSRF header, or an API key."""
-
-    name: str
-    user_id: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    cookies: dict[str, str] = field(default_factory=dict)
-
-
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url)
@@ -56,4 +44,29 @@ ClientFactory = Callable[..., Awaitable[TestClient]]
 
 @pytest.fixture
 async def client(aiohttp_client: ClientFactory, settings: Settings) -> TestClient:
-    return await aiohttp_client(make_app(settings))
+    # No cookie jar: every request carries exactly the credentials a test gives it.
+    return await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
+
+
+@pytest.fixture(scope="session")
+def small_pyramid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real converted OME-Zarr of a generated 700x500 RGB image (converted once)."""
+    import numpy as np
+    import tifffile
+
+    from converters import convert
+
+    root = tmp_path_factory.mktemp("pyramid")
+    yy, xx = np.mgrid[0:500, 0:700]
+    rgb = np.stack([(xx % 256), (yy % 256), ((xx + yy) % 256)], axis=-1).astype(np.uint8)
+    src = root / "gradient.tif"
+    tifffile.imwrite(src, rgb, photometric="rgb")
+    dst = root / "gradient.ome.zarr"
+    convert(src, dst)
+    return dst
+
+
+@pytest.fixture
+async def tile_client(aiohttp_client: ClientFactory, settings: Settings) -> TestClient:
+    """The catalog plus the tile routes, resolving through CatalogResolver."""
+    return await aiohttp_client(make_app(settings, tiles=True), cookie_jar=DummyCookieJar())

@@ -1,0 +1,237 @@
+"""Who may do what: every actor against every endpoint and the tile URLs of a private image.
+
+Actors: anonymous, a user outside the project, viewer, contributor, manager,
+admin, a valid share link (for the image), an expired share link, a revoked
+API key.  Denials are 401 (no/invalid credentials), 403 (known but not
+allowed), or 404 where admitting the object exists would leak.  Every
+response is JSON and documented (helpers.call checks it against OpenAPI).
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from microtome.settings import Settings
+from tests.catalog.helpers import Actor, call
+from tests.catalog.world import World, build_world
+
+ORDER = ("anonymous", "outsider", "viewer", "contributor", "manager", "admin", "share")
+BAD_CREDENTIALS = {"share_expired": 401, "revoked_key": 401}
+
+
+def exp(*codes: int | None) -> dict[str, int | None]:
+    """Expected status per actor, in ORDER; None = not run (destructive success)."""
+    return {**dict(zip(ORDER, codes, strict=True)), **BAD_CREDENTIALS}
+
+
+READ_PROJECT = exp(401, 404, 200, 200, 200, 200, 404)
+READ_IMAGE = exp(401, 404, 200, 200, 200, 200, 200)
+MANAGE_PROJECT = exp(401, 404, 403, 403, 200, 200, 404)
+WRITE_IMAGE = exp(401, 404, 403, 200, 200, 200, 403)
+USER_ONLY = exp(401, 200, 200, 200, 200, 200, 403)
+ADMIN_ONLY = exp(401, 403, 403, 403, 403, 200, 403)
+LIST = exp(200, 200, 200, 200, 200, 200, 200)
+
+# (method, path, JSON body, expectations); {P} project, {I} image, {V} viewer's user id.
+API_CASES: list[tuple[str, str, Any, dict[str, int | None]]] = [
+    ("GET", "/api/projects", None, LIST),
+    ("GET", "/api/images", None, LIST),
+    ("GET", "/api/projects/{P}", None, READ_PROJECT),
+    ("GET", "/api/projects/{P}/images", None, READ_PROJECT),
+    ("GET", "/api/projects/{P}/members", None, READ_PROJECT),
+    ("PATCH", "/api/projects/{P}", {"description": "changed"}, MANAGE_PROJECT),
+    ("PUT", "/api/projects/{P}/members/{V}", {"role": "viewer"}, MANAGE_PROJECT),
+    ("DELETE", "/api/projects/{P}", None, exp(401, 404, 403, 403, None, None, 404)),
+    ("POST", "/api/projects/{P}/images", {"image_id": "{I}"},
+     exp(401, 404, 403, 201, 201, 201, 404)),
+    ("DELETE", "/api/projects/{P}/images/{I}", None, exp(401, 404, 403, None, None, None, 404)),
+    ("GET", "/api/images/{I}", None, READ_IMAGE),
+    ("GET", "/api/images/{I}/jobs", None, READ_IMAGE),
+    ("PATCH", "/api/images/{I}", {"name": "slide-1"}, WRITE_IMAGE),
+    ("DELETE", "/api/images/{I}", None, exp(401, 404, 403, 403, None, None, 403)),
+    ("POST", "/api/images/{I}/signed-url", {}, exp(401, 404, 200, 200, 200, 200, 403)),
+    ("POST", "/api/share-links", {"image_id": "{I}", "expires_in": 600},
+     exp(401, 404, 403, 201, 201, 201, 403)),
+    ("POST", "/api/share-links", {"project_id": "{P}", "expires_in": 600},
+     exp(401, 404, 403, 403, 201, 201, 404)),
+    ("GET", "/api/share-links", None, USER_ONLY),
+    ("GET", "/api/jobs", None, USER_ONLY),
+    ("GET", "/api/api-keys", None, USER_ONLY),
+    ("POST", "/api/api-keys", {"name": "k"}, exp(401, 201, 201, 201, 201, 201, 403)),
+    ("GET", "/api/users", None, ADMIN_ONLY),
+    ("POST", "/api/users", {"username": "newbie", "password": "long enough pw"},
+     exp(401, 403, 403, 403, 403, None, 403)),
+    ("GET", "/api/session", None, exp(401, 200, 200, 200, 200, 200, 403)),
+    ("GET", "/api/share", None, exp(401, 401, 401, 401, 401, 401, 200)),
+]
+
+TILE_PATHS = ["/dzi/{I}.dzi", "/dzi/{I}_files/8/0_0.jpg", "/iiif/3/{I}/info.json",
+              "/iiif/3/{I}/full/64,/0/default.jpg", "/images/{I}/metadata",
+              "/images/{I}/thumbnail.jpg?size=64"]
+
+
+def _fill(value: Any, world: World) -> Any:
+    subst = {"{P}": world.project_id, "{I}": world.image_id,
+             "{V}": world.actors["viewer"].user_id}
+    if isinstance(value, str):
+        if value in subst:
+            return subst[value]
+        for k, v in subst.items():
+            value = value.replace(k, str(v))
+        return value
+    if isinstance(value, dict):
+        return {k: _fill(v, world) for k, v in value.items()}
+    return value
+
+
+@pytest.fixture
+async def world(tile_client: TestClient, settings: Settings, database_url: str,
+                small_pyramid: Path) -> World:
+    return await build_world(tile_client, settings, database_url, small_pyramid)
+
+
+async def test_api_access_matrix(tile_client: TestClient, world: World) -> None:
+    failures = []
+    for method, template, body, expected in API_CASES:
+        path = _fill(template, world)
+        for name, want in expected.items():
+            if want is None:
+                continue
+            status, got = await call(tile_client, world.actors[name], method, path,
+                                     _fill(body, world))
+            if status != want:
+                failures.append(f"{name:13} {method} {template}: {status} (want {want}) {got}")
+    assert not failures, "\n".join(failures)
+
+
+async def test_lists_show_only_what_each_actor_may_see(tile_client: TestClient,
+                                                       world: World) -> None:
+    seen = {}
+    for name in ORDER:
+        _, images = await call(tile_client, world.actors[name], "GET", "/api/images",
+                               expect=200)
+        _, projects = await call(tile_client, world.actors[name], "GET", "/api/projects",
+                                 expect=200)
+        seen[name] = (images["total"], projects["total"])
+    assert seen == {"anonymous": (0, 0), "outsider": (0, 0), "viewer": (1, 1),
+                    "contributor": (1, 1), "manager": (1, 1), "admin": (1, 1),
+                    "share": (1, 0)}
+    _, project = await call(tile_client, world.actors["contributor"], "GET",
+                            f"/api/projects/{world.project_id}", expect=200)
+    assert project["role"] == "contributor" and project["image_count"] == 1
+
+
+async def test_tile_urls_of_a_private_image(tile_client: TestClient, world: World) -> None:
+    failures = []
+    for template in TILE_PATHS:
+        path = _fill(template, world)
+        for name, want in READ_IMAGE.items():
+            status, body = await call(tile_client, world.actors[name], "GET", path)
+            if status != want:
+                failures.append(f"{name:13} GET {template}: {status} (want {want}) {body}")
+    assert not failures, "\n".join(failures)
+
+
+async def test_share_token_inside_the_image_id(tile_client: TestClient, world: World) -> None:
+    """A third-party viewer only knows URLs: the share token rides in the image id."""
+    token = world.actors["share"].share
+    anon = Actor("anon")
+    ident = f"{world.image_id}~{token}"
+    resp = await tile_client.get(f"/iiif/3/{ident}/info.json")
+    assert resp.status == 200, await resp.text()
+    info = orjson.loads(await resp.read())
+    assert info["id"].endswith(f"/iiif/3/{ident}"), info["id"]
+    resp = await tile_client.get(f"/dzi/{ident}_files/8/0_0.jpg")
+    assert resp.status == 200 and (await resp.read())[:2] == b"\xff\xd8"
+    expired = world.actors["share_expired"].share
+    status, _ = await call(tile_client, anon, "GET", f"/dzi/{world.image_id}~{expired}.dzi")
+    assert status == 401
+
+
+async def test_signed_tile_urls(tile_client: TestClient, world: World) -> None:
+    viewer = world.actors["viewer"]
+    _, signed = await call(tile_client, viewer, "POST",
+                           f"/api/images/{world.image_id}/signed-url", {"expires_in": 60},
+                           expect=200)
+    anon = Actor("anon")
+    status, body = await call(tile_client, anon, "GET", signed["iiif"])
+    assert status == 200, body
+    status, _ = await call(tile_client, anon, "GET", signed["dzi"])
+    assert status == 200
+    status, _ = await call(tile_client, anon, "GET",
+                          f"/dzi/{world.image_id}.dzi?token={signed['token']}")
+    assert status == 200
+    # Tampering with the payload (e.g. a later expiry) breaks the signature.
+    payload, mac = signed["token"].split("~")
+    raw = base64.urlsafe_b64decode(payload + "==").replace(b'"e":', b'"e":9')
+    forged = base64.urlsafe_b64encode(raw).rstrip(b"=").decode() + "~" + mac
+    status, _ = await call(tile_client, anon, "GET", f"/dzi/{world.image_id}~{forged}.dzi")
+    assert status == 401
+    # A token for one image opens no other image.
+    status, _ = await call(tile_client, anon, "GET",
+                           f"/dzi/{world.image_id + 1}~{signed['token']}.dzi")
+    assert status in (403, 404)
+
+
+async def test_expired_signed_url(tile_client: TestClient, world: World) -> None:
+    from catalog.security import tile_token
+    from tests.catalog.helpers import SECRET
+
+    token = tile_token(SECRET, world.image_id, "1", expires=1)
+    status, body = await call(tile_client, Actor("anon"), "GET",
+                              f"/dzi/{world.image_id}~{token}.dzi")
+    assert status == 401 and "expired" in body["error"]
+
+
+async def test_project_share_link(tile_client: TestClient, world: World) -> None:
+    manager = world.actors["manager"]
+    _, link = await call(tile_client, manager, "POST", "/api/share-links",
+                         {"project_id": world.project_id, "expires_in": 600}, expect=201)
+    guest = Actor("guest", share=link["token"])
+    _, info = await call(tile_client, guest, "GET", "/api/share", expect=200)
+    assert info["project_id"] == world.project_id
+    assert [i["id"] for i in info["images"]] == [world.image_id]
+    await call(tile_client, guest, "GET", f"/api/projects/{world.project_id}", expect=200)
+    await call(tile_client, guest, "GET", f"/api/projects/{world.project_id}/images",
+               expect=200)
+    await call(tile_client, guest, "PATCH", f"/api/projects/{world.project_id}",
+               {"description": "x"}, expect=403)
+    status, _ = await call(tile_client, guest, "GET", f"/dzi/{world.image_id}.dzi")
+    assert status == 200
+    # Revocation takes effect at once in this process.
+    await call(tile_client, manager, "DELETE", f"/api/share-links/{link['id']}", expect=204)
+    await call(tile_client, guest, "GET", "/api/share", expect=401)
+    status, _ = await call(tile_client, guest, "GET", f"/dzi/{world.image_id}.dzi")
+    assert status == 401
+
+
+async def test_membership_change_applies_to_tiles(tile_client: TestClient,
+                                                  world: World) -> None:
+    viewer = world.actors["viewer"]
+    status, _ = await call(tile_client, viewer, "GET", f"/dzi/{world.image_id}.dzi")
+    assert status == 200
+    await call(tile_client, world.actors["manager"], "DELETE",
+               f"/api/projects/{world.project_id}/members/{viewer.user_id}", expect=204)
+    status, _ = await call(tile_client, viewer, "GET", f"/dzi/{world.image_id}.dzi")
+    assert status == 404
+
+
+async def test_destructive_successes(tile_client: TestClient, world: World,
+                                     settings: Settings) -> None:
+    manager = world.actors["manager"]
+    image_dir = settings.images_dir / str(world.image_id)
+    assert image_dir.is_dir()
+    await call(tile_client, manager, "DELETE", f"/api/images/{world.image_id}", expect=204)
+    assert not image_dir.exists()
+    await call(tile_client, manager, "GET", f"/api/images/{world.image_id}", expect=404)
+    status, _ = await call(tile_client, manager, "GET", f"/dzi/{world.image_id}.dzi")
+    assert status == 404
+    await call(tile_client, world.actors["admin"], "DELETE",
+               f"/api/projects/{world.project_id}", expect=204)
+    await call(tile_client, manager, "GET", f"/api/projects/{world.project_id}", expect=404)
