@@ -46,8 +46,21 @@ async def read_json(request: web.Request, schema: str) -> dict[str, Any]:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise errors.InvalidRequest("malformed JSON body") from None
+    if _has_nul(value):
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail in SQL.
+        raise errors.InvalidRequest("strings must not contain NUL characters")
     check(schema, value)
     return value  # type: ignore[no-any-return]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

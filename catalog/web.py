@@ -36,6 +36,9 @@ async def database_errors(request: web.Request, handler: Handler) -> web.StreamR
     except _DB_DOWN as exc:
         log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
         raise errors.Unavailable("database unavailable; retry shortly") from None
+    except asyncpg.DataError as exc:
+        # Values PostgreSQL refuses (out of range, bad encoding) are the client's fault.
+        raise errors.InvalidRequest("invalid value", type(exc).__name__) from None
     except TimeoutError:
         # Pool acquisition or a query timed out: the database is overloaded or gone.
         raise errors.Unavailable("database busy; retry shortly") from None

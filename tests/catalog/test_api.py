@@ -1,0 +1,156 @@
+"""Projects, members, images: behaviour, pagination, and bad input (never a 500)."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from catalog.images import register_image
+from tests.catalog.helpers import Actor, call, create_user, setup_admin
+
+
+async def _images(database_url: str, project_id: int, names: list[str]) -> list[int]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        return [await register_image(pool, name=n, relpath=f"x/{n}", width=10, height=10,
+                                     levels=1, project_id=project_id) for n in names]
+    finally:
+        await pool.close()
+
+
+async def test_project_crud_and_roles(client: TestClient) -> None:
+    admin = await setup_admin(client)
+    bob = await create_user(client, admin, "bob")
+    _, p = await call(client, bob, "POST", "/api/projects", {"name": "Lung"}, expect=201)
+    assert p["role"] == "manager" and p["image_count"] == 0 and p["public"] is False
+    await call(client, bob, "POST", "/api/projects", {"name": "lung"}, expect=409)
+    _, p2 = await call(client, bob, "PATCH", f"/api/projects/{p['id']}",
+                       {"name": "Lung cohort", "public": True}, expect=200)
+    assert p2["name"] == "Lung cohort" and p2["public"] is True
+    # A public project is readable by anyone, writable by nobody anonymous.
+    anon = Actor("anon")
+    await call(client, anon, "GET", f"/api/projects/{p['id']}", expect=200)
+    await call(client, anon, "PATCH", f"/api/projects/{p['id']}", {"name": "x"}, expect=401)
+    # The last manager cannot be demoted or removed.
+    await call(client, bob, "PUT", f"/api/projects/{p['id']}/members/{bob.user_id}",
+               {"role": "viewer"}, expect=409)
+    await call(client, bob, "DELETE", f"/api/projects/{p['id']}/members/{bob.user_id}",
+               expect=409)
+    await call(client, bob, "PUT", f"/api/projects/{p['id']}/members/999999",
+               {"role": "viewer"}, expect=404)
+    _, members = await call(client, bob, "GET", f"/api/projects/{p['id']}/members", expect=200)
+    assert [(m["username"], m["role"]) for m in members["items"]] == [("bob", "manager")]
+
+
+async def test_image_listing_pagination_sort_filter(client: TestClient,
+                                                    database_url: str) -> None:
+    admin = await setup_admin(client)
+    _, p = await call(client, admin, "POST", "/api/projects", {"name": "P"}, expect=201)
+    names = [f"slide-{i:02d}" for i in range(12)] + ["100%_done", "other"]
+    await _images(database_url, p["id"], names)
+    _, page1 = await call(client, admin, "GET",
+                          f"/api/projects/{p['id']}/images?limit=5&sort=name", expect=200)
+    assert page1["total"] == 14 and len(page1["items"]) == 5
+    assert [i["name"] for i in page1["items"]] == sorted(names, key=str.lower)[:5]
+    _, page3 = await call(client, admin, "GET",
+                          f"/api/projects/{p['id']}/images?limit=5&offset=10&sort=-name",
+                          expect=200)
+    assert [i["name"] for i in page3["items"]] == sorted(names, key=str.lower,
+                                                         reverse=True)[10:]
+    _, found = await call(client, admin, "GET", "/api/images?q=SLIDE-1", expect=200)
+    assert sorted(i["name"] for i in found["items"]) == ["slide-10", "slide-11"]
+    # LIKE wildcards in the query are literal.
+    _, pct = await call(client, admin, "GET", "/api/images?q=%25_", expect=200)
+    assert [i["name"] for i in pct["items"]] == ["100%_done"]
+    _, ready = await call(client, admin, "GET", "/api/images?status=ready&limit=1", expect=200)
+    assert ready["total"] == 14
+    img = page1["items"][0]
+    assert img["urls"]["dzi"] == f"/dzi/{img['id']}.dzi"
+    for bad in ("limit=0", "limit=501", "limit=x", "offset=-1", "sort=password_hash",
+                "status=weird"):
+        await call(client, admin, "GET", f"/api/images?{bad}", expect=400)
+
+
+async def test_rename_add_remove_image(client: TestClient, database_url: str) -> None:
+    admin = await setup_admin(client)
+    _, a = await call(client, admin, "POST", "/api/projects", {"name": "A"}, expect=201)
+    _, b = await call(client, admin, "POST", "/api/projects", {"name": "B"}, expect=201)
+    (iid,) = await _images(database_url, a["id"], ["one"])
+    _, img = await call(client, admin, "PATCH", f"/api/images/{iid}", {"name": "renamed"},
+                        expect=200)
+    assert img["name"] == "renamed"
+    await call(client, admin, "POST", f"/api/projects/{b['id']}/images", {"image_id": iid},
+               expect=201)
+    _, pb = await call(client, admin, "GET", f"/api/projects/{b['id']}", expect=200)
+    assert pb["image_count"] == 1
+    await call(client, admin, "DELETE", f"/api/projects/{b['id']}/images/{iid}", expect=204)
+    await call(client, admin, "DELETE", f"/api/projects/{b['id']}/images/{iid}", expect=404)
+    await call(client, admin, "POST", f"/api/projects/{b['id']}/images",
+               {"image_id": 424242}, expect=404)
+
+
+async def test_bad_input_is_4xx_with_json(client: TestClient) -> None:
+    admin = await setup_admin(client)
+    bodies = [
+        b"{not json", b"[1, 2]", b'"string"', b"null",
+        b'{"name": 5}', b'{"name": ""}', b'{"name": "' + b"x" * 201 + b'"}',
+        b'{"name": "ok", "owner": 1}',          # unknown field
+        b'{"name": "ok", "public": "yes"}',      # wrong type
+        b'{"name": "\\u0000"}', b'{"name": "ok\\u0000", "description": "x"}',
+    ]
+    for raw in bodies:
+        status, body = await call(client, admin, "POST", "/api/projects", data=raw)
+        assert status == 400, (raw, status, body)
+    # SQL-looking strings are just names.
+    sql = "x'); DROP TABLE projects; --"
+    _, p = await call(client, admin, "POST", "/api/projects", {"name": sql}, expect=201)
+    _, again = await call(client, admin, "GET", f"/api/projects/{p['id']}", expect=200)
+    assert again["name"] == sql
+    # Ids that are not ids are 404s, not 500s.
+    for path in ("/api/projects/abc", "/api/projects/-1", "/api/images/1e9",
+                 "/api/images/99999999999999999999999", "/api/projects/0"):
+        status, _ = await call(client, admin, "GET", path, validate=False)
+        assert status == 404, path
+    await call(client, admin, "POST", "/api/projects", data=b"{" + b" " * 300_000 + b"}",
+               expect=413)
+    await call(client, admin, "PUT", f"/api/projects/{p['id']}/members/{admin.user_id}",
+               {"role": "owner"}, expect=400)
+    await call(client, admin, "POST", "/api/share-links",
+               {"image_id": 1, "project_id": 1, "expires_in": 600}, expect=400)
+    await call(client, admin, "POST", "/api/share-links", {"image_id": 1, "expires_in": 5},
+               expect=400)
+    await call(client, admin, "POST", "/api/users",
+               {"username": "has space", "password": "long enough"}, expect=400)
+
+
+async def test_delete_image_being_converted_is_409(client: TestClient,
+                                                  database_url: str) -> None:
+    admin = await setup_admin(client)
+    _, p = await call(client, admin, "POST", "/api/projects", {"name": "P"}, expect=201)
+    (iid,) = await _images(database_url, p["id"], ["busy"])
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO jobs (image_id, status, source_path, worker) "
+            "VALUES ($1, 'running', '/nonexistent', 'elsewhere:1:0')", iid)
+        status, body = await call(client, admin, "DELETE", f"/api/images/{iid}")
+        assert status == 409 and "converted" in body["error"]
+        await conn.execute("UPDATE jobs SET status = 'done'")
+    finally:
+        await conn.close()
+    await call(client, admin, "DELETE", f"/api/images/{iid}", expect=204)
+
+
+async def test_openapi_document_is_valid_31(client: TestClient) -> None:
+    from jsonschema import Draft202012Validator
+
+    _, spec = await call(client, Actor("anon"), "GET", "/api/openapi.json", validate=False)
+    assert spec["openapi"] == "3.1.0"
+    for schema in spec["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+    # Every /api route of the app is documented.
+    documented = set(spec["paths"])
+    for resource in client.app.router.resources():
+        path = resource.canonical
+        if path.startswith("/api/") and path != "/api/openapi.json":
+            assert path in documented, path
