@@ -45,8 +45,8 @@ export function authHeaders(extra = {}) {
  * the user to the login page and back afterwards, unless opts.noRedirect.
  */
 export async function api(path, opts = {}) {
-  const { method = "GET", body, noRedirect = false, headers = {}, raw = false } = opts;
-  const init = { method, credentials: "same-origin", headers: authHeaders({ Accept: "application/json", ...headers }) };
+  const { method = "GET", body, noRedirect = false, headers = {}, raw = false, signal } = opts;
+  const init = { method, signal, credentials: "same-origin", headers: authHeaders({ Accept: "application/json", ...headers }) };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -55,6 +55,7 @@ export async function api(path, opts = {}) {
   try {
     res = await fetch(path.startsWith("/") ? path : `/api/${path}`, init);
   } catch (e) {
+    if (e.name === "AbortError") throw e;
     throw new ApiError(0, "network error: the server could not be reached", String(e));
   }
   if (res.status === 401 && !noRedirect) {

@@ -4,7 +4,8 @@ import { el, statusBadge } from "./ui.js";
 export function imageCard(im, actions = {}) {
   const id = encodeURIComponent(im.id);
   const ready = !im.status || im.status === "ready";
-  const href = `/viewer/${id}`;
+  // The project tells the viewer which terms (ontology) to offer.
+  const href = `/viewer/${id}${actions.projectId ? `?project=${encodeURIComponent(actions.projectId)}` : ""}`;
   const thumb = ready
     ? el("img", { src: `/images/${id}/thumbnail.jpg?size=256${im.version ? `&v=${encodeURIComponent(im.version)}` : ""}`, alt: "", loading: "lazy" })
     : el("span", { class: "empty" }, im.status === "failed" ? "conversion failed" : "converting…");

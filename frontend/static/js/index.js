@@ -12,7 +12,7 @@ async function main() {
     // No session: log in, unless this server has no catalog at all
     // (tile server alone), where we list what the tile server offers.
     try {
-      await api("me", { noRedirect: true });
+      await api("setup", { noRedirect: true });
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) return standalone();
     }

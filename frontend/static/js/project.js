@@ -69,6 +69,7 @@ export async function loadImages() {
   state.total = data.total ?? list.length;
   $("#image-total").textContent = `(${state.total})`;
   const actions = {
+    projectId: state.id,
     onRename: can("contributor") ? renameImage : null,
     onDelete: can("manager") ? deleteImage : null,
   };
@@ -180,7 +181,7 @@ async function followJob(info, row, bar, status) {
       row.dataset.state = "ready";
       bar.value = 100;
       status.className = "status ok";
-      status.replaceChildren("converted — ", el("a", { href: `/viewer/${job.image_id}` }, "open"));
+      status.replaceChildren("converted — ", el("a", { href: `/viewer/${job.image_id}?project=${state.id}` }, "open"));
       loadImages();
       return;
     }

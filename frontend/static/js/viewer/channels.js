@@ -25,11 +25,13 @@ function debounce(fn, ms) {
 
 export function setupChannels(state, reloadTiles) {
   const { meta } = state;
-  const multi = meta.channels.length > 1 || meta.kind !== "rgb";
+  // RGB brightfield is rendered as stored; the panel is for "nd" images.
+  const multi = meta.kind !== "rgb" && meta.channels.length > 0;
   if (!multi && meta.sizeZ <= 1 && meta.sizeT <= 1) return;
   document.querySelector("#channel-panel").hidden = false;
   const chans = meta.channels.map((c) => ({ ...c }));
-  const plane = { z: 0, t: 0 };
+  // The tile server shows the middle z plane by default.
+  const plane = { z: Math.floor(meta.sizeZ / 2), t: 0 };
   const apply = debounce(() => reloadTiles(renderQuery(chans, plane.z, plane.t)), 250);
   const box = document.querySelector("#channels");
   const step = meta.dtype.includes("float") ? "any" : "1";
@@ -57,8 +59,8 @@ export function setupChannels(state, reloadTiles) {
   const planes = document.querySelector("#planes");
   for (const [axis, size] of [["z", meta.sizeZ], ["t", meta.sizeT]]) {
     if (size <= 1) continue;
-    const out = el("output", {}, "0");
-    const slider = el("input", { type: "range", min: 0, max: size - 1, step: 1, value: 0, id: `plane-${axis}`, "aria-label": `${axis.toUpperCase()} plane` });
+    const out = el("output", {}, String(plane[axis]));
+    const slider = el("input", { type: "range", min: 0, max: size - 1, step: 1, value: plane[axis], id: `plane-${axis}`, "aria-label": `${axis.toUpperCase()} plane` });
     slider.addEventListener("input", () => { plane[axis] = Number(slider.value); out.textContent = slider.value; apply(); });
     planes.append(el("label", { for: `plane-${axis}` }, `${axis.toUpperCase()} plane `, out), slider);
   }

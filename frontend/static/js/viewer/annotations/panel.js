@@ -1,2 +1,320 @@
-// Annotation layer: filled in by the annotation tools (see overlay.js).
-export function setupAnnotations() {}
+// Annotation UI: tool bar, terms (colour, visibility, current term), display
+// (opacity, fill), the list with click-to-zoom, saving with undo, and the
+// error path (a failed save keeps the drawing, marks it red, offers retry).
+import { api } from "../../api.js";
+import { el, toast } from "../../ui.js";
+import { AnnotationLayer, toFeature } from "./layer.js";
+import { TOOLS, Tools, measureText } from "./tools.js";
+import { bboxOf } from "./geom.js";
+
+const LIST_LIMIT = 200;
+
+/** The annotation endpoints, in one place. */
+export const annoApi = {
+  viewport: (imageId, box, scale, signal, extra = "") => api(
+    `images/${imageId}/annotations?bbox=${box.map((v) => Math.round(v)).join(",")}&scale=${scale.toPrecision(4)}${extra}`,
+    { noRedirect: true, signal }),
+  list: (imageId, limit) => api(`images/${imageId}/annotations?limit=${limit}`, { noRedirect: true }),
+  get: (id) => api(`annotations/${id}`, { noRedirect: true }),
+  create: (imageId, body) => api(`images/${imageId}/annotations`, { method: "POST", body }),
+  update: (id, body) => api(`annotations/${id}`, { method: "PATCH", body }),
+  remove: (id) => api(`annotations/${id}`, { method: "DELETE" }),
+  terms: (projectId) => api(`projects/${projectId}/terms`, { noRedirect: true }),
+  createTerm: (projectId, body) => api(`projects/${projectId}/terms`, { method: "POST", body }),
+  imageProjects: (imageId) => api(`images/${imageId}/projects`, { noRedirect: true }),
+};
+
+export async function setupAnnotations(state, { readOnly = false } = {}) {
+  const { viewer, meta } = state;
+  const imageId = encodeURIComponent(state.id);
+  const panel = document.querySelector("#anno-panel");
+  const canvas = document.querySelector("#anno-canvas");
+  const measureBox = document.querySelector("#measure");
+  const layer = new AnnotationLayer(viewer, canvas, {
+    fetchViewport: (box, scale, signal) => annoApi.viewport(imageId, box, scale, signal),
+  });
+  const ui = { currentTerm: null, projectId: null, terms: [], undo: [], tempId: -1 };
+  window.microtome.annotations = layer;
+
+  ui.projectId = new URLSearchParams(location.search).get("project") || (state.image && state.image.project_id) || null;
+  if (!ui.projectId) {
+    try {
+      const ps = await annoApi.imageProjects(imageId);
+      const list = Array.isArray(ps) ? ps : (ps && ps.items) || [];
+      if (list.length) ui.projectId = list[0].id ?? list[0];
+    } catch { /* terms are optional */ }
+  }
+
+  // -- panel skeleton ---------------------------------------------------------
+  const termList = el("ul", { class: "term-list", "aria-label": "Terms" });
+  const annoList = el("ul", { class: "anno-list", "aria-label": "Annotations" });
+  const count = el("span", { class: "muted" });
+  const opacity = el("input", { type: "range", id: "anno-opacity", min: "0", max: "1", step: "0.05", value: String(layer.opacity) });
+  const fill = el("input", { type: "checkbox", id: "anno-fill", checked: true });
+  const selBox = el("div", { id: "selection", "aria-live": "polite" });
+  opacity.addEventListener("input", () => { layer.opacity = Number(opacity.value); layer.draw(); });
+  fill.addEventListener("change", () => { layer.fill = fill.checked; layer.draw(); });
+  panel.hidden = false;
+  panel.replaceChildren(...[
+    el("h2", {}, "Annotations ", count),
+    el("div", { class: "row" },
+      el("label", { for: "anno-opacity", style: "margin:0" }, "Opacity"), opacity,
+      el("label", { style: "margin:0;display:flex;gap:.3rem;align-items:center" }, fill, "Filled")),
+    el("h2", {}, "Terms"), termList,
+    readOnly || !ui.projectId ? null : termForm(),
+    selBox,
+    el("h2", {}, "List"), annoList,
+  ].filter(Boolean));
+
+  function termForm() {
+    const f = el("form", { class: "row", "aria-label": "Add a term", style: "margin-top:.4rem" },
+      el("label", { for: "term-name", class: "sr-only" }, "New term name"),
+      el("input", { id: "term-name", name: "name", placeholder: "New term", required: true, style: "flex:1;min-width:0" }),
+      el("label", { for: "term-color", class: "sr-only" }, "Term colour"),
+      el("input", { id: "term-color", name: "color", type: "color", value: "#e5484d" }),
+      el("button", { type: "submit" }, "Add"));
+    f.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        const t = await annoApi.createTerm(ui.projectId, { name: f.elements.name.value.trim(), color: f.elements.color.value });
+        f.reset();
+        await loadTerms(t.id);
+      } catch (ex) { toast(`Could not add the term: ${ex.message}`, "error"); }
+    });
+    return f;
+  }
+
+  async function loadTerms(select = null) {
+    if (ui.projectId) {
+      try { ui.terms = items(await annoApi.terms(ui.projectId)); } catch { ui.terms = []; }
+    }
+    layer.terms = new Map(ui.terms.map((t) => [t.id, t]));
+    if (select !== null) ui.currentTerm = select;
+    renderTerms();
+    layer.invalidate();
+  }
+
+  function renderTerms() {
+    const rows = [...ui.terms, { id: "none", name: "No term", color: "#ffd400" }];
+    termList.replaceChildren(...rows.map((t) => {
+      const vis = el("input", { type: "checkbox", checked: !layer.hiddenTerms.has(t.id), "aria-label": `Show ${t.name}` });
+      vis.addEventListener("change", () => {
+        if (vis.checked) layer.hiddenTerms.delete(t.id); else layer.hiddenTerms.add(t.id);
+        layer.invalidate();
+      });
+      const current = readOnly ? null : el("input", { type: "radio", name: "current-term", value: String(t.id), checked: (ui.currentTerm ?? "none") === t.id, "aria-label": `Draw with ${t.name}` });
+      if (current) current.addEventListener("change", () => { ui.currentTerm = t.id; });
+      return el("li", { dataset: { termId: String(t.id) } }, vis, el("span", { class: "swatch", style: `background:${t.color}` }),
+        el("span", { style: "flex:1" }, t.name), current);
+    }));
+  }
+
+  // -- list -------------------------------------------------------------------
+  layer.onData = () => {
+    const n = [...layer.allFeatures()].length;
+    if (layer.lod === "clusters") count.textContent = `(${layer.clusters.reduce((a, c) => a + c.count, 0)} in view, zoom in to see shapes)`;
+    else count.textContent = `(${n}${layer.truncated ? "+" : ""} in view)`;
+    renderList();
+  };
+
+  function renderList() {
+    const feats = [...layer.allFeatures()].slice(0, LIST_LIMIT);
+    annoList.replaceChildren(...feats.map((f) => {
+      const term = f.terms.length ? layer.terms.get(f.terms[0]) : null;
+      const label = `${term ? term.name : f.geometry.type} #${f.id > 0 ? f.id : "new"}`;
+      return el("li", {}, el("button", { type: "button", "aria-current": f.id === layer.selectedId ? "true" : "false", onclick: () => zoomTo(f) },
+        el("span", { class: "swatch", style: `display:inline-block;width:10px;height:10px;border-radius:2px;background:${layer.termColor(f.terms)}` }),
+        label, f.error ? el("span", { class: "error" }, " (not saved)") : null));
+    }));
+  }
+
+  function zoomTo(f) {
+    const b = f.bbox || bboxOf(f.geometry);
+    const item = layer.item();
+    const pad = Math.max(b[2] - b[0], b[3] - b[1], 50) * 0.3;
+    viewer.viewport.fitBounds(item.imageToViewportRectangle(b[0] - pad, b[1] - pad, b[2] - b[0] + 2 * pad, b[3] - b[1] + 2 * pad));
+    select(f.id);
+  }
+
+  // -- selection --------------------------------------------------------------
+  function select(id) {
+    layer.selectedId = id;
+    layer.draw();
+    renderList();
+    const f = id !== null ? layer.get(id) : null;
+    if (!f) { selBox.replaceChildren(); measureBox.textContent = ""; return; }
+    measureBox.textContent = measureText(f.geometry, meta.pixelUm);
+    const termSel = el("select", { id: "selected-term", "aria-label": "Term of the selected annotation", disabled: readOnly },
+      el("option", { value: "" }, "No term"),
+      ui.terms.map((t) => el("option", { value: String(t.id), selected: f.terms.includes(t.id) }, t.name)));
+    termSel.addEventListener("change", () => setTerm(f.id, termSel.value ? [Number(termSel.value)] : []));
+    selBox.replaceChildren(...[el("h2", {}, "Selected"),
+      el("p", { class: "muted", style: "margin:.2rem 0" }, measureText(f.geometry, meta.pixelUm) || f.geometry.type),
+      el("div", { class: "row" }, termSel,
+        readOnly ? null : el("button", { type: "button", class: "danger", onclick: () => removeAnno(f.id) }, "Delete")),
+      f.error ? el("p", { class: "error" }, f.error, " ", el("button", { type: "button", onclick: () => retry(f) }, "Retry")) : null].filter(Boolean));
+    // Edits need the exact geometry (the viewport may have sent a simplified one).
+    if (id > 0 && !readOnly && !f.full) {
+      annoApi.get(id).then((full) => {
+        const cur = layer.get(id);
+        if (!cur || layer.local.has(id)) return;
+        layer.features.set(id, { ...toFeature(full), full: true });
+        layer.invalidate();
+      }).catch(() => {});
+    }
+  }
+
+  // -- writes (optimistic, with undo) ----------------------------------------
+  async function create(geometry, shape = null, terms = null, record = true) {
+    const tempId = ui.tempId--;
+    const termIds = terms ?? (ui.currentTerm !== null && ui.currentTerm !== "none" ? [Number(ui.currentTerm)] : []);
+    const local = { id: tempId, geometry, terms: termIds, bbox: bboxOf(geometry), shape, pending: true };
+    layer.local.set(tempId, local);
+    layer.invalidate();
+    return save(local, record);
+  }
+
+  async function save(local, record = true) {
+    const body = { geometry: local.geometry, terms: local.terms };
+    if (local.shape) body.shape = local.shape;
+    try {
+      const created = await annoApi.create(imageId, body);
+      layer.local.delete(local.id);
+      const f = toFeature(created);
+      f.full = true;
+      layer.features.set(f.id, f);
+      if (record) ui.undo.push({ type: "create", id: f.id });
+      if (layer.selectedId === local.id) layer.selectedId = f.id;
+      layer.invalidate();
+      layer.onData(layer);
+      return f.id;
+    } catch (e) {
+      local.pending = false;
+      local.error = `Not saved: ${e.message}`;
+      layer.invalidate();
+      layer.onData(layer);
+      toast(`The annotation was not saved (${e.message}); it is kept in red, select it to retry.`, "error");
+      return null;
+    }
+  }
+
+  function retry(f) {
+    f.error = null;
+    f.pending = true;
+    save(f).then(() => select(null));
+  }
+
+  async function update(id, geometry, before, record = true) {
+    const f = layer.get(id);
+    if (!f) return;
+    if (id < 0) { f.geometry = geometry; f.bbox = bboxOf(geometry); layer.invalidate(); return; }
+    const prev = { geometry: before || f.geometry, terms: f.terms };
+    const next = { ...f, geometry, bbox: bboxOf(geometry) };
+    layer.local.set(id, next);
+    layer.invalidate();
+    try {
+      const saved = await annoApi.update(id, { geometry });
+      layer.local.delete(id);
+      layer.features.set(id, { ...toFeature(saved), full: true });
+      if (record) ui.undo.push({ type: "update", id, before: prev });
+    } catch (e) {
+      layer.local.delete(id);
+      toast(`The change was not saved: ${e.message}`, "error");
+    }
+    layer.invalidate();
+    if (layer.selectedId === id) select(id);
+  }
+
+  async function setTerm(id, terms, record = true) {
+    const f = layer.get(id);
+    if (!f) return;
+    if (id < 0) { f.terms = terms; layer.invalidate(); return; }
+    const before = { terms: f.terms, geometry: f.geometry };
+    try {
+      const saved = await annoApi.update(id, { terms });
+      layer.features.set(id, { ...toFeature(saved), full: true });
+      if (record) ui.undo.push({ type: "update", id, before });
+      layer.invalidate();
+      renderList();
+    } catch (e) { toast(`The term was not saved: ${e.message}`, "error"); select(id); }
+  }
+
+  async function removeAnno(id, record = true) {
+    const f = layer.get(id);
+    if (!f) return;
+    if (id < 0) { layer.local.delete(id); select(null); layer.invalidate(); return; }
+    try {
+      await annoApi.remove(id);
+      layer.features.delete(id);
+      layer.local.delete(id);
+      if (record) ui.undo.push({ type: "delete", feature: f });
+      select(null);
+      layer.invalidate();
+      layer.onData(layer);
+    } catch (e) { toast(`Could not delete: ${e.message}`, "error"); }
+  }
+
+  async function undo() {
+    const op = ui.undo.pop();
+    if (!op) { toast("Nothing to undo"); return; }
+    if (op.type === "create") await removeAnno(op.id, false);
+    else if (op.type === "delete") await create(op.feature.geometry, op.feature.shape || null, op.feature.terms, false);
+    else if (op.type === "update") {
+      try {
+        const saved = await annoApi.update(op.id, { geometry: op.before.geometry, terms: op.before.terms });
+        layer.features.set(op.id, { ...toFeature(saved), full: true });
+        layer.invalidate();
+        if (layer.selectedId === op.id) select(op.id);
+      } catch (e) { toast(`Undo failed: ${e.message}`, "error"); }
+    }
+  }
+
+  // -- tools ------------------------------------------------------------------
+  const tools = new Tools(viewer, layer, {
+    create: (g, shape) => create(g, shape),
+    update: (id, g, before) => update(id, g, before),
+    preview: (id, g) => {
+      const f = layer.get(id);
+      if (!f) return;
+      layer.local.set(id, { ...f, geometry: g, bbox: bboxOf(g), dragging: true });
+      layer.invalidate();
+    },
+    select,
+    measure: (text) => { measureBox.textContent = text; },
+  }, meta.pixelUm);
+  // A drag that ends without an update (no movement) must not leave a ghost.
+  viewer.addHandler("canvas-release", () => {
+    for (const [id, f] of layer.local) if (f.dragging && !tools.drag) { layer.local.delete(id); layer.invalidate(); }
+  });
+
+  const bar = document.querySelector("#anno-tools");
+  if (!readOnly) {
+    bar.hidden = false;
+    const buttons = TOOLS.map((t) => el("button", { type: "button", "aria-pressed": t.id === "pan" ? "true" : "false", title: t.title, dataset: { tool: t.id }, onclick: () => choose(t.id) }, t.label));
+    bar.replaceChildren(...buttons, el("button", { type: "button", title: "Undo last edit (Ctrl+Z)", "aria-label": "Undo last edit", onclick: undo }, "Undo"));
+    function choose(id) {
+      tools.setTool(id);
+      for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.tool === id));
+    }
+    document.addEventListener("keydown", (e) => {
+      if (e.target.closest("input, textarea, select, [contenteditable]")) return;
+      if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") { e.preventDefault(); undo(); return; }
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
+      if (tools.onKey(e)) { e.preventDefault(); e.stopImmediatePropagation(); return; }
+      if ((e.key === "Delete" || e.key === "Backspace") && layer.selectedId !== null) { e.preventDefault(); removeAnno(layer.selectedId); return; }
+      if (e.key === "Escape" && layer.selectedId !== null) { select(null); return; }
+      const t = TOOLS.find((x) => x.key === e.key);
+      if (t) { e.preventDefault(); choose(t.id); }
+    }, true);
+  } else {
+    tools.setTool("select");
+  }
+  window.microtome.tools = tools;
+  await loadTerms();
+  layer.refresh(true);
+}
+
+function items(data) {
+  if (Array.isArray(data)) return data;
+  return (data && (data.items || data.terms)) || [];
+}

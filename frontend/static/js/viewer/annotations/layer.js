@@ -1,0 +1,295 @@
+// The annotation layer: one <canvas> over OpenSeadragon, redrawn every frame
+// the view changes.  Shapes of the same term are merged into one Path2D in
+// image coordinates, so a frame is a setTransform plus one fill/stroke per
+// term, whatever the count: tens of thousands of shapes stay smooth.
+// Data comes from the viewport query (bbox + scale); at low zoom the server
+// answers with clusters (centroid + count) instead of shapes.
+import { bboxOf } from "./geom.js";
+
+const DEFAULT_COLOR = "#ffd400";
+
+export class AnnotationLayer {
+  constructor(viewer, canvas, { fetchViewport }) {
+    this.viewer = viewer;
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.fetchViewport = fetchViewport;
+    /** id → feature {id, geometry, terms, bbox, pending?, error?} of the last viewport answer. */
+    this.features = new Map();
+    /** Locally created/edited shapes not (yet) confirmed by the server, by id or temp id. */
+    this.local = new Map();
+    this.clusters = [];
+    this.lod = "features";
+    this.terms = new Map(); // id → {id, name, color}
+    this.hiddenTerms = new Set();
+    this.opacity = 0.35;
+    this.fill = true;
+    this.selectedId = null;
+    this.overlayDraw = null; // tool preview callback (ctx, toScreen)
+    this.groups = null; // term key → {color, path, points}
+    this.fetched = null; // {box, scale}
+    this.inflight = null;
+    this.frameTimes = [];
+    this.onData = () => {};
+    this.resize();
+    new ResizeObserver(() => { this.resize(); this.draw(); }).observe(canvas.parentElement);
+    viewer.addHandler("update-viewport", () => this.draw());
+    viewer.addHandler("animation-finish", () => this.refresh());
+    viewer.addHandler("open", () => this.refresh(true));
+  }
+
+  resize() {
+    const dpr = window.devicePixelRatio || 1;
+    const el = this.canvas.parentElement;
+    this.dpr = dpr;
+    this.canvas.width = Math.round(el.clientWidth * dpr);
+    this.canvas.height = Math.round(el.clientHeight * dpr);
+    this.canvas.style.width = `${el.clientWidth}px`;
+    this.canvas.style.height = `${el.clientHeight}px`;
+  }
+
+  item() { return this.viewer.world.getItemAt(0); }
+
+  /** Image px → screen (CSS) px as an affine [a, b, c, d, e, f] (handles rotation). */
+  transform() {
+    const item = this.item();
+    if (!item) return null;
+    const P = OpenSeadragon.Point;
+    const o = item.imageToViewerElementCoordinates(new P(0, 0));
+    const x = item.imageToViewerElementCoordinates(new P(1000, 0));
+    const y = item.imageToViewerElementCoordinates(new P(0, 1000));
+    return [(x.x - o.x) / 1000, (x.y - o.y) / 1000, (y.x - o.x) / 1000, (y.y - o.y) / 1000, o.x, o.y];
+  }
+
+  /** Screen px per image px at the current zoom. */
+  scale() {
+    const m = this.transform();
+    return m ? Math.hypot(m[0], m[1]) : 1;
+  }
+
+  /** The visible part of the image as [x0, y0, x1, y1] image px (rotation-safe). */
+  visibleBox() {
+    const item = this.item();
+    const el = this.canvas.parentElement;
+    const corners = [[0, 0], [el.clientWidth, 0], [0, el.clientHeight], [el.clientWidth, el.clientHeight]]
+      .map(([x, y]) => item.viewerElementToImageCoordinates(new OpenSeadragon.Point(x, y)));
+    return [Math.min(...corners.map((p) => p.x)), Math.min(...corners.map((p) => p.y)),
+      Math.max(...corners.map((p) => p.x)), Math.max(...corners.map((p) => p.y))];
+  }
+
+  /** Ask the server again when the view left the fetched box or the zoom changed a lot. */
+  async refresh(force = false) {
+    if (!this.item()) return;
+    const box = this.visibleBox();
+    const scale = this.scale();
+    const f = this.fetched;
+    if (!force && f && box[0] >= f.box[0] && box[1] >= f.box[1] && box[2] <= f.box[2] && box[3] <= f.box[3]
+        && scale / f.scale < 1.8 && f.scale / scale < 1.8) return;
+    // Fetch a margin around the view so small pans need no request.
+    const w = box[2] - box[0];
+    const h = box[3] - box[1];
+    const want = [box[0] - w / 2, box[1] - h / 2, box[2] + w / 2, box[3] + h / 2];
+    if (this.inflight) this.inflight.abort();
+    const controller = new AbortController();
+    this.inflight = controller;
+    try {
+      const data = await this.fetchViewport(want, 1 / scale, controller.signal);
+      if (controller.signal.aborted) return;
+      this.fetched = { box: want, scale };
+      this.setData(data);
+    } catch (e) {
+      if (e.name !== "AbortError") console.warn("annotation query failed", e);
+    } finally {
+      if (this.inflight === controller) this.inflight = null;
+    }
+  }
+
+  setData(fc) {
+    this.lod = fc.lod || "features";
+    this.features.clear();
+    this.clusters = [];
+    for (const f of fc.features || []) {
+      if (f.properties && f.properties.cluster) {
+        this.clusters.push({ x: f.geometry.coordinates[0], y: f.geometry.coordinates[1], count: f.properties.count, bbox: f.properties.bbox });
+      } else {
+        this.features.set(f.id, toFeature(f));
+      }
+    }
+    this.truncated = Boolean(fc.next_after);
+    this.invalidate();
+    this.onData(this);
+  }
+
+  /** Every shape to draw: the server's, overridden by local edits. */
+  *allFeatures() {
+    for (const [id, f] of this.features) if (!this.local.has(id)) yield f;
+    for (const f of this.local.values()) if (!f.deleted) yield f;
+  }
+
+  get(id) { return this.local.get(id) || this.features.get(id); }
+
+  invalidate() { this.groups = null; this.draw(); }
+
+  termColor(termIds) {
+    const t = termIds && termIds.length ? this.terms.get(termIds[0]) : null;
+    return t ? t.color : DEFAULT_COLOR;
+  }
+
+  visible(f) {
+    if (!f.terms || !f.terms.length) return !this.hiddenTerms.has("none");
+    return f.terms.some((t) => !this.hiddenTerms.has(t));
+  }
+
+  buildGroups() {
+    const groups = new Map();
+    for (const f of this.allFeatures()) {
+      if (!this.visible(f)) continue;
+      const color = this.termColor(f.terms);
+      let g = groups.get(color);
+      if (!g) { g = { color, areas: new Path2D(), lines: new Path2D(), points: [] }; groups.set(color, g); }
+      addToPath(g, f.geometry);
+    }
+    this.groups = groups;
+  }
+
+  draw() {
+    const t0 = performance.now();
+    const { ctx, dpr } = this;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+    const m = this.transform();
+    if (!m) return;
+    if (!this.groups) this.buildGroups();
+    const s = Math.hypot(m[0], m[1]);
+    ctx.setTransform(m[0] * dpr, m[1] * dpr, m[2] * dpr, m[3] * dpr, m[4] * dpr, m[5] * dpr);
+    ctx.lineWidth = 1.5 / s;
+    ctx.lineJoin = "round";
+    for (const g of this.groups.values()) {
+      if (this.fill && this.opacity > 0) {
+        ctx.globalAlpha = this.opacity;
+        ctx.fillStyle = g.color;
+        ctx.fill(g.areas, "evenodd");
+      }
+      ctx.globalAlpha = Math.min(1, 0.4 + this.opacity);
+      ctx.strokeStyle = g.color;
+      ctx.stroke(g.areas);
+      ctx.stroke(g.lines);
+    }
+    // Points and clusters keep a constant size on screen: draw in screen space.
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const toScreen = (x, y) => [m[0] * x + m[2] * y + m[4], m[1] * x + m[3] * y + m[5]];
+    for (const g of this.groups.values()) {
+      if (!g.points.length) continue;
+      ctx.globalAlpha = Math.min(1, 0.4 + this.opacity);
+      ctx.fillStyle = g.color;
+      const p = new Path2D();
+      for (const [x, y] of g.points) {
+        const [sx, sy] = toScreen(x, y);
+        p.moveTo(sx + 4, sy);
+        p.arc(sx, sy, 4, 0, 2 * Math.PI);
+      }
+      ctx.fill(p);
+    }
+    ctx.globalAlpha = 1;
+    if (this.clusters.length) this.drawClusters(toScreen);
+    const sel = this.selectedId !== null ? this.get(this.selectedId) : null;
+    if (sel && !sel.deleted) this.drawSelection(sel, toScreen);
+    for (const f of this.local.values()) if (f.error && !f.deleted) this.drawShape(f.geometry, toScreen, "#e5484d", [6, 4]);
+    if (this.overlayDraw) this.overlayDraw(ctx, toScreen);
+    const dt = performance.now() - t0;
+    this.frameTimes.push(dt);
+    if (this.frameTimes.length > 600) this.frameTimes.splice(0, 300);
+  }
+
+  drawClusters(toScreen) {
+    const { ctx } = this;
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    for (const c of this.clusters) {
+      const [x, y] = toScreen(c.x, c.y);
+      const r = Math.min(28, 8 + 3 * Math.log2(c.count + 1));
+      ctx.fillStyle = "rgba(31, 78, 121, 0.75)";
+      ctx.beginPath();
+      ctx.arc(x, y, r, 0, 2 * Math.PI);
+      ctx.fill();
+      ctx.fillStyle = "#fff";
+      ctx.fillText(c.count >= 1000 ? `${(c.count / 1000).toFixed(c.count >= 10000 ? 0 : 1)}k` : String(c.count), x, y);
+    }
+  }
+
+  /** A geometry in screen space (for previews, selection and failed saves). */
+  drawShape(geometry, toScreen, color, dash = []) {
+    const { ctx } = this;
+    ctx.save();
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.setLineDash(dash);
+    const p = new Path2D();
+    const line = (pts, close) => {
+      pts.forEach(([x, y], i) => { const [sx, sy] = toScreen(x, y); if (i) p.lineTo(sx, sy); else p.moveTo(sx, sy); });
+      if (close) p.closePath();
+    };
+    if (geometry.type === "Point") {
+      const [sx, sy] = toScreen(...geometry.coordinates);
+      p.moveTo(sx + 6, sy);
+      p.arc(sx, sy, 6, 0, 2 * Math.PI);
+    } else if (geometry.type === "LineString") line(geometry.coordinates, false);
+    else if (geometry.type === "Polygon") geometry.coordinates.forEach((r) => line(r, true));
+    else if (geometry.type === "MultiPolygon") geometry.coordinates.forEach((poly) => poly.forEach((r) => line(r, true)));
+    ctx.stroke(p);
+    ctx.restore();
+  }
+
+  drawSelection(f, toScreen) {
+    this.drawShape(f.geometry, toScreen, "#ffffff", [5, 3]);
+    const { ctx } = this;
+    ctx.fillStyle = "#ffffff";
+    ctx.strokeStyle = "#1f4e79";
+    ctx.lineWidth = 1.5;
+    if (f.geometry.type === "MultiPolygon") return;
+    const verts = f.geometry.type === "Point" ? [f.geometry.coordinates]
+      : f.geometry.type === "LineString" ? f.geometry.coordinates : f.geometry.coordinates[0].slice(0, -1);
+    if (verts.length > 400) return; // too dense to edit point by point
+    for (const [x, y] of verts) {
+      const [sx, sy] = toScreen(x, y);
+      ctx.fillRect(sx - 4, sy - 4, 8, 8);
+      ctx.strokeRect(sx - 4, sy - 4, 8, 8);
+    }
+  }
+
+  /** Frame-time statistics of the last draws (for the performance test). */
+  frameStats() {
+    const t = [...this.frameTimes].sort((a, b) => a - b);
+    if (!t.length) return null;
+    const q = (p) => t[Math.min(t.length - 1, Math.floor(p * t.length))];
+    return { n: t.length, median: q(0.5), p95: q(0.95), max: t[t.length - 1] };
+  }
+}
+
+export function toFeature(f) {
+  const p = f.properties || {};
+  return { id: f.id, geometry: f.geometry, terms: p.terms || [], bbox: f.bbox || bboxOf(f.geometry), properties: p };
+}
+
+function addToPath(g, geometry) {
+  const ring = (path, pts) => {
+    for (let i = 0; i < pts.length; i += 1) {
+      if (i) path.lineTo(pts[i][0], pts[i][1]); else path.moveTo(pts[i][0], pts[i][1]);
+    }
+    path.closePath();
+  };
+  switch (geometry.type) {
+    case "Polygon": for (const r of geometry.coordinates) ring(g.areas, r); break;
+    case "MultiPolygon": for (const poly of geometry.coordinates) for (const r of poly) ring(g.areas, r); break;
+    case "LineString": {
+      const c = geometry.coordinates;
+      for (let i = 0; i < c.length; i += 1) { if (i) g.lines.lineTo(c[i][0], c[i][1]); else g.lines.moveTo(c[i][0], c[i][1]); }
+      break;
+    }
+    case "MultiLineString": for (const l of geometry.coordinates) addToPath(g, { type: "LineString", coordinates: l }); break;
+    case "Point": g.points.push(geometry.coordinates); break;
+    case "MultiPoint": for (const p of geometry.coordinates) g.points.push(p); break;
+    default: break;
+  }
+}
