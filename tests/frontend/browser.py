@@ -20,6 +20,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,9 @@ def register_slide(server: LiveServer, pyramid: Path, *, name: str,
         finally:
             await pool.close()
 
-    return asyncio.run(_go())
+    # Sync Playwright keeps an event loop running in this thread: use another.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _go()).result()
 
 
 # -- pages ---------------------------------------------------------------------

@@ -34,8 +34,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture
+def browser(live_server: LiveServer) -> Iterator[Any]:
+    """Chromium for one test.  Function-scoped and set up after the live server
+    on purpose: sync Playwright runs an event loop in this thread while it is
+    active, and the database fixtures call asyncio.run() in their set-up and
+    tear-down, which must happen outside that window."""
     from playwright.sync_api import sync_playwright
 
     exe = _ensure_chromium()

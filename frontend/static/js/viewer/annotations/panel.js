@@ -21,7 +21,6 @@ export const annoApi = {
   remove: (id) => api(`annotations/${id}`, { method: "DELETE" }),
   terms: (projectId) => api(`projects/${projectId}/terms`, { noRedirect: true }),
   createTerm: (projectId, body) => api(`projects/${projectId}/terms`, { method: "POST", body }),
-  imageProjects: (imageId) => api(`images/${imageId}/projects`, { noRedirect: true }),
 };
 
 export async function setupAnnotations(state, { readOnly = false } = {}) {
@@ -37,13 +36,8 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   window.microtome.annotations = layer;
 
   ui.projectId = new URLSearchParams(location.search).get("project") || (state.image && state.image.project_id) || null;
-  if (!ui.projectId) {
-    try {
-      const ps = await annoApi.imageProjects(imageId);
-      const list = Array.isArray(ps) ? ps : (ps && ps.items) || [];
-      if (list.length) ui.projectId = list[0].id ?? list[0];
-    } catch { /* terms are optional */ }
-  }
+  // Without a project in the URL the server files new annotations under the
+  // first project where the user may write; terms need the project though.
 
   // -- panel skeleton ---------------------------------------------------------
   const termList = el("ul", { class: "term-list", "aria-label": "Terms" });
@@ -176,6 +170,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
 
   async function save(local, record = true) {
     const body = { geometry: local.geometry, terms: local.terms };
+    if (ui.projectId) body.project_id = Number(ui.projectId);
     if (local.shape) body.shape = local.shape;
     try {
       const created = await annoApi.create(imageId, body);
