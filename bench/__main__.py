@@ -3,7 +3,7 @@
 Full: generates the 65536 x 49152 slide (cached), times our conversion and
 vips, runs the tile, IIIF and thumbnail suites against every peer, writes
 ``bench/results/full.jsonl`` and regenerates ``bench/RESULTS.md``.
-Quick (< 2 min): a 16384 x 12288 slide, Microtome vs the openslide server at
+Quick (< 2 min): a 32768 x 24576 slide, Microtome vs the openslide server at
 concurrency 32, written to ``bench/results/quick.jsonl`` and compared with
 ``bench/results/quick-baseline.json`` (exit 1 when a ratio drops > 20%).
 """

@@ -84,7 +84,8 @@ def tile_tables(records: list[dict]) -> list[str]:
             cells = [f"{rat[scn][p]:.2f}x" if p in rat[scn] else "-" for p in peers]
             lines.append(f"| {scn[0]} | {scn[1]} | {scn[2]} | " + " | ".join(cells) + " |")
     else:
-        lines.append("Microtome's tile server did not run, so there are no ratios (see "What ran").")
+        lines.append("Microtome's tile server did not run, so there are no ratios "
+                     "(see 'What ran').")
     lines += ["", "### Every server, every scenario (means over the ABBA blocks)", "",
               "| list | conc. | pass | server | tiles/s (blocks) | p50 ms | p90 ms | p99 ms "
               "| errors | KB/tile | server CPU s /1000 tiles | client CPU s /1000 |",
@@ -132,6 +133,22 @@ def convert_table(records: list[dict]) -> list[str]:
             f"| {_mb(r['peak_rss_bytes'])} "
             f"| {_mb(r['peak_tree_rss_bytes'])} | {r['cpu_s']:.0f} "
             f"| {_mb(r.get('output_bytes'))} |")
+    return lines
+
+
+def same_pixels_lines(records: list[dict]) -> list[str]:
+    sp = _one(records, "same-pixels")
+    if not sp.get("servers"):
+        return ["Not checked (the openslide reference server did not run)."]
+    lines = [f"Before the passes, {sp['tiles']} sample tiles of the uniform list were fetched "
+             "from every server and decoded; compared with the openslide server's tiles:", "",
+             "| server | same tile size | mean abs. difference (0-255) | worst tile |",
+             "|---|---:|---:|---:|"]
+    for name, v in sp["servers"].items():
+        lines.append(f"| {name} | {v['same_shape']}/{sp['tiles']} | {v['mean_abs_diff']} "
+                     f"| {v['max_tile_mean_abs_diff']} |")
+    lines += ["", "Small differences are JPEG generations and resampling filters; a wrong level "
+              "or offset would show as tens of grey levels."]
     return lines
 
 
@@ -247,6 +264,10 @@ def render(records: list[dict]) -> str:
         "cores with 2 processes, the Python peers are one process with a thread pool as "
         "specified); Microtome did its JPEG work at conversion time, the peers do it per request "
         "— that is the design being measured, and conversion cost is reported separately.",
+        "",
+        "### Same pixels",
+        "",
+        *same_pixels_lines(records),
         "",
         "## Tiles",
         "",

@@ -116,7 +116,7 @@ def iiif_regions(width: int, height: int, n: int, seed: int, aligned: bool,
             w, h = min(span, width - x), min(span, height - y)
             out.append(f"{x},{y},{w},{h}/{math.ceil(w / ds)},")
         else:
-            w = h = rng.randrange(300, 1500) * ds // 2
-            x, y = rng.randrange(0, width - w), rng.randrange(0, height - h)
+            w = h = min(rng.randrange(300, 1500) * ds // 2, width, height)
+            x, y = rng.randrange(0, width - w + 1), rng.randrange(0, height - h + 1)
             out.append(f"{x},{y},{w},{h}/{min(w, rng.randrange(256, 513))},")
     return out
