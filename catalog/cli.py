@@ -101,12 +101,18 @@ async def enqueue_folder(pool: asyncpg.Pool, folder: Path,
         for src in _sources(folder):
             path = str(src.resolve())
             # Re-running an import does not duplicate what is queued or done.
-            seen = await conn.fetchval(
-                """SELECT j.id FROM jobs j JOIN project_images pi ON pi.image_id = j.image_id
-                   WHERE j.source_path = $1 AND pi.project_id = $2
-                     AND j.status IN ('queued', 'running', 'done')""", path, project_id)
+            # A file that already failed is not retried until it changes, so
+            # `make run` stays fast and does not pile up failed images.
+            seen = await conn.fetchrow(
+                """SELECT j.id, j.status FROM jobs j
+                   WHERE j.source_path = $1 AND j.project_id = $2
+                     AND (j.status IN ('queued', 'running')
+                          OR (j.status = 'done' AND j.image_id IS NOT NULL)
+                          OR (j.status = 'failed' AND j.created_at > to_timestamp($3)))
+                   ORDER BY j.id DESC LIMIT 1""", path, project_id, src.stat().st_mtime)
             if seen:
-                queued.append((src.name, int(seen), "already imported"))
+                note = "already imported" if seen["status"] != "failed" else "failed before"
+                queued.append((src.name, int(seen["id"]), note))
                 continue
             image_id = await images.create_pending(
                 conn, name=src.name, source_filename=src.name, owner_id=None,
@@ -207,3 +213,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="conversion processes to run here (0: leave it to `serve`)")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=run_import)
+
+
+def main_import(folder: Path, project: str, settings: Settings | None = None,
+                workers: int = 1, quiet: bool = False) -> int:
+    """Library entry of `microtome import` (used by `make run` for the samples)."""
+    return asyncio.run(_import(settings or from_env(), folder, project, workers, quiet))
