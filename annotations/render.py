@@ -42,8 +42,7 @@ def light_collection(rows: Sequence[Any], *, scale: float, precision: int | None
     return head[:-1] + b',"features":[' + b",".join(feats) + b"]}"
 
 
-def cluster_collection(cells: Sequence[Any], *, total_at_least: int, grid: int,
-                       extra: dict[str, Any]) -> bytes:
+def cluster_collection(cells: Sequence[Any], *, grid: int, extra: dict[str, Any]) -> bytes:
     """Centroids with counts: what a low zoom gets instead of millions of shapes."""
     feats = [{"type": "Feature",
               "geometry": {"type": "Point", "coordinates": [round(c["x"], 2), round(c["y"], 2)]},
@@ -53,5 +52,5 @@ def cluster_collection(cells: Sequence[Any], *, total_at_least: int, grid: int,
              for c in cells]
     total = sum(c["n"] for c in cells)
     return orjson.dumps({"type": "FeatureCollection", "lod": "clusters", "grid": grid,
-                         "count": total, "more_than": total_at_least - 1, **extra,
+                         "count": total, **extra,
                          "features": feats})

@@ -279,6 +279,10 @@ def _paths() -> dict[str, Any]:
 
 
 def build_spec() -> dict[str, Any]:
+    # The annotation API documents itself in annotations/openapi.py; merged here.
+    from annotations.openapi import PATHS as ANNOTATION_PATHS
+    from annotations.openapi import SCHEMAS as ANNOTATION_SCHEMAS
+
     return {
         "openapi": "3.1.0",
         "info": {"title": "Microtome API", "version": "1",
@@ -287,7 +291,7 @@ def build_spec() -> dict[str, Any]:
                                 "authenticated writes need the X-CSRF-Token header."},
         "servers": [{"url": "/"}],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **ANNOTATION_SCHEMAS},
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "microtome_session"},
                 "apiKey": {"type": "http", "scheme": "bearer"},
@@ -295,7 +299,7 @@ def build_spec() -> dict[str, Any]:
             },
         },
         "security": [{"session": []}, {"apiKey": []}, {"share": []}, {}],
-        "paths": _paths(),
+        "paths": {**_paths(), **ANNOTATION_PATHS},
     }
 
 

@@ -1,0 +1,113 @@
+"""Query-string and body parsing for the annotation API (no database, no I/O)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pyramid.errors import InvalidRequest
+
+from .geometry import KINDS
+from .query import Box, Filters
+
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off", "")
+
+
+def flag(q: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = q.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in TRUE:
+        return True
+    if raw.lower() in FALSE:
+        return False
+    raise InvalidRequest(f"{name} must be true or false")
+
+
+def integer(q: Mapping[str, str], name: str, default: int | None, lo: int, hi: int
+            ) -> int | None:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer") from None
+    if not lo <= v <= hi:
+        raise InvalidRequest(f"{name} must be between {lo} and {hi}")
+    return v
+
+
+def number(q: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number") from None
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise InvalidRequest(f"{name} must be between {lo} and {hi}")
+    return v
+
+
+def id_list(q: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = q.get(name)
+    if not raw:
+        return ()
+    try:
+        ids = tuple(int(v) for v in raw.split(","))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a comma-separated list of ids") from None
+    if len(ids) > 1000 or any(not 0 < v < 2**63 for v in ids):
+        raise InvalidRequest(f"{name}: at most 1000 positive ids")
+    return ids
+
+
+def bbox(q: Mapping[str, str]) -> Box | None:
+    """`bbox=x0,y0,x1,y1` in level-0 image pixels (origin top-left, y down)."""
+    raw = q.get("bbox")
+    if not raw:
+        return None
+    try:
+        parts = [float(v) for v in raw.split(",")]
+    except ValueError:
+        raise InvalidRequest("bbox must be x0,y0,x1,y1 (numbers)") from None
+    if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
+        raise InvalidRequest("bbox must be x0,y0,x1,y1 (finite numbers)")
+    x0, y0, x1, y1 = parts
+    if x1 < x0 or y1 < y0:
+        raise InvalidRequest("bbox must have x0 <= x1 and y0 <= y1")
+    return (x0, y0, x1, y1)
+
+
+def filters(q: Mapping[str, str]) -> Filters:
+    kinds = tuple(k for k in (q.get("kind") or "").split(",") if k)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise InvalidRequest(f"unknown kind {bad[0]!r}", {"kinds": list(KINDS)})
+    producer = q.get("producer")
+    return Filters(term_ids=id_list(q, "term"), user_ids=id_list(q, "user"), kinds=kinds,
+                   producer=producer if producer else None,
+                   project_id=integer(q, "project", None, 1, 2**63 - 1),
+                   untermed=flag(q, "untermed"))
+
+
+def body_filters(body: dict[str, Any]) -> Filters:
+    """The same filters from a JSON body (search)."""
+    q: dict[str, str] = {}
+    for key in ("term", "user"):
+        if key in body:
+            v = body[key]
+            q[key] = ",".join(str(int(x)) for x in (v if isinstance(v, list) else [v]))
+    if "kind" in body:
+        v = body["kind"]
+        q["kind"] = ",".join(v) if isinstance(v, list) else str(v)
+    for key in ("producer", "project"):
+        if body.get(key) is not None:
+            q[key] = str(body[key])
+    if "untermed" in body:
+        q["untermed"] = "true" if body["untermed"] else "false"
+    return filters(q)
