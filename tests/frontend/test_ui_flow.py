@@ -1,0 +1,184 @@
+"""The whole web UI as a person uses it (issue 7), in Debian chromium.
+
+First-admin setup → project → upload (a slide and a non-image) with progress
+→ viewer with tiles → polygon with a term → reload → share link in a fresh,
+cookie-less browser → a second user is refused the project.  Screenshots of
+every page go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.frontend.browser import (
+    ADMIN,
+    ConsoleLog,
+    LiveServer,
+    drawn_fraction,
+    screenshot,
+    ui_login,
+    wait_tiles,
+    watch_console,
+)
+
+TERM_COLOR = "#e5484d"
+ONE_SHAPE = ("window.microtome.annotations"
+             " && window.microtome.annotations.features.size === 1")
+
+
+def _canvas_rgba(page: Any, x: float, y: float) -> list[int]:
+    """RGBA of the annotation overlay at CSS pixel (x, y) of the viewer."""
+    return list(page.evaluate(
+        """([x, y]) => {
+            const c = document.querySelector('#anno-canvas');
+            const d = window.devicePixelRatio || 1;
+            const px = c.getContext('2d').getImageData(Math.round(x * d), Math.round(y * d), 1, 1);
+            return Array.from(px.data);
+        }""", [x, y]))
+
+
+def _draw_polygon(page: Any) -> tuple[float, float]:
+    """Click a quadrilateral around the viewer's centre; returns that centre (viewer px)."""
+    page.click("button[data-tool=polygon]")
+    box = page.locator("#osd").bounding_box()
+    cx, cy = box["width"] / 2, box["height"] / 2
+    for dx, dy in [(-90, -70), (100, -60), (80, 90), (-70, 80)]:
+        page.mouse.click(box["x"] + cx + dx, box["y"] + cy + dy)
+        page.wait_for_timeout(120)  # separate clicks, not a double click
+    # Live measurement while drawing, in physical units.
+    assert "µm²" in page.inner_text("#measure") or "mm²" in page.inner_text("#measure")
+    page.keyboard.press("Enter")
+    return cx, cy
+
+
+def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page: Any,
+                      testdata: Path, console: ConsoleLog) -> None:
+    # -- first run: the login page offers to create the administrator -----------
+    page.goto("/")
+    page.wait_for_url("**/login**")
+    expect(page.locator("#login-title")).to_have_text("Create the administrator account")
+    screenshot(page, "01-setup")
+    page.fill("#username", ADMIN[0])
+    page.fill("#password", ADMIN[1])
+    page.fill("#password2", ADMIN[1])
+    page.click("#login-submit")
+    page.wait_for_url(f"{live_server.url}/")
+
+    # -- a project ------------------------------------------------------------------
+    page.fill("#new-project", "Dermatology")
+    page.click("text=Create project")
+    page.wait_for_url("**/projects/*")
+    project_id = int(page.url.rstrip("/").split("/")[-1])
+    expect(page.locator("#project-name")).to_have_text("Dermatology")
+
+    # -- uploads: a real slide and a text file, side by side -----------------------
+    page.set_input_files("#file-input", [str(testdata / "CMU-1-Small-Region.svs"),
+                                         str(testdata / "notanimage.txt")])
+    slide_row = page.locator("#uploads li[data-file='CMU-1-Small-Region.svs']")
+    bad_row = page.locator("#uploads li[data-file='notanimage.txt']")
+    expect(slide_row).to_have_attribute("data-state", "ready", timeout=90_000)
+    expect(bad_row).to_have_attribute("data-state", "conversion-failed", timeout=30_000)
+    expect(bad_row.locator(".status")).to_contain_text("failed")
+    card = page.locator(".tile-card", has_text="CMU-1-Small-Region")
+    expect(card.locator(".badge")).to_have_text("ready")
+    expect(card).to_contain_text("2,220 × 2,967 px")
+    expect(card.locator(".thumb img")).to_be_visible()
+    page.wait_for_function("[...document.querySelectorAll('.thumb img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+    screenshot(page, "02-project")
+
+    # search narrows the grid
+    page.fill("#search", "nothing-like-this")
+    expect(page.locator(".tile-card")).to_have_count(0)
+    page.fill("#search", "CMU")
+    expect(page.locator(".tile-card")).to_have_count(1)
+
+    # -- the viewer -------------------------------------------------------------------
+    card.locator("a.name").click()
+    page.wait_for_url("**/viewer/**")
+    image_url = page.url
+    wait_tiles(page)
+    drawn, spread = drawn_fraction(page.locator("#osd").screenshot())
+    assert drawn > 0.3 and spread > 20
+
+    # a term, then a polygon drawn with it
+    page.fill("#term-name", "Tumour")
+    page.fill("#term-color", TERM_COLOR)
+    page.click("#anno-panel form button[type=submit]")
+    expect(page.locator(".term-list li", has_text="Tumour")).to_have_count(1)
+    cx, cy = _draw_polygon(page)
+    page.wait_for_function("window.microtome.annotations.features.size === 1")
+    feature = page.evaluate(
+        "(() => { const f = [...window.microtome.annotations.features.values()][0];"
+        " return {id: f.id, terms: f.terms, type: f.geometry.type}; })()")
+    assert feature["type"] == "Polygon" and len(feature["terms"]) == 1
+    r, g, b, a = _canvas_rgba(page, cx, cy)
+    assert a > 0 and r > g and r > b, "the polygon is not filled with the term colour"
+    screenshot(page, "03-viewer-annotated")
+
+    # -- reload: the annotation comes back from the server -------------------------
+    page.reload()
+    wait_tiles(page)
+    page.wait_for_function(ONE_SHAPE)
+    page.wait_for_timeout(200)
+    r, g, b, a = _canvas_rgba(page, cx, cy)
+    assert a > 0 and r > g and r > b
+    page.locator(".anno-list button").first.click()  # click-to-zoom selects it
+    expect(page.locator("#selected-term")).to_have_value(str(feature["terms"][0]))
+    assert "mm²" in page.inner_text("#selection") or "µm²" in page.inner_text("#selection")
+
+    # -- share link, opened in a fresh browser context without cookies -------------
+    page.click("#share")
+    page.click("#share-create")
+    share_url = page.locator("#share-url").input_value()
+    assert "share=" in share_url
+    screenshot(page, "04-share-dialog")
+    page.keyboard.press("Escape")
+
+    anon = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        assert anon.cookies() == []
+        anon_page = anon.new_page()
+        anon_log = ConsoleLog()
+        watch_console(anon_page, anon_log)
+        anon_page.goto(share_url)
+        wait_tiles(anon_page)
+        anon_page.wait_for_function(ONE_SHAPE)
+        expect(anon_page.locator("#anno-tools")).to_be_hidden()  # read-only
+        screenshot(anon_page, "05-shared-view")
+        assert not anon_log.unexpected(), anon_log.errors
+        # Without the token the same image is refused.
+        anon_page.goto(image_url.split("?")[0])
+        anon_page.wait_for_url("**/login**")
+    finally:
+        anon.close()
+
+    # -- a second user: created by the admin, not a member of the project ----------
+    page.goto("/keys")
+    page.fill("#key-name", "scripts")
+    page.click("#key-form button")
+    prefix = page.locator("#keys code").first.inner_text()[:6]
+    expect(page.locator("#new-key-value")).to_contain_text(prefix)
+    page.fill("#user-name", "bob")
+    page.fill("#user-password", "bob-password-1")
+    page.click("#user-form button")
+    expect(page.locator("#users")).to_contain_text("bob")
+    screenshot(page, "06-keys-and-users")
+
+    other = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
+    try:
+        bob = other.new_page()
+        bob_log = ConsoleLog(expected=[f"/api/projects/{project_id}"])
+        watch_console(bob, bob_log)
+        ui_login(bob, "bob", "bob-password-1", next_path=f"/projects/{project_id}")
+        expect(bob.locator("#project-error")).to_contain_text("not a member")
+        expect(bob.locator(".tile-card")).to_have_count(0)
+        screenshot(bob, "07-denied")
+        bob.goto("/")
+        expect(bob.locator("table.list")).not_to_contain_text("Dermatology")
+        assert not bob_log.unexpected(), bob_log.errors
+    finally:
+        other.close()
