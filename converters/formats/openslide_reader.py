@@ -75,11 +75,14 @@ class OpenSlideReader(SourceReader):
                         if n in s.associated_images],
             lossy=_is_lossy(vendor, props), whole_slide=True, tile_size=tile,
         )
+        self._fast = _fast_level0(path, vendor, w, h)
 
     def read_region(self, x: int, y: int, w: int, h: int, t: int = 0, z: int = 0,
                     channels: list[int] | None = None) -> np.ndarray:
         import openslide
 
+        if self._fast is not None:
+            return self._fast.read(x, y, w, h)
         try:
             rgba = np.asarray(self._slide.read_region((x, y), 0, (w, h)))
         except openslide.OpenSlideError as e:
@@ -93,7 +96,29 @@ class OpenSlideReader(SourceReader):
         return clean_json(dict(self._slide.properties))
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
         self._slide.close()
+
+
+def _fast_level0(path: Path, vendor: str, w: int, h: int) -> Any:
+    """Direct tile decoding for Aperio level 0 (a plain tiled TIFF page), else None."""
+    if vendor != "aperio":
+        return None
+    import tifffile
+
+    from .tiled import TiledPage
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            page = tif.pages[0]
+            if (page.is_tiled and page.dtype == np.uint8 and page.samplesperpixel == 3
+                    and (page.imagewidth, page.imagelength) == (w, h)):
+                page.decode  # noqa: B018 - build the decoder while the file is open
+                return TiledPage(path, page)
+    except Exception:
+        return None
+    return None
 
 
 def _flatten(rgba: np.ndarray, bg: tuple[int, ...]) -> np.ndarray:

@@ -51,6 +51,8 @@ class TiffReader(SourceReader):
     def __init__(self, path: Path, fmt: str = "tiff") -> None:
         import tifffile
 
+        self._path = path
+        self._fast: Any = None
         try:
             self._tif = tifffile.TiffFile(str(path))
             series = self._tif.series[0]
@@ -139,6 +141,14 @@ class TiffReader(SourceReader):
         if self._orientation != 1:
             self.info.notes.append(f"TIFF orientation {self._orientation} applied")
         self._bits = bits
+        if (len(series.pages) == 1 and axes in ("YX", "YXS") and page.is_tiled
+                and dtype != np.bool_ and not series.is_multifile):
+            from .tiled import TiledPage
+            try:
+                page.decode  # noqa: B018 - build the decoder while the file is open
+                self._fast = TiledPage(self._path, page)
+            except Exception:
+                self._fast = None
 
     def _metadata(self, fmt: str, size_c: int, page: Any
                   ) -> tuple[list[ChannelInfo], tuple[float, float] | None, float | None,
@@ -180,11 +190,15 @@ class TiffReader(SourceReader):
                 idx.append(slice(None))
             else:
                 idx.append(pos[a])
-        try:
-            block = np.asarray(self._arr[tuple(idx)])
-        except Exception as e:
-            raise SourceError(f"damaged image data near ({x},{y}): {_short(e)}") from e
-        kept = [a for a in self._axes if a in "CYXS"]
+        if self._fast is not None:
+            block = self._fast.read(sx, sy, sw, sh)
+            kept = ["Y", "X", "S"]
+        else:
+            try:
+                block = np.asarray(self._arr[tuple(idx)])
+            except Exception as e:
+                raise SourceError(f"damaged image data near ({x},{y}): {_short(e)}") from e
+            kept = [a for a in self._axes if a in "CYXS"]
         # -> (y, x, c*s)
         order = [kept.index("Y"), kept.index("X")] + [kept.index(a) for a in kept
                                                       if a in "CS"]
@@ -214,6 +228,8 @@ class TiffReader(SourceReader):
         return out
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
         try:
             self._store.close()
         except Exception:

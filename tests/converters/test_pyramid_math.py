@@ -18,17 +18,19 @@ from .conftest import read_level, ref_downsample
 
 
 @given(st.integers(1, 9), st.integers(1, 9), st.sampled_from(["uint8", "uint16", "int8",
-                                                               "int16", "float32"]))
-def test_downsample2_is_mean_of_existing_pixels(h: int, w: int, dtype: str) -> None:
+                                                               "int16", "float32"]),
+       st.sampled_from([1, 2, 3]))
+def test_downsample2_is_mean_of_existing_pixels(h: int, w: int, dtype: str, n: int) -> None:
     rng = np.random.default_rng(h * 31 + w)
     dt = np.dtype(dtype)
     if dt.kind == "f":
-        a = rng.normal(size=(h, w, 2)).astype(dt)
+        a = rng.normal(size=(h, w, n)).astype(dt)
     else:
         info = np.iinfo(dt)
-        a = rng.integers(info.min, info.max, size=(h, w, 2), endpoint=True).astype(dt)
+        a = rng.integers(info.min, info.max, size=(h, w, n), endpoint=True).astype(dt)
     got = downsample2(a)
     ref = ref_downsample(a)
+    assert np.array_equal(downsample2(a[::-1, ::-1]), ref_downsample(a[::-1, ::-1]))
     assert got.dtype == dt and got.shape == ref.shape
     if dt.kind == "f":
         np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
