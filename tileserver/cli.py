@@ -1,0 +1,158 @@
+"""`microtome tiles`: the tile server alone over a folder, in N processes.
+
+Each worker process binds its own socket with SO_REUSEPORT, so the kernel
+spreads connections over the workers without a shared accept queue.  The
+parent checks the port first (clear message, exit 1 when it is taken),
+starts the workers and restarts one that dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from microtome import settings as microtome_settings
+
+log = logging.getLogger("microtome.tiles")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "tiles", help="serve DZI/IIIF tiles from a folder of *.ome.zarr images (no database)",
+        description="Tile server alone: the image id is the path under --root without "
+                    ".ome.zarr.")
+    p.add_argument("--root", required=True, type=Path, help="folder of *.ome.zarr images")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the port (default 1; use the number of cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="decode/encode threads per process (default: cores / workers)")
+    p.add_argument("--cache-mb", type=int, default=None, help="tile cache per process, MiB")
+    p.set_defaults(func=run)
+
+
+def _check_port(host: str, port: int) -> str | None:
+    """None when (host, port) can be bound with SO_REUSEPORT, else a message."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return f"cannot resolve host {host!r}"
+    family, _, _, _, addr = infos[0]
+    # SO_REUSEPORT lets a second server of the same user bind silently: connect first.
+    probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(addr[0]), str(addr[0]))
+    try:
+        with socket.create_connection((probe_host, port), timeout=0.5):
+            return f"port {port} on {host} is already in use"
+    except OSError:
+        pass
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(addr)  # no listen(): the probe must never receive connections
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            return f"port {port} on {host} is already in use"
+        if e.errno == errno.EACCES:
+            return f"no permission to use port {port} on {host}"
+        return f"cannot bind {host}:{port}: {e.strerror}"
+    finally:
+        s.close()
+    return None
+
+
+def _serve(root: Path, host: str, port: int, threads: int, cache_bytes: int,
+           reuse_port: bool) -> None:
+    """One worker process: an event loop serving the standalone app."""
+    import asyncio
+
+    from aiohttp import web
+
+    from tileserver.app import TileSettings, create_tiles_app
+
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+        loop = uvloop.new_event_loop()
+    except ImportError:  # optional speed-up
+        loop = asyncio.new_event_loop()
+    settings = TileSettings(threads=threads, cache_bytes=cache_bytes)
+    app = create_tiles_app(root, settings)
+    web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
+                print=None, loop=loop, backlog=1024)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    root: Path = args.root
+    if not root.is_dir():
+        print(f"error: --root {root} is not a directory", file=sys.stderr)
+        return 2
+    if args.workers < 1 or not 0 < args.port < 65536:
+        print("error: --workers must be >= 1 and --port in 1..65535", file=sys.stderr)
+        return 2
+    problem = _check_port(args.host, args.port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    cores = os.cpu_count() or 2
+    threads = args.threads or max(2, cores // args.workers)
+    base = microtome_settings.Settings()
+    cache_bytes = (args.cache_mb * 1024**2 if args.cache_mb is not None
+                   else base.tile_cache_bytes // args.workers)
+    worker_args = (root.resolve(), args.host, args.port, threads, cache_bytes, True)
+    print(f"microtome tiles: serving {root} on http://{args.host}:{args.port} "
+          f"({args.workers} worker(s), {threads} threads each)", file=sys.stderr)
+    if args.workers == 1:
+        _serve(*worker_args)
+        return 0
+    return _supervise(args.workers, worker_args)
+
+
+def _supervise(n: int, worker_args: tuple[object, ...]) -> int:
+    ctx = mp.get_context("spawn")
+    procs: list = []  # type: ignore[type-arg]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(n):
+        p = ctx.Process(target=_serve, args=worker_args, daemon=True)
+        p.start()
+        procs.append(p)
+    restarts: list[float] = []
+    while not stopping:
+        time.sleep(0.2)
+        for i, p in enumerate(procs):
+            if p.is_alive() or stopping:
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < 60] + [now]
+            if len(restarts) > 5 * n:
+                print("error: workers keep dying; giving up", file=sys.stderr)
+                stopping = True
+                break
+            log.warning("worker %s exited with %s; restarting", p.pid, p.exitcode)
+            procs[i] = ctx.Process(target=_serve, args=worker_args, daemon=True)
+            procs[i].start()
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            os.kill(p.pid, signal.SIGINT)  # aiohttp shuts down gracefully on SIGINT
+    for p in procs:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+    return 0

@@ -1,0 +1,105 @@
+"""Image id → stored pyramid: the one seam between the tile server and its host.
+
+`Resolver` is the protocol; `FolderResolver` serves a folder of
+``*.ome.zarr`` directories (``microtome tiles``); the catalog provides its
+own resolver for ``microtome serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+
+from pyramid.errors import InvalidRequest, NotFound
+
+SUFFIX = ".ome.zarr"
+#: Longest accepted image id, characters.
+MAX_ID_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where an image lives and which version of its pixels it is.
+
+    ``version`` changes whenever the pixels change; it is part of every
+    cache key and ETag.
+    """
+
+    path: Path
+    version: str
+
+
+class Resolver(Protocol):
+    async def resolve(self, request: web.Request, image_id: str) -> ImageRef:
+        """Raise NotFound / Unauthenticated / Forbidden (pyramid.errors) when not served."""
+        ...
+
+
+def check_id(image_id: str) -> list[str]:
+    """Validate a folder-mode id and split it into path segments.
+
+    Rejects everything that could escape the root or mean something
+    different on another OS: NUL, backslashes, absolute paths, ``.``/``..``
+    segments, empty segments.  Messages never echo the id.
+    """
+    if not image_id or len(image_id) > MAX_ID_LENGTH:
+        raise NotFound("image not found")
+    if "\x00" in image_id or "\\" in image_id:
+        raise InvalidRequest("invalid image id")
+    if image_id.startswith("/") or image_id.startswith("~"):
+        raise InvalidRequest("invalid image id")
+    parts = image_id.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InvalidRequest("invalid image id")
+    return parts
+
+
+class FolderResolver:
+    """Standalone mode: the id is the path under ``root`` without ``.ome.zarr``.
+
+    Resolutions are cached for ``ttl`` seconds so the hot path costs no
+    filesystem call; the version is derived from the group document's inode
+    and mtime, which change when a conversion atomically replaces the image.
+    """
+
+    def __init__(self, root: Path, ttl: float = 2.0, max_entries: int = 4096) -> None:
+        self.root = Path(root).resolve()
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._cache: OrderedDict[str, tuple[float, ImageRef]] = OrderedDict()
+
+    async def resolve(self, request: web.Request, image_id: str) -> ImageRef:
+        now = time.monotonic()
+        hit = self._cache.get(image_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        parts = check_id(image_id)
+        loop = asyncio.get_running_loop()
+        ref = await loop.run_in_executor(None, self._lookup, parts)
+        self._cache[image_id] = (now + self.ttl, ref)
+        self._cache.move_to_end(image_id)
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+        return ref
+
+    def _lookup(self, parts: list[str]) -> ImageRef:
+        path = self.root.joinpath(*parts[:-1], parts[-1] + SUFFIX)
+        try:
+            real = path.resolve()
+            # A symlink pointing outside the root is treated as absent.
+            if not real.is_relative_to(self.root):
+                raise NotFound("image not found")
+            try:
+                st = os.stat(real / "zarr.json")
+            except FileNotFoundError:
+                st = os.stat(real / ".zattrs")  # NGFF 0.4 (zarr v2)
+        except (OSError, ValueError):
+            raise NotFound("image not found") from None
+        return ImageRef(path=real, version=f"{st.st_ino:x}-{st.st_mtime_ns:x}")

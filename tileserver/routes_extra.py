@@ -1,0 +1,151 @@
+"""Extras: thumbnail, associated images, image metadata, /metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import imagecodecs
+from aiohttp import web
+
+from microtome.http import json_response
+from pyramid.errors import InvalidRequest, NotFound, StorageError
+from pyramid.layout import ImageMeta
+
+from . import produce
+from .cache import Tile
+from .encode import CONTENT_TYPES, encode
+from .keys import RESOLVER, SERVICE
+from .metrics import METRICS, instrumented
+from .render import parse_render
+from .responses import CORS, cache_control, not_modified, not_modified_response, tile_response
+from .service import etag_for
+
+_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+#: Largest vendor metadata document returned by /metadata, bytes.
+MAX_ORIGINAL = 8 * 1024**2
+
+
+def _fmt(raw: str) -> str:
+    if raw not in CONTENT_TYPES:
+        raise InvalidRequest("format must be jpg, jpeg, png or webp")
+    return raw
+
+
+@instrumented("thumbnail")
+async def thumbnail_handler(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICE]
+    fmt = _fmt(request.match_info["fmt"])
+    raw = request.query.get("size", "256")
+    if not raw.isdigit() or len(raw) > 6 or not 1 <= int(raw) <= svc.settings.max_thumbnail:
+        raise InvalidRequest(f"size must be an integer in 1..{svc.settings.max_thumbnail}")
+    size = int(raw)
+    ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
+    pyr = await svc.open(ref)
+    params = parse_render(pyr.meta, request.query)
+    etag = etag_for(ref, f"thumb/{size}.{fmt}?{params.key()}")
+    cache = cache_control(request, ref, svc.settings.max_age)
+    if not_modified(request, etag):
+        return not_modified_response(etag, cache)
+    key = (ref.path, ref.version, "thumb", size, fmt, params.key())
+    tile = await svc.produce(key, produce.thumbnail, pyr, size, fmt, params)
+    return tile_response(request, tile, etag, cache)
+
+
+def _associated(path: Path, fmt: str) -> Tile:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound("associated image not found") from None
+    except OSError as e:
+        raise StorageError("associated image is unreadable") from e
+    if fmt == "png":
+        return Tile(data, CONTENT_TYPES[fmt])
+    try:
+        pixels = imagecodecs.png_decode(data)
+    except Exception as e:  # codec errors share no base class
+        raise StorageError("associated image is damaged") from e
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[..., :3]
+    return Tile(encode(pixels, fmt), CONTENT_TYPES[fmt])
+
+
+@instrumented("associated")
+async def associated_handler(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICE]
+    fmt = _fmt(request.match_info["fmt"])
+    name = request.match_info["name"]
+    if not _NAME.fullmatch(name):
+        raise NotFound("associated image not found")
+    ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
+    pyr = await svc.open(ref)
+    if name not in pyr.meta.associated:
+        raise NotFound("associated image not found")
+    etag = etag_for(ref, f"assoc/{name}.{fmt}")
+    cache = cache_control(request, ref, svc.settings.max_age)
+    if not_modified(request, etag):
+        return not_modified_response(etag, cache)
+    key = (ref.path, ref.version, "assoc", name, fmt)
+    tile = await svc.produce(key, _associated, ref.path / "associated" / f"{name}.png", fmt)
+    return tile_response(request, tile, etag, cache)
+
+
+def metadata_document(meta: ImageMeta, original: Any) -> dict[str, Any]:
+    return {
+        "name": meta.name, "width": meta.width, "height": meta.height,
+        "kind": meta.kind, "dtype": meta.dtype, "tile_size": meta.tile_size,
+        "levels": [{"width": lv.width, "height": lv.height, "downsample": lv.downsample}
+                   for lv in meta.levels],
+        "pixel_size_um": list(meta.pixel_size_um) if meta.pixel_size_um else None,
+        "z_spacing_um": meta.z_spacing_um,
+        "size": {"t": meta.size_t, "c": meta.size_c, "z": meta.size_z},
+        "channels": [{"label": c.label, "color": c.color, "active": c.active,
+                      "window": {"start": c.window_start, "end": c.window_end,
+                                 "min": c.window_min, "max": c.window_max}}
+                     for c in meta.channels],
+        "associated": list(meta.associated), "version": meta.version,
+        "source": meta.source, "original": original,
+    }
+
+
+def _original(path: Path) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_ORIGINAL + 1)
+    except OSError:
+        return None
+    if len(raw) > MAX_ORIGINAL:
+        return {"truncated": True}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+@instrumented("metadata")
+async def metadata_handler(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICE]
+    ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
+    pyr = await svc.open(ref)
+    original = await svc.run(_original, ref.path / "metadata" / "original.json")
+    headers = {CORS: "*", "Cache-Control": cache_control(request, ref, svc.settings.max_age)}
+    return json_response(metadata_document(pyr.meta, original), headers=headers)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    extra = {"microtome_tile_cache_bytes": float(svc.tiles.nbytes),
+             "microtome_tile_cache_entries": float(len(svc.tiles)),
+             "microtome_open_images": float(len(svc.images))}
+    text = request.app[METRICS].render(extra)
+    return web.Response(text=text, content_type="text/plain",
+                        headers={"Cache-Control": "no-store"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/images/{id}/thumbnail.{fmt}", thumbnail_handler)
+    app.router.add_get("/images/{id}/associated/{name}.{fmt}", associated_handler)
+    app.router.add_get("/images/{id}/metadata", metadata_handler)
+    app.router.add_get("/metrics", metrics_handler)

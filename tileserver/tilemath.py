@@ -1,0 +1,127 @@
+"""Pure tile math: Deep Zoom levels, level choice and region mapping.
+
+Coordinates: level-0 pixels unless a name says otherwise; origin top-left.
+Stored level k is assumed to be level 0 downsampled by ``Level.downsample``
+with ceil rounding of sizes (pyramid.layout.level_sizes), so level pixel i
+covers level-0 pixels [i*d, (i+1)*d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyramid.errors import NotFound
+from pyramid.layout import ImageMeta
+
+
+def dzi_max_level(width: int, height: int) -> int:
+    """Index of the full-resolution Deep Zoom level (level 0 is 1x1)."""
+    return (max(width, height) - 1).bit_length()
+
+
+def dzi_level_size(width: int, height: int, level: int) -> tuple[int, int]:
+    """Size of one Deep Zoom level: ceil(size / 2**(max - level))."""
+    shift = dzi_max_level(width, height) - level
+    if shift < 0 or level < 0:
+        raise NotFound("no such level")
+    step = 1 << shift
+    return (width + step - 1) >> shift, (height + step - 1) >> shift
+
+
+@dataclass(frozen=True, slots=True)
+class DziTile:
+    """One Deep Zoom tile, mapped onto the stored pyramid."""
+
+    #: Downsample factor of the Deep Zoom level relative to level 0 (a power of two).
+    scale: int
+    #: Tile rectangle in level-0 pixels, clipped to the image.
+    x: int
+    y: int
+    w: int
+    h: int
+    #: Output size in pixels (edge tiles are smaller than the tile size).
+    out_w: int
+    out_h: int
+    #: Stored level index whose grid this tile is exactly (None: must be resampled).
+    stored_level: int | None
+
+
+def dzi_tile(meta: ImageMeta, level: int, col: int, row: int) -> DziTile:
+    """Map Deep Zoom (level, col, row) to a region; NotFound when outside the pyramid."""
+    max_level = dzi_max_level(meta.width, meta.height)
+    if not 0 <= level <= max_level or col < 0 or row < 0:
+        raise NotFound("no such tile")
+    lw, lh = dzi_level_size(meta.width, meta.height, level)
+    ts = meta.tile_size
+    if col * ts >= lw or row * ts >= lh:
+        raise NotFound("no such tile")
+    out_w, out_h = min(ts, lw - col * ts), min(ts, lh - row * ts)
+    scale = 1 << (max_level - level)
+    x, y = col * ts * scale, row * ts * scale
+    w, h = min(out_w * scale, meta.width - x), min(out_h * scale, meta.height - y)
+    stored: int | None = None
+    for i, lv in enumerate(meta.levels):
+        if lv.downsample == scale and (lv.width, lv.height) == (lw, lh):
+            stored = i
+            break
+    return DziTile(scale, x, y, w, h, out_w, out_h, stored)
+
+
+def is_full_chunk(meta: ImageMeta, level: int, lx: int, ly: int, w: int, h: int) -> bool:
+    """True when a level rectangle is exactly one whole stored chunk (no padding)."""
+    ts = meta.tile_size
+    lv = meta.levels[level]
+    return (w == ts and h == ts and lx % ts == 0 and ly % ts == 0
+            and lx + ts <= lv.width and ly + ts <= lv.height)
+
+
+def best_level(meta: ImageMeta, scale: float) -> int:
+    """The coarsest stored level that still has at least the requested resolution.
+
+    ``scale`` is level-0 pixels per output pixel; reading a finer level than
+    needed costs time, a coarser one loses detail.
+    """
+    chosen = 0
+    for i, lv in enumerate(meta.levels):
+        if lv.downsample <= scale * (1 + 1e-9):
+            chosen = i
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class LevelBox:
+    """A level-0 rectangle expressed on one stored level.
+
+    ``x, y, w, h`` is the integer pixel window to read (clipped to the
+    level); ``fx, fy, fw, fh`` is the exact (fractional) source box inside
+    that window, for the resampler.
+    """
+
+    level: int
+    x: int
+    y: int
+    w: int
+    h: int
+    fx: float
+    fy: float
+    fw: float
+    fh: float
+
+
+def level_box(meta: ImageMeta, level: int, x: int, y: int, w: int, h: int) -> LevelBox:
+    """Map a level-0 rectangle onto a stored level (see `LevelBox`)."""
+    lv = meta.levels[level]
+    d = lv.downsample
+    x0, y0 = x / d, y / d
+    x1, y1 = min((x + w) / d, lv.width), min((y + h) / d, lv.height)
+    ix0, iy0 = int(x0), int(y0)
+    ix1, iy1 = min(lv.width, -int(-x1 // 1)), min(lv.height, -int(-y1 // 1))
+    ix1, iy1 = max(ix1, ix0 + 1), max(iy1, iy0 + 1)
+    return LevelBox(level, ix0, iy0, ix1 - ix0, iy1 - iy0,
+                    x0 - ix0, y0 - iy0, max(x1 - x0, 1e-6), max(y1 - y0, 1e-6))
+
+
+def fit_within(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
+    """Largest size with the aspect ratio of width x height that fits box_w x box_h."""
+    s = min(box_w / width, box_h / height)
+    return max(1, min(box_w, round(width * s))), max(1, min(box_h, round(height * s)))
