@@ -17,8 +17,8 @@ def resample(pixels: np.ndarray, out_w: int, out_h: int,
              box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """Resize (h, w, 3) uint8 to (out_h, out_w, 3), optionally from a fractional box.
 
-    ``box`` is (x, y, w, h) inside ``pixels`` in pixels; Pillow's
-    convolution resampler antialiases when shrinking and releases the GIL.
+    ``box`` is (x, y, w, h) inside ``pixels`` in pixels; Pillow's resampler
+    releases the GIL.
     """
     h, w = pixels.shape[:2]
     if box is None:
@@ -27,8 +27,11 @@ def resample(pixels: np.ndarray, out_w: int, out_h: int,
     if (out_w, out_h) == (w, h) and (bx, by, bw, bh) == (0.0, 0.0, float(w), float(h)):
         return pixels
     img = Image.fromarray(pixels)
-    out = img.resize((out_w, out_h), Image.Resampling.BILINEAR,
-                     box=(bx, by, bx + bw, by + bh))
+    # Shrinking: area average (what a pyramid level holds, so tiles agree across
+    # levels); enlarging: bilinear.
+    shrink = min(bw / out_w, bh / out_h)
+    flt = Image.Resampling.BOX if shrink > 1 else Image.Resampling.BILINEAR
+    out = img.resize((out_w, out_h), flt, box=(bx, by, bx + bw, by + bh))
     return np.asarray(out)
 
 

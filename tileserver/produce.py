@@ -37,6 +37,8 @@ def dzi_tile(pyr: Pyramid, dt: DziTile, col: int, row: int, fmt: str,
         if hit is not None:
             return hit
     level = dt.stored_level if dt.stored_level is not None else best_level(pyr.meta, dt.scale)
+    # Like openslide's DeepZoomGenerator: the clipped region is fitted to the tile's
+    # ceil-rounded size, so a level's partial last pixel stretches by under one pixel.
     pixels = render_region(pyr, dt.x, dt.y, dt.w, dt.h, dt.out_w, dt.out_h, params, level)
     return Tile(encode(pixels, fmt), CONTENT_TYPES[fmt])
 

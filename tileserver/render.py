@@ -31,6 +31,7 @@ dtype (uint8/16/32, float) renders through the windows.  Bad values give 400.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -184,4 +185,8 @@ def render_region(pyr: Pyramid, x: int, y: int, w: int, h: int, out_w: int, out_
         raw = pyr.read_region(level, box.x, box.y, box.w, box.h, t=params.t, z=params.z,
                               channels=list(params.channels))
         pixels = compose(raw, params)
+    need_w, need_h = math.ceil(box.fx + box.fw), math.ceil(box.fy + box.fh)
+    if need_w > box.w or need_h > box.h:
+        pad = ((0, max(0, need_h - box.h)), (0, max(0, need_w - box.w)), (0, 0))
+        pixels = np.pad(pixels, pad, mode="edge")
     return resample(pixels, out_w, out_h, (box.fx, box.fy, box.fw, box.fh))

@@ -8,6 +8,7 @@ covers level-0 pixels [i*d, (i+1)*d).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pyramid.errors import NotFound
@@ -109,13 +110,18 @@ class LevelBox:
 
 
 def level_box(meta: ImageMeta, level: int, x: int, y: int, w: int, h: int) -> LevelBox:
-    """Map a level-0 rectangle onto a stored level (see `LevelBox`)."""
+    """Map a level-0 rectangle onto a stored level (see `LevelBox`).
+
+    The fractional box may reach past the level's edge (a Deep Zoom level
+    whose last pixel is partial); the caller pads the window by repeating
+    the edge, as the stored pyramid's own ceil-sized levels do.
+    """
     lv = meta.levels[level]
     d = lv.downsample
     x0, y0 = x / d, y / d
-    x1, y1 = min((x + w) / d, lv.width), min((y + h) / d, lv.height)
-    ix0, iy0 = int(x0), int(y0)
-    ix1, iy1 = min(lv.width, -int(-x1 // 1)), min(lv.height, -int(-y1 // 1))
+    x1, y1 = (x + w) / d, (y + h) / d
+    ix0, iy0 = min(int(x0), lv.width - 1), min(int(y0), lv.height - 1)
+    ix1, iy1 = min(lv.width, math.ceil(x1)), min(lv.height, math.ceil(y1))
     ix1, iy1 = max(ix1, ix0 + 1), max(iy1, iy0 + 1)
     return LevelBox(level, ix0, iy0, ix1 - ix0, iy1 - iy0,
                     x0 - ix0, y0 - iy0, max(x1 - x0, 1e-6), max(y1 - y0, 1e-6))

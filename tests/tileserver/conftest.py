@@ -39,7 +39,7 @@ def gradient_rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     r = (xx * 255 // max(1, w - 1))
     g = (yy * 255 // max(1, h - 1))
-    b = ((xx // 32 + yy // 32) % 2) * 200 + 20
+    b = ((xx // 128 + yy // 128) % 2) * 160 + 40
     return np.stack([r, g, b], axis=-1).astype(np.uint8)
 
 
