@@ -90,7 +90,7 @@ async def test_interrupted_upload_resumes(client: TestClient, settings: Settings
     # Then a PATCH whose connection dies half-way through its body.
     data = src.read_bytes()
     host, port = client.server.host, client.server.port
-    reader, writer = await asyncio.open_connection(host, port)
+    _reader, writer = await asyncio.open_connection(host, port)
     sent = CHUNK // 2
     head = (f"PATCH {path} HTTP/1.1\r\nHost: {host}:{port}\r\nTus-Resumable: 1.0.0\r\n"
             f"Authorization: Bearer {key}\r\nUpload-Offset: {2 * CHUNK}\r\n"
