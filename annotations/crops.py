@@ -38,15 +38,22 @@ def pick_level(downsamples: list[int], wanted: float) -> int:
     return max(fine_enough, key=downsamples.__getitem__, default=0)
 
 
-def _to_rgb8(block: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "rgb":
-        return block
-    # Fluorescence / 16-bit: the first channel, stretched to its own range, as grey.
-    ch = block[..., 0].astype(np.float64)
-    lo, hi = float(ch.min()), float(ch.max())
-    grey = np.zeros(ch.shape, np.uint8) if hi <= lo else ((ch - lo) * (255.0 / (hi - lo))).astype(
-        np.uint8)
-    return np.repeat(grey[..., None], 3, axis=2)
+def _to_rgb8(block: np.ndarray) -> np.ndarray:
+    """8-bit RGB for display: 8-bit 3-channel data as it is; anything else (16-bit,
+    fluorescence channels) with each of its first channels stretched to its range."""
+    if block.dtype == np.uint8 and block.shape[2] >= 3:
+        return block[..., :3]
+    chans = []
+    for c in range(min(3, block.shape[2])):
+        ch = block[..., c].astype(np.float64)
+        lo, hi = float(ch.min()), float(ch.max())
+        chans.append(np.zeros(ch.shape, np.uint8) if hi <= lo
+                     else ((ch - lo) * (255.0 / (hi - lo))).astype(np.uint8))
+    if len(chans) == 1:
+        chans *= 3  # one channel: grey
+    while len(chans) < 3:
+        chans.append(np.zeros_like(chans[0]))
+    return np.stack(chans, axis=2)
 
 
 def rasterize(geom: shapely.Geometry, window: tuple[int, int, int, int],
@@ -100,7 +107,7 @@ def render(pyr: Pyramid, geom: shapely.Geometry, *, mode: Mode, size: int, pad: 
         lx, ly = x // d, y // d
         lw = max(1, min(lv.width - lx, math.ceil((x + w) / d) - lx))
         lh = max(1, min(lv.height - ly, math.ceil((y + h) / d) - ly))
-        block = _to_rgb8(pyr.read_region(li, lx, ly, lw, lh), meta.kind)
+        block = _to_rgb8(pyr.read_region(li, lx, ly, lw, lh))
         img = Image.fromarray(np.ascontiguousarray(block)).resize(out, Image.Resampling.BILINEAR)
         if mask is not None:
             img = img.convert("RGBA")

@@ -50,9 +50,15 @@ def _run(request: web.Request, fn: Any, *args: Any) -> asyncio.Future[Any]:
 async def _json_body(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise TooLarge("request body too large", {"limit": MAX_BODY})
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise TooLarge("request body too large", {"limit": MAX_BODY})
+    parts: list[bytes] = []
+    size = 0
+    # read(n) returns what has arrived so far, not n bytes: loop to the end.
+    async for chunk in request.content.iter_chunked(1 << 20):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge("request body too large", {"limit": MAX_BODY})
+        parts.append(chunk)
+    raw = b"".join(parts)
     try:
         return orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError:
@@ -78,8 +84,19 @@ def _ids(value: Any, what: str) -> list[int]:
 
 async def list_terms(request: web.Request) -> web.Response:
     pid = path_id(request, "project_id")
-    await access.require_project_role(request, pid, "viewer")
+    if not await _shared_image_in(request, pid):
+        await access.require_project_role(request, pid, "viewer")
     return json_response([terms.term_json(r) for r in await terms.list_terms(_pool(request), pid)])
+
+
+async def _shared_image_in(request: web.Request, project_id: int) -> bool:
+    """A share link to one image of the project may read its terms (to draw them)."""
+    principal = await access.get_principal(request)
+    if principal is None or principal.share is None or principal.share.image_id is None:
+        return False
+    return bool(await _pool(request).fetchval(
+        "SELECT 1 FROM project_images WHERE project_id = $1 AND image_id = $2",
+        project_id, principal.share.image_id))
 
 
 async def create_term(request: web.Request) -> web.Response:
@@ -407,7 +424,11 @@ async def annotation_image(request: web.Request) -> web.Response:
     pad = params.number(request.query, "pad", 0.0, 0.0, 10_000.0)
     if mode == "mask" and params.flag(request.query, "alpha"):
         mode = "alpha"
-    root = request.app[SETTINGS].images_dir / str(row["image_id"]) / "image.ome.zarr"
+    rel = await _pool(request).fetchval("SELECT storage_path FROM images WHERE id = $1",
+                                        row["image_id"])
+    if not rel or rel.startswith("/") or ".." in rel.split("/"):
+        rel = f"{row['image_id']}/image.ome.zarr"  # the layout of catalog.images
+    root = request.app[SETTINGS].images_dir / rel
 
     def work() -> bytes:
         return crops.render(open_pyramid(root), shapely.from_wkb(row["geom"]), mode=mode,
