@@ -31,9 +31,12 @@ export class AnnotationLayer {
     this.inflight = null;
     this.frameTimes = [];
     this.onData = () => {};
+    // Inside OpenSeadragon's canvas container: above the tiles, below the
+    // navigator and controls (which then stay readable over dense shapes).
+    viewer.canvas.appendChild(canvas);
     this.resize();
     new ResizeObserver(() => { this.resize(); this.draw(); }).observe(canvas.parentElement);
-    viewer.addHandler("update-viewport", () => this.draw());
+    viewer.addHandler("update-viewport", () => { this.draw(); this.refreshSoon(); });
     viewer.addHandler("animation-finish", () => this.refresh());
     viewer.addHandler("open", () => this.refresh(true));
   }
@@ -77,6 +80,12 @@ export class AnnotationLayer {
       Math.max(...corners.map((p) => p.x)), Math.max(...corners.map((p) => p.y))];
   }
 
+  /** Debounced refresh for view changes without an animation (immediate pans, drags). */
+  refreshSoon() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => this.refresh(), 150);
+  }
+
   /** Ask the server again when the view left the fetched box or the zoom changed a lot. */
   async refresh(force = false) {
     if (!this.item()) return;
@@ -108,6 +117,9 @@ export class AnnotationLayer {
     this.lod = fc.lod || "features";
     this.features.clear();
     this.clusters = [];
+    // Cluster cell side in image px (the server divides the longer side of the box by grid).
+    const b = fc.bbox;
+    this.clusterCell = b && fc.grid ? Math.max(b[2] - b[0], b[3] - b[1]) / fc.grid : 0;
     for (const f of fc.features || []) {
       if (f.properties && f.properties.cluster) {
         this.clusters.push({ x: f.geometry.coordinates[0], y: f.geometry.coordinates[1], count: f.properties.count, bbox: f.properties.bbox });
@@ -203,18 +215,31 @@ export class AnnotationLayer {
 
   drawClusters(toScreen) {
     const { ctx } = this;
+    // Circles never larger than their grid cell, so dense areas do not turn
+    // into a solid sheet hiding the slide; counts only where they fit.
+    const cellPx = this.clusterCell ? this.clusterCell * this.scale() : 40;
+    const rMax = Math.max(4, Math.min(24, cellPx * 0.45));
+    const maxCount = this.clusters.reduce((m, c) => Math.max(m, c.count), 1);
     ctx.font = "11px system-ui, sans-serif";
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
+    const dots = new Path2D();
+    const labels = [];
     for (const c of this.clusters) {
       const [x, y] = toScreen(c.x, c.y);
-      const r = Math.min(28, 8 + 3 * Math.log2(c.count + 1));
-      ctx.fillStyle = "rgba(31, 78, 121, 0.75)";
-      ctx.beginPath();
-      ctx.arc(x, y, r, 0, 2 * Math.PI);
-      ctx.fill();
-      ctx.fillStyle = "#fff";
-      ctx.fillText(c.count >= 1000 ? `${(c.count / 1000).toFixed(c.count >= 10000 ? 0 : 1)}k` : String(c.count), x, y);
+      const r = Math.max(3, rMax * Math.sqrt(c.count / maxCount));
+      dots.moveTo(x + r, y);
+      dots.arc(x, y, r, 0, 2 * Math.PI);
+      if (r >= 10) labels.push([x, y, c.count]);
+    }
+    ctx.fillStyle = "rgba(242, 140, 40, 0.55)";
+    ctx.strokeStyle = "rgba(255, 255, 255, 0.8)";
+    ctx.lineWidth = 1;
+    ctx.fill(dots);
+    ctx.stroke(dots);
+    ctx.fillStyle = "#1d232b";
+    for (const [x, y, n] of labels) {
+      ctx.fillText(n >= 1000 ? `${(n / 1000).toFixed(n >= 10000 ? 0 : 1)}k` : String(n), x, y);
     }
   }
 

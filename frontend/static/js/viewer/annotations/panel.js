@@ -12,7 +12,9 @@ const LIST_LIMIT = 200;
 /** The annotation endpoints, in one place. */
 export const annoApi = {
   viewport: (imageId, box, scale, signal, extra = "") => api(
-    `images/${imageId}/annotations?bbox=${box.map((v) => Math.round(v)).join(",")}&scale=${scale.toPrecision(4)}${extra}`,
+    // Up to 5000 shapes per answer (one merged path per term draws them in a
+    // few ms); beyond that the server sends a 32×32 grid of clusters.
+    `images/${imageId}/annotations?bbox=${box.map((v) => Math.round(v)).join(",")}&scale=${scale.toPrecision(4)}&max_features=5000&grid=32${extra}`,
     { noRedirect: true, signal }),
   list: (imageId, limit) => api(`images/${imageId}/annotations?limit=${limit}`, { noRedirect: true }),
   get: (id) => api(`annotations/${id}`, { noRedirect: true }),
