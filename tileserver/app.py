@@ -35,11 +35,17 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
         svc.close()
 
     app.cleanup_ctx.append(tile_service)
+    before = len(app.router.resources())
     routes_dzi.add_routes(app)
     routes_iiif.add_routes(app)
     routes_extra.add_routes(app)
-    for prefix in PREFLIGHT_PREFIXES:
-        app.router.add_route("OPTIONS", prefix + "/{tail:.*}", preflight)
+    # Preflight on exactly our tile resources: a catch-all OPTIONS route would
+    # turn a GET of a non-existent path into a 405 instead of a 404.
+    for resource in list(app.router.resources())[before:]:
+        info = resource.get_info()
+        path = str(info.get("formatter") or info.get("path") or "")
+        if path.startswith(PREFLIGHT_PREFIXES):
+            resource.add_route("OPTIONS", preflight)
 
 
 def create_tiles_app(root: Path, settings: TileSettings | None = None) -> web.Application:

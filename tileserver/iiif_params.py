@@ -153,8 +153,10 @@ def parse_size(size: str, rw: int, rh: int, version: str, limits: Limits) -> tup
         if bw <= 0 or bh <= 0:
             raise InvalidRequest("size has zero width or height")
         s = min(bw / rw, bh / rh)
-        if not up:
-            s = min(s, 1.0)
+        if not up and s > 1.0:
+            # The 3.0 text caps the result at the region size, but the official
+            # validator (size_noup) and other servers treat it as upscaling: 400.
+            raise InvalidRequest("!w,h larger than the region needs the ^ prefix")
         w = max(1, min(bw, round(rw * s)))
         h = max(1, min(bh, round(rh * s)))
     elif (m := _SIZE_WH.fullmatch(spec)) and (m.group(1) or m.group(2)):

@@ -14,7 +14,6 @@ from pyramid.reader import open_pyramid
 from tileserver.tilemath import dzi_level_size, dzi_max_level
 
 
-
 def block_mean(img: np.ndarray, d: int) -> np.ndarray:
     """Each output pixel = mean of its d x d source block (clipped at the edges)."""
     h, w = img.shape[:2]
@@ -46,7 +45,7 @@ async def test_descriptor_xml_and_json(client: TestClient, rgb_image: tuple) -> 
 
 async def test_every_tile_of_every_level_matches_source(client: TestClient,
                                                         rgb_image: tuple) -> None:
-    img, meta = rgb_image
+    img, _meta = rgb_image
     max_level = dzi_max_level(1000, 700)
     assert max_level == 10
     for level in range(max_level + 1):
