@@ -205,7 +205,7 @@ class Builder:
         per = self.meta.chunks_per_shard_side
         groups = [0] if self.meta.kind == "rgb" else list(job.channels)
         nbytes = 0
-        crcs = {}
+        crcs: dict[tuple[int, ...], int] = {}
         for i, ch in enumerate(groups):
             chunks = {rc: enc[i] for rc, enc in encoded.items()}
             nbytes += self.sink.write_shard(lv, sy, sx, chunks, job.t, ch, job.z)

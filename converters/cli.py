@@ -134,8 +134,14 @@ def _out_path(src: Source, outdir: Path, used: set[str]) -> Path:
 
 def _convert_one(src: Source, outdir: Path, options: ConvertOptions, used: set[str],
                  err: Any, quiet: bool) -> dict[str, Any]:
-    from rich.progress import (BarColumn, Progress as Bar, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as Bar
 
     dst = _out_path(src, outdir, used)
     label = src.display

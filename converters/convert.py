@@ -261,7 +261,8 @@ def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, p
                   options: ConvertOptions, report: Callable[..., None],
                   started: float) -> ConvertResult:
     info = reader.info
-    source = {"format": info.format, "filename": _src_name(src), "vendor": info.vendor}
+    source: dict[str, Any] = {"format": info.format, "filename": _src_name(src),
+                              "vendor": info.vendor}
     if info.objective_power:
         source["objective_power"] = info.objective_power
     meta = plan_meta(info, options, _stem(dst.name), source)

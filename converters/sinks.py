@@ -40,18 +40,18 @@ def encode_chunk(meta: ImageMeta, block: np.ndarray, quality: int, ngff: str) ->
     if meta.kind == "rgb" and ngff == "0.5":
         if (h, w) != (t, t):
             block = np.pad(block, ((0, t - h), (0, t - w), (0, 0)), mode="edge")
-        return [imagecodecs.jpeg8_encode(np.ascontiguousarray(block), level=quality,
-                                         subsampling=JPEG_SUBSAMPLING)]
+        return [bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(block), level=quality,
+                                               subsampling=JPEG_SUBSAMPLING))]
     if (h, w) != (t, t):
         padded = np.zeros((t, t, block.shape[2]), dtype=block.dtype)
         padded[:h, :w] = block
         block = padded
     le = block.astype(block.dtype.newbyteorder("<"), copy=False)
     if meta.kind == "rgb":  # v2 RGB: one (3, T, T) chunk
-        return [imagecodecs.zstd_encode(np.ascontiguousarray(le.transpose(2, 0, 1)).tobytes(),
-                                        level=ZSTD_LEVEL)]
-    return [imagecodecs.zstd_encode(np.ascontiguousarray(le[..., i]).tobytes(),
-                                    level=ZSTD_LEVEL)
+        return [bytes(imagecodecs.zstd_encode(
+            np.ascontiguousarray(le.transpose(2, 0, 1)).tobytes(), level=ZSTD_LEVEL))]
+    return [bytes(imagecodecs.zstd_encode(np.ascontiguousarray(le[..., i]).tobytes(),
+                                          level=ZSTD_LEVEL))
             for i in range(le.shape[2])]
 
 

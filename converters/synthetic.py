@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def write_slide(out: Path, width: int, height: int, tile: int = 256, quality: in
     desc0 = (f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] "
              f"({tile}x{tile}) JPEG/RGB Q={quality}|AppMag = 40|MPP = {mpp}"
              "|Filename = synthetic|Title = microtome synthetic slide")
-    opts = {"photometric": "rgb", "compression": "jpeg",
+    opts: dict[str, Any] = {"photometric": "rgb", "compression": "jpeg",
             "compressionargs": {"level": quality}, "metadata": None}
     with tifffile.TiffWriter(out, bigtiff=big) as tw:
         tw.write(_tiles(pat, width, height, tile, 1), shape=(height, width, 3), dtype=np.uint8,

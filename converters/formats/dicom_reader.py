@@ -91,9 +91,10 @@ class DicomReader(SourceReader):
     def original_metadata(self) -> dict[str, Any]:
         try:
             import dataclasses
-            meta = self._wsi.metadata
-            return clean_json(dataclasses.asdict(meta) if dataclasses.is_dataclass(meta)
-                              else {"metadata": str(meta)})
+            meta: Any = self._wsi.metadata
+            if dataclasses.is_dataclass(meta) and not isinstance(meta, type):
+                return clean_json(dataclasses.asdict(meta))
+            return {"metadata": str(meta)}
         except Exception:
             return {}
 

@@ -68,7 +68,7 @@ class OpenSlideReader(SourceReader):
         fmt = VENDOR_FORMATS.get(vendor, vendor)
         self.info = SourceInfo(
             format=fmt, vendor=vendor, width=w, height=h, dtype="uint8", rgb=True,
-            size_c=3, levels=[tuple(d) for d in s.level_dimensions],
+            size_c=3, levels=[(int(d[0]), int(d[1])) for d in s.level_dimensions],
             pixel_size_um=(mppx, mppy) if mppx and mppy else None,
             objective_power=_float(props, openslide.PROPERTY_NAME_OBJECTIVE_POWER),
             associated=[n for n in ("label", "macro", "thumbnail")
@@ -111,7 +111,7 @@ def _fast_level0(path: Path, vendor: str, w: int, h: int) -> Any:
 
     try:
         with tifffile.TiffFile(str(path)) as tif:
-            page = tif.pages[0]
+            page: Any = tif.pages[0]
             if (page.is_tiled and page.dtype == np.uint8 and page.samplesperpixel == 3
                     and (page.imagewidth, page.imagelength) == (w, h)):
                 page.decode  # noqa: B018 - build the decoder while the file is open

@@ -29,6 +29,7 @@ class PilReader(SourceReader):
         from PIL import Image, ImageOps
 
         try:
+            im: Any
             with Image.open(path, formats=[PIL_FORMATS[fmt]]) as im:
                 w, h = im.size
                 check_decoded_size(w, h, _BYTES_PER_PIXEL.get(im.mode, 4) + 4)

@@ -88,7 +88,7 @@ class TiffReader(SourceReader):
             raise SourceError(f"unsupported sample type {dtype}")
         self._axes = axes
         self._store = series.aszarr(level=0)
-        self._arr = zarr.open(self._store, mode="r")
+        self._arr: Any = zarr.open(self._store, mode="r")
         self._lock = threading.Lock()
         samples = dims.get("S", 1)
         photometric = getattr(page.photometric, "name", str(page.photometric))
@@ -216,7 +216,7 @@ class TiffReader(SourceReader):
     def original_metadata(self) -> dict[str, Any]:
         tif = self._tif
         out: dict[str, Any] = {"axes": self._axes, "shape": list(self._arr.shape)}
-        page = tif.pages[0]
+        page: Any = tif.pages[0]
         tags = {}
         for tag in page.tags.values():
             if tag.code in (273, 279, 324, 325):  # offsets and byte counts

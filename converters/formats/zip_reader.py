@@ -109,7 +109,7 @@ def _open_inner(root: Path) -> SourceReader:
     candidates = []
     for f in files:
         try:
-            fmt, name = _detect(_probe_for(f))
+            _fmt, name = _detect(_probe_for(f))
         except SourceError:
             continue
         if name != "zip":

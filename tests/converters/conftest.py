@@ -25,7 +25,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def ref_downsample(a: np.ndarray) -> np.ndarray:
     """Reference 2x area average: mean of the pixels that exist, rounded half up."""
     h, w = a.shape[:2]
-    out = np.empty(((h + 1) // 2, (w + 1) // 2) + a.shape[2:], dtype=np.float64)
+    out = np.empty(((h + 1) // 2, (w + 1) // 2, *a.shape[2:]), dtype=np.float64)
     for y in range(out.shape[0]):
         for x in range(out.shape[1]):
             block = a[2 * y:2 * y + 2, 2 * x:2 * x + 2].astype(np.float64)

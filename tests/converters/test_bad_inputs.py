@@ -157,7 +157,7 @@ def test_unreadable_permissions(testdata: Path, tmp_path: Path) -> None:
     src = tmp_path / "secret.svs"
     shutil.copy(testdata / "small.svs", src)
     src.chmod(0)
-    prefix = ([setpriv, "--inh-caps=-dac_override,-dac_read_search",
+    prefix = ([str(setpriv), "--inh-caps=-dac_override,-dac_read_search",
                "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else [])
     out = tmp_path / "out"
     out.mkdir()

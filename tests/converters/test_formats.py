@@ -7,13 +7,12 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import imagecodecs
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-from converters import ConvertOptions, convert, detect, open_source
+from converters import ConvertOptions, ConvertResult, convert, detect, open_source
 from pyramid.errors import SourceError
 from pyramid.reader import open_pyramid
 
@@ -32,7 +31,7 @@ def _nd0(out: Path) -> np.ndarray:
     return read_level(out, 0)
 
 
-def _conv(src: Path, tmp: Path, **kw: object) -> tuple[Path, object]:
+def _conv(src: Path, tmp: Path, **kw: object) -> tuple[Path, ConvertResult]:
     out = tmp / (src.name + ".ome.zarr")
     res = convert(src, out, ConvertOptions(**kw))  # type: ignore[arg-type]
     return out, res
@@ -75,10 +74,10 @@ def test_jpeg_picture_psnr_and_exif_orientation(tmp_path: Path) -> None:
 
 
 def test_sample_jpeg_and_gif(testdata: Path, tmp_path: Path) -> None:
-    out, res = _conv(testdata / "sample.jpg", tmp_path)
+    out, _ = _conv(testdata / "sample.jpg", tmp_path)
     ref = np.asarray(Image.open(testdata / "sample.jpg").convert("RGB"))
     assert psnr(read_level(out, 0).transpose(1, 2, 0), ref) > 38
-    out, res = _conv(testdata / "cramps.gif", tmp_path)
+    out, _res = _conv(testdata / "cramps.gif", tmp_path)
     ref = np.asarray(Image.open(testdata / "cramps.gif").convert("RGB"))
     assert np.array_equal(_nd0(out)[0, :, 0].transpose(1, 2, 0), ref)
 
@@ -138,7 +137,7 @@ def test_tiff_orientation_is_honoured(tmp_path: Path, orientation: int) -> None:
     with Image.open(src) as im:  # Pillow's reading of the tag is the reference
         from PIL import ImageOps
         ref = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    out, res = _conv(src, tmp_path, shard_size=None, tile_size=32)
+    out, _res = _conv(src, tmp_path, shard_size=None, tile_size=32)
     got = _nd0(out)[0, :, 0].transpose(1, 2, 0)
     assert got.shape == ref.shape
     assert np.array_equal(got, ref)
@@ -239,7 +238,7 @@ def test_zip_with_a_slide_inside(testdata: Path, tmp_path: Path) -> None:
         zf.write(testdata / "CMU-1-Small-Region.svs", "case 1/CMU-1-Small-Region.svs")
         zf.writestr("case 1/readme.txt", "not an image")
     assert detect(src) == "zip"
-    out, res = _conv(src, tmp_path)
+    _out, res = _conv(src, tmp_path)
     assert res.format == "svs" and res.width == 2220
     assert res.pixel_size_um == (0.499, 0.499)
     assert not list(Path("/tmp").glob("microtome-zip-*")) or True  # removed on close
@@ -250,7 +249,7 @@ def test_zip_with_a_dicom_series(testdata: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(src, "w") as zf:
         zf.write(testdata / "boxes_0.dcm", "study/0.dcm")
         zf.write(testdata / "boxes_1.dcm", "study/1.dcm")
-    out, res = _conv(src, tmp_path)
+    _out, res = _conv(src, tmp_path)
     assert res.format == "dicom"
 
 

@@ -70,8 +70,8 @@ def test_dask_distributed_localcluster(tmp_path: Path) -> None:
                     ConvertOptions(shard_size=512, codec="zstd"))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
-        res = convert(src, tmp_path / "dist.ome.zarr",
-                      ConvertOptions(shard_size=512, codec="zstd", scheduler=cluster.scheduler_address))
+        opts = ConvertOptions(shard_size=512, codec="zstd", scheduler=cluster.scheduler_address)
+        res = convert(src, tmp_path / "dist.ome.zarr", opts)
     assert res.levels == local.levels
     for lv in range(res.levels):
         assert np.array_equal(read_level(tmp_path / "dist.ome.zarr", lv),

@@ -11,7 +11,7 @@ import openslide
 import pytest
 import zarr
 
-from converters import ConvertOptions, Progress, convert, detect, open_source
+from converters import ConvertOptions, ConvertResult, Progress, convert, detect, open_source
 from pyramid.reader import open_pyramid
 
 from .conftest import psnr, read_level
@@ -25,7 +25,7 @@ LEVEL_PSNR_BOUND = 34.0
 
 
 @pytest.fixture(scope="module")
-def cmu(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def cmu(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ConvertResult]:
     out = tmp_path_factory.mktemp("svs") / "CMU-1-Small-Region.ome.zarr"
     seen: list[Progress] = []
     res = convert(testdata / "CMU-1-Small-Region.svs", out, progress=seen.append)
@@ -43,7 +43,7 @@ def test_detect_svs(testdata: Path) -> None:
         assert set(r.info.associated) == {"label", "macro", "thumbnail"}
 
 
-def test_svs_result_and_metadata(cmu: tuple[Path, object]) -> None:
+def test_svs_result_and_metadata(cmu: tuple[Path, ConvertResult]) -> None:
     out, res = cmu
     assert res.path == out and res.format == "svs"
     assert (res.width, res.height) == (2220, 2967)
@@ -65,7 +65,7 @@ def test_svs_result_and_metadata(cmu: tuple[Path, object]) -> None:
     assert scale0["coordinateTransformations"][0]["scale"] == [1.0, 0.499, 0.499]
 
 
-def test_svs_pixels_match_openslide(testdata: Path, cmu: tuple[Path, object]) -> None:
+def test_svs_pixels_match_openslide(testdata: Path, cmu: tuple[Path, ConvertResult]) -> None:
     out, _ = cmu
     slide = openslide.OpenSlide(str(testdata / "CMU-1-Small-Region.svs"))
     ref = np.asarray(slide.read_region((0, 0), 0, slide.dimensions))[..., :3]
@@ -81,7 +81,7 @@ def test_svs_pixels_match_openslide(testdata: Path, cmu: tuple[Path, object]) ->
     assert np.array_equal(region, level0[1500:1700, 1000:1300])
 
 
-def test_svs_levels_are_area_averages(testdata: Path, cmu: tuple[Path, object]) -> None:
+def test_svs_levels_are_area_averages(testdata: Path, cmu: tuple[Path, ConvertResult]) -> None:
     """Level n == 2x2 area average of level n-1 computed from the source pixels
     (exact arithmetic checked in test_pyramid_math), then JPEG-coded once."""
     from converters.build import downsample2
@@ -96,7 +96,7 @@ def test_svs_levels_are_area_averages(testdata: Path, cmu: tuple[Path, object]) 
         assert psnr(cur, ref) >= LEVEL_PSNR_BOUND, lv
 
 
-def test_svs_associated_images(testdata: Path, cmu: tuple[Path, object]) -> None:
+def test_svs_associated_images(testdata: Path, cmu: tuple[Path, ConvertResult]) -> None:
     out, _ = cmu
     slide = openslide.OpenSlide(str(testdata / "CMU-1-Small-Region.svs"))
     pyr = open_pyramid(out)
@@ -110,7 +110,7 @@ def test_svs_associated_images(testdata: Path, cmu: tuple[Path, object]) -> None
     assert original["source"]["format"] == "svs"
 
 
-def test_svs_valid_ngff_and_readable_by_ome_zarr(cmu: tuple[Path, object]) -> None:
+def test_svs_valid_ngff_and_readable_by_ome_zarr(cmu: tuple[Path, ConvertResult]) -> None:
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
     from ome_zarr_models.v05.image import Image
@@ -125,7 +125,7 @@ def test_svs_valid_ngff_and_readable_by_ome_zarr(cmu: tuple[Path, object]) -> No
     assert node.data[4].shape == (3, 186, 139)
 
 
-def test_inner_chunks_are_standalone_jpegs(cmu: tuple[Path, object]) -> None:
+def test_inner_chunks_are_standalone_jpegs(cmu: tuple[Path, ConvertResult]) -> None:
     out, _ = cmu
     pyr = open_pyramid(out)
     for level in range(5):
