@@ -95,6 +95,12 @@ class SourceReader(ABC):
                     channels: list[int] | None = None) -> np.ndarray:
         """Level-0 pixels of a rectangle inside the image: (h, w, n)."""
 
+    def raw_tile(self, x: int, y: int, size: int) -> bytes | None:
+        """Level-0 tile at (x, y) of side ``size`` as a standalone baseline JPEG
+        whose decode is exactly what `read_region` returns, or None.  Lets
+        aligned JPEG sources be copied without decode/encode loss."""
+        return None
+
     def associated_image(self, name: str) -> np.ndarray:
         """An associated image (label, macro, thumbnail) as (h, w, 3|4) uint8."""
         raise KeyError(name)

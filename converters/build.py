@@ -44,6 +44,8 @@ class Tally:
 
     chunks: int = 0
     bytes: int = 0
+    #: level-0 chunks copied from the source's own JPEG tiles
+    copied: int = 0
     #: (level, t, c, z, cy, cx) -> crc32 of the stored chunk, for verification.
     crcs: dict[tuple[int, ...], int] = field(default_factory=dict)
     #: channel -> list of (low, high) robust ranges from the smallest level.
@@ -51,7 +53,8 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"chunks": self.chunks, "bytes": self.bytes, "crcs": self.crcs,
+        return {"chunks": self.chunks, "bytes": self.bytes, "copied": self.copied,
+                "crcs": self.crcs,
                 "ranges": self.ranges}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -62,6 +65,7 @@ class Tally:
         with self.lock:
             self.chunks += other.chunks
             self.bytes += other.bytes
+            self.copied += other.copied
             self.crcs.update(other.crcs)
             for k, v in other.ranges.items():
                 self.ranges.setdefault(k, []).extend(v)
@@ -98,7 +102,7 @@ class Builder:
 
     def __init__(self, reader: SourceReader, meta: ImageMeta, sink: Any, quality: int,
                  pool: Executor, on_progress: Callable[[Tally], None] | None = None,
-                 remote: RemoteFetcher | None = None) -> None:
+                 remote: RemoteFetcher | None = None, copy_jpeg: bool = True) -> None:
         self.reader = reader
         self.meta = meta
         self.sink = sink
@@ -111,6 +115,9 @@ class Builder:
         # Sources without tiles (striped TIFF, decoded pictures) are read one
         # shard at a time; tiled ones one chunk at a time, in the threads.
         self.whole_shard_reads = reader.info.tile_size == 0
+        # Source JPEG tiles on our chunk grid are copied as they are.
+        self.copy_jpeg = (meta.kind == "rgb" and sink.ngff == "0.5" and copy_jpeg
+                          and reader.info.tile_size == meta.tile_size)
 
     # -- geometry -----------------------------------------------------------
     def grid(self, level: int) -> tuple[int, int]:
@@ -181,7 +188,15 @@ class Builder:
             block = src[by:by + bh, bx:bx + bw]
         else:
             block = self._read(job, sx * s + bx, sy * s + by, bw, bh)
-        out = encode_chunk(self.meta, block, self.quality, self.sink.ngff)
+        raw = None
+        if level == 0 and self.copy_jpeg:
+            raw = self.reader.raw_tile(sx * s + bx, sy * s + by, t)
+        if raw is not None:
+            out = [raw]  # the source's own JPEG: no generation loss, no encode
+            with self.tally.lock:
+                self.tally.copied += 1
+        else:
+            out = encode_chunk(self.meta, block, self.quality, self.sink.ngff)
         if parent is not None:
             half = downsample2(block)
             y0, x0 = poff[0] + by // 2, poff[1] + bx // 2
@@ -304,7 +319,8 @@ def remote_subtree(spec: dict[str, Any], job: PlaneJob, level: int, sy: int, sx:
             _WORKER_SOURCES[key] = reader
     sink = make_sink(spec["root"], meta, spec["quality"])
     with ThreadPoolExecutor(spec["threads"]) as pool:
-        b = Builder(reader, meta, sink, spec["quality"], pool)
+        b = Builder(reader, meta, sink, spec["quality"], pool,
+                    copy_jpeg=spec.get("copy_jpeg", True))
         h, w = b.shard_size(level, sy, sx)
         half = np.empty((-(-h // 2), -(-w // 2), len(job.channels)), np.dtype(meta.dtype))
         b.shard(job, level, sy, sx, half, (0, 0))

@@ -48,6 +48,9 @@ class ConvertOptions:
     overwrite: bool = False
     #: Shard side in pixels (a multiple of tile_size); None = 4096.
     shard_size: int | None = None
+    #: Copy the source's JPEG tiles into level 0 when they match the chunk grid
+    #: (no decode/encode loss; ``quality`` then applies to levels >= 1 only).
+    copy_jpeg: bool = True
 
     def validate(self) -> None:
         t = self.tile_size
@@ -95,6 +98,8 @@ class ConvertResult:
     kind: str = ""
     tile_size: int = 0
     ngff: str = "0.5"
+    #: Level-0 chunks copied from the source's own JPEG tiles.
+    copied_chunks: int = 0
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -307,7 +312,7 @@ def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, p
         channels=[c.label for c in meta.channels], size_t=meta.size_t, size_c=meta.size_c,
         size_z=meta.size_z, bytes_written=tally.bytes, seconds=seconds, version=meta.version,
         codec=meta.codec, kind=meta.kind, tile_size=meta.tile_size, ngff=meta.ngff,
-        notes=list(info.notes),
+        copied_chunks=tally.copied, notes=list(info.notes),
     )
 
 
@@ -315,7 +320,8 @@ def _build(reader: SourceReader, meta: ImageMeta, sink: Any, options: ConvertOpt
            pool: ThreadPoolExecutor, jobs: list[PlaneJob], on_progress: Callable[[Tally], None],
            src: Path | Sequence[Path], partial: Path, workers: int) -> Tally:
     if not options.scheduler:
-        builder = Builder(reader, meta, sink, options.quality, pool, on_progress)
+        builder = Builder(reader, meta, sink, options.quality, pool, on_progress,
+                          copy_jpeg=options.copy_jpeg)
         try:
             for job in jobs:
                 builder.build(job)
@@ -346,8 +352,10 @@ def _build_distributed(reader: SourceReader, meta: ImageMeta, sink: Any,
     try:
         nworkers = max(1, len(client.scheduler_info().get("workers", {})))
         spec = {"src": _portable_src(src), "meta": meta, "root": partial.resolve(),
-                "quality": options.quality, "threads": options.workers or 2}
-        builder = Builder(reader, meta, sink, options.quality, pool, on_progress)
+                "quality": options.quality, "threads": options.workers or 2,
+                "copy_jpeg": options.copy_jpeg}
+        builder = Builder(reader, meta, sink, options.quality, pool, on_progress,
+                          copy_jpeg=options.copy_jpeg)
         level = _remote_level(builder, nworkers)
         fetcher = RemoteFetcher(client, spec, level, window=2 * nworkers)
         builder.remote = fetcher

@@ -92,6 +92,11 @@ class OpenSlideReader(SourceReader):
     def associated_image(self, name: str) -> np.ndarray:
         return np.asarray(self._slide.associated_images[name].convert("RGB"))
 
+    def raw_tile(self, x: int, y: int, size: int) -> bytes | None:
+        if self._fast is None or self.info.rgb is False:
+            return None
+        return self._fast.raw_tile(x, y, size)  # type: ignore[no-any-return]
+
     def original_metadata(self) -> dict[str, Any]:
         return clean_json(dict(self._slide.properties))
 

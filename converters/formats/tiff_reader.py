@@ -213,6 +213,11 @@ class TiffReader(SourceReader):
             block = block[..., channels]
         return np.ascontiguousarray(block.astype(self._out_dtype, copy=False))
 
+    def raw_tile(self, x: int, y: int, size: int) -> bytes | None:
+        if self._fast is None or self.info.rgb is False:
+            return None
+        return self._fast.raw_tile(x, y, size)  # type: ignore[no-any-return]
+
     def original_metadata(self) -> dict[str, Any]:
         tif = self._tif
         out: dict[str, Any] = {"axes": self._axes, "shape": list(self._arr.shape)}

@@ -41,6 +41,7 @@ class TiledPage:
         self._fd = os.open(path, os.O_RDONLY)
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._passthrough: bool | None = None
         self._capacity = max(16, CACHE_BYTES // (self.th * self.tw * self.spp
                                                  * self.dtype.itemsize))
 
@@ -69,6 +70,47 @@ class TiledPage:
             while len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
         return tile
+
+    # -- JPEG pass-through ---------------------------------------------------
+    def _standalone(self, index: int) -> bytes | None:
+        n = int(self.counts[index])
+        if n == 0:
+            return None
+        data = os.pread(self._fd, n, int(self.offsets[index]))
+        if data[:2] != b"\xff\xd8":
+            return None
+        tables = self.tables
+        if tables is not None and len(tables) > 4:
+            # abbreviated tile + shared tables -> one interchange-format stream
+            return bytes(tables[:-2]) + data[2:]
+        return data
+
+    def passthrough_ok(self) -> bool:
+        """Can tiles be copied as standalone JPEGs?  Decided once, on a real tile:
+        the merged stream decoded the way a browser would (no colour-space hint)
+        must give exactly the pixels of the proper TIFF decode."""
+        if self._passthrough is None:
+            self._passthrough = False
+            if (int(self.page.compression) == 7 and self.spp == 3 and self.dtype == np.uint8
+                    and self.th == self.tw):
+                import imagecodecs
+                for index in range(min(len(self.counts), 64)):
+                    raw = self._standalone(index)
+                    if raw is None:
+                        continue
+                    try:
+                        mine = imagecodecs.jpeg8_decode(raw)
+                        self._passthrough = bool(np.array_equal(mine, self._tile(index)))
+                    except Exception:
+                        self._passthrough = False
+                    break
+        return self._passthrough
+
+    def raw_tile(self, x: int, y: int, size: int) -> bytes | None:
+        """The tile at (x, y) as a standalone JPEG if it is exactly one chunk."""
+        if size != self.tw or x % size or y % size or not self.passthrough_ok():
+            return None
+        return self._standalone((y // self.th) * self.nx + x // self.tw)
 
     def read(self, x: int, y: int, w: int, h: int) -> np.ndarray:
         """(h, w, samples) pixels of a rectangle inside the page."""

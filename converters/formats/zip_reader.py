@@ -59,6 +59,9 @@ class ZipSource(SourceReader):
                     channels: list[int] | None = None) -> np.ndarray:
         return self._inner.read_region(x, y, w, h, t, z, channels)
 
+    def raw_tile(self, x: int, y: int, size: int) -> bytes | None:
+        return self._inner.raw_tile(x, y, size)
+
     def associated_image(self, name: str) -> np.ndarray:
         return self._inner.associated_image(name)
 

@@ -185,3 +185,53 @@ def test_microtome_cli_registers_convert_and_info() -> None:
     assert callable(args.func) and args.workers == 2 and args.ngff == "0.4"
     args = parser.parse_args(["info", "a.svs", "--json"])
     assert callable(args.func) and args.json
+
+
+def test_aligned_source_jpeg_tiles_are_copied(tmp_path: Path) -> None:
+    """256-px JPEG tiles on our 256-px chunk grid: level 0 is the source's own
+    bitstreams (tables merged in), so its pixels equal the source exactly."""
+    import imagecodecs
+    import tifffile
+
+    from converters import open_source
+
+    src = write_slide(tmp_path / "s.tiff", 1500, 1100)
+    res = convert(src, tmp_path / "c.ome.zarr")
+    assert res.copied_chunks == 6 * 5
+    pyr = open_pyramid(tmp_path / "c.ome.zarr")
+    with tifffile.TiffFile(src) as tif:
+        page = tif.pages[0]
+        raw = src.read_bytes()
+        i = 7  # tile row 1, col 1
+        tile = raw[page.dataoffsets[i]:page.dataoffsets[i] + page.databytecounts[i]]
+        tables = page.jpegtables
+        assert pyr.chunk_bytes(0, 1, 1) == (tables[:-2] + tile[2:] if tables else tile)
+    with open_source(src) as r:
+        assert np.array_equal(pyr.read_region(0, 0, 0, 1500, 1100),
+                              r.read_region(0, 0, 1500, 1100))
+    chunk = pyr.chunk_bytes(0, 2, 3)
+    assert chunk is not None and imagecodecs.jpeg8_decode(chunk).shape == (256, 256, 3)
+    again = convert(src, tmp_path / "e.ome.zarr", ConvertOptions(copy_jpeg=False))
+    assert again.copied_chunks == 0
+
+
+def test_abbreviated_svs_tiles_merge_into_standalone_jpegs(testdata: Path) -> None:
+    """Aperio tiles share JPEGTables; the merged stream is a complete JPEG.  It is
+    only copied when decoding it without TIFF hints gives the exact pixels."""
+    import imagecodecs
+    import tifffile
+
+    from converters.formats.tiled import TiledPage
+
+    src = testdata / "CMU-1-Small-Region.svs"
+    with tifffile.TiffFile(src) as tif:
+        page = tif.pages[0]
+        assert page.jpegtables is not None
+        tp = TiledPage(src, page)
+    merged = tp._standalone(12)
+    assert merged is not None and merged[:2] == b"\xff\xd8"
+    assert imagecodecs.jpeg8_decode(merged).shape == (240, 240, 3)
+    # RGB-coded JPEG (photometric RGB): a hint-less decoder would read it as YCbCr
+    assert tp.passthrough_ok() is False
+    assert tp.raw_tile(0, 0, 240) is None
+    tp.close()
