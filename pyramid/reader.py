@@ -107,6 +107,12 @@ class Pyramid:
                 data = os.pread(fd, nbytes, offset)
             finally:
                 os.close(fd)
+        except FileNotFoundError:
+            # The index was cached but the shard is gone: the image was deleted
+            # (or replaced) while being served.
+            with self._lock:
+                self._index_cache.pop(key, None)
+            raise NotFound("image not found") from None
         except OSError as e:
             raise StorageError("stored tile data is unreadable") from e
         if len(data) != nbytes:

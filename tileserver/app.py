@@ -44,7 +44,7 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
     for resource in list(app.router.resources())[before:]:
         info = resource.get_info()
         path = str(info.get("formatter") or info.get("path") or "")
-        if path.startswith(PREFLIGHT_PREFIXES):
+        if isinstance(resource, web.Resource) and path.startswith(PREFLIGHT_PREFIXES):
             resource.add_route("OPTIONS", preflight)
 
 
