@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,17 @@ def _clear_stale_pidfile(pgdata: Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
+#: fcntl locks (fasteners, pgserver's own) exclude other processes, not other
+#: threads of this one: serialise starters within the process too.
+_THREAD_LOCK = threading.Lock()
+
+
 def _start_embedded_sync(var_dir: Path) -> str:
+    with _THREAD_LOCK:
+        return _start_locked(var_dir)
+
+
+def _start_locked(var_dir: Path) -> str:
     import fasteners
     import pgserver
 
@@ -73,9 +84,9 @@ def _start_embedded_sync(var_dir: Path) -> str:
                 return str(server.get_uri())
             except Exception as exc:  # postmaster.pid half-written while starting, etc.
                 last = exc
-                log.warning("embedded PostgreSQL not ready (attempt %d): %s", attempt + 1, exc)
+                log.warning("embedded PostgreSQL not ready (attempt %d): %r", attempt + 1, exc)
         time.sleep(1.0)
-    raise RuntimeError(f"cannot start the embedded PostgreSQL under {pgdata}: {last}")
+    raise RuntimeError(f"cannot start the embedded PostgreSQL under {pgdata}: {last!r}")
 
 
 async def start_embedded(var_dir: Path) -> str:
