@@ -67,5 +67,5 @@ def encode(pixels: np.ndarray, fmt: str) -> bytes:
     if fmt == "webp":
         if pixels.ndim == 2:  # libwebp wants colour input
             pixels = np.ascontiguousarray(np.repeat(pixels[..., None], 3, axis=2))
-        return bytes(imagecodecs.webp_encode(pixels, level=WEBP_QUALITY))
+        return bytes(imagecodecs.webp_encode(pixels, level=WEBP_QUALITY, lossless=False))
     raise ValueError(f"unsupported format {fmt}")
