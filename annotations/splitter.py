@@ -26,8 +26,10 @@ _TOKEN = re.compile(rb'\s*(?:("(?:[^"\\]|\\.)*")|([{}\[\],:])|([^\s{}\[\],:"]+))
 # unterminated string runs to the end of the buffer so it is never misread.
 _SCAN = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[{}]', re.S)
 _WS = re.compile(rb"\s*")
-# Where a feature may end: a '}' followed by the ',' or ']' of the features array.
-_END = re.compile(rb"}\s*[,\]]")
+# What follows a '}' that may end a feature: the array's ']' or ',' + the next '{'.
+_AFTER = re.compile(rb"\s*(?:\]|,\s*\{)")
+# ... or only the beginning of that, cut by the end of the buffer.
+_PARTIAL = re.compile(rb"\s*(?:,\s*)?")
 #: Candidate ends tried with the JSON parser before falling back to the scanner.
 _ATTEMPTS = 12
 
@@ -86,30 +88,37 @@ class _Reader:
 
         Fast path: JSON objects are self-delimiting, so the first candidate end
         at which the slice parses as JSON *is* the end of the object (orjson
-        does the scanning in C, and we get the decoded value at once).  Odd
-        inputs (many nested objects) fall back to the brace scanner.
+        does the scanning in C, and we get the decoded value at once).  A
+        candidate is a '}' followed by ']' or by ',' and '{' (the next feature):
+        inside a feature a '},' is followed by a member name instead.  Odd
+        inputs fall back to the brace scanner.
         """
         start = self.pos
-        while True:
-            tries = 0
-            for m in _END.finditer(self.buf, start):
-                end = m.start() + 1
+        i = start
+        tries = 0
+        while tries < _ATTEMPTS:
+            buf = self.buf
+            j = buf.find(b"}", i)
+            m = _AFTER.match(buf, j + 1) if j >= 0 else None
+            if j < 0 or (m is None and _PARTIAL.match(buf, j + 1).end() == len(buf)):  # type: ignore[union-attr]
+                # Need more input to decide.
+                if len(buf) - start > limit:
+                    break
+                self.pos = start
+                if not self.fill():
+                    break
+                shift = start - self.pos  # fill() may have dropped consumed bytes
+                start, i = self.pos, i - shift
+                continue
+            if m is not None:
                 try:
-                    value = orjson.loads(self.buf[start:end])
+                    value = orjson.loads(buf[start:j + 1])
                 except orjson.JSONDecodeError:
                     tries += 1
-                    if tries >= _ATTEMPTS:
-                        break
-                    continue
-                self.pos = end
-                return value
-            else:
-                if len(self.buf) - start <= limit:
-                    self.pos = start
-                    if self.fill():
-                        start = self.pos
-                        continue
-            break
+                else:
+                    self.pos = j + 1
+                    return value
+            i = j + 1
         self.pos = start
         raw = self.object_bytes(limit, index)
         try:

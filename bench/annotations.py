@@ -1,0 +1,418 @@
+"""Annotation benchmark: a million cell-like polygons on one 100k x 100k image.
+
+Measures, through the real application (`microtome serve` in its own process,
+HTTP over loopback, API-key auth):
+- bulk import rate of a QuPath-style GeoJSON FeatureCollection (streamed POST);
+- viewport queries at three zooms (p50/p99 latency, bytes, features/clusters);
+- export time and size;
+- storage bytes (table + indexes);
+and, when the PostgreSQL server has PostGIS, the same viewport queries at SQL
+level against a PostGIS copy of the data beside ours (both with GeoJSON
+rendering included: ST_AsGeoJSON in the server vs shapely in our process).
+
+Standalone:  python -m bench.annotations [--n 1000000] [--dsn URL] [--out FILE]
+From the suite runner:  run(ctx) -> list[dict], render(records) -> str.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WIDTH = HEIGHT = 100_000
+PIXEL_UM = 0.25
+CLASSES = [("Tumor", [200, 0, 0]), ("Stroma", [150, 200, 150]),
+           ("Immune cells", [160, 90, 160]), ("Necrosis", [50, 50, 50])]
+#: Screen of the viewer: 1920x1080 CSS px.
+SCREEN = (1920, 1080)
+#: (name, image px per screen px): cell level, overview of a region, whole slide.
+ZOOMS = [("working (2x)", 2.0), ("region (8x)", 8.0), ("whole slide", None)]
+DEFAULT_DSN = "postgresql://postgres@localhost:5432/postgres"
+
+
+# -- data ------------------------------------------------------------------------------
+
+def _tissue(rng: np.random.Generator) -> np.ndarray:
+    """A few large ellipses (cx, cy, rx, ry) where the cells are: ~45% of the slide."""
+    return np.array([[30_000, 35_000, 24_000, 28_000], [70_000, 40_000, 22_000, 26_000],
+                     [50_000, 78_000, 30_000, 16_000]], dtype=np.float64)
+
+
+def cell_batches(n: int, seed: int = 7, batch: int = 20_000) -> Iterator[list[bytes]]:
+    """QuPath-style detection features (12-40 vertices, 5-15 px radius), as JSON bytes."""
+    rng = np.random.default_rng(seed)
+    tissue = _tissue(rng)
+    done = 0
+    while done < n:
+        m = min(batch, n - done)
+        which = rng.integers(0, len(tissue), m)
+        t = tissue[which]
+        ang = rng.uniform(0, 2 * np.pi, m)
+        rad = np.sqrt(rng.uniform(0, 1, m))
+        cx = t[:, 0] + t[:, 2] * rad * np.cos(ang)
+        cy = t[:, 1] + t[:, 3] * rad * np.sin(ang)
+        out = []
+        for i in range(m):
+            k = int(rng.integers(12, 41))
+            theta = np.sort(rng.uniform(0, 2 * np.pi, k))
+            r = rng.uniform(5, 15) * np.clip(1 + 0.12 * rng.standard_normal(k), 0.75, 1.25)
+            ring = np.round(np.c_[cx[i] + r * np.cos(theta), cy[i] + r * np.sin(theta)], 2)
+            ring = np.clip(ring, 0, WIDTH).tolist()
+            ring.append(ring[0])
+            name, color = CLASSES[int(rng.integers(0, len(CLASSES)))]
+            out.append(orjson.dumps({
+                "type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"objectType": "detection",
+                               "classification": {"name": name, "color": color}}}))
+        done += m
+        yield out
+
+
+def write_geojson(path: Path, n: int) -> int:
+    """The FeatureCollection file; returns its size in bytes."""
+    with open(path, "wb") as fh:
+        fh.write(b'{"type": "FeatureCollection", "features": [\n')
+        first = True
+        for feats in cell_batches(n):
+            fh.write((b"" if first else b",\n") + b",\n".join(feats))
+            first = False
+        fh.write(b"\n]}\n")
+    return path.stat().st_size
+
+
+# -- database --------------------------------------------------------------------------
+
+async def _admin(dsn: str, *sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for s in sql:
+            await conn.execute(s)
+    finally:
+        await conn.close()
+
+
+def _with_db(dsn: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    p = urlsplit(dsn)
+    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
+
+
+async def _seed(dsn: str) -> tuple[int, int, str]:
+    """Migrate, then a user with an API key, a project and the 100k x 100k image."""
+    from catalog.db import connect
+    from catalog.migrate import migrate
+    from catalog.security import digest, new_api_key
+    from microtome.app import MIGRATION_DIRS
+
+    conn = await connect(dsn)
+    try:
+        await migrate(conn, MIGRATION_DIRS)
+        uid = await conn.fetchval(
+            "INSERT INTO users (username, is_admin) VALUES ('bench', false) RETURNING id")
+        key = new_api_key()
+        await conn.execute("INSERT INTO api_keys (user_id, name, prefix, key_hash) "
+                           "VALUES ($1, 'bench', $2, $3)", uid, key[:8], digest(key))
+        pid = await conn.fetchval("INSERT INTO projects (name) VALUES ('bench') RETURNING id")
+        await conn.execute("INSERT INTO project_members VALUES ($1, $2, 'manager')", pid, uid)
+        iid = await conn.fetchval(
+            """INSERT INTO images (name, width, height, levels, status, pixel_size_um)
+               VALUES ('cells', $1, $2, 9, 'ready', $3) RETURNING id""", WIDTH, HEIGHT, PIXEL_UM)
+        await conn.execute("INSERT INTO project_images VALUES ($1, $2)", pid, iid)
+        return iid, pid, key
+    finally:
+        await conn.close()
+
+
+# -- HTTP measurements --------------------------------------------------------------------
+
+def _viewports(rng: np.random.Generator, scale: float | None, count: int
+               ) -> list[tuple[float, float, float, float]]:
+    if scale is None:
+        return [(0.0, 0.0, float(WIDTH), float(HEIGHT))] * count
+    w, h = SCREEN[0] * scale, SCREEN[1] * scale
+    tissue = _tissue(rng)
+    out = []
+    for _ in range(count):
+        cx, cy, rx, ry = tissue[int(rng.integers(0, len(tissue)))]
+        a, r = rng.uniform(0, 2 * np.pi), math.sqrt(rng.uniform(0, 0.8))
+        x, y = cx + rx * r * math.cos(a) - w / 2, cy + ry * r * math.sin(a) - h / 2
+        x, y = min(max(x, 0), WIDTH - w), min(max(y, 0), HEIGHT - h)
+        out.append((x, y, x + w, y + h))
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+async def _http_suite(base: str, key: str, iid: int, geojson: Path, n: int, requests: int,
+                      budget_s: float, record: Callable[[dict], None]) -> None:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}"}
+    timeout = aiohttp.ClientTimeout(total=3600)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
+        size = geojson.stat().st_size
+
+        async def body() -> Any:
+            with open(geojson, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    yield chunk
+
+        t0 = time.perf_counter()
+        async with http.post(f"{base}/api/images/{iid}/annotations/import", data=body(),
+                             headers={"Content-Type": "application/geo+json"}) as r:
+            res = await r.json()
+            if r.status != 201:
+                raise RuntimeError(f"import failed: {r.status} {res}")
+        dt = time.perf_counter() - t0
+        record({"suite": "annotations-import", "features": res["imported"], "seconds": dt,
+                "rate_per_s": res["imported"] / dt, "file_bytes": size})
+
+        rng = np.random.default_rng(11)
+        for name, scale in ZOOMS:
+            views = _viewports(rng, scale, requests)
+            lat, sizes, counts, modes = [], [], [], set()
+            deadline = time.perf_counter() + budget_s
+            for i, (x0, y0, x1, y1) in enumerate(views):
+                url = (f"{base}/api/images/{iid}/annotations?bbox={x0:.0f},{y0:.0f},{x1:.0f},"
+                       f"{y1:.0f}&scale={scale or WIDTH / SCREEN[0]}")
+                t0 = time.perf_counter()
+                async with http.get(url) as r:
+                    raw = await r.read()
+                lat.append((time.perf_counter() - t0) * 1000)
+                if r.status != 200:
+                    raise RuntimeError(f"viewport failed: {r.status} {raw[:200]!r}")
+                if i < 3 or i % 10 == 0:
+                    doc = orjson.loads(raw)
+                    modes.add(doc["lod"])
+                    counts.append(doc["count"])
+                sizes.append(len(raw))
+                if time.perf_counter() > deadline:
+                    break
+            record({"suite": "annotations-viewport", "zoom": name, "scale": scale,
+                    "requests": len(lat), "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
+                    "mean_ms": statistics.fmean(lat), "bytes_p50": _pct(sizes, 0.5),
+                    "bytes_max": max(sizes), "annotations_p50": _pct(counts, 0.5),
+                    "lod": sorted(modes)})
+
+        t0 = time.perf_counter()
+        total = 0
+        async with http.get(f"{base}/api/images/{iid}/annotations/export",
+                            headers={"Accept-Encoding": "identity"}) as r:
+            async for chunk in r.content.iter_chunked(1 << 20):
+                total += len(chunk)
+        dt = time.perf_counter() - t0
+        record({"suite": "annotations-export", "features": n, "seconds": dt, "bytes": total,
+                "rate_per_s": n / dt})
+
+
+# -- SQL level: ours vs PostGIS ------------------------------------------------------------
+
+async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict], None]) -> None:
+    from annotations import query, render, store
+    from catalog.db import connect
+
+    conn = await connect(dsn)
+    try:
+        sizes = await conn.fetchrow(
+            """SELECT pg_relation_size('annotations') AS heap,
+                      pg_indexes_size('annotations') AS indexes,
+                      pg_total_relation_size('annotations') AS total,
+                      (SELECT count(*) FROM annotations) AS n""")
+        record({"suite": "annotations-storage", **dict(sizes)})
+        has_postgis = await conn.fetchval(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'")
+        frame = await store.image_frame(conn, iid)
+        rng = np.random.default_rng(5)
+        views = _viewports(rng, 2.0, requests)
+        f = query.Filters()
+        lat = []
+        for box in views:
+            t0 = time.perf_counter()
+            rows = await query.fetch_page(conn, frame, box, f, limit=2001)
+            render.light_collection(rows, scale=2.0, precision=2, next_after=None, extra={})
+            lat.append((time.perf_counter() - t0) * 1000)
+        record({"suite": "annotations-sql", "engine": "microtome (box GiST + shapely)",
+                "zoom": "working (2x)", "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
+                "requests": len(lat)})
+        if not has_postgis:
+            record({"suite": "annotations-sql", "engine": "postgis", "skipped":
+                    "PostGIS is not installed on this PostgreSQL server"})
+            return
+        t0 = time.perf_counter()
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        await conn.execute(
+            """CREATE TABLE pg_cells AS SELECT id, image_id, ST_GeomFromWKB(geom) AS geom,
+                   kind, term_ids, user_id FROM annotations""")
+        await conn.execute("CREATE INDEX ON pg_cells USING gist (geom)")
+        await conn.execute("VACUUM ANALYZE pg_cells")
+        build = time.perf_counter() - t0
+        psize = await conn.fetchval("SELECT pg_total_relation_size('pg_cells')")
+        lat = []
+        for x0, y0, x1, y1 in views:
+            t0 = time.perf_counter()
+            rows = await conn.fetch(
+                """SELECT id, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, 1.0), 2) AS g,
+                          kind, term_ids, user_id
+                   FROM pg_cells WHERE geom && ST_MakeEnvelope($1, $2, $3, $4)
+                     AND image_id = $5 ORDER BY id LIMIT 2001""", x0, y0, x1, y1, iid)
+            feats = [orjson.dumps({"type": "Feature", "id": r["id"],
+                                   "geometry": orjson.Fragment(r["g"]),
+                                   "properties": {"kind": r["kind"],
+                                                  "terms": list(r["term_ids"]),
+                                                  "user_id": r["user_id"]}}) for r in rows]
+            b"[" + b",".join(feats) + b"]"
+            lat.append((time.perf_counter() - t0) * 1000)
+        record({"suite": "annotations-sql", "engine": "postgis (geometry GiST + ST_AsGeoJSON)",
+                "zoom": "working (2x)", "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
+                "requests": len(lat), "table_bytes": psize, "build_seconds": build})
+    finally:
+        await conn.close()
+
+
+# -- orchestration ----------------------------------------------------------------------------
+
+def bench(n: int, dsn: str, workdir: Path, log: Callable[[str], None],
+          record: Callable[[dict], None], requests: int = 200, budget_s: float = 30.0) -> None:
+    from bench.procs import Proc, free_port
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    geojson = workdir / f"cells-{n}.geojson"
+    if not geojson.exists():
+        t0 = time.perf_counter()
+        size = write_geojson(geojson, n)
+        log(f"generated {n} cells, {size / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s")
+    dbname = f"microtome_bench_ann_{os.getpid()}"
+    asyncio.run(_admin(dsn, f'CREATE DATABASE "{dbname}"'))
+    db = _with_db(dsn, dbname)
+    proc = None
+    try:
+        iid, _pid, key = asyncio.run(_seed(db))
+        port = free_port()
+        proc = Proc("microtome", [sys.executable, "-m", "microtome", "serve", "--port",
+                                  str(port)], workdir / "serve.log",
+                    env={"DATABASE_URL": db, "MICROTOME_VAR": str(workdir / "var"),
+                         "MICROTOME_JOB_WORKERS": "0"}, cwd=REPO)
+        proc.start()
+        base = f"http://127.0.0.1:{port}"
+        proc.wait_ready(base + "/api/openapi.json")
+        log(f"server up on {base}; importing {n} cells")
+        asyncio.run(_http_suite(base, key, iid, geojson, n, requests, budget_s, record))
+        proc.stop()
+        proc = None
+        t0 = time.perf_counter()
+        asyncio.run(_admin(db, "VACUUM ANALYZE annotations"))
+        record({"suite": "annotations-vacuum", "seconds": time.perf_counter() - t0})
+        asyncio.run(_sql_suite(db, iid, min(requests, 100), record))
+    finally:
+        if proc is not None:
+            proc.stop()
+        asyncio.run(_admin(dsn, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+
+
+def run(ctx: Any) -> list[dict]:
+    """Entry point for `python -m bench` (bench.run.SuiteContext)."""
+    records: list[dict] = []
+
+    def record(rec: dict) -> None:
+        records.append(rec)
+        ctx.record(rec)
+
+    n = 50_000 if ctx.quick else 1_000_000
+    bench(n, os.environ.get("DATABASE_URL") or DEFAULT_DSN, ctx.workdir / "annotations",
+          ctx.log, record, requests=50 if ctx.quick else 200,
+          budget_s=min(30.0, ctx.pass_seconds * 4))
+    return records
+
+
+def render(records: list[dict]) -> str:
+    """Markdown section for RESULTS.md."""
+    by = {r["suite"]: r for r in records if "suite" in r}
+    lines = ["## Annotations", ""]
+    imp = by.get("annotations-import")
+    if imp:
+        lines += [f"- Import (streamed HTTP POST of a QuPath-style FeatureCollection, COPY, one "
+                  f"transaction): **{imp['features']:,} polygons in {imp['seconds']:.1f} s = "
+                  f"{imp['rate_per_s']:,.0f} polygons/s** ({imp['file_bytes'] / 1e6:.0f} MB).",
+                  ""]
+    st = by.get("annotations-storage")
+    if st:
+        lines += [f"- Storage: {st['total'] / 1e6:.0f} MB for {st['n']:,} rows "
+                  f"(heap {st['heap'] / 1e6:.0f} MB, indexes {st['indexes'] / 1e6:.0f} MB).", ""]
+    lines += ["| viewport (1920x1080 screen) | requests | p50 ms | p99 ms | answer | "
+              "annotations (p50) | bytes p50 | bytes max |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in records:
+        if r.get("suite") == "annotations-viewport":
+            lines.append(f"| {r['zoom']} | {r['requests']} | {r['p50_ms']:.1f} | "
+                         f"{r['p99_ms']:.1f} | {'/'.join(r['lod'])} | {r['annotations_p50']:,} "
+                         f"| {r['bytes_p50']:,} | {r['bytes_max']:,} |")
+    ex = by.get("annotations-export")
+    if ex:
+        lines += ["", f"- Export (streamed GeoJSON): {ex['features']:,} features, "
+                      f"{ex['bytes'] / 1e6:.0f} MB in {ex['seconds']:.1f} s "
+                      f"({ex['rate_per_s']:,.0f} features/s)."]
+    sql = [r for r in records if r.get("suite") == "annotations-sql"]
+    if sql:
+        lines += ["", "SQL level, working-zoom viewport incl. GeoJSON rendering:", "",
+                  "| engine | p50 ms | p99 ms | note |", "|---|---:|---:|---|"]
+        for r in sql:
+            if "skipped" in r:
+                lines.append(f"| {r['engine']} | – | – | {r['skipped']} |")
+            else:
+                note = (f"table {r['table_bytes'] / 1e6:.0f} MB, built in "
+                        f"{r['build_seconds']:.0f} s" if "table_bytes" in r else "")
+                lines.append(f"| {r['engine']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                             f"{note} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="number of cells")
+    ap.add_argument("--dsn", default=os.environ.get("DATABASE_URL") or DEFAULT_DSN,
+                    help="a PostgreSQL server where a scratch database may be created")
+    ap.add_argument("--workdir", type=Path, default=BENCH / "work" / "annotations")
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--budget", type=float, default=30.0, help="seconds per viewport set")
+    ap.add_argument("--out", type=Path, default=None, help="write the Markdown section here")
+    args = ap.parse_args(argv)
+    records: list[dict] = []
+
+    def record(rec: dict) -> None:
+        records.append(rec)
+        print(orjson.dumps(rec).decode(), flush=True)
+
+    started = time.time()
+    load0 = os.getloadavg()
+    bench(args.n, args.dsn, args.workdir, lambda m: print(m, file=sys.stderr, flush=True),
+          record, args.requests, args.budget)
+    md = render(records)
+    md += (f"\nRun: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
+           f"{time.time() - started:.0f} s; load average at start {load0[0]:.1f}, at end "
+           f"{os.getloadavg()[0]:.1f} (2 cores shared with other work).\n")
+    if args.out:
+        args.out.write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
