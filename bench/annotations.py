@@ -169,12 +169,15 @@ async def _http_suite(base: str, key: str, iid: int, geojson: Path, n: int, requ
     headers = {"Authorization": f"Bearer {key}"}
     timeout = aiohttp.ClientTimeout(total=3600)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
-        size = geojson.stat().st_size
+        size = await asyncio.to_thread(lambda: geojson.stat().st_size)
 
         async def body() -> Any:
-            with open(geojson, "rb") as fh:
-                while chunk := fh.read(1 << 20):
+            fh = await asyncio.to_thread(geojson.open, "rb")
+            try:
+                while chunk := await asyncio.to_thread(fh.read, 1 << 20):
                     yield chunk
+            finally:
+                fh.close()
 
         t0 = time.perf_counter()
         async with http.post(f"{base}/api/images/{iid}/annotations/import", data=body(),
@@ -358,7 +361,8 @@ def render(records: list[dict]) -> str:
         lines += [f"- Storage: {st['total'] / 1e6:.0f} MB for {st['n']:,} rows "
                   f"(heap {st['heap'] / 1e6:.0f} MB, indexes {st['indexes'] / 1e6:.0f} MB).", ""]
     lines += ["| viewport (1920x1080 screen) | requests | p50 ms | p99 ms | answer | "
-              "annotations (p50) | bytes p50 | bytes max |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+              "annotations (p50) | bytes p50 | bytes max |",
+              "|---|---:|---:|---:|---|---:|---:|---:|"]
     for r in records:
         if r.get("suite") == "annotations-viewport":
             lines.append(f"| {r['zoom']} | {r['requests']} | {r['p50_ms']:.1f} | "
