@@ -19,7 +19,7 @@ def _decode(body: bytes) -> np.ndarray:
 
 def _expected(planes: list[np.ndarray], windows: list[tuple[float, float]],
               colors: list[tuple[int, int, int]], gammas: list[float] | None = None) -> np.ndarray:
-    acc = np.zeros(planes[0].shape + (3,))
+    acc = np.zeros((*planes[0].shape, 3))
     for i, p in enumerate(planes):
         v = np.clip((p.astype(float) - windows[i][0]) / (windows[i][1] - windows[i][0]), 0, 1)
         if gammas:
@@ -76,7 +76,7 @@ async def test_float_and_16bit_render_through_windows(client: TestClient,
 
 async def test_thumbnail_from_the_right_level(client: TestClient, rgb_image: tuple,
                                               nd_image: tuple) -> None:
-    img, _ = rgb_image
+    _img, _ = rgb_image
     r = await client.get("/images/slide/thumbnail.jpg?size=200")
     assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
     thumb = _decode(await r.read())

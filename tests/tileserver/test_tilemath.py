@@ -19,7 +19,8 @@ from tileserver.tilemath import (
 
 
 def _meta(w: int, h: int, tile: int = 256) -> ImageMeta:
-    levels = tuple(Level(str(i), lw, lh, 2**i) for i, (lw, lh) in enumerate(level_sizes(w, h, tile)))
+    sizes = level_sizes(w, h, tile)
+    levels = tuple(Level(str(i), lw, lh, 2**i) for i, (lw, lh) in enumerate(sizes))
     return ImageMeta(width=w, height=h, levels=levels, kind="rgb", dtype="uint8",
                      tile_size=tile, shard_size=tile * 2, codec="jpeg")
 
