@@ -25,7 +25,7 @@ WORKERS: web.AppKey[object] = web.AppKey("catalog_workers", object)
 
 _DB_DOWN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
             asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-            asyncpg.TooManyConnectionsError, ConnectionError)
+            asyncpg.TooManyConnectionsError, asyncpg.InternalClientError, ConnectionError)
 
 
 @web.middleware
