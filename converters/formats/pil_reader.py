@@ -26,17 +26,14 @@ _BYTES_PER_PIXEL = {"1": 1, "L": 1, "LA": 2, "P": 4, "PA": 4, "RGB": 3, "RGBA": 
 
 class PilReader(SourceReader):
     def __init__(self, path: Path, fmt: str) -> None:
-        from PIL import Image, ImageOps
+        from PIL import Image
 
         try:
-            im: Any
-            with Image.open(path, formats=[PIL_FORMATS[fmt]]) as im:
-                w, h = im.size
-                check_decoded_size(w, h, _BYTES_PER_PIXEL.get(im.mode, 4) + 4)
-                self._meta = _pil_meta(im)
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                arr, rgb, notes = _to_array(im)
+            if fmt == "png":
+                # libpng through imagecodecs keeps 16-bit colour (Pillow truncates it)
+                arr, rgb, notes, self._meta = _png(path)
+            else:
+                arr, rgb, notes, self._meta = _pil(path, fmt)
         except SourceError:
             raise
         except Image.DecompressionBombError as e:
@@ -53,7 +50,7 @@ class PilReader(SourceReader):
         self.info = SourceInfo(
             format=fmt, width=w, height=h, dtype=str(arr.dtype), rgb=rgb, size_c=n,
             levels=[(w, h)], lossy=lossy, notes=notes,
-            channels=[] if rgb else [ChannelInfo(n_) for n_ in _channel_names(n)],
+            channels=[] if rgb else _channels(n),
         )
 
     def read_region(self, x: int, y: int, w: int, h: int, t: int = 0, z: int = 0,
@@ -67,8 +64,53 @@ class PilReader(SourceReader):
         return self._meta
 
 
-def _channel_names(n: int) -> list[str]:
-    return ["gray"] if n == 1 else [f"C{i}" for i in range(n)]
+def _pil(path: Path, fmt: str) -> tuple[np.ndarray, bool, list[str], dict[str, Any]]:
+    from PIL import Image, ImageOps
+
+    im: Any
+    with Image.open(path, formats=[PIL_FORMATS[fmt]]) as im:
+        w, h = im.size
+        check_decoded_size(w, h, _BYTES_PER_PIXEL.get(im.mode, 4) + 4)
+        meta = _pil_meta(im)
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        arr, rgb, notes = _to_array(im)
+    return arr, rgb, notes, meta
+
+
+def _png(path: Path) -> tuple[np.ndarray, bool, list[str], dict[str, Any]]:
+    import imagecodecs
+    from PIL import Image
+
+    from . import orientation as orient
+
+    with Image.open(path, formats=["PNG"]) as im:  # header only: size, EXIF, metadata
+        w, h = im.size
+        check_decoded_size(w, h, 8 * 2)
+        meta = _pil_meta(im)
+        orientation = int(im.getexif().get(0x0112, 1) or 1)
+    arr = imagecodecs.png_decode(path.read_bytes())
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    notes: list[str] = []
+    if arr.shape[2] in (2, 4):  # gray+alpha, RGBA: composite on white
+        top = np.iinfo(arr.dtype).max
+        a = arr[..., -1:].astype(np.float64) / top
+        arr = np.round(arr[..., :-1] * a + top * (1 - a)).astype(arr.dtype)
+        notes.append("alpha composited on white")
+    if orientation != 1 and orientation in range(2, 9):
+        arr = orient.apply(orientation, arr)
+        notes.append(f"EXIF orientation {orientation} applied")
+    rgb = arr.shape[2] == 3 and arr.dtype == np.uint8
+    return np.ascontiguousarray(arr), rgb, notes, meta
+
+
+def _channels(n: int) -> list[ChannelInfo]:
+    if n == 3:  # deep colour: shown as red, green, blue
+        return [ChannelInfo(a, b) for a, b in (("Red", "FF0000"), ("Green", "00FF00"),
+                                               ("Blue", "0000FF"))]
+    return [ChannelInfo("gray", "FFFFFF")] if n == 1 else [ChannelInfo(f"C{i}")
+                                                          for i in range(n)]
 
 
 def _to_array(im: Any) -> tuple[np.ndarray, bool, list[str]]:

@@ -168,6 +168,11 @@ class TiffReader(SourceReader):
                 channels.append(ChannelInfo(m.group(1) if m else f"C{len(channels)}"))
         if px is None:
             px = _resolution_um(page)
+        photometric = getattr(page.photometric, "name", "")
+        if not channels and not self._rgb and size_c == 3 and photometric == "RGB":
+            # 16-bit / float colour: keep it lossless, display as red/green/blue
+            channels = [ChannelInfo(n, c) for n, c in
+                        (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))]
         if not channels and not self._rgb:
             channels = [ChannelInfo(f"C{i}") for i in range(size_c)]
         return channels, px, zsp, vendor, fmt

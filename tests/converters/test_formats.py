@@ -274,3 +274,21 @@ def test_open_source_reports_region_reads(testdata: Path) -> None:
         assert np.array_equal(block[..., 1], ref[0, 3, 20:60, 10:40])
     with pytest.raises(SourceError):
         open_source(testdata / "does-not-exist.svs")
+
+
+def test_16bit_colour_png_and_tiff_stay_lossless(tmp_path: Path) -> None:
+    import imagecodecs
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 65535, size=(90, 70, 3), dtype=np.uint16)
+    png = tmp_path / "deep.png"
+    png.write_bytes(imagecodecs.png_encode(img))
+    tif = tmp_path / "deep.tif"
+    tifffile.imwrite(tif, img, photometric="rgb")
+    for src in (png, tif):
+        out, res = _conv(src, tmp_path)
+        assert res.kind == "nd" and res.size_c == 3
+        got = _nd0(out)[0, :, 0].transpose(1, 2, 0)
+        assert got.dtype == np.uint16 and np.array_equal(got, img)
+        colors = [c.color for c in open_pyramid(out).meta.channels]
+        assert colors == ["FF0000", "00FF00", "0000FF"]
