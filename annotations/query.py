@@ -137,6 +137,41 @@ async def clusters(conn: Conn, frame: ImageFrame, box: Box, f: Filters, grid: in
             FROM annotations a WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2""", *args)
 
 
+#: Cell sizes of the `annotation_density` table (migration 0101).
+DENSITY_CELLS = (256, 1024, 4096)
+
+
+def density_level(box: Box, grid: int) -> int | None:
+    """The coarsest density cell that still fits in one grid cell, None if none does."""
+    cell = max(box[2] - box[0], box[3] - box[1], 1.0) / grid
+    fit = [c for c in DENSITY_CELLS if c <= cell]
+    return max(fit) if fit else None
+
+
+async def density_clusters(conn: Conn, frame: ImageFrame, box: Box, grid: int, level: int
+                           ) -> list[asyncpg.Record]:
+    """Like `clusters` (unfiltered), from the precomputed density cells: cost grows with
+    the number of cells in view, not with the number of annotations.  Counts include
+    whole density cells that overlap the box's edge."""
+    x0, y0, x1, y1 = box
+    cell = max(x1 - x0, y1 - y0, 1.0) / grid
+    return await conn.fetch(
+        """SELECT least(greatest(floor((d.sx / d.n - $3) / $5), 0), $6 - 1)::int AS gx,
+                  least(greatest(floor((d.sy / d.n - $4) / $5), 0), $6 - 1)::int AS gy,
+                  sum(d.n)::bigint AS n, (sum(d.sx) / sum(d.n))::float8 AS x,
+                  (sum(d.sy) / sum(d.n))::float8 AS y,
+                  greatest(min(d.gx) * $2, $3)::float8 AS bx0,
+                  greatest(min(d.gy) * $2, $4)::float8 AS by0,
+                  least((max(d.gx) + 1) * $2, $7)::float8 AS bx1,
+                  least((max(d.gy) + 1) * $2, $8)::float8 AS by1
+           FROM annotation_density d
+           WHERE d.image_id = $1 AND d.cell = $2 AND d.n > 0
+             AND d.gx BETWEEN floor($3 / $2)::int AND floor($7 / $2)::int
+             AND d.gy BETWEEN floor($4 / $2)::int AND floor($8 / $2)::int
+           GROUP BY 1, 2 ORDER BY 1, 2""",
+        frame.image_id, level, x0, y0, cell, grid, x1, y1)
+
+
 PREDICATES = ("intersects", "within", "contains")
 
 

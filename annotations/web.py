@@ -286,7 +286,11 @@ async def viewport(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type=GEOJSON)
     if lod == "clusters" or (lod == "auto" and after is None and await query.count_upto(
             pool, frame, box, f, max_features + 1) > max_features):
-        cells = await query.clusters(pool, frame, box, f, grid)
+        level = query.density_level(box, grid) if f.empty else None
+        if level is not None:
+            cells = await query.density_clusters(pool, frame, box, grid, level)
+        else:
+            cells = await query.clusters(pool, frame, box, f, grid)
         body = await _run(request, lambda: render.cluster_collection(cells, grid=grid,
                                                                      extra=extra))
         return web.Response(body=body, content_type=GEOJSON)

@@ -116,3 +116,32 @@ async def test_term_rules(conn: asyncpg.Connection, seed: Seed) -> None:
     assert await terms.delete_term(conn, seed.project_id, t1, force=True) == 1
     assert list((await store.get(conn, aid))["term_ids"]) == []
     assert terms.normalize_color(-3670016) == "#c80000"
+
+
+async def test_density_follows_inserts_updates_deletes(conn: asyncpg.Connection,
+                                                       seed: Seed) -> None:
+    ids = await _insert(conn, seed, [square(100 + i * 300, 100) for i in range(10)]
+                        + [square(5000, 5000)])
+    frame = await store.image_frame(conn, seed.image_id)
+
+    async def density() -> dict[tuple[int, int], int]:
+        rows = await conn.fetch("SELECT gx, gy, n FROM annotation_density WHERE cell = 1024 "
+                                "AND n > 0 AND image_id = $1", seed.image_id)
+        return {(r["gx"], r["gy"]): r["n"] for r in rows}
+
+    assert await density() == {(0, 0): 4, (1, 0): 3, (2, 0): 3, (4, 4): 1}
+    # Moving one, deleting one, changing only terms of another.
+    p = prepare(square(9000, 9000), frame)
+    await store.update(conn, ids[0], frame=frame, prepared=p, term_ids=None, properties=None)
+    await store.delete_many(conn, [ids[9]])
+    await conn.execute("UPDATE annotations SET properties = '{\"a\": 1}' WHERE id = $1", ids[1])
+    assert await density() == {(0, 0): 3, (1, 0): 3, (2, 0): 2, (4, 4): 1, (8, 8): 1}
+    box = (0.0, 0.0, 100_000.0, 80_000.0)
+    cells = await query.density_clusters(conn, frame, box, 8, query.density_level(box, 8) or 0)
+    assert sum(c["n"] for c in cells) == 10
+    live = await query.clusters(conn, frame, box, Filters(), 8)
+    assert sorted((c["gx"], c["gy"], c["n"]) for c in cells) == sorted(
+        (c["gx"], c["gy"], c["n"]) for c in live)
+    # Deleting the image removes its counts too (cascade, no FK trouble).
+    await conn.execute("DELETE FROM images WHERE id = $1", seed.image_id)
+    assert await conn.fetchval("SELECT count(*) FROM annotation_density") == 0
