@@ -149,7 +149,7 @@ def _convert_one(src: Source, outdir: Path, options: ConvertOptions, used: set[s
               TextColumn("{task.fields[stage]}"), TextColumn("{task.fields[rate]}"),
               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
               console=err, disable=quiet or not err.is_terminal, transient=False)
-    task = bar.add_task(label[-40:], total=1.0, stage="", rate="")
+    task = bar.add_task(src.name[-40:], total=1.0, stage="", rate="")
 
     def on_progress(p: Progress) -> None:
         mb = p.bytes_written / 1e6
@@ -159,8 +159,12 @@ def _convert_one(src: Source, outdir: Path, options: ConvertOptions, used: set[s
     started = time.monotonic()
     try:
         with bar:
-            res = convert(src.paths if len(src.paths) > 1 else src.paths[0], dst, options,
-                          on_progress)
+            try:
+                res = convert(src.paths if len(src.paths) > 1 else src.paths[0], dst, options,
+                              on_progress)
+            except BaseException:
+                bar.update(task, stage="[red]failed[/red]")
+                raise
     except KeyboardInterrupt:
         raise
     except (MicrotomeError, ValueError, OSError) as e:
