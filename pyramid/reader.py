@@ -8,6 +8,7 @@ goes through zarr.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -46,6 +47,48 @@ def _is_ours(level_doc: dict[str, Any]) -> bool:
         return False
 
 
+class DecodedChunkCache:
+    """Process-wide LRU of decoded chunks, bounded by bytes; thread-safe.
+
+    Unaligned regions (IIIF regions, edge tiles, resampled levels) decode
+    the same chunks again and again while a viewer pans; decoding a JPEG
+    chunk costs far more than looking it up.  Keys start with a per-Pyramid
+    token, so a replaced image never sees its predecessor's pixels.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._data: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, ...]) -> np.ndarray | None:
+        with self._lock:
+            arr = self._data.get(key)
+            if arr is not None:
+                self._data.move_to_end(key)
+            return arr
+
+    def put(self, key: tuple[int, ...], arr: np.ndarray) -> None:
+        if arr.nbytes > self.max_bytes // 4:
+            return
+        arr.flags.writeable = False  # shared between requests: never modified in place
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+            self._data[key] = arr
+            self.nbytes += arr.nbytes
+            while self.nbytes > self.max_bytes:
+                _, evicted = self._data.popitem(last=False)
+                self.nbytes -= evicted.nbytes
+
+
+#: Shared by every opened image in this process (MICROTOME_DECODED_CACHE_MB, default 96).
+DECODED = DecodedChunkCache(int(os.environ.get("MICROTOME_DECODED_CACHE_MB", "96")) * 1024**2)
+_tokens = itertools.count()
+
+
 class Pyramid:
     """An opened image.  Thread-safe: the tile server shares one per image."""
 
@@ -56,6 +99,20 @@ class Pyramid:
         self._index_cache: OrderedDict[str, tuple[tuple[int, int], ...] | None] = OrderedDict()
         self._lock = threading.Lock()
         self._zarr_arrays: dict[str, Any] = {}
+        self._token = next(_tokens)
+
+    def decoded_chunk(self, level: int, cy: int, cx: int, t: int = 0, c: int = 0,
+                      z: int = 0) -> np.ndarray:
+        """`decode_chunk(chunk_bytes(...))` through the process-wide decoded-chunk cache.
+
+        The returned array is read-only (shared).
+        """
+        key = (self._token, level, cy, cx, t, c, z)
+        arr = DECODED.get(key)
+        if arr is None:
+            arr = self.decode_chunk(self.chunk_bytes(level, cy, cx, t, c, z))
+            DECODED.put(key, arr)
+        return arr
 
     # -- raw chunks ---------------------------------------------------------
     def _shard_index(self, key: str) -> tuple[tuple[int, int], ...] | None:
@@ -132,7 +189,8 @@ class Pyramid:
                     raise ValueError("unexpected chunk shape")
                 return arr
             raw = imagecodecs.zstd_decode(data)
-            return np.frombuffer(raw, dtype=np.dtype(self.meta.dtype).newbyteorder("<")).reshape(t, t)
+            dt = np.dtype(self.meta.dtype).newbyteorder("<")
+            return np.frombuffer(raw, dtype=dt).reshape(t, t)
         except Exception as e:  # codec errors have no common base class
             raise StorageError("stored tile data is damaged (cannot decode chunk)") from e
 
@@ -158,7 +216,7 @@ class Pyramid:
                 y0, x0 = max(y, cy * ts), max(x, cx * ts)
                 y1, x1 = min(y + h, (cy + 1) * ts), min(x + w, (cx + 1) * ts)
                 for i, ch in enumerate(chans):
-                    tile = self.decode_chunk(self.chunk_bytes(level, cy, cx, t, ch, z))
+                    tile = self.decoded_chunk(level, cy, cx, t, ch, z)
                     part = tile[y0 - cy * ts:y1 - cy * ts, x0 - cx * ts:x1 - cx * ts]
                     if self.meta.kind == "rgb":
                         out[y0 - y:y1 - y, x0 - x:x1 - x] = part
