@@ -223,3 +223,11 @@ def wait_tiles(page: Any, minimum: int = 4) -> None:
         " && window.microtome.state.viewer.world.getItemAt(0).getFullyLoaded()",
         timeout=20_000)
 
+
+def view_center(page: Any) -> dict[str, float]:
+    return dict(page.evaluate("""(() => {
+        const v = window.microtome.state.viewer, item = v.world.getItemAt(0);
+        const c = item.viewportToImageCoordinates(v.viewport.getCenter(true));
+        return {x: c.x, y: c.y, z: item.viewportToImageZoom(v.viewport.getZoom(true)),
+                r: v.viewport.getRotation(true)};
+    })()"""))

@@ -15,6 +15,7 @@ from tests.frontend.browser import (
     register_slide,
     screenshot,
     ui_login,
+    view_center,
     wait_tiles,
 )
 
@@ -48,3 +49,31 @@ def test_viewer_draws_tiles(live_server: LiveServer, context: Any, page: Any,
     # Scale bar in physical units, magnification buttons from the 20x objective.
     assert "µm" in page.locator("#scalebar .label").inner_text()
     assert page.locator("#mag-buttons button", has_text="20x").count() == 1
+
+    # -- view controls ---------------------------------------------------------
+    # Magnification: the slide's objective is 20x, so 10x is half the native resolution.
+    page.click("#mag-buttons button:text-is('10x')")
+    page.wait_for_function("""(() => { const v = window.microtome.state.viewer;
+        const z = v.world.getItemAt(0).viewportToImageZoom(v.viewport.getZoom(true));
+        return Math.abs(z - 0.5) < 0.01; })()""")
+    # Rotation by 90° steps, with R.
+    page.locator("#osd").click()
+    page.keyboard.press("r")
+    page.wait_for_function("window.microtome.state.viewer.viewport.getRotation(true) === 90")
+    page.click("#rotate-left")
+    page.wait_for_function("window.microtome.state.viewer.viewport.getRotation(true) === 0")
+    # Copy link: the URL now names the view; opening it shows the same view.
+    page.evaluate("window.microtome.state.viewer.viewport"
+                  ".panBy(new OpenSeadragon.Point(0.05, 0.1), true)")
+    page.wait_for_timeout(100)
+    before = view_center(page)
+    page.click("#copy-link")
+    url = page.url
+    assert "x=" in url and "y=" in url and "z=" in url
+    other = context.new_page()
+    other.goto(url)
+    wait_tiles(other)
+    after = view_center(other)
+    assert abs(after["x"] - before["x"]) < 2 and abs(after["y"] - before["y"]) < 2
+    assert abs(after["z"] - before["z"]) / before["z"] < 0.01
+    other.close()

@@ -172,6 +172,11 @@ function setupControls() {
   for (const m of magnifications(objective)) {
     mags.append(el("button", { type: "button", title: `Zoom to ${m}x`, "aria-label": `Zoom to ${m}x magnification`, onclick: () => zoomToMagnification(m) }, `${m}x`));
   }
+  // Our shortcuts are handled once, below: OpenSeadragon keeps only the
+  // arrow keys (its own w/a/s/d, r, f... would clash with the tool keys).
+  viewer.addHandler("canvas-key", (e) => {
+    if (!String(e.originalEvent.key).startsWith("Arrow")) e.preventDefaultAction = true;
+  });
   document.addEventListener("keydown", (e) => {
     if (e.target.closest("input, textarea, select, [contenteditable]") || e.ctrlKey || e.metaKey || e.altKey) return;
     const k = e.key;

@@ -36,6 +36,9 @@ export class Tools {
     on("canvas-click", this.onClick);
     on("canvas-double-click", this.onDoubleClick);
     viewer.element.addEventListener("pointermove", (e) => this.onMove(e));
+    // OpenSeadragon does not always report double clicks (its click timing
+    // differs from the browser's): listen to the DOM event as well.
+    viewer.element.addEventListener("dblclick", (e) => this.onDoubleClick({ originalEvent: e }));
   }
 
   toImage(pos) {
@@ -49,6 +52,8 @@ export class Tools {
   setTool(tool) {
     this.cancel();
     this.tool = tool;
+    // A double click finishes a line/polygon: it must not also zoom.
+    this.viewer.gestureSettingsMouse.dblClickToZoom = tool === "pan";
     this.viewer.element.style.cursor = tool === "pan" ? "" : tool === "select" ? "pointer" : "crosshair";
   }
 
@@ -141,6 +146,7 @@ export class Tools {
   onDoubleClick(e) {
     if (this.tool === "line" || this.tool === "polygon") {
       e.preventDefaultAction = true;
+      if (!this.points.length) return; // already finished by the other listener
       // The double click's two clicks added the same vertex twice.
       this.points = this.points.filter((q, i, a) => i === 0 || q[0] !== a[i - 1][0] || q[1] !== a[i - 1][1]);
       this.finish();
