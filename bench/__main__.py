@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", help="slide WIDTHxHEIGHT (default 65536x49152, quick 16384x12288)")
     ap.add_argument("--concurrency", help="comma-separated, e.g. 8,32,64")
     ap.add_argument("--peers", help="comma-separated subset of openslide,large_image,iipimage")
+    ap.add_argument("--reuse-conversions", action="store_true",
+                    help="use cached vips/OME-Zarr outputs instead of re-timing conversions")
     ap.add_argument("--report-only", action="store_true",
                     help="regenerate RESULTS.md from bench/results/full.jsonl")
     args = ap.parse_args(argv)
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.concurrencies = [int(c) for c in args.concurrency.split(",")]
     if args.peers is not None:
         cfg.peers = [p for p in args.peers.split(",") if p]
+    if args.reuse_conversions:
+        cfg.convert_always = False
     out = RESULTS / ("quick.jsonl" if args.quick else "full.jsonl")
     records = run(cfg, out)
     if args.quick:

@@ -65,6 +65,16 @@ def ratios(agg: dict[tuple, dict]) -> dict[tuple, dict[str, float]]:
     return out
 
 
+def cpu_ratios(agg: dict[tuple, dict]) -> dict[tuple, dict[str, float]]:
+    """Each peer's server CPU per tile divided by ours, per scenario."""
+    by_scn: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for key, v in agg.items():
+        if v["cpu_per_1000"]:
+            by_scn[key[:-1]][key[-1]] = v["cpu_per_1000"]
+    return {scn: {s: c / cpu[OURS] for s, c in cpu.items() if s != OURS}
+            for scn, cpu in by_scn.items() if cpu.get(OURS)}
+
+
 def _servers(agg: dict[tuple, dict]) -> list[str]:
     names = sorted({k[-1] for k in agg}, key=lambda s: (s != OURS, s))
     return names
@@ -86,6 +96,17 @@ def tile_tables(records: list[dict]) -> list[str]:
     else:
         lines.append("Microtome's tile server did not run, so there are no ratios "
                      "(see 'What ran').")
+    cpu = cpu_ratios(agg)
+    if cpu:
+        lines += ["", "### Server CPU per tile ratio (peer's CPU seconds per 1000 tiles divided "
+                  "by Microtome's)", "",
+                  "CPU time per tile is less sensitive than throughput to other work on the "
+                  "machine, so it is a second, steadier view of the same passes.", "",
+                  "| list | concurrency | pass | " + " | ".join(f"{p}" for p in peers) + " |",
+                  "|---|---:|---|" + "---:|" * len(peers)]
+        for scn in sorted(cpu):
+            cells = [f"{cpu[scn][p]:.1f}x" if p in cpu[scn] else "-" for p in peers]
+            lines.append(f"| {scn[0]} | {scn[1]} | {scn[2]} | " + " | ".join(cells) + " |")
     lines += ["", "### Every server, every scenario (means over the ABBA blocks)", "",
               "| list | conc. | pass | server | tiles/s (blocks) | p50 ms | p90 ms | p99 ms "
               "| errors | KB/tile | server CPU s /1000 tiles | client CPU s /1000 |",
@@ -142,13 +163,21 @@ def same_pixels_lines(records: list[dict]) -> list[str]:
         return ["Not checked (the openslide reference server did not run)."]
     lines = [f"Before the passes, {sp['tiles']} sample tiles of the uniform list were fetched "
              "from every server and decoded; compared with the openslide server's tiles:", "",
-             "| server | same tile size | mean abs. difference (0-255) | worst tile |",
-             "|---|---:|---:|---:|"]
-    for name, v in sp["servers"].items():
-        lines.append(f"| {name} | {v['same_shape']}/{sp['tiles']} | {v['mean_abs_diff']} "
-                     f"| {v['max_tile_mean_abs_diff']} |")
+             "| server | same tile size | mean abs. difference (0-255) | worst tile "
+             "| JPEG chroma | mean bytes |",
+             "|---|---:|---:|---:|---|---:|"]
+    jpeg = sp.get("jpeg", {})
+    for name in jpeg or sp["servers"]:
+        v = sp["servers"].get(name, {})
+        j = jpeg.get(name, {})
+        shape = f"{v['same_shape']}/{sp['tiles']}" if v else "reference"
+        lines.append(f"| {name} | {shape} "
+                     f"| {v.get('mean_abs_diff', '-')} | {v.get('max_tile_mean_abs_diff', '-')} "
+                     f"| {j.get('chroma', '-')} | {j.get('mean_bytes', '-')} |")
     lines += ["", "Small differences are JPEG generations and resampling filters; a wrong level "
-              "or offset would show as tens of grey levels."]
+              "or offset would show as tens of grey levels. All servers encode at quality 75; "
+              "where chroma subsampling differs (4:4:4 keeps full colour resolution and costs "
+              "bytes), bytes per tile differ for the same quality setting."]
     return lines
 
 

@@ -124,19 +124,27 @@ def load_pass(spec: ServerSpec, paths_file: Path, limit: int, concurrency: int,
     return res
 
 
-def fetch_tiles(spec: ServerSpec, tiles: list[tilelists.Tile]) -> list:
-    """Decoded sample tiles (numpy arrays) from a running server."""
+SAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+def fetch_tiles(spec: ServerSpec, tiles: list[tilelists.Tile]) -> tuple[list, dict]:
+    """Decoded sample tiles (numpy arrays) from a running server, and what its JPEGs
+    look like (chroma subsampling, mean bytes)."""
     import io
     import urllib.request
 
     import numpy as np
-    from PIL import Image
+    from PIL import Image, JpegImagePlugin
 
-    out = []
+    out, sizes, sampling = [], [], set()
     for t in tiles:
         with urllib.request.urlopen(spec.base + spec.tile(*t), timeout=30) as r:
-            out.append(np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB")))
-    return out
+            body = r.read()
+        im = Image.open(io.BytesIO(body))
+        sampling.add(SAMPLING.get(JpegImagePlugin.get_sampling(im), "other"))
+        sizes.append(len(body))
+        out.append(np.asarray(im.convert("RGB")))
+    return out, {"chroma": "/".join(sorted(sampling)), "mean_bytes": round(float(np.mean(sizes)))}
 
 
 def same_pixels(pixels: dict[str, list], tiles: list[tilelists.Tile]) -> dict:
@@ -330,17 +338,18 @@ def run(cfg: Config, out: Path) -> list[dict]:
             "servers": {s.name: s.setup for s in specs}})
     samples = tilelists.uniform(cfg.width, cfg.height, 24, cfg.seed + 9)
     pixels: dict[str, list] = {}
+    jpeg: dict[str, dict] = {}
     for s in specs:  # a server that cannot start is reported, not fatal
         try:
             s.start(WORK / "logs")
-            pixels[s.name] = fetch_tiles(s, samples)
+            pixels[s.name], jpeg[s.name] = fetch_tiles(s, samples)
         except (RuntimeError, OSError) as exc:
             status[s.name] = str(exc)
             log(f"{s.name}: {exc}")
         finally:
             s.stop()
     specs = [s for s in specs if not status.get(s.name)]
-    record({"suite": "same-pixels", **same_pixels(pixels, samples)})
+    record({"suite": "same-pixels", **same_pixels(pixels, samples), "jpeg": jpeg})
     try:
         tile_suite(cfg, specs, record)
         if not cfg.quick and (cfg.regions or cfg.thumbnails):

@@ -36,7 +36,11 @@ class ServerSpec:
         work = logdir / self.name
         self.proc = Proc(self.name, self.make_argv(self.port, work), logdir / f"{self.name}.log")
         self.proc.start()
-        self.proc.wait_ready(self.base + self.ready_path)
+        try:
+            self.proc.wait_ready(self.base + self.ready_path)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -54,6 +58,7 @@ class ServerSpec:
 
 
 def microtome(root: Path, image_id: str, workers: int) -> ServerSpec:
+    root = root.resolve()
     return ServerSpec(
         name="microtome",
         setup=f"`microtome tiles --workers {workers}` over the OME-Zarr (JPEG chunks, Q75)",
@@ -80,6 +85,7 @@ def _python_peer(name: str, module: str, slide: Path, threads: int, setup: str) 
 
 
 def openslide_peer(slide: Path, threads: int) -> ServerSpec:
+    slide = slide.resolve()
     return _python_peer(
         "openslide", "bench.peers.openslide_server", slide, threads,
         f"openslide-python DeepZoomGenerator + aiohttp, 1 process, {threads} threads, on the SVS",
@@ -87,6 +93,7 @@ def openslide_peer(slide: Path, threads: int) -> ServerSpec:
 
 
 def large_image_peer(slide: Path, threads: int) -> ServerSpec:
+    slide = slide.resolve()
     return _python_peer(
         "large_image", "bench.peers.large_image_server", slide, threads,
         f"large_image (openslide source) + aiohttp, 1 process, {threads} threads, on the SVS",
@@ -94,6 +101,7 @@ def large_image_peer(slide: Path, threads: int) -> ServerSpec:
 
 
 def iipimage_peer(tif: Path, procs: int) -> ServerSpec:
+    tif = tif.resolve()  # iipsrv resolves image paths against its own working directory
     def argv(port: int, work: Path) -> list[str]:
         conf = iipsrv.write_config(work, port, procs)
         return [str(iipsrv.LIGHTTPD), "-D", "-f", str(conf)]
