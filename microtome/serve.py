@@ -41,6 +41,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # pgserver logs every pg_ctl command line at INFO: noise for a lab user.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     settings = from_env(host=args.host, port=args.port)
     url = f"http://{args.host}:{args.port}/"
 
