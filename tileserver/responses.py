@@ -11,10 +11,31 @@ CORS = "Access-Control-Allow-Origin"
 
 
 def cache_control(request: web.Request, ref: ImageRef, max_age: int) -> str:
-    """Immutable when the URL names the image version (``?v=``), else a bounded max-age."""
+    """Immutable when the URL names the image version (``?v=``), else a bounded max-age.
+
+    Requests authorised by a cookie or an Authorization header may concern a
+    private image: shared caches must not keep those (``private``).
+    """
+    headers = request.headers
+    scope = "private" if "Cookie" in headers or "Authorization" in headers else "public"
     if request.query.get("v") == ref.version:
-        return "public, max-age=31536000, immutable"
-    return f"public, max-age={max_age}"
+        return f"{scope}, max-age=31536000, immutable"
+    return f"{scope}, max-age={max_age}"
+
+
+def public_origin(request: web.Request) -> str:
+    """scheme://host the client used; behind a reverse proxy from X-Forwarded-Proto/-Host.
+
+    IIIF info.json ids and DZI URLs must send clients back through the proxy.
+    """
+    headers = request.headers
+    scheme = headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+    host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    if scheme not in ("http", "https"):
+        scheme = request.scheme
+    if not host or any(c in host for c in "/\\ @<>\"'"):
+        host = request.host
+    return f"{scheme}://{host}"
 
 
 def not_modified(request: web.Request, etag: str) -> bool:

@@ -18,6 +18,7 @@ from .responses import (
     cache_control,
     not_modified,
     not_modified_response,
+    public_origin,
     tile_response,
 )
 from .service import etag_for
@@ -84,7 +85,8 @@ async def dzi_descriptor_handler(request: web.Request) -> web.StreamResponse:
     cache = cache_control(request, ref, svc.settings.max_age)
     headers = {"Cache-Control": cache, CORS: "*"}
     if request.query.get("format") == "json":
-        url = str(request.url.with_query(None)).removesuffix(".dzi") + "_files/"
+        url = public_origin(request) + request.raw_path.split("?", 1)[0].removesuffix(".dzi") \
+            + "_files/"
         doc = _dzi_doc(fmt, meta.tile_size, meta.width, meta.height, url)
         return json_response(doc, headers=headers)
     xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Image xmlns="{DZI_NS}" Format="{fmt}" '

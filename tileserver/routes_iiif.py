@@ -13,7 +13,14 @@ from .iiif_params import FORMATS, Limits, parse_request
 from .keys import RESOLVER, SERVICE
 from .metrics import instrumented
 from .render import parse_render
-from .responses import CORS, cache_control, not_modified, not_modified_response, tile_response
+from .responses import (
+    CORS,
+    cache_control,
+    not_modified,
+    not_modified_response,
+    public_origin,
+    tile_response,
+)
 from .service import etag_for
 
 CONTEXT = {"3": "http://iiif.io/api/image/3/context.json",
@@ -33,7 +40,7 @@ def _version(request: web.Request) -> str:
 def base_uri(request: web.Request, version: str) -> str:
     """The image's IIIF base URI, with the identifier exactly as the client encoded it."""
     raw_id = request.raw_path.split("?", 1)[0].split("/")[3]
-    return f"{request.scheme}://{request.host}/iiif/{version}/{raw_id}"
+    return f"{public_origin(request)}/iiif/{version}/{raw_id}"
 
 
 def _sizes(meta: ImageMeta, limits: Limits) -> list[dict[str, int]]:

@@ -189,3 +189,24 @@ async def test_preflight_and_head(client: TestClient, rgb_image: tuple) -> None:
     assert "GET" in r.headers["Access-Control-Allow-Methods"]
     r = await client.head("/iiif/3/slide/info.json")
     assert r.status == 200 and await r.read() == b""
+
+
+async def test_ids_follow_the_reverse_proxy(client: TestClient, rgb_image: tuple) -> None:
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "tiles.example.org"}
+    info = await (await client.get("/iiif/3/slide/info.json", headers=headers)).json(
+        content_type=None)
+    assert info["id"] == "https://tiles.example.org/iiif/3/slide"
+    doc = await (await client.get("/dzi/slide.dzi?format=json", headers=headers)).json()
+    assert doc["Image"]["Url"] == "https://tiles.example.org/dzi/slide_files/"
+    bad = {"X-Forwarded-Proto": "javascript", "X-Forwarded-Host": "evil.org/path"}
+    info = await (await client.get("/iiif/3/slide/info.json", headers=bad)).json(
+        content_type=None)
+    assert info["id"] == f"http://{client.host}:{client.port}/iiif/3/slide"
+
+
+async def test_credentialed_requests_are_privately_cached(client: TestClient,
+                                                          rgb_image: tuple) -> None:
+    r = await client.get("/dzi/slide_files/10/0_0.jpg")
+    assert r.headers["Cache-Control"].startswith("public")
+    r = await client.get("/dzi/slide_files/10/0_0.jpg", headers={"Cookie": "session=x"})
+    assert r.headers["Cache-Control"].startswith("private")
