@@ -9,6 +9,7 @@ processes, `serve` + `import`), so running it twice is harmless.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -52,10 +53,10 @@ async def _migrate_conn(conn: asyncpg.Connection, dirs: Sequence[Path]) -> list[
                    applied_at timestamptz NOT NULL DEFAULT now())""")
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         applied: list[str] = []
-        for number, name, path in discover(dirs):
+        for number, name, path in await asyncio.to_thread(discover, dirs):
             if number in done:
                 continue
-            sql = path.read_text(encoding="utf-8")
+            sql = await asyncio.to_thread(path.read_text, encoding="utf-8")
             async with conn.transaction():
                 await conn.execute(sql)
                 await conn.execute(

@@ -252,7 +252,8 @@ async def _commit(pool: asyncpg.Pool, fh: BinaryIO, upload_id: str, keep: int) -
 async def _complete(request: web.Request, upload_id: str, principal: Principal) -> None:
     """The last byte arrived: a pending image in the project and a conversion job."""
     pool = request.app[DB_POOL]
-    path = _upload_path(request, upload_id)
+    # Workers may run with another working directory: store an absolute path.
+    path = await asyncio.to_thread(_upload_path(request, upload_id).resolve)
     async with pool.acquire() as conn, conn.transaction():
         up = await conn.fetchrow("SELECT * FROM uploads WHERE id = $1 FOR UPDATE", upload_id)
         if up is None or up["completed_at"] is not None:
@@ -261,7 +262,7 @@ async def _complete(request: web.Request, upload_id: str, principal: Principal) 
             conn, name=up["metadata"].get("name") or up["filename"],
             source_filename=up["filename"], owner_id=up["user_id"],
             project_id=up["project_id"])
-        await jobs.enqueue(conn, image_id=image_id, source_path=str(path.resolve()),
+        await jobs.enqueue(conn, image_id=image_id, source_path=str(path),
                            project_id=up["project_id"], user_id=up["user_id"],
                            upload_id=upload_id, delete_source=True)
         await conn.execute("UPDATE uploads SET completed_at = now(), image_id = $2 WHERE id = $1",

@@ -173,7 +173,7 @@ class WorkerPool:
     def __init__(self, dsn: str, settings: Settings, size: int,
                  db: asyncpg.Pool | None = None) -> None:
         self.dsn = dsn
-        self.images_dir = settings.images_dir.resolve()
+        self.images_dir = settings.images_dir
         self.size = size
         self.db = db
         self._ctx = multiprocessing.get_context("spawn")
@@ -193,7 +193,9 @@ class WorkerPool:
         return proc
 
     async def start(self) -> None:
-        self.images_dir.mkdir(parents=True, exist_ok=True)
+        # Workers may run elsewhere in the tree: hand them an absolute path.
+        self.images_dir = await asyncio.to_thread(self.images_dir.resolve)
+        await asyncio.to_thread(self.images_dir.mkdir, parents=True, exist_ok=True)
         for i in range(self.size):
             self.procs[i] = await asyncio.to_thread(self._spawn, i)
         self._task = asyncio.create_task(self._supervise())

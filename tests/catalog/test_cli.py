@@ -29,7 +29,8 @@ async def test_user_add(database_url: str, tmp_path: Path) -> None:
     assert "created administrator root" in out.stdout
     conn = await asyncpg.connect(database_url)
     try:
-        row = await conn.fetchrow("SELECT is_admin, password_hash FROM users WHERE username = 'root'")
+        row = await conn.fetchrow(
+            "SELECT is_admin, password_hash FROM users WHERE username = 'root'")
     finally:
         await conn.close()
     assert row["is_admin"] is True and row["password_hash"].startswith("$argon2id$")
