@@ -231,3 +231,18 @@ def view_center(page: Any) -> dict[str, float]:
         return {x: c.x, y: c.y, z: item.viewportToImageZoom(v.viewport.getZoom(true)),
                 r: v.viewport.getRotation(true)};
     })()"""))
+
+
+def db_run(server: LiveServer, fn: Any) -> Any:
+    """Run `await fn(conn)` on the server's database (outside Playwright's loop)."""
+    import asyncpg
+
+    async def _go() -> Any:
+        conn = await asyncpg.connect(server.database_url)
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _go()).result()
