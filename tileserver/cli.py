@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.isdigit() else None
+
+
 def _check_port(host: str, port: int) -> str | None:
     """None when (host, port) can be bound with SO_REUSEPORT, else a message."""
     try:
@@ -105,10 +110,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     cores = os.cpu_count() or 2
-    threads = args.threads or max(2, cores // args.workers)
-    base = microtome_settings.Settings()
-    cache_bytes = (args.cache_mb * 1024**2 if args.cache_mb is not None
-                   else base.tile_cache_bytes // args.workers)
+    # Flags win over MICROTOME_TILE_THREADS / MICROTOME_TILE_CACHE_MB (per process).
+    threads = args.threads or _env_int("MICROTOME_TILE_THREADS") or max(2, cores // args.workers)
+    cache_mb = args.cache_mb if args.cache_mb is not None else _env_int("MICROTOME_TILE_CACHE_MB")
+    cache_bytes = (cache_mb * 1024**2 if cache_mb is not None
+                   else microtome_settings.Settings().tile_cache_bytes // args.workers)
     worker_args = (root.resolve(), args.host, args.port, threads, cache_bytes, True)
     print(f"microtome tiles: serving {root} on http://{args.host}:{args.port} "
           f"({args.workers} worker(s), {threads} threads each)", file=sys.stderr)

@@ -92,7 +92,9 @@ async def associated_handler(request: web.Request) -> web.StreamResponse:
     return tile_response(request, tile, etag, cache)
 
 
-def metadata_document(meta: ImageMeta, original: Any) -> dict[str, Any]:
+def metadata_document(meta: ImageMeta, original: Any, version: str) -> dict[str, Any]:
+    """``version`` is the served version: add ``?v=<version>`` to tile URLs (and to a
+    .dzi URL, whose query OpenSeadragon repeats on its tiles) for immutable caching."""
     return {
         "name": meta.name, "width": meta.width, "height": meta.height,
         "kind": meta.kind, "dtype": meta.dtype, "tile_size": meta.tile_size,
@@ -105,7 +107,8 @@ def metadata_document(meta: ImageMeta, original: Any) -> dict[str, Any]:
                       "window": {"start": c.window_start, "end": c.window_end,
                                  "min": c.window_min, "max": c.window_max}}
                      for c in meta.channels],
-        "associated": list(meta.associated), "version": meta.version,
+        "associated": list(meta.associated), "version": version,
+        "stored_version": meta.version,
         "source": meta.source, "original": original,
     }
 
@@ -131,7 +134,7 @@ async def metadata_handler(request: web.Request) -> web.StreamResponse:
     pyr = await svc.open(ref)
     original = await svc.run(_original, ref.path / "metadata" / "original.json")
     headers = {CORS: "*", "Cache-Control": cache_control(request, ref, svc.settings.max_age)}
-    return json_response(metadata_document(pyr.meta, original), headers=headers)
+    return json_response(metadata_document(pyr.meta, original, ref.version), headers=headers)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

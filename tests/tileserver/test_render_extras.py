@@ -124,3 +124,12 @@ async def test_metrics(client: TestClient, rgb_image: tuple) -> None:
     assert lines["microtome_tile_cache_hits_total{"] == "1"
     assert lines["microtome_tile_passthrough_total{"] == "1"
     assert 'microtome_tile_request_seconds_bucket{route="dzi_tile",le="+Inf"' in text
+
+
+async def test_metadata_version_makes_tile_urls_immutable(client: TestClient,
+                                                          rgb_image: tuple) -> None:
+    version = (await (await client.get("/images/slide/metadata")).json())["version"]
+    r = await client.get(f"/dzi/slide_files/10/0_0.jpg?v={version}")
+    assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    r = await client.get("/dzi/slide_files/10/0_0.jpg?v=stale")
+    assert "immutable" not in r.headers["Cache-Control"]
