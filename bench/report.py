@@ -332,4 +332,6 @@ def quick_summary(records: list[dict]) -> dict[str, float]:
     for key, v in agg.items():
         if key[-1] == OURS:
             out[f"rps/{key[0]}/c{key[1]}/{key[2]}"] = round(v["rps"], 1)
+            if v["cpu_per_1000"]:
+                out[f"cpu_s_per_1000/{key[0]}/c{key[1]}/{key[2]}"] = round(v["cpu_per_1000"], 3)
     return out

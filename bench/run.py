@@ -336,10 +336,11 @@ def run(cfg: Config, out: Path) -> list[dict]:
     specs = build_specs(cfg, svs, tif, zroot, status)
     record({"suite": "servers", "status": status,
             "servers": {s.name: s.setup for s in specs}})
-    samples = tilelists.uniform(cfg.width, cfg.height, 24, cfg.seed + 9)
+    # Quick mode skips the start-up check (two extra server starts); full runs keep it.
+    samples = tilelists.uniform(cfg.width, cfg.height, 0 if cfg.quick else 24, cfg.seed + 9)
     pixels: dict[str, list] = {}
     jpeg: dict[str, dict] = {}
-    for s in specs:  # a server that cannot start is reported, not fatal
+    for s in specs if samples else []:  # a server that cannot start is reported, not fatal
         try:
             s.start(WORK / "logs")
             pixels[s.name], jpeg[s.name] = fetch_tiles(s, samples)
