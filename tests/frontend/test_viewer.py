@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from tests.frontend.browser import (
     ADMIN,
+    ARTIFACTS,
     ConsoleLog,
     LiveServer,
     api_call,
@@ -49,6 +51,14 @@ def test_viewer_draws_tiles(live_server: LiveServer, context: Any, page: Any,
     # Scale bar in physical units, magnification buttons from the 20x objective.
     assert "µm" in page.locator("#scalebar .label").inner_text()
     assert page.locator("#mag-buttons button", has_text="20x").count() == 1
+
+    # First tiles after opening the slide (page already cached once): measured, not asserted.
+    page.reload()
+    wait_tiles(page)
+    first_ms = page.evaluate("window.microtome.firstTileMs")
+    assert first_ms > 0
+    (ARTIFACTS / "viewer-timing.json").write_text(json.dumps({"first_tile_ms": first_ms}))
+    print(f"\nfirst tile {first_ms:.0f} ms after navigation")
 
     # -- view controls ---------------------------------------------------------
     # Magnification: the slide's objective is 20x, so 10x is half the native resolution.

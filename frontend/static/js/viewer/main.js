@@ -46,6 +46,7 @@ async function waitUntilReady() {
       return {};
     }
     state.image = image || {};
+    if (state.image.name) { $("#image-name").textContent = state.image.name; document.title = `${state.image.name} · Microtome`; }
     const status = String(state.image.status || "ready").toLowerCase();
     if (status === "ready" || status === "done" || status === "available") return state.image;
     if (status === "failed" || status === "error") {
@@ -95,7 +96,11 @@ function createViewer() {
     gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
     keyboardNavEnabled: true,
   });
-  viewer.addHandler("tile-loaded", () => { window.microtome.tilesLoaded += 1; });
+  viewer.addHandler("tile-loaded", () => {
+    // Time from navigation start to the first tile (reported by the browser tests).
+    if (!window.microtome.tilesLoaded) window.microtome.firstTileMs = performance.now();
+    window.microtome.tilesLoaded += 1;
+  });
   viewer.addHandler("tile-load-failed", () => { window.microtome.tilesFailed += 1; });
   return viewer;
 }
@@ -255,6 +260,7 @@ async function main() {
   const ok = await openSource(state.viewer);
   if (!ok) return;
   window.microtome.opened = true;
+  document.querySelector(".viewer-tools").hidden = false;
   paramsToView(state.viewer, new URLSearchParams(location.search));
   setupControls();
   setupChannels(state, reloadTiles);
