@@ -181,12 +181,45 @@ def same_pixels_lines(records: list[dict]) -> list[str]:
     return lines
 
 
+def losses(records: list[dict]) -> list[str]:
+    """Every comparison where a peer beat us on throughput, stated plainly."""
+    out = []
+    agg = aggregate(records, "tiles", ("list", "concurrency", "temp"))
+    for scn, peers in sorted(ratios(agg).items()):
+        for peer, r in sorted(peers.items()):
+            if r < 1:
+                out.append(f"- tiles `{scn[0]}` c={scn[1]} {scn[2]}: {peer} is {1 / r:.2f}x "
+                           "faster than Microtome.")
+    for suite in ("iiif-aligned", "iiif-unaligned", "thumbnails"):
+        for peers in ratios(aggregate(records, suite, ())).values():
+            for peer, r in sorted(peers.items()):
+                if r < 1:
+                    out.append(f"- {suite}: {peer} is {1 / r:.2f}x faster than Microtome.")
+    conv = {r["tool"]: r for r in records if r.get("suite") == "convert" and r["exit"] == 0}
+    if "vips" in conv and "microtome" in conv:
+        if conv["microtome"]["wall_s"] > conv["vips"]["wall_s"]:
+            out.append(f"- conversion: vips took {conv['vips']['wall_s']:.0f} s, Microtome "
+                       f"{conv['microtome']['wall_s']:.0f} s.")
+        if conv["microtome"]["peak_rss_bytes"] > conv["vips"]["peak_rss_bytes"]:
+            out.append("- conversion peak RSS: Microtome used more memory than vips "
+                       f"({_mb(conv['microtome']['peak_rss_bytes'])} vs "
+                       f"{_mb(conv['vips']['peak_rss_bytes'])}).")
+    return out or ["- Nowhere in this run."]
+
+
 def goals(records: list[dict]) -> list[str]:
     agg = aggregate(records, "tiles", ("list", "concurrency", "temp"))
     rat = ratios(agg)
-    if not rat:
-        return ["Not assessable: Microtome's tile server did not run."]
     out = []
+    conv = {r["tool"]: r for r in records if r.get("suite") == "convert" and r["exit"] == 0}
+    if "vips" in conv and "microtome" in conv:
+        ours, vips = conv["microtome"], conv["vips"]
+        ok = ours["wall_s"] < vips["wall_s"] and ours["peak_rss_bytes"] <= 1 << 30
+        out.append(f"- Conversion faster than vips at <= 1 GB peak RSS: "
+                   f"{'met' if ok else 'not met'} ({ours['wall_s']:.0f} s vs "
+                   f"{vips['wall_s']:.0f} s, {_mb(ours['peak_rss_bytes'])}).")
+    if not rat:
+        return [*out, "- Tile goals not assessable: Microtome's tile server did not run."]
     for peer, goal in (("openslide", 6.0), ("iipimage", 2.0)):
         vals = [r[peer] for r in rat.values() if peer in r]
         if vals:
@@ -302,9 +335,13 @@ def render(records: list[dict]) -> str:
         "",
         *tile_tables(records),
         "",
-        "### Goals from the tile-server issue",
+        "### Goals from the issues",
         "",
         *goals(records),
+        "",
+        "### Where Microtome loses in this run",
+        "",
+        *losses(records),
         "",
         "## IIIF regions and thumbnails (concurrency 8 and 4, ABBA)",
         "",

@@ -64,7 +64,7 @@ class Config:
     @classmethod
     def full(cls) -> Config:
         return cls(False, 65536, 49152, {"panning": 40000, "uniform": 40000}, [8, 32, 64],
-                   8.0, ["openslide", "large_image", "iipimage"], regions=600, thumbnails=48)
+                   6.0, ["openslide", "large_image", "iipimage"], regions=600, thumbnails=48)
 
     @classmethod
     def quick_(cls) -> Config:
