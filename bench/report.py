@@ -227,13 +227,14 @@ def goals(records: list[dict]) -> list[str]:
             out.append(f"- >= {goal:g}x {peer}: met in {met} of {len(vals)} scenarios "
                        f"(range {min(vals):.2f}x - {max(vals):.2f}x).")
     for temp in ("cold", "warm"):
-        ours = [v["p99_ms"] for k, v in agg.items() if k[1] == 8 and k[2] == temp and k[3] == OURS]
-        iip = [v["p99_ms"] for k, v in agg.items()
-               if k[1] == 8 and k[2] == temp and k[3] == "iipimage"]
-        if ours and iip:
-            out.append(f"- p99 at concurrency 8, {temp}: Microtome {mean(ours):.1f} ms vs "
-                       f"IIPImage {mean(iip):.1f} ms "
-                       f"({'no worse' if mean(ours) <= mean(iip) else 'worse'}).")
+        p99_ours = [v["p99_ms"] for k, v in agg.items()
+                    if k[1] == 8 and k[2] == temp and k[3] == OURS]
+        p99_iip = [v["p99_ms"] for k, v in agg.items()
+                   if k[1] == 8 and k[2] == temp and k[3] == "iipimage"]
+        if p99_ours and p99_iip:
+            a, b = mean(p99_ours), mean(p99_iip)
+            out.append(f"- p99 at concurrency 8, {temp}: Microtome {a:.1f} ms vs "
+                       f"IIPImage {b:.1f} ms ({'no worse' if a <= b else 'worse'}).")
     return out
 
 
