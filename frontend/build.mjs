@@ -1,7 +1,8 @@
 // Copies the browser builds of our npm dependencies into static/vendor/.
 // No bundler: the pages are plain ES modules, so "building" is a copy.
 // Offline-safe and idempotent: reads only node_modules/.
-import { cpSync, mkdirSync, rmSync, existsSync } from "node:fs";
+import { cpSync, mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -25,5 +26,11 @@ for (const [src, dst] of copies) {
   const to = join(vendor, dst);
   mkdirSync(dirname(to), { recursive: true });
   cpSync(from, to, { recursive: true });
+}
+// Pre-compressed copies: aiohttp's FileResponse sends "x.js.gz" to clients
+// that accept gzip, so the 350 KB viewer library travels as ~100 KB.
+for (const file of ["openseadragon/openseadragon.min.js"]) {
+  const path = join(vendor, file);
+  writeFileSync(`${path}.gz`, gzipSync(readFileSync(path), { level: 9 }));
 }
 console.log(`build: copied ${copies.length} vendor assets to static/vendor/`);

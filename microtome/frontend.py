@@ -10,6 +10,8 @@ content hash) except vendored libraries, whose version only changes with
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -43,12 +45,10 @@ def _static_root(app: web.Application) -> Path:
     return app[FRONTEND_DIR] / "static"
 
 
-def _page_handler(filename: str):  # type: ignore[no-untyped-def]
+def _page_handler(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def page(request: web.Request) -> web.StreamResponse:
-        path = _static_root(request.app) / filename
-        if not path.is_file():
-            raise errors.NotFound("page not found")
-        return web.FileResponse(path, headers=_PAGE_HEADERS)
+        # FileResponse stats the file in an executor; a missing page is a 404.
+        return web.FileResponse(_static_root(request.app) / filename, headers=_PAGE_HEADERS)
 
     page.__name__ = f"page_{filename.replace('.', '_')}"
     return page
@@ -73,7 +73,9 @@ def resolve_asset(root: Path, rel: str) -> Path | None:
 
 async def static_asset(request: web.Request) -> web.StreamResponse:
     rel = request.match_info["path"]
-    path = resolve_asset(_static_root(request.app), rel)
+    # resolve() and is_file() touch the disk: keep them off the event loop.
+    path = await asyncio.get_running_loop().run_in_executor(
+        None, resolve_asset, _static_root(request.app), rel)
     if path is None:
         raise errors.NotFound("asset not found", rel)
     cache = (f"public, max-age={_VENDOR_MAX_AGE}" if rel.startswith("vendor/")
@@ -83,10 +85,8 @@ async def static_asset(request: web.Request) -> web.StreamResponse:
 
 
 async def favicon(request: web.Request) -> web.StreamResponse:
-    path = _static_root(request.app) / "img" / "favicon.svg"
-    if not path.is_file():
-        raise errors.NotFound("asset not found")
-    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+    return web.FileResponse(_static_root(request.app) / "img" / "favicon.svg",
+                             headers={"Cache-Control": "public, max-age=86400"})
 
 
 def setup_frontend(app: web.Application, settings: Settings) -> None:
