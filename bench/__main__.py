@@ -11,6 +11,8 @@ concurrency 32, written to ``bench/results/quick.jsonl`` and compared with
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 
 from bench import guard, report
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true",
                     help="regenerate RESULTS.md from bench/results/full.jsonl")
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop every server we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     full_jsonl = RESULTS / "full.jsonl"
     results_md = Path(__file__).parent / "RESULTS.md"
     if args.report_only:

@@ -164,17 +164,20 @@ def run_measured(argv: list[str], log: Path, env: dict[str, str] | None = None,
     peak_one = 0
     status = None
     ru = None
-    while True:
-        pid, st, r = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            status, ru = st, r
-            break
-        peak_tree = max(peak_tree, tree_rss_bytes(p.pid))
-        peak_one = max([peak_one, *(vm_hwm_bytes(q) for q in tree_pids(p.pid))])
-        if time.perf_counter() - t0 > timeout:
-            p.stop()
-            raise RuntimeError(f"{argv[0]} timed out after {timeout:.0f} s")
-        time.sleep(0.1)
+    try:
+        while True:
+            pid, st, r = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                status, ru = st, r
+                break
+            peak_tree = max(peak_tree, tree_rss_bytes(p.pid))
+            peak_one = max([peak_one, *(vm_hwm_bytes(q) for q in tree_pids(p.pid))])
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(f"{argv[0]} timed out after {timeout:.0f} s")
+            time.sleep(0.1)
+    except BaseException:
+        p.stop()  # timed out or interrupted: take the tool's whole process group down
+        raise
     wall = time.perf_counter() - t0
     assert ru is not None and status is not None
     if p.popen is not None:
