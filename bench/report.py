@@ -238,13 +238,18 @@ def goals(records: list[dict]) -> list[str]:
     return out
 
 
+def _load(v: list[float] | None) -> str:
+    return "/".join(f"{x:.1f}" for x in v) if v else "?"
+
+
 def machine_lines(m: dict, end: dict) -> list[str]:
     v = m.get("versions", {})
     return [
         f"- CPU: {m.get('cpu_model')} — {m.get('cores')} cores, {m.get('memory_gb')} GB RAM, "
         f"Linux {m.get('kernel')}",
         f"- Python {m.get('python')}; " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- Load average at start {m.get('loadavg')}, at end {end.get('loadavg')}; "
+        f"- Load average (1/5/15 min) at start {_load(m.get('loadavg'))}, at end "
+        f"{_load(end.get('loadavg'))}; "
         f"git commit {m.get('git_commit')}; run took {end.get('elapsed_s', '?')} s.",
     ]
 
@@ -271,6 +276,8 @@ def render(records: list[dict]) -> str:
     srv = _one(records, "servers")
     sl = _one(records, "slide")
     cfg = m.get("config", {})
+    sizes = {k: v for k, v in _one(records, "lists").items() if k in ("panning", "uniform")}
+    sizes = sizes or cfg.get("list_sizes", {})
     status = end.get("status", srv.get("status", {}))
     lines = [
         "# Microtome benchmark results",
@@ -298,9 +305,9 @@ def render(records: list[dict]) -> str:
         *(f"- **{name} not run**: {why}" for name, why in status.items() if why),
         f"- Request lists: `panning` = a seeded viewer (1600x1000 viewport) wandering and "
         f"zooming over the top three Deep Zoom levels, requesting only tiles not yet seen, "
-        f"nearest the viewport centre first ({cfg.get('list_sizes', {}).get('panning')} tiles); "
+        f"nearest the viewport centre first ({sizes.get('panning')} tiles); "
         f"`uniform` = distinct tiles drawn uniformly from every tile of every level "
-        f"({cfg.get('list_sizes', {}).get('uniform')} tiles). Deep Zoom levels smaller than one "
+        f"({sizes.get('uniform')} tiles). Deep Zoom levels smaller than one "
         f"tile (a handful of 1-tile levels) are left out: large_image has no tile there and "
         f"IIPImage answers them with its smallest level.",
         f"- Each pass is bounded to {cfg.get('pass_seconds')} s (no new request after that); "
@@ -314,8 +321,9 @@ def render(records: list[dict]) -> str:
         "",
         "- Same slide for everyone: the Python peers read the generated SVS, IIPImage reads "
         "`vips tiffsave --tile --pyramid` of it (x2 levels, JPEG Q75), Microtome reads its "
-        "OME-Zarr conversion of it (`--quality 75`): every path has one JPEG generation at Q75 "
-        "between the scanner-style source and the bytes sent.",
+        "OME-Zarr conversion of it (`--quality 75`). Microtome and the Python peers have one "
+        "JPEG generation at Q75 between the scanner-style source and the bytes sent (ours at "
+        "conversion, theirs per request); IIPImage has two (vips, then iipsrv per tile).",
         "- Same tiles: one seeded list, mapped onto each server's URL scheme (Deep Zoom for all "
         "four); same tile size (256, overlap 0) and same JPEG quality (75).",
         "- Same conditions: loopback, same client, same concurrency, same time bound, ABBA order, "

@@ -189,6 +189,7 @@ def tile_suite(cfg: Config, specs: list[ServerSpec], record: Recorder) -> None:
         "panning": tilelists.panning(w, h, cfg.list_sizes["panning"], cfg.seed),
         "uniform": tilelists.uniform(w, h, cfg.list_sizes["uniform"], cfg.seed + 1),
     }
+    record({"suite": "lists", **{k: len(v) for k, v in lists.items()}})
     for lname, tiles in lists.items():
         files = {s.name: write_paths(s, f"tiles-{lname}", [s.tile(*t) for t in tiles])
                  for s in specs}
