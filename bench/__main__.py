@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", help="comma-separated subset of openslide,large_image,iipimage")
     ap.add_argument("--reuse-conversions", action="store_true",
                     help="use cached vips/OME-Zarr outputs instead of re-timing conversions")
+    ap.add_argument("--no-extra-suites", action="store_true",
+                    help="skip plug-in suites such as bench/annotations.py")
     ap.add_argument("--report-only", action="store_true",
                     help="regenerate RESULTS.md from bench/results/full.jsonl")
     args = ap.parse_args(argv)
@@ -49,10 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg.concurrencies = [int(c) for c in args.concurrency.split(",")]
     if args.peers is not None:
         cfg.peers = [p for p in args.peers.split(",") if p]
+    if args.no_extra_suites:
+        cfg.extra_suites = False
     if args.reuse_conversions:
         cfg.convert_always = False
     out = RESULTS / ("quick.jsonl" if args.quick else "full.jsonl")
-    records = run(cfg, out)
+    def checkpoint(records: list[dict]) -> None:
+        if not args.quick:
+            results_md.write_text(report.render(records))
+
+    records = run(cfg, out, checkpoint)
     if args.quick:
         return guard.check(report.quick_summary(records), RESULTS / "quick-baseline.json",
                            args.update_baseline)

@@ -59,6 +59,7 @@ class Config:
     regions: int = 0
     thumbnails: int = 0
     convert_always: bool = True
+    extra_suites: bool = True
     seed: int = 20261124
 
     @classmethod
@@ -327,7 +328,14 @@ def build_specs(cfg: Config, svs: Path, tif: Path | None, zroot: Path | None,
     return specs
 
 
-def run(cfg: Config, out: Path) -> list[dict]:
+def _no_checkpoint(records: list[dict]) -> None:
+    pass
+
+
+def run(cfg: Config, out: Path,
+        checkpoint: Callable[[list[dict]], None] = _no_checkpoint) -> list[dict]:
+    """Run every suite; ``checkpoint`` gets the records so far after each long suite
+    (the full run re-renders RESULTS.md there, so an interrupted run still reports)."""
     record = Recorder(out)
     t0 = time.time()
     log(f"bench: {'quick' if cfg.quick else 'full'} run, results -> {out}")
@@ -354,9 +362,11 @@ def run(cfg: Config, out: Path) -> list[dict]:
     record({"suite": "same-pixels", **same_pixels(pixels, samples), "jpeg": jpeg})
     try:
         tile_suite(cfg, specs, record)
+        checkpoint(record.records)
         if not cfg.quick and (cfg.regions or cfg.thumbnails):
             extras_suite(cfg, specs, record)
-        if not cfg.quick:
+            checkpoint(record.records)
+        if not cfg.quick and cfg.extra_suites:
             extra_suites(cfg, record)
     finally:
         for s in specs:
