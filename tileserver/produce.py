@@ -14,7 +14,7 @@ from .cache import Tile
 from .encode import CONTENT_TYPES, apply_quality, encode, rotate
 from .iiif_params import ImageRequest
 from .render import RGB, RenderParams, render_region
-from .tilemath import DziTile, best_level, fit_within, is_full_chunk
+from .tilemath import DziTile, best_level, fit_within, is_full_chunk, level_for
 
 
 def _stored_chunk(pyr: Pyramid, level: int, lx: int, ly: int, w: int, h: int) -> Tile | None:
@@ -47,7 +47,7 @@ def iiif_image(pyr: Pyramid, req: ImageRequest, params: RenderParams) -> Tile:
     meta = pyr.meta
     if (req.format == "jpg" and req.quality in ("default", "color") and not req.mirror
             and req.rotation == 0 and params is RGB):
-        level = best_level(meta, min(req.w / req.out_w, req.h / req.out_h))
+        level = level_for(meta, req.x, req.y, req.w, req.h, req.out_w, req.out_h)
         d = meta.levels[level].downsample
         if req.x % d == 0 and req.y % d == 0 and (req.w, req.h) == (req.out_w * d,
                                                                       req.out_h * d):

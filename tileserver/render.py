@@ -43,7 +43,7 @@ from pyramid.layout import ImageMeta
 from pyramid.reader import Pyramid
 
 from .encode import resample
-from .tilemath import best_level, level_box
+from .tilemath import level_box, level_for
 
 RENDER_KEYS = ("t", "z", "channels", "windows", "colors", "gamma")
 _HEX = re.compile(r"[0-9A-Fa-f]{6}")
@@ -177,7 +177,7 @@ def render_region(pyr: Pyramid, x: int, y: int, w: int, h: int, out_w: int, out_
     """A level-0 rectangle as (out_h, out_w, 3) uint8 RGB, read from the best level."""
     meta = pyr.meta
     if level is None:
-        level = best_level(meta, min(w / out_w, h / out_h))
+        level = level_for(meta, x, y, w, h, out_w, out_h)
     box = level_box(meta, level, x, y, w, h)
     if meta.kind == "rgb":
         pixels = pyr.read_region(level, box.x, box.y, box.w, box.h)

@@ -89,6 +89,28 @@ def best_level(meta: ImageMeta, scale: float) -> int:
     return chosen
 
 
+def level_for(meta: ImageMeta, x: int, y: int, w: int, h: int, out_w: int, out_h: int) -> int:
+    """The coarsest stored level with at least out_w x out_h pixels over a level-0 region.
+
+    Like `best_level(min(w / out_w, h / out_h))`, but a region that ends at the
+    image's right/bottom edge may use the ceil-rounded size viewers ask for
+    there (488 px at scale 4 → 122 px; the level's last pixel is partial), so
+    edge tiles are read from their own level too.
+    """
+
+    def fits(pos: int, extent: int, out: int, full: int, d: int) -> bool:
+        if d * out <= extent * (1 + 1e-9):
+            return True
+        return pos + extent == full and -(-extent // d) >= out and d * (out - 1) < extent
+
+    chosen = 0
+    for i, lv in enumerate(meta.levels):
+        d = lv.downsample
+        if fits(x, w, out_w, meta.width, d) and fits(y, h, out_h, meta.height, d):
+            chosen = i
+    return chosen
+
+
 @dataclass(frozen=True, slots=True)
 class LevelBox:
     """A level-0 rectangle expressed on one stored level.

@@ -84,3 +84,31 @@ def test_fit_within() -> None:
     assert fit_within(1000, 700, 200, 200) == (200, 140)
     assert fit_within(700, 1000, 256, 256) == (179, 256)
     assert fit_within(1, 100000, 10, 10) == (1, 10)
+
+
+def test_level_for_accepts_ceil_rounded_edge_sizes() -> None:
+    from tileserver.tilemath import level_for
+
+    meta = _meta(1000, 700)  # downsamples 1, 2, 4
+    assert level_for(meta, 0, 0, 1000, 700, 250, 175) == 2
+    assert level_for(meta, 512, 512, 488, 188, 122, 47) == 2  # edge tile: ceil(188/4) = 47
+    assert level_for(meta, 0, 0, 1000, 700, 251, 175) == 1  # one pixel more than level 2 has
+    assert level_for(meta, 0, 0, 5, 5, 2, 2) == 1  # interior: 2 px over 5 needs scale <= 2.5
+    assert level_for(meta, 995, 695, 5, 5, 2, 2) == 2  # at the edge: level 2's partial pixel
+    assert level_for(meta, 0, 0, 300, 300, 256, 256) == 0
+    assert level_for(meta, 0, 0, 100, 100, 400, 400) == 0  # upscaling
+
+
+@given(st.integers(0, 999), st.integers(0, 699), st.integers(1, 1000), st.integers(1, 700),
+       st.integers(1, 2000), st.integers(1, 2000))
+def test_level_for_never_loses_more_than_the_edge_pixel(x: int, y: int, w: int, h: int,
+                                                        ow: int, oh: int) -> None:
+    from tileserver.tilemath import level_for
+
+    meta = _meta(1000, 700)
+    w, h = min(w, 1000 - x), min(h, 700 - y)
+    d = meta.levels[level_for(meta, x, y, w, h, ow, oh)].downsample
+    # Enough level pixels cover the region (counting a partial last pixel at the edge).
+    assert d == 1 or (-(-w // d) >= ow and -(-h // d) >= oh)
+    assert d == 1 or d <= w / ow or x + w == 1000
+    assert d == 1 or d <= h / oh or y + h == 700
