@@ -346,7 +346,7 @@ def _build_distributed(reader: SourceReader, meta: ImageMeta, sink: Any,
     except ImportError as e:  # pragma: no cover - dask[distributed] is a dependency
         raise ValueError("--scheduler needs dask.distributed") from e
     try:
-        client = Client(options.scheduler, timeout="10s")
+        client = Client(options.scheduler, timeout="5s")
     except Exception as e:
         raise ValueError(f"cannot connect to scheduler {options.scheduler}: {e}") from e
     try:

@@ -232,7 +232,7 @@ def test_sigint_to_cli_leaves_nothing(tmp_path: Path) -> None:
 
     from converters.synthetic import write_slide
 
-    src = write_slide(tmp_path / "big.tiff", 6000, 5000)
+    src = write_slide(tmp_path / "big.tiff", 4000, 3000)
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "converters.cli", "convert", str(src), "-o",
