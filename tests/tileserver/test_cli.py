@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -58,6 +59,18 @@ def test_workers_share_the_port_and_port_in_use_is_reported(tmp_path: Path) -> N
             pids.update(ln.split('pid="')[1].split('"')[0] for ln in text.splitlines()
                         if 'pid="' in ln)
         assert len(pids) == 2
+        # A worker that dies is replaced; the port keeps answering meanwhile.
+        os.kill(int(sorted(pids)[0]), signal.SIGKILL)
+        new_pids: set[str] = set()
+        deadline = time.monotonic() + 30
+        while not (new_pids - pids) and time.monotonic() < deadline:
+            try:
+                text = _get(f"{base}/metrics")[1].decode()
+            except OSError:
+                continue
+            new_pids.update(ln.split('pid="')[1].split('"')[0] for ln in text.splitlines()
+                            if 'pid="' in ln)
+        assert new_pids - pids, "dead worker was not replaced"
         second = subprocess.run([*cmd, "--workers", "1"], capture_output=True, text=True,
                                 timeout=60)
         assert second.returncode != 0
