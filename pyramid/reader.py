@@ -100,6 +100,8 @@ class Pyramid:
         self._lock = threading.Lock()
         self._zarr_arrays: dict[str, Any] = {}
         self._token = next(_tokens)
+        #: Quality of the stored JPEG chunks, when known (None for zstd or foreign data).
+        self.jpeg_quality: int | None = None
 
     def decoded_chunk(self, level: int, cy: int, cx: int, t: int = 0, c: int = 0,
                       z: int = 0) -> np.ndarray:
@@ -279,7 +281,21 @@ def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
     except (KeyError, IndexError, TypeError, ValueError) as e:
         raise StorageError("image metadata is malformed") from e
     direct = all(_is_ours(d) for d in docs) and "microtome" in group_attrs_keys(root)
-    return Pyramid(root, meta, direct)
+    pyr = Pyramid(root, meta, direct)
+    pyr.jpeg_quality = _jpeg_quality(docs[0])
+    return pyr
+
+
+def _jpeg_quality(level_doc: dict[str, Any]) -> int | None:
+    """The JPEG quality chunks were stored with (our layout), so re-encoded tiles match."""
+    try:
+        for codec in level_doc["codecs"][0]["configuration"]["codecs"]:
+            if codec.get("name") == "imagecodecs_jpeg":
+                q = int(codec.get("configuration", {}).get("level", 0))
+                return q if 1 <= q <= 100 else None
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+        pass
+    return None
 
 
 def group_attrs_keys(root: Path) -> set[str]:

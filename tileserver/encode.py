@@ -57,11 +57,19 @@ def rotate(pixels: np.ndarray, mirror: bool, degrees: int) -> np.ndarray:
     return pixels
 
 
-def encode(pixels: np.ndarray, fmt: str) -> bytes:
-    """Encode (h, w, 3) or (h, w) uint8 pixels as jpg/png/webp."""
+def encode(pixels: np.ndarray, fmt: str, jpeg_quality: int | None = None) -> bytes:
+    """Encode (h, w, 3) or (h, w) uint8 pixels as jpg/png/webp.
+
+    JPEG: ``jpeg_quality`` (the image's stored quality, so re-encoded tiles
+    look like passed-through ones) else JPEG_QUALITY; 4:2:0 chroma like the
+    stored chunks and every peer server (4:4:4 doubles bytes and encode time).
+    """
     pixels = np.ascontiguousarray(pixels)
     if fmt in ("jpg", "jpeg"):
-        return bytes(imagecodecs.jpeg8_encode(pixels, level=JPEG_QUALITY))
+        level = jpeg_quality or JPEG_QUALITY
+        if pixels.ndim == 2:
+            return bytes(imagecodecs.jpeg8_encode(pixels, level=level))
+        return bytes(imagecodecs.jpeg8_encode(pixels, level=level, subsampling="420"))
     if fmt == "png":
         return bytes(imagecodecs.png_encode(pixels, level=1))
     if fmt == "webp":

@@ -40,7 +40,7 @@ def dzi_tile(pyr: Pyramid, dt: DziTile, col: int, row: int, fmt: str,
     # Like openslide's DeepZoomGenerator: the clipped region is fitted to the tile's
     # ceil-rounded size, so a level's partial last pixel stretches by under one pixel.
     pixels = render_region(pyr, dt.x, dt.y, dt.w, dt.h, dt.out_w, dt.out_h, params, level)
-    return Tile(encode(pixels, fmt), CONTENT_TYPES[fmt])
+    return Tile(encode(pixels, fmt, pyr.jpeg_quality), CONTENT_TYPES[fmt])
 
 
 def iiif_image(pyr: Pyramid, req: ImageRequest, params: RenderParams) -> Tile:
@@ -57,7 +57,7 @@ def iiif_image(pyr: Pyramid, req: ImageRequest, params: RenderParams) -> Tile:
     pixels: np.ndarray = render_region(pyr, req.x, req.y, req.w, req.h, req.out_w, req.out_h,
                                        params)
     pixels = rotate(apply_quality(pixels, req.quality), req.mirror, req.rotation)
-    return Tile(encode(pixels, req.format), CONTENT_TYPES[req.format])
+    return Tile(encode(pixels, req.format, pyr.jpeg_quality), CONTENT_TYPES[req.format])
 
 
 def thumbnail(pyr: Pyramid, size: int, fmt: str, params: RenderParams) -> Tile:
@@ -65,4 +65,4 @@ def thumbnail(pyr: Pyramid, size: int, fmt: str, params: RenderParams) -> Tile:
     tw, th = fit_within(meta.width, meta.height, size, size)
     tw, th = min(tw, meta.width), min(th, meta.height)
     pixels = render_region(pyr, 0, 0, meta.width, meta.height, tw, th, params)
-    return Tile(encode(pixels, fmt), CONTENT_TYPES[fmt])
+    return Tile(encode(pixels, fmt, pyr.jpeg_quality), CONTENT_TYPES[fmt])
