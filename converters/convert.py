@@ -271,6 +271,8 @@ def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, p
     if info.objective_power:
         source["objective_power"] = info.objective_power
     meta = plan_meta(info, options, _stem(dst.name), source)
+    if options.codec == "jpeg" and meta.codec != "jpeg":
+        info.notes.append("JPEG needs 8-bit RGB (and NGFF 0.5): stored losslessly with zstd")
     jobs = plane_jobs(meta, info)
     per_plane = sum(-(-lv.width // meta.tile_size) * -(-lv.height // meta.tile_size)
                     for lv in meta.levels)
