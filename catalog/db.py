@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -112,7 +111,7 @@ async def connect(dsn: str) -> asyncpg.Connection:
 async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool:
     """An asyncpg pool whose json/jsonb values are Python objects (orjson codecs)."""
     kwargs.setdefault("min_size", 1)
-    kwargs.setdefault("max_size", int(os.environ.get("MICROTOME_DB_POOL_SIZE", "10")))
+    kwargs.setdefault("max_size", 10)
     kwargs.setdefault("command_timeout", 60)
     pool = await asyncpg.create_pool(dsn, init=_init_connection, **kwargs)
     assert pool is not None

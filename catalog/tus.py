@@ -296,5 +296,14 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
+async def remove_expired(pool: asyncpg.Pool, uploads_dir: Path) -> int:
+    """Forget unfinished uploads past their expiry and delete their bytes."""
+    rows = await pool.fetch("DELETE FROM uploads WHERE completed_at IS NULL"
+                            " AND expires_at < now() RETURNING id")
+    for r in rows:
+        await asyncio.to_thread((uploads_dir / r["id"]).unlink, True)
+    return len(rows)
+
+
 def setup(app: web.Application) -> None:
     app[_LOCKS] = {}

@@ -64,6 +64,9 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
             applied = await migrate(pool, MIGRATION_DIRS)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
+            expired = await tus.remove_expired(pool, settings.uploads_dir)
+            if expired:
+                log.info("removed %d expired unfinished upload(s)", expired)
             recovered = await recover_stale(pool)
             if recovered:
                 log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))

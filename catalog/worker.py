@@ -35,6 +35,8 @@ log = logging.getLogger("catalog.worker")
 POLL_S = 5.0
 #: Seconds between heartbeats / progress writes of a running job.
 BEAT_S = 1.0
+#: Seconds between sweeps for jobs whose worker vanished without a trace.
+RECOVER_EVERY_S = 30
 
 
 # --------------------------------------------------------------------------- worker side
@@ -201,8 +203,12 @@ class WorkerPool:
         self._task = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
+        ticks = 0
         while not self._stopping:
             await asyncio.sleep(1.0)
+            ticks += 1
+            if ticks % RECOVER_EVERY_S == 0:
+                await self._recover_orphans()
             for i, proc in enumerate(self.procs):
                 if self._stopping or proc is None or proc.is_alive():
                     continue
@@ -225,6 +231,19 @@ class WorkerPool:
                     await conn.close()
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("could not re-queue jobs of worker %s: %s", pid, exc)
+
+    async def _recover_orphans(self) -> None:
+        """Jobs of workers on other hosts (or of a crashed server) whose heartbeat
+        stopped: put them back in the queue."""
+        if self.db is None:
+            return
+        try:
+            ids = await jobs.recover_stale(self.db)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("stale job recovery failed: %s", exc)
+            return
+        if ids:
+            log.warning("re-queued orphaned job(s) %s", ids)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p is not None and p.pid is not None]

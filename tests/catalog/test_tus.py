@@ -216,3 +216,24 @@ async def test_configured_size_limit(small_limit_client: TestClient) -> None:
         "Authorization": f"Bearer {key}", "Upload-Length": "1001",
         "Upload-Metadata": _meta(filename="a.tif", project_id=str(project_id))})
     assert r.status == 413
+
+
+async def test_expired_unfinished_uploads_are_removed(client: TestClient, settings: Settings,
+                                                      database_url: str) -> None:
+    from catalog.db import DB_POOL
+    from catalog.tus import remove_expired
+
+    _, key, project_id = await _uploader_world(client)
+    headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
+    r = await client.post("/api/uploads", headers={
+        **headers, "Upload-Length": "10",
+        "Upload-Metadata": _meta(filename="a.tif", project_id=str(project_id))})
+    loc = r.headers["Location"]
+    upload_id = loc.rsplit("/", 1)[1]
+    assert (settings.uploads_dir / upload_id).exists()
+    pool = client.app[DB_POOL]
+    assert await remove_expired(pool, settings.uploads_dir) == 0
+    await pool.execute("UPDATE uploads SET expires_at = now() - interval '1 second'")
+    assert await remove_expired(pool, settings.uploads_dir) == 1
+    assert not (settings.uploads_dir / upload_id).exists()
+    assert (await client.head(loc, headers=headers)).status == 404

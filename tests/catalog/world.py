@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from catalog.access import forget_all
 from catalog.images import register_image, storage_relpath
-from catalog.security import share_token
+from catalog.security import digest, new_token, share_token
 from microtome.settings import Settings
-from tests.catalog.helpers import ANON, SECRET, Actor, call, create_user, setup_admin
+from tests.catalog.helpers import ANON, SECRET, Actor, call, setup_admin
 
 
 @dataclass
@@ -24,13 +24,28 @@ class World:
     actors: dict[str, Actor]
 
 
+async def _direct_user(database_url: str, name: str) -> Actor:
+    """A user with a session, written straight to the database: argon2 is slow by
+    design and the API path for users and logins has its own tests (test_auth)."""
+    token, csrf = new_token(), new_token(16)
+    conn = await asyncpg.connect(database_url)
+    try:
+        user_id = await conn.fetchval(
+            "INSERT INTO users (username, password_hash) VALUES ($1, NULL) RETURNING id", name)
+        await conn.execute(
+            "INSERT INTO sessions (token_hash, csrf_token, user_id, expires_at)"
+            " VALUES ($1, $2, $3, now() + interval '1 hour')", digest(token), csrf, user_id)
+    finally:
+        await conn.close()
+    return Actor(name, user_id, cookie=token, csrf=csrf)
+
+
 async def build_world(client: TestClient, settings: Settings, database_url: str,
                       pyramid: Path) -> World:
     admin = await setup_admin(client)
-    manager = await create_user(client, admin, "manager")
-    contributor = await create_user(client, admin, "contributor")
-    viewer = await create_user(client, admin, "viewer")
-    outsider = await create_user(client, admin, "outsider")
+    manager, contributor, viewer, outsider = [
+        await _direct_user(database_url, n)
+        for n in ("manager", "contributor", "viewer", "outsider")]
     _, project = await call(client, manager, "POST", "/api/projects",
                             {"name": "Private", "description": "secret slides"}, expect=201)
     pid = project["id"]
