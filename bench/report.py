@@ -190,6 +190,11 @@ def losses(records: list[dict]) -> list[str]:
             if r < 1:
                 out.append(f"- tiles `{scn[0]}` c={scn[1]} {scn[2]}: {peer} is {1 / r:.2f}x "
                            "faster than Microtome.")
+    for scn, peers in sorted(cpu_ratios(agg).items()):
+        for peer, r in sorted(peers.items()):
+            if r < 1:
+                out.append(f"- tiles `{scn[0]}` c={scn[1]} {scn[2]}: {peer} used {1 / r:.2f}x "
+                           "less server CPU per tile than Microtome.")
     for suite in ("iiif-aligned", "iiif-unaligned", "thumbnails"):
         for peers in ratios(aggregate(records, suite, ())).values():
             for peer, r in sorted(peers.items()):
