@@ -70,7 +70,7 @@ class Config:
     @classmethod
     def quick_(cls) -> Config:
         # Top three levels hold ~16k tiles: enough for 3 s cold passes at ~4k tiles/s.
-        return cls(True, 32768, 24576, {"panning": 12000, "uniform": 12000}, [32], 3.0,
+        return cls(True, 32768, 24576, {"panning": 12000, "uniform": 12000}, [32], 2.5,
                    ["openslide"], convert_always=False)
 
 
