@@ -14,6 +14,7 @@ import zarr
 from converters import ConvertOptions, convert
 from converters.cli import main as cli_main
 from converters.synthetic import write_slide
+from pyramid.errors import SourceError
 from pyramid.reader import open_pyramid
 
 from .conftest import psnr, read_level
@@ -72,10 +73,29 @@ def test_dask_distributed_localcluster(tmp_path: Path) -> None:
                       dashboard_address=None) as cluster:
         opts = ConvertOptions(shard_size=512, codec="zstd", scheduler=cluster.scheduler_address)
         res = convert(src, tmp_path / "dist.ome.zarr", opts)
+        # a source that fails on a worker fails the conversion cleanly
+        bad = _damaged_tiff(tmp_path / "bad.tif")
+        with pytest.raises(SourceError, match="damaged"):
+            convert(bad, tmp_path / "bad.ome.zarr", opts)
+        assert not (tmp_path / "bad.ome.zarr").exists()
+        assert not (tmp_path / "bad.ome.zarr.partial").exists()
     assert res.levels == local.levels
     for lv in range(res.levels):
         assert np.array_equal(read_level(tmp_path / "dist.ome.zarr", lv),
                               read_level(tmp_path / "local.ome.zarr", lv)), lv
+
+
+def _damaged_tiff(path: Path) -> Path:
+    import tifffile
+
+    img = np.random.default_rng(0).integers(0, 255, size=(1024, 1024, 3), dtype=np.uint8)
+    tifffile.imwrite(path, img, tile=(256, 256), compression="jpeg", photometric="rgb")
+    with tifffile.TiffFile(path) as tif:
+        off, n = tif.pages[0].dataoffsets[10], tif.pages[0].databytecounts[10]
+    data = bytearray(path.read_bytes())
+    data[off + 2:off + n] = b"\x00" * (n - 2)
+    path.write_bytes(bytes(data))
+    return path
 
 
 def test_bad_scheduler_address_fails_cleanly(testdata: Path, tmp_path: Path) -> None:
