@@ -5,24 +5,23 @@ images, thumbnails; a .dzi URL's query is repeated on its tile URLs by
 OpenSeadragon). They apply to multi-channel ("nd") images; RGB brightfield
 images ignore them.
 
-=============  =========================  ==========================================
-parameter      example                    meaning
-=============  =========================  ==========================================
-``t``          ``t=0``                    time point (default: 0)
-``z``          ``z=3``                    z plane (default: the middle plane)
-``channels``   ``channels=0,2``           channel indices to show, in order (default:
-                                          the channels marked active in the NGFF
-                                          ``omero`` block, else all)
-``windows``    ``windows=0:4000,100:2000`` one ``start:end`` per shown channel, in
-                                          stored units; values at/below start are
-                                          black, at/above end full colour (default:
-                                          the ``omero`` window of each channel)
-``colors``     ``colors=FF0000,00FF00``   one RRGGBB colour per shown channel
-                                          (default: the ``omero`` colour)
-``gamma``      ``gamma=0.8`` or           one value for all shown channels or one
-               ``gamma=1,0.5``            per channel, 0.05..20 (default 1);
-                                          output = normalised value ** (1 / gamma)
-=============  =========================  ==========================================
+- `t` (`t=0`): time point; default 0.
+- `z` (`z=3`): z plane; default the middle plane.
+- `channels` (`channels=0,2`): channel indices to show, in order; default the
+  channels marked active in the NGFF `omero` block, else all.
+- `windows` (`windows=0:4000,100:2000`): one `start:end` per shown channel, in
+  stored units: at/below start is black, at/above end full colour; default
+  each channel's `omero` window.
+- `colors` (`colors=FF0000,00FF00`): one `RRGGBB` per shown channel; default
+  the `omero` colour.
+- `gamma` (`gamma=0.8` or `gamma=1,0.5`): one value for all shown channels or
+  one per channel, 0.05-20, default 1; output = normalised value ** (1/gamma).
+- `v` (`v=<version>`, not rendering): the image version from
+  `/images/{id}/metadata`; when it matches, responses are `immutable`.
+
+Example: `/dzi/{id}.dzi?channels=0,1&windows=0:4000,100:2000&colors=0000FF,00FF00&z=3`
+(OpenSeadragon repeats the .dzi query on every tile URL) or
+`/iiif/3/{id}/full/max/0/default.png?channels=2&gamma=0.7`.
 
 Channels are composed additively (each channel's normalised value times its
 colour, summed and clipped), which is what fluorescence viewers do.  Any
