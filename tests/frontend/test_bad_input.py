@@ -44,7 +44,7 @@ def test_upload_resumes_after_a_dropped_connection(
     page.route("**/api/uploads/*", flaky)
     page.set_input_files("#file-input", str(testdata / "sample.jpg"))
     row = page.locator("#uploads li[data-file='sample.jpg']")
-    expect(row).to_have_attribute("data-state", "ready", timeout=60_000)
+    expect(row).to_have_attribute("data-state", "ready", timeout=120_000)
     assert dropped, "the connection drop was not exercised"
     card = page.locator(".tile-card", has_text="sample.jpg")
     expect(card.locator(".badge")).to_have_text("ready")

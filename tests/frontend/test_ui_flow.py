@@ -79,7 +79,7 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
                                          str(testdata / "notanimage.txt")])
     slide_row = page.locator("#uploads li[data-file='CMU-1-Small-Region.svs']")
     bad_row = page.locator("#uploads li[data-file='notanimage.txt']")
-    expect(slide_row).to_have_attribute("data-state", "ready", timeout=90_000)
+    expect(slide_row).to_have_attribute("data-state", "ready", timeout=120_000)
     expect(bad_row).to_have_attribute("data-state", "conversion-failed", timeout=30_000)
     expect(bad_row.locator(".status")).to_contain_text("failed")
     card = page.locator(".tile-card", has_text="CMU-1-Small-Region")
