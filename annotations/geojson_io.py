@@ -42,6 +42,7 @@ from .splitter import iter_features
 _NAMED = re.compile(r"^feature \d+")
 RESERVED = ("classification", "microtome")
 BATCH = 5000
+COPY_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -203,17 +204,29 @@ async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame,
         if project_id is not None:
             name_map = await terms.resolve_names(conn, project_id, (), create=False)
         pending = loop.run_in_executor(executor, next, gen, None)
+        buffered: list[tuple[Any, ...]] = []
         try:
             while (batch := await pending) is not None:
                 pending = loop.run_in_executor(executor, next, gen, None)
-                recs = await _records(conn, batch, total, frame, project_id, user_id, opts,
-                                      name_map, created)
-                await store.copy_records(conn, recs)
+                buffered += await _records(conn, batch, total, frame, project_id, user_id,
+                                           opts, name_map, created)
                 total += len(batch)
+                # Fewer, larger COPYs: each one fires the density trigger once, and
+                # every firing leaves a dead version of the density rows it touched.
+                if len(buffered) >= COPY_ROWS:
+                    await store.copy_records(conn, buffered)
+                    buffered = []
+            if buffered:
+                await store.copy_records(conn, buffered)
         except BaseException:
             if not pending.done():
                 await asyncio.wait([pending])
             raise
+    if total >= 10_000:
+        # Fresh statistics and a clean density table now rather than at the next
+        # autovacuum: the planner and the overview clusters need them at once.
+        await conn.execute("ANALYZE annotations")
+        await conn.execute("VACUUM (ANALYZE) annotation_density")
     return {"imported": total, "terms_created": created}
 
 

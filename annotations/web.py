@@ -187,8 +187,8 @@ async def create_annotation(request: web.Request) -> web.Response:
     body = _obj(await _json_body(request))
     pid = body.get("project_id")
     [aid] = await _create(request, [body], pid if isinstance(pid, int) else None)
-    row = await store.get(_pool(request), aid)
-    return json_response(store.feature(row), status=201)
+    [feature] = await _features_json(request, [await store.get(_pool(request), aid)])
+    return json_response(feature, status=201)
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -204,7 +204,8 @@ async def create_batch(request: web.Request) -> web.Response:
 async def get_annotation(request: web.Request) -> web.Response:
     row = await store.get(_pool(request), path_id(request, "annotation_id"))
     await access.require_image_access(request, row["image_id"])
-    return json_response(store.feature(row))
+    [feature] = await _features_json(request, [row])
+    return json_response(feature)
 
 
 async def update_annotation(request: web.Request) -> web.Response:
@@ -226,7 +227,8 @@ async def update_annotation(request: web.Request) -> web.Response:
         tids = await terms.check_term_ids(pool, row["project_id"], _ids(body["terms"], "terms"))
     new = await store.update(pool, row["id"], frame=frame, prepared=prepared, term_ids=tids,
                              properties=_data(body) if "data" in body else None)
-    return json_response(store.feature(new))
+    [feature] = await _features_json(request, [new])
+    return json_response(feature)
 
 
 async def delete_annotation(request: web.Request) -> web.Response:
@@ -309,7 +311,7 @@ async def search(request: web.Request) -> web.Response:
     predicate = body.get("predicate", "intersects")
     if predicate not in query.PREDICATES:
         raise InvalidRequest(f"predicate must be one of {list(query.PREDICATES)}")
-    shape, _kind = parse_geojson_geometry(body.get("geometry"))
+    shape, _kind = await _run(request, parse_geojson_geometry, body.get("geometry"))
     limit = body.get("limit", 1000)
     after = body.get("after")
     if not isinstance(limit, int) or not 1 <= limit <= 10_000:
