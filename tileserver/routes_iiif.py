@@ -128,12 +128,13 @@ async def image_handler(request: web.Request) -> web.StreamResponse:
     cache = cache_control(request, ref, svc.settings.max_age)
     link = (f'<{base_uri(request, version)}/{canonical}>;rel="canonical",'
             f'<{PROFILE[version]}>;rel="profile"')
+    extra = {"Link": link, "Access-Control-Expose-Headers": "Link, ETag"}
     if not_modified(request, etag):
         svc.metrics.not_modified += 1
-        return not_modified_response(etag, cache, {"Link": link})
+        return not_modified_response(etag, cache, extra)
     key = (ref.path, ref.version, "iiif", pixel_key, rkey)
     tile = await svc.produce(key, produce.iiif_image, pyr, req, params)
-    return tile_response(request, tile, etag, cache, {"Link": link})
+    return tile_response(request, tile, etag, cache, extra)
 
 
 def add_routes(app: web.Application) -> None:

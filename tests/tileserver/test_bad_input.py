@@ -10,7 +10,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from microtome.http import status_for
+from pyramid.errors import StorageError
 from pyramid.layout import index_nbytes
+
+#: Damaged storage is the server's problem, not the client's: whatever status the
+#: shared error table gives StorageError (503 today), never a 500.
+DAMAGED = status_for(StorageError("x"))
 
 BAD = [
     # Deep Zoom
@@ -91,7 +97,7 @@ BAD = [
 async def _check_error(client: TestClient, url: str, status: int, root: Path) -> None:
     r = await client.get(URL(url, encoded=True), allow_redirects=False)
     text = await r.text()
-    assert r.status == status, (url, r.status, text)
+    assert r.status != 500 and r.status == status, (url, r.status, text)
     assert r.headers["Content-Type"].startswith("application/json"), url
     assert r.headers["Access-Control-Allow-Origin"] == "*", url
     body = await r.json()
@@ -134,8 +140,8 @@ async def test_damaged_chunk_is_a_storage_error(client: TestClient, rgb_image: t
     data = bytearray(shard.read_bytes())
     data[0:64] = b"\x00" * 64  # first chunk: no JPEG header any more
     shard.write_bytes(bytes(data))
-    await _check_error(client, "/dzi/slide_files/10/0_0.jpg", 503, tiles_root)
-    await _check_error(client, "/iiif/3/slide/0,0,300,300/max/0/default.png", 503, tiles_root)
+    await _check_error(client, "/dzi/slide_files/10/0_0.jpg", DAMAGED, tiles_root)
+    await _check_error(client, "/iiif/3/slide/0,0,300,300/max/0/default.png", DAMAGED, tiles_root)
     # Other shards still serve.
     r = await client.get("/dzi/slide_files/10/2_0.jpg")
     assert r.status == 200
@@ -147,17 +153,17 @@ async def test_damaged_shard_index_and_truncated_shard(client: TestClient, rgb_i
     data = bytearray(shard.read_bytes())
     data[-10] ^= 0xFF  # index checksum no longer matches
     shard.write_bytes(bytes(data))
-    await _check_error(client, "/dzi/slide_files/10/1_1.jpg", 503, tiles_root)
+    await _check_error(client, "/dzi/slide_files/10/1_1.jpg", DAMAGED, tiles_root)
     other = tiles_root / "slide.ome.zarr" / "0" / "c" / "0" / "0" / "1"
     other.write_bytes(other.read_bytes()[: index_nbytes(2) - 8])
-    await _check_error(client, "/dzi/slide_files/10/2_0.jpg", 503, tiles_root)
+    await _check_error(client, "/dzi/slide_files/10/2_0.jpg", DAMAGED, tiles_root)
 
 
 async def test_damaged_metadata(client: TestClient, rgb_image: tuple, tiles_root: Path) -> None:
     (tiles_root / "slide.ome.zarr" / "zarr.json").write_text("{not json")
-    await _check_error(client, "/iiif/3/slide/info.json", 503, tiles_root)
+    await _check_error(client, "/iiif/3/slide/info.json", DAMAGED, tiles_root)
     (tiles_root / "slide.ome.zarr" / "zarr.json").write_text('{"attributes": {"ome": 5}}')
-    await _check_error(client, "/dzi/slide.dzi", 503, tiles_root)
+    await _check_error(client, "/dzi/slide.dzi", DAMAGED, tiles_root)
 
 
 async def test_image_deleted_while_served(client: TestClient, rgb_image: tuple,
