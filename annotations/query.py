@@ -142,9 +142,10 @@ DENSITY_CELLS = (256, 1024, 4096)
 
 
 def density_level(box: Box, grid: int) -> int | None:
-    """The coarsest density cell that still fits in one grid cell, None if none does."""
+    """The coarsest density cell about the size of a grid cell or smaller (up to 1.5x:
+    clusters are approximate anyway), None if none is small enough."""
     cell = max(box[2] - box[0], box[3] - box[1], 1.0) / grid
-    fit = [c for c in DENSITY_CELLS if c <= cell]
+    fit = [c for c in DENSITY_CELLS if c <= cell * 1.5]
     return max(fit) if fit else None
 
 
