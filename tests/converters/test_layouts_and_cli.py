@@ -255,3 +255,24 @@ def test_abbreviated_svs_tiles_merge_into_standalone_jpegs(testdata: Path) -> No
     assert tp.passthrough_ok() is False
     assert tp.raw_tile(0, 0, 240) is None
     tp.close()
+
+
+def test_peak_memory_is_bounded(testdata: Path, tmp_path: Path) -> None:
+    """A 200-megapixel slide converts in well under 1 GB (the 65536 x 49152
+    benchmark slide peaks at ~400 MB: buffers are per level, not per area)."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "m.tiff"
+    from converters.synthetic import main as synth
+
+    assert synth([str(src), "--width", "16384", "--height", "12288", "--from",
+                  str(testdata / "CMU-1-Small-Region.svs")]) == 0
+    code = ("import resource, sys; from pathlib import Path; from converters import convert; "
+            "convert(Path(sys.argv[1]), Path(sys.argv[2])); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "m.ome.zarr")],
+                         cwd=repo, capture_output=True, text=True, timeout=600, check=True)
+    peak_mb = int(out.stdout.strip()) / 1024
+    assert peak_mb < 700, peak_mb
