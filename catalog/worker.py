@@ -128,10 +128,25 @@ async def _record_success(conn: asyncpg.Connection, job: asyncpg.Record, result:
     return "done"
 
 
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """A worker whose server died (even SIGKILL) stops instead of lingering."""
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("server process %s is gone; worker exiting", parent)
+            stop.set()
+            return
+        await asyncio.sleep(1.0)
+
+
 async def worker_loop(dsn: str, images_dir: Path, index: int,
-                      stop: asyncio.Event | None = None) -> None:
+                      stop: asyncio.Event | None = None, parent: int | None = None) -> None:
     name = jobs.worker_name(index)
     stop = stop or asyncio.Event()
+    if parent is not None:
+        watcher = asyncio.create_task(_watch_parent(parent, stop))
+        # A stop request must also interrupt a queue wait or a running job.
+        watcher.add_done_callback(lambda _: _cancel_main(main_task))
+    main_task = asyncio.current_task()
     while not stop.is_set():
         try:
             await _serve_queue(dsn, images_dir, name, stop)
@@ -160,11 +175,16 @@ async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Even
             await conn.close()
 
 
-def worker_main(dsn: str, images_dir: str, index: int) -> None:
+def _cancel_main(task: asyncio.Task[object] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+
+
+def worker_main(dsn: str, images_dir: str, index: int, parent: int | None = None) -> None:
     """Entry point of a worker process (spawned, so nothing is inherited)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(worker_loop(dsn, Path(images_dir), index))
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(worker_loop(dsn, Path(images_dir), index, parent=parent))
 
 
 # --------------------------------------------------------------------------- pool side
@@ -190,7 +210,8 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> Any:
         proc = self._ctx.Process(target=worker_main, name=f"microtome-worker-{index}",
-                                 args=(self.dsn, str(self.images_dir), index), daemon=True)
+                                 args=(self.dsn, str(self.images_dir), index, os.getpid()),
+                                 daemon=True)
         proc.start()
         return proc
 

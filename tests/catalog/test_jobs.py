@@ -233,3 +233,41 @@ async def test_recover_stale_only_takes_orphans(database_url: str) -> None:
         assert sorted(r["id"] for r in got if r) == sorted([ids[0], ids[2]])
     finally:
         await pool.close()
+
+
+def test_workers_exit_when_their_server_is_killed(tmp_path: Path, database_url: str) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from catalog.worker import WorkerPool\n"
+        "from microtome.settings import Settings\n"
+        "async def main():\n"
+        "    wp = WorkerPool(sys.argv[1], Settings(var_dir=Path(sys.argv[2])), 1)\n"
+        "    await wp.start()\n"
+        "    print(wp.pids()[0], flush=True)\n"
+        "    await asyncio.sleep(600)\n"
+        "asyncio.run(main())\n")
+    repo = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen([sys.executable, "-c", code, database_url, str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True, cwd=repo)
+    try:
+        assert server.stdout is not None
+        worker = int(server.stdout.readline())
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            raise AssertionError("worker outlived its server")
+    finally:
+        if server.poll() is None:
+            server.kill()
