@@ -87,7 +87,7 @@ def test_pan_with_50k_annotations(live_server: LiveServer, context: Any, page: A
     page.wait_for_function("window.microtome.annotations && window.microtome.annotations.lod"
                            " === 'clusters' && window.microtome.annotations.clusters.length > 0")
     overview = page.evaluate(PAN_JS, [120, 0.004])
-    screenshot(page, "08-50k-overview")
+    screenshot(page, "20-50k-overview")
 
     # Zoom in until the server sends real shapes (thousands of them).
     page.evaluate("window.microtome.state.viewer.viewport.zoomBy(12, null, true)")
@@ -96,7 +96,7 @@ def test_pan_with_50k_annotations(live_server: LiveServer, context: Any, page: A
                            timeout=20_000)
     page.wait_for_timeout(300)
     zoomed = page.evaluate(PAN_JS, [120, 0.002])
-    screenshot(page, "09-50k-zoomed")
+    screenshot(page, "21-50k-zoomed")
 
     figures = {"annotations": N, "overview": overview, "zoomed": zoomed}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

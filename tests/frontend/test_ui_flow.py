@@ -157,6 +157,9 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
         anon.close()
 
     # -- a second user: created by the admin, not a member of the project ----------
+    page.goto("/")
+    expect(page.locator("table.list")).to_contain_text("Dermatology")
+    screenshot(page, "06-projects")
     page.goto("/keys")
     page.fill("#key-name", "scripts")
     page.click("#key-form button")
@@ -166,7 +169,7 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
     page.fill("#user-password", "bob-password-1")
     page.click("#user-form button")
     expect(page.locator("#users")).to_contain_text("bob")
-    screenshot(page, "06-keys-and-users")
+    screenshot(page, "07-keys-and-users")
 
     other = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
     try:
@@ -176,9 +179,33 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
         ui_login(bob, "bob", "bob-password-1", next_path=f"/projects/{project_id}")
         expect(bob.locator("#project-error")).to_contain_text("not a member")
         expect(bob.locator(".tile-card")).to_have_count(0)
-        screenshot(bob, "07-denied")
+        screenshot(bob, "08-denied")
         bob.goto("/")
         expect(bob.locator("table.list")).not_to_contain_text("Dermatology")
+        assert not bob_log.unexpected(), bob_log.errors
+    finally:
+        other.close()
+
+    # -- the manager adds bob as a viewer: now he sees the images, read-only -----
+    page.goto(f"/projects/{project_id}")
+    page.click("#members-button")
+    page.fill("#member-name", "bob")
+    page.select_option("#member-role", "viewer")
+    page.click("#members-dialog button[type=submit]")
+    expect(page.locator("#members-dialog tbody")).to_contain_text("bob")
+    screenshot(page, "09-members")
+    page.click("#members-dialog button:text-is('Close')")
+
+    other = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
+    try:
+        bob = other.new_page()
+        bob_log = ConsoleLog()
+        watch_console(bob, bob_log)
+        ui_login(bob, "bob", "bob-password-1", next_path=f"/projects/{project_id}")
+        expect(bob.locator(".tile-card", has_text="CMU-1-Small-Region")).to_have_count(1)
+        expect(bob.locator("#upload-section")).to_be_hidden()
+        expect(bob.locator(".tile-card button", has_text="Delete")).to_have_count(0)
+        expect(bob.locator("#project-role")).to_have_text("viewer")
         assert not bob_log.unexpected(), bob_log.errors
     finally:
         other.close()
