@@ -88,6 +88,18 @@ def test_annotation_tools(viewer_page: tuple[Any, str], console: ConsoleLog) -> 
         f"window.microtome.annotations.features.get({rect_id}).bbox[0] > {x0} + 20"
         f" && !window.microtome.annotations.local.has({rect_id})")
 
+    # Edit a vertex: drag the rectangle's third corner handle.
+    sx, sy, ix, iy = page.evaluate(f"""(() => {{
+        const l = window.microtome.annotations, m = l.transform();
+        const [x, y] = l.get({rect_id}).geometry.coordinates[0][2];
+        return [m[0] * x + m[2] * y + m[4], m[1] * x + m[3] * y + m[5], x, y]; }})()""")
+    _drag(page, box, (sx, sy), (sx + 30, sy + 20))
+    page.wait_for_function(
+        f"(() => {{ const f = window.microtome.annotations.features.get({rect_id});"
+        f" const v = f.geometry.coordinates[0][2];"
+        f" return v[0] > {ix} + 20 && v[1] > {iy} + 10"
+        f" && !window.microtome.annotations.local.has({rect_id}); }})()")
+
     # Delete with the keyboard, undo brings it back.
     page.keyboard.press("Delete")
     page.wait_for_function(f"{FEATURES}.length === 4")
