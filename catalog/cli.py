@@ -82,22 +82,22 @@ def _sources(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-async def _ensure_project(conn: asyncpg.Connection, name: str) -> int:
+async def _ensure_project(conn: asyncpg.Connection, name: str, public: bool) -> int:
     row = await conn.fetchrow("SELECT id FROM projects WHERE lower(name) = lower($1)", name)
     if row is not None:
         return int(row["id"])
     return int(await conn.fetchval(
-        "INSERT INTO projects (name) VALUES ($1) RETURNING id", name))
+        "INSERT INTO projects (name, public) VALUES ($1, $2) RETURNING id", name, public))
 
 
-async def enqueue_folder(pool: asyncpg.Pool, folder: Path,
-                         project: str) -> tuple[int, list[tuple[str, int | None, str]]]:
+async def enqueue_folder(pool: asyncpg.Pool, folder: Path, project: str, public: bool = False
+                         ) -> tuple[int, list[tuple[str, int | None, str]]]:
     """Queue a conversion per file; (project id, [(file name, job id or None, note)])."""
     from catalog import images, jobs
 
     queued: list[tuple[str, int | None, str]] = []
     async with pool.acquire() as conn, conn.transaction():
-        project_id = await _ensure_project(conn, project)
+        project_id = await _ensure_project(conn, project, public)
         for src in _sources(folder):
             path = str(src.resolve())
             # Re-running an import does not duplicate what is queued or done.
@@ -146,13 +146,13 @@ async def _watch(pool: asyncpg.Pool, entries: list[tuple[str, int | None, str]],
 
 
 async def _import(settings: Settings, folder: Path, project: str, workers: int,
-                  quiet: bool) -> int:
+                  quiet: bool, public: bool = False) -> int:
     from catalog.worker import WorkerPool
 
     pool = await open_db(settings)
     workers_pool = None
     try:
-        project_id, entries = await enqueue_folder(pool, folder, project)
+        project_id, entries = await enqueue_folder(pool, folder, project, public)
         if not entries:
             print(f"nothing to import in {folder}")
             return 0
@@ -184,6 +184,25 @@ def _summary(entries: list[tuple[str, int | None, str]], rows: dict[int, Any],
     return 1 if failed else 0
 
 
+def main_import(folder: Path, project: str, *, settings: Settings | None = None,
+                workers: int = 1, quiet: bool = False, public: bool = False) -> int:
+    """`microtome import` as a function (used by `make run` for the samples).
+
+    Returns 0 when every file converted, 1 when some failed (each reported on
+    one line), 2 for a usage error or when the catalog cannot be reached.
+    `public` applies only when the project is created: anyone may view it.
+    """
+    if not folder.is_dir():
+        print(f"error: {folder} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_import(settings or from_env(), folder, project, workers, quiet,
+                                   public))
+    except (OSError, asyncpg.PostgresError, RuntimeError) as exc:
+        print(f"error: the catalog database cannot be reached: {exc}", file=sys.stderr)
+        return 2
+
+
 def run_import(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
@@ -192,8 +211,8 @@ def run_import(args: argparse.Namespace) -> int:
     if not args.project.strip() or len(args.project) > 200:
         print("error: --project needs a name of 1-200 characters", file=sys.stderr)
         return 2
-    return asyncio.run(_import(from_env(), folder, args.project.strip(), args.workers,
-                               args.quiet))
+    return main_import(folder, args.project.strip(), workers=args.workers, quiet=args.quiet,
+                       public=args.public)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -212,10 +231,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.add_argument("--workers", type=int, default=1,
                      help="conversion processes to run here (0: leave it to `serve`)")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.add_argument("--public", action="store_true",
+                     help="when creating the project, let anyone (even without an account) "
+                          "view it")
     imp.set_defaults(func=run_import)
 
-
-def main_import(folder: Path, project: str, settings: Settings | None = None,
-                workers: int = 1, quiet: bool = False) -> int:
-    """Library entry of `microtome import` (used by `make run` for the samples)."""
-    return asyncio.run(_import(settings or from_env(), folder, project, workers, quiet))
