@@ -59,7 +59,8 @@ async def dzi_tile_handler(request: web.Request) -> web.StreamResponse:
         if not_modified(request, etag):  # validated above: the client's copy is current
             svc.metrics.not_modified += 1
             return not_modified_response(etag, cache)
-        tile = await svc.produce(key, produce.dzi_tile, pyr, dt, col, row, fmt, params)
+        io = produce.dzi_chunk(pyr, dt, col, row, fmt, params) is not None
+        tile = await svc.produce(key, produce.dzi_tile, pyr, dt, col, row, fmt, params, io=io)
     elif not_modified(request, etag):
         svc.metrics.not_modified += 1
         return not_modified_response(etag, cache)

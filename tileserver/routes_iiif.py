@@ -133,7 +133,8 @@ async def image_handler(request: web.Request) -> web.StreamResponse:
         svc.metrics.not_modified += 1
         return not_modified_response(etag, cache, extra)
     key = (ref.path, ref.version, "iiif", pixel_key, rkey)
-    tile = await svc.produce(key, produce.iiif_image, pyr, req, params)
+    io = produce.iiif_chunk(pyr, req, params) is not None
+    tile = await svc.produce(key, produce.iiif_image, pyr, req, params, io=io)
     return tile_response(request, tile, etag, cache, extra)
 
 

@@ -34,13 +34,17 @@ class TileService:
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.executor = ThreadPoolExecutor(max_workers=settings.threads,
                                            thread_name_prefix="tiles")
+        # Pass-through reads (one pread each) get their own small pool so a viewer's
+        # tiles never wait behind a large IIIF render in the CPU pool.
+        self.io_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tiles-io")
         self.tiles = TileCache(settings.cache_bytes)
         self.images: AsyncLRU[Pyramid] = AsyncLRU(settings.max_open_images)
         self._inflight: dict[Hashable, asyncio.Future[Tile]] = {}
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run sync work (file reads, codecs) in the tile executor."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    async def run(self, fn: Callable[..., T], *args: Any, io: bool = False) -> T:
+        """Run sync work in the CPU pool (codecs) or, with ``io``, the I/O pool."""
+        pool = self.io_executor if io else self.executor
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     async def open(self, ref: ImageRef) -> Pyramid:
         """The opened image, cached by (path, version): no metadata read per request."""
@@ -53,7 +57,8 @@ class TileService:
             self.metrics.cache_hits += 1
         return tile
 
-    async def produce(self, key: Hashable, fn: Callable[..., Tile], *args: Any) -> Tile:
+    async def produce(self, key: Hashable, fn: Callable[..., Tile], *args: Any,
+                      io: bool = False) -> Tile:
         """Cached tile or fn(*args) in the executor; concurrent misses share one call."""
         tile = self.cached(key)
         if tile is not None:
@@ -66,7 +71,7 @@ class TileService:
         fut: asyncio.Future[Tile] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            tile = await self.run(fn, *args)
+            tile = await self.run(fn, *args, io=io)
         except BaseException as e:
             if isinstance(e, asyncio.CancelledError):
                 fut.cancel()
@@ -86,5 +91,6 @@ class TileService:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.io_executor.shutdown(wait=True, cancel_futures=True)
         self.tiles.clear()
         self.images.clear()
