@@ -25,7 +25,7 @@ from pyramid import errors
 
 PROJECT_SELECT = """SELECT p.id, p.name, p.description, p.public, p.created_at, p.updated_at,
     (SELECT count(*) FROM project_images pi WHERE pi.project_id = p.id) AS image_count
-    FROM projects p"""
+ FROM projects p"""
 
 
 def _project(row: asyncpg.Record, role: str | None) -> dict[str, Any]:
@@ -46,22 +46,27 @@ async def list_projects(request: web.Request) -> web.Response:
     principal = await get_principal(request)
     limit, offset = page_params(request)
     args: list[Any] = []
+    # The caller's role comes out of the same query (no query per project).
+    role = "'viewer'"
     if principal is not None and principal.is_admin:
-        cond = "TRUE"
+        cond, role = "TRUE", "'manager'"
     elif principal is not None and principal.share is not None:
         args.append(principal.share.project_id)
         cond = "p.id = $1"
     elif principal is not None:
         args.append(principal.user_id)
-        cond = ("(p.public OR EXISTS (SELECT 1 FROM project_members m WHERE"
-                " m.project_id = p.id AND m.user_id = $1))")
+        member = ("(SELECT m.role FROM project_members m"
+                  " WHERE m.project_id = p.id AND m.user_id = $1)")
+        cond = f"(p.public OR {member} IS NOT NULL)"
+        role = f"COALESCE({member}, 'viewer')"
     else:
         cond = "p.public"
     pool = request.app[DB_POOL]
-    rows = await pool.fetch(f"{PROJECT_SELECT} WHERE {cond} ORDER BY lower(p.name), p.id"
+    select = PROJECT_SELECT.replace(" FROM projects p", f", {role} AS role FROM projects p")
+    rows = await pool.fetch(f"{select} WHERE {cond} ORDER BY lower(p.name), p.id"
                             f" LIMIT {limit} OFFSET {offset}", *args)
     total = await pool.fetchval(f"SELECT count(*) FROM projects p WHERE {cond}", *args)
-    items = [_project(r, await project_role(request, r["id"])) for r in rows]
+    items = [_project(r, r["role"]) for r in rows]
     return json_response(page(items, total, limit, offset))
 
 

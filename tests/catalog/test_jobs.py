@@ -271,3 +271,36 @@ def test_workers_exit_when_their_server_is_killed(tmp_path: Path, database_url: 
     finally:
         if server.poll() is None:
             server.kill()
+
+
+async def test_transient_failures_retry_then_fail(database_url: str) -> None:
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            image_id = await images.create_pending(conn, name="t", source_filename="",
+                                                   owner_id=None, project_id=None)
+            job_id = await jobs.enqueue(conn, image_id=image_id, source_path="/x")
+            outcomes = []
+            for _ in range(3):
+                # Make a delayed retry runnable now instead of waiting for it.
+                await conn.execute("UPDATE jobs SET run_after = now() WHERE id = $1", job_id)
+                job = await jobs.claim(conn, "w:1:0")
+                assert job is not None and job["id"] == job_id
+                outcomes.append(await jobs.fail(conn, job, "disk hiccup", transient=True))
+                row = await conn.fetchrow("SELECT status, run_after > now() AS later,"
+                                          " attempts FROM jobs WHERE id = $1", job_id)
+                if row["status"] == "queued":
+                    assert row["later"]  # backs off before the next attempt
+            assert outcomes == ["queued", "queued", "failed"]
+            assert row["attempts"] == 3
+            assert await conn.fetchval("SELECT status FROM images WHERE id = $1",
+                                       image_id) == "failed"
+            # A permanent error (bad input) fails at once.
+            other = await jobs.enqueue(conn, image_id=await images.create_pending(
+                conn, name="u", source_filename="", owner_id=None, project_id=None),
+                source_path="/y")
+            job = await jobs.claim(conn, "w:1:0")
+            assert job is not None and job["id"] == other
+            assert await jobs.fail(conn, job, "not an image", transient=False) == "failed"
+    finally:
+        await pool.close()
