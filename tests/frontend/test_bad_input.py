@@ -89,6 +89,26 @@ def test_upload_resumes_after_a_dropped_connection(
     page.wait_for_url(f"**/projects/{project['id']}")
     expect(page.locator(".tile-card")).to_have_count(2)
 
+    # -- the session expires while drawing: the shape is kept, saved after login --
+    page.goto(f"/viewer/{image_id}?project={project['id']}")
+    wait_tiles(page)
+    context.clear_cookies()
+    box = page.locator("#osd").bounding_box()
+    page.keyboard.press("p")
+    page.mouse.click(box["x"] + 500, box["y"] + 400)
+    expect(page.locator(".toast.error")).to_contain_text("session has expired")
+    assert page.url.split("?")[0].endswith(f"/viewer/{image_id}")  # still here
+    other = context.new_page()
+    other.goto("/login")
+    ui_login_here(other)
+    other.wait_for_url("**/")
+    other.close()
+    page.keyboard.press("s")
+    page.mouse.click(box["x"] + 500, box["y"] + 400)
+    page.click("#selection button:text-is('Retry')")
+    page.wait_for_function("window.microtome.annotations.features.size === 1"
+                           " && window.microtome.annotations.local.size === 0")
+
 
 def ui_login_here(page: Any) -> None:
     page.fill("#username", ADMIN[0])

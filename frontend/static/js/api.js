@@ -1,7 +1,6 @@
 // Thin JSON client for /api: session cookie + CSRF header, errors as exceptions.
 
 export const CSRF_HEADER = "X-CSRF-Token";
-const CSRF_COOKIES = ["microtome_csrf", "csrf_token", "csrftoken"];
 
 export class ApiError extends Error {
   constructor(status, message, detail) {
@@ -22,12 +21,13 @@ export function setShareToken(token) { shareToken = token || null; }
 export const SHARE_HEADER = "X-Share-Token";
 
 function csrf() {
-  if (csrfToken) return csrfToken;
-  for (const part of document.cookie.split(";")) {
-    const [k, ...v] = part.trim().split("=");
-    if (CSRF_COOKIES.includes(k)) return decodeURIComponent(v.join("="));
-  }
-  return null;
+  // Read the stored session each time: a login in another tab replaces the
+  // token, and this page must keep working (e.g. to retry a failed save).
+  try {
+    const stored = JSON.parse(localStorage.getItem("microtome.session") || "null");
+    if (stored && stored.csrf_token) return stored.csrf_token;
+  } catch { /* fall back to the token handed to setCsrf */ }
+  return csrfToken;
 }
 
 /** Headers every state-changing request needs. */

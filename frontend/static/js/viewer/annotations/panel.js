@@ -18,9 +18,11 @@ export const annoApi = {
     { noRedirect: true, signal }),
   list: (imageId, limit) => api(`images/${imageId}/annotations?limit=${limit}`, { noRedirect: true }),
   get: (id) => api(`annotations/${id}`, { noRedirect: true }),
-  create: (imageId, body) => api(`images/${imageId}/annotations`, { method: "POST", body }),
-  update: (id, body) => api(`annotations/${id}`, { method: "PATCH", body }),
-  remove: (id) => api(`annotations/${id}`, { method: "DELETE" }),
+  // Writes never navigate away (an expired session must not lose a drawing):
+  // the error is shown and the shape kept for a retry after logging in again.
+  create: (imageId, body) => api(`images/${imageId}/annotations`, { method: "POST", body, noRedirect: true }),
+  update: (id, body) => api(`annotations/${id}`, { method: "PATCH", body, noRedirect: true }),
+  remove: (id) => api(`annotations/${id}`, { method: "DELETE", noRedirect: true }),
   terms: (projectId) => api(`projects/${projectId}/terms`, { noRedirect: true }),
   createTerm: (projectId, body) => api(`projects/${projectId}/terms`, { method: "POST", body }),
 };
@@ -190,7 +192,8 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
       local.error = `Not saved: ${e.message}`;
       layer.invalidate();
       layer.onData(layer);
-      toast(`The annotation was not saved (${e.message}); it is kept in red, select it to retry.`, "error");
+      const why = e.status === 401 ? "your session has expired: log in again in another tab" : e.message;
+      toast(`The annotation was not saved (${why}); it is kept in red, select it to retry.`, "error");
       return null;
     }
   }
