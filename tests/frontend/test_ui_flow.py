@@ -206,6 +206,12 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
         expect(bob.locator("#upload-section")).to_be_hidden()
         expect(bob.locator(".tile-card button", has_text="Delete")).to_have_count(0)
         expect(bob.locator("#project-role")).to_have_text("viewer")
+        # A viewer sees the annotations but gets no drawing tools.
+        bob.locator(".tile-card a.name", has_text="CMU-1-Small-Region").click()
+        wait_tiles(bob)
+        bob.wait_for_function(ONE_SHAPE)
+        expect(bob.locator("#anno-tools")).to_be_hidden()
+        expect(bob.locator(".term-list")).to_contain_text("Tumour")
         assert not bob_log.unexpected(), bob_log.errors
     finally:
         other.close()

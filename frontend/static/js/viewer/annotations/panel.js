@@ -42,6 +42,12 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   ui.projectId = new URLSearchParams(location.search).get("project") || (state.image && state.image.project_id) || null;
   // Without a project in the URL the server files new annotations under the
   // first project where the user may write; terms need the project though.
+  if (!readOnly && ui.projectId && !(state.user && state.user.is_admin)) {
+    try {
+      const project = await api(`projects/${encodeURIComponent(ui.projectId)}`, { noRedirect: true });
+      readOnly = project.role === "viewer";
+    } catch { ui.projectId = null; }
+  }
 
   // -- panel skeleton ---------------------------------------------------------
   const termList = el("ul", { class: "term-list", "aria-label": "Terms" });
@@ -119,7 +125,8 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     const feats = [...layer.allFeatures()].slice(0, LIST_LIMIT);
     annoList.replaceChildren(...feats.map((f) => {
       const term = f.terms.length ? layer.terms.get(f.terms[0]) : null;
-      const label = `${term ? term.name : f.geometry.type} #${f.id > 0 ? f.id : "new"}`;
+      const kind = String((f.properties && f.properties.kind) || f.geometry.type);
+      const label = `${term ? term.name : kind.charAt(0).toUpperCase() + kind.slice(1)} #${f.id > 0 ? f.id : "new"}`;
       return el("li", {}, el("button", { type: "button", "aria-current": f.id === layer.selectedId ? "true" : "false", onclick: () => zoomTo(f) },
         el("span", { class: "swatch", style: `display:inline-block;width:10px;height:10px;border-radius:2px;background:${layer.termColor(f.terms)}` }),
         label, f.error ? el("span", { class: "error" }, " (not saved)") : null));
@@ -307,6 +314,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
       if (t) { e.preventDefault(); choose(t.id); }
     }, true);
   } else {
+    tools.readOnly = true;
     tools.setTool("select");
   }
   window.microtome.tools = tools;

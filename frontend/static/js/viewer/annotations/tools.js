@@ -25,6 +25,7 @@ export class Tools {
     this.hooks = hooks;
     this.pixelUm = pixelUm;
     this.tool = "pan";
+    this.readOnly = false; // share links: select and inspect only
     this.points = []; // vertices of the shape being drawn
     this.hover = null;
     this.drag = null; // {kind: 'vertex'|'move'|'shape', ...}
@@ -69,7 +70,7 @@ export class Tools {
   // -- events ----------------------------------------------------------------
   onPress(e) {
     const p = this.toImage(e.position);
-    if (this.tool === "select") {
+    if (this.tool === "select" && !this.readOnly) {
       const sel = this.layer.selectedId !== null ? this.layer.get(this.layer.selectedId) : null;
       if (!sel) return;
       const tol = this.tol();
