@@ -26,6 +26,17 @@ WORKERS: web.AppKey[object] = web.AppKey("catalog_workers", object)
 _DB_DOWN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
             asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
             asyncpg.TooManyConnectionsError, asyncpg.InternalClientError, ConnectionError)
+#: SQLSTATE classes meaning "the server is not there for us right now":
+#: connection exception, insufficient resources, operator intervention.
+_DOWN_STATES = ("08", "53", "57P")
+
+
+def _unavailable(exc: asyncpg.PostgresError) -> bool:
+    state = getattr(exc, "sqlstate", "") or ""
+    return state.startswith(_DOWN_STATES) or (
+        # "database ... is not currently accepting connections" (maintenance).
+        isinstance(exc, asyncpg.ObjectNotInPrerequisiteStateError)
+        and "accepting connections" in str(exc))
 
 
 @web.middleware
@@ -39,6 +50,11 @@ async def database_errors(request: web.Request, handler: Handler) -> web.StreamR
     except asyncpg.DataError as exc:
         # Values PostgreSQL refuses (out of range, bad encoding) are the client's fault.
         raise errors.InvalidRequest("invalid value", type(exc).__name__) from None
+    except asyncpg.PostgresError as exc:
+        if not _unavailable(exc):
+            raise
+        log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
+        raise errors.Unavailable("database unavailable; retry shortly") from None
     except TimeoutError:
         # Pool acquisition or a query timed out: the database is overloaded or gone.
         raise errors.Unavailable("database busy; retry shortly") from None

@@ -235,3 +235,38 @@ async def test_destructive_successes(tile_client: TestClient, world: World,
     await call(tile_client, world.actors["admin"], "DELETE",
                f"/api/projects/{world.project_id}", expect=204)
     await call(tile_client, manager, "GET", f"/api/projects/{world.project_id}", expect=404)
+
+
+async def test_tiles_need_no_database_round_trip(tile_client: TestClient, world: World,
+                                                 database_url: str, pg_server_url: str) -> None:
+    """Once the caller and the image are known, tiles are served with the database
+    unreachable: access and image lookups come from the in-memory caches."""
+    import asyncpg
+
+    viewer = world.actors["viewer"]
+    i = world.image_id
+    _, signed = await call(tile_client, viewer, "POST", f"/api/images/{i}/signed-url", {},
+                           expect=200)
+    status, _ = await call(tile_client, viewer, "GET", f"/dzi/{i}.dzi")
+    assert status == 200
+    from urllib.parse import urlsplit
+
+    dbname = urlsplit(database_url).path.lstrip("/")
+    conn = await asyncpg.connect(pg_server_url)
+    try:
+        await conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE datname = $1", dbname)
+        for path in (f"/dzi/{i}_files/9/0_0.jpg", f"/dzi/{i}_files/8/0_0.jpg",
+                     f"/iiif/3/{i}/full/32,/0/default.jpg"):
+            status, body = await call(tile_client, viewer, "GET", path)
+            assert status == 200, (path, body)
+        status, _ = await call(tile_client, Actor("anon"), "GET",
+                               signed["dzi"].replace(".dzi", "_files/9/0_0.jpg"))
+        assert status == 200
+        # The API itself does need the database: a clean 503, not a 500.
+        status, _ = await call(tile_client, viewer, "GET", "/api/projects")
+        assert status == 503
+    finally:
+        await conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        await conn.close()
