@@ -55,16 +55,21 @@ class ImageRequest:
     rotation: int
     quality: str
     format: str
+    #: The output is what size ``max`` gives for this region (canonical "max" in 3.0).
+    is_max: bool = False
 
     def canonical(self, version: str, width: int, height: int) -> str:
-        """The canonical URL tail (region/size/rotation/quality.format)."""
+        """The canonical URL tail (region/size/rotation/quality.format).
+
+        3.0: size ``max`` when the maximum size was asked, else ``w,h``;
+        2.1: ``full`` when the region is returned at its own size, else ``w,``.
+        """
         full = (self.x, self.y, self.w, self.h) == (0, 0, width, height)
         region = "full" if full else f"{self.x},{self.y},{self.w},{self.h}"
         if version == "3":
-            size = f"{self.out_w},{self.out_h}"
+            size = "max" if self.is_max else f"{self.out_w},{self.out_h}"
         else:
-            size = "full" if (self.out_w, self.out_h) == (self.w, self.h) and full \
-                else f"{self.out_w},"
+            size = "full" if (self.out_w, self.out_h) == (self.w, self.h) else f"{self.out_w},"
         rot = ("!" if self.mirror else "") + str(self.rotation)
         return f"{region}/{size}/{rot}/{self.quality}.{self.format}"
 
@@ -212,4 +217,5 @@ def parse_request(region: str, size: str, rotation: str, tail: str, width: int, 
     out_w, out_h = parse_size(size, w, h, version, limits)
     mirror, deg = parse_rotation(rotation)
     quality, fmt = parse_quality_format(tail)
-    return ImageRequest(x, y, w, h, out_w, out_h, mirror, deg, quality, fmt)
+    is_max = (out_w, out_h) == _cap(w, h, limits)
+    return ImageRequest(x, y, w, h, out_w, out_h, mirror, deg, quality, fmt, is_max)

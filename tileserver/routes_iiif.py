@@ -61,7 +61,7 @@ def info_document(meta: ImageMeta, base: str, version: str, limits: Limits) -> d
             "maxArea": limits.max_area,
             "sizes": _sizes(meta, limits), "tiles": tiles,
             "preferredFormats": ["jpg"], "extraFormats": ["webp"],
-            "extraQualities": ["color", "gray", "bitonal"],
+            "extraQualities": ["bitonal"],  # color and gray are part of level 2
             "extraFeatures": EXTRA_FEATURES,
         }
     return {

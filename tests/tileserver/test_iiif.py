@@ -168,17 +168,22 @@ async def test_aligned_tile_is_passed_through(client: TestClient, rgb_image: tup
     r = await client.get("/iiif/2/slide/0,0,256,256/256,/0/default.jpg")
     assert await r.read() == pyr.chunk_bytes(0, 0, 0)
     link = r.headers["Link"]
-    assert 'rel="canonical"' in link and "/iiif/2/slide/0,0,256,256/256,/0/default.jpg" in link
+    assert 'rel="canonical"' in link and "/iiif/2/slide/0,0,256,256/full/0/default.jpg" in link
     assert 'rel="profile"' in link
 
 
 async def test_canonical_link_and_etag(client: TestClient, rgb_image: tuple) -> None:
     r = await client.get("/iiif/3/slide/pct:0,0,100,100/max/360/default.jpg")
     assert r.status == 200
-    assert "/iiif/3/slide/full/1000,700/0/default.jpg>" in r.headers["Link"]
+    assert "/iiif/3/slide/full/max/0/default.jpg>" in r.headers["Link"]
     etag = r.headers["ETag"]
     r2 = await client.get("/iiif/3/slide/full/max/0/default.jpg", headers={"If-None-Match": etag})
     assert r2.status == 304  # same canonical request, same ETag
+    r = await client.get("/iiif/3/slide/0,0,1000,700/500,/0/default.jpg")
+    assert "/iiif/3/slide/full/500,350/0/default.jpg>" in r.headers["Link"]
+    r2 = await client.get("/iiif/2/slide/full/500,/0/default.jpg")
+    assert "/iiif/2/slide/full/500,/0/default.jpg>" in r2.headers["Link"]
+    assert r2.headers["ETag"] == r.headers["ETag"]  # same pixels through 2.1 and 3.0
 
 
 async def test_preflight_and_head(client: TestClient, rgb_image: tuple) -> None:
