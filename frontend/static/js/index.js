@@ -61,6 +61,15 @@ async function renderProjects(user) {
       el("td", {}, p.role || (user.is_admin ? "admin" : "")),
       el("td", {}, formatDate(p.created_at))));
   }
+  await renderRecent();
+}
+
+async function renderRecent() {
+  let images = [];
+  try { images = items(await api("images?limit=12&sort=-created_at")); } catch { return; }
+  if (!images.length) return;
+  content.append(el("h2", {}, "Recent images"),
+    el("div", { class: "grid", "aria-label": "Recent images" }, images.map((im) => imageCard(im))));
 }
 
 async function standalone() {
