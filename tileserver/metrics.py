@@ -6,6 +6,7 @@ Per process: with ``--workers N`` each worker reports its own numbers
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -99,6 +100,9 @@ def instrumented(route: str) -> Callable[[Handler], Handler]:
                 raise
             except web.HTTPException as e:
                 status = e.status
+                raise
+            except asyncio.CancelledError:
+                status = 499  # client went away (nginx's convention)
                 raise
             finally:
                 request.app[METRICS].observe(route, status, perf_counter() - t0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from microtome.http import json_response
@@ -13,6 +15,7 @@ from .encode import CONTENT_TYPES
 from .keys import RESOLVER, SERVICE
 from .metrics import instrumented
 from .render import RENDER_KEYS, parse_render
+from .resolver import ImageRef
 from .responses import (
     CORS,
     cache_control,
@@ -21,7 +24,7 @@ from .responses import (
     public_origin,
     tile_response,
 )
-from .service import etag_for
+from .service import TileService, etag_for
 from .tilemath import dzi_tile
 
 DZI_NS = "http://schemas.microsoft.com/deepzoom/2008"
@@ -33,37 +36,48 @@ def _int(raw: str, what: str) -> int:
     return int(raw)
 
 
-@instrumented("dzi_tile")
-async def dzi_tile_handler(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICE]
-    mi = request.match_info
+def _parse_tile(mi: Mapping[str, str]) -> tuple[int, int, int, str]:
+    """URL parts → (level, col, row, format); 400 for anything malformed."""
     level = _int(mi["level"], "level")
     col_s, sep, row_s = mi["col_row"].partition("_")
     if not sep:
         raise InvalidRequest("tile name must be {col}_{row}.{format}")
-    col, row = _int(col_s, "column"), _int(row_s, "row")
     fmt = mi["fmt"]
     if fmt not in CONTENT_TYPES:
         raise InvalidRequest("format must be jpg, jpeg, png or webp")
-    ref = await request.app[RESOLVER].resolve(request, mi["id"])
+    return level, _int(col_s, "column"), _int(row_s, "row"), fmt
+
+
+async def _produce(svc: TileService, ref: ImageRef, key: tuple[object, ...], level: int,
+                   col: int, row: int, fmt: str, query: Mapping[str, str]) -> Tile:
+    pyr = await svc.open(ref)
+    dt = dzi_tile(pyr.meta, level, col, row)  # NotFound outside the pyramid
+    params = parse_render(pyr.meta, query)
+    io = produce.dzi_chunk(pyr, dt, col, row, fmt, params) is not None
+    return await svc.produce(key, produce.dzi_tile, pyr, dt, col, row, fmt, params, io=io)
+
+
+@instrumented("dzi_tile")
+async def dzi_tile_handler(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICE]
+    level, col, row, fmt = _parse_tile(request.match_info)
+    ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
     q = request.query
     rkey = "&".join(f"{k}={q[k]}" for k in RENDER_KEYS if k in q)
     key = (ref.path, ref.version, "dzi", level, col, row, fmt, rkey)
     cache = cache_control(request, ref, svc.settings.max_age)
     etag = etag_for(ref, f"dzi/{level}/{col}_{row}.{fmt}?{rkey}")
-    tile: Tile | None = svc.cached(key)
-    if tile is None:
-        pyr = await svc.open(ref)
-        dt = dzi_tile(pyr.meta, level, col, row)
-        params = parse_render(pyr.meta, q)
-        if not_modified(request, etag):  # validated above: the client's copy is current
-            svc.metrics.not_modified += 1
-            return not_modified_response(etag, cache)
-        io = produce.dzi_chunk(pyr, dt, col, row, fmt, params) is not None
-        tile = await svc.produce(key, produce.dzi_tile, pyr, dt, col, row, fmt, params, io=io)
-    elif not_modified(request, etag):
+    # Cache hit: this exact request succeeded before, so a matching ETag is current.
+    tile = svc.cached(key)
+    if tile is None and not_modified(request, etag):
+        pyr = await svc.open(ref)  # validate before answering 304 for an uncached tile
+        dzi_tile(pyr.meta, level, col, row)
+        parse_render(pyr.meta, q)
+    if not_modified(request, etag):
         svc.metrics.not_modified += 1
         return not_modified_response(etag, cache)
+    if tile is None:
+        tile = await _produce(svc, ref, key, level, col, row, fmt, q)
     return tile_response(request, tile, etag, cache)
 
 
