@@ -59,7 +59,7 @@ async def test_tuspy_upload_with_checksums_becomes_a_job(
         str(src), chunk_size=CHUNK, upload_checksum=True,
         metadata={"filename": src.name, "project_id": str(project_id), "name": "CMU small"})
     await asyncio.to_thread(up.upload)
-    upload_id = up.url.rsplit("/", 1)[1]
+    upload_id = str(up.url).rsplit("/", 1)[1]
     stored = settings.uploads_dir / upload_id
     assert _sha(stored) == _sha(src)
     row = await _row(database_url, "SELECT u.\"offset\", u.length, u.completed_at, u.image_id,"
@@ -84,7 +84,7 @@ async def test_interrupted_upload_resumes(client: TestClient, settings: Settings
     first = _tus(client, key).uploader(str(src), chunk_size=CHUNK, metadata=meta)
     # Stop after two chunks, as a closed laptop would.
     await asyncio.to_thread(first.upload, 2 * CHUNK)
-    url = first.url
+    url = str(first.url)
     path = url.split(str(client.make_url("")).rstrip("/"), 1)[1]
 
     # Then a PATCH whose connection dies half-way through its body.
