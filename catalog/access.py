@@ -268,7 +268,7 @@ async def require_project_role(request: web.Request, project_id: int, minimum: s
     return principal or _anonymous()
 
 
-async def image_role(pool: asyncpg.Pool, principal: Principal | None,
+async def image_role(pool: asyncpg.Pool | asyncpg.Connection, principal: Principal | None,
                      image_id: int) -> tuple[bool, str | None]:
     """(image exists, best role of the caller on it)."""
     user_id = principal.user_id if principal else None

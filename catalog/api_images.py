@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from catalog import images, security
-from catalog.access import get_principal, require_image_access, require_image_role
+from catalog.access import get_principal, image_role, require_image_access
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
 from catalog.state import CATALOG
@@ -47,17 +47,21 @@ async def rename(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
+    """Managers of a project holding the image, admins, and the uploader may delete it."""
     image_id = path_id(request, "image_id")
-    principal = await require_image_role(request, image_id, "manager")
+    principal = await require_image_access(request, image_id, write=True)
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
         # Lock the row so a job cannot start converting between check and delete.
-        status = await conn.fetchval("SELECT status FROM images WHERE id = $1 FOR UPDATE",
-                                     image_id)
+        row = await conn.fetchrow("SELECT status, owner_id FROM images WHERE id = $1"
+                                  " FOR UPDATE", image_id)
+        if row is None:
+            raise errors.NotFound("image not found")
+        _, role = await image_role(conn, principal, image_id)
+        if role != "manager" and row["owner_id"] != principal.user_id:
+            raise errors.Forbidden("only a project manager or the uploader can delete it")
         busy = await conn.fetchval(
             "SELECT count(*) FROM jobs WHERE image_id = $1 AND status = 'running'", image_id)
-        if status is None:
-            raise errors.NotFound("image not found")
         if busy:
             raise errors.Conflict("the image is being converted; retry when the job ends")
         await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now()"

@@ -265,12 +265,17 @@ def _paths() -> dict[str, Any]:
                     "responses": {"200": {"description": "ok", **_json(ref("Upload"))},
                                   **_ERRORS}},
             "head": {"summary": "tus: current Upload-Offset", "tags": ["uploads"],
-                     "responses": {"200": {"description": "Upload-Offset header"}}},
+                     # HEAD answers carry no body, so its errors document no content.
+                     "responses": {"200": {"description": "Upload-Offset header"},
+                                   **{k: {"description": v["description"]}
+                                      for k, v in _ERRORS.items()}}},
             "patch": {"summary": "tus: append bytes at Upload-Offset "
                                  "(application/offset+octet-stream; Upload-Checksum)",
                       "tags": ["uploads"],
                       "responses": {"204": {"description": "new Upload-Offset"},
                                     "409": _err("offset mismatch"),
+                                    "415": _err("Content-Type is not "
+                                                "application/offset+octet-stream"),
                                     "413": _err("beyond Upload-Length"),
                                     "460": _err("checksum mismatch"), **_ERRORS}},
             "delete": {"summary": "tus termination", "tags": ["uploads"],

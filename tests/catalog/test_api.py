@@ -154,3 +154,21 @@ async def test_openapi_document_is_valid_31(client: TestClient) -> None:
         path = resource.canonical
         if path.startswith("/api/") and path != "/api/openapi.json":
             assert path in documented, path
+
+
+async def test_uploader_may_delete_own_image(client: TestClient, database_url: str) -> None:
+    admin = await setup_admin(client)
+    carl = await create_user(client, admin, "carl")
+    dora = await create_user(client, admin, "dora")
+    _, p = await call(client, admin, "POST", "/api/projects", {"name": "P"}, expect=201)
+    for who in (carl, dora):
+        await call(client, admin, "PUT", f"/api/projects/{p['id']}/members/{who.user_id}",
+                   {"role": "contributor"}, expect=200)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        iid = await register_image(pool, name="carl's", relpath="x/1", width=1, height=1,
+                                   levels=1, project_id=p["id"], owner_id=carl.user_id)
+    finally:
+        await pool.close()
+    await call(client, dora, "DELETE", f"/api/images/{iid}", expect=403)
+    await call(client, carl, "DELETE", f"/api/images/{iid}", expect=204)
