@@ -36,9 +36,16 @@ def check(name: str, value: Any) -> None:
 async def read_json(request: web.Request, schema: str) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise errors.TooLarge("request body too large", {"limit": MAX_BODY})
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise errors.TooLarge("request body too large", {"limit": MAX_BODY})
+    parts: list[bytes] = []
+    size = 0
+    # Read to the end (a body may arrive in several pieces), but never keep more
+    # than the limit in memory.
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.TooLarge("request body too large", {"limit": MAX_BODY})
+        parts.append(chunk)
+    raw = b"".join(parts)
     if not raw.strip():
         value: Any = {}
     else:

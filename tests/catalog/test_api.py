@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 from aiohttp.test_utils import TestClient
 
@@ -172,3 +174,19 @@ async def test_uploader_may_delete_own_image(client: TestClient, database_url: s
         await pool.close()
     await call(client, dora, "DELETE", f"/api/images/{iid}", expect=403)
     await call(client, carl, "DELETE", f"/api/images/{iid}", expect=204)
+
+
+async def test_json_body_arriving_in_pieces(client: TestClient) -> None:
+    admin = await setup_admin(client)
+
+    async def pieces():  # type: ignore[no-untyped-def]
+        body = b'{"name": "slow", "description": "' + b"d" * 4000 + b'"}'
+        for i in range(0, len(body), 700):
+            yield body[i:i + 700]
+            await asyncio.sleep(0.01)
+
+    resp = await client.post("/api/projects", data=pieces(), headers={
+        "Cookie": f"microtome_session={admin.cookie}", "X-CSRF-Token": admin.csrf or "",
+        "Content-Type": "application/json"})
+    assert resp.status == 201, await resp.text()
+    assert len((await resp.json())["description"]) == 4000
