@@ -80,6 +80,10 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
                       images_dir: Path) -> str:
     """Run one claimed job to its end; returns the job's new status."""
     src, image_id = Path(job["source_path"]), job["image_id"]
+    if image_id is None:  # the image was deleted after the job was queued
+        await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now()"
+                           " WHERE id = $1", job["id"])
+        return "cancelled"
     image_dir = images_dir / str(image_id)
     latest: list[float | None] = [None]
 

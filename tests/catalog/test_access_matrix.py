@@ -227,7 +227,12 @@ async def test_destructive_successes(tile_client: TestClient, world: World,
     manager = world.actors["manager"]
     image_dir = settings.images_dir / str(world.image_id)
     assert image_dir.is_dir()
+    _, signed = await call(tile_client, manager, "POST",
+                           f"/api/images/{world.image_id}/signed-url", {}, expect=200)
     await call(tile_client, manager, "DELETE", f"/api/images/{world.image_id}", expect=204)
+    # A still-valid signed URL of a deleted image is a clean 404.
+    status, _ = await call(tile_client, Actor("anon"), "GET", signed["dzi"])
+    assert status == 404
     assert not image_dir.exists()
     await call(tile_client, manager, "GET", f"/api/images/{world.image_id}", expect=404)
     status, _ = await call(tile_client, manager, "GET", f"/dzi/{world.image_id}.dzi")
