@@ -59,6 +59,9 @@ async def _check_parent(conn: Conn, project_id: int, parent_id: int | None,
                         term_id: int | None = None) -> None:
     if parent_id is None:
         return
+    # JSON bodies can carry anything here (lists, strings, bools, 2**70).
+    if type(parent_id) is not int or not 0 < parent_id < 2**63:
+        raise InvalidRequest("parent_id must be a term id or null")
     # Walk up from the proposed parent: it must be in this project and the
     # chain must not come back to the term itself (no cycles).
     seen: set[int] = set()
