@@ -42,6 +42,8 @@ def test_upload_resumes_after_a_dropped_connection(
 
     console.expected.append("ERR_CONNECTION_RESET")
     page.route("**/api/uploads/*", flaky)
+    # The drop zone is shown once the page has wired it up.
+    expect(page.locator("#upload-section")).to_be_visible()
     page.set_input_files("#file-input", str(testdata / "sample.jpg"))
     row = page.locator("#uploads li[data-file='sample.jpg']")
     expect(row).to_have_attribute("data-state", "ready", timeout=120_000)

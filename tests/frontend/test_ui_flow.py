@@ -73,6 +73,7 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
     page.wait_for_url("**/projects/*")
     project_id = int(page.url.rstrip("/").split("/")[-1])
     expect(page.locator("#project-name")).to_have_text("Dermatology")
+    expect(page.locator("#upload-section")).to_be_visible()
 
     # -- uploads: a real slide and a text file, side by side -----------------------
     page.set_input_files("#file-input", [str(testdata / "CMU-1-Small-Region.svs"),
