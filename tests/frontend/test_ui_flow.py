@@ -157,6 +157,25 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
     finally:
         anon.close()
 
+    # -- a whole project shared: its images listed, each opens with the token ---
+    page.goto(f"/projects/{project_id}")
+    page.click("#share-project")
+    page.click("#share-create")
+    project_share = page.locator("#share-url").input_value()
+    assert "/share/" in project_share
+    page.keyboard.press("Escape")
+    anon = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        anon_page = anon.new_page()
+        anon_log = ConsoleLog()
+        watch_console(anon_page, anon_log)
+        anon_page.goto(project_share)
+        anon_page.locator(".shared-images a", has_text="CMU-1-Small-Region").click()
+        wait_tiles(anon_page)
+        assert not anon_log.unexpected(), anon_log.errors
+    finally:
+        anon.close()
+
     # -- a second user: created by the admin, not a member of the project ----------
     page.goto("/")
     expect(page.locator("table.list")).to_contain_text("Dermatology")

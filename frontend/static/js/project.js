@@ -2,6 +2,7 @@
 import { api, ApiError, items } from "./api.js";
 import { imageCard } from "./images.js";
 import { TusUpload } from "./tus.js";
+import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
 const $ = (s) => document.querySelector(s);
@@ -38,6 +39,8 @@ async function main() {
   $("#delete-project").hidden = !can("manager");
   $("#delete-project").onclick = deleteProject;
   $("#members-button").onclick = openMembers;
+  $("#share-project").hidden = !can("manager");
+  $("#share-project").onclick = () => openShareDialog({ project_id: Number(state.id) }, "this project");
   setupList();
   setupUploads();
   await loadImages();

@@ -269,9 +269,10 @@ async function main() {
 }
 
 function listSharedImages(shared) {
+  // A project link: pick one of its images (each opens with the same token).
   const box = $("#viewer-status");
   box.hidden = false;
-  box.replaceChildren(el("h2", {}, "Shared images"), el("ul", {}, shared.images.map((im) =>
+  box.replaceChildren(el("h2", {}, "Shared images"), el("ul", { class: "shared-images" }, shared.images.map((im) =>
     el("li", {}, el("a", { href: `/viewer/${encodeURIComponent(im.id)}?share=${encodeURIComponent(shared.token)}` }, im.name)))));
 }
 

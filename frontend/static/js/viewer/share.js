@@ -22,16 +22,17 @@ export function setupShare(state) {
   const button = document.querySelector("#share");
   if (!state.user || state.token) return;
   button.hidden = false;
-  button.onclick = () => openDialog(state);
+  button.onclick = () => openShareDialog({ image_id: Number(state.id) }, "this image");
 }
 
-function openDialog(state) {
+/** The share-link dialog for {image_id} or {project_id}. */
+export function openShareDialog(target, what) {
   const dlg = document.querySelector("#share-dialog");
   const out = el("div", { "aria-live": "polite" });
   const days = el("input", { id: "share-days", type: "number", min: "1", max: "365", value: "7" });
   dlg.replaceChildren(
-    el("h2", { id: "share-title" }, "Share this image"),
-    el("p", { class: "muted" }, "Anyone with the link can view the slide (read-only), without an account, until it expires."),
+    el("h2", { id: "share-title" }, `Share ${what}`),
+    el("p", { class: "muted" }, "Anyone with the link can view (read-only), without an account, until it expires."),
     el("label", { for: "share-days" }, "Valid for (days)"), days,
     out,
     el("div", { class: "buttons" },
@@ -43,10 +44,8 @@ function openDialog(state) {
   async function create() {
     try {
       const d = Math.min(365, Math.max(1, Number(days.value) || 7));
-      const res = await api("share-links", {
-        method: "POST", body: { image_id: Number(state.id), expires_in: d * 86400 },
-      });
-      const url = new URL(res.url || `/viewer/${encodeURIComponent(state.id)}?share=${encodeURIComponent(res.token)}`, location.origin).toString();
+      const res = await api("share-links", { method: "POST", body: { ...target, expires_in: d * 86400 } });
+      const url = new URL(res.url, location.origin).toString();
       const input = el("input", { id: "share-url", type: "text", readonly: true, value: url, "aria-label": "Share link", style: "width:100%" });
       out.replaceChildren(el("label", { for: "share-url" }, "Link"), input);
       input.select();
