@@ -275,3 +275,21 @@ async def test_tiles_need_no_database_round_trip(tile_client: TestClient, world:
     finally:
         await conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
         await conn.close()
+
+
+async def test_upload_creation_matrix(tile_client: TestClient, world: World) -> None:
+    """tus creation in the private project: contributors and up only."""
+    want = exp(401, 404, 403, 201, 201, 201, 403)
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in
+                    (("filename", "x.tif"), ("project_id", str(world.project_id))))
+    failures = []
+    for name, expected in want.items():
+        actor = world.actors[name]
+        headers = {**actor.headers("POST"), "Tus-Resumable": "1.0.0", "Upload-Length": "3",
+                   "Upload-Metadata": meta}
+        resp = await tile_client.post("/api/uploads", headers=headers)
+        if resp.status != expected:
+            failures.append(f"{name}: {resp.status} (want {expected}) {await resp.text()}")
+        elif resp.status >= 400:
+            assert "error" in await resp.json()
+    assert not failures, "\n".join(failures)
