@@ -30,6 +30,8 @@ export class AnnotationLayer {
     this.fetched = null; // {box, scale}
     this.inflight = null;
     this.frameTimes = [];
+    /** Count of confirmed writes; a viewport answer older than the last write is refetched. */
+    this.writes = 0;
     this.onData = () => {};
     // Inside OpenSeadragon's canvas container: above the tiles, below the
     // navigator and controls (which then stay readable over dense shapes).
@@ -101,9 +103,13 @@ export class AnnotationLayer {
     if (this.inflight) this.inflight.abort();
     const controller = new AbortController();
     this.inflight = controller;
+    const writes = this.writes;
     try {
       const data = await this.fetchViewport(want, 1 / scale, controller.signal);
       if (controller.signal.aborted) return;
+      // A save/delete finished while this answer was on its way: it may not
+      // include that change, so ask again rather than show stale shapes.
+      if (writes !== this.writes) { this.inflight = null; this.refresh(true); return; }
       this.fetched = { box: want, scale };
       this.setData(data);
     } catch (e) {

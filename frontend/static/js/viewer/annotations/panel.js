@@ -185,6 +185,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     if (local.shape) body.shape = local.shape;
     try {
       const created = await annoApi.create(imageId, body);
+      layer.writes += 1;
       layer.local.delete(local.id);
       const f = toFeature(created);
       f.full = true;
@@ -221,6 +222,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     layer.invalidate();
     try {
       const saved = await annoApi.update(id, { geometry });
+      layer.writes += 1;
       layer.local.delete(id);
       layer.features.set(id, { ...toFeature(saved), full: true });
       if (record) ui.undo.push({ type: "update", id, before: prev });
@@ -239,6 +241,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     const before = { terms: f.terms, geometry: f.geometry };
     try {
       const saved = await annoApi.update(id, { terms });
+      layer.writes += 1;
       layer.features.set(id, { ...toFeature(saved), full: true });
       if (record) ui.undo.push({ type: "update", id, before });
       layer.invalidate();
@@ -252,6 +255,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     if (id < 0) { layer.local.delete(id); select(null); layer.invalidate(); return; }
     try {
       await annoApi.remove(id);
+      layer.writes += 1;
       layer.features.delete(id);
       layer.local.delete(id);
       if (record) ui.undo.push({ type: "delete", feature: f });
@@ -269,6 +273,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     else if (op.type === "update") {
       try {
         const saved = await annoApi.update(op.id, { geometry: op.before.geometry, terms: op.before.terms });
+        layer.writes += 1;
         layer.features.set(op.id, { ...toFeature(saved), full: true });
         layer.invalidate();
         if (layer.selectedId === op.id) select(op.id);
