@@ -30,7 +30,9 @@ STATUS: dict[type[errors.MicrotomeError], int] = {
     errors.SourceError: 422,
     errors.NotImplementedFeature: 501,
     errors.Unavailable: 503,
-    errors.StorageError: 503,
+    # Damaged stored data is permanent, not a temporary outage: a 4xx the
+    # client should not retry (issue 4 lists it among the bad inputs).
+    errors.StorageError: 422,
 }
 
 

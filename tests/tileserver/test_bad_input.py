@@ -1,4 +1,4 @@
-"""Every bad input gets its 4xx/501 (or 503 for damaged storage) with a JSON body, never a 500."""
+"""Every bad input gets its 4xx/501 (422 for damaged storage) with a JSON body, never a 500."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pyramid.errors import StorageError
 from pyramid.layout import index_nbytes
 
 #: Damaged storage is the server's problem, not the client's: whatever status the
-#: shared error table gives StorageError (503 today), never a 500.
+#: shared error table gives StorageError (422), never a 500.
 DAMAGED = status_for(StorageError("x"))
+assert DAMAGED == 422
 
 BAD = [
     # Deep Zoom
