@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
+from pathlib import Path
 
 from aiohttp import web
 
@@ -112,6 +114,27 @@ async def image_jobs(request: web.Request) -> web.Response:
     return json_response(page([job_json(r) for r in rows], total, limit, offset))
 
 
+def _existing_file(path: str) -> bool:
+    return Path(path).is_file()
+
+
+async def original(request: web.Request) -> web.StreamResponse:
+    """The source file, when it was kept: imports leave their sources in place,
+    uploads are removed once converted."""
+    image_id = path_id(request, "image_id")
+    await require_image_access(request, image_id)
+    row = await request.app[DB_POOL].fetchrow(
+        """SELECT j.source_path, i.source_filename FROM jobs j JOIN images i ON i.id = j.image_id
+           WHERE j.image_id = $1 AND j.status = 'done' AND NOT j.delete_source
+           ORDER BY j.id DESC LIMIT 1""", image_id)
+    if row is None or not await asyncio.to_thread(_existing_file, row["source_path"]):
+        raise errors.NotFound("the original file of this image is not kept")
+    name = (row["source_filename"] or f"image-{image_id}").replace('"', "")
+    return web.FileResponse(row["source_path"], headers={
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Content-Type": "application/octet-stream", "Cache-Control": "private, no-store"})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/images", list_all),
@@ -120,4 +143,5 @@ def routes() -> list[web.RouteDef]:
         web.delete("/api/images/{image_id}", delete),
         web.post("/api/images/{image_id}/signed-url", signed_url),
         web.get("/api/images/{image_id}/jobs", image_jobs),
+        web.get("/api/images/{image_id}/original", original),
     ]

@@ -86,7 +86,7 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -
 def path_id(request: web.Request, name: str) -> int:
     """A bigint id from the URL path; anything else is a 404 (not a 500)."""
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise errors.NotFound(f"{name.removesuffix('_id')} not found")
     return int(raw)
 

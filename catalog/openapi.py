@@ -237,6 +237,14 @@ def _paths() -> dict[str, Any]:
         "/api/images/{image_id}/signed-url": {
             "post": _op("A short-lived signed token for tile/IIIF/DZI URLs of a private image",
                         "SignedUrl", body="SignedUrlRequest", params=[iid])},
+        "/api/images/{image_id}/original": {
+            "get": {"summary": "Download the source file, when it was kept (imports keep "
+                               "theirs in place; uploads are removed after conversion)",
+                    "tags": ["catalog"], "parameters": [iid],
+                    "responses": {"200": {"description": "the file", "content": {
+                        "application/octet-stream": {"schema": {"type": "string",
+                                                                "format": "binary"}}}},
+                                  **_ERRORS}}},
         "/api/images/{image_id}/jobs": {
             "get": _op("Conversion jobs of an image", "JobPage", params=[iid, *PAGE_PARAMS])},
         "/api/jobs": {"get": _op("My jobs (admin: all)", "JobPage", params=PAGE_PARAMS)},

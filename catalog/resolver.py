@@ -46,7 +46,7 @@ else:
 def split_id(image_id: str) -> tuple[int, str | None]:
     """``"42"`` → (42, None); ``"42~tok"`` → (42, "tok"); anything else → NotFound."""
     head, sep, token = image_id.partition("~")
-    if not head.isdigit() or len(head) > 18 or (sep and not token):
+    if not (head.isascii() and head.isdigit()) or len(head) > 18 or (sep and not token):
         raise errors.NotFound("image not found")
     return int(head), token or None
 

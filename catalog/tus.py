@@ -77,7 +77,7 @@ async def options(request: web.Request) -> web.Response:
 
 def _int_header(request: web.Request, name: str) -> int:
     raw = request.headers.get(name, "")
-    if not raw.isdigit() or len(raw) > 19:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         raise errors.InvalidRequest(f"{name} header must be a non-negative integer")
     return int(raw)
 
@@ -97,7 +97,7 @@ async def create(request: web.Request) -> web.Response:
     if not filename or len(filename) > 255 or "\x00" in filename:
         raise errors.InvalidRequest("Upload-Metadata needs a filename (1-255 characters)")
     raw_project = meta.get("project_id", "")
-    if not raw_project.isdigit() or len(raw_project) > 18:
+    if not (raw_project.isascii() and raw_project.isdigit()) or len(raw_project) > 18:
         raise errors.InvalidRequest("Upload-Metadata needs a numeric project_id")
     project_id = int(raw_project)
     await require_project_role(request, project_id, "contributor")

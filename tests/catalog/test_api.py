@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
 from aiohttp.test_utils import TestClient
@@ -190,3 +191,28 @@ async def test_json_body_arriving_in_pieces(client: TestClient) -> None:
         "Content-Type": "application/json"})
     assert resp.status == 201, await resp.text()
     assert len((await resp.json())["description"]) == 4000
+
+
+async def test_download_original_when_kept(client: TestClient, database_url: str,
+                                           testdata: Path) -> None:
+    admin = await setup_admin(client)
+    _, p = await call(client, admin, "POST", "/api/projects", {"name": "P"}, expect=201)
+    kept, gone = await _images(database_url, p["id"], ["kept", "uploaded"])
+    src = testdata / "small.svs"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE images SET source_filename = 'small.svs' WHERE id = $1", kept)
+        await conn.execute(
+            "INSERT INTO jobs (image_id, status, source_path, delete_source) VALUES"
+            " ($1, 'done', $2, false), ($3, 'done', '/gone/upload', true)",
+            kept, str(src), gone)
+    finally:
+        await conn.close()
+    resp = await client.get(f"/api/images/{kept}/original",
+                            headers={"Cookie": f"microtome_session={admin.cookie}"})
+    assert resp.status == 200
+    assert await resp.read() == src.read_bytes()
+    assert 'filename="small.svs"' in resp.headers["Content-Disposition"]
+    status, body = await call(client, admin, "GET", f"/api/images/{gone}/original")
+    assert status == 404 and "not kept" in body["error"]
+    await call(client, Actor("anon"), "GET", f"/api/images/{kept}/original", expect=401)
