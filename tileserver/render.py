@@ -71,7 +71,7 @@ RGB = RenderParams(0, 0, (), (), (), ())
 
 
 def _index(raw: str, name: str, size: int) -> int:
-    if not raw.isdigit() or len(raw) > 6 or int(raw) >= size:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or int(raw) >= size:
         raise InvalidRequest(f"{name} must be an integer in 0..{size - 1}")
     return int(raw)
 

@@ -31,7 +31,8 @@ DZI_NS = "http://schemas.microsoft.com/deepzoom/2008"
 
 
 def _int(raw: str, what: str) -> int:
-    if not raw.isdigit() or len(raw) > 9:  # rejects '-1', '1.5', '', huge numbers
+    # Rejects '-1', '1.5', '', huge numbers and non-ASCII digits ('²' passes isdigit()).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise InvalidRequest(f"{what} must be a non-negative integer")
     return int(raw)
 

@@ -39,7 +39,8 @@ async def thumbnail_handler(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICE]
     fmt = _fmt(request.match_info["fmt"])
     raw = request.query.get("size", "256")
-    if not raw.isdigit() or len(raw) > 6 or not 1 <= int(raw) <= svc.settings.max_thumbnail:
+    if (not (raw.isascii() and raw.isdigit()) or len(raw) > 6
+            or not 1 <= int(raw) <= svc.settings.max_thumbnail):
         raise InvalidRequest(f"size must be an integer in 1..{svc.settings.max_thumbnail}")
     size = int(raw)
     ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
