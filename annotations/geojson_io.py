@@ -262,10 +262,10 @@ async def _import(conn: asyncpg.Connection, gen: Iterator[list[Parsed]], frame: 
                 # Fewer, larger COPYs: each one fires the density trigger once, and
                 # every firing leaves a dead version of the density rows it touched.
                 if len(buffered) >= COPY_ROWS:
-                    await store.copy_records(conn, buffered)
+                    await store.copy_records(conn, frame, buffered)
                     buffered = []
             if buffered:
-                await store.copy_records(conn, buffered)
+                await store.copy_records(conn, frame, buffered)
         except BaseException:
             if not pending.done():
                 await asyncio.wait([pending])

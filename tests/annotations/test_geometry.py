@@ -109,3 +109,14 @@ def test_outside_image_can_be_clipped() -> None:
 def test_unclosed_ring_is_closed_and_z_dropped() -> None:
     p = prepare({"type": "Polygon", "coordinates": [[[0, 0, 5], [10, 0, 5], [10, 10, 5]]]}, FRAME)
     assert p.area_px == 50 and not shapely.has_z(p.geom)
+
+
+def test_morton_order_keeps_neighbours_together() -> None:
+    import numpy as np
+
+    from annotations.geometry import morton_order
+
+    xs = np.array([900.0, 10, 910, 20, 500])
+    ys = np.array([900.0, 10, 905, 15, 500])
+    order = morton_order(xs, ys, 1000, 1000).tolist()
+    assert order == [1, 3, 4, 0, 2]
