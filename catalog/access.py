@@ -69,6 +69,8 @@ class AccessState:
 
 
 ACCESS: web.AppKey[AccessState] = web.AppKey("catalog_access", AccessState)
+#: Cache sentinel: "not looked up yet" (None is a cached "no such credential").
+_MISS = Principal(None, None, False, "miss")
 _REQ_KEY: web.RequestKey[Principal | None] = web.RequestKey("catalog_principal", object)  # type: ignore[arg-type]
 
 
@@ -135,8 +137,6 @@ async def share_principal(app: web.Application, token: str) -> Principal | None:
     state.principals.set(key, principal, ttl=ttl)
     return principal
 
-
-_MISS = Principal(None, None, False, "miss")
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -69,6 +69,8 @@ async def list_images(pool: asyncpg.Pool, principal: Principal | None, *,
         args.append(project_id)
         where.append("EXISTS (SELECT 1 FROM project_images pj WHERE pj.image_id = i.id"
                      f" AND pj.project_id = ${len(args)})")
+    if q and len(q) > 200:
+        raise errors.InvalidRequest("q must be at most 200 characters")
     if q:
         # ILIKE with the user's text escaped: '%', '_' and '\' are literal.
         args.append("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
