@@ -39,18 +39,22 @@ PAN_JS = """async ([frames, dx]) => {
     const now = performance.now();
     gaps.push(now - last);
     last = now;
-    const step = (i % 60 < 30 ? dx : -dx);
-    v.viewport.panBy(new OpenSeadragon.Point(step, step / 2), true);
+    // Right, then down, like a user following tissue: new areas keep coming in.
+    const right = i < frames / 2;
+    v.viewport.panBy(new OpenSeadragon.Point(right ? dx : 0, right ? 0 : dx), true);
   }
   const q = (a, p) => {
     const s = [...a].sort((x, y) => x - y);
     return s[Math.min(s.length - 1, Math.floor(p * s.length))];
   };
   const draws = layer.frameTimes;
+  // Let the last answer arrive, then report what is on screen.
+  await new Promise((r) => setTimeout(r, 1500));
   return {frames: gaps.length, draws: draws.length,
           frame_ms: {median: q(gaps, 0.5), p95: q(gaps, 0.95), max: Math.max(...gaps)},
           draw_ms: {median: q(draws, 0.5), p95: q(draws, 0.95), max: Math.max(...draws)},
-          shapes: layer.features.size, clusters: layer.clusters.length, lod: layer.lod};
+          build_ms: layer.lastBuildMs, shapes: layer.features.size,
+          clusters: layer.clusters.length, lod: layer.lod};
 }"""
 
 
@@ -86,11 +90,15 @@ def test_pan_with_50k_annotations(live_server: LiveServer, context: Any, page: A
     wait_tiles(page)
     page.wait_for_function("window.microtome.annotations && window.microtome.annotations.lod"
                            " === 'clusters' && window.microtome.annotations.clusters.length > 0")
-    overview = page.evaluate(PAN_JS, [120, 0.004])
+    overview = page.evaluate(PAN_JS, [120, 0.002])
     screenshot(page, "20-50k-overview")
 
-    # Zoom in until the server sends real shapes (thousands of them).
-    page.evaluate("window.microtome.state.viewer.viewport.zoomBy(12, null, true)")
+    # Zoom in on the upper left of the slide until the server sends real
+    # shapes (thousands of them).
+    page.evaluate("""(() => { const v = window.microtome.state.viewer;
+        const item = v.world.getItemAt(0);
+        v.viewport.zoomTo(item.imageToViewportZoom(3), null, true);
+        v.viewport.panTo(item.imageToViewportCoordinates(600, 800), true); })()""")
     page.wait_for_function("window.microtome.annotations.lod === 'features'"
                            " && window.microtome.annotations.features.size > 1000",
                            timeout=20_000)
