@@ -41,6 +41,7 @@ else:
 
         path: Path
         version: str
+        private: bool = False
 
 
 def split_id(image_id: str) -> tuple[int, str | None]:
@@ -100,7 +101,7 @@ class CatalogResolver:
                 if payload.get("i") != iid:
                     raise errors.Forbidden("this token is for another image")
                 # No database: the path follows from the id, the version is signed.
-                return ImageRef(self._path(iid, None), str(payload.get("v")))
+                return ImageRef(self._path(iid, None), str(payload.get("v")), private=True)
             principal = await share_principal(self.app, token)
             if principal is None:
                 raise errors.Unauthenticated("tile URL token invalid or expired")
@@ -113,4 +114,5 @@ class CatalogResolver:
         storage_path, version, status = await self._image(iid)
         if status != "ready":
             raise errors.NotFound("image not ready")
-        return ImageRef(self._path(iid, storage_path), version)
+        private = principal is not None and principal.via != "anonymous"
+        return ImageRef(self._path(iid, storage_path), version, private=private)

@@ -34,6 +34,9 @@ class ImageRef:
 
     path: Path
     version: str
+    #: Access was granted by a credential (session, key, token, share link):
+    #: shared caches must not keep the response.
+    private: bool = False
 
 
 class Resolver(Protocol):

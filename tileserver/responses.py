@@ -13,11 +13,13 @@ CORS = "Access-Control-Allow-Origin"
 def cache_control(request: web.Request, ref: ImageRef, max_age: int) -> str:
     """Immutable when the URL names the image version (``?v=``), else a bounded max-age.
 
-    Requests authorised by a cookie or an Authorization header may concern a
-    private image: shared caches must not keep those (``private``).
+    Responses granted by a credential (the resolver says so, or the request
+    carries a cookie or an Authorization header) concern a private image:
+    shared caches must not keep them, or a revoked share link would live on.
     """
     headers = request.headers
-    scope = "private" if "Cookie" in headers or "Authorization" in headers else "public"
+    private = ref.private or "Cookie" in headers or "Authorization" in headers
+    scope = "private" if private else "public"
     if request.query.get("v") == ref.version:
         return f"{scope}, max-age=31536000, immutable"
     return f"{scope}, max-age={max_age}"

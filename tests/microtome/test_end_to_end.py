@@ -28,6 +28,12 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
+async def resp_json(client: TestClient, path: str) -> dict[str, object]:
+    resp = await client.get(path)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
 def _source_region(path: Path, x: int, y: int, w: int, h: int, down: int = 1) -> np.ndarray:
     """Level-0 pixels of the source, area-averaged by `down` (what a pyramid level holds)."""
     with openslide.OpenSlide(str(path)) as slide:
@@ -88,8 +94,20 @@ async def test_import_then_serve_dzi_matches_source(
         if (col, row) == (3, 5):
             assert tile.std() > 5  # real tissue there, not a blank tile
 
-    # Without a session, the private image is not served.
+    # A signed URL works in a third-party viewer without our cookie, and its
+    # responses must not be kept by shared caches (the token may be revoked).
+    csrf = (await resp_json(client, "/api/session"))["csrf_token"]
+    signed = await client.post(f"/api/images/{image['id']}/signed-url", json={},
+                               headers={"X-CSRF-Token": csrf})
+    assert signed.status == 200, await signed.text()
+    iiif = (await signed.json())["iiif"]
+
+    # Without a session, the private image is not served ...
     client.session.cookie_jar.clear()
+    info = await client.get(iiif)
+    assert info.status == 200
+    assert info.headers["Cache-Control"].startswith("private")
+    # ... except through the signed URL above.
     denied = await client.get(f"/dzi/{image['id']}.dzi")
     assert denied.status in (401, 403, 404)
     assert "error" in await denied.json()
