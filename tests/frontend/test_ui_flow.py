@@ -91,6 +91,13 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
                            ".every(i => i.complete && i.naturalWidth > 0)")
     screenshot(page, "02-project")
 
+    # the failed one explains itself in the viewer too
+    bad_href = page.locator(".tile-card", has_text="notanimage.txt").locator("a.name")
+    bad_href.click()
+    expect(page.locator("#viewer-status")).to_contain_text("could not be converted")
+    expect(page.locator("#viewer-status")).to_contain_text("not a recognised image format")
+    page.go_back()
+
     # search narrows the grid
     page.fill("#search", "nothing-like-this")
     expect(page.locator(".tile-card")).to_have_count(0)

@@ -50,7 +50,12 @@ async function waitUntilReady() {
     const status = String(state.image.status || "ready").toLowerCase();
     if (status === "ready" || status === "done" || status === "available") return state.image;
     if (status === "failed" || status === "error") {
-      showStatus(`This slide could not be converted: ${state.image.error || "unknown error"}`, true);
+      let why = state.image.error || "";
+      try {
+        const job = items(await api(`images/${encodeURIComponent(state.id)}/jobs?limit=1`, { noRedirect: true }))[0];
+        why = why || (job && job.error) || "";
+      } catch { /* the reason is a nicety */ }
+      showStatus(`This slide could not be converted${why ? `: ${why}` : "."}`, true);
       return null;
     }
     let pct = "";
