@@ -136,6 +136,7 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
     assert a > 0 and r > g and r > b
     page.locator(".anno-list button").first.click()  # click-to-zoom selects it
     expect(page.locator("#selected-term")).to_have_value(str(feature["terms"][0]))
+    expect(page.locator(".term-list li", has_text="Tumour")).to_contain_text("Tumour 1")
     assert "mm²" in page.inner_text("#selection") or "µm²" in page.inner_text("#selection")
 
     # -- share link, opened in a fresh browser context without cookies -------------

@@ -24,6 +24,7 @@ export const annoApi = {
   update: (id, body) => api(`annotations/${id}`, { method: "PATCH", body, noRedirect: true }),
   remove: (id) => api(`annotations/${id}`, { method: "DELETE", noRedirect: true }),
   terms: (projectId) => api(`projects/${projectId}/terms`, { noRedirect: true }),
+  counts: (imageId, w, h) => api(`images/${imageId}/annotations/counts?bbox=0,0,${w},${h}`, { noRedirect: true }),
   createTerm: (projectId, body) => api(`projects/${projectId}/terms`, { method: "POST", body }),
 };
 
@@ -98,6 +99,17 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     layer.invalidate();
   }
 
+  /** Per-term totals for the whole image (shown beside each term), refreshed after edits. */
+  let countsTimer = null;
+  function loadCounts() {
+    clearTimeout(countsTimer);
+    countsTimer = setTimeout(async () => {
+      if (!meta.width) return;
+      try { ui.counts = await annoApi.counts(imageId, meta.width, meta.height); } catch { ui.counts = null; }
+      renderTerms();
+    }, 300);
+  }
+
   function renderTerms() {
     const rows = [...ui.terms, { id: "none", name: "No term", color: "#ffd400" }];
     termList.replaceChildren(...rows.map((t) => {
@@ -108,13 +120,15 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
       });
       const current = readOnly ? null : el("input", { type: "radio", name: "current-term", value: String(t.id), checked: (ui.currentTerm ?? "none") === t.id, "aria-label": `Draw with ${t.name}` });
       if (current) current.addEventListener("change", () => { ui.currentTerm = t.id; });
+      const n = ui.counts ? (t.id === "none" ? ui.counts.untermed : (ui.counts.terms || {})[t.id] || 0) : null;
       return el("li", { dataset: { termId: String(t.id) } }, vis, el("span", { class: "swatch", style: `background:${t.color}` }),
-        el("span", { style: "flex:1" }, t.name), current);
+        el("span", { style: "flex:1" }, t.name, n !== null ? el("span", { class: "muted" }, ` ${n}`) : null), current);
     }));
   }
 
   // -- list -------------------------------------------------------------------
   layer.onData = () => {
+    if (layer.onWrites) layer.onWrites();
     const n = [...layer.allFeatures()].length;
     if (layer.lod === "clusters") count.textContent = `(${layer.clusters.reduce((a, c) => a + c.count, 0)} in view, zoom in to see shapes)`;
     else count.textContent = `(${n}${layer.truncated ? "+" : ""} in view)`;
@@ -245,7 +259,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
       layer.features.set(id, { ...toFeature(saved), full: true });
       if (record) ui.undo.push({ type: "update", id, before });
       layer.invalidate();
-      renderList();
+      layer.onData(layer);
     } catch (e) { toast(`The term was not saved: ${e.message}`, "error"); select(id); }
   }
 
@@ -324,6 +338,9 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   }
   window.microtome.tools = tools;
   await loadTerms();
+  loadCounts();
+  let seenWrites = 0;
+  layer.onWrites = () => { if (layer.writes !== seenWrites) { seenWrites = layer.writes; loadCounts(); } };
   layer.refresh(true);
 }
 
