@@ -317,3 +317,15 @@ async def test_crop_and_mask_images(api: TestClient, world: World, small_pyramid
     resp = await api.get(f"/api/annotations/{ann['id']}/crop.jpg",
                          headers=world.actors["outsider"].headers("GET"))
     assert resp.status == 404
+
+
+async def test_every_annotation_route_is_documented(api: TestClient) -> None:
+    from catalog.openapi import SPEC
+
+    ours = [r.canonical for r in api.app.router.resources()
+            if "annotations" in r.canonical or "/terms" in r.canonical]
+    assert len(ours) >= 15
+    missing = [p for p in ours if p not in SPEC["paths"]]
+    assert not missing
+    desc = SPEC["paths"]["/api/images/{image_id}/annotations"]["get"]["description"]
+    assert "top-left" in desc and "y down" in desc
