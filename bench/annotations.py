@@ -23,7 +23,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,8 @@ def cell_batches(n: int, seed: int = 7, batch: int = 20_000) -> Iterator[list[by
             k = int(rng.integers(12, 41))
             theta = np.sort(rng.uniform(0, 2 * np.pi, k))
             r = rng.uniform(5, 15) * np.clip(1 + 0.12 * rng.standard_normal(k), 0.75, 1.25)
-            ring = np.round(np.c_[cx[i] + r * np.cos(theta), cy[i] + r * np.sin(theta)], 2)
-            ring = np.clip(ring, 0, WIDTH).tolist()
+            xy = np.round(np.c_[cx[i] + r * np.cos(theta), cy[i] + r * np.sin(theta)], 2)
+            ring: list[list[float]] = np.clip(xy, 0, WIDTH).tolist()
             ring.append(ring[0])
             name, color = CLASSES[int(rng.integers(0, len(CLASSES)))]
             out.append(orjson.dumps({
@@ -157,7 +157,7 @@ def _viewports(rng: np.random.Generator, scale: float | None, count: int
     return out
 
 
-def _pct(values: list[float], q: float) -> float:
+def _pct(values: Sequence[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
