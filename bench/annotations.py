@@ -70,7 +70,7 @@ def cell_batches(n: int, seed: int = 7, batch: int = 20_000) -> Iterator[list[by
             theta = np.sort(rng.uniform(0, 2 * np.pi, k))
             r = rng.uniform(5, 15) * np.clip(1 + 0.12 * rng.standard_normal(k), 0.75, 1.25)
             xy = np.round(np.c_[cx[i] + r * np.cos(theta), cy[i] + r * np.sin(theta)], 2)
-            ring: list[Any] = list(np.clip(xy, 0, WIDTH).tolist())
+            ring: list[Any] = np.clip(xy, 0, WIDTH).tolist()  # type: ignore[assignment]
             ring.append(ring[0])
             name, color = CLASSES[int(rng.integers(0, len(CLASSES)))]
             out.append(orjson.dumps({
