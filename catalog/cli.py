@@ -7,12 +7,15 @@ import asyncio
 import getpass
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from microtome.settings import Settings, from_env
 from pyramid import errors
+
+if TYPE_CHECKING:
+    from converters.inputs import Source
 
 
 async def open_db(settings: Settings) -> asyncpg.Pool:
@@ -77,9 +80,12 @@ def run_user_add(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- import
 
-def _sources(folder: Path) -> list[Path]:
-    """Every visible regular file directly in `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+def _sources(folder: Path) -> list[Source]:
+    """What to convert under `folder`: every file, walked like `microtome convert` does
+    (a DICOM series given as several files is one source)."""
+    from converters.inputs import gather_sources
+
+    return gather_sources([folder])[0]
 
 
 async def _ensure_project(conn: asyncpg.Connection, name: str, public: bool) -> int:
@@ -98,8 +104,11 @@ async def enqueue_folder(pool: asyncpg.Pool, folder: Path, project: str, public:
     queued: list[tuple[str, int | None, str]] = []
     async with pool.acquire() as conn, conn.transaction():
         project_id = await _ensure_project(conn, project, public)
-        for src in _sources(folder):
+        for source in _sources(folder):
+            src = source.paths[0]
             path = str(src.resolve())
+            name = src.name if len(source.paths) == 1 else (
+                f"{src.stem} (DICOM series, {len(source.paths)} files)")
             # Re-running an import does not duplicate what is queued or done.
             # A file that already failed is not retried until it changes, so
             # `make run` stays fast and does not pile up failed images.
@@ -112,14 +121,15 @@ async def enqueue_folder(pool: asyncpg.Pool, folder: Path, project: str, public:
                    ORDER BY j.id DESC LIMIT 1""", path, project_id, src.stat().st_mtime)
             if seen:
                 note = "already imported" if seen["status"] != "failed" else "failed before"
-                queued.append((src.name, int(seen["id"]), note))
+                queued.append((name, int(seen["id"]), note))
                 continue
             image_id = await images.create_pending(
-                conn, name=src.name, source_filename=src.name, owner_id=None,
+                conn, name=name, source_filename=src.name, owner_id=None,
                 project_id=project_id)
-            job_id = await jobs.enqueue(conn, image_id=image_id, source_path=path,
-                                        project_id=project_id)
-            queued.append((src.name, job_id, ""))
+            job_id = await jobs.enqueue(
+                conn, image_id=image_id, source_path=path, project_id=project_id,
+                extra_paths=[str(p.resolve()) for p in source.paths[1:]])
+            queued.append((name, job_id, ""))
     return project_id, queued
 
 

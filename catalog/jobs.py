@@ -39,13 +39,14 @@ def worker_name(index: int = 0) -> str:
 async def enqueue(conn: asyncpg.Connection | asyncpg.Pool, *, image_id: int,
                   source_path: str, project_id: int | None = None, user_id: int | None = None,
                   upload_id: str | None = None, delete_source: bool = False,
-                  options: dict[str, Any] | None = None, kind: str = "convert") -> int:
+                  options: dict[str, Any] | None = None, kind: str = "convert",
+                  extra_paths: list[str] | None = None) -> int:
     job_id: int = await conn.fetchval(
         """INSERT INTO jobs (kind, image_id, project_id, user_id, upload_id, source_path,
-                             delete_source, options)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+                             delete_source, options, extra_paths)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id""",
         kind, image_id, project_id, user_id, upload_id, source_path, delete_source,
-        options or {})
+        options or {}, extra_paths or [])
     # Delivered at commit when called inside a transaction.
     await conn.execute(f"NOTIFY {CHANNEL}")
     return job_id

@@ -50,10 +50,12 @@ def _sha256(path: Path) -> str:
 
 
 def run_conversion(src: Path, image_dir: Path, options: dict[str, Any] | None,
-                   progress: Any) -> tuple[Any, str]:
-    """Blocking: convert `src` into ``image_dir/image.ome.zarr``; (result, checksum)."""
-    if not src.is_file():
-        raise errors.SourceError("the uploaded file is gone")
+                   progress: Any, extra: list[Path] | None = None) -> tuple[Any, str]:
+    """Blocking: convert `src` (plus the rest of its series) into
+    ``image_dir/image.ome.zarr``; (result, checksum of the first file)."""
+    for path in [src, *(extra or [])]:
+        if not path.is_file():
+            raise errors.SourceError("the source file is gone")
     checksum = _sha256(src)
     # Whatever an earlier, interrupted attempt left here is garbage.
     shutil.rmtree(image_dir, ignore_errors=True)
@@ -68,7 +70,8 @@ def run_conversion(src: Path, image_dir: Path, options: dict[str, Any] | None,
     except (TypeError, ValueError) as exc:
         raise errors.SourceError(f"bad conversion options: {exc}") from None
     # Multi-file formats (MRXS...) arrive as a zip; the converter opens zips itself.
-    result = convert(src, image_dir / STORE_NAME, opts, progress=progress)
+    source: Path | list[Path] = [src, *extra] if extra else src
+    result = convert(source, image_dir / STORE_NAME, opts, progress=progress)
     return result, checksum
 
 
@@ -91,7 +94,8 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
         latest[0] = float(getattr(p, "fraction", p))
 
     task = asyncio.ensure_future(asyncio.to_thread(
-        run_conversion, src, image_dir, job["options"], on_progress))
+        run_conversion, src, image_dir, job["options"], on_progress,
+        [Path(p) for p in job["extra_paths"]]))
     while not task.done():
         await asyncio.wait({task}, timeout=BEAT_S)
         with contextlib.suppress(asyncpg.PostgresError, OSError):

@@ -49,13 +49,14 @@ async def test_user_add(database_url: str, tmp_path: Path) -> None:
 async def test_import_folder(database_url: str, tmp_path: Path, testdata: Path) -> None:
     folder = tmp_path / "incoming"
     folder.mkdir()
-    for name in ("CMU-1-Small-Region.svs", "notanimage.txt"):
+    for name in ("CMU-1-Small-Region.svs", "notanimage.txt", "boxes_0.dcm", "boxes_1.dcm"):
         (folder / name).symlink_to(testdata / name)
     (folder / ".hidden").write_text("skip me")
     var = tmp_path / "var"
     out = _run(["import", str(folder), "--project", "Lab", "--quiet"], database_url, var)
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "imported 1 of 2 file(s) into project 'Lab'" in out.stdout
+    # The two DICOM files are one series, hence one image.
+    assert "imported 2 of 3 file(s) into project 'Lab'" in out.stdout
     assert "notanimage.txt: failed:" in out.stderr
     conn = await asyncpg.connect(database_url)
     try:
@@ -64,7 +65,8 @@ async def test_import_folder(database_url: str, tmp_path: Path, testdata: Path) 
             " ON pi.image_id = i.id JOIN projects p ON p.id = pi.project_id"
             " WHERE p.name = 'Lab' ORDER BY i.name")
         assert [(r["name"], r["status"]) for r in rows] == [
-            ("CMU-1-Small-Region.svs", "ready"), ("notanimage.txt", "failed")]
+            ("CMU-1-Small-Region.svs", "ready"),
+            ("boxes_0 (DICOM series, 2 files)", "ready"), ("notanimage.txt", "failed")]
         ready = rows[0]
         assert ready["width"] == 2220
         assert (var / "images" / str(ready["id"]) / "image.ome.zarr" / "zarr.json").is_file()
