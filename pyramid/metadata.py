@@ -15,7 +15,7 @@ def _axes(meta: ImageMeta) -> list[dict[str, Any]]:
     for name in meta.axes:
         axis: dict[str, Any] = {"name": name, "type": _AXIS_TYPES[name]}
         unit = _AXIS_UNITS[name]
-        if unit and (meta.pixel_size_um is not None or name == "z" and meta.z_spacing_um):
+        if unit and (meta.pixel_size_um is not None or (name == "z" and meta.z_spacing_um)):
             axis["unit"] = unit
         out.append(axis)
     return out

@@ -26,7 +26,8 @@ TESTDATA = REPO.parent / "shared" / "testdata"
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     if not (TESTDATA / "CMU-1-Small-Region.svs").exists():
-        pytest.fail(f"sample files missing: expected ../shared/testdata beside the repo ({TESTDATA})")
+        pytest.fail(f"sample files missing: expected ../shared/testdata beside the repo "
+                    f"({TESTDATA})")
     return TESTDATA
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import imagecodecs
@@ -22,7 +23,7 @@ def test_level_sizes_halve_down_to_one_chunk(w: int, h: int, tile: int) -> None:
     sizes = level_sizes(w, h, tile)
     assert sizes[0] == (w, h)
     assert max(sizes[-1]) <= tile
-    for (w0, h0), (w1, h1) in zip(sizes, sizes[1:], strict=False):
+    for (w0, h0), (w1, h1) in itertools.pairwise(sizes):
         assert (w1, h1) == ((w0 + 1) // 2, (h0 + 1) // 2)
     assert len(sizes) == 1 or max(sizes[-2]) > tile
 
