@@ -36,6 +36,7 @@ MAX_BODY = 64 * 1024**2
 #: Largest GeoJSON import (streamed to a temporary file first).
 MAX_IMPORT = 8 * 1024**3
 MAX_BATCH = 10_000
+MAX_SEARCH_CANDIDATES = 100_000
 GEOJSON = "application/geo+json"
 
 
@@ -320,6 +321,11 @@ async def search(request: web.Request) -> web.Response:
         raise InvalidRequest("after must be an annotation id")
     f = params.body_filters(body)
     box = query.clamp_box(frame, shape.bounds)
+    # Exact predicates run in shapely over the index's candidates: bound them.
+    if box is not None and await query.count_upto(
+            _pool(request), frame, box, f, MAX_SEARCH_CANDIDATES + 1) > MAX_SEARCH_CANDIDATES:
+        raise TooLarge(f"the shape's bounding box holds more than {MAX_SEARCH_CANDIDATES} "
+                       "annotations; draw a smaller shape or add filters")
     found: list[asyncpg.Record] = []
     while box is not None and len(found) <= limit:
         rows = await query.fetch_page(_pool(request), frame, box, f, limit=5000, after=after,
