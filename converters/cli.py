@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -84,22 +85,30 @@ def _one_line(e: BaseException) -> str:
     return msg[:300]
 
 
+def _quiet_libraries() -> None:
+    """tifffile logs an error per malformed tag, again on every open of the
+    file; the one error line per failed file already says what matters."""
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+
+
 # -- convert ----------------------------------------------------------------
 def run_convert(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    _quiet_libraries()
     err = Console(stderr=True, highlight=False)
     for s in args.src:
         if not s.exists() and not s.is_symlink():
-            err.print(f"[red]error:[/red] {s}: no such file or directory")
+            err.print(f"[red]error:[/red] {s}: no such file or directory", soft_wrap=True)
             return 2
     try:
         args.outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        err.print(f"[red]error:[/red] cannot create output folder {args.outdir}: {e.strerror}")
+        err.print(f"[red]error:[/red] cannot create output folder {args.outdir}: {e.strerror}",
+                  soft_wrap=True)
         return 2
     if not os.access(args.outdir, os.W_OK):
-        err.print(f"[red]error:[/red] output folder {args.outdir} is not writable")
+        err.print(f"[red]error:[/red] output folder {args.outdir} is not writable", soft_wrap=True)
         return 2
     sources, skipped = gather_sources(args.src)
     options = ConvertOptions(tile_size=args.tile_size, codec=args.codec, quality=args.quality,
@@ -107,7 +116,7 @@ def run_convert(args: argparse.Namespace) -> int:
                              overwrite=args.overwrite)
     rows: list[dict[str, Any]] = []
     for path, reason in skipped:
-        err.print(f"[red]error:[/red] {path}: {reason}")
+        err.print(f"[red]error:[/red] {path}: {reason}", soft_wrap=True)
         rows.append({"src": str(path), "ok": False, "error": reason})
     used: set[str] = set()
     for src in sources:
@@ -117,7 +126,7 @@ def run_convert(args: argparse.Namespace) -> int:
     else:
         _summary(rows, err)
     if not rows:
-        err.print("[red]error:[/red] no input found")
+        err.print("[red]error:[/red] no input found", soft_wrap=True)
         return 1
     return 0 if all(r["ok"] for r in rows) else 1
 
@@ -210,13 +219,14 @@ def _summary(rows: list[dict[str, Any]], err: Any) -> None:
 def run_info(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    _quiet_libraries()
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     sources, skipped = gather_sources(args.src)
     docs: list[dict[str, Any]] = []
     status = 0
     for path, reason in skipped:
-        err.print(f"[red]error:[/red] {path}: {reason}")
+        err.print(f"[red]error:[/red] {path}: {reason}", soft_wrap=True)
         docs.append({"src": str(path), "ok": False, "error": reason})
         status = 1
     for src in sources:
@@ -225,7 +235,7 @@ def run_info(args: argparse.Namespace) -> int:
                 doc = {"src": src.display, "ok": True, **reader.info.as_dict()}
         except Exception as e:
             msg = _one_line(e)
-            err.print(f"[red]error:[/red] {src.display}: {msg}")
+            err.print(f"[red]error:[/red] {src.display}: {msg}", soft_wrap=True)
             docs.append({"src": src.display, "ok": False, "error": msg})
             status = 1
             continue
@@ -235,7 +245,7 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(docs if len(docs) != 1 else docs[0], indent=1))
     if not docs:
-        err.print("[red]error:[/red] no input found")
+        err.print("[red]error:[/red] no input found", soft_wrap=True)
         return 1
     return status
 

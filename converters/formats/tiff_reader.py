@@ -55,6 +55,9 @@ class TiffReader(SourceReader):
         self._fast: Any = None
         try:
             self._tif = tifffile.TiffFile(str(path))
+            if not self._tif.pages or not self._tif.series:
+                self._tif.close()
+                raise ValueError("no image in the file (truncated or damaged?)")
             series = self._tif.series[0]
             page = series.pages[0] if series.pages else self._tif.pages[0]
         except Exception as e:
@@ -78,6 +81,13 @@ class TiffReader(SourceReader):
             raise SourceError(f"unsupported TIFF compression {int(comp)}")
         if comp != tifffile.COMPRESSION.NONE and not _decoder_available(comp):
             raise SourceError(f"unsupported TIFF compression {comp.name}")
+        # A header may claim more tiles/strips than it lists (lying sizes,
+        # cut-off tables): refuse up front rather than fail deep in a read.
+        needed = int(np.prod(page.chunked))
+        listed = min(len(page.dataoffsets), len(page.databytecounts))
+        if listed < needed:
+            raise SourceError(f"damaged TIFF: {listed} data blocks listed where its "
+                              f"size ({page.imagewidth} x {page.imagelength}) needs {needed}")
         axes = series.axes
         shape = series.shape
         dims = dict(zip(axes, shape, strict=True))
@@ -92,11 +102,23 @@ class TiffReader(SourceReader):
         self._lock = threading.Lock()
         samples = dims.get("S", 1)
         photometric = getattr(page.photometric, "name", str(page.photometric))
+        # Stored values that do not show as they are: palette indices (looked
+        # up in the colour map) and CMYK inks.  (MinIsWhite grey levels are
+        # kept as stored: tifffile writes every bool image that way.)
+        self._lut: np.ndarray | None = None
+        single = dims.get("C", 1) == 1
+        if (photometric == "PALETTE" and samples == 1 and single and dtype.kind == "u"
+                and dtype.itemsize <= 2 and page.colormap is not None):
+            self._lut = _palette_lut(page.colormap, dtype)
+            dtype = np.dtype(np.uint8)
+        self._cmyk = (photometric == "SEPARATED" and samples == 4 and single
+                      and dtype == np.uint8 and int(page.tags.valueof(332, 1)) == 1)
         # Three interleaved 8-bit colour samples: RGB brightfield.  A fourth
         # sample (alpha) is composited on white.
-        self._rgb = (dtype == np.uint8 and samples in (3, 4) and dims.get("C", 1) == 1
-                     and photometric in ("RGB", "YCBCR"))
-        self._alpha = self._rgb and samples == 4
+        self._rgb = ((dtype == np.uint8 and samples in (3, 4) and single
+                      and photometric in ("RGB", "YCBCR"))
+                     or self._lut is not None or self._cmyk)
+        self._alpha = self._rgb and samples == 4 and not self._cmyk
         other = [a for a in axes if a not in "TCZYXS"]
         self._other = other
         # Unknown axes (tifffile's I, Q, ...): treated as extra planes along z
@@ -138,6 +160,10 @@ class TiffReader(SourceReader):
             self.info.notes.append("1-bit samples stored as uint8 0/1")
         if self._alpha:
             self.info.notes.append("alpha composited on white")
+        if self._lut is not None:
+            self.info.notes.append("palette colours applied")
+        if self._cmyk:
+            self.info.notes.append("CMYK converted to RGB (no colour profile)")
         if self._orientation != 1:
             self.info.notes.append(f"TIFF orientation {self._orientation} applied")
         self._bits = bits
@@ -211,6 +237,10 @@ class TiffReader(SourceReader):
         block = block.reshape(block.shape[0], block.shape[1], -1)
         if block.dtype == np.bool_:
             block = block.view(np.uint8)
+        if self._lut is not None:
+            block = self._lut[block[..., 0]]
+        elif self._cmyk:
+            block = _cmyk_to_rgb(block)
         if self._rgb:
             block = _composite(block) if self._alpha else block[..., :3]
         block = orient.apply(self._orientation, block)
@@ -250,6 +280,27 @@ class TiffReader(SourceReader):
 def _composite(rgba: np.ndarray) -> np.ndarray:
     a = rgba[..., 3:4].astype(np.uint16)
     out = (rgba[..., :3].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def _palette_lut(colormap: Any, dtype: np.dtype[Any]) -> np.ndarray:
+    """(n, 3) uint8 lookup for every possible index (hostile files have short maps)."""
+    cmap = np.asarray(colormap, dtype=np.uint32)
+    if cmap.ndim != 2 or cmap.shape[0] != 3 or cmap.shape[1] == 0:
+        raise SourceError("palette TIFF with a malformed colour map")
+    # The TIFF spec stores 16-bit intensities; some writers store 8-bit ones.
+    if cmap.max() > 255:
+        cmap = cmap >> 8
+    lut = np.zeros((2 ** (8 * dtype.itemsize), 3), np.uint8)
+    n = min(cmap.shape[1], lut.shape[0])
+    lut[:n] = cmap[:, :n].T
+    return lut
+
+
+def _cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
+    """Naive ink model (what Pillow does): R = (255 - C) * (255 - K) / 255."""
+    ink = 255 - cmyk.astype(np.uint16)
+    out = (ink[..., :3] * ink[..., 3:4] + 127) // 255
     return out.astype(np.uint8)
 
 

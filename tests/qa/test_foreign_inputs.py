@@ -1,0 +1,227 @@
+"""Files that are not from our sample set, through `microtome convert` / `info`.
+
+Pictures shipped inside scikit-image (a dependency of ome-zarr), non-images
+shipped beside them, and TIFFs generated with the layouts other software
+writes (planar separate, YCbCr JPEG tiles, BigTIFF with one-row strips,
+LZW + predictor, CMYK, palette, 12-bit, 1x1, sparse tiled) or that a
+damaged or hostile file has (lying sizes, cut-off data, no IFD).
+
+Each must convert with the right pixels (compared with Pillow's or
+tifffile's own decode) or fail with exactly one `error: <file>: <reason>`
+line, exit 1, and nothing left in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import skimage
+import tifffile
+from PIL import Image
+
+from microtome.cli import main
+from pyramid.reader import open_pyramid
+
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+YY, XX = np.mgrid[0:300, 0:400]
+RGB = np.stack([XX % 256, YY % 256, (XX + YY) % 256], axis=-1).astype(np.uint8)
+G12 = ((XX * 7 + YY * 3) % 4096).astype(np.uint16)
+
+
+def _pil(path: Path) -> np.ndarray:
+    im = Image.open(path)
+    if im.mode == "RGBA":  # the converter composites alpha on white
+        a = np.asarray(im).astype(np.float64)
+        al = a[..., 3:] / 255
+        return np.round(a[..., :3] * al + 255 * (1 - al)).astype(np.uint8)
+    arr = np.asarray(im if im.mode in ("L", "I;16") else im.convert("RGB"))
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _tiff(path: Path) -> np.ndarray:
+    arr = tifffile.imread(path)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _known(arr: np.ndarray) -> Callable[[Path], np.ndarray]:
+    return lambda _: arr[..., None] if arr.ndim == 2 else arr
+
+
+def _skimage(name: str) -> Callable[[Path], Any]:
+    return lambda dst: shutil.copyfile(SKIMAGE_DATA / name, dst)
+
+
+def _sparse(dst: Path) -> None:
+    """8192 x 8192 tiled, only the first tile written (the rest have no bytes)."""
+    n = 32 * 32
+
+    def tiles():  # type: ignore[no-untyped-def]
+        for i in range(n):
+            yield np.full((256, 256, 3), 200, np.uint8) if i == 0 else None
+
+    with tifffile.TiffWriter(dst, bigtiff=True) as tw:
+        tw.write(tiles(), shape=(8192, 8192, 3), dtype=np.uint8, photometric="rgb",
+                 tile=(256, 256), compression="zlib")
+
+
+def _palette(dst: Path) -> None:
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[:, :4] = np.array([[65535, 0, 0, 65535], [0, 65535, 0, 65535], [0, 0, 65535, 0]])
+    idx = ((XX // 50 + YY // 50) % 4).astype(np.uint8)
+    tifffile.imwrite(dst, idx, photometric="palette", colormap=cmap)
+
+
+def _cmyk(dst: Path) -> None:
+    k = (XX % 7 * 20).astype(np.uint8)[..., None]
+    tifffile.imwrite(dst, np.concatenate([255 - RGB, k], axis=-1), photometric="separated")
+
+
+# name, file suffix, writer, reference pixels, exact (else PSNR >= 35 dB)
+CONVERTS: list[tuple[str, str, Callable[[Path], Any], Callable[[Path], np.ndarray], bool]] = [
+    ("skimage-astronaut", ".png", _skimage("astronaut.png"), _pil, True),
+    ("skimage-camera", ".png", _skimage("camera.png"), _pil, True),
+    ("skimage-logo-rgba", ".png", _skimage("logo.png"), _pil, True),
+    ("skimage-tiny-gif", ".gif", _skimage("no_time_for_that_tiny.gif"), _pil, True),
+    ("skimage-retina-jpeg", ".jpg", _skimage("retina.jpg"), _pil, False),
+    ("planar-separate-strips", ".tif",
+     lambda d: tifffile.imwrite(d, np.moveaxis(RGB, -1, 0), photometric="rgb",
+                                planarconfig="separate"), _known(RGB), True),
+    ("planar-separate-tiled", ".tif",
+     lambda d: tifffile.imwrite(d, np.moveaxis(RGB, -1, 0), photometric="rgb",
+                                planarconfig="separate", tile=(64, 64)), _known(RGB), True),
+    # tifffile stores RGB + JPEG as YCbCr 4:2:0 JPEG tiles (what most slides are).
+    ("ycbcr-jpeg-tiles", ".tif",
+     lambda d: tifffile.imwrite(d, RGB, photometric="rgb", compression="jpeg", tile=(128, 128)),
+     _tiff, False),
+    ("bigtiff-one-row-strips", ".tif",
+     lambda d: tifffile.imwrite(d, RGB, photometric="rgb", bigtiff=True, rowsperstrip=1),
+     _known(RGB), True),
+    ("lzw-predictor-rgb", ".tif",
+     lambda d: tifffile.imwrite(d, RGB, photometric="rgb", compression="lzw", predictor=True),
+     _known(RGB), True),
+    ("lzw-predictor-uint16", ".tif",
+     lambda d: tifffile.imwrite(d, G12, compression="lzw", predictor=True), _known(G12), True),
+    ("12-bit-in-uint16", ".tif", lambda d: tifffile.imwrite(d, G12), _known(G12), True),
+    ("12-bit-jpeg", ".tif",
+     lambda d: tifffile.imwrite(d, G12, compression="jpeg", bitspersample=12), _tiff, True),
+    ("cmyk", ".tif", _cmyk, _pil, True),
+    ("palette", ".tif", _palette, _pil, True),
+    ("one-pixel-rgb", ".tif",
+     lambda d: tifffile.imwrite(d, RGB[:1, :1], photometric="rgb"), _known(RGB[:1, :1]), True),
+    ("one-pixel-gray", ".tif",
+     lambda d: tifffile.imwrite(d, np.array([[7]], np.uint8)),
+     _known(np.array([[7]], np.uint8)), True),
+]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("name,suffix,write,reference,exact", CONVERTS,
+                         ids=[c[0] for c in CONVERTS])
+def test_foreign_file_converts_with_correct_pixels(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, suffix: str,
+        write: Callable[[Path], Any], reference: Callable[[Path], np.ndarray],
+        exact: bool) -> None:
+    src = tmp_path / f"{name}{suffix}"
+    write(src)
+    expected = reference(src)
+    rc, out, err = _run(capsys, "info", str(src), "--json")
+    assert rc == 0, err
+    info = json.loads(out)
+    info = info[0] if isinstance(info, list) else info
+    assert (info["width"], info["height"]) == (expected.shape[1], expected.shape[0])
+
+    rc, out, err = _run(capsys, "convert", str(src), "-o", str(tmp_path / "out"), "--json")
+    assert rc == 0, err
+    pyr = open_pyramid(tmp_path / "out" / f"{name}.ome.zarr")
+    got = pyr.read_region(0, 0, 0, pyr.meta.width, pyr.meta.height)
+    assert got.shape == expected.shape
+    if exact:
+        assert np.array_equal(got, expected)
+    else:
+        mse = np.mean((got.astype(np.float64) - expected) ** 2)
+        assert mse == 0 or 10 * np.log10(255**2 / mse) >= 35, mse
+
+
+def test_sparse_tiled_tiff_converts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "sparse.tif"
+    _sparse(src)
+    rc, _, err = _run(capsys, "convert", str(src), "-o", str(tmp_path / "out"))
+    assert rc == 0, err
+    pyr = open_pyramid(tmp_path / "out" / "sparse.ome.zarr")
+    assert (pyr.meta.width, pyr.meta.height) == (8192, 8192)
+    assert np.all(pyr.read_region(0, 0, 0, 256, 256) == 200)
+    assert np.all(pyr.read_region(0, 8000, 8000, 192, 192) == 0)  # empty tiles: fill value
+
+
+def _lying_dims(dst: Path, tile: bool) -> None:
+    """A valid small TIFF whose header then claims 60000 x 60000 pixels."""
+    if tile:
+        tifffile.imwrite(dst, RGB, photometric="rgb", tile=(64, 64), compression="zlib")
+    else:
+        tifffile.imwrite(dst, RGB, photometric="rgb", compression="zlib", rowsperstrip=300)
+    with tifffile.TiffFile(dst) as tif:
+        tags = tif.pages[0].tags  # type: ignore[union-attr]
+        places = [(tif.byteorder + {3: "H", 4: "I", 16: "Q"}[tags[n].dtype], tags[n].valueoffset)
+                  for n in ("ImageWidth", "ImageLength")]
+    data = bytearray(dst.read_bytes())
+    for fmt, offset in places:
+        struct.pack_into(fmt, data, offset, 60000)
+    dst.write_bytes(bytes(data))
+
+
+def _truncated_tiles(dst: Path) -> None:
+    tifffile.imwrite(dst, RGB, photometric="rgb", tile=(64, 64), compression="zlib")
+    data = dst.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+
+
+def _no_ifd(dst: Path) -> None:
+    """A BigTIFF header whose first IFD lies past the end of the file."""
+    dst.write_bytes(b"II+\x00\x08\x00\x00\x00" + struct.pack("<Q", 1 << 40) + b"\x00" * 64)
+
+
+REFUSED: list[tuple[str, Callable[[Path], Any]]] = [
+    ("skimage-cascade.xml", _skimage("lbpcascade_frontalface_opencv.xml")),
+    ("skimage-lfw.npy", _skimage("lfw_subset.npy")),
+    ("skimage-disparity.npz", _skimage("motorcycle_disp.npz")),
+    ("lying-dims-tiled.tif", lambda d: _lying_dims(d, tile=True)),
+    ("lying-dims-strips.tif", lambda d: _lying_dims(d, tile=False)),
+    ("truncated-tiles.tif", _truncated_tiles),
+    ("no-ifd.tif", _no_ifd),
+]
+
+
+@pytest.mark.parametrize("name,write", REFUSED, ids=[r[0] for r in REFUSED])
+def test_bad_file_fails_with_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+        write: Callable[[Path], Any]) -> None:
+    src = tmp_path / name
+    write(src)
+    out_dir = tmp_path / "out"
+    rc, _, err = _run(capsys, "convert", str(src), "-o", str(out_dir), "--json")
+    assert rc == 1, err
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {src}: "), err
+    reason = errors[0].split(": ", 2)[2]
+    assert "Error:" not in reason and "index out of range" not in reason, reason
+    # Nothing that could pass for an image (no .ome.zarr, no leftover .partial).
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+    # `info` reads headers only: it may describe a file whose data is cut off.
+    rc, _, err = _run(capsys, "info", str(src))
+    if name != "truncated-tiles.tif":
+        assert rc == 1, err
+    if rc:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {src}: "), err
