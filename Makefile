@@ -43,7 +43,7 @@ frontend/node_modules/.installed: frontend/package.json frontend/package-lock.js
 	cd frontend && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-frontend/static/vendor/.built: frontend/node_modules/.installed
+frontend/static/vendor/.built: frontend/node_modules/.installed frontend/build.mjs frontend/package-lock.json
 	cd frontend && npm run --silent build
 	@touch $@
 
