@@ -102,6 +102,8 @@ class Pyramid:
         self._token = next(_tokens)
         #: Quality of the stored JPEG chunks, when known (None for zstd or foreign data).
         self.jpeg_quality: int | None = None
+        #: Axis names of the stored arrays (foreign images may have fewer than 5).
+        self.axes: list[str] = ["c", "y", "x"] if meta.kind == "rgb" else list("tczyx")
 
     def decoded_chunk(self, level: int, cy: int, cx: int, t: int = 0, c: int = 0,
                       z: int = 0) -> np.ndarray:
@@ -242,7 +244,13 @@ class Pyramid:
                 block = np.asarray(arr[:, y:y + h, x:x + w])
                 return np.ascontiguousarray(block.transpose(1, 2, 0))
             chans = channels or list(range(self.meta.size_c))
-            block = np.asarray(arr[t, :, z, y:y + h, x:x + w])[chans]
+            pick: dict[str, int | slice] = {"t": t, "z": z, "c": slice(None),
+                                            "y": slice(y, y + h), "x": slice(x, x + w)}
+            block = np.asarray(arr[tuple(pick.get(a, 0) for a in self.axes)])
+            kept = [a for a in self.axes if a in "cyx"]
+            if "c" not in kept:
+                block, kept = block[None], ["c", *kept]
+            block = np.moveaxis(block, [kept.index(a) for a in "cyx"], [0, 1, 2])[chans]
             return np.ascontiguousarray(block.transpose(1, 2, 0))
         except Exception as e:
             raise StorageError("stored tile data is damaged") from e
@@ -274,6 +282,12 @@ def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
         ours.setdefault("dtype", str(docs[0].get("data_type", docs[0].get("dtype", "uint8"))))
         if level_doc_name == ".zarray":
             ours["dtype"] = str(np.dtype(docs[0]["dtype"]))
+        # Images other tools wrote: sizes and kind from the NGFF axes.
+        axes = _axis_names(ome["multiscales"][0], len(shapes[0]))
+        ours.setdefault("size", {a: shapes[0][axes.index(a)] if a in axes else 1
+                                 for a in "tcz"})
+        ours.setdefault("kind", "rgb" if axes == ["c", "y", "x"] and shapes[0][0] == 3
+                        and ours["dtype"] == "uint8" else "nd")
         attrs["microtome"] = ours
         meta = meta_from_attributes(attrs, shapes)
     except NotFound:
@@ -283,7 +297,17 @@ def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
     direct = all(_is_ours(d) for d in docs) and "microtome" in group_attrs_keys(root)
     pyr = Pyramid(root, meta, direct)
     pyr.jpeg_quality = _jpeg_quality(docs[0])
+    pyr.axes = axes
     return pyr
+
+
+def _axis_names(multiscale: dict[str, Any], ndim: int) -> list[str]:
+    """NGFF axis names (0.4+: dicts, 0.3: strings); absent → the 0.3 default order."""
+    raw = multiscale.get("axes") or list("tczyx")[5 - ndim:]
+    names = [str(a["name"] if isinstance(a, dict) else a).lower() for a in raw]
+    if len(names) != ndim or names[-2:] != ["y", "x"] or len(set(names)) != ndim:
+        raise ValueError("axes do not match the arrays")
+    return names
 
 
 def _jpeg_quality(level_doc: dict[str, Any]) -> int | None:
