@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from aiohttp import web
@@ -33,4 +34,13 @@ def create_app(settings: Settings) -> web.Application:
     setup_tiles(app, CatalogResolver(app), TileSettings.from_settings(settings))
     setup_annotations(app)
     setup_frontend(app, settings)
+    # Runs after every cleanup context has started (they are on_startup hooks
+    # registered first): the long-lived start-up objects leave the GC's view.
+    app.on_startup.append(_freeze_gc)
     return app
+
+
+async def _freeze_gc(_app: web.Application) -> None:
+    # A big import or a burst of requests triggers full collections that walk
+    # the whole heap; the objects built at start-up never die, so exempt them.
+    gc.freeze()
