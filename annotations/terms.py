@@ -96,7 +96,10 @@ async def create_term(conn: Conn, project_id: int, name: str, color: Any = "#ff0
 async def update_term(conn: Conn, project_id: int, term_id: int,
                       changes: dict[str, Any]) -> asyncpg.Record:
     cur = await get_term(conn, project_id, term_id)
-    name = str(changes.get("name", cur["name"])).strip()
+    name = changes.get("name", cur["name"])
+    if not isinstance(name, str):  # str() would store "['x']" for a list
+        raise InvalidRequest("term name must be a string")
+    name = name.strip()
     color = normalize_color(changes["color"]) if "color" in changes else cur["color"]
     parent_id = changes.get("parent_id", cur["parent_id"])
     if not name or len(name) > 200:
