@@ -72,9 +72,13 @@ def _pil(path: Path, fmt: str) -> tuple[np.ndarray, bool, list[str], dict[str, A
         w, h = im.size
         check_decoded_size(w, h, _BYTES_PER_PIXEL.get(im.mode, 4) + 4)
         meta = _pil_meta(im)
+        frames = int(getattr(im, "n_frames", 1) or 1)
         im.load()
         im = ImageOps.exif_transpose(im)
         arr, rgb, notes = _to_array(im)
+    if frames > 1:
+        # Say so: the other frames of an animation are not converted.
+        notes.append(f"animated image: first of {frames} frames converted")
     return arr, rgb, notes, meta
 
 

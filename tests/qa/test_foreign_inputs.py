@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import skimage
 import tifffile
-from PIL import Image
+from PIL import Image, ImageOps
 
 from microtome.cli import main
 from pyramid.reader import open_pyramid
@@ -36,11 +36,15 @@ G12 = ((XX * 7 + YY * 3) % 4096).astype(np.uint16)
 
 
 def _pil(path: Path) -> np.ndarray:
-    im = Image.open(path)
+    im = ImageOps.exif_transpose(Image.open(path))
+    grey = im.mode == "LA"
+    if im.mode in ("LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
     if im.mode == "RGBA":  # the converter composites alpha on white
         a = np.asarray(im).astype(np.float64)
         al = a[..., 3:] / 255
-        return np.round(a[..., :3] * al + 255 * (1 - al)).astype(np.uint8)
+        out = np.round(a[..., :3] * al + 255 * (1 - al)).astype(np.uint8)
+        return out[..., :1] if grey else out
     arr = np.asarray(im if im.mode in ("L", "I;16") else im.convert("RGB"))
     return arr[..., None] if arr.ndim == 2 else arr
 
@@ -56,6 +60,13 @@ def _known(arr: np.ndarray) -> Callable[[Path], np.ndarray]:
 
 def _skimage(name: str) -> Callable[[Path], Any]:
     return lambda dst: shutil.copyfile(SKIMAGE_DATA / name, dst)
+
+
+def _exif_rotated(dst: Path, orientation: int) -> None:
+    im = Image.fromarray(RGB)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(dst, exif=exif, quality=95)
 
 
 def _sparse(dst: Path) -> None:
@@ -113,6 +124,13 @@ CONVERTS: list[tuple[str, str, Callable[[Path], Any], Callable[[Path], np.ndarra
      lambda d: tifffile.imwrite(d, G12, compression="jpeg", bitspersample=12), _tiff, True),
     ("cmyk", ".tif", _cmyk, _pil, True),
     ("palette", ".tif", _palette, _pil, True),
+    ("cmyk-jpeg", ".jpg",
+     lambda d: Image.fromarray(RGB).convert("CMYK").save(d, quality=95), _pil, False),
+    ("exif-rotated-jpeg", ".jpg", lambda d: _exif_rotated(d, 6), _pil, False),
+    ("palette-png-transparency", ".png",
+     lambda d: Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+     .save(d, transparency=0), _pil, True),
+    ("grey-alpha-png", ".png", lambda d: Image.fromarray(RGB).convert("LA").save(d), _pil, True),
     ("one-pixel-rgb", ".tif",
      lambda d: tifffile.imwrite(d, RGB[:1, :1], photometric="rgb"), _known(RGB[:1, :1]), True),
     ("one-pixel-gray", ".tif",
@@ -163,6 +181,21 @@ def test_sparse_tiled_tiff_converts(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (pyr.meta.width, pyr.meta.height) == (8192, 8192)
     assert np.all(pyr.read_region(0, 0, 0, 256, 256) == 200)
     assert np.all(pyr.read_region(0, 8000, 8000, 192, 192) == 0)  # empty tiles: fill value
+
+
+def test_animated_gif_says_only_its_first_frame_is_kept(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "anim.gif"
+    frames = [Image.fromarray(np.roll(RGB, 40 * i, axis=1)) for i in range(3)]
+    frames[0].save(src, save_all=True, append_images=frames[1:])
+    rc, out, err = _run(capsys, "convert", str(src), "-o", str(tmp_path / "out"), "--json")
+    assert rc == 0, err
+    row = json.loads(out)
+    row = row[0] if isinstance(row, list) else row
+    assert "animated image: first of 3 frames converted" in row["notes"]
+    pyr = open_pyramid(tmp_path / "out" / "anim.ome.zarr")
+    got = pyr.read_region(0, 0, 0, 400, 300)
+    assert np.array_equal(got, np.asarray(Image.open(src).convert("RGB")))
 
 
 def _lying_dims(dst: Path, tile: bool) -> None:
