@@ -138,6 +138,22 @@ async def list_members(request: web.Request) -> web.Response:
     return json_response(page([dict(r) for r in rows], total, limit, offset))
 
 
+async def _set_member(conn: asyncpg.Connection, project_id: int, user_id: int,
+                      role: str) -> tuple[dict[str, Any], bool]:
+    """Upsert one membership (keeping a manager); (member row, newly added?)."""
+    row = await conn.fetchrow(
+        """INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, $3)
+           ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role
+           RETURNING user_id, role, added_at, (xmax = 0) AS inserted""",
+        project_id, user_id, role)
+    assert row is not None
+    await _keep_a_manager(conn, project_id)
+    username = await conn.fetchval("SELECT username FROM users WHERE id = $1", user_id)
+    member = {"user_id": row["user_id"], "username": username, "role": row["role"],
+              "added_at": row["added_at"]}
+    return member, bool(row["inserted"])
+
+
 async def put_member(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     user_id = path_id(request, "user_id")
@@ -147,17 +163,29 @@ async def put_member(request: web.Request) -> web.Response:
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT 1 FROM users WHERE id = $1", user_id):
             raise errors.NotFound("user not found")
-        await conn.execute(
-            """INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, $3)
-               ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role""",
-            project_id, user_id, body["role"])
-        await _keep_a_manager(conn, project_id)
-        row = await conn.fetchrow(
-            """SELECT m.user_id, u.username, m.role, m.added_at FROM project_members m
-               JOIN users u ON u.id = m.user_id WHERE m.project_id = $1 AND m.user_id = $2""",
-            project_id, user_id)
+        member, _ = await _set_member(conn, project_id, user_id, body["role"])
     request.app[CATALOG].forget_access()
-    return json_response(dict(row))  # type: ignore[arg-type]
+    return json_response(member)
+
+
+async def add_member_by_name(request: web.Request) -> web.Response:
+    """Managers add people by their exact user name (case-insensitive, like login).
+
+    The user list stays admin-only: the answer reveals only whether that one
+    name exists, which a manager inviting a colleague needs to know anyway.
+    """
+    project_id = path_id(request, "project_id")
+    await require_project_role(request, project_id, "manager")
+    body = await read_json(request, "MemberAdd")
+    pool = request.app[DB_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        user_id = await conn.fetchval(
+            "SELECT id FROM users WHERE lower(username) = lower($1)", body["username"])
+        if user_id is None:
+            raise errors.NotFound("no user with this name", {"username": body["username"]})
+        member, added = await _set_member(conn, project_id, user_id, body["role"])
+    request.app[CATALOG].forget_access()
+    return json_response(member, status=201 if added else 200)
 
 
 async def _keep_a_manager(conn: asyncpg.Connection, project_id: int) -> None:
@@ -229,6 +257,7 @@ def routes() -> list[web.RouteDef]:
         web.patch("/api/projects/{project_id}", update_project),
         web.delete("/api/projects/{project_id}", delete_project),
         web.get("/api/projects/{project_id}/members", list_members),
+        web.post("/api/projects/{project_id}/members", add_member_by_name),
         web.put("/api/projects/{project_id}/members/{user_id}", put_member),
         web.delete("/api/projects/{project_id}/members/{user_id}", delete_member),
         web.get("/api/projects/{project_id}/images", list_project_images),

@@ -72,6 +72,7 @@ SCHEMAS: dict[str, Any] = {
     "Member": _obj({"user_id": _ID, "username": {"type": "string"}, "role": _ROLE,
                     "added_at": _TS}),
     "MemberPut": _obj({"role": _ROLE}),
+    "MemberAdd": _obj({"username": _str(64), "role": _ROLE}),
     "Image": _obj({
         "id": _ID, "name": {"type": "string"}, "source_filename": {"type": "string"},
         "format": {"type": ["string", "null"]},
@@ -215,7 +216,12 @@ def _paths() -> dict[str, Any]:
             "delete": _op("Delete a project (manager); images stay", None, "204",
                           params=[pid])},
         "/api/projects/{project_id}/members": {
-            "get": _op("Members and roles", "MemberPage", params=[pid, *PAGE_PARAMS])},
+            "get": _op("Members and roles", "MemberPage", params=[pid, *PAGE_PARAMS]),
+            "post": _op("Add a member by exact user name, case-insensitive (manager); an "
+                        "existing member gets the new role (200). Unknown name: 404",
+                        "Member", "201", "MemberAdd", params=[pid],
+                        extra={"200": {"description": "already a member: role changed",
+                                       **_json(ref("Member"))}})},
         "/api/projects/{project_id}/members/{user_id}": {
             "put": _op("Add a member or change a role (manager)", "Member", body="MemberPut",
                        params=[pid, uid]),

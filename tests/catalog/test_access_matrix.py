@@ -47,6 +47,8 @@ API_CASES: list[tuple[str, str, Any, dict[str, int | None]]] = [
     ("GET", "/api/projects/{P}/members", None, READ_PROJECT),
     ("PATCH", "/api/projects/{P}", {"description": "changed"}, MANAGE_PROJECT),
     ("PUT", "/api/projects/{P}/members/{V}", {"role": "viewer"}, MANAGE_PROJECT),
+    ("POST", "/api/projects/{P}/members", {"username": "viewer", "role": "viewer"},
+     MANAGE_PROJECT),
     ("DELETE", "/api/projects/{P}", None, exp(401, 404, 403, 403, None, None, 404)),
     ("POST", "/api/projects/{P}/images", {"image_id": "{I}"},
      exp(401, 404, 403, 201, 201, 201, 404)),

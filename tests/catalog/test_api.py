@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from catalog.images import register_image
-from tests.catalog.helpers import Actor, call, create_user, setup_admin
+from tests.catalog.helpers import Actor, call, create_user, login, setup_admin
 
 
 async def _images(database_url: str, project_id: int, names: list[str]) -> list[int]:
@@ -43,6 +43,45 @@ async def test_project_crud_and_roles(client: TestClient) -> None:
                {"role": "viewer"}, expect=404)
     _, members = await call(client, bob, "GET", f"/api/projects/{p['id']}/members", expect=200)
     assert [(m["username"], m["role"]) for m in members["items"]] == [("bob", "manager")]
+
+
+async def test_manager_adds_member_by_name(client: TestClient) -> None:
+    admin = await setup_admin(client)
+    mia = await create_user(client, admin, "Mia")
+    await create_user(client, admin, "noah")
+    _, p = await call(client, mia, "POST", "/api/projects", {"name": "Team"}, expect=201)
+    members = f"/api/projects/{p['id']}/members"
+    # Mia manages the project but is no admin: the user list stays closed to her...
+    await call(client, mia, "GET", "/api/users", expect=403)
+    # ...yet she adds Noah by his exact name (case-insensitive, like login).
+    _, added = await call(client, mia, "POST", members, {"username": "NOAH", "role": "viewer"},
+                          expect=201)
+    assert added["username"] == "noah" and added["role"] == "viewer"
+    # Again with another role: a role change of an existing member (200).
+    _, changed = await call(client, mia, "POST", members,
+                            {"username": "noah", "role": "contributor"}, expect=200)
+    assert changed["user_id"] == added["user_id"] and changed["role"] == "contributor"
+    _, listed = await call(client, mia, "GET", members, expect=200)
+    assert sorted((m["username"], m["role"]) for m in listed["items"]) == [
+        ("Mia", "manager"), ("noah", "contributor")]
+    # Exact names only: no prefix or pattern matching, and unknown names are a JSON 404.
+    for name in ("noa", "no%", "noah_", "%"):
+        status, body = await call(client, mia, "POST", members,
+                                  {"username": name, "role": "viewer"})
+        assert status == 404 and body["error"] == "no user with this name", (name, body)
+    # Bad bodies are 400s; the last manager cannot demote herself by name either.
+    for bad in ({"username": "noah"}, {"role": "viewer"}, {"username": "", "role": "viewer"},
+                {"username": "noah", "role": "owner"}, {"username": 7, "role": "viewer"},
+                {"username": "noah", "role": "viewer", "user_id": 1}):
+        await call(client, mia, "POST", members, bad, expect=400)
+    await call(client, mia, "POST", members, {"username": "mia", "role": "viewer"},
+               expect=409)
+    # Noah (contributor) may not add anyone; a missing project is a 404.
+    noah = await login(client, "noah")
+    await call(client, noah, "POST", members, {"username": "admin", "role": "viewer"},
+               expect=403)
+    await call(client, mia, "POST", "/api/projects/999999/members",
+               {"username": "noah", "role": "viewer"}, expect=404)
 
 
 async def test_image_listing_pagination_sort_filter(client: TestClient,

@@ -234,18 +234,12 @@ async function openMembers() {
     el("button", { type: "submit", class: "primary" }, "Add"));
   addForm.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const name = addForm.elements.username.value.trim().toLowerCase();
+    const username = addForm.elements.username.value.trim();
     try {
-      // Users are listed to administrators only; managers who are not
-      // admins add members by numeric user id.
-      let userId = /^\d+$/.test(name) ? Number(name) : null;
-      if (userId === null) {
-        const users = items(await api("users?limit=500"));
-        const u = users.find((x) => x.username.toLowerCase() === name);
-        if (!u) throw new Error(`no user named "${name}"`);
-        userId = u.id;
-      }
-      await api(`projects/${state.id}/members/${userId}`, { method: "PUT", body: { role: addForm.elements.role.value } });
+      // By exact user name (the user list is for administrators only); an
+      // existing member just gets the chosen role.
+      const m = await api(`projects/${state.id}/members`, { method: "POST", body: { username, role: addForm.elements.role.value } });
+      toast(`${m.username} is now ${m.role}`);
       addForm.reset();
       render();
     } catch (ex) { toast(`Could not add the member: ${ex.message}`, "error"); }
