@@ -28,6 +28,7 @@ from catalog.access import (
 from catalog.db import DB_POOL
 from catalog.images import log_activity
 from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.ratelimit import LOGIN_THROTTLE, client_address
 from microtome.http import json_response
 from pyramid import errors
 
@@ -86,13 +87,20 @@ async def setup_first_admin(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, "Credentials")
-    row = await request.app[DB_POOL].fetchrow(
-        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)",
-        body["username"])
-    stored = row["password_hash"] if row else None
-    ok = await asyncio.to_thread(security.verify_password, stored, body["password"])
+    throttle, client = request.app[LOGIN_THROTTLE], client_address(request)
+    throttle.begin(body["username"], client)  # 429 once too many attempts failed
+    try:
+        row = await request.app[DB_POOL].fetchrow(
+            f"SELECT {USER_COLUMNS}, password_hash FROM users"
+            " WHERE lower(username) = lower($1)", body["username"])
+        stored = row["password_hash"] if row else None
+        ok = await asyncio.to_thread(security.verify_password, stored, body["password"])
+    except BaseException:
+        throttle.abandoned(body["username"], client)
+        raise
     if row is None or not ok:
         raise errors.Unauthenticated("wrong user name or password")
+    throttle.succeeded(body["username"], client)
     return await _start_session(request, row)
 
 

@@ -178,6 +178,9 @@ IMAGE_LIST_PARAMS = [*PAGE_PARAMS,
                      _q("q", {"type": "string", "maxLength": 200}, "name contains"),
                      _q("status", SCHEMAS["Image"]["properties"]["status"])]
 _C409 = {"409": _err("conflict")}
+_TOO_MANY = {**_err("too many failed attempts; detail.retry_after seconds to wait"),
+             "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                         "schema": {"type": "integer", "minimum": 1}}}}
 
 
 def _paths() -> dict[str, Any]:
@@ -190,8 +193,9 @@ def _paths() -> dict[str, Any]:
                         "SessionInfo", "201", "Credentials", extra=_C409)},
         "/api/session": {
             "get": _op("The logged-in user and the CSRF token", "SessionInfo"),
-            "post": _op("Log in; sets the HttpOnly session cookie", "SessionInfo",
-                        body="Credentials"),
+            "post": _op("Log in; sets the HttpOnly session cookie. Failed logins are "
+                        "throttled per user name and per client address", "SessionInfo",
+                        body="Credentials", extra={"429": _TOO_MANY}),
             "delete": _op("Log out", None, "204")},
         "/api/users": {
             "get": _op("List users (admin)", "UserPage", params=PAGE_PARAMS),

@@ -14,6 +14,7 @@ from catalog.db import DB_POOL, create_pool, start_embedded
 from catalog.jobs import recover_stale
 from catalog.migrate import migrate
 from catalog.openapi import SPEC
+from catalog.ratelimit import LOGIN_THROTTLE, LoginThrottle
 from catalog.state import CATALOG, CatalogState
 from microtome.http import Handler, json_response
 from microtome.settings import Settings
@@ -69,6 +70,7 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
     app[CATALOG] = CatalogState(settings)
     app.middlewares.append(database_errors)
     setup_access(app, settings)
+    app[LOGIN_THROTTLE] = LoginThrottle()
     tus.setup(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:

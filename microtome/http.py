@@ -27,6 +27,7 @@ STATUS: dict[type[errors.MicrotomeError], int] = {
     errors.TooLarge: 413,
     errors.RangeNotSatisfiable: 416,
     errors.Unprocessable: 422,
+    errors.TooManyRequests: 429,
     errors.SourceError: 422,
     errors.NotImplementedFeature: 501,
     errors.Unavailable: 503,
@@ -64,7 +65,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except errors.MicrotomeError as exc:
-        return error_response(status_for(exc), exc.message, exc.detail)
+        resp = error_response(status_for(exc), exc.message, exc.detail)
+        if isinstance(exc, errors.TooManyRequests):
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -47,6 +47,14 @@ class RangeNotSatisfiable(MicrotomeError):
     """A byte range or upload offset does not match (HTTP 416)."""
 
 
+class TooManyRequests(MicrotomeError):
+    """Too many attempts, e.g. failed logins; retry after `retry_after` seconds (HTTP 429)."""
+
+    def __init__(self, message: str, detail: Any = None, retry_after: int = 60) -> None:
+        super().__init__(message, detail)
+        self.retry_after = max(1, int(retry_after))
+
+
 class Unprocessable(MicrotomeError):
     """Well-formed but semantically invalid content, e.g. bad geometry (HTTP 422)."""
 
