@@ -81,6 +81,12 @@ class TiffReader(SourceReader):
             raise SourceError(f"unsupported TIFF compression {int(comp)}")
         if comp != tifffile.COMPRESSION.NONE and not _decoder_available(comp):
             raise SourceError(f"unsupported TIFF compression {comp.name}")
+        # OME-XML may describe planes this file does not hold (one file of a
+        # multi-file set, or a damaged one): tifffile would zero them silently.
+        missing = sum(1 for p in series.pages if p is None)
+        if missing:
+            raise SourceError(f"OME-TIFF: {missing} of {len(series.pages)} planes are not in "
+                              "this file (one file of a multi-file set, or damaged)")
         # A header may claim more tiles/strips than it lists (lying sizes,
         # cut-off tables): refuse up front rather than fail deep in a read.
         needed = int(np.prod(page.chunked))

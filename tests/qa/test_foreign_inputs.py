@@ -94,6 +94,19 @@ def _cmyk(dst: Path) -> None:
     tifffile.imwrite(dst, np.concatenate([255 - RGB, k], axis=-1), photometric="separated")
 
 
+def _ome(dst: Path, size_c: int, extra: str = "", name: str = "x") -> None:
+    """A one-plane TIFF whose OME-XML says what we want it to say."""
+    xml = (f'{extra}<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+           f'<Image ID="Image:0" Name="{name}"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" '
+           f'Type="uint8" SizeX="400" SizeY="300" SizeC="{size_c}" SizeZ="1" SizeT="1">'
+           '<TiffData/></Pixels></Image></OME>')
+    tifffile.imwrite(dst, RGB[..., 0], description=xml, metadata=None)
+
+
+_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+           + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">'
+                     for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "]>")
+
 # name, file suffix, writer, reference pixels, exact (else PSNR >= 35 dB)
 CONVERTS: list[tuple[str, str, Callable[[Path], Any], Callable[[Path], np.ndarray], bool]] = [
     ("skimage-astronaut", ".png", _skimage("astronaut.png"), _pil, True),
@@ -131,6 +144,9 @@ CONVERTS: list[tuple[str, str, Callable[[Path], Any], Callable[[Path], np.ndarra
      lambda d: Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
      .save(d, transparency=0), _pil, True),
     ("grey-alpha-png", ".png", lambda d: Image.fromarray(RGB).convert("LA").save(d), _pil, True),
+    # Entity expansion in OME-XML must neither hang nor blow up memory.
+    ("ome-billion-laughs", ".ome.tif", lambda d: _ome(d, 1, _LAUGHS, "&i;"),
+     _known(RGB[..., 0]), True),
     ("one-pixel-rgb", ".tif",
      lambda d: tifffile.imwrite(d, RGB[:1, :1], photometric="rgb"), _known(RGB[:1, :1]), True),
     ("one-pixel-gray", ".tif",
@@ -226,6 +242,9 @@ def _no_ifd(dst: Path) -> None:
 
 
 REFUSED: list[tuple[str, Callable[[Path], Any]]] = [
+    # OME-XML promises 1000 channels, the file holds one plane: tifffile would
+    # zero the other 999 and the converter used to publish them as data.
+    ("ome-missing-planes.ome.tif", lambda d: _ome(d, 1000)),
     ("skimage-cascade.xml", _skimage("lbpcascade_frontalface_opencv.xml")),
     ("skimage-lfw.npy", _skimage("lfw_subset.npy")),
     ("skimage-disparity.npz", _skimage("motorcycle_disp.npz")),
