@@ -9,13 +9,15 @@ Any failure (or Ctrl-C) removes the partial directory.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -236,15 +238,45 @@ def convert(src: Path | Sequence[Path], dst: Path, options: ConvertOptions | Non
     report("opening", 0.0)
     reader = open_source(src)
     try:
-        if partial.exists():
-            shutil.rmtree(partial)
-        result = _convert_open(reader, src, dst, partial, options, report, started)
-    except BaseException as e:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise _map_error(e) from e
+        with _exclusive(dst):
+            try:
+                if partial.exists():
+                    shutil.rmtree(partial)
+                return _convert_open(reader, src, dst, partial, options, report, started)
+            except BaseException as e:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise _map_error(e) from e
     finally:
         reader.close()
-    return result
+
+
+@contextmanager
+def _exclusive(dst: Path) -> Iterator[None]:
+    """One conversion per output at a time: a second one would delete the first's
+    partial directory under it (both then failed verification).  The lock file
+    goes away with the conversion; a crashed holder's lock is released by the OS."""
+    lock = dst.with_name(dst.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Conflict("another conversion is writing this output right now") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the previous holder removed it while we opened it: retry
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        finally:
+            os.close(fd)
 
 
 def _map_error(e: BaseException) -> BaseException:

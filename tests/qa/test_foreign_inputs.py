@@ -277,3 +277,41 @@ def test_bad_file_fails_with_one_clear_line(
     if rc:
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith(f"error: {src}: "), err
+
+
+def test_concurrent_conversions_to_one_output(tmp_path: Path, testdata: Path) -> None:
+    """Three at once used to delete each other's partial directory: all three
+    failed 'verification'.  Now one wins and the others are told why."""
+    import fcntl
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from converters import convert
+    from pyramid.errors import Conflict
+
+    src = testdata / "CMU-1-Small-Region.svs"
+    dst = tmp_path / "out" / "cmu.ome.zarr"
+    dst.parent.mkdir()
+    # Another process holds the output: refused at once, nothing written.
+    fd = os.open(dst.with_name(dst.name + ".lock"), os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    with pytest.raises(Conflict, match="another conversion"):
+        convert(src, dst)
+    os.close(fd)
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["cmu.ome.zarr.lock"]
+
+    def attempt(_: int) -> str:
+        try:
+            convert(src, dst)
+            return "ok"
+        except Conflict as e:
+            return e.message
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(attempt, range(3)))
+    assert outcomes.count("ok") == 1, outcomes
+    assert all(o == "ok" or "another conversion" in o or "already exists" in o
+               for o in outcomes), outcomes
+    assert [p.name for p in dst.parent.iterdir()] == ["cmu.ome.zarr"]  # no lock, no partial
+    pyr = open_pyramid(dst)
+    assert (pyr.meta.width, pyr.meta.height) == (2220, 2967)
