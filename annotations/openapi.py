@@ -180,11 +180,19 @@ _VIEWPORT_DESC = (
 
 PATHS: dict[str, Any] = {
     "/api/projects/{project_id}/terms": {
-        "get": {**_op("List a project's terms", None, params=[_p("project_id")]),
+        "get": {**_op("List a project's terms (viewers; share links of the project, of "
+                      "an image in it or of a project sharing an image with it)", None,
+                      params=[_p("project_id")]),
                 "responses": {**_ERRORS, "200": {"description": "ok", **_json(
                     {"type": "array", "items": _ref("Term")})}}, "tags": ["annotations"]},
         "post": _op("Create a term (contributors)", "Term", "201", "TermCreate",
                     [_p("project_id")]),
+    },
+    "/api/images/{image_id}/terms": {
+        "get": {**_op("Terms of every project the image is in (readers of the image, "
+                      "share links included)", None, params=[_p("image_id")]),
+                "responses": {**_ERRORS, "200": {"description": "ok", **_json(
+                    {"type": "array", "items": _ref("Term")})}}, "tags": ["annotations"]},
     },
     "/api/projects/{project_id}/terms/{term_id}": {
         "patch": _op("Change a term (managers)", "Term", "200", "TermUpdate",

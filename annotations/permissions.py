@@ -8,6 +8,8 @@
 - Changing or deleting: managers of the annotation's project change anything,
   contributors only what they authored.
 - Terms: viewers list them, contributors add them, managers change and delete.
+  A share link reads (only reads) the terms of the projects holding what it
+  shares, so shared views draw annotations in their terms' colours.
 """
 
 from __future__ import annotations
@@ -62,3 +64,24 @@ async def check_edit(request: web.Request, row: asyncpg.Record | dict[str, Any])
     if role is None:
         raise NotFound("annotation not found")
     raise Forbidden("only the author or a project manager may change this annotation")
+
+
+async def share_reads_terms(request: web.Request, project_id: int) -> bool:
+    """May the caller's share link list this project's terms?
+
+    Yes for the projects of the shared image, the shared project itself, and
+    the projects that hold any of its images: the annotations a share link
+    shows are filed under those projects.  Term names and colours are no more
+    than the GeoJSON export of a shared image already carries.
+    """
+    principal = await access.get_principal(request)
+    share = principal.share if principal is not None else None
+    if share is None:
+        return False
+    if share.project_id == project_id:
+        return True
+    return bool(await request.app[DB_POOL].fetchval(
+        """SELECT 1 FROM project_images pi WHERE pi.project_id = $1
+             AND (pi.image_id = $2 OR pi.image_id IN (
+                  SELECT s.image_id FROM project_images s WHERE s.project_id = $3))
+           LIMIT 1""", project_id, share.image_id, share.project_id))

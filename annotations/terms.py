@@ -47,6 +47,14 @@ async def list_terms(conn: Conn, project_id: int) -> list[asyncpg.Record]:
         f"SELECT {_COLS} FROM terms WHERE project_id = $1 ORDER BY id", project_id)
 
 
+async def list_image_terms(conn: Conn, image_id: int) -> list[asyncpg.Record]:
+    """The terms of every project the image is in (what its annotations may carry)."""
+    return await conn.fetch(
+        f"""SELECT {_COLS} FROM terms WHERE project_id IN
+              (SELECT project_id FROM project_images WHERE image_id = $1)
+            ORDER BY project_id, id""", image_id)
+
+
 async def get_term(conn: Conn, project_id: int, term_id: int) -> asyncpg.Record:
     row = await conn.fetchrow(
         f"SELECT {_COLS} FROM terms WHERE id = $1 AND project_id = $2", term_id, project_id)

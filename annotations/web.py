@@ -85,19 +85,17 @@ def _ids(value: Any, what: str) -> list[int]:
 
 async def list_terms(request: web.Request) -> web.Response:
     pid = path_id(request, "project_id")
-    if not await _shared_image_in(request, pid):
+    if not await permissions.share_reads_terms(request, pid):
         await access.require_project_role(request, pid, "viewer")
     return json_response([terms.term_json(r) for r in await terms.list_terms(_pool(request), pid)])
 
 
-async def _shared_image_in(request: web.Request, project_id: int) -> bool:
-    """A share link to one image of the project may read its terms (to draw them)."""
-    principal = await access.get_principal(request)
-    if principal is None or principal.share is None or principal.share.image_id is None:
-        return False
-    return bool(await _pool(request).fetchval(
-        "SELECT 1 FROM project_images WHERE project_id = $1 AND image_id = $2",
-        project_id, principal.share.image_id))
+async def list_image_terms(request: web.Request) -> web.Response:
+    """Terms of all the image's projects: what a viewer needs to colour its annotations."""
+    iid = path_id(request, "image_id")
+    await access.require_image_access(request, iid)
+    rows = await terms.list_image_terms(_pool(request), iid)
+    return json_response([terms.term_json(r) for r in rows])
 
 
 async def create_term(request: web.Request) -> web.Response:
@@ -462,6 +460,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get(terms_url, list_terms), web.post(terms_url, create_term),
         web.patch(terms_url + "/{term_id}", update_term),
         web.delete(terms_url + "/{term_id}", delete_term),
+        web.get("/api/images/{image_id}/terms", list_image_terms),
         web.get(img, viewport), web.post(img, create_annotation),
         web.post(img + "/batch", create_batch), web.post(img + "/delete", delete_batch),
         web.post(img + "/search", search), web.get(img + "/counts", counts),

@@ -24,6 +24,9 @@ export const annoApi = {
   update: (id, body) => api(`annotations/${id}`, { method: "PATCH", body, noRedirect: true }),
   remove: (id) => api(`annotations/${id}`, { method: "DELETE", noRedirect: true }),
   terms: (projectId) => api(`projects/${projectId}/terms`, { noRedirect: true }),
+  // Terms of every project holding the image: readable wherever the image is
+  // (share links included), so shared views colour annotations too.
+  imageTerms: (imageId) => api(`images/${imageId}/terms`, { noRedirect: true }),
   counts: (imageId, w, h) => api(`images/${imageId}/annotations/counts?bbox=0,0,${w},${h}`, { noRedirect: true }),
   createTerm: (projectId, body) => api(`projects/${projectId}/terms`, { method: "POST", body }),
 };
@@ -90,10 +93,15 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   }
 
   async function loadTerms(select = null) {
-    if (ui.projectId) {
-      try { ui.terms = items(await annoApi.terms(ui.projectId)); } catch { ui.terms = []; }
-    }
-    layer.terms = new Map(ui.terms.map((t) => [t.id, t]));
+    let all = [];
+    try { all = items(await annoApi.imageTerms(imageId)); } catch { all = []; }
+    // The panel lists the project's terms (those new annotations can take);
+    // read-only views without a project (share links) list every term of the
+    // image.  Colours come from all of them: annotations made in other
+    // projects keep theirs.
+    if (ui.projectId) ui.terms = all.filter((t) => String(t.project_id) === String(ui.projectId));
+    else ui.terms = readOnly ? all : [];
+    layer.terms = new Map(all.map((t) => [t.id, t]));
     if (select !== null) ui.currentTerm = select;
     renderTerms();
     layer.invalidate();
