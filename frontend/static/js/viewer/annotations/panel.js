@@ -29,6 +29,9 @@ export const annoApi = {
   imageTerms: (imageId) => api(`images/${imageId}/terms`, { noRedirect: true }),
   counts: (imageId, w, h) => api(`images/${imageId}/annotations/counts?bbox=0,0,${w},${h}`, { noRedirect: true }),
   createTerm: (projectId, body) => api(`projects/${projectId}/terms`, { method: "POST", body }),
+  updateTerm: (projectId, id, body) => api(`projects/${projectId}/terms/${id}`, { method: "PATCH", body, noRedirect: true }),
+  // Without force the server refuses (409, detail.annotations = how many use it).
+  deleteTerm: (projectId, id, force = false) => api(`projects/${projectId}/terms/${id}${force ? "?force=true" : ""}`, { method: "DELETE", noRedirect: true }),
 };
 
 export async function setupAnnotations(state, { readOnly = false } = {}) {
@@ -40,18 +43,22 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   const layer = new AnnotationLayer(viewer, canvas, {
     fetchViewport: (box, scale, signal) => annoApi.viewport(imageId, box, scale, signal),
   });
-  const ui = { currentTerm: null, projectId: null, terms: [], undo: [], tempId: -1 };
+  const ui = { currentTerm: null, projectId: null, terms: [], undo: [], tempId: -1, role: null };
   window.microtome.annotations = layer;
 
   ui.projectId = new URLSearchParams(location.search).get("project") || (state.image && state.image.project_id) || null;
   // Without a project in the URL the server files new annotations under the
   // first project where the user may write; terms need the project though.
+  if (state.user && state.user.is_admin) ui.role = "manager";
   if (!readOnly && ui.projectId && !(state.user && state.user.is_admin)) {
     try {
       const project = await api(`projects/${encodeURIComponent(ui.projectId)}`, { noRedirect: true });
+      ui.role = project.role;
       readOnly = project.role === "viewer";
     } catch { ui.projectId = null; }
   }
+  // Renaming, recolouring and deleting terms is for the project's managers.
+  const manageTerms = !readOnly && Boolean(ui.projectId) && ui.role === "manager";
 
   // -- panel skeleton ---------------------------------------------------------
   const termList = el("ul", { class: "term-list", "aria-label": "Terms" });
@@ -129,9 +136,79 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
       const current = readOnly ? null : el("input", { type: "radio", name: "current-term", value: String(t.id), checked: (ui.currentTerm ?? "none") === t.id, "aria-label": `Draw with ${t.name}` });
       if (current) current.addEventListener("change", () => { ui.currentTerm = t.id; });
       const n = ui.counts ? (t.id === "none" ? ui.counts.untermed : (ui.counts.terms || {})[t.id] || 0) : null;
+      const edit = manageTerms && t.id !== "none"
+        ? el("button", { type: "button", class: "term-edit", title: "Rename, recolour or delete", "aria-label": `Edit term ${t.name}`, onclick: () => editTerm(t) }, "✎")
+        : null;
       return el("li", { dataset: { termId: String(t.id) } }, vis, el("span", { class: "swatch", style: `background:${t.color}` }),
-        el("span", { style: "flex:1" }, t.name, n !== null ? el("span", { class: "muted" }, ` ${n}`) : null), current);
+        el("span", { style: "flex:1" }, t.name, n !== null ? el("span", { class: "muted" }, ` ${n}`) : null), current, edit);
     }));
+  }
+
+  /** The term dialog (managers): rename, recolour, delete — with a confirmation
+   *  naming how many annotations lose the term when it is in use. */
+  function editTerm(t) {
+    const dlg = document.querySelector("#term-dialog");
+    const msg = el("p", { id: "term-edit-msg", "aria-live": "polite" });
+    const form = el("form", { method: "dialog" },
+      el("label", { for: "term-edit-name" }, "Name"),
+      el("input", { id: "term-edit-name", name: "name", value: t.name, required: true, maxlength: "200" }),
+      el("label", { for: "term-edit-color" }, "Colour"),
+      el("input", { id: "term-edit-color", name: "color", type: "color", value: t.color }),
+      msg);
+    const buttons = el("div", { class: "buttons" });
+    const normal = () => buttons.replaceChildren(
+      el("button", { type: "button", class: "danger", id: "term-delete", style: "margin-right:auto", onclick: () => remove(false) }, "Delete term"),
+      el("button", { type: "button", onclick: () => dlg.close() }, "Cancel"),
+      el("button", { type: "submit", class: "primary", id: "term-save" }, "Save"));
+    form.append(buttons);
+    normal();
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const body = {};
+      const name = form.elements.name.value.trim();
+      if (name !== t.name) body.name = name;
+      if (form.elements.color.value.toLowerCase() !== t.color) body.color = form.elements.color.value;
+      if (!Object.keys(body).length) { dlg.close(); return; }
+      try {
+        await annoApi.updateTerm(ui.projectId, t.id, body);
+        dlg.close();
+        toast("Term saved");
+        await loadTerms();
+        renderList();
+      } catch (ex) { msg.className = "error"; msg.textContent = `Could not save the term: ${ex.message}`; }
+    });
+    async function remove(force) {
+      try {
+        await annoApi.deleteTerm(ui.projectId, t.id, force);
+      } catch (ex) {
+        if (ex.status === 409 && !force) {
+          const n = Number(ex.detail && ex.detail.annotations) || 0;
+          msg.className = "error";
+          msg.textContent = `“${t.name}” is used by ${n} annotation${n === 1 ? "" : "s"}. Delete it anyway? They keep their shapes but lose this term.`;
+          buttons.replaceChildren(
+            el("button", { type: "button", onclick: () => { msg.textContent = ""; normal(); } }, "Keep the term"),
+            el("button", { type: "button", class: "danger", id: "term-delete-force", onclick: () => remove(true) }, `Delete from ${n} annotation${n === 1 ? "" : "s"}`));
+          return;
+        }
+        msg.className = "error";
+        msg.textContent = `Could not delete the term: ${ex.message}`;
+        return;
+      }
+      dlg.close();
+      toast(`Term “${t.name}” deleted`);
+      // The server took the term off its annotations: do the same here at once.
+      for (const f of layer.allFeatures()) if (f.terms && f.terms.includes(t.id)) f.terms = f.terms.filter((x) => x !== t.id);
+      if (String(ui.currentTerm) === String(t.id)) ui.currentTerm = null;
+      layer.hiddenTerms.delete(t.id);
+      layer.writes += 1;
+      await loadTerms();
+      renderList();
+      if (layer.selectedId !== null) select(layer.selectedId);
+      layer.refresh(true);
+    }
+    dlg.replaceChildren(el("h2", { id: "term-dialog-title" }, "Edit term"), form);
+    dlg.showModal();
+    form.elements.name.focus();
   }
 
   // -- list -------------------------------------------------------------------
