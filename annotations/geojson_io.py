@@ -26,15 +26,14 @@ from typing import Any, BinaryIO
 import asyncpg
 import numpy as np
 import orjson
+import shapely
 
 from pyramid.errors import MicrotomeError, TooLarge, Unprocessable
 
-from . import store, terms
+from . import bulk, store, terms
 from .geometry import (
     MAX_VERTICES,
     ImageFrame,
-    Prepared,
-    measure_many,
     parse_geojson_geometry,
     simple_polygons,
     validate_many,
@@ -56,14 +55,6 @@ class ImportOptions:
     producer: str | None = None  # algorithm run that produced the file
     max_features: int = 5_000_000
     max_feature_bytes: int = 16 << 20
-
-
-@dataclass(frozen=True)
-class Parsed:
-    prepared: Prepared
-    term_names: tuple[tuple[str, str | None], ...]  # (name, colour)
-    data: dict[str, Any]
-    producer: str | None
 
 
 def _fail(index: int, exc: MicrotomeError) -> MicrotomeError:
@@ -124,13 +115,15 @@ def _simple_ring(geometry: Any) -> list[Any] | None:
 
 
 def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
-                  first_index: int) -> list[Parsed]:
+                  first_index: int) -> bulk.Batch:
     """Validate and measure decoded features; the first bad one raises naming its index."""
     n = len(objs)
     geoms = np.empty(n, dtype=object)
     kinds: list[str] = ["polygon"] * n
     shapes: list[dict[str, Any] | None] = [None] * n
-    meta: list[tuple[tuple[tuple[str, str | None], ...], dict[str, Any], str | None]] = []
+    term_names: list[tuple[tuple[str, str | None], ...]] = []
+    data_list: list[dict[str, Any]] = []
+    producers: list[str | None] = []
     fast: list[int] = []
     rings: list[list[Any]] = []
 
@@ -153,7 +146,9 @@ def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
             if data.get("objectType") == "annotation":
                 del data["objectType"]  # the default; written back on export
             producer = own.get("producer") if isinstance(own.get("producer"), str) else None
-            meta.append((_classification(props), data, opts.producer or producer))
+            term_names.append(_classification(props))
+            data_list.append(data)
+            producers.append(opts.producer or producer)
         except MicrotomeError as e:
             fail(i, e)
     if rings:
@@ -168,12 +163,17 @@ def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
                 except MicrotomeError as e:
                     fail(i, e)
     validate_many(geoms, kinds, frame, repair=opts.repair, clip=opts.clip, on_error=fail)
-    prepared = measure_many(geoms, kinds, frame, shapes)
-    return [Parsed(p, m[0], m[1], m[2]) for p, m in zip(prepared, meta, strict=True)]
+    return bulk.Batch(
+        wkb=shapely.to_wkb(geoms).tolist(), bounds=shapely.bounds(geoms),
+        n_vertices=shapely.get_num_coordinates(geoms), area=shapely.area(geoms),
+        perimeter=shapely.length(geoms), kinds=kinds,
+        shapes=[s if k in ("rectangle", "ellipse") else None
+                for s, k in zip(shapes, kinds, strict=True)],
+        term_names=term_names, data=data_list, producers=producers)
 
 
 def iter_batches(fh: BinaryIO, frame: ImageFrame, opts: ImportOptions,
-                 batch: int = BATCH) -> Iterator[list[Parsed]]:
+                 batch: int = BATCH) -> Iterator[bulk.Batch]:
     """Parsed features in batches; the first bad one raises naming its index."""
     objs: list[Any] = []
     done = 0
@@ -240,32 +240,43 @@ async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame,
     return {"imported": total, "terms_created": created}
 
 
-async def _import(conn: asyncpg.Connection, gen: Iterator[list[Parsed]], frame: ImageFrame,
+async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: ImageFrame,
                   project_id: int | None, user_id: int | None, opts: ImportOptions,
                   executor: Executor | None, created: list[str]) -> int:
     """The transaction of `import_file`; returns the number of features stored."""
     loop = asyncio.get_running_loop()
     total = 0
     async with conn.transaction():
-        await store.prepare_copy(conn)
+        # The density cells of these rows are added once at the end (migration 0102).
+        await conn.execute("SELECT set_config('microtome.density_by_caller', 'on', true)")
         name_map: dict[str, int] = {}
         if project_id is not None:
             name_map = await terms.resolve_names(conn, project_id, (), create=False)
         pending = loop.run_in_executor(executor, next, gen, None)
-        buffered: list[tuple[Any, ...]] = []
+        buffered: list[bulk.Batch] = []
+        rows = 0
+        points: list[np.ndarray] = []
         try:
             while (batch := await pending) is not None:
                 pending = loop.run_in_executor(executor, next, gen, None)
-                buffered += await _records(conn, batch, total, frame, project_id, user_id,
-                                           opts, name_map, created)
+                await _resolve_terms(conn, batch, total, project_id, opts, name_map, created)
+                buffered.append(batch)
+                points.append(bulk.centres(frame, batch.bounds))
+                rows += len(batch)
                 total += len(batch)
                 # Fewer, larger COPYs: each one fires the density trigger once, and
                 # every firing leaves a dead version of the density rows it touched.
-                if len(buffered) >= COPY_ROWS:
-                    await store.copy_records(conn, frame, buffered)
-                    buffered = []
+                if rows >= COPY_ROWS:
+                    await _copy(conn, frame, bulk.concat(buffered), project_id, user_id,
+                                dict(name_map), executor)
+                    buffered, rows = [], 0
             if buffered:
-                await store.copy_records(conn, frame, buffered)
+                await _copy(conn, frame, bulk.concat(buffered), project_id, user_id,
+                            dict(name_map), executor)
+            if points:
+                cells = await loop.run_in_executor(executor, bulk.density_rows,
+                                                   np.concatenate(points))
+                await store.add_density(conn, frame.image_id, cells)
         except BaseException:
             if not pending.done():
                 await asyncio.wait([pending])
@@ -273,27 +284,58 @@ async def _import(conn: asyncpg.Connection, gen: Iterator[list[Parsed]], frame: 
     return total
 
 
-async def _records(conn: asyncpg.Connection, batch: Sequence[Parsed], first_index: int,
-                   frame: ImageFrame, project_id: int | None, user_id: int | None,
-                   opts: ImportOptions, name_map: dict[str, int],
-                   created: list[str]) -> list[tuple[Any, ...]]:
-    missing = {n.strip().lower(): (n, c) for p in batch for n, c in p.term_names
-               if n.strip().lower() not in name_map}
-    if missing:
-        if project_id is None or not opts.create_terms:
-            key = next(iter(missing))
-            idx = first_index + next(i for i, p in enumerate(batch)
-                                     if any(n.strip().lower() == key for n, _ in p.term_names))
-            raise Unprocessable(f"feature {idx}: unknown term {missing[key][0]!r}",
-                                {"feature_index": idx, "unknown_term": missing[key][0]})
-        name_map.update(await terms.resolve_names(conn, project_id, missing.values(),
-                                                  create=True))
-        created += [n for n, _ in missing.values()]
-    return [store.record(frame, p.prepared, project_id=project_id, user_id=user_id,
-                         producer=p.producer,
-                         term_ids=sorted({name_map[n.strip().lower()] for n, _ in p.term_names}),
-                         properties=p.data)
-            for p in batch]
+async def _resolve_terms(conn: asyncpg.Connection, batch: bulk.Batch, first_index: int,
+                         project_id: int | None, opts: ImportOptions,
+                         name_map: dict[str, int], created: list[str]) -> None:
+    """Add the batch's term names to `name_map`, creating missing terms if allowed."""
+    # dict.fromkeys: distinct name sets in file order (terms are created in that order).
+    missing = {n.strip().lower(): (n, c) for names in dict.fromkeys(batch.term_names)
+               for n, c in names if n.strip().lower() not in name_map}
+    if not missing:
+        return
+    if project_id is None or not opts.create_terms:
+        key = next(iter(missing))
+        idx = first_index + next(i for i, names in enumerate(batch.term_names)
+                                 if any(n.strip().lower() == key for n, _ in names))
+        raise Unprocessable(f"feature {idx}: unknown term {missing[key][0]!r}",
+                            {"feature_index": idx, "unknown_term": missing[key][0]})
+    name_map.update(await terms.resolve_names(conn, project_id, missing.values(), create=True))
+    created += [n for n, _ in missing.values()]
+
+
+def _encode(frame: ImageFrame, batch: bulk.Batch, ids: list[int], name_map: dict[str, int],
+            project_id: int | None, user_id: int | None) -> bytes:
+    """The COPY payload of a batch (CPU: runs in the executor)."""
+    arrays: dict[tuple[int, ...], bytes] = {}
+    by_names: dict[tuple[tuple[str, str | None], ...], bytes] = {}
+    term_ids = []
+    for names in batch.term_names:
+        enc = by_names.get(names)
+        if enc is None:
+            ids_ = tuple(sorted({name_map[n.strip().lower()] for n, _ in names}))
+            enc = by_names[names] = bulk.term_array(ids_, arrays)
+        term_ids.append(enc)
+    return bulk.encode(frame, batch, ids, term_ids, project_id=project_id, user_id=user_id)
+
+
+async def _copy(conn: asyncpg.Connection, frame: ImageFrame, batch: bulk.Batch,
+                project_id: int | None, user_id: int | None, name_map: dict[str, int],
+                executor: Executor | None) -> None:
+    # Ids follow the file order (an export lists them in that order).
+    ids = [r[0] for r in await conn.fetch(
+        "SELECT nextval(pg_get_serial_sequence('annotations', 'id')) "
+        "FROM generate_series(1, $1)", len(batch))]
+    payload = await asyncio.get_running_loop().run_in_executor(
+        executor, _encode, frame, batch, ids, name_map, project_id, user_id)
+    await conn.copy_to_table("annotations", source=_chunks(payload), columns=bulk.COLUMNS,
+                             format="binary")
+
+
+async def _chunks(payload: bytes, size: int = 1 << 20) -> AsyncIterator[memoryview]:
+    """The payload in pieces (bytes would be taken for a file name by asyncpg)."""
+    view = memoryview(payload)
+    for i in range(0, len(view), size):
+        yield view[i:i + size]
 
 
 # -- export ------------------------------------------------------------------------

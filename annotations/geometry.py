@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -319,15 +320,23 @@ def simple_polygons(rings: list[list[Any]]) -> np.ndarray | None:
     is unusual (3-D, ragged, non-numeric, non-finite): the caller then takes the
     one-by-one path, which names the problem."""
     try:
-        lens = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
-        arr = np.array([p for r in rings for p in r], dtype=np.float64)
+        lens = np.fromiter(map(len, rings), dtype=np.int64, count=len(rings))
+        nv = int(lens.sum())
+        # Every position must be a list of exactly two numbers: check before
+        # flattening (fromiter stops at `count` and would not notice a 3-D one,
+        # and would take a string "12" for two digits).
+        if (set(map(type, chain.from_iterable(rings))) != {list}
+                or sum(map(len, chain.from_iterable(rings))) != 2 * nv):
+            return None
+        flat = np.fromiter(chain.from_iterable(chain.from_iterable(rings)),
+                           dtype=np.float64, count=2 * nv)
     except (ValueError, TypeError):
         return None
-    if arr.ndim != 2 or arr.shape[1] != 2 or not np.isfinite(arr).all():
+    if not np.isfinite(flat).all():
         return None
     offsets = np.zeros(len(rings) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
-    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, arr,
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, flat.reshape(nv, 2),
                                      (offsets, np.arange(len(rings) + 1, dtype=np.int64)))
 
 

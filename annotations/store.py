@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import numpy as np
 import orjson
 import shapely
 
 from pyramid.errors import NotFound
 
-from .geometry import SHIFT, ImageFrame, Prepared, check_frame, index_box, morton_order
+from .geometry import SHIFT, ImageFrame, Prepared, check_frame, index_box
 
 type Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -93,30 +92,18 @@ async def insert_many(conn: asyncpg.Connection, records: Sequence[tuple[Any, ...
     return ids
 
 
-async def prepare_copy(conn: asyncpg.Connection) -> None:
-    await _binary_jsonb(conn)
-
-
-async def copy_records(conn: asyncpg.Connection, frame: ImageFrame,
-                       records: Sequence[tuple[Any, ...]]) -> None:
-    """Bulk path for imports (call `prepare_copy` once first).
-
-    Ids follow the order of `records` (an export lists them in file order),
-    but the rows are written in Z-order of their bbox centres: spatial
-    neighbours share heap pages, which is what viewport queries read.
-    """
-    if not records:
-        return
-    ids = [r[0] for r in await conn.fetch(
-        "SELECT nextval(pg_get_serial_sequence('annotations', 'id')) "
-        "FROM generate_series(1, $1)", len(records))]
-    # sbox is ((x1 + shift, y1), (x0 + shift, y0)); the shift is constant per image.
-    boxes = np.array([r[7] for r in records], dtype=np.float64).reshape(len(records), 4)
-    order = morton_order((boxes[:, 0] + boxes[:, 2]) / 2 - frame.image_id * SHIFT,
-                         (boxes[:, 1] + boxes[:, 3]) / 2, frame.width, frame.height)
-    await conn.copy_records_to_table(
-        "annotations", columns=("id", *COPY_COLUMNS),
-        records=[(ids[i], *records[i]) for i in order.tolist()])
+async def add_density(conn: asyncpg.Connection, image_id: int,
+                      cells: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int],
+                                   Sequence[float], Sequence[float]]) -> None:
+    """Add (cell, gx, gy, n, sum x, sum y) columns to the image's density cells: what
+    the insert trigger does, for imports that set microtome.density_by_caller."""
+    await conn.execute(
+        """INSERT INTO annotation_density AS d (image_id, cell, gx, gy, n, sx, sy)
+           SELECT $1, c.* FROM unnest($2::int[], $3::int[], $4::int[], $5::bigint[],
+                                      $6::float8[], $7::float8[]) AS c
+           ON CONFLICT (image_id, cell, gx, gy) DO UPDATE
+              SET n = d.n + EXCLUDED.n, sx = d.sx + EXCLUDED.sx, sy = d.sy + EXCLUDED.sy""",
+        image_id, *cells)
 
 
 async def get(conn: Conn, annotation_id: int) -> asyncpg.Record:
