@@ -1,5 +1,6 @@
 """Project management from the browser: a manager who is not an administrator
-adds members by user name (the user list stays admin-only)."""
+adds members by user name (the user list stays admin-only); the login page
+explains throttled logins."""
 
 from __future__ import annotations
 
@@ -17,6 +18,18 @@ def test_manager_adds_member_by_name(live_server: LiveServer, context: Any, page
         api_call(context, "POST", "/api/users", csrf,
                  {"username": name, "password": f"{name}-password-1"})
     context.clear_cookies()
+    # Failed logins for one name are throttled: the login page says for how long.
+    for _ in range(5):
+        r = context.request.post("/api/session",
+                                 data={"username": "noah", "password": "guess"})
+        assert r.status == 401
+    console.expected.append("/api/session")
+    page.goto("/login")
+    page.fill("#username", "noah")
+    page.fill("#password", "noah-password-1")
+    page.click("#login-submit")
+    expect(page.locator("#login-error")).to_have_text(
+        "Too many failed attempts. Try again in 5 minutes.")
     ui_login(page, "mia", "mia-password-1")
     mia_csrf = page.evaluate("JSON.parse(localStorage.getItem('microtome.session')).csrf_token")
     project = api_call(context, "POST", "/api/projects", mia_csrf, {"name": "Mia's"})

@@ -47,9 +47,18 @@ form.addEventListener("submit", async (e) => {
     saveSession(res);
     location.assign(nextUrl());
   } catch (ex) {
-    err.textContent = ex.status === 401 ? "Wrong user name or password." : ex.message;
+    err.textContent = ex.status === 401 ? "Wrong user name or password."
+      : ex.status === 429 ? `Too many failed attempts. Try again in ${waitText(ex.detail && ex.detail.retry_after)}.`
+        : ex.message;
     $("#login-submit").disabled = false;
   }
 });
+
+/** The server's Retry-After seconds, in words. */
+function waitText(seconds) {
+  const s = Math.max(1, Number(seconds) || 60);
+  if (s < 90) return `${s} seconds`;
+  return `${Math.ceil(s / 60)} minutes`;
+}
 
 init();
