@@ -264,6 +264,8 @@ def extra_sections(records: list[dict]) -> list[str]:
     for r in records:
         if r.get("suite") == "extra":
             lines.append(f"- `{r['module']}`: {r['status']}")
+    if lines:
+        lines = ["## Other suites", "", *lines]
     from bench.run import EXTRA_SUITES
 
     for name in EXTRA_SUITES:
@@ -272,7 +274,7 @@ def extra_sections(records: list[dict]) -> list[str]:
         mod = importlib.import_module(name)
         if hasattr(mod, "render"):
             lines += ["", mod.render(records)]
-    return lines or ["None."]
+    return lines or ["## Other suites", "", "None."]
 
 
 def render(records: list[dict]) -> str:
@@ -326,9 +328,12 @@ def render(records: list[dict]) -> str:
         "",
         "- Same slide for everyone: the Python peers read the generated SVS, IIPImage reads "
         "`vips tiffsave --tile --pyramid` of it (x2 levels, JPEG Q75), Microtome reads its "
-        "OME-Zarr conversion of it (`--quality 75`). Microtome and the Python peers have one "
-        "JPEG generation at Q75 between the scanner-style source and the bytes sent (ours at "
-        "conversion, theirs per request); IIPImage has two (vips, then iipsrv per tile).",
+        "OME-Zarr conversion of it (`--quality 75`). JPEG generations between the "
+        "scanner-style source and the bytes sent: the Python peers one (per request); "
+        "IIPImage two (vips, then iipsrv per tile); Microtome none at full resolution (the "
+        "converter copies the source's own JPEG tiles when they line up with its chunk grid, "
+        "as here) and one on the lower levels (at conversion). Pixels and bytes are compared "
+        "below.",
         "- Same tiles: one seeded list, mapped onto each server's URL scheme (Deep Zoom for all "
         "four); same tile size (256, overlap 0) and same JPEG quality (75).",
         "- Same conditions: loopback, same client, same concurrency, same time bound, ABBA order, "
@@ -364,8 +369,6 @@ def render(records: list[dict]) -> str:
         "## Conversion (same SVS in, same disk)",
         "",
         *convert_table(records),
-        "",
-        "## Other suites",
         "",
         *extra_sections(records),
         "",
