@@ -58,16 +58,22 @@ function setupList() {
   $("#next-page").onclick = () => { state.offset += PAGE; loadImages(); };
 }
 
+let listSeq = 0;
+
 export async function loadImages() {
+  // Listings overlap (search typing, status polling, finished uploads): only
+  // the latest may draw, or a slow older answer would undo a search.
+  const seq = ++listSeq;
   const q = new URLSearchParams({ limit: PAGE, offset: state.offset, sort: state.sort });
   if (state.q) q.set("q", state.q);
   let data;
   try {
     data = await api(`projects/${encodeURIComponent(state.id)}/images?${q}`);
   } catch (e) {
-    toast(`Could not list images: ${e.message}`, "error");
+    if (seq === listSeq) toast(`Could not list images: ${e.message}`, "error");
     return;
   }
+  if (seq !== listSeq) return;
   const list = items(data);
   state.total = data.total ?? list.length;
   $("#image-total").textContent = `(${state.total})`;
