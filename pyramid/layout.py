@@ -1,7 +1,4 @@
-"""TEAM NOTE (temporary, removed before release): every helper must read
-/work/main/TEAM_RULES.md (git rules, deadline 19:15 UTC, test fixtures).
-
-The OME-Zarr storage contract (DESIGN.md §4) as data and pure functions.
+"""The OME-Zarr storage contract (DESIGN.md §4) as data and pure functions.
 
 An image is a directory ``<name>.ome.zarr``:
 

@@ -1,4 +1,3 @@
-# TEAM NOTE (temporary): helpers must read /work/main/TEAM_RULES.md (git rules, deadline).
 """The storage contract: what we write is what stock zarr reads, and our reader agrees."""
 
 from __future__ import annotations
