@@ -126,6 +126,7 @@ def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
     producers: list[str | None] = []
     fast: list[int] = []
     rings: list[list[Any]] = []
+    seen: dict[tuple[Any, ...], tuple[tuple[str, str | None], ...]] = {}
 
     def fail(i: int, e: MicrotomeError) -> None:
         raise _fail(first_index + i, e)
@@ -146,7 +147,19 @@ def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
             if data.get("objectType") == "annotation":
                 del data["objectType"]  # the default; written back on export
             producer = own.get("producer") if isinstance(own.get("producer"), str) else None
-            term_names.append(_classification(props))
+            c = props.get("classification")
+            if "microtome" not in props and type(c) is dict and len(c) == 2 and type(
+                    name := c.get("name")) is str and type(col := c.get("color")) is list \
+                    and len(col) == 3 and all(type(v) is int for v in col):
+                # QuPath's usual {"name", "color": [r, g, b]}: a handful of distinct
+                # values per file, so the checked result is memoised by its inputs.
+                key = (name, *col)
+                names = seen.get(key)
+                if names is None:
+                    names = seen[key] = _classification(props)
+                term_names.append(names)
+            else:
+                term_names.append(_classification(props))
             data_list.append(data)
             producers.append(opts.producer or producer)
         except MicrotomeError as e:

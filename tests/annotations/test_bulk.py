@@ -12,6 +12,7 @@ import orjson
 from annotations import bulk, geojson_io, store
 from annotations.geojson_io import ImportOptions
 from annotations.geometry import ImageFrame, prepare
+from pyramid.errors import Unprocessable
 
 from .conftest import Seed
 
@@ -116,3 +117,21 @@ def test_encode_null_columns_and_empty_terms() -> None:
                           project_id=None, user_id=None)
     assert payload.startswith(bulk.HEADER) and payload.endswith(bulk.TRAILER)
     assert payload.count(b"\xff\xff\xff\xff") >= 5 * 4  # 4 NULL columns per row
+
+
+def test_memoised_classification_still_checks_each_feature() -> None:
+    frame = ImageFrame(3, 10_000, 10_000, None)
+    feats = orjson.loads(_features(6))["features"]
+    for f in feats:
+        f["properties"].pop("microtome", None)
+        f["properties"]["classification"] = {"name": "A", "color": [1, 0, 0]}
+    batch = geojson_io.prepare_batch(feats, frame, ImportOptions(), 0)
+    assert batch.term_names == [(("A", "#010000"),)] * 6
+    for bad in ([True, 0, 0], [1, 0, 256], [1, 0]):
+        feats[4]["properties"]["classification"] = {"name": "A", "color": bad}
+        try:
+            geojson_io.prepare_batch(feats, frame, ImportOptions(), 10)
+        except Unprocessable as e:
+            assert e.detail["feature_index"] == 14
+        else:
+            raise AssertionError(f"colour {bad} accepted")
