@@ -51,47 +51,6 @@ def _ensure_chromium() -> Path:
     return CHROMIUM
 
 
-def _write_pyramid_from_openslide(src: Path, out: Path, tile: int = 256) -> None:
-    import imagecodecs
-    import numpy as np
-    import openslide
-    from PIL import Image
-
-    from pyramid.layout import ImageMeta, Level, level_sizes
-    from pyramid.writer import PyramidWriter
-
-    slide = openslide.OpenSlide(str(src))
-    w, h = slide.dimensions
-    mpp = float(slide.properties.get("openslide.mpp-x", 0) or 0) or None
-    base = Image.fromarray(np.asarray(slide.read_region((0, 0), 0, (w, h)).convert("RGB")))
-    sizes = level_sizes(w, h, tile)
-    levels = tuple(Level(str(i), lw, lh, 2**i) for i, (lw, lh) in enumerate(sizes))
-    meta = ImageMeta(width=w, height=h, kind="rgb", dtype="uint8", tile_size=tile,
-                     shard_size=tile * 4, codec="jpeg", levels=levels,
-                     pixel_size_um=(mpp, mpp) if mpp else None, name=src.stem)
-    writer = PyramidWriter(out, meta)
-    writer.write_metadata()
-    per = 4
-    shard = tile * per
-    for lv in levels:
-        img = np.asarray(base.resize((lv.width, lv.height), Image.Resampling.LANCZOS)
-                         if lv.downsample > 1 else base)
-        for sy in range(-(-lv.height // shard)):
-            for sx in range(-(-lv.width // shard)):
-                chunks = {}
-                for r in range(per):
-                    for c in range(per):
-                        y0, x0 = sy * shard + r * tile, sx * shard + c * tile
-                        if y0 >= lv.height or x0 >= lv.width:
-                            continue
-                        block = np.full((tile, tile, 3), 255, np.uint8)
-                        part = img[y0:y0 + tile, x0:x0 + tile]
-                        block[:part.shape[0], :part.shape[1]] = part
-                        chunks[(r, c)] = imagecodecs.jpeg8_encode(block, level=90)
-                writer.write_shard(lv, sy, sx, chunks)
-
-
-# -- the server ----------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,6 @@ from tests.frontend.browser import (
     LiveServer,
     _ensure_chromium,
     _wait_ready,
-    _write_pyramid_from_openslide,
     free_port,
     watch_console,
 )
@@ -57,14 +56,9 @@ def converted_slide(testdata: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """CMU-1-Small-Region.svs as an OME-Zarr pyramid (converted once per session)."""
     out = tmp_path_factory.mktemp("slide") / "CMU-1-Small-Region.ome.zarr"
     src = testdata / "CMU-1-Small-Region.svs"
-    try:
-        from converters import convert
-    except ImportError:
-        # The converter package is being written in parallel; until it lands
-        # build the pyramid from the same pixels with the shared writer.
-        _write_pyramid_from_openslide(src, out)
-    else:
-        convert(src, out)
+    from converters import convert
+
+    convert(src, out)
     return out
 
 
