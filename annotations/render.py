@@ -101,14 +101,18 @@ def light_collection(rows: Sequence[Any], *, scale: float, precision: int | None
 
 
 def cluster_collection(cells: Sequence[Any], *, grid: int, extra: dict[str, Any]) -> bytes:
-    """Centroids with counts: what a low zoom gets instead of millions of shapes."""
-    feats = [{"type": "Feature",
-              "geometry": {"type": "Point", "coordinates": [round(c["x"], 2), round(c["y"], 2)]},
-              "properties": {"cluster": True, "count": c["n"],
-                             "bbox": [round(c["bx0"], 2), round(c["by0"], 2),
-                                      round(c["bx1"], 2), round(c["by1"], 2)]}}
-             for c in cells]
-    total = sum(c["n"] for c in cells)
+    """Centroids with counts: what a low zoom gets instead of millions of shapes.
+
+    `cells` are rows (gx, gy, n, x, y, bx0, by0, bx1, by1); positions are rounded
+    to 1/100 px with numpy and written by orjson from the arrays (a Python
+    `round` per number was half of an overview's CPU).
+    """
+    counts = [c["n"] for c in cells]
+    num = np.array([tuple(c)[3:9] for c in cells], dtype=np.float64).reshape(len(cells), 6)
+    num = np.round(num, 2)
+    feats = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": row[:2]},
+              "properties": {"cluster": True, "count": n, "bbox": row[2:]}}
+             for row, n in zip(num, counts, strict=True)]
     return orjson.dumps({"type": "FeatureCollection", "lod": "clusters", "grid": grid,
-                         "count": total, **extra,
-                         "features": feats})
+                         "count": sum(counts), **extra, "features": feats},
+                        option=orjson.OPT_SERIALIZE_NUMPY)
