@@ -21,6 +21,8 @@ WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 
 def is_dicom_file(path: Path) -> bool:
     try:
+        if not path.is_file():  # a FIFO would block open() until a writer comes
+            return False
         with open(path, "rb") as fh:
             head = fh.read(132)
         return len(head) == 132 and head[128:132] == b"DICM"

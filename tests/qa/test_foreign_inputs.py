@@ -315,3 +315,20 @@ def test_concurrent_conversions_to_one_output(tmp_path: Path, testdata: Path) ->
     assert [p.name for p in dst.parent.iterdir()] == ["cmu.ome.zarr"]  # no lock, no partial
     pyr = open_pyramid(dst)
     assert (pyr.meta.width, pyr.meta.height) == (2220, 2967)
+
+
+@pytest.mark.parametrize("command", ["info", "convert"])
+def test_fifo_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
+    """A named pipe called .tif: open() would block until a writer comes (it hung)."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.tif"
+    os.mkfifo(fifo)
+    argv = [sys.executable, "-m", "microtome", command, str(fifo)]
+    if command == "convert":
+        argv += ["-o", str(tmp_path / "out")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert f"error: {fifo}: not a regular file" in done.stderr
