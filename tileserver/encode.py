@@ -64,7 +64,12 @@ def encode(pixels: np.ndarray, fmt: str, jpeg_quality: int | None = None) -> byt
     look like passed-through ones) else JPEG_QUALITY; 4:2:0 chroma like the
     stored chunks and every peer server (4:4:4 doubles bytes and encode time).
     """
-    pixels = np.ascontiguousarray(pixels)
+    # numpy calls an array with a length-1 axis contiguous whatever that axis'
+    # stride is (rot90 / mirror of a 1-pixel-high region leave negative or odd
+    # ones) and ascontiguousarray keeps it; the codecs refuse it: copy.
+    want = np.cumprod((pixels.itemsize, *pixels.shape[:0:-1]))[::-1]
+    if pixels.strides != tuple(int(v) for v in want):
+        pixels = pixels.copy(order="C")
     if fmt in ("jpg", "jpeg"):
         level = jpeg_quality or JPEG_QUALITY
         if pixels.ndim == 2:

@@ -200,6 +200,26 @@ def test_unicode_digits_are_400(server: tuple[str, int], tile_root: Path, url: s
     _check(server, tile_root, url)
 
 
+@FUZZ
+@given(x=st.integers(0, 2219), y=st.integers(0, 2966), w=st.integers(1, 4), h=st.integers(1, 4),
+       rot=st.sampled_from(["0", "90", "180", "270", "!0", "!90", "!270"]),
+       quality=st.sampled_from(["default", "gray", "bitonal"]),
+       fmt=st.sampled_from(["jpg", "png", "webp"]))
+def test_thin_regions_in_every_rotation(server: tuple[str, int], x: int, y: int, w: int, h: int,
+                                        rot: str, quality: str, fmt: str) -> None:
+    """1-4 px regions at the image edge, rotated: a 1-px-high region turned 90°
+    used to reach the encoder with a negative stride (500)."""
+    import imagecodecs
+
+    url = f"/iiif/3/cmu/{x},{y},{w},{h}/max/{rot}/{quality}.{fmt}"
+    status, _, body = _get(server, url)
+    assert status == 200, (url, status, body[:200])
+    w, h = min(w, 2220 - x), min(h, 2967 - y)  # regions are clipped to the image
+    pixels = imagecodecs.imread(body)
+    want = (w, h) if rot.lstrip("!") in ("90", "270") else (h, w)
+    assert pixels.shape[:2] == want, (url, pixels.shape)
+
+
 def _raw(server: tuple[str, int], request: bytes) -> bytes:
     with socket.create_connection(server, timeout=30) as s:
         s.sendall(request)
