@@ -265,20 +265,19 @@ async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: Im
         name_map: dict[str, int] = {}
         if project_id is not None:
             name_map = await terms.resolve_names(conn, project_id, (), create=False)
-        pending = loop.run_in_executor(executor, next, gen, None)
+        ahead = _Prefetch(loop, executor, gen, COPY_ROWS // BATCH + 2)
         buffered: list[bulk.Batch] = []
         rows = 0
         points: list[np.ndarray] = []
         try:
-            while (batch := await pending) is not None:
-                pending = loop.run_in_executor(executor, next, gen, None)
+            while (batch := await ahead.get()) is not None:
                 await _resolve_terms(conn, batch, total, project_id, opts, name_map, created)
                 buffered.append(batch)
                 points.append(bulk.centres(frame, batch.bounds))
                 rows += len(batch)
                 total += len(batch)
-                # Fewer, larger COPYs: each one fires the density trigger once, and
-                # every firing leaves a dead version of the density rows it touched.
+                # COPYs of 50k rows written in Z-order: spatial neighbours share heap
+                # pages (what viewport queries read).  Parsing goes on meanwhile.
                 if rows >= COPY_ROWS:
                     await _copy(conn, frame, bulk.concat(buffered), project_id, user_id,
                                 dict(name_map), executor)
@@ -290,11 +289,54 @@ async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: Im
                 cells = await loop.run_in_executor(executor, bulk.density_rows,
                                                    np.concatenate(points))
                 await store.add_density(conn, frame.image_id, cells)
-        except BaseException:
-            if not pending.done():
-                await asyncio.wait([pending])
-            raise
+        finally:
+            await ahead.close()
     return total
+
+
+class _Prefetch:
+    """Batches parsed in the executor ahead of their COPY, up to `depth` of them.
+
+    Why a task rather than one `next()` ahead: a COPY of 50k rows keeps the
+    server busy for about a second, during which the parser would otherwise
+    finish one batch and wait; now Python parses while PostgreSQL writes.
+    A parse error is queued in order and raised by `get`.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, executor: Executor | None,
+                 gen: Iterator[bulk.Batch], depth: int) -> None:
+        self.queue: asyncio.Queue[bulk.Batch | BaseException | None] = asyncio.Queue(depth)
+        self.stop = False
+        self.task = loop.create_task(self._run(loop, executor, gen))
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, executor: Executor | None,
+                   gen: Iterator[bulk.Batch]) -> None:
+        while not self.stop:
+            try:
+                batch = await loop.run_in_executor(executor, next, gen, None)
+            except Exception as e:  # bad input: raised by get() at its place
+                await self.queue.put(e)
+                return
+            if self.stop:
+                return
+            await self.queue.put(batch)
+            if batch is None:
+                return
+
+    async def get(self) -> bulk.Batch | None:
+        item = await self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def close(self) -> None:
+        """Stop parsing; returns once no thread is inside the generator any more
+        (the caller closes the file next)."""
+        self.stop = True
+        while not self.task.done():
+            while not self.queue.empty():  # unblock a put() on a full queue
+                self.queue.get_nowait()
+            await asyncio.wait([self.task], timeout=0.05)
 
 
 async def _resolve_terms(conn: asyncpg.Connection, batch: bulk.Batch, first_index: int,
