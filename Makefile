@@ -69,10 +69,16 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy pyramid converters tileserver catalog annotations microtome
 
-bench: deps
+# Peers' Python packages (large_image) come from the `bench` extra; Debian's
+# vips, lighttpd and iipimage-server are installed by the benchmark itself.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: deps $(VENV)/.bench-installed
 	$(PY) -m bench
 
-bench-quick: deps
+bench-quick: deps $(VENV)/.bench-installed
 	$(PY) -m bench --quick
 
 clean:
