@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 from catalog.images import register_image, storage_relpath
 from microtome.app import create_app
 from microtome.settings import from_env
-from tests.qa.livesrv import live_app
+from tests.livesrv import live_app
 
 EXAMPLES_PER_OPERATION = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

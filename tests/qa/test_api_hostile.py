@@ -15,7 +15,7 @@ import requests
 
 from microtome.app import create_app
 from microtome.settings import from_env
-from tests.qa.livesrv import live_app
+from tests.livesrv import live_app
 from tests.qa.test_api_fuzz import _pyramid, _seed
 
 

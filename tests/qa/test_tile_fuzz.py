@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.qa.livesrv import live_app
+from tests.livesrv import live_app
 from tileserver.app import TileSettings, create_tiles_app
 
 IDS = ["cmu", "sub%20dir%2Fmc", "nope", "sub%20dir", "%2e%2e%2fcmu", "cmu%00", "..",
