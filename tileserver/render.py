@@ -41,8 +41,9 @@ from pyramid.errors import InvalidRequest
 from pyramid.layout import ImageMeta
 from pyramid.reader import Pyramid
 
+from .bands import resample_banded
 from .encode import resample
-from .tilemath import level_box, level_for
+from .tilemath import LevelBox, level_box, level_for
 
 RENDER_KEYS = ("t", "z", "channels", "windows", "colors", "gamma")
 _HEX = re.compile(r"[0-9A-Fa-f]{6}")
@@ -171,6 +172,36 @@ def compose(planes: np.ndarray, params: RenderParams) -> np.ndarray:
     return (acc + 0.5).astype(np.uint8)
 
 
+#: Largest level window (pixels) read and composed in one piece.  Bigger windows
+#: (IIIF ``full/max`` or large regions of big images) are rendered in bands of
+#: output rows, so peak memory follows the output size and this constant, not
+#: the source region: composing nd channels costs ~40 bytes per source pixel.
+BAND_PIXELS = 1 << 20
+
+
+def _window_rows(pyr: Pyramid, box: LevelBox, r0: int, r1: int, width: int,
+                 params: RenderParams) -> np.ndarray:
+    """Rows [r0, r1) of the level window as (r1 - r0, width, 3) uint8.
+
+    Rows and columns past the level's edge repeat its last row/column, as the
+    stored pyramid's own ceil-sized levels do (see `level_box`).
+    """
+    a = min(r0, box.h - 1)
+    b = max(a + 1, min(r1, box.h))
+    if pyr.meta.kind == "rgb":
+        pixels = pyr.read_region(box.level, box.x, box.y + a, box.w, b - a)
+    else:
+        raw = pyr.read_region(box.level, box.x, box.y + a, box.w, b - a, t=params.t,
+                              z=params.z, channels=list(params.channels))
+        pixels = compose(raw, params)
+        del raw
+    skip = r0 - a  # > 0 only when the band lies wholly in the bottom padding
+    pad = ((0, max(0, r1 - r0 + skip - pixels.shape[0])), (0, max(0, width - box.w)), (0, 0))
+    if any(p[1] for p in pad):
+        pixels = np.pad(pixels, pad, mode="edge")
+    return pixels[skip:skip + r1 - r0]
+
+
 def render_region(pyr: Pyramid, x: int, y: int, w: int, h: int, out_w: int, out_h: int,
                   params: RenderParams, level: int | None = None) -> np.ndarray:
     """A level-0 rectangle as (out_h, out_w, 3) uint8 RGB, read from the best level."""
@@ -178,14 +209,11 @@ def render_region(pyr: Pyramid, x: int, y: int, w: int, h: int, out_w: int, out_
     if level is None:
         level = level_for(meta, x, y, w, h, out_w, out_h)
     box = level_box(meta, level, x, y, w, h)
-    if meta.kind == "rgb":
-        pixels = pyr.read_region(level, box.x, box.y, box.w, box.h)
-    else:
-        raw = pyr.read_region(level, box.x, box.y, box.w, box.h, t=params.t, z=params.z,
-                              channels=list(params.channels))
-        pixels = compose(raw, params)
     need_w, need_h = math.ceil(box.fx + box.fw), math.ceil(box.fy + box.fh)
-    if need_w > box.w or need_h > box.h:
-        pad = ((0, max(0, need_h - box.h)), (0, max(0, need_w - box.w)), (0, 0))
-        pixels = np.pad(pixels, pad, mode="edge")
-    return resample(pixels, out_w, out_h, (box.fx, box.fy, box.fw, box.fh))
+    width, height = max(box.w, need_w), max(box.h, need_h)
+    if width * height <= BAND_PIXELS:
+        pixels = _window_rows(pyr, box, 0, height, width, params)
+        return resample(pixels, out_w, out_h, (box.fx, box.fy, box.fw, box.fh))
+    return resample_banded(lambda r0, r1: _window_rows(pyr, box, r0, r1, width, params),
+                           width, height, out_w, out_h, (box.fx, box.fy, box.fw, box.fh),
+                           BAND_PIXELS)
