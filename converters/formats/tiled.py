@@ -40,6 +40,7 @@ class TiledPage:
         self._decode = page.decode
         self._fd = os.open(path, os.O_RDONLY)
         self._lock = threading.Lock()
+        self._decide_lock = threading.Lock()
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._passthrough: bool | None = None
         self._capacity = max(16, CACHE_BYTES // (self.th * self.tw * self.spp
@@ -89,22 +90,28 @@ class TiledPage:
         """Can tiles be copied as standalone JPEGs?  Decided once, on a real tile:
         the merged stream decoded the way a browser would (no colour-space hint)
         must give exactly the pixels of the proper TIFF decode."""
-        if self._passthrough is None:
-            self._passthrough = False
-            if (int(self.page.compression) == 7 and self.spp == 3 and self.dtype == np.uint8
-                    and self.th == self.tw):
-                import imagecodecs
-                for index in range(min(len(self.counts), 64)):
-                    raw = self._standalone(index)
-                    if raw is None:
-                        continue
-                    try:
-                        mine = imagecodecs.jpeg8_decode(raw)
-                        self._passthrough = bool(np.array_equal(mine, self._tile(index)))
-                    except Exception:
-                        self._passthrough = False
-                    break
+        # Decided under a lock: the chunk threads all ask at once, and one that
+        # saw a half-made decision would silently re-encode its tile.
+        with self._decide_lock:
+            if self._passthrough is None:
+                self._passthrough = self._decide_passthrough()
         return self._passthrough
+
+    def _decide_passthrough(self) -> bool:
+        if not (int(self.page.compression) == 7 and self.spp == 3 and self.dtype == np.uint8
+                and self.th == self.tw):
+            return False
+        import imagecodecs
+        for index in range(min(len(self.counts), 64)):
+            raw = self._standalone(index)
+            if raw is None:
+                continue
+            try:
+                mine = imagecodecs.jpeg8_decode(raw)
+                return bool(np.array_equal(mine, self._tile(index)))
+            except Exception:
+                return False
+        return False
 
     def raw_tile(self, x: int, y: int, size: int) -> bytes | None:
         """The tile at (x, y) as a standalone JPEG if it is exactly one chunk."""
