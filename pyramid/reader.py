@@ -19,7 +19,7 @@ from typing import Any
 import imagecodecs
 import numpy as np
 
-from .errors import NotFound, StorageError
+from .errors import NotFound, StorageError, Unprocessable
 from .layout import EMPTY, ImageMeta, Level, index_nbytes, shard_key, unpack_index
 from .metadata import meta_from_attributes
 
@@ -256,22 +256,37 @@ class Pyramid:
             raise StorageError("stored tile data is damaged") from e
 
 
+#: A zarr store that is readable but holds no NGFF image: the id exists, so not
+#: NotFound, and nothing is damaged, so not StorageError ("malformed").
+_NOT_OME = "not an OME-Zarr image"
+
+
 def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
     """Open an image directory written by us (or any NGFF 0.4/0.5 image zarr can read).
 
-    Raises NotFound if there is no image, StorageError if it is damaged.
+    Raises NotFound if there is no image, Unprocessable if the directory is a
+    zarr store without NGFF multiscales (a plain array, a bare group),
+    StorageError if it is damaged.
     """
     root = Path(root)
     v3 = root / "zarr.json"
     if v3.exists():
         group = _load_json(v3)
+        if group.get("node_type") == "array":
+            raise Unprocessable(_NOT_OME + " (a plain zarr array)")
         attrs = group.get("attributes", {})
         level_doc_name = "zarr.json"
-    elif (root / ".zattrs").exists():
+    elif (root / ".zattrs").exists() and not (root / ".zarray").exists():
         attrs = _load_json(root / ".zattrs")
         level_doc_name = ".zarray"
+    elif (root / ".zarray").exists() or (root / ".zgroup").exists():
+        raise Unprocessable(_NOT_OME + (" (a plain zarr array)" if (root / ".zarray").exists()
+                                        else " (no NGFF multiscales metadata)"))
     else:
         raise NotFound("image not found")
+    if isinstance(attrs, dict) and "multiscales" not in attrs and not (
+            isinstance(attrs.get("ome"), dict) and "multiscales" in attrs["ome"]):
+        raise Unprocessable(_NOT_OME + " (no NGFF multiscales metadata)")
     try:
         ome = attrs["ome"] if "ome" in attrs else attrs
         datasets = ome["multiscales"][0]["datasets"]
@@ -290,7 +305,7 @@ def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
                         and ours["dtype"] == "uint8" else "nd")
         attrs["microtome"] = ours
         meta = meta_from_attributes(attrs, shapes)
-    except NotFound:
+    except (NotFound, Unprocessable):
         raise
     except (KeyError, IndexError, TypeError, ValueError) as e:
         raise StorageError("image metadata is malformed") from e

@@ -111,5 +111,22 @@ async def test_zarr_that_is_not_an_image_is_a_clean_4xx(client: TestClient, name
         assert 400 <= r.status < 500, (url, r.status, body[:200])
         assert r.headers["Content-Type"].startswith("application/json"), url
         assert b"/tmp" not in body
+        if name in ("plain3", "plain2", "group"):
+            # Readable zarr, just not an image: say so (422 Unprocessable), not "malformed".
+            assert r.status == 422, (url, r.status)
+            assert (await r.json())["error"].startswith("not an OME-Zarr image"), url
     r = await client.get("/iiif/3/rgb05/info.json")
     assert r.status == 200
+
+
+def test_zarr_v2_group_without_multiscales_is_not_an_image(tmp_path: Path) -> None:
+    from pyramid.errors import Unprocessable
+    from pyramid.reader import open_pyramid
+
+    group = zarr.open_group(str(tmp_path / "g2"), mode="w", zarr_format=2)
+    group.create_array("0", data=RGB_CYX[0])
+    with pytest.raises(Unprocessable, match="not an OME-Zarr image"):
+        open_pyramid(tmp_path / "g2")
+    (tmp_path / "g2" / ".zattrs").unlink(missing_ok=True)
+    with pytest.raises(Unprocessable, match="not an OME-Zarr image"):
+        open_pyramid(tmp_path / "g2")
