@@ -258,15 +258,18 @@ def test_abbreviated_svs_tiles_merge_into_standalone_jpegs(testdata: Path) -> No
 
 
 def test_peak_memory_is_bounded(testdata: Path, tmp_path: Path) -> None:
-    """A 200-megapixel slide converts in well under 1 GB (the 65536 x 49152
-    benchmark slide peaks at ~400 MB: buffers are per level, not per area)."""
+    """A 400-megapixel slide (1.2 GB of RGB pixels) converts in well under 1 GB
+    (the 65536 x 49152 benchmark slide peaks at ~400 MB: buffers are per level,
+    not per area).  Typically ~260 MB here, of which ~210 MB are the libraries;
+    a busy machine has been seen at ~710 MB (threads run ahead), so the bound
+    is 900 MB: loading level 0 whole would need > 1.4 GB."""
     import subprocess
     import sys
 
     src = tmp_path / "m.tiff"
     from converters.synthetic import main as synth
 
-    assert synth([str(src), "--width", "16384", "--height", "12288", "--from",
+    assert synth([str(src), "--width", "24576", "--height", "16384", "--from",
                   str(testdata / "CMU-1-Small-Region.svs")]) == 0
     code = ("import resource, sys; from pathlib import Path; from converters import convert; "
             "convert(Path(sys.argv[1]), Path(sys.argv[2])); "
@@ -275,4 +278,4 @@ def test_peak_memory_is_bounded(testdata: Path, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "m.ome.zarr")],
                          cwd=repo, capture_output=True, text=True, timeout=600, check=True)
     peak_mb = int(out.stdout.strip()) / 1024
-    assert peak_mb < 700, peak_mb
+    assert peak_mb < 900, peak_mb
