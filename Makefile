@@ -67,7 +67,7 @@ test: deps chromium
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy pyramid converters tileserver catalog annotations microtome
+	$(VENV)/bin/mypy pyramid converters tileserver catalog annotations microtome bench
 
 # Peers' Python packages (large_image) come from the `bench` extra; Debian's
 # vips, lighttpd and iipimage-server are installed by the benchmark itself.
