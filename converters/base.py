@@ -36,6 +36,9 @@ class ChannelInfo:
     color: str | None = None
     #: Display window from the source, if it has one.
     window: tuple[float, float] | None = None
+    #: Low values mean bright (TIFF MinIsWhite): stored as they are, shown
+    #: inverted through the NGFF omero ``inverted`` flag.
+    inverted: bool = False
 
 
 @dataclass

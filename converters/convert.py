@@ -189,7 +189,8 @@ def channel_meta(meta: ImageMeta, info: SourceInfo, tally: Tally) -> tuple[Chann
         if info.rgb:
             color = ("FF0000", "00FF00", "0000FF")[i]
         out.append(Channel(src.name if src else f"C{i}", color, float(lo), float(hi),
-                           min(wmin, float(lo)), max(wmax, float(hi))))
+                           min(wmin, float(lo)), max(wmax, float(hi)),
+                           inverted=bool(src and src.inverted)))
     return tuple(out)
 
 

@@ -56,6 +56,9 @@ class Channel:
     window_min: float
     window_max: float
     active: bool = True
+    #: NGFF omero ``inverted``: low values show in full colour (e.g. a MinIsWhite
+    #: TIFF, whose stored 0 is white); the tile server honours it.
+    inverted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

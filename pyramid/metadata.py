@@ -46,7 +46,7 @@ def group_attributes(meta: ImageMeta) -> dict[str, Any]:
             {"label": ch.label, "color": ch.color, "active": ch.active,
              "window": {"start": ch.window_start, "end": ch.window_end,
                         "min": ch.window_min, "max": ch.window_max},
-             "coefficient": 1.0, "family": "linear", "inverted": False}
+             "coefficient": 1.0, "family": "linear", "inverted": ch.inverted}
             for ch in meta.channels
         ],
         "rdefs": {"defaultT": 0, "defaultZ": meta.size_z // 2, "model": "color"},
@@ -126,7 +126,8 @@ def meta_from_attributes(attrs: dict[str, Any], level_shapes: list[tuple[int, ..
                 window_end=float(ch.get("window", {}).get("end", 255)),
                 window_min=float(ch.get("window", {}).get("min", 0)),
                 window_max=float(ch.get("window", {}).get("max", 255)),
-                active=bool(ch.get("active", True)))
+                active=bool(ch.get("active", True)),
+                inverted=ch.get("inverted") is True)
         for i, ch in enumerate(ome.get("omero", {}).get("channels", []))
     )
     size = ours.get("size", {})

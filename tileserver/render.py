@@ -16,6 +16,8 @@ images ignore them.
   the `omero` colour.
 - `gamma` (`gamma=0.8` or `gamma=1,0.5`): one value for all shown channels or
   one per channel, 0.05-20, default 1; output = normalised value ** (1/gamma).
+- Channels marked `inverted` in the `omero` block (e.g. converted MinIsWhite
+  TIFFs) show as 1 - output: at/below the window start in full colour.
 - `v` (`v=<version>`, not rendering): the image version from
   `/images/{id}/metadata`; when it matches, responses are `immutable`.
 
@@ -60,11 +62,14 @@ class RenderParams:
     windows: tuple[tuple[float, float], ...]
     colors: tuple[tuple[int, int, int], ...]
     gammas: tuple[float, ...]
+    #: Per shown channel, from the omero block: low values in full colour.
+    inverted: tuple[bool, ...] = ()
 
     def key(self) -> str:
         """Canonical text, part of tile cache keys and ETags."""
+        inv = f"i{self.inverted}" if any(self.inverted) else ""
         return (f"t{self.t}z{self.z}c{self.channels}w{self.windows}"
-                f"k{self.colors}g{self.gammas}")
+                f"k{self.colors}g{self.gammas}{inv}")
 
 
 #: For RGB images: nothing to render, and the key stays empty so pass-through applies.
@@ -153,7 +158,8 @@ def parse_render(meta: ImageMeta, query: Mapping[str, str]) -> RenderParams:
             raise InvalidRequest("gamma must be between 0.05 and 20")
     else:
         gammas = [1.0] * n
-    return RenderParams(t, z, chans, tuple(windows), tuple(colors), tuple(gammas))
+    inverted = tuple(c < len(chans_meta) and chans_meta[c].inverted for c in chans)
+    return RenderParams(t, z, chans, tuple(windows), tuple(colors), tuple(gammas), inverted)
 
 
 def compose(planes: np.ndarray, params: RenderParams) -> np.ndarray:
@@ -166,6 +172,9 @@ def compose(planes: np.ndarray, params: RenderParams) -> np.ndarray:
         np.clip(v, 0.0, 1.0, out=v)
         if params.gammas[i] != 1.0:
             np.power(v, np.float32(1.0 / params.gammas[i]), out=v)
+        if i < len(params.inverted) and params.inverted[i]:
+            # After the gamma, as OMERO's reverse-intensity map.
+            np.subtract(np.float32(1.0), v, out=v)
         color = np.asarray(params.colors[i], np.float32)
         acc += v[..., None] * color
     np.clip(acc, 0.0, 255.0, out=acc)

@@ -105,6 +105,7 @@ def metadata_document(meta: ImageMeta, original: Any, version: str) -> dict[str,
         "z_spacing_um": meta.z_spacing_um,
         "size": {"t": meta.size_t, "c": meta.size_c, "z": meta.size_z},
         "channels": [{"label": c.label, "color": c.color, "active": c.active,
+                      "inverted": c.inverted,
                       "window": {"start": c.window_start, "end": c.window_end,
                                  "min": c.window_min, "max": c.window_max}}
                      for c in meta.channels],

@@ -164,6 +164,8 @@ class TiffReader(SourceReader):
             self.info.notes.append(f"{bits}-bit samples stored as uint8 values")
         if dtype == np.bool_:
             self.info.notes.append("1-bit samples stored as uint8 0/1")
+        if any(ch.inverted for ch in channels):
+            self.info.notes.append("MinIsWhite: values kept, channels marked inverted")
         if self._alpha:
             self.info.notes.append("alpha composited on white")
         if self._lut is not None:
@@ -207,6 +209,11 @@ class TiffReader(SourceReader):
                         (("Red", "FF0000"), ("Green", "00FF00"), ("Blue", "0000FF"))]
         if not channels and not self._rgb:
             channels = [ChannelInfo(f"C{i}") for i in range(size_c)]
+        if photometric == "MINISWHITE" and not self._rgb:
+            # Stored 0 is white: keep the values, mark the channels inverted so
+            # viewers (ours included) show what the file means.
+            for ch in channels:
+                ch.inverted = True
         return channels, px, zsp, vendor, fmt
 
     # -- pixels -------------------------------------------------------------
