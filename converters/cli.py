@@ -253,11 +253,12 @@ def run_info(args: argparse.Namespace) -> int:
 def _print_info(out: Any, d: dict[str, Any]) -> None:
     from rich.table import Table
 
-    t = Table(title=d["src"], show_header=False)
+    t = Table(show_header=False)
     t.add_column("key", style="bold")
     t.add_column("value", overflow="fold")
     px = d["pixel_size_um"]
     rows = [
+        ("file", str(d["src"])),
         ("format", f'{d["format"]}' + (f' ({d["vendor"]})' if d["vendor"] else "")),
         ("size", f'{d["width"]} x {d["height"]} px'),
         ("samples", f'{d["dtype"]}' + (", RGB" if d["rgb"] else "")),
