@@ -35,7 +35,9 @@ def synthetic_folder(var_dir: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     from catalog.cli import main_import
+    from microtome.cli import quiet_third_party_warnings
 
+    quiet_third_party_warnings()
     settings = from_env()
     folder = Path(argv[0]) if argv and argv[0] else None
     if folder is None or not folder.is_dir():
