@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 from aiohttp import web
@@ -17,6 +17,30 @@ from aiohttp import web
 from pyramid import errors
 
 log = logging.getLogger("microtome.http")
+
+# Request-size limits, kept together.  aiohttp's parser refuses request lines
+# and header fields over 8190 bytes with its own plain-text 400 before any
+# middleware runs; the servers we start raise those hard limits (see
+# `parser_limits`) so that merely long requests reach `error_middleware` and
+# get our JSON error.  Past the hard limits aiohttp still answers by itself.
+#: Hard limit on the request line (method, target, version), bytes.
+MAX_REQUEST_LINE_BYTES = 64 * 1024
+#: Hard limit on one header field (name + value), bytes.
+MAX_HEADER_FIELD_BYTES = 16 * 1024
+#: Longest query string we accept (raw, still percent-encoded), bytes.  Tile
+#: and API requests need a few hundred; this bounds the work of parsing one.
+MAX_QUERY_BYTES = 8 * 1024
+
+
+class ParserLimits(TypedDict):
+    max_line_size: int
+    max_field_size: int
+
+
+def parser_limits() -> ParserLimits:
+    """Keyword arguments for `web.run_app` / `web.AppRunner` (passed on to the HTTP parser)."""
+    return {"max_line_size": MAX_REQUEST_LINE_BYTES, "max_field_size": MAX_HEADER_FIELD_BYTES}
+
 
 STATUS: dict[type[errors.MicrotomeError], int] = {
     errors.InvalidRequest: 400,
@@ -60,9 +84,18 @@ def error_response(status: int, message: str, detail: Any = None) -> web.Respons
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _check_query_length(request: web.Request) -> None:
+    # raw_path is the request target as received: measure before anything decodes it.
+    query = request.raw_path.partition("?")[2]
+    if len(query) > MAX_QUERY_BYTES:
+        raise errors.InvalidRequest("query string too long",
+                                    {"limit": MAX_QUERY_BYTES, "length": len(query)})
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        _check_query_length(request)
         return await handler(request)
     except errors.MicrotomeError as exc:
         resp = error_response(status_for(exc), exc.message, exc.detail)

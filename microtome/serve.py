@@ -34,6 +34,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from microtome.app import create_app
+    from microtome.http import parser_limits
 
     problem = port_problem(args.host, args.port)
     if problem:
@@ -49,8 +50,9 @@ def run_serve(args: argparse.Namespace) -> int:
     def announce(_msg: str) -> None:
         print(f"Microtome is running at {url}  (Ctrl-C to stop)", flush=True)
 
+    # Raised parser limits: long requests get our JSON error, not aiohttp's plain text.
     web.run_app(create_app(settings), host=args.host, port=args.port, print=announce,
-                access_log=None)
+                access_log=None, **parser_limits())
     return 0
 
 

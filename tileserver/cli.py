@@ -82,6 +82,7 @@ def _serve(root: Path, host: str, port: int, threads: int, cache_bytes: int,
 
     from aiohttp import web
 
+    from microtome.http import parser_limits
     from tileserver.app import TileSettings, create_tiles_app
 
     loop: asyncio.AbstractEventLoop
@@ -93,7 +94,7 @@ def _serve(root: Path, host: str, port: int, threads: int, cache_bytes: int,
     settings = TileSettings(threads=threads, cache_bytes=cache_bytes)
     app = create_tiles_app(root, settings)
     web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
-                print=None, loop=loop, backlog=1024)
+                print=None, loop=loop, backlog=1024, **parser_limits())
 
 
 def run(args: argparse.Namespace) -> int:
