@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 from aiohttp import web
 
+from microtome.http import parser_limits
+
 
 @contextmanager
 def live_app(factory: Callable[[], web.Application]) -> Iterator[str]:
@@ -23,7 +25,7 @@ def live_app(factory: Callable[[], web.Application]) -> Iterator[str]:
     state: dict[str, object] = {}
 
     async def start() -> None:
-        runner = web.AppRunner(factory(), access_log=None)
+        runner = web.AppRunner(factory(), access_log=None, **parser_limits())
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
