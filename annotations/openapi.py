@@ -1,40 +1,35 @@
 """OpenAPI fragments of the annotation API, merged into /api/openapi.json by the catalog.
 
-Standalone on purpose (no import of catalog.openapi, which imports this).
+The building blocks come from `catalog.openapi_parts` (not `catalog.openapi`,
+which imports this module).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_S = "#/components/schemas/"
+from catalog.openapi_parts import ERRORS as _ERRORS
+from catalog.openapi_parts import ID as _ID
+from catalog.openapi_parts import TS as _TS
+from catalog.openapi_parts import err as _err
+from catalog.openapi_parts import json_content as _json
+from catalog.openapi_parts import obj as _obj
+from catalog.openapi_parts import operation
+from catalog.openapi_parts import path_param as _p
+from catalog.openapi_parts import query_param as _q
+from catalog.openapi_parts import ref as _ref
+
 COORDS = ("Coordinates are level-0 image pixels: origin at the top-left corner of the "
           "image, x to the right, y down (as in every tile URL; not Cytomine's "
           "bottom-left).")
 
 
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": _S + name}
-
-
-_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 _NID = {"type": ["integer", "null"], "minimum": 1}
-_TS = {"type": "string", "format": "date-time"}
 _NUM_N = {"type": ["number", "null"]}
 _KINDS = ["point", "multipoint", "line", "multiline", "polygon", "multipolygon", "rectangle",
           "ellipse"]
 _BBOX = {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
          "description": "[x0, y0, x1, y1] in level-0 pixels. " + COORDS}
-
-
-def _obj(props: dict[str, Any], required: list[str] | None = None, closed: bool = True,
-         **kw: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props,
-                           "required": list(props) if required is None else required}
-    if closed:
-        out["additionalProperties"] = False
-    out.update(kw)
-    return out
 
 
 SCHEMAS: dict[str, Any] = {
@@ -111,18 +106,6 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _json(schema: dict[str, Any], ctype: str = "application/json") -> dict[str, Any]:
-    return {"content": {ctype: {"schema": schema}}}
-
-
-def _err(desc: str) -> dict[str, Any]:
-    return {"description": desc, **_json(_ref("Error"))}
-
-
-_ERRORS = {"400": _err("bad request"), "401": _err("not logged in"),
-           "403": _err("not allowed (or missing X-CSRF-Token on a cookie write)"),
-           "404": _err("not found, or not visible to the caller"),
-           "503": _err("database unavailable; retry")}
 _WRITE = {"409": _err("conflicts with the current state"), "413": _err("too large"),
           "422": _err("invalid geometry, unknown term, or a bad feature (named by index)")}
 
@@ -130,28 +113,9 @@ _WRITE = {"409": _err("conflicts with the current state"), "413": _err("too larg
 def _op(summary: str, ok: str | None, status: str = "200", body: str | None = None,
         params: list[dict[str, Any]] | None = None, ctype: str = "application/json",
         desc: str = "") -> dict[str, Any]:
-    responses: dict[str, Any] = dict(_ERRORS)
-    if body or status in ("201", "204") or summary.startswith(("Delete", "Import")):
-        responses.update(_WRITE)
-    responses[status] = ({"description": "ok", **_json(_ref(ok), ctype)} if ok
-                         else {"description": "ok"})
-    op: dict[str, Any] = {"summary": summary, "tags": ["annotations"], "responses": responses}
-    if desc:
-        op["description"] = desc
-    if body:
-        op["requestBody"] = {"required": True, **_json(_ref(body))}
-    if params:
-        op["parameters"] = params
-    return op
-
-
-def _p(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _ID}
-
-
-def _q(name: str, schema: dict[str, Any], desc: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": desc}
+    writes = bool(body) or status in ("201", "204") or summary.startswith(("Delete", "Import"))
+    return operation(summary, ok, status=status, body=body, params=params, tag="annotations",
+                     write_errors=_WRITE if writes else None, ctype=ctype, desc=desc)
 
 
 _IDS = {"type": "string", "pattern": r"^\d+(,\d+)*$"}

@@ -9,31 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-_S = "#/components/schemas/"
-
-
-def ref(name: str) -> dict[str, Any]:
-    return {"$ref": _S + name}
+from catalog.openapi_parts import ERRORS as _ERRORS
+from catalog.openapi_parts import ID as _ID
+from catalog.openapi_parts import TS as _TS
+from catalog.openapi_parts import err as _err
+from catalog.openapi_parts import json_content as _json
+from catalog.openapi_parts import obj as _obj
+from catalog.openapi_parts import operation, ref
+from catalog.openapi_parts import path_param as _path_id
+from catalog.openapi_parts import query_param as _q
 
 
 def _str(max_len: int, min_len: int = 1, **kw: Any) -> dict[str, Any]:
     return {"type": "string", "minLength": min_len, "maxLength": max_len, **kw}
 
 
-_TS = {"type": "string", "format": "date-time"}
 _TS_NULL = {"type": ["string", "null"], "format": "date-time"}
-_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 _ROLE = {"type": "string", "enum": ["manager", "contributor", "viewer"]}
-
-
-def _obj(props: dict[str, Any], required: list[str] | None = None,
-         closed: bool = True, **kw: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props,
-                           "required": list(props) if required is None else required}
-    if closed:
-        out["additionalProperties"] = False
-    out.update(kw)
-    return out
 
 
 def _page(item: str) -> dict[str, Any]:
@@ -126,18 +118,6 @@ for _name in ("User", "ApiKey", "Project", "Member", "Image", "Job", "ShareLink"
     SCHEMAS[_name + "Page"] = _page(_name)
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
-
-
-def _err(desc: str) -> dict[str, Any]:
-    return {"description": desc, **_json(ref("Error"))}
-
-
-_ERRORS = {"400": _err("bad request"), "401": _err("not logged in"),
-           "403": _err("not allowed (or missing X-CSRF-Token on a cookie write)"),
-           "404": _err("not found, or not visible to the caller"),
-           "503": _err("database unavailable; retry")}
 #: Extra errors of operations that take a body or change state.
 _WRITE_ERRORS = {"409": _err("conflicts with the current state"),
                  "413": _err("request body too large")}
@@ -146,27 +126,9 @@ _WRITE_ERRORS = {"409": _err("conflicts with the current state"),
 def _op(summary: str, ok: str | None, status: str = "200", body: str | None = None,
         params: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None,
         tag: str = "catalog") -> dict[str, Any]:
-    responses: dict[str, Any] = dict(_ERRORS)
-    if body or status in ("201", "204"):
-        responses.update(_WRITE_ERRORS)
-    responses[status] = ({"description": "ok", **_json(ref(ok))} if ok
-                         else {"description": "ok"})
-    responses.update(extra or {})
-    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
-    if body:
-        op["requestBody"] = {"required": True, **_json(ref(body))}
-    if params:
-        op["parameters"] = params
-    return op
-
-
-def _path_id(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _ID}
-
-
-def _q(name: str, schema: dict[str, Any], desc: str = "") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": desc}
+    writes = bool(body) or status in ("201", "204")
+    return operation(summary, ok, status=status, body=body, params=params, tag=tag,
+                     write_errors=_WRITE_ERRORS if writes else None, extra=extra)
 
 
 PAGE_PARAMS = [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
