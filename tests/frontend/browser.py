@@ -84,6 +84,15 @@ def _wait_ready(server: LiveServer, timeout: float = 60) -> None:
     pytest.fail(f"server did not answer within {timeout} s:\n{server.log()}")
 
 
+def admin_project_slide(context: Any, server: LiveServer, pyramid: Path, *, project: str,
+                        image: str) -> tuple[str, dict[str, Any], int]:
+    """First admin (logged in on `context`), a project, and a ready slide in it:
+    (CSRF token, project JSON, image id)."""
+    csrf = api_setup_admin(context)
+    proj = api_call(context, "POST", "/api/projects", csrf, {"name": project})
+    return csrf, proj, register_slide(server, pyramid, name=image, project_id=proj["id"])
+
+
 def register_slide(server: LiveServer, pyramid: Path, *, name: str,
                    project_id: int | None = None) -> int:
     """Put a converted pyramid into the server's catalog as a ready image."""

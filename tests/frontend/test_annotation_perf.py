@@ -16,9 +16,8 @@ from tests.frontend.browser import (
     ADMIN,
     ARTIFACTS,
     LiveServer,
+    admin_project_slide,
     api_call,
-    api_setup_admin,
-    register_slide,
     screenshot,
     ui_login,
     wait_tiles,
@@ -76,10 +75,8 @@ def _cells(width: int, height: int) -> list[dict[str, Any]]:
 
 def test_pan_with_50k_annotations(live_server: LiveServer, context: Any, page: Any,
                                   converted_slide: Path) -> None:
-    csrf = api_setup_admin(context)
-    project = api_call(context, "POST", "/api/projects", csrf, {"name": "Cells"})
-    image_id = register_slide(live_server, converted_slide, name="cells",
-                              project_id=project["id"])
+    csrf, project, image_id = admin_project_slide(context, live_server, converted_slide,
+                                                  project="Cells", image="cells")
     cells = [{"type": "Feature", "properties": {}, **c} for c in _cells(2220, 2967)]
     result = api_call(context, "POST",
                       f"/api/images/{image_id}/annotations/import?project={project['id']}",

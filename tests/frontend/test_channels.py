@@ -11,9 +11,7 @@ from playwright.sync_api import expect
 from tests.frontend.browser import (
     ADMIN,
     LiveServer,
-    api_call,
-    api_setup_admin,
-    register_slide,
+    admin_project_slide,
     screenshot,
     ui_login,
     wait_tiles,
@@ -31,10 +29,8 @@ def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_channel_panel_drives_rendering(live_server: LiveServer, context: Any, page: Any,
                                         fluorescence: Path) -> None:
-    csrf = api_setup_admin(context)
-    project = api_call(context, "POST", "/api/projects", csrf, {"name": "Fluo"})
-    image_id = register_slide(live_server, fluorescence, name="z-series",
-                              project_id=project["id"])
+    _csrf, _project, image_id = admin_project_slide(context, live_server, fluorescence,
+                                                  project="Fluo", image="z-series")
     ui_login(page, *ADMIN, next_path=f"/viewer/{image_id}")
     wait_tiles(page, minimum=1)
     panel = page.locator("#channel-panel")

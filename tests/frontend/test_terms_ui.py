@@ -12,9 +12,8 @@ from tests.frontend.browser import (
     ADMIN,
     ConsoleLog,
     LiveServer,
+    admin_project_slide,
     api_call,
-    api_setup_admin,
-    register_slide,
     screenshot,
     ui_login,
     wait_tiles,
@@ -27,10 +26,8 @@ GREEN = "#30a46c"  # unlike the default yellow, green dominates red here
 def _seed(live_server: LiveServer, context: Any, slide: Path, shapes: int = 1
           ) -> dict[str, Any]:
     """A project with the slide, a green term and a big polygon using it (through the API)."""
-    csrf = api_setup_admin(context)
-    project = api_call(context, "POST", "/api/projects", csrf, {"name": "Pathology"})
-    image_id = register_slide(live_server, slide, name="CMU-1-Small-Region",
-                              project_id=project["id"])
+    csrf, project, image_id = admin_project_slide(context, live_server, slide,
+                                                  project="Pathology", image="CMU-1-Small-Region")
     term = api_call(context, "POST", f"/api/projects/{project['id']}/terms", csrf,
                     {"name": "Stroma", "color": GREEN})
     for i in range(shapes):

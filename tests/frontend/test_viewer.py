@@ -11,10 +11,8 @@ from tests.frontend.browser import (
     ARTIFACTS,
     ConsoleLog,
     LiveServer,
-    api_call,
-    api_setup_admin,
+    admin_project_slide,
     drawn_fraction,
-    register_slide,
     screenshot,
     ui_login,
     view_center,
@@ -24,10 +22,8 @@ from tests.frontend.browser import (
 
 def test_viewer_draws_tiles(live_server: LiveServer, context: Any, page: Any,
                             converted_slide: Path, console: ConsoleLog) -> None:
-    csrf = api_setup_admin(context)
-    project = api_call(context, "POST", "/api/projects", csrf, {"name": "Viewer test"})
-    image_id = register_slide(live_server, converted_slide, name="CMU-1-Small-Region",
-                              project_id=project["id"])
+    _csrf, _project, image_id = admin_project_slide(context, live_server, converted_slide,
+                                                  project="Viewer test", image="CMU-1-Small-Region")
 
     ui_login(page, *ADMIN, next_path=f"/viewer/{image_id}")
     assert page.url.endswith(f"/viewer/{image_id}")

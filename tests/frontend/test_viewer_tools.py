@@ -17,9 +17,7 @@ from tests.frontend.browser import (
     ADMIN,
     ConsoleLog,
     LiveServer,
-    api_call,
-    api_setup_admin,
-    register_slide,
+    admin_project_slide,
     screenshot,
     ui_login,
     wait_tiles,
@@ -31,10 +29,8 @@ FEATURES = "[...window.microtome.annotations.features.values()]"
 @pytest.fixture
 def viewer_page(live_server: LiveServer, context: Any, page: Any,
                 converted_slide: Path) -> tuple[Any, str]:
-    csrf = api_setup_admin(context)
-    project = api_call(context, "POST", "/api/projects", csrf, {"name": "Tools"})
-    image_id = register_slide(live_server, converted_slide, name="tools",
-                              project_id=project["id"])
+    _csrf, project, image_id = admin_project_slide(context, live_server, converted_slide,
+                                                  project="Tools", image="tools")
     path = f"/viewer/{image_id}?project={project['id']}"
     ui_login(page, *ADMIN, next_path=path)
     wait_tiles(page)
