@@ -67,7 +67,8 @@ test: deps chromium
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy pyramid converters tileserver catalog annotations microtome bench
+	$(VENV)/bin/mypy core pyramid converters tileserver catalog annotations microtome bench
+	$(VENV)/bin/lint-imports
 
 # Peers' Python packages (large_image) come from the `bench` extra; Debian's
 # vips, lighttpd and iipimage-server are installed by the benchmark itself.

@@ -363,24 +363,6 @@ def validate_many(geoms: np.ndarray, kinds: list[str], frame: ImageFrame, *, rep
             on_error(int(i), e)
 
 
-def measure_many(geoms: np.ndarray, kinds: list[str], frame: ImageFrame,
-                 shapes: list[dict[str, Any] | None]) -> list[Prepared]:
-    """`measure` for an array of validated geometries."""
-    area = shapely.area(geoms)
-    perim = shapely.length(geoms)
-    bounds = shapely.bounds(geoms)
-    wkbs = shapely.to_wkb(geoms)
-    nv = shapely.get_num_coordinates(geoms)
-    ps = frame.pixel_size_um
-    return [Prepared(kind=k, geom=g, wkb=w, bbox=(bx[0], bx[1], bx[2], bx[3]),
-                     n_vertices=int(n), area_px=float(a), perimeter_px=float(p),
-                     area_um2=float(a) * ps * ps if ps else None,
-                     perimeter_um=float(p) * ps if ps else None,
-                     shape=s if k in ("rectangle", "ellipse") else None)
-            for g, k, w, bx, n, a, p, s in zip(geoms, kinds, wkbs, bounds.tolist(), nv, area,
-                                               perim, shapes, strict=True)]
-
-
 def _spread_bits(v: np.ndarray) -> np.ndarray:
     """Bits of 16-bit integers moved to the even positions of 32-bit ones."""
     v = v.astype(np.uint32) & 0xFFFF

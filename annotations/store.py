@@ -42,12 +42,6 @@ async def image_frame(conn: Conn, image_id: int) -> ImageFrame:
     return frame
 
 
-async def image_projects(conn: Conn, image_id: int) -> list[int]:
-    return [r["project_id"] for r in await conn.fetch(
-        "SELECT project_id FROM project_images WHERE image_id = $1 ORDER BY project_id",
-        image_id)]
-
-
 def record(frame: ImageFrame, p: Prepared, *, project_id: int | None, user_id: int | None,
            producer: str | None, term_ids: Sequence[int], properties: dict[str, Any]
            ) -> tuple[Any, ...]:
@@ -112,12 +106,6 @@ async def get(conn: Conn, annotation_id: int) -> asyncpg.Record:
     if row is None:
         raise NotFound("annotation not found")
     return row
-
-
-async def get_many(conn: Conn, ids: Sequence[int]) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {COLS} FROM annotations a WHERE a.id = ANY($1::bigint[]) ORDER BY a.id",
-        list(ids))
 
 
 async def update(conn: Conn, annotation_id: int, *, frame: ImageFrame,

@@ -23,7 +23,9 @@ from aiohttp import web
 from catalog import access
 from catalog.db import DB_POOL
 from catalog.jsonio import path_id
-from microtome.http import json_response
+from catalog.state import CATALOG
+from catalog.storage import pyramid_path
+from core.http import json_response
 from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
 from pyramid.reader import open_pyramid
 
@@ -423,8 +425,6 @@ async def export_geojson(request: web.Request) -> web.StreamResponse:
 # -- annotation images -------------------------------------------------------------------
 
 async def annotation_image(request: web.Request) -> web.Response:
-    from microtome.app import SETTINGS
-
     name = request.path.rsplit("/", 1)[-1]  # crop.png, mask.webp, ...
     mode: crops.Mode = "crop" if name.startswith("crop.") else "mask"
     fmt = name.split(".", 1)[1]
@@ -436,9 +436,7 @@ async def annotation_image(request: web.Request) -> web.Response:
         mode = "alpha"
     rel = await _pool(request).fetchval("SELECT storage_path FROM images WHERE id = $1",
                                         row["image_id"])
-    if not rel or rel.startswith("/") or ".." in rel.split("/"):
-        rel = f"{row['image_id']}/image.ome.zarr"  # the layout of catalog.images
-    root = request.app[SETTINGS].images_dir / rel
+    root = pyramid_path(request.app[CATALOG].settings.images_dir, row["image_id"], rel)
 
     def work() -> bytes:
         return crops.render(open_pyramid(root), shapely.from_wkb(row["geom"]), mode=mode,

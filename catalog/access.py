@@ -28,7 +28,7 @@ from aiohttp import web
 from catalog import security
 from catalog.db import DB_POOL
 from catalog.ttlcache import TTLCache
-from microtome.settings import Settings
+from core.settings import Settings
 from pyramid import errors
 
 SESSION_COOKIE = "microtome_session"

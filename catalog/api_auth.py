@@ -29,7 +29,7 @@ from catalog.db import DB_POOL
 from catalog.images import log_activity
 from catalog.jsonio import page, page_params, path_id, read_json
 from catalog.ratelimit import LOGIN_THROTTLE, client_address
-from microtome.http import json_response
+from core.http import json_response
 from pyramid import errors
 
 USER_COLUMNS = "id, username, is_admin, created_at"

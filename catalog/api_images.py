@@ -14,7 +14,7 @@ from catalog.access import get_principal, image_role, require_image_access
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
 from catalog.state import CATALOG
-from microtome.http import json_response
+from core.http import json_response
 from pyramid import errors
 
 

@@ -8,7 +8,7 @@ from catalog.access import image_role, require_user
 from catalog.db import DB_POOL
 from catalog.jobs import JOB_COLUMNS, job_json
 from catalog.jsonio import page, page_params, path_id
-from microtome.http import json_response
+from core.http import json_response
 from pyramid import errors
 
 

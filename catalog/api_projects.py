@@ -20,7 +20,7 @@ from catalog.access import (
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
 from catalog.state import CATALOG
-from microtome.http import json_response
+from core.http import json_response
 from pyramid import errors
 
 PROJECT_SELECT = """SELECT p.id, p.name, p.description, p.public, p.created_at, p.updated_at,

@@ -19,7 +19,7 @@ from catalog.access import (
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
 from catalog.state import CATALOG
-from microtome.http import json_response
+from core.http import json_response
 from pyramid import errors
 
 SHARE_COLUMNS = "id, image_id, project_id, created_at, expires_at, revoked_at"

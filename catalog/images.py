@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from catalog.access import Principal
+from catalog.storage import image_dir, storage_relpath
 from pyramid import errors
 
 IMAGE_COLUMNS = """i.id, i.name, i.source_filename, i.format, i.width, i.height, i.levels,
@@ -18,14 +19,6 @@ IMAGE_COLUMNS = """i.id, i.name, i.source_filename, i.format, i.width, i.height,
 SORTS = {"id": "i.id", "name": "lower(i.name)", "created_at": "i.created_at",
          "updated_at": "i.updated_at"}
 STATUSES = ("pending", "converting", "ready", "failed")
-STORE_NAME = "image.ome.zarr"
-
-
-def storage_relpath(image_id: int) -> str:
-    """Where image `image_id` lives, relative to settings.images_dir."""
-    return f"{image_id}/{STORE_NAME}"
-
-
 def image_json(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in ("id", "name", "source_filename", "format", "width", "height",
                                "levels", "pixel_size_um", "channels", "checksum", "status",
@@ -165,7 +158,7 @@ async def register_image(pool: asyncpg.Pool, *, name: str, relpath: str, width: 
 
 async def remove_image_dir(images_dir: Path, image_id: int) -> None:
     """Delete ``images_dir/<id>`` (the pyramid, partials, originals) off the event loop."""
-    target = images_dir / str(int(image_id))
+    target = image_dir(images_dir, image_id)
     await asyncio.to_thread(shutil.rmtree, target, True)
 
 

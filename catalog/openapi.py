@@ -263,11 +263,9 @@ def _paths() -> dict[str, Any]:
     }
 
 
-def build_spec() -> dict[str, Any]:
-    # The annotation API documents itself in annotations/openapi.py; merged here.
-    from annotations.openapi import PATHS as ANNOTATION_PATHS
-    from annotations.openapi import SCHEMAS as ANNOTATION_SCHEMAS
-
+def build_spec(extra_paths: dict[str, Any] | None = None,
+               extra_schemas: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The catalog's document; the host merges other packages' paths and schemas in."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "Microtome API", "version": "1",
@@ -276,7 +274,7 @@ def build_spec() -> dict[str, Any]:
                                 "authenticated writes need the X-CSRF-Token header."},
         "servers": [{"url": "/"}],
         "components": {
-            "schemas": {**SCHEMAS, **ANNOTATION_SCHEMAS},
+            "schemas": {**SCHEMAS, **(extra_schemas or {})},
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "microtome_session"},
                 "apiKey": {"type": "http", "scheme": "bearer"},
@@ -284,7 +282,7 @@ def build_spec() -> dict[str, Any]:
             },
         },
         "security": [{"session": []}, {"apiKey": []}, {"share": []}, {}],
-        "paths": {**_paths(), **ANNOTATION_PATHS},
+        "paths": {**_paths(), **(extra_paths or {})},
     }
 
 

@@ -12,36 +12,24 @@ single requests.)  Accepted, cheapest first:
   (principal, image) decision are cached for a few seconds.
 
 The image row (path, version, status) is cached too, so a hot tile path does
-no database round-trip.  This module must not import ``tileserver``:
-`ImageRef` mirrors ``tileserver.resolver.ImageRef`` field for field.
+no database round-trip.  It implements ``tileserver``'s `Resolver` protocol
+without importing ``tileserver`` (nothing does): `ImageRef` lives in ``core``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from catalog import security
 from catalog.access import Principal, get_principal, image_role, share_principal
 from catalog.db import DB_POOL
-from catalog.images import STORE_NAME
 from catalog.state import CATALOG
+from catalog.storage import pyramid_path
+from core.imageref import ImageRef
 from pyramid import errors
-
-if TYPE_CHECKING:
-    # Type-only: lets mypy see that we satisfy tileserver's Resolver protocol.
-    from tileserver.resolver import ImageRef
-else:
-    @dataclass(frozen=True)
-    class ImageRef:
-        """Field-for-field copy of tileserver.resolver.ImageRef (no runtime import)."""
-
-        path: Path
-        version: str
-        private: bool = False
 
 
 def split_id(image_id: str) -> tuple[int, str | None]:
@@ -78,8 +66,7 @@ class CatalogResolver:
         return entry
 
     def _path(self, image_id: int, storage_path: str | None) -> Path:
-        images_dir = self.app[CATALOG].settings.images_dir
-        return images_dir / (storage_path or f"{image_id}/{STORE_NAME}")
+        return pyramid_path(self.app[CATALOG].settings.images_dir, image_id, storage_path)
 
     async def _allowed(self, principal: Principal | None, image_id: int) -> bool:
         state = self.app[CATALOG]

@@ -27,7 +27,7 @@ from catalog import images, jobs, security
 from catalog.access import Principal, require_project_role, require_user
 from catalog.db import DB_POOL
 from catalog.state import CATALOG
-from microtome.http import error_response, json_response
+from core.http import error_response, json_response
 from pyramid import errors
 
 TUS_VERSION = "1.0.0"

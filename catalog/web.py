@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -16,8 +18,8 @@ from catalog.migrate import migrate
 from catalog.openapi import SPEC
 from catalog.ratelimit import LOGIN_THROTTLE, LoginThrottle
 from catalog.state import CATALOG, CatalogState
-from microtome.http import Handler, json_response
-from microtome.settings import Settings
+from core.http import Handler, json_response
+from core.settings import Settings
 from pyramid import errors
 
 log = logging.getLogger("catalog.web")
@@ -61,12 +63,25 @@ async def database_errors(request: web.Request, handler: Handler) -> web.StreamR
         raise errors.Unavailable("database busy; retry shortly") from None
 
 
+#: This package's numbered SQL migrations (0001-0099).
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: The published OpenAPI document (the catalog's own unless the host merged more in).
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
+
+
 async def openapi_json(request: web.Request) -> web.Response:
-    return json_response(SPEC, headers={"Access-Control-Allow-Origin": "*"})
+    return json_response(request.app[OPENAPI], headers={"Access-Control-Allow-Origin": "*"})
 
 
-def setup_catalog(app: web.Application, settings: Settings) -> None:
-    """Database pool, migrations, job workers (cleanup_ctx) and every /api route."""
+def setup_catalog(app: web.Application, settings: Settings, *,
+                  migration_dirs: Sequence[Path] = (MIGRATIONS,),
+                  openapi: dict[str, Any] | None = None) -> None:
+    """Database pool, migrations, job workers (cleanup_ctx) and every /api route.
+
+    The host passes every package's migration folder and the merged OpenAPI
+    document: the catalog does not know which other packages share its database.
+    """
+    app[OPENAPI] = openapi if openapi is not None else SPEC
     app[CATALOG] = CatalogState(settings)
     app.middlewares.append(database_errors)
     setup_access(app, settings)
@@ -74,12 +89,10 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
     tus.setup(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        from microtome.app import MIGRATION_DIRS
-
         dsn = settings.database_url or await start_embedded(settings.var_dir)
         pool = await create_pool(dsn)
         try:
-            applied = await migrate(pool, MIGRATION_DIRS)
+            applied = await migrate(pool, migration_dirs)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
             expired = await tus.remove_expired(pool, settings.uploads_dir)

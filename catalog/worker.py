@@ -26,8 +26,9 @@ import asyncpg
 
 from catalog import jobs
 from catalog.db import connect
-from catalog.images import STORE_NAME, mark_ready
-from microtome.settings import Settings
+from catalog.images import mark_ready
+from catalog.storage import STORE_NAME
+from core.settings import Settings
 from pyramid import errors
 
 log = logging.getLogger("catalog.worker")
@@ -295,7 +296,3 @@ class WorkerPool:
                 await asyncio.to_thread(proc.join, 5)
             await self._requeue(i, proc.pid)
         self.procs = [None] * self.size
-
-
-def default_workers() -> int:
-    return max(1, (os.cpu_count() or 2) // 2)

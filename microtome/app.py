@@ -1,14 +1,20 @@
-"""Application assembly for `microtome serve`: catalog + tiles + annotations + UI."""
+"""Application assembly for `microtome serve`: catalog + tiles + annotations + UI.
+
+The only module that knows every package: it passes the settings, the
+migration folders and the merged OpenAPI document down to each of them.
+"""
 
 from __future__ import annotations
 
 import gc
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from microtome.http import error_middleware
-from microtome.settings import Settings
+from core.http import error_middleware
+from core.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -19,6 +25,15 @@ MIGRATION_DIRS: tuple[Path, ...] = (_ROOT / "catalog" / "migrations",
                                     _ROOT / "annotations" / "migrations")
 
 
+@cache  # built once: the document is a constant of the installed code
+def openapi_document() -> dict[str, Any]:
+    """The published /api document: the catalog's with the annotation API merged in."""
+    from annotations.openapi import PATHS, SCHEMAS
+    from catalog.openapi import build_spec
+
+    return build_spec(extra_paths=PATHS, extra_schemas=SCHEMAS)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The whole application.  Every resource lives in a cleanup context."""
     # Imported here so that `microtome convert` does not pay for the web stack.
@@ -26,12 +41,12 @@ def create_app(settings: Settings) -> web.Application:
     from catalog.resolver import CatalogResolver
     from catalog.web import setup_catalog
     from microtome.frontend import setup_frontend
-    from tileserver.app import TileSettings, setup_tiles
+    from tileserver.app import setup_tiles
 
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
     app[SETTINGS] = settings
-    setup_catalog(app, settings)
-    setup_tiles(app, CatalogResolver(app), TileSettings.from_settings(settings))
+    setup_catalog(app, settings, migration_dirs=MIGRATION_DIRS, openapi=openapi_document())
+    setup_tiles(app, CatalogResolver(app), settings.tiles)
     setup_annotations(app)
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks

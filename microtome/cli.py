@@ -17,7 +17,7 @@ SUBCOMMAND_MODULES = (
     "converters.cli",     # convert, info
     "tileserver.cli",     # tiles
     "microtome.serve",    # serve
-    "catalog.cli",        # user, import
+    "microtome.admin",    # user, import
 )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from microtome.settings import Settings
+from core.settings import Settings
 from pyramid import errors
 
 FRONTEND_DIR = web.AppKey("frontend_dir", Path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from microtome.settings import from_env
+from core.settings import from_env
 
 PROJECT = "Samples"
 
@@ -34,7 +34,7 @@ def synthetic_folder(var_dir: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    from catalog.cli import main_import
+    from microtome.admin import main_import
     from microtome.cli import quiet_third_party_warnings
 
     quiet_third_party_warnings()

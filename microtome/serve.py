@@ -8,7 +8,7 @@ import logging
 import socket
 import sys
 
-from microtome.settings import from_env
+from core.settings import from_env, warn_unknown
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -33,9 +33,12 @@ def port_problem(host: str, port: int) -> str | None:
 def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from core.http import parser_limits
     from microtome.app import create_app
-    from microtome.http import parser_limits
 
+    warn_unknown()
+    # Bad MICROTOME_* values stop here, before anything starts, naming the variable.
+    settings = from_env(host=args.host, port=args.port)
     problem = port_problem(args.host, args.port)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -44,7 +47,6 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # pgserver logs every pg_ctl command line at INFO: noise for a lab user.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    settings = from_env(host=args.host, port=args.port)
     url = f"http://{args.host}:{args.port}/"
 
     def announce(_msg: str) -> None:

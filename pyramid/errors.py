@@ -1,6 +1,6 @@
 """Domain errors shared by every package.
 
-They carry no HTTP status: `microtome.http` maps them to responses in one
+They carry no HTTP status: `core.http` maps them to responses in one
 table, and the CLI maps them to one-line messages.  Messages must be safe to
 show to a remote user (no filesystem paths).
 """

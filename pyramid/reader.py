@@ -69,6 +69,16 @@ class DecodedChunkCache:
                 self._data.move_to_end(key)
             return arr
 
+    def resize(self, max_bytes: int) -> None:
+        with self._lock:
+            self.max_bytes = max(0, max_bytes)
+            self._evict()
+
+    def _evict(self) -> None:
+        while self.nbytes > self.max_bytes and self._data:
+            _, evicted = self._data.popitem(last=False)
+            self.nbytes -= evicted.nbytes
+
     def put(self, key: tuple[int, ...], arr: np.ndarray) -> None:
         if arr.nbytes > self.max_bytes // 4:
             return
@@ -79,13 +89,19 @@ class DecodedChunkCache:
                 self.nbytes -= old.nbytes
             self._data[key] = arr
             self.nbytes += arr.nbytes
-            while self.nbytes > self.max_bytes:
-                _, evicted = self._data.popitem(last=False)
-                self.nbytes -= evicted.nbytes
+            self._evict()
 
 
-#: Shared by every opened image in this process (MICROTOME_DECODED_CACHE_MB, default 96).
-DECODED = DecodedChunkCache(int(os.environ.get("MICROTOME_DECODED_CACHE_MB", "96")) * 1024**2)
+#: Shared by every opened image in this process; the tile server sizes it from
+#: its settings at start-up (`configure_decoded_cache`).
+DECODED = DecodedChunkCache(96 * 1024**2)
+
+
+def configure_decoded_cache(max_bytes: int) -> None:
+    """Resize the process-wide decoded-chunk cache (evicting down to the new bound)."""
+    DECODED.resize(max_bytes)
+
+
 _tokens = itertools.count()
 
 

@@ -9,7 +9,6 @@ what keeps conversion streaming and fast.  Callers encode the inner chunks.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from .layout import ImageMeta, Level, pack_shard, shard_key
@@ -62,13 +61,3 @@ class PyramidWriter:
         path = self.root / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-
-    def fsync_tree(self) -> None:
-        """Flush everything to disk before the atomic rename makes it visible."""
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)

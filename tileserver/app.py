@@ -7,7 +7,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from microtome.http import error_middleware
+from core.http import error_middleware
+from pyramid.reader import configure_decoded_cache
 
 from . import routes_dzi, routes_extra, routes_iiif
 from .keys import RESOLVER, SERVICE
@@ -29,6 +30,7 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
     app[METRICS] = Metrics()
 
     async def tile_service(app: web.Application) -> AsyncIterator[None]:
+        configure_decoded_cache(settings.decoded_cache_bytes)
         svc = TileService(settings, app[METRICS])
         app[SERVICE] = svc
         yield

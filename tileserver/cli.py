@@ -17,9 +17,10 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from microtome import settings as microtome_settings
+from core.settings import TileSettings, tile_settings_from_env, warn_unknown
 
 log = logging.getLogger("microtome.tiles")
 
@@ -38,11 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="decode/encode threads per process (default: cores / workers)")
     p.add_argument("--cache-mb", type=int, default=None, help="tile cache per process, MiB")
     p.set_defaults(func=run)
-
-
-def _env_int(name: str) -> int | None:
-    raw = os.environ.get(name, "")
-    return int(raw) if raw.isdigit() else None
 
 
 def _check_port(host: str, port: int) -> str | None:
@@ -75,15 +71,14 @@ def _check_port(host: str, port: int) -> str | None:
     return None
 
 
-def _serve(root: Path, host: str, port: int, threads: int, cache_bytes: int,
-           reuse_port: bool) -> None:
+def _serve(root: Path, host: str, port: int, settings: TileSettings, reuse_port: bool) -> None:
     """One worker process: an event loop serving the standalone app."""
     import asyncio
 
     from aiohttp import web
 
-    from microtome.http import parser_limits
-    from tileserver.app import TileSettings, create_tiles_app
+    from core.http import parser_limits
+    from tileserver.app import create_tiles_app
 
     loop: asyncio.AbstractEventLoop
     try:
@@ -91,7 +86,6 @@ def _serve(root: Path, host: str, port: int, threads: int, cache_bytes: int,
         loop = uvloop.new_event_loop()
     except ImportError:  # optional speed-up
         loop = asyncio.new_event_loop()
-    settings = TileSettings(threads=threads, cache_bytes=cache_bytes)
     app = create_tiles_app(root, settings)
     web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
                 print=None, loop=loop, backlog=1024, **parser_limits())
@@ -106,23 +100,31 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or not 0 < args.port < 65536:
         print("error: --workers must be >= 1 and --port in 1..65535", file=sys.stderr)
         return 2
+    if (args.threads is not None and args.threads < 1) or (args.cache_mb or 0) < 0:
+        print("error: --threads must be >= 1 and --cache-mb >= 0", file=sys.stderr)
+        return 2
+    warn_unknown()
+    # Bad MICROTOME_* values stop here with a message naming the variable.
+    settings = _process_settings(args)
     problem = _check_port(args.host, args.port)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    cores = os.cpu_count() or 2
-    # Flags win over MICROTOME_TILE_THREADS / MICROTOME_TILE_CACHE_MB (per process).
-    threads = args.threads or _env_int("MICROTOME_TILE_THREADS") or max(2, cores // args.workers)
-    cache_mb = args.cache_mb if args.cache_mb is not None else _env_int("MICROTOME_TILE_CACHE_MB")
-    cache_bytes = (cache_mb * 1024**2 if cache_mb is not None
-                   else microtome_settings.Settings().tile_cache_bytes // args.workers)
-    worker_args = (root.resolve(), args.host, args.port, threads, cache_bytes, True)
+    worker_args = (root.resolve(), args.host, args.port, settings, True)
     print(f"microtome tiles: serving {root} on http://{args.host}:{args.port} "
-          f"({args.workers} worker(s), {threads} threads each)", file=sys.stderr)
+          f"({args.workers} worker(s), {settings.threads} threads each)", file=sys.stderr)
     if args.workers == 1:
         _serve(*worker_args)
         return 0
     return _supervise(args.workers, worker_args)
+
+
+def _process_settings(args: argparse.Namespace) -> TileSettings:
+    """Per-process settings: flags win over MICROTOME_TILE_* variables."""
+    env = tile_settings_from_env(workers=args.workers)
+    threads = args.threads or env.threads
+    cache_bytes = env.cache_bytes if args.cache_mb is None else args.cache_mb * 1024**2
+    return replace(env, threads=threads, cache_bytes=cache_bytes)
 
 
 def _supervise(n: int, worker_args: tuple[object, ...]) -> int:

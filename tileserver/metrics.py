@@ -16,7 +16,7 @@ from time import perf_counter
 
 from aiohttp import web
 
-from microtome.http import status_for
+from core.http import status_for
 from pyramid.errors import MicrotomeError
 
 #: Latency histogram upper bounds, seconds.

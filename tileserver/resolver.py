@@ -11,32 +11,19 @@ import asyncio
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
 
+from core.imageref import ImageRef
 from pyramid.errors import InvalidRequest, NotFound
+
+__all__ = ["SUFFIX", "FolderResolver", "ImageRef", "Resolver", "check_id"]
 
 SUFFIX = ".ome.zarr"
 #: Longest accepted image id, characters.
 MAX_ID_LENGTH = 1024
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """Where an image lives and which version of its pixels it is.
-
-    ``version`` changes whenever the pixels change; it is part of every
-    cache key and ETag.
-    """
-
-    path: Path
-    version: str
-    #: Access was granted by a credential (session, key, token, share link):
-    #: shared caches must not keep the response.
-    private: bool = False
 
 
 class Resolver(Protocol):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from microtome.http import json_response
+from core.http import json_response
 from pyramid.errors import InvalidRequest
 
 from . import produce

@@ -10,7 +10,7 @@ from typing import Any
 import imagecodecs
 from aiohttp import web
 
-from microtome.http import json_response
+from core.http import json_response
 from pyramid.errors import InvalidRequest, NotFound, StorageError
 from pyramid.layout import ImageMeta
 

@@ -11,8 +11,9 @@ from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient
 
 from catalog.web import setup_catalog
-from microtome.http import error_middleware
-from microtome.settings import Settings
+from core.http import error_middleware
+from core.settings import Settings
+from microtome.app import MIGRATION_DIRS, openapi_document
 from tests.catalog.helpers import SECRET
 
 
@@ -25,12 +26,12 @@ def make_settings(tmp_path: Path, database_url: str, **kw: Any) -> Settings:
 
 def make_app(settings: Settings, tiles: bool = False) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
-    setup_catalog(app, settings)
+    setup_catalog(app, settings, migration_dirs=MIGRATION_DIRS, openapi=openapi_document())
     if tiles:
         from catalog.resolver import CatalogResolver
-        from tileserver.app import TileSettings, setup_tiles
+        from tileserver.app import setup_tiles
 
-        setup_tiles(app, CatalogResolver(app), TileSettings.from_settings(settings))
+        setup_tiles(app, CatalogResolver(app), settings.tiles)
     return app
 
 

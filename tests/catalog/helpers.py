@@ -12,7 +12,7 @@ import orjson
 from aiohttp.test_utils import TestClient
 from jsonschema import Draft202012Validator
 
-from catalog.openapi import SPEC
+from microtome.app import openapi_document
 
 PASSWORD = "correct horse battery"
 SECRET = b"test-secret-key-0123456789abcdef"
@@ -50,7 +50,7 @@ ANON = Actor("anonymous")
 @cache
 def _routes() -> list[tuple[re.Pattern[str], str]]:
     out = []
-    for template in SPEC["paths"]:
+    for template in openapi_document()["paths"]:
         rx = re.sub(r"\{[^}]+\}", "[^/]+", template)
         out.append((re.compile(f"^{rx}$"), template))
     return out
@@ -59,7 +59,7 @@ def _routes() -> list[tuple[re.Pattern[str], str]]:
 def spec_operation(method: str, path: str) -> dict[str, Any] | None:
     for rx, template in _routes():
         if rx.match(path):
-            return SPEC["paths"][template].get(method.lower())  # type: ignore[no-any-return]
+            return openapi_document()["paths"][template].get(method.lower())  # type: ignore[no-any-return]
     return None
 
 
@@ -72,7 +72,7 @@ def check_against_spec(method: str, path: str, status: int, body: Any) -> None:
     schema = response.get("content", {}).get("application/json", {}).get("schema")
     if schema is None:
         return
-    validator = Draft202012Validator({**schema, "components": SPEC["components"]})
+    validator = Draft202012Validator({**schema, "components": openapi_document()["components"]})
     errors = sorted(validator.iter_errors(body), key=str)
     assert not errors, f"{method} {path} {status}: {errors[0].message}"
 

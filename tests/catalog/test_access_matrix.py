@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from microtome.settings import Settings
+from core.settings import Settings
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import World, build_world
 

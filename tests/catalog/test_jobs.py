@@ -17,11 +17,11 @@ from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 from tusclient import client as tus_client
 
-from catalog import images, jobs
+from catalog import images, jobs, storage
 from catalog.db import create_pool
 from catalog.state import CATALOG
 from catalog.worker import WorkerPool
-from microtome.settings import Settings
+from core.settings import Settings
 from pyramid.reader import open_pyramid
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
 from tests.catalog.helpers import Actor, call, create_user, setup_admin
@@ -167,7 +167,7 @@ async def test_sigkilled_worker_leaves_nothing_half_done(tmp_path: Path,
             image_id = await images.create_pending(conn, name="big", source_filename="big.tif",
                                                    owner_id=None, project_id=None)
             job_id = await jobs.enqueue(conn, image_id=image_id, source_path=str(src))
-        dst = settings.images_dir / str(image_id) / images.STORE_NAME
+        dst = settings.images_dir / str(image_id) / storage.STORE_NAME
         partial = dst.with_name(dst.name + ".partial")
 
         async def fetch(jid: int) -> asyncpg.Record:
@@ -202,7 +202,7 @@ async def test_sigkilled_worker_leaves_nothing_half_done(tmp_path: Path,
         img = await pool.fetchrow("SELECT * FROM images WHERE id = $1", image_id)
         assert (img["status"], img["width"], img["height"]) == ("ready", 12288, 12288)
         assert dst.is_dir() and not partial.exists()
-        assert sorted(p.name for p in dst.parent.iterdir()) == [images.STORE_NAME]
+        assert sorted(p.name for p in dst.parent.iterdir()) == [storage.STORE_NAME]
         pyr = open_pyramid(dst)
         assert (pyr.meta.width, pyr.meta.height) == (12288, 12288)
         assert src.exists()  # imports keep their source; only uploads are removed
@@ -243,7 +243,7 @@ def test_workers_exit_when_their_server_is_killed(tmp_path: Path, database_url: 
         "import asyncio, sys\n"
         "from pathlib import Path\n"
         "from catalog.worker import WorkerPool\n"
-        "from microtome.settings import Settings\n"
+        "from core.settings import Settings\n"
         "async def main():\n"
         "    wp = WorkerPool(sys.argv[1], Settings(var_dir=Path(sys.argv[2])), 1)\n"
         "    await wp.start()\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient
 from blockbuster import blockbuster_ctx
 
-from microtome.settings import Settings
+from core.settings import Settings
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import build_world
 

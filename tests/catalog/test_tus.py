@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from tusclient import client as tus_client
 from tusclient.uploader import Uploader
 
-from microtome.settings import Settings
+from core.settings import Settings
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
 from tests.catalog.helpers import Actor, call, create_user, setup_admin
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from catalog.access import forget_all
 from catalog.images import register_image, storage_relpath
 from catalog.security import digest, new_token, share_token
-from microtome.settings import Settings
+from core.settings import Settings
 from tests.catalog.helpers import ANON, SECRET, Actor, call, setup_admin
 
 

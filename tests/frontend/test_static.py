@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
+from core.http import error_middleware
+from core.settings import Settings
 from microtome.frontend import resolve_asset, setup_frontend
-from microtome.http import error_middleware
-from microtome.settings import Settings
 
 
 def _app() -> web.Application:

@@ -36,8 +36,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from catalog.images import register_image, storage_relpath
+from core.settings import from_env
 from microtome.app import create_app
-from microtome.settings import from_env
 from tests.livesrv import live_app
 
 EXAMPLES_PER_OPERATION = 25

@@ -76,7 +76,7 @@ query_values = st.one_of(
     st.sampled_from(["0,1,2", "0:255,0:255,0:255", "FF0000,00FF00,0000FF", "0:1e308",
                      "-1e308:1e308", "1:1.0000001", "5:5", "0.05", "20", "0,0,0,0,0,0,0,0,0",
                      ",".join(["0"] * 1000), "GGGGGG", "0:nan", "jpeg", "webp", "xml"]))
-# Queries stay under microtome.http.MAX_QUERY_BYTES here: longer ones are a JSON 400
+# Queries stay under core.http.MAX_QUERY_BYTES here: longer ones are a JSON 400
 # (test_raw_requests_answered_4xx, tests/tileserver/test_long_requests.py).
 queries = st.lists(st.tuples(st.sampled_from(RENDER_KEYS), query_values), max_size=4).map(
     lambda kv: "&".join(f"{quote(k)}={quote(v, safe=',:')}" for k, v in kv))

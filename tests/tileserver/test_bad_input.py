@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from microtome.http import status_for
+from core.http import status_for
 from pyramid.errors import StorageError
 from pyramid.layout import index_nbytes
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from pyramid import errors
 
-log = logging.getLogger("microtome.http")
+log = logging.getLogger("core.http")
 
 # Request-size limits, kept together.  aiohttp's parser refuses request lines
 # and header fields over 8190 bytes with its own plain-text 400 before any

@@ -1,0 +1,21 @@
+"""What the tile path needs to know about one image, whoever resolved it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where an image lives and which version of its pixels it is.
+
+    ``version`` changes whenever the pixels change; it is part of every
+    cache key and ETag.
+    """
+
+    path: Path
+    version: str
+    #: Access was granted by a credential (session, key, token, share link):
+    #: shared caches must not keep the response.
+    private: bool = False

@@ -1,0 +1,173 @@
+"""All settings, read from the environment in this one place.
+
+`from_env` is called once at start-up (`microtome serve`, `tiles`, the CLI);
+every component receives the resulting `Settings` (or its `tiles` section)
+as an argument.  A bad value in any ``MICROTOME_*`` variable stops start-up
+with a message naming the variable, whichever command reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Variables `from_env` reads; anything else spelled MICROTOME_* is a likely typo.
+KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET",
+         "MICROTOME_UPLOAD_MAX_BYTES", "MICROTOME_JOB_WORKERS", "MICROTOME_TILE_THREADS",
+         "MICROTOME_TILE_CACHE_MB", "MICROTOME_DECODED_CACHE_MB", "MICROTOME_TILE_MAX_AGE"}
+
+
+class SettingsError(SystemExit):
+    """A bad environment value: exits with a one-line message naming the variable."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"error: {name} {problem}")
+        self.name = name
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 2
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """The tile server's section of the settings (limits are fixed defaults)."""
+
+    #: Threads for decode/resample/encode and file reads (CPU work off the loop).
+    threads: int = field(default_factory=_cpus)
+    #: Encoded-tile LRU size, bytes.
+    cache_bytes: int = 256 * 1024**2
+    #: Decoded-chunk LRU size per process, bytes (unaligned regions reuse decodes).
+    decoded_cache_bytes: int = 96 * 1024**2
+    #: Opened images kept (metadata + cached shard indexes each).
+    max_open_images: int = 256
+    #: Largest output of one request (advertised as maxWidth/maxHeight/maxArea).
+    max_width: int = 8192
+    max_height: int = 8192
+    max_area: int = 4096 * 4096
+    #: Largest thumbnail edge, pixels.
+    max_thumbnail: int = 2048
+    #: How long an id → image resolution is trusted (folder mode), seconds.
+    resolver_ttl: float = 2.0
+    #: Cache-Control max-age for tiles and documents whose URL has no version, seconds.
+    max_age: int = 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Where images, uploads and the embedded database live.
+    var_dir: Path = Path("var")
+    #: External PostgreSQL; None means the embedded pgserver under var_dir/pg.
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: HMAC key for signed tile URLs and share links.
+    secret_key: bytes = field(default=b"", repr=False)
+    #: Largest accepted upload, bytes.
+    upload_max_bytes: int = 20 * 1024**3
+    #: Conversion worker processes (0 = no workers in this process).
+    job_workers: int = 1
+    #: The tile server's section.
+    tiles: TileSettings = field(default_factory=TileSettings)
+    #: Where the built front-end assets are.
+    frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.var_dir / "images"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.var_dir / "uploads"
+
+
+class _Env:
+    """Typed, validated reads of one environment mapping."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        return self.environ.get(name) or default
+
+    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        raw = self.environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise SettingsError(name, f"must be an integer, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise SettingsError(name, f"must be {bound}, got {value}")
+        return value
+
+
+def _secret(var_dir: Path, env: _Env) -> bytes:
+    """MICROTOME_SECRET, else a random key persisted under var/ so restarts keep links valid."""
+    given = env.text("MICROTOME_SECRET", "")
+    if given:
+        if len(given) < 16:
+            raise SettingsError("MICROTOME_SECRET", "must be at least 16 characters long")
+        return given.encode()
+    path = var_dir / "secret.key"
+    if path.exists():
+        return path.read_bytes()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+def tile_settings_from_env(environ: Mapping[str, str] | None = None,
+                           workers: int = 1) -> TileSettings:
+    """The tile section alone (`microtome tiles` has no database or var/ folder).
+
+    With several worker processes on one host the default thread count and
+    cache size are shares of the host's; values given in the environment are
+    per process, as written.
+    """
+    env = _Env(os.environ if environ is None else environ)
+    return TileSettings(
+        threads=env.int("MICROTOME_TILE_THREADS", max(2, _cpus() // max(1, workers)),
+                        minimum=1, maximum=1024),
+        cache_bytes=env.int("MICROTOME_TILE_CACHE_MB", 256 // max(1, workers),
+                            maximum=1 << 20) * 1024**2,
+        decoded_cache_bytes=env.int("MICROTOME_DECODED_CACHE_MB", 96, maximum=1 << 20) * 1024**2,
+        max_age=env.int("MICROTOME_TILE_MAX_AGE", 3600, maximum=10 * 365 * 86400),
+    )
+
+
+def warn_unknown(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Print (and return) MICROTOME_* variables nothing reads: usually a typo."""
+    environ = os.environ if environ is None else environ
+    unknown = sorted(k for k in environ if k.startswith("MICROTOME_") and k not in KNOWN)
+    for name in unknown:
+        print(f"warning: {name} is not a Microtome setting (ignored)", file=sys.stderr)
+    return unknown
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from MICROTOME_* variables and DATABASE_URL; keyword overrides win."""
+    env = _Env(os.environ if environ is None else environ)
+    var_dir = Path(str(overrides.pop("var_dir", None) or env.text("MICROTOME_VAR", "var")))
+    values: dict[str, object] = {
+        "var_dir": var_dir.resolve(),
+        "database_url": env.text("DATABASE_URL", "") or None,
+        "host": env.text("MICROTOME_HOST", "127.0.0.1"),
+        "port": env.int("MICROTOME_PORT", 8000, minimum=1, maximum=65535),
+        "upload_max_bytes": env.int("MICROTOME_UPLOAD_MAX_BYTES", 20 * 1024**3, minimum=1),
+        "job_workers": env.int("MICROTOME_JOB_WORKERS", 1, maximum=256),
+        "tiles": tile_settings_from_env(env.environ),
+    }
+    values.update(overrides)
+    if "secret_key" not in values:
+        values["secret_key"] = _secret(Path(str(values["var_dir"])), env)
+    return Settings(**values)  # type: ignore[arg-type]
