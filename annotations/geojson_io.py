@@ -204,33 +204,37 @@ def iter_batches(fh: BinaryIO, frame: ImageFrame, opts: ImportOptions,
 
 _gc_lock = threading.Lock()
 _gc_users = 0
-_gc_was_enabled = False
+_gc_saved: tuple[int, ...] = ()
+#: Collector thresholds while imports run: young collections 10x rarer, full
+#: collections (which walk the whole server heap) only after 1000 of them.
+IMPORT_GC_THRESHOLDS = (20_000, 50, 1000)
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while features are parsed.
+def gc_relaxed() -> Iterator[None]:
+    """Collect garbage less often while features are parsed; never stop collecting.
 
     Why: decoded GeoJSON is millions of short-lived lists (one per vertex);
-    they survive long enough to be promoted, which triggers full collections
-    over the whole server heap again and again — measured at more than half
-    of the parsing CPU.  Plain reference counting still frees everything they
-    hold; only reference cycles wait until the last import ends.  Nested and
-    concurrent imports share one pause.
+    they survive long enough to be promoted and trigger full collections over
+    the whole server heap again and again.  Disabling the collector (what this
+    did before) also stopped cycle collection for tile serving in the same
+    process.  Measured parsing 100k polygons beside a 500k-object heap (CPU,
+    best of 5): collector off 1.48 s, default thresholds 2.57 s, these
+    thresholds 1.75 s.  Nested and concurrent imports share one setting.
     """
-    global _gc_users, _gc_was_enabled
+    global _gc_users, _gc_saved
     with _gc_lock:
         if _gc_users == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(*IMPORT_GC_THRESHOLDS)
         _gc_users += 1
     try:
         yield
     finally:
         with _gc_lock:
             _gc_users -= 1
-            if _gc_users == 0 and _gc_was_enabled:
-                gc.enable()
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_saved)
 
 
 async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame, *,
@@ -243,7 +247,7 @@ async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame,
     """
     gen = iter_batches(fh, frame, opts)
     created: list[str] = []
-    with gc_paused():
+    with gc_relaxed():
         total = await _import(conn, gen, frame, project_id, user_id, opts, executor, created)
     if total >= 10_000:
         # Fresh statistics and a clean density table now rather than at the next

@@ -120,3 +120,16 @@ def test_morton_order_keeps_neighbours_together() -> None:
     ys = np.array([900.0, 10, 905, 15, 500])
     order = morton_order(xs, ys, 1000, 1000).tolist()
     assert order == [1, 3, 4, 0, 2]
+
+
+def test_imports_relax_the_collector_without_stopping_it() -> None:
+    import gc
+
+    from annotations.geojson_io import IMPORT_GC_THRESHOLDS, gc_relaxed
+
+    before = gc.get_threshold()
+    with gc_relaxed():
+        with gc_relaxed():  # a concurrent import shares the setting
+            assert gc.isenabled() and gc.get_threshold() == IMPORT_GC_THRESHOLDS
+        assert gc.get_threshold() == IMPORT_GC_THRESHOLDS
+    assert gc.isenabled() and gc.get_threshold() == before
