@@ -46,3 +46,38 @@ def test_channel_panel_drives_rendering(live_server: LiveServer, context: Any, p
         page.locator("#plane-z").fill("4")
     wait_tiles(page, minimum=1)
     screenshot(page, "12-channels")
+
+
+def test_z_plane_zero_is_shown(live_server: LiveServer, context: Any, page: Any,
+                               fluorescence: Path) -> None:
+    """Plane 0 must be asked for: the server's default is the middle plane."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    _csrf, _project, image_id = admin_project_slide(context, live_server, fluorescence,
+                                                  project="Planes", image="z-series")
+    ui_login(page, *ADMIN, next_path=f"/viewer/{image_id}")
+    wait_tiles(page, minimum=1)
+    # Labelled from 1, as OMERO and QuPath do; the middle of five planes is the third.
+    expect(page.locator("#plane-z-label")).to_have_text("3 of 5")
+    tiles: dict[int, bytes] = {}
+    for z in (4, 0):
+        with page.expect_response(lambda r, z=z: "_files/" in r.url and f"z={z}" in r.url
+                                  and r.status == 200) as info:
+            page.locator("#plane-z").fill(str(z))
+        tiles[z] = info.value.body()
+        expect(page.locator("#plane-z-label")).to_have_text(f"{z + 1} of 5")
+        wait_tiles(page, minimum=1)
+    screenshot(page, "12-z-plane-0")
+    # The tile the viewer got for plane 0 is the stored plane 0 rendered by the
+    # server, not the middle plane it shows when no plane is given.
+    url = info.value.url
+    direct = context.request.get(url)
+    middle = context.request.get(url.replace("z=0", "z=2"))
+    assert direct.ok and middle.ok
+    pixels = {k: np.asarray(Image.open(io.BytesIO(v))) for k, v in
+              {"viewer": tiles[0], "z0": direct.body(), "z2": middle.body()}.items()}
+    assert np.array_equal(pixels["viewer"], pixels["z0"])
+    assert not np.array_equal(pixels["viewer"], pixels["z2"])

@@ -4,8 +4,13 @@
 // reloaded, debounced so dragging a slider does not flood the server.
 import { el } from "../ui.js";
 
-/** The tile-server query string for these channel settings and plane. */
-export function renderQuery(channels, z, t) {
+/**
+ * The tile-server query string for these channel settings and plane.
+ * `plane` is 0-based as in URLs; z and t are sent whenever the image has
+ * more than one (plane 0 must be asked for: the server's default is the
+ * middle plane).
+ */
+export function renderQuery(channels, plane, sizes) {
   const q = new URLSearchParams();
   if (channels.length) {
     const active = channels.filter((c) => c.active);
@@ -13,8 +18,8 @@ export function renderQuery(channels, z, t) {
     q.set("colors", active.map((c) => c.color.replace("#", "")).join(","));
     q.set("windows", active.map((c) => `${c.start}:${c.end}`).join(","));
   }
-  if (z) q.set("z", String(z));
-  if (t) q.set("t", String(t));
+  if (sizes.z > 1) q.set("z", String(plane.z));
+  if (sizes.t > 1) q.set("t", String(plane.t));
   return q.toString();
 }
 
@@ -32,7 +37,8 @@ export function setupChannels(state, reloadTiles) {
   const chans = meta.channels.map((c) => ({ ...c }));
   // The tile server shows the middle z plane by default.
   const plane = { z: Math.floor(meta.sizeZ / 2), t: 0 };
-  const apply = debounce(() => reloadTiles(renderQuery(chans, plane.z, plane.t)), 250);
+  const sizes = { z: meta.sizeZ, t: meta.sizeT };
+  const apply = debounce(() => reloadTiles(renderQuery(chans, plane, sizes)), 250);
   const box = document.querySelector("#channels");
   const step = meta.dtype.includes("float") ? "any" : "1";
   for (const c of (multi ? chans : [])) {
@@ -56,12 +62,21 @@ export function setupChannels(state, reloadTiles) {
       onoff, el("label", { for: id, style: "margin:0;color:inherit" }, c.label), colour,
       el("div", { class: "window" }, lo, hi), readout));
   }
+  // Planes and time points are labelled from 1 as in OMERO and QuPath; the
+  // slider value and the URLs stay 0-based.
   const planes = document.querySelector("#planes");
+  const names = { z: "Z plane", t: "Time point" };
   for (const [axis, size] of [["z", meta.sizeZ], ["t", meta.sizeT]]) {
     if (size <= 1) continue;
-    const out = el("output", {}, String(plane[axis]));
-    const slider = el("input", { type: "range", min: 0, max: size - 1, step: 1, value: plane[axis], id: `plane-${axis}`, "aria-label": `${axis.toUpperCase()} plane` });
-    slider.addEventListener("input", () => { plane[axis] = Number(slider.value); out.textContent = slider.value; apply(); });
-    planes.append(el("label", { for: `plane-${axis}` }, `${axis.toUpperCase()} plane `, out), slider);
+    const label = (i) => `${i + 1} of ${size}`;
+    const out = el("output", { id: `plane-${axis}-label` }, label(plane[axis]));
+    const slider = el("input", { type: "range", min: 0, max: size - 1, step: 1, value: plane[axis], id: `plane-${axis}`, "aria-label": names[axis], title: `${names[axis]} (0-based in URLs: ${axis}=${plane[axis]})` });
+    slider.addEventListener("input", () => {
+      plane[axis] = Number(slider.value);
+      out.textContent = label(plane[axis]);
+      slider.title = `${names[axis]} (0-based in URLs: ${axis}=${plane[axis]})`;
+      apply();
+    });
+    planes.append(el("label", { for: `plane-${axis}` }, `${names[axis]} `, out), slider);
   }
 }
