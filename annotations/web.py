@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,7 @@ from catalog.db import DB_POOL
 from catalog.jsonio import path_id
 from microtome.http import json_response
 from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
-from pyramid.reader import open_pyramid
+from tileserver.keys import RESOLVER, SERVICE
 
 from . import crops, geojson_io, params, permissions, query, render, store, terms
 from .geometry import ImageFrame, parse_geojson_geometry, prepare
@@ -423,8 +424,6 @@ async def export_geojson(request: web.Request) -> web.StreamResponse:
 # -- annotation images -------------------------------------------------------------------
 
 async def annotation_image(request: web.Request) -> web.Response:
-    from microtome.app import SETTINGS
-
     name = request.path.rsplit("/", 1)[-1]  # crop.png, mask.webp, ...
     mode: crops.Mode = "crop" if name.startswith("crop.") else "mask"
     fmt = name.split(".", 1)[1]
@@ -434,17 +433,15 @@ async def annotation_image(request: web.Request) -> web.Response:
     pad = params.number(request.query, "pad", 0.0, 0.0, 10_000.0)
     if mode == "mask" and params.flag(request.query, "alpha"):
         mode = "alpha"
-    rel = await _pool(request).fetchval("SELECT storage_path FROM images WHERE id = $1",
-                                        row["image_id"])
-    if not rel or rel.startswith("/") or ".." in rel.split("/"):
-        rel = f"{row['image_id']}/image.ome.zarr"  # the layout of catalog.images
-    root = request.app[SETTINGS].images_dir / rel
-
-    def work() -> bytes:
-        return crops.render(open_pyramid(root), shapely.from_wkb(row["geom"]), mode=mode,
-                            size=size, pad=pad, fmt=fmt)
-
-    data = await _run(request, work)
+    # Through the tile service like any tile: the resolver knows where the image
+    # lives, and the opened pyramid (with its shard indexes and the decoded-chunk
+    # cache) is shared with the viewer's tiles instead of opened per request.
+    tiles = request.app[SERVICE]
+    ref = await request.app[RESOLVER].resolve(request, str(row["image_id"]))
+    pyr = await tiles.open(ref)
+    geom = shapely.from_wkb(row["geom"])
+    data = await tiles.run(partial(crops.render, pyr, geom, mode=mode, size=size, pad=pad,
+                                   fmt=fmt))
     ctype = "image/jpeg" if crops.FORMATS.get(fmt) == "JPEG" else f"image/{fmt}"
     return web.Response(body=data, content_type=ctype,
                         headers={"Cache-Control": "private, max-age=60"})
