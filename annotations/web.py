@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -23,11 +24,9 @@ from aiohttp import web
 from catalog import access
 from catalog.db import DB_POOL
 from catalog.jsonio import path_id
-from catalog.state import CATALOG
-from catalog.storage import pyramid_path
 from core.http import json_response
+from core.pixels import PIXELS
 from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
-from pyramid.reader import open_pyramid
 
 from . import crops, geojson_io, params, permissions, query, render, store, terms
 from .geometry import ImageFrame, parse_geojson_geometry, prepare
@@ -434,15 +433,14 @@ async def annotation_image(request: web.Request) -> web.Response:
     pad = params.number(request.query, "pad", 0.0, 0.0, 10_000.0)
     if mode == "mask" and params.flag(request.query, "alpha"):
         mode = "alpha"
-    rel = await _pool(request).fetchval("SELECT storage_path FROM images WHERE id = $1",
-                                        row["image_id"])
-    root = pyramid_path(request.app[CATALOG].settings.images_dir, row["image_id"], rel)
-
-    def work() -> bytes:
-        return crops.render(open_pyramid(root), shapely.from_wkb(row["geom"]), mode=mode,
-                            size=size, pad=pad, fmt=fmt)
-
-    data = await _run(request, work)
+    # Through the tile server's pixel source like any tile: the same access
+    # checks, and the opened pyramid (shard indexes, decoded-chunk cache) is
+    # shared with the viewer's tiles instead of opened per request.
+    pixels = request.app[PIXELS]
+    pyr = await pixels.open_image(request, str(row["image_id"]))
+    geom = shapely.from_wkb(row["geom"])
+    data = await pixels.run(partial(crops.render, pyr, geom, mode=mode, size=size, pad=pad,
+                                    fmt=fmt))
     ctype = "image/jpeg" if crops.FORMATS.get(fmt) == "JPEG" else f"image/{fmt}"
     return web.Response(body=data, content_type=ctype,
                         headers={"Cache-Control": "private, max-age=60"})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from core.http import error_middleware
-from pyramid.reader import configure_decoded_cache
+from core.pixels import PIXELS
+from pyramid.reader import Pyramid, configure_decoded_cache
 
 from . import routes_dzi, routes_extra, routes_iiif
 from .keys import RESOLVER, SERVICE
@@ -18,15 +20,32 @@ from .responses import preflight
 from .service import TileService
 from .settings import TileSettings
 
+T = TypeVar("T")
+
 __all__ = ["TileSettings", "create_tiles_app", "setup_tiles"]
 
 #: URL prefixes whose every path answers CORS preflights.
 PREFLIGHT_PREFIXES = ("/iiif", "/dzi", "/images")
 
 
+class _Pixels:
+    """`core.pixels.PixelSource` over this app's resolver and tile service."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    async def open_image(self, request: web.Request, image_id: str) -> Pyramid:
+        ref = await self.app[RESOLVER].resolve(request, image_id)
+        return await self.app[SERVICE].open(ref)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.app[SERVICE].run(fn, *args)
+
+
 def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings) -> None:
     """Add the tile routes, their state and their cleanup to ``app``."""
     app[RESOLVER] = resolver
+    app[PIXELS] = _Pixels(app)
     app[METRICS] = Metrics()
 
     async def tile_service(app: web.Application) -> AsyncIterator[None]:

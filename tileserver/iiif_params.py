@@ -13,6 +13,11 @@ import re
 from dataclasses import dataclass
 
 from pyramid.errors import InvalidRequest, NotImplementedFeature
+from pyramid.layout import ImageMeta
+
+from .renderparams import RGB, RenderParams
+from .tilemath import level_for
+from .tilerequest import TileRequest
 
 QUALITIES = ("default", "color", "gray", "bitonal")
 FORMATS = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -37,41 +42,6 @@ class Limits:
     max_width: int
     max_height: int
     max_area: int
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRequest:
-    """A parsed, validated IIIF image request against one image."""
-
-    #: Region in level-0 pixels, clipped to the image.
-    x: int
-    y: int
-    w: int
-    h: int
-    #: Output size before rotation.
-    out_w: int
-    out_h: int
-    mirror: bool
-    rotation: int
-    quality: str
-    format: str
-    #: The output is what size ``max`` gives for this region (canonical "max" in 3.0).
-    is_max: bool = False
-
-    def canonical(self, version: str, width: int, height: int) -> str:
-        """The canonical URL tail (region/size/rotation/quality.format).
-
-        3.0: size ``max`` when the maximum size was asked, else ``w,h``;
-        2.1: ``full`` when the region is returned at its own size, else ``w,``.
-        """
-        full = (self.x, self.y, self.w, self.h) == (0, 0, width, height)
-        region = "full" if full else f"{self.x},{self.y},{self.w},{self.h}"
-        if version == "3":
-            size = "max" if self.is_max else f"{self.out_w},{self.out_h}"
-        else:
-            size = "full" if (self.out_w, self.out_h) == (self.w, self.h) else f"{self.out_w},"
-        rot = ("!" if self.mirror else "") + str(self.rotation)
-        return f"{region}/{size}/{rot}/{self.quality}.{self.format}"
 
 
 def _int(s: str) -> int:
@@ -210,12 +180,29 @@ def parse_quality_format(tail: str) -> tuple[str, str]:
     return quality, fmt
 
 
-def parse_request(region: str, size: str, rotation: str, tail: str, width: int, height: int,
-                  version: str, limits: Limits) -> ImageRequest:
-    """All four path parameters → `ImageRequest` (order of checks as the spec lists them)."""
-    x, y, w, h = parse_region(region, width, height)
+def parse_request(region: str, size: str, rotation: str, tail: str, meta: ImageMeta,
+                  version: str, limits: Limits, render: RenderParams = RGB) -> TileRequest:
+    """All four path parameters → `TileRequest` (order of checks as the spec lists them)."""
+    x, y, w, h = parse_region(region, meta.width, meta.height)
     out_w, out_h = parse_size(size, w, h, version, limits)
     mirror, deg = parse_rotation(rotation)
     quality, fmt = parse_quality_format(tail)
-    is_max = (out_w, out_h) == _cap(w, h, limits)
-    return ImageRequest(x, y, w, h, out_w, out_h, mirror, deg, quality, fmt, is_max)
+    level = level_for(meta, x, y, w, h, out_w, out_h)
+    return TileRequest(x, y, w, h, out_w, out_h, level, fmt, quality, deg, mirror, render)
+
+
+def canonical(req: TileRequest, version: str, width: int, height: int, limits: Limits) -> str:
+    """The canonical URL tail (region/size/rotation/quality.format) of a request.
+
+    3.0: size ``max`` when the maximum size was asked, else ``w,h``;
+    2.1: ``full`` when the region is returned at its own size, else ``w,``.
+    """
+    full = (req.x, req.y, req.w, req.h) == (0, 0, width, height)
+    region = "full" if full else f"{req.x},{req.y},{req.w},{req.h}"
+    if version == "3":
+        is_max = (req.out_w, req.out_h) == _cap(req.w, req.h, limits)
+        size = "max" if is_max else f"{req.out_w},{req.out_h}"
+    else:
+        size = "full" if (req.out_w, req.out_h) == (req.w, req.h) else f"{req.out_w},"
+    rot = ("!" if req.mirror else "") + str(req.rotation)
+    return f"{region}/{size}/{rot}/{req.quality}.{req.format}"

@@ -8,24 +8,16 @@ from aiohttp import web
 
 from core.http import json_response
 from pyramid.errors import InvalidRequest
+from pyramid.layout import ImageMeta
 
-from . import produce
-from .cache import Tile
 from .encode import CONTENT_TYPES
 from .keys import RESOLVER, SERVICE
 from .metrics import instrumented
-from .render import RENDER_KEYS, parse_render
-from .resolver import ImageRef
-from .responses import (
-    CORS,
-    cache_control,
-    not_modified,
-    not_modified_response,
-    public_origin,
-    tile_response,
-)
-from .service import TileService, etag_for
+from .pipeline import serve
+from .renderparams import parse_render
+from .responses import CORS, cache_control, public_origin
 from .tilemath import dzi_tile
+from .tilerequest import TileRequest
 
 DZI_NS = "http://schemas.microsoft.com/deepzoom/2008"
 
@@ -49,37 +41,15 @@ def _parse_tile(mi: Mapping[str, str]) -> tuple[int, int, int, str]:
     return level, _int(col_s, "column"), _int(row_s, "row"), fmt
 
 
-async def _produce(svc: TileService, ref: ImageRef, key: tuple[object, ...], level: int,
-                   col: int, row: int, fmt: str, query: Mapping[str, str]) -> Tile:
-    pyr = await svc.open(ref)
-    dt = dzi_tile(pyr.meta, level, col, row)  # NotFound outside the pyramid
-    params = parse_render(pyr.meta, query)
-    io = produce.dzi_chunk(pyr, dt, col, row, fmt, params) is not None
-    return await svc.produce(key, produce.dzi_tile, pyr, dt, col, row, fmt, params, io=io)
-
-
 @instrumented("dzi_tile")
 async def dzi_tile_handler(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICE]
     level, col, row, fmt = _parse_tile(request.match_info)
-    ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
-    q = request.query
-    rkey = "&".join(f"{k}={q[k]}" for k in RENDER_KEYS if k in q)
-    key = (ref.path, ref.version, "dzi", level, col, row, fmt, rkey)
-    cache = cache_control(request, ref, svc.settings.max_age)
-    etag = etag_for(ref, f"dzi/{level}/{col}_{row}.{fmt}?{rkey}")
-    # Cache hit: this exact request succeeded before, so a matching ETag is current.
-    tile = svc.cached(key)
-    if tile is None and not_modified(request, etag):
-        pyr = await svc.open(ref)  # validate before answering 304 for an uncached tile
-        dzi_tile(pyr.meta, level, col, row)
-        parse_render(pyr.meta, q)
-    if not_modified(request, etag):
-        svc.metrics.not_modified += 1
-        return not_modified_response(etag, cache)
-    if tile is None:
-        tile = await _produce(svc, ref, key, level, col, row, fmt, q)
-    return tile_response(request, tile, etag, cache)
+    query = request.query
+
+    def parse(meta: ImageMeta) -> TileRequest:
+        return dzi_tile(meta, level, col, row, fmt, parse_render(meta, query))
+
+    return await serve(request, request.match_info["id"], parse)
 
 
 def _dzi_doc(fmt: str, tile_size: int, width: int, height: int, url: str) -> dict[str, object]:

@@ -14,14 +14,16 @@ from core.http import json_response
 from pyramid.errors import InvalidRequest, NotFound, StorageError
 from pyramid.layout import ImageMeta
 
-from . import produce
 from .cache import Tile
 from .encode import CONTENT_TYPES, encode
 from .keys import RESOLVER, SERVICE
 from .metrics import METRICS, instrumented
-from .render import parse_render
+from .pipeline import serve
+from .renderparams import parse_render
 from .responses import CORS, cache_control, not_modified, not_modified_response, tile_response
 from .service import etag_for
+from .tilemath import thumbnail_tile
+from .tilerequest import TileRequest
 
 _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 #: Largest vendor metadata document returned by /metadata, bytes.
@@ -43,16 +45,12 @@ async def thumbnail_handler(request: web.Request) -> web.StreamResponse:
             or not 1 <= int(raw) <= svc.settings.max_thumbnail):
         raise InvalidRequest(f"size must be an integer in 1..{svc.settings.max_thumbnail}")
     size = int(raw)
-    ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
-    pyr = await svc.open(ref)
-    params = parse_render(pyr.meta, request.query)
-    etag = etag_for(ref, f"thumb/{size}.{fmt}?{params.key()}")
-    cache = cache_control(request, ref, svc.settings.max_age)
-    if not_modified(request, etag):
-        return not_modified_response(etag, cache)
-    key = (ref.path, ref.version, "thumb", size, fmt, params.key())
-    tile = await svc.produce(key, produce.thumbnail, pyr, size, fmt, params)
-    return tile_response(request, tile, etag, cache)
+    query = request.query
+
+    def parse(meta: ImageMeta) -> TileRequest:
+        return thumbnail_tile(meta, size, fmt, parse_render(meta, query))
+
+    return await serve(request, request.match_info["id"], parse)
 
 
 def _associated(path: Path, fmt: str) -> Tile:

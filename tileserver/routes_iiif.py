@@ -1,6 +1,16 @@
-"""IIIF Image API 3.0 (``/iiif/3/...``) and 2.1 (``/iiif/2/...``), level 2."""
+"""IIIF Image API 3.0 (``/iiif/3/...``) and 2.1 (``/iiif/2/...``), level 2.
+
+Rendering parameters (tileserver/renderparams.py) may be given in the query or
+as one path segment after the identifier: ``/iiif/3/{id}/channels=1&z=2/...``.
+An info.json asked for with rendering parameters puts that segment in its
+``id``, because IIIF viewers build every image URL from the ``id`` alone: the
+choice then holds on every tile.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
 
 import orjson
 from aiohttp import web
@@ -8,20 +18,13 @@ from aiohttp import web
 from pyramid.errors import NotFound
 from pyramid.layout import ImageMeta
 
-from . import produce
-from .iiif_params import FORMATS, Limits, parse_request
+from .iiif_params import FORMATS, QUALITIES, Limits, canonical, parse_request
 from .keys import RESOLVER, SERVICE
 from .metrics import instrumented
-from .render import parse_render
-from .responses import (
-    CORS,
-    cache_control,
-    not_modified,
-    not_modified_response,
-    public_origin,
-    tile_response,
-)
-from .service import etag_for
+from .pipeline import serve
+from .renderparams import RENDER_KEYS, parse_render, parse_segment, render_segment
+from .responses import CORS, cache_control, public_origin
+from .tilerequest import TileRequest
 
 CONTEXT = {"3": "http://iiif.io/api/image/3/context.json",
            "2": "http://iiif.io/api/image/2/context.json"}
@@ -37,10 +40,23 @@ def _version(request: web.Request) -> str:
     return v
 
 
-def base_uri(request: web.Request, version: str) -> str:
-    """The image's IIIF base URI, with the identifier exactly as the client encoded it."""
-    raw_id = request.raw_path.split("?", 1)[0].split("/")[3]
-    return f"{public_origin(request)}/iiif/{version}/{raw_id}"
+def base_uri(request: web.Request, version: str, render: bool = True) -> str:
+    """The image's IIIF base URI as the client spelled it: identifier, and the render
+    segment if there is one and ``render``."""
+    parts = request.raw_path.split("?", 1)[0].split("/")
+    base = f"{public_origin(request)}/iiif/{version}/{parts[3]}"
+    return base + f"/{parts[4]}" if render and "render" in request.match_info else base
+
+
+def _render_query(request: web.Request) -> Mapping[str, str]:
+    """The rendering parameters: the path segment's, overridden by the query's."""
+    if "render" not in request.match_info:
+        return request.query
+    raw = request.raw_path.split("?", 1)[0].split("/")[4]
+    params = parse_segment(raw)
+    query = request.query
+    params.update((k, query[k]) for k in RENDER_KEYS if k in query)
+    return params
 
 
 def _sizes(meta: ImageMeta, limits: Limits) -> list[dict[str, int]]:
@@ -61,7 +77,7 @@ def info_document(meta: ImageMeta, base: str, version: str, limits: Limits) -> d
             "maxArea": limits.max_area,
             "sizes": _sizes(meta, limits), "tiles": tiles,
             "preferredFormats": ["jpg"], "extraFormats": ["webp"],
-            "extraQualities": ["bitonal"],  # color and gray are part of level 2
+            "extraQualities": [q for q in QUALITIES if q != "default"],
             "extraFeatures": EXTRA_FEATURES,
         }
     return {
@@ -69,7 +85,7 @@ def info_document(meta: ImageMeta, base: str, version: str, limits: Limits) -> d
         "width": meta.width, "height": meta.height,
         "sizes": _sizes(meta, limits), "tiles": tiles,
         "profile": [PROFILE["2"], {
-            "formats": list(FORMATS), "qualities": ["default", "color", "gray", "bitonal"],
+            "formats": list(FORMATS), "qualities": list(QUALITIES),
             "supports": ["canonicalLinkHeader", "profileLinkHeader", "mirroring",
                          "sizeAboveFull", "regionSquare", "cors", "jsonldMediaType",
                          "baseUriRedirect"],
@@ -95,7 +111,12 @@ async def info_handler(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICE]
     ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
     pyr = await svc.open(ref)
-    doc = info_document(pyr.meta, base_uri(request, version), version, svc.limits)
+    base = base_uri(request, version, render=False)
+    query = _render_query(request)
+    parse_render(pyr.meta, query)  # 400 for bad rendering parameters, on every image
+    if pyr.meta.kind != "rgb" and (segment := render_segment(query)):
+        base += f"/{segment}"
+    doc = info_document(pyr.meta, base, version, svc.limits)
     headers = {"Content-Type": _info_content_type(request, version), "Vary": "Accept",
                CORS: "*", "Cache-Control": cache_control(request, ref, svc.settings.max_age),
                "Link": f'<{PROFILE[version]}>;rel="profile"'}
@@ -106,6 +127,7 @@ async def info_handler(request: web.Request) -> web.StreamResponse:
 async def base_handler(request: web.Request) -> web.StreamResponse:
     version = _version(request)
     await request.app[RESOLVER].resolve(request, request.match_info["id"])
+    _render_query(request)  # 404 for a segment that is no rendering parameters
     location = base_uri(request, version) + "/info.json"
     return web.Response(status=303, headers={"Location": location, CORS: "*"})
 
@@ -113,32 +135,31 @@ async def base_handler(request: web.Request) -> web.StreamResponse:
 @instrumented("iiif_image")
 async def image_handler(request: web.Request) -> web.StreamResponse:
     version = _version(request)
-    svc = request.app[SERVICE]
+    limits = request.app[SERVICE].limits
     mi = request.match_info
-    ref = await request.app[RESOLVER].resolve(request, mi["id"])
-    pyr = await svc.open(ref)
-    meta = pyr.meta
-    req = parse_request(mi["region"], mi["size"], mi["rotation"], mi["tail"], meta.width,
-                        meta.height, version, svc.limits)
-    params = parse_render(meta, request.query)
-    rkey = params.key()
-    canonical = req.canonical(version, meta.width, meta.height)
-    pixel_key = req.canonical("3", meta.width, meta.height)  # same pixels for 2 and 3
-    etag = etag_for(ref, f"iiif/{pixel_key}?{rkey}")
-    cache = cache_control(request, ref, svc.settings.max_age)
-    link = (f'<{base_uri(request, version)}/{canonical}>;rel="canonical",'
-            f'<{PROFILE[version]}>;rel="profile"')
-    extra = {"Link": link, "Access-Control-Expose-Headers": "Link, ETag"}
-    if not_modified(request, etag):
-        svc.metrics.not_modified += 1
-        return not_modified_response(etag, cache, extra)
-    key = (ref.path, ref.version, "iiif", pixel_key, rkey)
-    io = produce.iiif_chunk(pyr, req, params) is not None
-    tile = await svc.produce(key, produce.iiif_image, pyr, req, params, io=io)
-    return tile_response(request, tile, etag, cache, extra)
+    query = _render_query(request)
+
+    def parse(meta: ImageMeta) -> TileRequest:
+        req = parse_request(mi["region"], mi["size"], mi["rotation"], mi["tail"], meta, version,
+                            limits)
+        # After the path (the spec's order of checks), before any pixel is read.
+        params = parse_render(meta, query)
+        return req if params is req.render else replace(req, render=params)
+
+    def link(req: TileRequest, meta: ImageMeta) -> dict[str, str]:
+        tail = canonical(req, version, meta.width, meta.height, limits)
+        return {"Link": f'<{base_uri(request, version)}/{tail}>;rel="canonical",'
+                        f'<{PROFILE[version]}>;rel="profile"',
+                "Access-Control-Expose-Headers": "Link, ETag"}
+
+    return await serve(request, mi["id"], parse, link)
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/iiif/{version}/{id}", base_handler)
-    app.router.add_get("/iiif/{version}/{id}/info.json", info_handler)
-    app.router.add_get("/iiif/{version}/{id}/{region}/{size}/{rotation}/{tail}", image_handler)
+    # info.json before the render-segment base URI, which would match it too.
+    for render in ("", "/{render}"):
+        app.router.add_get(f"/iiif/{{version}}/{{id}}{render}/info.json", info_handler)
+    for render in ("", "/{render}"):
+        app.router.add_get(f"/iiif/{{version}}/{{id}}{render}", base_handler)
+        app.router.add_get(f"/iiif/{{version}}/{{id}}{render}/{{region}}/{{size}}/{{rotation}}"
+                           "/{tail}", image_handler)

@@ -10,11 +10,13 @@ from typing import Any, TypeVar
 
 from pyramid.reader import Pyramid, open_pyramid
 
+from . import produce
 from .cache import AsyncLRU, Tile, TileCache
 from .iiif_params import Limits
 from .metrics import Metrics
 from .resolver import ImageRef
 from .settings import TileSettings
+from .tilerequest import TileRequest
 
 T = TypeVar("T")
 
@@ -56,6 +58,17 @@ class TileService:
         if tile is not None:
             self.metrics.cache_hits += 1
         return tile
+
+    async def tile(self, key: Hashable, pyr: Pyramid, req: TileRequest) -> Tile:
+        """The encoded answer to ``req``, from the tile cache when it is there.
+
+        Whether it is a stored chunk passed through is decided here, once.
+        """
+        tile = self.cached(key)
+        if tile is not None:
+            return tile
+        chunk = produce.chunk_for(pyr, req)
+        return await self.produce(key, produce.tile, pyr, req, chunk, io=chunk is not None)
 
     async def produce(self, key: Hashable, fn: Callable[..., Tile], *args: Any,
                       io: bool = False) -> Tile:

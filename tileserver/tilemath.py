@@ -1,4 +1,4 @@
-"""Pure tile math: Deep Zoom levels, level choice and region mapping.
+"""Pure tile math: Deep Zoom levels and tiles, thumbnails, level choice, region mapping.
 
 Coordinates: level-0 pixels unless a name says otherwise; origin top-left.
 Stored level k is assumed to be level 0 downsampled by ``Level.downsample``
@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from pyramid.errors import NotFound
 from pyramid.layout import ImageMeta
+
+from .renderparams import RGB, RenderParams
+from .tilerequest import TileRequest
 
 
 def dzi_max_level(width: int, height: int) -> int:
@@ -29,26 +32,15 @@ def dzi_level_size(width: int, height: int, level: int) -> tuple[int, int]:
     return (width + step - 1) >> shift, (height + step - 1) >> shift
 
 
-@dataclass(frozen=True, slots=True)
-class DziTile:
-    """One Deep Zoom tile, mapped onto the stored pyramid."""
+def dzi_tile(meta: ImageMeta, level: int, col: int, row: int, fmt: str = "jpg",
+             render: RenderParams = RGB) -> TileRequest:
+    """Map Deep Zoom (level, col, row) to a request; NotFound when outside the pyramid.
 
-    #: Downsample factor of the Deep Zoom level relative to level 0 (a power of two).
-    scale: int
-    #: Tile rectangle in level-0 pixels, clipped to the image.
-    x: int
-    y: int
-    w: int
-    h: int
-    #: Output size in pixels (edge tiles are smaller than the tile size).
-    out_w: int
-    out_h: int
-    #: Stored level index whose grid this tile is exactly (None: must be resampled).
-    stored_level: int | None
-
-
-def dzi_tile(meta: ImageMeta, level: int, col: int, row: int) -> DziTile:
-    """Map Deep Zoom (level, col, row) to a region; NotFound when outside the pyramid."""
+    The region is read from the coarsest stored level with at least the Deep
+    Zoom level's resolution; like openslide's DeepZoomGenerator, the clipped
+    region is fitted to the tile's ceil-rounded size, so a level's partial last
+    pixel stretches by under one pixel.
+    """
     max_level = dzi_max_level(meta.width, meta.height)
     if not 0 <= level <= max_level or col < 0 or row < 0:
         raise NotFound("no such tile")
@@ -60,12 +52,17 @@ def dzi_tile(meta: ImageMeta, level: int, col: int, row: int) -> DziTile:
     scale = 1 << (max_level - level)
     x, y = col * ts * scale, row * ts * scale
     w, h = min(out_w * scale, meta.width - x), min(out_h * scale, meta.height - y)
-    stored: int | None = None
-    for i, lv in enumerate(meta.levels):
-        if lv.downsample == scale and (lv.width, lv.height) == (lw, lh):
-            stored = i
-            break
-    return DziTile(scale, x, y, w, h, out_w, out_h, stored)
+    return TileRequest(x, y, w, h, out_w, out_h, best_level(meta, scale),
+                       "jpg" if fmt == "jpeg" else fmt, render=render)
+
+
+def thumbnail_tile(meta: ImageMeta, size: int, fmt: str, render: RenderParams) -> TileRequest:
+    """The whole image fitted in size x size (never enlarged)."""
+    tw, th = fit_within(meta.width, meta.height, size, size)
+    tw, th = min(tw, meta.width), min(th, meta.height)
+    return TileRequest(0, 0, meta.width, meta.height, tw, th,
+                       level_for(meta, 0, 0, meta.width, meta.height, tw, th),
+                       "jpg" if fmt == "jpeg" else fmt, render=render)
 
 
 def is_full_chunk(meta: ImageMeta, level: int, lx: int, ly: int, w: int, h: int) -> bool:

@@ -218,20 +218,23 @@ async def test_credentialed_requests_are_privately_cached(client: TestClient,
 
 
 def test_passthrough_is_decided_without_io(rgb_image: tuple, tiles_root: Path) -> None:
-    from tileserver.produce import iiif_chunk
-    from tileserver.render import RGB
+    from tileserver.iiif_params import parse_request
+    from tileserver.produce import chunk_for
+    from tileserver.tilemath import dzi_tile
+    from tileserver.tilerequest import TileRequest
 
     pyr = open_pyramid(tiles_root / "slide.ome.zarr")
 
-    def req(region: str, size: str, rot: str = "0", tail: str = "default.jpg") -> object:
-        from tileserver.iiif_params import parse_request
-        return parse_request(region, size, rot, tail, 1000, 700, "3", LIM)
+    def req(region: str, size: str, rot: str = "0", tail: str = "default.jpg") -> TileRequest:
+        return parse_request(region, size, rot, tail, pyr.meta, "3", LIM)
 
-    assert iiif_chunk(pyr, req("0,0,512,512", "256,256"), RGB) == (1, 0, 0)  # type: ignore[arg-type]
-    assert iiif_chunk(pyr, req("256,256,256,256", "256,256"), RGB) == (0, 1, 1)  # type: ignore[arg-type]
+    assert chunk_for(pyr, req("0,0,512,512", "256,256")) == (1, 0, 0)
+    assert chunk_for(pyr, req("256,256,256,256", "256,256")) == (0, 1, 1)
+    assert chunk_for(pyr, dzi_tile(pyr.meta, 9, 0, 0)) == (1, 0, 0)  # the same chunk via DZI
+    assert chunk_for(pyr, dzi_tile(pyr.meta, 9, 0, 0, "png")) is None
     for r in (req("0,0,512,512", "256,256", "90"), req("0,0,512,512", "256,256", "!0"),
               req("0,0,512,512", "256,256", tail="gray.jpg"),
               req("0,0,512,512", "256,256", tail="default.png"),
               req("1,0,256,256", "256,256"), req("0,0,300,300", "256,256"),
               req("768,512,232,188", "232,188")):  # edge chunk: padded, must be cropped
-        assert iiif_chunk(pyr, r, RGB) is None  # type: ignore[arg-type]
+        assert chunk_for(pyr, r) is None

@@ -15,7 +15,8 @@ from pyramid.writer import PyramidWriter
 from tileserver import render
 from tileserver.bands import resample_banded
 from tileserver.encode import resample
-from tileserver.render import parse_render, render_region
+from tileserver.render import render_region
+from tileserver.renderparams import parse_render
 
 from .conftest import build_rgb, gradient_rgb
 

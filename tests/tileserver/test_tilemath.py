@@ -48,11 +48,14 @@ def test_dzi_tiles_cover_each_level_exactly(w: int, h: int, data: st.DataObject)
     assert 1 <= t.out_w <= 256 and 1 <= t.out_h <= 256
     assert (t.out_w < 256) == (col == cols - 1 and lw % 256 != 0)
     assert t.x + t.w <= w and t.y + t.h <= h and t.w >= 1 and t.h >= 1
-    if t.stored_level is not None:
-        lv = meta.levels[t.stored_level]
-        assert (lv.width, lv.height) == (lw, lh) and lv.downsample == t.scale
+    # Read from the stored level that is this Deep Zoom level when there is one,
+    # else from the coarsest finer one.
+    scale = 2 ** (top - level)
+    lv = meta.levels[t.level]
+    if lv.downsample == scale:
+        assert (lv.width, lv.height) == (lw, lh)
     else:
-        assert t.scale > meta.levels[-1].downsample
+        assert lv.downsample < scale and t.level == len(meta.levels) - 1
     with pytest.raises(NotFound):
         dzi_tile(meta, level, cols, row)
     with pytest.raises(NotFound):

@@ -1,0 +1,56 @@
+"""One request for pixels, whichever protocol asked for them (pure).
+
+Deep Zoom tiles, IIIF images and thumbnails are all "this level-0 region of
+the image, at this output size, rotated, in this quality and format, rendered
+with these parameters".  Protocol handlers only turn their URL into a
+`TileRequest` (tileserver/tilemath.py, iiif_params.py); the pipeline
+(tileserver/pipeline.py) does everything else the same way for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .renderparams import RGB, RenderParams
+
+#: Qualities whose pixels are the rendered colours as they are.
+COLOR_QUALITIES = ("default", "color")
+
+
+@dataclass(frozen=True, slots=True)
+class TileRequest:
+    """A validated request for pixels of one image, in canonical form.
+
+    Everything that changes the pixels is here and nothing else, so `key` is
+    the same for the same pixels whatever protocol or spelling asked for them
+    (``jpeg``/``jpg``, ``color``/``default``, IIIF 2/3, a Deep Zoom tile and
+    the IIIF region that is the same tile, a thumbnail and the IIIF size that
+    is the same thumbnail).
+    """
+
+    #: Region in level-0 pixels, clipped to the image.
+    x: int
+    y: int
+    w: int
+    h: int
+    #: Output size before rotation.
+    out_w: int
+    out_h: int
+    #: Stored level the pixels are read from (the protocol's pure math chooses it).
+    level: int
+    #: "jpg", "png" or "webp".
+    format: str
+    #: "default", "color", "gray" or "bitonal" (IIIF names).
+    quality: str = "default"
+    #: Clockwise degrees in {0, 90, 180, 270}, after mirroring (IIIF order).
+    rotation: int = 0
+    mirror: bool = False
+    #: Canonical rendering: `RGB` for RGB images whatever the query said.
+    render: RenderParams = RGB
+
+    def key(self) -> str:
+        """Canonical text of the pixels asked for: the tile cache key and the ETag's input."""
+        quality = "default" if self.quality in COLOR_QUALITIES else self.quality
+        rot = f"!{self.rotation}" if self.mirror else str(self.rotation)
+        return (f"{self.x},{self.y},{self.w},{self.h}/{self.out_w},{self.out_h}/L{self.level}"
+                f"/{rot}/{quality}.{self.format}/{self.render.key()}")
