@@ -17,7 +17,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from catalog.state import CATALOG
 from microtome.settings import Settings
+from tests.catalog.helpers import ANON as ANON_ACTOR
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import World, build_world
 
@@ -295,3 +297,105 @@ async def test_upload_creation_matrix(tile_client: TestClient, world: World) -> 
         elif resp.status >= 400:
             assert "error" in await resp.json()
     assert not failures, "\n".join(failures)
+
+
+# --- Issue 11 F1: an image cannot be taken over from a project it is linked into ---
+
+async def _own_project(client: TestClient, actor: Actor, name: str, public: bool = False) -> int:
+    _, project = await call(client, actor, "POST", "/api/projects",
+                            {"name": name, "public": public}, expect=201)
+    return int(project["id"])
+
+
+async def _owner_actions_refused(client: TestClient, actor: Actor, image_id: int,
+                                 home_viewer: bool = False) -> list[str]:
+    """Every owner-level action on the image, as `actor`; the failures.  A viewer of
+    the home project may still mint signed URLs (read-only, tied to their access)."""
+    want = 403
+    cases = [("PATCH", f"/api/images/{image_id}", {"name": "pwned"}),
+             ("POST", "/api/share-links", {"image_id": image_id, "expires_in": 31_536_000}),
+             ("DELETE", f"/api/images/{image_id}", None)]
+    if not home_viewer:
+        cases.insert(2, ("POST", f"/api/images/{image_id}/signed-url", {}))
+    failures = []
+    for method, path, body in cases:
+        status, got = await call(client, actor, method, path, body)
+        if status != want:
+            failures.append(f"{actor.name} {method} {path}: {status} (want {want}) {got}")
+    return failures
+
+
+async def test_viewer_cannot_take_over_an_image(tile_client: TestClient, world: World,
+                                                settings: Settings) -> None:
+    viewer, i = world.actors["viewer"], world.image_id
+    own = await _own_project(tile_client, viewer, "Mine")
+    status, body = await call(tile_client, viewer, "POST", f"/api/projects/{own}/images",
+                              {"image_id": i})
+    assert status == 403, body
+    await call(tile_client, viewer, "PATCH", f"/api/projects/{own}", {"public": True},
+               expect=200)
+    failures = await _owner_actions_refused(tile_client, viewer, i, home_viewer=True)
+    assert not failures, "\n".join(failures)
+    # Nothing changed: still private, same name, files on disk.
+    status, _ = await call(tile_client, ANON_ACTOR, "GET", f"/api/images/{i}")
+    assert status == 401
+    _, image = await call(tile_client, world.actors["manager"], "GET", f"/api/images/{i}",
+                          expect=200)
+    assert image["name"] == "slide-1"
+    assert (settings.images_dir / str(i)).is_dir()
+
+
+async def test_non_member_cannot_take_over_an_image_of_a_public_project(
+        tile_client: TestClient, world: World, settings: Settings) -> None:
+    manager, outsider, i = world.actors["manager"], world.actors["outsider"], world.image_id
+    await call(tile_client, manager, "PATCH", f"/api/projects/{world.project_id}",
+               {"public": True}, expect=200)
+    await call(tile_client, outsider, "GET", f"/api/images/{i}", expect=200)
+    own = await _own_project(tile_client, outsider, "Grab")
+    status, body = await call(tile_client, outsider, "POST", f"/api/projects/{own}/images",
+                              {"image_id": i})
+    assert status == 403, body
+    failures = await _owner_actions_refused(tile_client, outsider, i)
+    assert not failures, "\n".join(failures)
+    assert (settings.images_dir / str(i)).is_dir()
+
+
+async def test_a_linked_project_grants_reading_only(tile_client: TestClient, world: World,
+                                                    database_url: str) -> None:
+    """Even where the link exists (made before the fix, or by a contributor), the
+    managers of the project it was linked into get no owner rights, and a public
+    project never makes it writable."""
+    import asyncpg
+
+    outsider, i = world.actors["outsider"], world.image_id
+    own = await _own_project(tile_client, outsider, "Linked before the fix", public=True)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO project_images (project_id, image_id) VALUES ($1, $2)",
+                           own, i)
+    finally:
+        await conn.close()
+    tile_client.app[CATALOG].forget_access()
+    await call(tile_client, outsider, "GET", f"/api/images/{i}", expect=200)
+    await call(tile_client, ANON_ACTOR, "GET", f"/api/images/{i}", expect=200)
+    failures = await _owner_actions_refused(tile_client, outsider, i)
+    assert not failures, "\n".join(failures)
+
+
+async def test_contributor_links_and_the_link_grants_reading(tile_client: TestClient,
+                                                            world: World) -> None:
+    contributor, outsider, i = (world.actors["contributor"], world.actors["outsider"],
+                                world.image_id)
+    own = await _own_project(tile_client, contributor, "Teaching")
+    await call(tile_client, contributor, "POST", f"/api/projects/{own}/images",
+               {"image_id": i}, expect=201)
+    await call(tile_client, contributor, "PUT", f"/api/projects/{own}/members/"
+               f"{outsider.user_id}", {"role": "manager"}, expect=200)
+    await call(tile_client, outsider, "GET", f"/api/images/{i}", expect=200)
+    status, _ = await call(tile_client, outsider, "GET", f"/dzi/{i}.dzi")
+    assert status == 200
+    failures = await _owner_actions_refused(tile_client, outsider, i)
+    assert not failures, "\n".join(failures)
+    # The contributor keeps their home-project rights (rename is contributor-level).
+    await call(tile_client, contributor, "PATCH", f"/api/images/{i}", {"name": "renamed"},
+               expect=200)
