@@ -27,6 +27,7 @@ from aiohttp import web
 
 from catalog import security
 from catalog.db import DB_POOL
+from catalog.state import CATALOG
 from catalog.ttlcache import TTLCache
 from microtome.settings import Settings
 from pyramid import errors
@@ -37,8 +38,11 @@ SHARE_HEADER = "X-Share-Token"
 ROLES = ("viewer", "contributor", "manager")
 _RANK = {r: i for i, r in enumerate(ROLES)}
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: How long another process may keep honouring a revoked credential.
+#: How long another process may keep honouring a revoked credential when the
+#: change notification (catalog.events) does not reach it.
 PRINCIPAL_TTL = 10.0
+#: SQL suffix on ``users`` lookups: disabled accounts are nobody.
+_ACTIVE = ""
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,22 @@ def _pool(request: web.Request) -> asyncpg.Pool:
 
 
 def forget_credential(app: web.Application, token_digest: bytes) -> None:
-    app[ACCESS].principals.pop(token_digest)
+    """One session or key ended: here and in every other process."""
+    publish = app[CATALOG].publish
+    if publish is not None:
+        publish("cred", token_digest.hex())
+    else:
+        app[ACCESS].principals.pop(token_digest)
 
 
 def forget_all(app: web.Application) -> None:
     """After revocations whose token we do not have (key ids, user deletion)."""
-    app[ACCESS].principals.clear()
+    publish = app[CATALOG].publish
+    if publish is not None:
+        publish("all", None)
+    else:
+        app[ACCESS].principals.clear()
+        app[CATALOG].access.clear()
 
 
 async def _from_api_key(pool: asyncpg.Pool, key: str) -> Principal | None:
@@ -126,10 +140,10 @@ async def share_principal(app: web.Application, token: str) -> Principal | None:
     if cached is not _MISS:
         return cached
     row = await app[DB_POOL].fetchrow(
-        """SELECT id, image_id, project_id FROM share_links
+        """SELECT id, image_id, project_id, created_by FROM share_links
            WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()""", payload["i"])
     principal = None
-    if row is not None:
+    if row is not None and await _creator_may_share(app, row):
         principal = Principal(None, None, False, "share",
                               share=ShareScope(row["id"], row["image_id"], row["project_id"]))
     # Never cache past the link's own expiry.
@@ -137,6 +151,41 @@ async def share_principal(app: web.Application, token: str) -> Principal | None:
     state.principals.set(key, principal, ttl=ttl)
     return principal
 
+
+
+async def _creator_may_share(app: web.Application, row: asyncpg.Record) -> bool:
+    """A share link lives only as long as its creator may still create it."""
+    if row["created_by"] is None:
+        return False
+    creator = await user_principal(app, row["created_by"])
+    if creator is None:
+        return False
+    pool = app[DB_POOL]
+    if row["image_id"] is not None:
+        return role_at_least((await image_access(pool, creator, row["image_id"])).role,
+                             "contributor")
+    return role_at_least((await _role_for(pool, creator, row["project_id"]))[1], "manager")
+
+
+async def user_principal(app: web.Application, user_id: int) -> Principal | None:
+    """The user with this id as a principal (None if gone or disabled), cached: signed
+    URLs and share links act with their creator's current rights."""
+    state = app[ACCESS]
+    key = ("uid", user_id)
+    cached = state.principals.get(key, _MISS)
+    if cached is _MISS:
+        row = await app[DB_POOL].fetchrow(
+            f"SELECT id, username, is_admin FROM users WHERE id = $1{_ACTIVE}", user_id)
+        cached = None if row is None else Principal(row["id"], row["username"],
+                                                    row["is_admin"], "creator")
+        state.principals.set(key, cached)
+    return cached
+
+
+def _remember_user(state: AccessState, p: Principal | None) -> None:
+    if p is not None and p.user_id is not None:
+        state.principals.set(("uid", p.user_id), Principal(p.user_id, p.username, p.is_admin,
+                                                           "creator"))
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -160,6 +209,7 @@ async def _lookup(request: web.Request) -> Principal | None:
         if cached is _MISS:
             cached = await _from_api_key(_pool(request), key)
             state.principals.set(d, cached)
+            _remember_user(state, cached)
         if cached is None:
             raise errors.Unauthenticated("invalid or revoked API key")
         return cached
@@ -176,6 +226,7 @@ async def _lookup(request: web.Request) -> Principal | None:
         if cached is _MISS:
             cached = await _from_session(_pool(request), cookie)
             state.principals.set(d, cached)
+            _remember_user(state, cached)
         # An expired or unknown cookie is simply anonymous (the UI shows login).
         return cached
     return None

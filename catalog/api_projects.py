@@ -230,10 +230,17 @@ async def add_project_image(request: web.Request) -> web.Response:
     body = await read_json(request, "ProjectImageAdd")
     # Linking shares the image with everyone in the target project: it needs the
     # right to share it out of a project that already holds it, not just a view.
-    await require_image_link(request, body["image_id"])
+    principal = await require_image_link(request, body["image_id"])
     pool = request.app[DB_POOL]
-    await pool.execute("INSERT INTO project_images (project_id, image_id) VALUES ($1, $2)"
-                       " ON CONFLICT DO NOTHING", project_id, body["image_id"])
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO project_images (project_id, image_id) VALUES ($1, $2)"
+                           " ON CONFLICT DO NOTHING", project_id, body["image_id"])
+        # An image without a home (imported outside any project, or its home was
+        # deleted) gets one when its uploader or an admin files it somewhere.
+        await conn.execute(
+            """UPDATE images SET home_project_id = $1
+               WHERE id = $2 AND home_project_id IS NULL AND ($3 OR owner_id = $4)""",
+            project_id, body["image_id"], principal.is_admin, principal.user_id)
     request.app[CATALOG].forget_image(body["image_id"])
     return json_response(await images.get_image(pool, body["image_id"]), status=201)
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiohttp import web
 
 from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
-from catalog.access import setup_access
+from catalog.access import ACCESS, setup_access
 from catalog.db import DB_POOL, create_pool, start_embedded
+from catalog.events import EVENTS, AccessEvents, listening
 from catalog.jobs import recover_stale
 from catalog.migrate import migrate
 from catalog.openapi import SPEC
@@ -61,6 +65,37 @@ async def database_errors(request: web.Request, handler: Handler) -> web.StreamR
         raise errors.Unavailable("database busy; retry shortly") from None
 
 
+def _apply_event(app: web.Application) -> Callable[[str, Any], None]:
+    """How one access event (catalog.events) evicts this process's caches."""
+
+    def apply(kind: str, value: Any) -> None:
+        state, principals = app[CATALOG], app[ACCESS].principals
+        if kind == "image":
+            state.drop_image(int(value))
+            _close_image(app, int(value))
+        elif kind == "cred":
+            principals.pop(bytes.fromhex(str(value)))
+        else:
+            state.access.clear()
+            # Share links and creators hold decisions made with the old rights.
+            principals.evict(lambda k: isinstance(k, tuple) and k[0] in ("share", "uid"))
+            if kind == "all":
+                principals.clear()
+
+    return apply
+
+
+def _close_image(app: web.Application, image_id: int) -> None:
+    """Drop the tile server's open handles on a changed or deleted image."""
+    from tileserver.keys import SERVICE
+
+    svc = app.get(SERVICE)
+    if svc is None:
+        return
+    root = app[CATALOG].settings.images_dir / str(image_id)
+    svc.images.evict(lambda key: isinstance(key, tuple) and Path(key[0]).is_relative_to(root))
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(SPEC, headers={"Access-Control-Allow-Origin": "*"})
 
@@ -68,6 +103,8 @@ async def openapi_json(request: web.Request) -> web.Response:
 def setup_catalog(app: web.Application, settings: Settings) -> None:
     """Database pool, migrations, job workers (cleanup_ctx) and every /api route."""
     app[CATALOG] = CatalogState(settings)
+    events = app[EVENTS] = AccessEvents(_apply_event(app))
+    app[CATALOG].publish = events.publish
     app.middlewares.append(database_errors)
     setup_access(app, settings)
     app[LOGIN_THROTTLE] = LoginThrottle()
@@ -78,6 +115,7 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
 
         dsn = settings.database_url or await start_embedded(settings.var_dir)
         pool = await create_pool(dsn)
+        stack = contextlib.AsyncExitStack()
         try:
             applied = await migrate(pool, MIGRATION_DIRS)
             if applied:
@@ -89,6 +127,7 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
             if recovered:
                 log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))
             app[DB_POOL] = pool
+            await stack.enter_async_context(listening(dsn, pool, events))
             pool_of_workers = None
             if settings.job_workers > 0:
                 from catalog.worker import WorkerPool
@@ -102,6 +141,7 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
                 if pool_of_workers is not None:
                     await pool_of_workers.stop()
         finally:
+            await stack.aclose()
             await pool.close()
 
     app.cleanup_ctx.append(database)

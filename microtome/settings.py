@@ -36,6 +36,11 @@ class Settings:
     tile_threads: int = os.cpu_count() or 2
     #: Encoded-tile cache size, bytes.
     tile_cache_bytes: int = 256 * 1024**2
+    #: Signed tile URLs: lifetime when the client asks for none, and the most it may ask.
+    signed_url_default_seconds: int = 3600
+    signed_url_max_seconds: int = 12 * 3600
+    #: Longest lifetime of a share link, seconds.
+    share_link_max_seconds: int = 365 * 86400
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -76,6 +81,9 @@ def from_env(**overrides: object) -> Settings:
         "job_workers": _int("MICROTOME_JOB_WORKERS", 1),
         "tile_threads": _int("MICROTOME_TILE_THREADS", os.cpu_count() or 2),
         "tile_cache_bytes": _int("MICROTOME_TILE_CACHE_MB", 256) * 1024**2,
+        "signed_url_default_seconds": _int("MICROTOME_SIGNED_URL_DEFAULT_SECONDS", 3600),
+        "signed_url_max_seconds": _int("MICROTOME_SIGNED_URL_MAX_SECONDS", 12 * 3600),
+        "share_link_max_seconds": _int("MICROTOME_SHARE_LINK_MAX_SECONDS", 365 * 86400),
     }
     values.update(overrides)
     if "secret_key" not in values:
