@@ -39,12 +39,16 @@ async def write_project(request: web.Request, image_id: int, project_id: int | N
             await access.require_image_access(request, image_id)
             raise Unprocessable("the image is not in this project")
         return principal, project_id
-    principal = await access.require_image_access(request, image_id, write=True)
+    # A contributor of any project holding the image annotates in that project
+    # (the image's own rights stay with its home project).
     for (pid,) in await pool.fetch(
             "SELECT project_id FROM project_images WHERE image_id = $1 ORDER BY project_id",
             image_id):
         if access.role_at_least(await access.project_role(request, pid), "contributor"):
-            return principal, pid
+            principal = await access.require_image_access(request, image_id)
+            if principal.user_id is not None:
+                return principal, pid
+    principal = await access.require_image_access(request, image_id, write=True)
     return principal, None
 
 

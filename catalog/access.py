@@ -27,6 +27,7 @@ from aiohttp import web
 
 from catalog import security
 from catalog.db import DB_POOL
+from catalog.state import CATALOG
 from catalog.ttlcache import TTLCache
 from core.settings import Settings
 from pyramid import errors
@@ -37,8 +38,11 @@ SHARE_HEADER = "X-Share-Token"
 ROLES = ("viewer", "contributor", "manager")
 _RANK = {r: i for i, r in enumerate(ROLES)}
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: How long another process may keep honouring a revoked credential.
+#: How long another process may keep honouring a revoked credential when the
+#: change notification (catalog.events) does not reach it.
 PRINCIPAL_TTL = 10.0
+#: SQL suffix on ``users`` lookups: disabled accounts are nobody.
+_ACTIVE = ""
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,22 @@ def _pool(request: web.Request) -> asyncpg.Pool:
 
 
 def forget_credential(app: web.Application, token_digest: bytes) -> None:
-    app[ACCESS].principals.pop(token_digest)
+    """One session or key ended: here and in every other process."""
+    publish = app[CATALOG].publish
+    if publish is not None:
+        publish("cred", token_digest.hex())
+    else:
+        app[ACCESS].principals.pop(token_digest)
 
 
 def forget_all(app: web.Application) -> None:
     """After revocations whose token we do not have (key ids, user deletion)."""
-    app[ACCESS].principals.clear()
+    publish = app[CATALOG].publish
+    if publish is not None:
+        publish("all", None)
+    else:
+        app[ACCESS].principals.clear()
+        app[CATALOG].access.clear()
 
 
 async def _from_api_key(pool: asyncpg.Pool, key: str) -> Principal | None:
@@ -126,10 +140,10 @@ async def share_principal(app: web.Application, token: str) -> Principal | None:
     if cached is not _MISS:
         return cached
     row = await app[DB_POOL].fetchrow(
-        """SELECT id, image_id, project_id FROM share_links
+        """SELECT id, image_id, project_id, created_by FROM share_links
            WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()""", payload["i"])
     principal = None
-    if row is not None:
+    if row is not None and await _creator_may_share(app, row):
         principal = Principal(None, None, False, "share",
                               share=ShareScope(row["id"], row["image_id"], row["project_id"]))
     # Never cache past the link's own expiry.
@@ -137,6 +151,41 @@ async def share_principal(app: web.Application, token: str) -> Principal | None:
     state.principals.set(key, principal, ttl=ttl)
     return principal
 
+
+
+async def _creator_may_share(app: web.Application, row: asyncpg.Record) -> bool:
+    """A share link lives only as long as its creator may still create it."""
+    if row["created_by"] is None:
+        return False
+    creator = await user_principal(app, row["created_by"])
+    if creator is None:
+        return False
+    pool = app[DB_POOL]
+    if row["image_id"] is not None:
+        return role_at_least((await image_access(pool, creator, row["image_id"])).role,
+                             "contributor")
+    return role_at_least((await _role_for(pool, creator, row["project_id"]))[1], "manager")
+
+
+async def user_principal(app: web.Application, user_id: int) -> Principal | None:
+    """The user with this id as a principal (None if gone or disabled), cached: signed
+    URLs and share links act with their creator's current rights."""
+    state = app[ACCESS]
+    key = ("uid", user_id)
+    cached = state.principals.get(key, _MISS)
+    if cached is _MISS:
+        row = await app[DB_POOL].fetchrow(
+            f"SELECT id, username, is_admin FROM users WHERE id = $1{_ACTIVE}", user_id)
+        cached = None if row is None else Principal(row["id"], row["username"],
+                                                    row["is_admin"], "creator")
+        state.principals.set(key, cached)
+    return cached
+
+
+def _remember_user(state: AccessState, p: Principal | None) -> None:
+    if p is not None and p.user_id is not None:
+        state.principals.set(("uid", p.user_id), Principal(p.user_id, p.username, p.is_admin,
+                                                           "creator"))
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -160,6 +209,7 @@ async def _lookup(request: web.Request) -> Principal | None:
         if cached is _MISS:
             cached = await _from_api_key(_pool(request), key)
             state.principals.set(d, cached)
+            _remember_user(state, cached)
         if cached is None:
             raise errors.Unauthenticated("invalid or revoked API key")
         return cached
@@ -176,6 +226,7 @@ async def _lookup(request: web.Request) -> Principal | None:
         if cached is _MISS:
             cached = await _from_session(_pool(request), cookie)
             state.principals.set(d, cached)
+            _remember_user(state, cached)
         # An expired or unknown cookie is simply anonymous (the UI shows login).
         return cached
     return None
@@ -268,54 +319,113 @@ async def require_project_role(request: web.Request, project_id: int, minimum: s
     return principal or _anonymous()
 
 
-async def image_role(pool: asyncpg.Pool | asyncpg.Connection, principal: Principal | None,
-                     image_id: int) -> tuple[bool, str | None]:
-    """(image exists, best role of the caller on it)."""
+@dataclass(frozen=True)
+class ImageAccess:
+    """What one caller may do with one image.
+
+    ``role`` is the effective role.  Anything above 'viewer' comes only from
+    the image's *home* project (the one it was uploaded into), from being its
+    uploader, or from being an admin: a project the image was merely linked
+    into, or a public project, grants reading and nothing more.  ``home_read``
+    says whether reading comes from that owner side (signed URLs need it);
+    ``may_link`` whether the caller may link it into another project.
+    """
+
+    exists: bool
+    role: str | None = None
+    home_read: bool = False
+    may_link: bool = False
+
+
+_IMAGE_ACCESS_SQL = """
+SELECT i.owner_id,
+       (SELECT m.role FROM project_images pi JOIN project_members m
+          ON m.project_id = pi.project_id AND m.user_id = $2
+         WHERE pi.image_id = i.id AND pi.project_id = i.home_project_id) AS home_role,
+       (SELECT max(CASE m.role WHEN 'manager' THEN 2 WHEN 'contributor' THEN 1 ELSE 0 END)
+          FROM project_images pi JOIN project_members m
+            ON m.project_id = pi.project_id AND m.user_id = $2
+         WHERE pi.image_id = i.id) AS rank,
+       EXISTS (SELECT 1 FROM project_images pi JOIN projects p ON p.id = pi.project_id
+                WHERE pi.image_id = i.id AND p.public) AS public,
+       EXISTS (SELECT 1 FROM project_images pi
+                WHERE pi.image_id = i.id AND pi.project_id = $3) AS in_shared
+FROM images i WHERE i.id = $1"""
+
+
+async def image_access(pool: asyncpg.Pool | asyncpg.Connection, principal: Principal | None,
+                       image_id: int) -> ImageAccess:
     user_id = principal.user_id if principal else None
     row = await pool.fetchrow(
-        """SELECT i.owner_id,
-                  (SELECT max(CASE m.role WHEN 'manager' THEN 2 WHEN 'contributor' THEN 1
-                                          ELSE 0 END)
-                     FROM project_images pi JOIN project_members m
-                       ON m.project_id = pi.project_id AND m.user_id = $2
-                    WHERE pi.image_id = i.id) AS rank,
-                  EXISTS (SELECT 1 FROM project_images pi JOIN projects p ON p.id = pi.project_id
-                           WHERE pi.image_id = i.id AND p.public) AS public,
-                  EXISTS (SELECT 1 FROM project_images pi
-                           WHERE pi.image_id = i.id AND pi.project_id = $3) AS in_shared
-           FROM images i WHERE i.id = $1""",
-        image_id, user_id,
+        _IMAGE_ACCESS_SQL, image_id, user_id,
         principal.share.project_id if principal and principal.share else None)
     if row is None:
-        return False, None
+        return ImageAccess(False)
     if principal is not None and principal.is_admin:
-        return True, "manager"
+        return ImageAccess(True, "manager", True, True)
     if principal is not None and principal.share is not None:
         s = principal.share
         ok = s.image_id == image_id or (s.project_id is not None and row["in_shared"])
-        return True, "viewer" if ok else None
-    roles: list[str] = []
-    if row["rank"] is not None:
-        roles.append(ROLES[row["rank"]])
-    if user_id is not None and row["owner_id"] == user_id:
-        roles.append("contributor")
-    if row["public"]:
-        roles.append("viewer")
-    return True, max(roles, key=_RANK.__getitem__) if roles else None
+        return ImageAccess(True, "viewer" if ok else None)
+    owner: list[str] = []
+    if row["home_role"] is not None:
+        owner.append(row["home_role"])
+    uploader = user_id is not None and row["owner_id"] == user_id
+    if uploader:
+        owner.append("contributor")
+    owner_role = max(owner, key=_RANK.__getitem__) if owner else None
+    readable = owner_role is not None or row["rank"] is not None or row["public"]
+    return ImageAccess(True, owner_role or ("viewer" if readable else None),
+                       home_read=owner_role is not None,
+                       may_link=uploader or (row["rank"] or 0) >= 1)
+
+
+async def image_role(pool: asyncpg.Pool | asyncpg.Connection, principal: Principal | None,
+                     image_id: int) -> tuple[bool, str | None]:
+    """(image exists, effective role of the caller on it); see `ImageAccess`."""
+    acc = await image_access(pool, principal, image_id)
+    return acc.exists, acc.role
+
+
+def _check_image(principal: Principal | None, acc: ImageAccess, minimum: str) -> Principal:
+    if not acc.exists:
+        if principal is None:
+            raise errors.Unauthenticated("login required")
+        raise errors.NotFound("image not found")
+    if not role_at_least(acc.role, minimum):
+        raise _deny(principal, acc.role, "image")
+    if minimum != "viewer" and (principal is None or principal.user_id is None):
+        raise _deny(principal, None, "image")
+    return principal or _anonymous()
 
 
 async def require_image_role(request: web.Request, image_id: int, minimum: str) -> Principal:
     principal = await get_principal(request)
-    exists, role = await image_role(_pool(request), principal, image_id)
-    if not exists:
-        if principal is None:
-            raise errors.Unauthenticated("login required")
-        raise errors.NotFound("image not found")
-    if not role_at_least(role, minimum):
-        raise _deny(principal, role, "image")
-    if minimum != "viewer" and (principal is None or principal.user_id is None):
-        raise _deny(principal, None, "image")
-    return principal or _anonymous()
+    return _check_image(principal, await image_access(_pool(request), principal, image_id),
+                        minimum)
+
+
+async def require_image_home(request: web.Request, image_id: int) -> Principal:
+    """Read access that comes from the image's home project, its uploader or an admin
+    (signed URLs: a project the image was linked into cannot mint them)."""
+    principal = await get_principal(request)
+    acc = await image_access(_pool(request), principal, image_id)
+    _check_image(principal, acc, "viewer")
+    if not acc.home_read or principal is None or principal.user_id is None:
+        raise errors.Forbidden("only members of the image's home project can do this")
+    return principal
+
+
+async def require_image_link(request: web.Request, image_id: int) -> Principal:
+    """May the caller link this image into another project?  Contributor or above in
+    a project already holding it, its uploader, or an admin; readers get 403."""
+    principal = await get_principal(request)
+    acc = await image_access(_pool(request), principal, image_id)
+    _check_image(principal, acc, "viewer")
+    if not acc.may_link or principal is None or principal.user_id is None:
+        raise errors.Forbidden("linking an image needs contributor rights in a project"
+                               " that holds it")
+    return principal
 
 
 async def require_image_access(request: web.Request, image_id: int,

@@ -10,7 +10,12 @@ from pathlib import Path
 from aiohttp import web
 
 from catalog import images, security
-from catalog.access import get_principal, image_role, require_image_access
+from catalog.access import (
+    get_principal,
+    image_role,
+    require_image_access,
+    require_image_home,
+)
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
 from catalog.state import CATALOG
@@ -78,19 +83,22 @@ async def delete(request: web.Request) -> web.Response:
 
 async def signed_url(request: web.Request) -> web.Response:
     image_id = path_id(request, "image_id")
-    principal = await require_image_access(request, image_id)
-    if principal.user_id is None:
-        # A share link must not mint tokens that outlive it.
-        raise errors.Forbidden("only logged-in users can create signed URLs")
+    # Decided in the image's home project (or by its uploader / an admin); a share
+    # link or a project the image was linked into cannot mint tokens.
+    principal = await require_image_home(request, image_id)
     body = await read_json(request, "SignedUrlRequest")
-    ttl = int(body.get("expires_in", 3600))
+    settings = request.app[CATALOG].settings
+    ttl = int(body.get("expires_in", settings.signed_url_default_seconds))
+    if ttl > settings.signed_url_max_seconds:
+        raise errors.InvalidRequest("expires_in exceeds the maximum lifetime of a signed URL",
+                                    {"max": settings.signed_url_max_seconds})
     row = await request.app[DB_POOL].fetchrow(
         "SELECT version, status FROM images WHERE id = $1", image_id)
     if row is None:
         raise errors.NotFound("image not found")
     expires = int(time.time()) + ttl
-    token = security.tile_token(request.app[CATALOG].settings.secret_key, image_id,
-                                row["version"], expires)
+    token = security.tile_token(settings.secret_key, image_id, row["version"], expires,
+                                user=principal.user_id)
     # The token rides inside the image id ("42~token"), so every URL a viewer
     # derives from info.json / the .dzi carries it too.
     ident = f"{image_id}~{token}"

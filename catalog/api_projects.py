@@ -13,7 +13,7 @@ from catalog.access import (
     ShareScope,
     get_principal,
     project_role,
-    require_image_access,
+    require_image_link,
     require_project_role,
     require_user,
 )
@@ -228,10 +228,19 @@ async def add_project_image(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     await require_project_role(request, project_id, "contributor")
     body = await read_json(request, "ProjectImageAdd")
-    await require_image_access(request, body["image_id"])
+    # Linking shares the image with everyone in the target project: it needs the
+    # right to share it out of a project that already holds it, not just a view.
+    principal = await require_image_link(request, body["image_id"])
     pool = request.app[DB_POOL]
-    await pool.execute("INSERT INTO project_images (project_id, image_id) VALUES ($1, $2)"
-                       " ON CONFLICT DO NOTHING", project_id, body["image_id"])
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO project_images (project_id, image_id) VALUES ($1, $2)"
+                           " ON CONFLICT DO NOTHING", project_id, body["image_id"])
+        # An image without a home (imported outside any project, or its home was
+        # deleted) gets one when its uploader or an admin files it somewhere.
+        await conn.execute(
+            """UPDATE images SET home_project_id = $1
+               WHERE id = $2 AND home_project_id IS NULL AND ($3 OR owner_id = $4)""",
+            project_id, body["image_id"], principal.is_admin, principal.user_id)
     request.app[CATALOG].forget_image(body["image_id"])
     return json_response(await images.get_image(pool, body["image_id"]), status=201)
 

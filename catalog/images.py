@@ -99,9 +99,9 @@ async def create_pending(conn: asyncpg.Connection, *, name: str, source_filename
                          owner_id: int | None, project_id: int | None) -> int:
     """A row for an image that a conversion job will fill in (status 'pending')."""
     image_id: int = await conn.fetchval(
-        """INSERT INTO images (name, source_filename, owner_id, status)
-           VALUES ($1, $2, $3, 'pending') RETURNING id""",
-        name[:255] or "image", source_filename[:1000], owner_id)
+        """INSERT INTO images (name, source_filename, owner_id, status, home_project_id)
+           VALUES ($1, $2, $3, 'pending', $4) RETURNING id""",
+        name[:255] or "image", source_filename[:1000], owner_id, project_id)
     await conn.execute("UPDATE images SET storage_path = $2 WHERE id = $1",
                        image_id, storage_relpath(image_id))
     if project_id is not None:
@@ -145,10 +145,10 @@ async def register_image(pool: asyncpg.Pool, *, name: str, relpath: str, width: 
     async with pool.acquire() as conn, conn.transaction():
         image_id: int = await conn.fetchval(
             """INSERT INTO images (name, source_filename, format, width, height, levels,
-                   pixel_size_um, storage_path, status, version, owner_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ready', $9, $10) RETURNING id""",
+                   pixel_size_um, storage_path, status, version, owner_id, home_project_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ready', $9, $10, $11) RETURNING id""",
             name, source_filename, format, width, height, levels, pixel_size_um, relpath,
-            version, owner_id)
+            version, owner_id, project_id)
         if project_id is not None:
             await conn.execute(
                 "INSERT INTO project_images (project_id, image_id) VALUES ($1, $2)",

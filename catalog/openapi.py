@@ -94,7 +94,9 @@ SCHEMAS: dict[str, Any] = {
                             required=["expires_in"],
                             oneOf=[{"required": ["image_id"]}, {"required": ["project_id"]}]),
     "ShareLink": _obj({"id": _ID, "image_id": {"type": ["integer", "null"]},
-                       "project_id": {"type": ["integer", "null"]}, "created_at": _TS,
+                       "project_id": {"type": ["integer", "null"]},
+                       "created_by": {"type": ["integer", "null"]},
+                       "created_by_name": {"type": ["string", "null"]}, "created_at": _TS,
                        "expires_at": _TS, "revoked_at": _TS_NULL,
                        "token": {"type": "string"}, "url": {"type": "string"}},
                       required=["id", "image_id", "project_id", "created_at", "expires_at",
@@ -222,7 +224,12 @@ def _paths() -> dict[str, Any]:
         "/api/jobs": {"get": _op("My jobs (admin: all)", "JobPage", params=PAGE_PARAMS)},
         "/api/jobs/{job_id}": {"get": _op("One job", "Job", params=[_path_id("job_id")])},
         "/api/share-links": {
-            "get": _op("Share links I created", "ShareLinkPage", params=PAGE_PARAMS),
+            "get": _op("Share links I may manage: mine, and every link of the projects I"
+                       " manage and of the images whose home project I manage (admins: all)",
+                       "ShareLinkPage", params=[
+                           *PAGE_PARAMS, _q("project_id", {"type": "integer", "minimum": 1}),
+                           _q("image_id", {"type": "integer", "minimum": 1}),
+                           _q("active", {"type": "boolean"}, "only unrevoked, unexpired")]),
             "post": _op("Create a read-only share link for an image or a project", "ShareLink",
                         "201", "ShareLinkCreate")},
         "/api/share-links/{share_id}": {

@@ -5,8 +5,9 @@ rides inside the id so that every URL a third-party viewer derives from
 ``info.json`` / the ``.dzi`` still carries it.  (``?token=`` works too for
 single requests.)  Accepted, cheapest first:
 
-- a signed tile token (HMAC over image id, version, expiry, scope): verified
-  with the secret key alone, no database at all;
+- a signed tile token (HMAC over image id, version, expiry, scope, creator):
+  verified with the secret key, then the creator's read access is checked
+  like a session's (cached, evicted at once on changes via catalog.events);
 - a share-link token: the link row is cached for a few seconds;
 - the caller's session cookie / API key / ``?share=``: the principal and the
   (principal, image) decision are cached for a few seconds.
@@ -24,7 +25,13 @@ from typing import Any
 from aiohttp import web
 
 from catalog import security
-from catalog.access import Principal, get_principal, image_role, share_principal
+from catalog.access import (
+    Principal,
+    get_principal,
+    image_role,
+    share_principal,
+    user_principal,
+)
 from catalog.db import DB_POOL
 from catalog.state import CATALOG
 from catalog.storage import pyramid_path
@@ -78,6 +85,21 @@ class CatalogResolver:
             state.access.set(key, hit)
         return hit
 
+    async def _signed(self, payload: dict[str, Any], iid: int) -> ImageRef:
+        """A signed URL acts with its creator's *current* read access (cached like any
+        decision, evicted at once by catalog.events): it stops when they lose it."""
+        if payload.get("i") != iid:
+            raise errors.Forbidden("this token is for another image")
+        storage_path, version, status = await self._image(iid)  # deleted: 404
+        creator_id = payload.get("u")
+        creator = (await user_principal(self.app, creator_id)
+                   if isinstance(creator_id, int) else None)
+        if creator is None or not await self._allowed(creator, iid):
+            raise errors.Unauthenticated("signed URL no longer valid; ask for a new one")
+        if status != "ready":
+            raise errors.NotFound("image not ready")
+        return ImageRef(self._path(iid, storage_path), version, private=True)
+
     async def resolve(self, request: web.Request, image_id: str) -> ImageRef:
         iid, token = split_id(image_id)
         token = token or request.query.get("token")
@@ -85,10 +107,7 @@ class CatalogResolver:
         if token is not None:
             payload = security.verify(settings.secret_key, token, "tile")
             if payload is not None:
-                if payload.get("i") != iid:
-                    raise errors.Forbidden("this token is for another image")
-                # No database: the path follows from the id, the version is signed.
-                return ImageRef(self._path(iid, None), str(payload.get("v")), private=True)
+                return await self._signed(payload, iid)
             principal = await share_principal(self.app, token)
             if principal is None:
                 raise errors.Unauthenticated("tile URL token invalid or expired")

@@ -91,9 +91,12 @@ def verify(key: bytes, token: str, kind: str, now: float | None = None) -> dict[
     return payload
 
 
-def tile_token(key: bytes, image_id: int, version: str, expires: int, scope: str = "read") -> str:
-    """A signed tile/IIIF/DZI URL token: HMAC over image id, version, expiry and scope."""
-    return sign(key, {"k": "tile", "i": image_id, "v": version, "e": expires, "s": scope})
+def tile_token(key: bytes, image_id: int, version: str, expires: int, scope: str = "read",
+               user: int | None = None) -> str:
+    """A signed tile/IIIF/DZI URL token: HMAC over image id, version, expiry, scope and
+    creator (the URL works only while its creator can still read the image)."""
+    return sign(key, {"k": "tile", "i": image_id, "v": version, "e": expires, "s": scope,
+                      "u": user})
 
 
 def share_token(key: bytes, share_id: int, expires: int) -> str:

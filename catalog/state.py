@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +24,26 @@ class CatalogState:
     #: (principal key, image id) -> allowed?
     access: TTLCache[bool] = field(default_factory=lambda: TTLCache(100_000, IMAGE_TTL))
 
-    def forget_image(self, image_id: int) -> None:
+    #: Set by catalog.web: evict here and tell the other processes (catalog.events).
+    publish: Callable[[str, Any], None] | None = None
+
+    def drop_image(self, image_id: int) -> None:
         self.images.pop(image_id)
         self.access.evict(lambda k: isinstance(k, tuple) and k[-1] == image_id)
 
+    def forget_image(self, image_id: int) -> None:
+        """The image changed, moved between projects or went: in every process."""
+        if self.publish is not None:
+            self.publish("image", image_id)
+        else:
+            self.drop_image(image_id)
+
     def forget_access(self) -> None:
-        """After membership changes: drop every cached access decision."""
-        self.access.clear()
+        """After membership or visibility changes: every cached decision, everywhere."""
+        if self.publish is not None:
+            self.publish("access", None)
+        else:
+            self.access.clear()
 
 
 CATALOG: web.AppKey[CatalogState] = web.AppKey("catalog_state", CatalogState)

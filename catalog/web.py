@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,17 @@ import asyncpg
 from aiohttp import web
 
 from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
-from catalog.access import setup_access
+from catalog.access import ACCESS, setup_access
 from catalog.db import DB_POOL, create_pool, start_embedded
+from catalog.events import EVENTS, AccessEvents, listening
 from catalog.jobs import recover_stale
 from catalog.migrate import migrate
 from catalog.openapi import SPEC
 from catalog.ratelimit import LOGIN_THROTTLE, LoginThrottle
 from catalog.state import CATALOG, CatalogState
+from catalog.storage import image_dir
 from core.http import Handler, json_response
+from core.pixels import PIXELS
 from core.settings import Settings
 from pyramid import errors
 
@@ -69,6 +73,33 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 
 
+def _apply_event(app: web.Application) -> Callable[[str, Any], None]:
+    """How one access event (catalog.events) evicts this process's caches."""
+
+    def apply(kind: str, value: Any) -> None:
+        state, principals = app[CATALOG], app[ACCESS].principals
+        if kind == "image":
+            state.drop_image(int(value))
+            _close_image(app, int(value))
+        elif kind == "cred":
+            principals.pop(bytes.fromhex(str(value)))
+        else:
+            state.access.clear()
+            # Share links and creators hold decisions made with the old rights.
+            principals.evict(lambda k: isinstance(k, tuple) and k[0] in ("share", "uid"))
+            if kind == "all":
+                principals.clear()
+
+    return apply
+
+
+def _close_image(app: web.Application, image_id: int) -> None:
+    """Drop the tile server's open handles on a changed or deleted image."""
+    pixels = app.get(PIXELS)
+    if pixels is not None:
+        pixels.forget(image_dir(app[CATALOG].settings.images_dir, image_id))
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI], headers={"Access-Control-Allow-Origin": "*"})
 
@@ -83,6 +114,8 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     """
     app[OPENAPI] = openapi if openapi is not None else SPEC
     app[CATALOG] = CatalogState(settings)
+    events = app[EVENTS] = AccessEvents(_apply_event(app))
+    app[CATALOG].publish = events.publish
     app.middlewares.append(database_errors)
     setup_access(app, settings)
     app[LOGIN_THROTTLE] = LoginThrottle()
@@ -91,6 +124,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     async def database(app: web.Application) -> AsyncIterator[None]:
         dsn = settings.database_url or await start_embedded(settings.var_dir)
         pool = await create_pool(dsn)
+        stack = contextlib.AsyncExitStack()
         try:
             applied = await migrate(pool, migration_dirs)
             if applied:
@@ -102,6 +136,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
             if recovered:
                 log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))
             app[DB_POOL] = pool
+            await stack.enter_async_context(listening(dsn, pool, events))
             pool_of_workers = None
             if settings.job_workers > 0:
                 from catalog.worker import WorkerPool
@@ -115,6 +150,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
                 if pool_of_workers is not None:
                     await pool_of_workers.stop()
         finally:
+            await stack.aclose()
             await pool.close()
 
     app.cleanup_ctx.append(database)

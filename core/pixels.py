@@ -9,6 +9,7 @@ use it without importing ``tileserver`` (which nothing but the assembly does).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -25,6 +26,10 @@ class PixelSource(Protocol):
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU work on pixels off the event loop (the tile server's pool)."""
+        ...
+
+    def forget(self, root: Path) -> None:
+        """Drop opened images stored under `root` (changed or deleted)."""
         ...
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 #: Variables `from_env` reads; anything else spelled MICROTOME_* is a likely typo.
 KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET",
          "MICROTOME_UPLOAD_MAX_BYTES", "MICROTOME_JOB_WORKERS", "MICROTOME_TILE_THREADS",
-         "MICROTOME_TILE_CACHE_MB", "MICROTOME_DECODED_CACHE_MB", "MICROTOME_TILE_MAX_AGE"}
+         "MICROTOME_TILE_CACHE_MB", "MICROTOME_DECODED_CACHE_MB", "MICROTOME_TILE_MAX_AGE",
+         "MICROTOME_SIGNED_URL_DEFAULT_SECONDS", "MICROTOME_SIGNED_URL_MAX_SECONDS",
+         "MICROTOME_SHARE_LINK_MAX_SECONDS"}
 
 
 class SettingsError(SystemExit):
@@ -71,6 +73,11 @@ class Settings:
     upload_max_bytes: int = 20 * 1024**3
     #: Conversion worker processes (0 = no workers in this process).
     job_workers: int = 1
+    #: Signed tile URLs: lifetime when the client asks for none, and the most it may ask.
+    signed_url_default_seconds: int = 3600
+    signed_url_max_seconds: int = 12 * 3600
+    #: Longest lifetime of a share link, seconds.
+    share_link_max_seconds: int = 365 * 86400
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     #: Where the built front-end assets are.
@@ -165,6 +172,12 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "port": env.int("MICROTOME_PORT", 8000, minimum=1, maximum=65535),
         "upload_max_bytes": env.int("MICROTOME_UPLOAD_MAX_BYTES", 20 * 1024**3, minimum=1),
         "job_workers": env.int("MICROTOME_JOB_WORKERS", 1, maximum=256),
+        "signed_url_default_seconds": env.int("MICROTOME_SIGNED_URL_DEFAULT_SECONDS", 3600,
+                                              minimum=60),
+        "signed_url_max_seconds": env.int("MICROTOME_SIGNED_URL_MAX_SECONDS", 12 * 3600,
+                                          minimum=60),
+        "share_link_max_seconds": env.int("MICROTOME_SHARE_LINK_MAX_SECONDS", 365 * 86400,
+                                          minimum=60),
         "tiles": tile_settings_from_env(env.environ),
     }
     values.update(overrides)

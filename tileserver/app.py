@@ -41,6 +41,12 @@ class _Pixels:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.app[SERVICE].run(fn, *args)
 
+    def forget(self, root: Path) -> None:
+        svc = self.app.get(SERVICE)
+        if svc is not None:
+            svc.images.evict(lambda key: isinstance(key, tuple)
+                             and Path(key[0]).is_relative_to(root))
+
 
 def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings) -> None:
     """Add the tile routes, their state and their cleanup to ``app``."""

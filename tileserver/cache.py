@@ -74,6 +74,11 @@ class AsyncLRU[V]:
     def __len__(self) -> int:
         return len(self._data)
 
+    def evict(self, predicate: Callable[[Hashable], bool]) -> None:
+        """Drop the entries whose key matches (an image was deleted or revoked)."""
+        for key in [k for k in self._data if predicate(k)]:
+            del self._data[key]
+
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         value = self._data.get(key)
         if value is not None:

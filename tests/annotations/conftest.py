@@ -103,8 +103,9 @@ async def world(api: TestClient, tmp_path: Path, database_url: str,
             await conn.execute("INSERT INTO project_members VALUES ($1, $2, $3)",
                                pid, actors[name].user_id, name)
         iid = await conn.fetchval(
-            """INSERT INTO images (name, width, height, levels, status, pixel_size_um)
-               VALUES ('slide-1', 700, 500, 2, 'ready', 0.5) RETURNING id""")
+            """INSERT INTO images (name, width, height, levels, status, pixel_size_um,
+                                  home_project_id)
+               VALUES ('slide-1', 700, 500, 2, 'ready', 0.5, $1) RETURNING id""", pid)
         await conn.execute("UPDATE images SET storage_path = $2 WHERE id = $1", iid,
                            storage_relpath(iid))
         await conn.execute("INSERT INTO project_images VALUES ($1, $2)", pid, iid)

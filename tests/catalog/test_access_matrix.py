@@ -17,7 +17,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from catalog.state import CATALOG
 from core.settings import Settings
+from tests.catalog.helpers import ANON as ANON_ACTOR
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import World, build_world
 
@@ -295,3 +297,229 @@ async def test_upload_creation_matrix(tile_client: TestClient, world: World) -> 
         elif resp.status >= 400:
             assert "error" in await resp.json()
     assert not failures, "\n".join(failures)
+
+
+# --- Issue 11 F1: an image cannot be taken over from a project it is linked into ---
+
+async def _own_project(client: TestClient, actor: Actor, name: str, public: bool = False) -> int:
+    _, project = await call(client, actor, "POST", "/api/projects",
+                            {"name": name, "public": public}, expect=201)
+    return int(project["id"])
+
+
+async def _owner_actions_refused(client: TestClient, actor: Actor, image_id: int,
+                                 home_viewer: bool = False) -> list[str]:
+    """Every owner-level action on the image, as `actor`; the failures.  A viewer of
+    the home project may still mint signed URLs (read-only, tied to their access)."""
+    want = 403
+    cases = [("PATCH", f"/api/images/{image_id}", {"name": "pwned"}),
+             ("POST", "/api/share-links", {"image_id": image_id, "expires_in": 31_536_000}),
+             ("DELETE", f"/api/images/{image_id}", None)]
+    if not home_viewer:
+        cases.insert(2, ("POST", f"/api/images/{image_id}/signed-url", {}))
+    failures = []
+    for method, path, body in cases:
+        status, got = await call(client, actor, method, path, body)
+        if status != want:
+            failures.append(f"{actor.name} {method} {path}: {status} (want {want}) {got}")
+    return failures
+
+
+async def test_viewer_cannot_take_over_an_image(tile_client: TestClient, world: World,
+                                                settings: Settings) -> None:
+    viewer, i = world.actors["viewer"], world.image_id
+    own = await _own_project(tile_client, viewer, "Mine")
+    status, body = await call(tile_client, viewer, "POST", f"/api/projects/{own}/images",
+                              {"image_id": i})
+    assert status == 403, body
+    await call(tile_client, viewer, "PATCH", f"/api/projects/{own}", {"public": True},
+               expect=200)
+    failures = await _owner_actions_refused(tile_client, viewer, i, home_viewer=True)
+    assert not failures, "\n".join(failures)
+    # Nothing changed: still private, same name, files on disk.
+    status, _ = await call(tile_client, ANON_ACTOR, "GET", f"/api/images/{i}")
+    assert status == 401
+    _, image = await call(tile_client, world.actors["manager"], "GET", f"/api/images/{i}",
+                          expect=200)
+    assert image["name"] == "slide-1"
+    assert (settings.images_dir / str(i)).is_dir()
+
+
+async def test_non_member_cannot_take_over_an_image_of_a_public_project(
+        tile_client: TestClient, world: World, settings: Settings) -> None:
+    manager, outsider, i = world.actors["manager"], world.actors["outsider"], world.image_id
+    await call(tile_client, manager, "PATCH", f"/api/projects/{world.project_id}",
+               {"public": True}, expect=200)
+    await call(tile_client, outsider, "GET", f"/api/images/{i}", expect=200)
+    own = await _own_project(tile_client, outsider, "Grab")
+    status, body = await call(tile_client, outsider, "POST", f"/api/projects/{own}/images",
+                              {"image_id": i})
+    assert status == 403, body
+    failures = await _owner_actions_refused(tile_client, outsider, i)
+    assert not failures, "\n".join(failures)
+    assert (settings.images_dir / str(i)).is_dir()
+
+
+async def test_a_linked_project_grants_reading_only(tile_client: TestClient, world: World,
+                                                    database_url: str) -> None:
+    """Even where the link exists (made before the fix, or by a contributor), the
+    managers of the project it was linked into get no owner rights, and a public
+    project never makes it writable."""
+    import asyncpg
+
+    outsider, i = world.actors["outsider"], world.image_id
+    own = await _own_project(tile_client, outsider, "Linked before the fix", public=True)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO project_images (project_id, image_id) VALUES ($1, $2)",
+                           own, i)
+    finally:
+        await conn.close()
+    tile_client.app[CATALOG].forget_access()
+    await call(tile_client, outsider, "GET", f"/api/images/{i}", expect=200)
+    await call(tile_client, ANON_ACTOR, "GET", f"/api/images/{i}", expect=200)
+    failures = await _owner_actions_refused(tile_client, outsider, i)
+    assert not failures, "\n".join(failures)
+
+
+async def test_contributor_links_and_the_link_grants_reading(tile_client: TestClient,
+                                                            world: World) -> None:
+    contributor, outsider, i = (world.actors["contributor"], world.actors["outsider"],
+                                world.image_id)
+    own = await _own_project(tile_client, contributor, "Teaching")
+    await call(tile_client, contributor, "POST", f"/api/projects/{own}/images",
+               {"image_id": i}, expect=201)
+    await call(tile_client, contributor, "PUT", f"/api/projects/{own}/members/"
+               f"{outsider.user_id}", {"role": "manager"}, expect=200)
+    await call(tile_client, outsider, "GET", f"/api/images/{i}", expect=200)
+    status, _ = await call(tile_client, outsider, "GET", f"/dzi/{i}.dzi")
+    assert status == 200
+    failures = await _owner_actions_refused(tile_client, outsider, i)
+    assert not failures, "\n".join(failures)
+    # The contributor keeps their home-project rights (rename is contributor-level).
+    await call(tile_client, contributor, "PATCH", f"/api/images/{i}", {"name": "renamed"},
+               expect=200)
+
+
+# --- Issue 11 item 2: signed URLs and share links follow their creator's access ---
+
+@pytest.fixture
+async def other_process(aiohttp_client: Any, settings: Settings) -> TestClient:
+    """A second application on the same database: its own caches and listener, as
+    a second `microtome serve` process would have."""
+    from aiohttp import DummyCookieJar
+
+    from tests.catalog.conftest import make_app
+
+    return await aiohttp_client(make_app(settings, tiles=True), cookie_jar=DummyCookieJar())
+
+
+async def _status_soon(client: TestClient, path: str, want: int, within: float = 3.0) -> int:
+    """Poll `path` anonymously until it answers `want`; the last status.  `within`
+    is well under the caches' 10 s TTL, so passing means the change was pushed."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        status, _ = await call(client, Actor("anon"), "GET", path)
+        if status == want or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.05)
+
+
+async def test_signed_url_ends_with_its_creators_access(
+        tile_client: TestClient, other_process: TestClient, world: World) -> None:
+    viewer, manager, i = world.actors["viewer"], world.actors["manager"], world.image_id
+    _, signed = await call(tile_client, viewer, "POST", f"/api/images/{i}/signed-url", {},
+                           expect=200)
+    tile = signed["dzi"].replace(".dzi", "_files/8/0_0.jpg")
+    for client in (tile_client, other_process):  # both processes cache "allowed"
+        status, _ = await call(client, Actor("anon"), "GET", tile)
+        assert status == 200
+    await call(tile_client, manager, "DELETE",
+               f"/api/projects/{world.project_id}/members/{viewer.user_id}", expect=204)
+    assert await _status_soon(tile_client, tile, 401, within=0) == 401
+    assert await _status_soon(other_process, tile, 401) == 401
+
+
+async def test_signed_url_ends_when_its_creator_is_deleted(
+        tile_client: TestClient, other_process: TestClient, world: World) -> None:
+    viewer, i = world.actors["viewer"], world.image_id
+    _, signed = await call(tile_client, viewer, "POST", f"/api/images/{i}/signed-url", {},
+                           expect=200)
+    status, _ = await call(other_process, Actor("anon"), "GET", signed["dzi"])
+    assert status == 200
+    await call(tile_client, world.actors["admin"], "DELETE", f"/api/users/{viewer.user_id}",
+               expect=204)
+    assert await _status_soon(other_process, signed["dzi"], 401) == 401
+
+
+async def test_deleted_image_is_gone_in_every_process(
+        tile_client: TestClient, other_process: TestClient, world: World) -> None:
+    manager, i = world.actors["manager"], world.image_id
+    _, signed = await call(tile_client, manager, "POST", f"/api/images/{i}/signed-url", {},
+                           expect=200)
+    tile = signed["dzi"].replace(".dzi", "_files/8/0_0.jpg")
+    status, _ = await call(other_process, Actor("anon"), "GET", tile)
+    assert status == 200
+    await call(tile_client, manager, "DELETE", f"/api/images/{i}", expect=204)
+    assert await _status_soon(other_process, tile, 404) == 404
+
+
+async def test_signed_url_lifetime(tile_client: TestClient, world: World,
+                                   settings: Settings) -> None:
+    import time
+
+    viewer, i = world.actors["viewer"], world.image_id
+    _, signed = await call(tile_client, viewer, "POST", f"/api/images/{i}/signed-url", {},
+                           expect=200)
+    import datetime as dt
+
+    left = dt.datetime.fromisoformat(signed["expires_at"]).timestamp() - time.time()
+    assert 0 < left <= settings.signed_url_default_seconds + 5
+    too_long = settings.signed_url_max_seconds + 60
+    status, body = await call(tile_client, viewer, "POST", f"/api/images/{i}/signed-url",
+                              {"expires_in": too_long})
+    assert status == 400 and body["detail"]["max"] == settings.signed_url_max_seconds
+
+
+async def test_share_link_ends_with_its_creators_rights(
+        tile_client: TestClient, other_process: TestClient, world: World) -> None:
+    contributor, manager, i = (world.actors["contributor"], world.actors["manager"],
+                               world.image_id)
+    _, link = await call(tile_client, contributor, "POST", "/api/share-links",
+                         {"image_id": i, "expires_in": 3600}, expect=201)
+    path = f"/dzi/{i}.dzi?share={link['token']}"
+    status, _ = await call(other_process, Actor("anon"), "GET", path)
+    assert status == 200
+    # Demoted to viewer: no longer allowed to share, so the link stops.
+    await call(tile_client, manager, "PUT",
+               f"/api/projects/{world.project_id}/members/{contributor.user_id}",
+               {"role": "viewer"}, expect=200)
+    assert await _status_soon(tile_client, path, 401, within=0) == 401
+    assert await _status_soon(other_process, path, 401) == 401
+
+
+async def test_managers_list_and_revoke_every_link(tile_client: TestClient,
+                                                   world: World) -> None:
+    contributor, manager, viewer, admin = (world.actors[n] for n in
+                                           ("contributor", "manager", "viewer", "admin"))
+    i, p = world.image_id, world.project_id
+    _, link = await call(tile_client, contributor, "POST", "/api/share-links",
+                         {"image_id": i, "expires_in": 3600}, expect=201)
+    for actor in (manager, admin):
+        _, listed = await call(tile_client, actor, "GET", f"/api/share-links?image_id={i}",
+                               expect=200)
+        assert link["id"] in [x["id"] for x in listed["items"]]
+        assert {x["created_by"] for x in listed["items"]} >= {contributor.user_id}
+    _, mine = await call(tile_client, viewer, "GET", "/api/share-links", expect=200)
+    assert mine["total"] == 0
+    await call(tile_client, viewer, "DELETE", f"/api/share-links/{link['id']}", expect=404)
+    _, active = await call(tile_client, manager, "GET",
+                           f"/api/share-links?project_id={p}&active=true", expect=200)
+    assert all(x["revoked_at"] is None for x in active["items"])
+    await call(tile_client, manager, "DELETE", f"/api/share-links/{link['id']}", expect=204)
+    status, _ = await call(tile_client, Actor("anon"), "GET",
+                           f"/dzi/{i}.dzi?share={link['token']}")
+    assert status == 401

@@ -156,3 +156,27 @@ def _stop_if_running(pgdata: Path) -> None:
         return
     if _pid_is_postgres(pid):
         os.kill(pid, signal.SIGTERM)
+
+
+async def test_home_project_backfilled_from_the_earliest_link(empty_db: str,
+                                                              tmp_path: Path) -> None:
+    """0003 gives images that predate it their earliest project as home project."""
+    old = tmp_path / "old"
+    for _, name, path in discover(MIGRATION_DIRS):
+        if name < "0003":
+            _write(old, name, path.read_text())
+    conn = await asyncpg.connect(empty_db)
+    try:
+        await migrate(conn, [old])
+        p1, p2 = [await conn.fetchval("INSERT INTO projects (name) VALUES ($1) RETURNING id", n)
+                  for n in ("home", "linked")]
+        image = await conn.fetchval("INSERT INTO images (name) VALUES ('x') RETURNING id")
+        loose = await conn.fetchval("INSERT INTO images (name) VALUES ('y') RETURNING id")
+        await conn.execute("INSERT INTO project_images (project_id, image_id, added_at)"
+                           " VALUES ($1, $3, now() - interval '1 day'), ($2, $3, now())",
+                           p1, p2, image)
+        assert "0003_image_home_project.sql" in await migrate(conn, MIGRATION_DIRS)
+        homes = dict(await conn.fetch("SELECT id, home_project_id FROM images"))
+        assert homes == {image: p1, loose: None}
+    finally:
+        await conn.close()
