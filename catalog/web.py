@@ -16,7 +16,7 @@ from catalog.migrate import migrate
 from catalog.openapi import SPEC
 from catalog.ratelimit import LOGIN_THROTTLE, LoginThrottle
 from catalog.state import CATALOG, CatalogState
-from microtome.http import Handler, json_response
+from microtome.http import BODY_TIMEOUT, Handler, json_response
 from microtome.settings import Settings
 from pyramid import errors
 
@@ -68,6 +68,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 def setup_catalog(app: web.Application, settings: Settings) -> None:
     """Database pool, migrations, job workers (cleanup_ctx) and every /api route."""
     app[CATALOG] = CatalogState(settings)
+    app[BODY_TIMEOUT] = settings.body_timeout_s
     app.middlewares.append(database_errors)
     setup_access(app, settings)
     app[LOGIN_THROTTLE] = LoginThrottle()

@@ -36,6 +36,19 @@ class Settings:
     tile_threads: int = os.cpu_count() or 2
     #: Encoded-tile cache size, bytes.
     tile_cache_bytes: int = 256 * 1024**2
+    #: Free disk space kept back for the database and conversions: an upload that
+    #: would eat into it is refused (507), a conversion does not start.
+    disk_reserve_bytes: int = 512 * 1024**2
+    #: While the database is unreachable, a credential keeps the tile access it
+    #: had for this long after its last successful check (seconds); 0 = none.
+    outage_grace_s: float = 300.0
+    #: A connection must deliver a complete request head within this many
+    #: seconds of opening or of its previous response, else it is closed.
+    idle_timeout_s: float = 15.0
+    #: Longest silence (seconds) while the server waits for request body bytes.
+    body_timeout_s: float = 60.0
+    #: Idle keep-alive connections kept open at most; the oldest go first.
+    max_idle_connections: int = 100
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -76,6 +89,11 @@ def from_env(**overrides: object) -> Settings:
         "job_workers": _int("MICROTOME_JOB_WORKERS", 1),
         "tile_threads": _int("MICROTOME_TILE_THREADS", os.cpu_count() or 2),
         "tile_cache_bytes": _int("MICROTOME_TILE_CACHE_MB", 256) * 1024**2,
+        "disk_reserve_bytes": _int("MICROTOME_DISK_RESERVE_MB", 512) * 1024**2,
+        "outage_grace_s": float(_int("MICROTOME_OUTAGE_GRACE_S", 300)),
+        "idle_timeout_s": float(_int("MICROTOME_IDLE_TIMEOUT_S", 15)),
+        "body_timeout_s": float(_int("MICROTOME_BODY_TIMEOUT_S", 60)),
+        "max_idle_connections": _int("MICROTOME_MAX_IDLE_CONNECTIONS", 100),
     }
     values.update(overrides)
     if "secret_key" not in values:
