@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +23,30 @@ class CatalogState:
     images: TTLCache[Any] = field(default_factory=lambda: TTLCache(20_000, IMAGE_TTL))
     #: (principal key, image id) -> allowed?
     access: TTLCache[bool] = field(default_factory=lambda: TTLCache(100_000, IMAGE_TTL))
+    #: (credential key, image id) -> the tile resolution last granted to that
+    #: credential.  Only consulted while the database is unreachable; kept for
+    #: settings.outage_grace_s after the last successful check.
+    granted: TTLCache[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.granted = TTLCache(100_000, self.settings.outage_grace_s)
 
     def forget_image(self, image_id: int) -> None:
         self.images.pop(image_id)
         self.access.evict(lambda k: isinstance(k, tuple) and k[-1] == image_id)
+        self.granted.evict(lambda k: isinstance(k, tuple) and k[-1] == image_id)
 
     def forget_access(self) -> None:
         """After membership changes: drop every cached access decision."""
         self.access.clear()
+        self.granted.clear()
+
+    def forget_credential(self, key: Hashable | None) -> None:
+        """A credential was revoked (None: possibly any): no outage grace for it."""
+        if key is None:
+            self.granted.clear()
+        else:
+            self.granted.evict(lambda k: isinstance(k, tuple) and k[0] == key)
 
 
 CATALOG: web.AppKey[CatalogState] = web.AppKey("catalog_state", CatalogState)
