@@ -8,6 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from microtome.http import error_middleware
+from microtome.netguard import install as install_guard
 from microtome.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,6 +31,8 @@ def create_app(settings: Settings) -> web.Application:
 
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
     app[SETTINGS] = settings
+    # Slow and idle clients: see microtome/netguard.py (active under `serve`).
+    install_guard(app, settings.idle_timeout_s, settings.max_idle_connections)
     setup_catalog(app, settings)
     setup_tiles(app, CatalogResolver(app), TileSettings.from_settings(settings))
     setup_annotations(app)

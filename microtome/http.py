@@ -127,6 +127,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         resp = error_response(status_for(exc), exc.message, exc.detail)
         if isinstance(exc, errors.TooManyRequests):
             resp.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, errors.RequestTimeout):
+            resp.force_close()  # the rest of that body is never coming: hang up
         return resp
     except web.HTTPException as exc:
         if exc.status < 400:
