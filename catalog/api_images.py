@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from catalog import images, security
+from catalog import images, jobs, security
 from catalog.access import (
     get_principal,
     image_role,
@@ -73,12 +73,45 @@ async def delete(request: web.Request) -> web.Response:
             raise errors.Conflict("the image is being converted; retry when the job ends")
         await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now()"
                            " WHERE image_id = $1 AND status = 'queued'", image_id)
+        # Uploaded originals kept for a retry go with the image.
+        kept = await conn.fetch("SELECT source_path, extra_paths FROM jobs"
+                                " WHERE image_id = $1 AND delete_source", image_id)
         await conn.execute("DELETE FROM images WHERE id = $1", image_id)
         await images.log_activity(conn, "image.delete", user_id=principal.user_id,
                                   image_id=image_id)
+    settings = request.app[CATALOG].settings
     request.app[CATALOG].forget_image(image_id)
-    await images.remove_image_dir(request.app[CATALOG].settings.images_dir, image_id)
+    await images.remove_image_dir(settings.images_dir, image_id)
+    paths = [p for r in kept for p in (r["source_path"], *r["extra_paths"])]
+    await asyncio.to_thread(_remove_uploads, settings.uploads_dir, paths)
     return web.Response(status=204)
+
+
+def _remove_uploads(uploads_dir: Path, paths: list[str]) -> None:
+    root = uploads_dir.resolve()
+    for p in map(Path, paths):
+        if p.is_relative_to(root):  # never anything outside the uploads folder
+            p.unlink(missing_ok=True)
+
+
+async def retry(request: web.Request) -> web.Response:
+    """Convert a failed image again from its kept original (after a full disk...)."""
+    image_id = path_id(request, "image_id")
+    principal = await require_image_access(request, image_id, write=True)
+    pool = request.app[DB_POOL]
+    status = await pool.fetchval("SELECT status FROM images WHERE id = $1", image_id)
+    if status != "failed":
+        raise errors.Conflict(f"only a failed image can be retried (this one is {status})")
+    src = await jobs.last_source(pool, image_id)
+    paths = [src["source_path"], *src["extra_paths"]] if src is not None else []
+    if not paths or not all([await asyncio.to_thread(_existing_file, p) for p in paths]):
+        raise errors.Conflict("the original file is no longer kept; upload it again")
+    async with pool.acquire() as conn:
+        job = await jobs.retry(conn, image_id)
+    request.app[CATALOG].forget_image(image_id)
+    await images.log_activity(pool, "image.retry", user_id=principal.user_id,
+                              image_id=image_id, detail={"job_id": job["id"]})
+    return json_response(jobs.job_json(job), status=202)
 
 
 async def signed_url(request: web.Request) -> web.Response:
@@ -128,7 +161,7 @@ def _existing_file(path: str) -> bool:
 
 async def original(request: web.Request) -> web.StreamResponse:
     """The source file, when it was kept: imports leave their sources in place,
-    uploads are removed once converted."""
+    uploads are removed once converted (and kept, for a retry, while failed)."""
     image_id = path_id(request, "image_id")
     await require_image_access(request, image_id)
     row = await request.app[DB_POOL].fetchrow(
@@ -152,4 +185,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/images/{image_id}/signed-url", signed_url),
         web.get("/api/images/{image_id}/jobs", image_jobs),
         web.get("/api/images/{image_id}/original", original),
+        web.post("/api/images/{image_id}/retry", retry),
     ]

@@ -22,6 +22,27 @@ log = logging.getLogger("catalog.db")
 
 DB_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("catalog_db_pool", asyncpg.Pool)
 
+#: Exceptions meaning "no database right now" whatever the query was.
+DOWN_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+               asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+               asyncpg.TooManyConnectionsError, asyncpg.InternalClientError, ConnectionError)
+#: SQLSTATE classes meaning "the server is not there for us right now":
+#: connection exception, insufficient resources, operator intervention.
+_DOWN_STATES = ("08", "53", "57P")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Is `exc`, raised by a database call, an outage (retry later) rather than a bug?"""
+    if isinstance(exc, (*DOWN_ERRORS, TimeoutError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        return state.startswith(_DOWN_STATES) or (
+            # "database ... is not currently accepting connections" (maintenance).
+            isinstance(exc, asyncpg.ObjectNotInPrerequisiteStateError)
+            and "accepting connections" in str(exc))
+    return False
+
 
 def _pid_is_postgres(pid: int) -> bool:
     """True when `pid` is alive *and* is a postgres process (pids get reused)."""
@@ -108,8 +129,20 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
+async def _pool_connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, but a server that is not there is a database error: a
+    stopped embedded server's unix socket is gone (FileNotFoundError), which
+    would otherwise look like any file problem (and become a 500, not a 503)."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except OSError as exc:
+        raise asyncpg.ClientCannotConnectError(
+            f"cannot reach the database: {exc.strerror or exc}") from exc
+
+
 async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool:
     """An asyncpg pool whose json/jsonb values are Python objects (orjson codecs)."""
+    kwargs.setdefault("connect", _pool_connect)
     kwargs.setdefault("min_size", 1)
     kwargs.setdefault("max_size", 10)
     kwargs.setdefault("command_timeout", 60)

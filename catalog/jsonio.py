@@ -10,6 +10,7 @@ from aiohttp import web
 from jsonschema import Draft202012Validator
 
 from catalog.openapi import SPEC
+from core.http import body_chunks
 from pyramid import errors
 
 #: JSON bodies of the catalog API are small; anything bigger is not ours.
@@ -40,7 +41,7 @@ async def read_json(request: web.Request, schema: str) -> dict[str, Any]:
     size = 0
     # Read to the end (a body may arrive in several pieces), but never keep more
     # than the limit in memory.
-    async for chunk in request.content.iter_any():
+    async for chunk in body_chunks(request, 1 << 16):
         size += len(chunk)
         if size > MAX_BODY:
             raise errors.TooLarge("request body too large", {"limit": MAX_BODY})

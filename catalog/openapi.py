@@ -121,8 +121,11 @@ for _name in ("User", "ApiKey", "Project", "Member", "Image", "Job", "ShareLink"
 
 
 #: Extra errors of operations that take a body or change state.
-_WRITE_ERRORS = {"409": _err("conflicts with the current state"),
+_WRITE_ERRORS = {"408": _err("the request body stopped arriving (body timeout)"),
+                 "409": _err("conflicts with the current state"),
                  "413": _err("request body too large")}
+_NO_SPACE = {"507": _err("not enough space on the server; nothing was lost, retry once "
+                         "space is freed (PATCH: detail.offset is the committed offset)")}
 
 
 def _op(summary: str, ok: str | None, status: str = "200", body: str | None = None,
@@ -211,9 +214,14 @@ def _paths() -> dict[str, Any]:
         "/api/images/{image_id}/signed-url": {
             "post": _op("A short-lived signed token for tile/IIIF/DZI URLs of a private image",
                         "SignedUrl", body="SignedUrlRequest", params=[iid])},
+        "/api/images/{image_id}/retry": {
+            "post": _op("Convert a failed image again from its kept original (contributor); "
+                        "409 when the image is not failed or the original is gone", "Job",
+                        "202", params=[iid], extra=_C409)},
         "/api/images/{image_id}/original": {
             "get": {"summary": "Download the source file, when it was kept (imports keep "
-                               "theirs in place; uploads are removed after conversion)",
+                               "theirs in place; uploads are kept until the image is "
+                               "ready)",
                     "tags": ["catalog"], "parameters": [iid],
                     "responses": {"200": {"description": "the file", "content": {
                         "application/octet-stream": {"schema": {"type": "string",
@@ -244,7 +252,8 @@ def _paths() -> dict[str, Any]:
                                 "project_id, name)",
                      "tags": ["uploads"],
                      "responses": {"201": {"description": "Location of the upload"},
-                                   "413": _err("exceeds the size limit"), **_ERRORS}}},
+                                   "413": _err("exceeds the size limit"), **_NO_SPACE,
+                                   **_ERRORS}}},
         "/api/uploads/{upload_id}": {
             "get": {"summary": "Upload state (JSON)", "tags": ["uploads"],
                     "parameters": [{"name": "upload_id", "in": "path", "required": True,
@@ -264,7 +273,10 @@ def _paths() -> dict[str, Any]:
                                     "415": _err("Content-Type is not "
                                                 "application/offset+octet-stream"),
                                     "413": _err("beyond Upload-Length"),
-                                    "460": _err("checksum mismatch"), **_ERRORS}},
+                                    "408": _err("the body stopped arriving; the bytes "
+                                                "received so far are kept"),
+                                    "460": _err("checksum mismatch"), **_NO_SPACE,
+                                    **_ERRORS}},
             "delete": {"summary": "tus termination", "tags": ["uploads"],
                        "responses": {"204": {"description": "deleted"}, **_ERRORS}}},
     }

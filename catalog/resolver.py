@@ -15,6 +15,11 @@ single requests.)  Accepted, cheapest first:
 The image row (path, version, status) is cached too, so a hot tile path does
 no database round-trip.  It implements ``tileserver``'s `Resolver` protocol
 without importing ``tileserver`` (nothing does): `ImageRef` lives in ``core``.
+
+While the database is unreachable, a credential (cookie, API key, share
+token, signed URL, or none) keeps reading the images it was last granted, for
+``settings.outage_grace_s`` after that grant was last confirmed; anything
+else is a 503.  Revocations made through this process end the grace at once.
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ from aiohttp import web
 
 from catalog import security
 from catalog.access import (
+    SESSION_COOKIE,
     Principal,
+    bearer_token,
     get_principal,
     image_role,
     share_principal,
+    share_token_of,
     user_principal,
 )
-from catalog.db import DB_POOL
+from catalog.db import DB_POOL, unavailable
 from catalog.state import CATALOG
 from catalog.storage import pyramid_path
 from core.imageref import ImageRef
@@ -53,6 +61,20 @@ def _principal_key(p: Principal | None) -> tuple[Any, ...]:
     if p.share is not None:
         return ("share", p.share.share_id)
     return ("user", p.user_id, p.is_admin)
+
+
+def credential_key(request: web.Request, token: str | None) -> Any:
+    """Who is asking, without the database: the same keys the principal cache uses
+    (credential digest, or ("share", link id)), in the order access.py looks."""
+    if token is None:
+        bearer = bearer_token(request)
+        if bearer is not None:
+            return security.digest(bearer)
+        token = share_token_of(request)
+        if token is None:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            return security.digest(cookie) if cookie else ("anon",)
+    return ("share-token", security.digest(token))
 
 
 class CatalogResolver:
@@ -103,9 +125,26 @@ class CatalogResolver:
     async def resolve(self, request: web.Request, image_id: str) -> ImageRef:
         iid, token = split_id(image_id)
         token = token or request.query.get("token")
-        settings = self.app[CATALOG].settings
+        state = self.app[CATALOG]
+        key = (credential_key(request, token), iid)
+        try:
+            ref = await self._checked(request, iid, token)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            granted = state.granted.get(key)
+            if granted is None:
+                raise errors.Unavailable(
+                    "database unavailable; only images opened shortly before are served"
+                ) from None
+            return granted  # type: ignore[no-any-return]
+        state.granted.set(key, ref)
+        return ref
+
+    async def _checked(self, request: web.Request, iid: int, token: str | None) -> ImageRef:
+        """The normal path: credentials and access checked (through the caches)."""
         if token is not None:
-            payload = security.verify(settings.secret_key, token, "tile")
+            payload = security.verify(self.app[CATALOG].settings.secret_key, token, "tile")
             if payload is not None:
                 return await self._signed(payload, iid)
             principal = await share_principal(self.app, token)

@@ -23,6 +23,9 @@ class TTLCache[V]:
         self.ttl = ttl
         self._clock = clock
         self._data: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        #: Called with the key on an explicit pop(), with None on clear() (never on
+        #: expiry): lets a derived cache drop what a revocation invalidates.
+        self.on_forget: list[Callable[[Hashable | None], None]] = []
 
     def get(self, key: Hashable, default: V | None = None) -> V | None:
         item = self._data.get(key)
@@ -46,9 +49,13 @@ class TTLCache[V]:
 
     def pop(self, key: Hashable) -> None:
         self._data.pop(key, None)
+        for listener in self.on_forget:
+            listener(key)
 
     def clear(self) -> None:
         self._data.clear()
+        for listener in self.on_forget:
+            listener(None)
 
     def evict(self, predicate: Callable[[Hashable], bool]) -> None:
         for key in [k for k in self._data if predicate(k)]:

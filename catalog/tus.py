@@ -3,7 +3,13 @@
 Extensions: creation, termination, checksum (sha1, md5, sha256), expiration.
 Bytes go to ``uploads_dir/<id>``; the database row holds the committed offset.
 When the last byte arrives the upload becomes a pending image in its project
-plus a conversion job (the worker removes the file when done).
+plus a conversion job (the worker removes the file once the image is ready;
+a failed conversion keeps it for a retry).
+
+Disk space: a creation whose ``Upload-Length`` does not fit in the free space
+minus ``settings.disk_reserve_bytes`` is refused with 507, and so is a PATCH
+whose bytes cannot be written (ENOSPC, or the reserve reached): the bytes
+written before stay committed, so the client can resume once space is freed.
 
 Metadata (``Upload-Metadata``): ``filename`` (required), ``project_id``
 (required; contributor role needed), ``name`` (optional image name).
@@ -15,8 +21,11 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import errno
 import hashlib
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,8 +36,10 @@ from catalog import images, jobs, security
 from catalog.access import Principal, require_project_role, require_user
 from catalog.db import DB_POOL
 from catalog.state import CATALOG
-from core.http import error_response, json_response
+from core.http import body_chunks, error_response, json_response
 from pyramid import errors
+
+log = logging.getLogger("catalog.tus")
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,checksum,expiration"
@@ -36,6 +47,7 @@ CHECKSUMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 OFFSET_TYPE = "application/offset+octet-stream"
 EXPIRY = dt.timedelta(days=1)
 READ_CHUNK = 1 << 20
+NO_SPACE = "not enough space on the server"
 _LOCKS: web.AppKey[dict[str, asyncio.Lock]] = web.AppKey("tus_locks", dict)
 
 
@@ -101,6 +113,10 @@ async def create(request: web.Request) -> web.Response:
         raise errors.InvalidRequest("Upload-Metadata needs a numeric project_id")
     project_id = int(raw_project)
     await require_project_role(request, project_id, "contributor")
+    available = await asyncio.to_thread(available_bytes, settings.uploads_dir,
+                                        settings.disk_reserve_bytes)
+    if length > available:
+        raise errors.InsufficientStorage(NO_SPACE, {"length": length, "available": available})
     name = (meta.get("name") or filename)[:255]
     upload_id = security.new_token(18)
     path = _upload_path(request, upload_id)
@@ -119,6 +135,31 @@ async def create(request: web.Request) -> web.Response:
 
 def _http_date(when: dt.datetime) -> str:
     return when.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def available_bytes(directory: Path, reserve: int) -> int:
+    """Blocking: bytes that may still be written under `directory`, keeping `reserve` free."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return max(0, shutil.disk_usage(directory).free - reserve)
+
+
+class _NoSpace(Exception):
+    """A chunk could not be written: the disk is full or the reserve is reached."""
+
+
+def _write(fh: BinaryIO, chunk: bytes, reserve: int) -> None:
+    """Blocking: write all of `chunk` or raise _NoSpace (then nothing of it counts)."""
+    if reserve and shutil.disk_usage(os.path.dirname(fh.name)).free - len(chunk) < reserve:
+        raise _NoSpace
+    view = memoryview(chunk)
+    try:
+        while view:
+            n = fh.write(view)
+            view = view[n or 0:]
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _NoSpace from None
+        raise
 
 
 def _create_file(path: Path) -> None:
@@ -171,7 +212,9 @@ def _checksum(request: web.Request) -> tuple[Any, bytes] | None:
 
 
 def _open_at(path: Path, offset: int) -> BinaryIO:
-    fh = open(path, "r+b")
+    # Unbuffered: a failed write must not leave bytes in a buffer that a later
+    # flush would try (and fail) to write again.
+    fh = open(path, "r+b", buffering=0)
     fh.truncate(offset)  # drop bytes a broken earlier PATCH may have left past the offset
     fh.seek(offset)
     return fh
@@ -179,7 +222,6 @@ def _open_at(path: Path, offset: int) -> BinaryIO:
 
 def _finish(fh: BinaryIO, keep: int) -> None:
     fh.truncate(keep)
-    fh.flush()
     os.fsync(fh.fileno())
     fh.close()
 
@@ -212,17 +254,23 @@ async def _patch_locked(request: web.Request, upload_id: str,
         raise errors.TooLarge("body goes past Upload-Length", {"length": length})
     check = _checksum(request)
     path = _upload_path(request, upload_id)
+    reserve = request.app[CATALOG].settings.disk_reserve_bytes
     fh = await asyncio.to_thread(_open_at, path, offset)
-    written, broken, too_long = 0, False, False
+    written, broken, too_long, full = 0, False, False, False
+    stalled: errors.RequestTimeout | None = None
     try:
-        async for chunk in request.content.iter_chunked(READ_CHUNK):
+        async for chunk in body_chunks(request, READ_CHUNK):
             if offset + written + len(chunk) > length:
                 too_long = True
                 break
             if check is not None:
                 check[0].update(chunk)
-            await asyncio.to_thread(fh.write, chunk)
+            await asyncio.to_thread(_write, fh, chunk, reserve)
             written += len(chunk)
+    except _NoSpace:
+        full = True
+    except errors.RequestTimeout as exc:
+        stalled = exc
     except (asyncio.CancelledError, Exception) as exc:
         # The client went away mid-chunk: keep what arrived (unless it must be
         # verified by a checksum) so that HEAD + PATCH can resume from there.
@@ -231,9 +279,17 @@ async def _patch_locked(request: web.Request, upload_id: str,
             keep = offset if check is not None else offset + written
             await asyncio.shield(_commit(pool, fh, upload_id, keep))
             raise
-    bad_sum = check is not None and not broken and check[0].digest() != check[1]
-    keep = offset if (too_long or bad_sum or (broken and check is not None)) else offset + written
+    bad_sum = check is not None and not (broken or full) and check[0].digest() != check[1]
+    partial = broken or full or stalled is not None
+    keep = offset if (too_long or bad_sum or (partial and check is not None)) else offset + written
     await _commit(pool, fh, upload_id, keep)
+    if full:
+        log.warning("upload %s: disk full at offset %d", upload_id, keep)
+        resp = error_response(507, NO_SPACE, {"offset": keep})
+        resp.headers.update(_headers(**{"Upload-Offset": str(keep)}))
+        return resp
+    if stalled is not None:
+        raise stalled
     if too_long:
         raise errors.TooLarge("body goes past Upload-Length", {"length": length})
     if bad_sum:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
 from catalog.access import ACCESS, setup_access
-from catalog.db import DB_POOL, create_pool, start_embedded
+from catalog.db import DB_POOL, DOWN_ERRORS, create_pool, start_embedded, unavailable
 from catalog.events import EVENTS, AccessEvents, listening
 from catalog.jobs import recover_stale
 from catalog.migrate import migrate
@@ -21,7 +21,7 @@ from catalog.openapi import SPEC
 from catalog.ratelimit import LOGIN_THROTTLE, LoginThrottle
 from catalog.state import CATALOG, CatalogState
 from catalog.storage import image_dir
-from core.http import Handler, json_response
+from core.http import BODY_TIMEOUT, Handler, json_response
 from core.pixels import PIXELS
 from core.settings import Settings
 from pyramid import errors
@@ -30,35 +30,19 @@ log = logging.getLogger("catalog.web")
 WORKERS: web.AppKey[object] = web.AppKey("catalog_workers", object)
 
 
-_DB_DOWN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-            asyncpg.TooManyConnectionsError, asyncpg.InternalClientError, ConnectionError)
-#: SQLSTATE classes meaning "the server is not there for us right now":
-#: connection exception, insufficient resources, operator intervention.
-_DOWN_STATES = ("08", "53", "57P")
-
-
-def _unavailable(exc: asyncpg.PostgresError) -> bool:
-    state = getattr(exc, "sqlstate", "") or ""
-    return state.startswith(_DOWN_STATES) or (
-        # "database ... is not currently accepting connections" (maintenance).
-        isinstance(exc, asyncpg.ObjectNotInPrerequisiteStateError)
-        and "accepting connections" in str(exc))
-
-
 @web.middleware
 async def database_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A database that restarts or is unreachable is a 503 (retry), never a 500."""
     try:
         return await handler(request)
-    except _DB_DOWN as exc:
+    except DOWN_ERRORS as exc:
         log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
         raise errors.Unavailable("database unavailable; retry shortly") from None
     except asyncpg.DataError as exc:
         # Values PostgreSQL refuses (out of range, bad encoding) are the client's fault.
         raise errors.InvalidRequest("invalid value", type(exc).__name__) from None
     except asyncpg.PostgresError as exc:
-        if not _unavailable(exc):
+        if not unavailable(exc):
             raise
         log.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
         raise errors.Unavailable("database unavailable; retry shortly") from None
@@ -83,8 +67,9 @@ def _apply_event(app: web.Application) -> Callable[[str, Any], None]:
             _close_image(app, int(value))
         elif kind == "cred":
             principals.pop(bytes.fromhex(str(value)))
+            state.forget_credential(bytes.fromhex(str(value)))
         else:
-            state.access.clear()
+            state.drop_access()
             # Share links and creators hold decisions made with the old rights.
             principals.evict(lambda k: isinstance(k, tuple) and k[0] in ("share", "uid"))
             if kind == "all":
@@ -116,8 +101,12 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     app[CATALOG] = CatalogState(settings)
     events = app[EVENTS] = AccessEvents(_apply_event(app))
     app[CATALOG].publish = events.publish
+    app[BODY_TIMEOUT] = settings.body_timeout_s
     app.middlewares.append(database_errors)
     setup_access(app, settings)
+    # Revocations (logout, key and share-link revocation, user deletion) also end
+    # the outage grace of the credential.
+    app[ACCESS].principals.on_forget.append(app[CATALOG].forget_credential)
     app[LOGIN_THROTTLE] = LoginThrottle()
     tus.setup(app)
 

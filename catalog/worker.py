@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno
 import hashlib
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,10 @@ POLL_S = 5.0
 BEAT_S = 1.0
 #: Seconds between sweeps for jobs whose worker vanished without a trace.
 RECOVER_EVERY_S = 30
+#: Per-attempt output folders inside an image's directory: ``.attempt-<n>``.
+ATTEMPT_PREFIX = ".attempt-"
+#: prctl(2) option: signal to receive when the parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 # --------------------------------------------------------------------------- worker side
@@ -50,17 +60,25 @@ def _sha256(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def run_conversion(src: Path, image_dir: Path, options: dict[str, Any] | None,
-                   progress: Any, extra: list[Path] | None = None) -> tuple[Any, str]:
+def attempt_dir(image_dir: Path, attempt: int) -> Path:
+    """Where attempt `attempt` writes: its own folder, so a late worker never shares one."""
+    return image_dir / f"{ATTEMPT_PREFIX}{attempt}"
+
+
+def run_conversion(src: Path, out_dir: Path, options: dict[str, Any] | None,
+                   progress: Any, extra: list[Path] | None = None,
+                   reserve: int = 0) -> tuple[Any, str]:
     """Blocking: convert `src` (plus the rest of its series) into
-    ``image_dir/image.ome.zarr``; (result, checksum of the first file)."""
+    ``out_dir/image.ome.zarr``; (result, checksum of the first file)."""
     for path in [src, *(extra or [])]:
         if not path.is_file():
             raise errors.SourceError("the source file is gone")
     checksum = _sha256(src)
-    # Whatever an earlier, interrupted attempt left here is garbage.
-    shutil.rmtree(image_dir, ignore_errors=True)
-    image_dir.mkdir(parents=True, exist_ok=True)
+    # Whatever an earlier run of this very attempt left here is garbage.
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if reserve and shutil.disk_usage(out_dir).free < reserve:
+        raise errors.DiskFull("free disk space is below the configured reserve")
     # Imported here: the web process never loads the converter stack.
     from converters import ConvertOptions, convert
 
@@ -72,7 +90,7 @@ def run_conversion(src: Path, image_dir: Path, options: dict[str, Any] | None,
         raise errors.SourceError(f"bad conversion options: {exc}") from None
     # Multi-file formats (MRXS...) arrive as a zip; the converter opens zips itself.
     source: Path | list[Path] = [src, *extra] if extra else src
-    result = convert(source, image_dir / STORE_NAME, opts, progress=progress)
+    result = convert(source, out_dir / STORE_NAME, opts, progress=progress)
     return result, checksum
 
 
@@ -80,92 +98,160 @@ def _cleanup_source(src: Path) -> None:
     src.unlink(missing_ok=True)
 
 
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, errors.DiskFull) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+
+
 async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
-                      images_dir: Path) -> str:
-    """Run one claimed job to its end; returns the job's new status."""
+                      images_dir: Path, reserve: int = 0) -> str:
+    """Run one claimed job to its end; returns the job's new status ('lost' when
+    another attempt took the job over meanwhile: then nothing is published)."""
     src, image_id = Path(job["source_path"]), job["image_id"]
     if image_id is None:  # the image was deleted after the job was queued
         await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now()"
                            " WHERE id = $1", job["id"])
         return "cancelled"
     image_dir = images_dir / str(image_id)
+    out_dir = attempt_dir(image_dir, job["attempts"])
     latest: list[float | None] = [None]
 
     def on_progress(p: Any) -> None:
         latest[0] = float(getattr(p, "fraction", p))
 
     task = asyncio.ensure_future(asyncio.to_thread(
-        run_conversion, src, image_dir, job["options"], on_progress,
-        [Path(p) for p in job["extra_paths"]]))
+        run_conversion, src, out_dir, job["options"], on_progress,
+        [Path(p) for p in job["extra_paths"]], reserve))
     while not task.done():
         await asyncio.wait({task}, timeout=BEAT_S)
         with contextlib.suppress(asyncpg.PostgresError, OSError):
-            await jobs.heartbeat(conn, job["id"], name, latest[0])
+            await jobs.heartbeat(conn, job, latest[0])
     try:
         result, checksum = task.result()
-    except errors.SourceError as exc:
-        status = await jobs.fail(conn, job, exc.message or "cannot read the source", False)
-    except Exception:
-        log.exception("job %s failed", job["id"])
-        status = await jobs.fail(conn, job, "conversion failed (internal error)", True)
+    except BaseException as exc:  # every failure is recorded (KeyboardInterrupt re-raised)
+        status = await _record_failure(conn, job, exc)
     else:
-        status = await _record_success(conn, job, result, checksum, image_dir)
+        status = await _publish(conn, job, result, checksum, image_dir, out_dir)
+    if status != "done":
+        await asyncio.to_thread(shutil.rmtree, out_dir, True)
     if status == "failed":
-        await asyncio.to_thread(shutil.rmtree, image_dir, True)
-    if job["delete_source"] and status in ("done", "failed"):
+        await asyncio.to_thread(_remove_if_empty, image_dir)
+    # An uploaded original is kept until the image is ready: a failed conversion
+    # can be retried from it (POST /api/images/{id}/retry).
+    if job["delete_source"] and status == "done":
         await asyncio.to_thread(_cleanup_source, src)
     return status
 
 
-async def _record_success(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
-                          checksum: str, image_dir: Path) -> str:
+async def _record_failure(conn: asyncpg.Connection, job: asyncpg.Record,
+                          exc: BaseException) -> str:
+    if _disk_full(exc):
+        # Retrying by itself would fail again: stop, say why, keep the original.
+        log.warning("job %s: disk full", job["id"])
+        return await jobs.fail(conn, job, jobs.DISK_FULL, False)
+    if isinstance(exc, errors.SourceError):
+        return await jobs.fail(conn, job, exc.message or "cannot read the source", False)
+    if not isinstance(exc, Exception):
+        raise exc
+    log.error("job %s failed", job["id"], exc_info=exc)
+    return await jobs.fail(conn, job, "conversion failed (internal error)", True)
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def _move_into_place(out_dir: Path, image_dir: Path) -> None:
+    """Blocking: the attempt's finished pyramid becomes ``image_dir/image.ome.zarr``
+    (atomic rename; an earlier, never-registered copy is replaced)."""
+    dst = image_dir / STORE_NAME
+    old = None
+    if dst.exists():
+        old = image_dir / f"{ATTEMPT_PREFIX}replaced-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(dst, old)
+    os.rename(out_dir / STORE_NAME, dst)
+    fd = os.open(image_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_other_attempts(image_dir: Path) -> None:
+    """After publishing: folders of crashed or superseded attempts are garbage."""
+    for p in image_dir.glob(ATTEMPT_PREFIX + "*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
+                   checksum: str, image_dir: Path, out_dir: Path) -> str:
+    """Make the attempt's pyramid the image's — only while this attempt holds the lease.
+
+    The job row stays locked from the lease check to the commit, so a re-queue
+    (which updates that row) cannot slip in between the check and the rename."""
     async with conn.transaction():
         alive = await conn.fetchval("SELECT 1 FROM images WHERE id = $1 FOR UPDATE",
                                     job["image_id"])
-        mine = await conn.fetchval(
-            "SELECT 1 FROM jobs WHERE id = $1 AND status = 'running' AND worker = $2",
-            job["id"], job["worker"])
-        if alive and mine:
+        if not await jobs.holds_lease(conn, job):
+            log.warning("job %s attempt %s lost its lease; not publishing",
+                        job["id"], job["attempts"])
+            return "lost"
+        if alive:
+            await asyncio.to_thread(_move_into_place, out_dir, image_dir)
             await mark_ready(conn, job["image_id"], result, checksum)
         await conn.execute(
             """UPDATE jobs SET status = CASE WHEN $2 THEN 'done' ELSE 'cancelled' END,
                    progress = 1, error = NULL, finished_at = now()
-               WHERE id = $1 AND status = 'running'""", job["id"], bool(alive))
+               WHERE id = $1""", job["id"], bool(alive))
     if not alive:
         await asyncio.to_thread(shutil.rmtree, image_dir, True)
         return "cancelled"
+    await asyncio.to_thread(_remove_other_attempts, image_dir)
     return "done"
 
 
-async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
-    """A worker whose server died (even SIGKILL) stops instead of lingering."""
-    while not stop.is_set():
-        if os.getppid() != parent:
-            log.warning("server process %s is gone; worker exiting", parent)
-            stop.set()
-            return
-        await asyncio.sleep(1.0)
+def die_with_parent(parent: int) -> None:
+    """A worker must not outlive its server (even a SIGKILLed one): it would go on
+    converting and publishing images the catalog never hears of.
+
+    Linux: the kernel SIGKILLs us when the parent's spawning thread ends
+    (PR_SET_PDEATHSIG).  Everywhere: a watchdog thread ends the process at once
+    when the parent pid changes.  Both end the converter threads too, which
+    cancelling the event loop could not."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        log.warning("server process %s is gone; worker exiting", parent)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 async def worker_loop(dsn: str, images_dir: Path, index: int,
-                      stop: asyncio.Event | None = None, parent: int | None = None) -> None:
+                      stop: asyncio.Event | None = None, reserve: int = 0) -> None:
     name = jobs.worker_name(index)
     stop = stop or asyncio.Event()
-    if parent is not None:
-        watcher = asyncio.create_task(_watch_parent(parent, stop))
-        # A stop request must also interrupt a queue wait or a running job.
-        watcher.add_done_callback(lambda _: _cancel_main(main_task))
-    main_task = asyncio.current_task()
     while not stop.is_set():
         try:
-            await _serve_queue(dsn, images_dir, name, stop)
+            await _serve_queue(dsn, images_dir, name, stop, reserve)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The database restarted or is unreachable: back off and reconnect.
             log.warning("worker %s lost the database (%s); reconnecting", name, exc)
             await asyncio.sleep(2.0)
 
 
-async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Event) -> None:
+async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Event,
+                       reserve: int) -> None:
     conn = await connect(dsn)
     wake = asyncio.Event()
     try:
@@ -177,23 +263,22 @@ async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Even
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), POLL_S)
                 continue
-            log.info("worker %s: job %s (image %s)", name, job["id"], job["image_id"])
-            await process_job(conn, job, name, images_dir)
+            log.info("worker %s: job %s attempt %s (image %s)", name, job["id"],
+                     job["attempts"], job["image_id"])
+            await process_job(conn, job, name, images_dir, reserve)
     finally:
         with contextlib.suppress(Exception):
             await conn.close()
 
 
-def _cancel_main(task: asyncio.Task[object] | None) -> None:
-    if task is not None and not task.done():
-        task.cancel()
-
-
-def worker_main(dsn: str, images_dir: str, index: int, parent: int | None = None) -> None:
+def worker_main(dsn: str, images_dir: str, index: int, parent: int | None = None,
+                reserve: int = 0) -> None:
     """Entry point of a worker process (spawned, so nothing is inherited)."""
+    if parent is not None:
+        die_with_parent(parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(worker_loop(dsn, Path(images_dir), index, parent=parent))
+        asyncio.run(worker_loop(dsn, Path(images_dir), index, reserve=reserve))
 
 
 # --------------------------------------------------------------------------- pool side
@@ -207,7 +292,12 @@ class WorkerPool:
         self.images_dir = settings.images_dir
         self.size = size
         self.db = db
+        self.reserve = settings.disk_reserve_bytes
         self._ctx = multiprocessing.get_context("spawn")
+        # Workers are started from this one long-lived thread: PR_SET_PDEATHSIG
+        # fires when the *thread* that started a child ends, so not a pool thread
+        # that might be retired.
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="worker-spawner")
         self.procs: list[Any] = [None] * size
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -219,17 +309,22 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> Any:
         proc = self._ctx.Process(target=worker_main, name=f"microtome-worker-{index}",
-                                 args=(self.dsn, str(self.images_dir), index, os.getpid()),
+                                 args=(self.dsn, str(self.images_dir), index, os.getpid(),
+                                       self.reserve),
                                  daemon=True)
         proc.start()
         return proc
+
+    async def _start_one(self, index: int) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._spawner, self._spawn, index)
 
     async def start(self) -> None:
         # Workers may run elsewhere in the tree: hand them an absolute path.
         self.images_dir = await asyncio.to_thread(self.images_dir.resolve)
         await asyncio.to_thread(self.images_dir.mkdir, parents=True, exist_ok=True)
         for i in range(self.size):
-            self.procs[i] = await asyncio.to_thread(self._spawn, i)
+            self.procs[i] = await self._start_one(i)
         self._task = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
@@ -245,7 +340,7 @@ class WorkerPool:
                 log.warning("conversion worker %s exited (code %s); restarting",
                             proc.pid, proc.exitcode)
                 await self._requeue(i, proc.pid)
-                self.procs[i] = await asyncio.to_thread(self._spawn, i)
+                self.procs[i] = await self._start_one(i)
 
     async def _requeue(self, index: int, pid: int | None) -> None:
         if pid is None:
@@ -296,3 +391,4 @@ class WorkerPool:
                 await asyncio.to_thread(proc.join, 5)
             await self._requeue(i, proc.pid)
         self.procs = [None] * self.size
+        self._spawner.shutdown(wait=False)

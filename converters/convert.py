@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pyramid.errors import Conflict, MicrotomeError, SourceError, StorageError
+from pyramid.errors import Conflict, DiskFull, MicrotomeError, SourceError, StorageError
 from pyramid.layout import Channel, ImageMeta, Level, level_sizes
 
 from .base import SourceInfo, SourceReader
@@ -286,8 +286,8 @@ def _map_error(e: BaseException) -> BaseException:
     if isinstance(e, MemoryError):
         return SourceError("out of memory while converting")
     if isinstance(e, OSError):
-        if e.errno == errno.ENOSPC:
-            return StorageError("cannot write output: no space left on device")
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFull("cannot write output: no space left on device")
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return StorageError(f"cannot write output: {e.strerror}")
         return StorageError(f"I/O error: {e.strerror or e}")

@@ -7,8 +7,9 @@ generic 500 so that nothing internal leaks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypedDict
 
 import orjson
@@ -30,6 +31,29 @@ MAX_HEADER_FIELD_BYTES = 16 * 1024
 #: Longest query string we accept (raw, still percent-encoded), bytes.  Tile
 #: and API requests need a few hundred; this bounds the work of parsing one.
 MAX_QUERY_BYTES = 8 * 1024
+
+
+#: Longest silence (seconds) while a handler waits for request body bytes;
+#: the application sets it from settings.body_timeout_s.
+BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout_s", float)
+DEFAULT_BODY_TIMEOUT_S = 60.0
+
+
+async def body_chunks(request: web.Request, size: int) -> AsyncIterator[bytes]:
+    """The request body in chunks of at most `size` bytes; a client that stops
+    sending for longer than the body timeout gets RequestTimeout (408) instead of
+    holding the handler (and its socket) forever."""
+    timeout = request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S)
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await request.content.read(size)
+        except TimeoutError:
+            raise errors.RequestTimeout("the request body stopped arriving",
+                                        {"timeout_s": timeout}) from None
+        if not chunk:
+            return
+        yield chunk
 
 
 class ParserLimits(TypedDict):
@@ -58,6 +82,8 @@ STATUS: dict[type[errors.MicrotomeError], int] = {
     # Damaged stored data is permanent, not a temporary outage: a 4xx the
     # client should not retry (issue 4 lists it among the bad inputs).
     errors.StorageError: 422,
+    errors.InsufficientStorage: 507,
+    errors.RequestTimeout: 408,
 }
 
 
@@ -101,6 +127,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         resp = error_response(status_for(exc), exc.message, exc.detail)
         if isinstance(exc, errors.TooManyRequests):
             resp.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, errors.RequestTimeout):
+            resp.force_close()  # the rest of that body is never coming: hang up
         return resp
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -20,7 +20,9 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_UPLOAD_MAX_BYTES", "MICROTOME_JOB_WORKERS", "MICROTOME_TILE_THREADS",
          "MICROTOME_TILE_CACHE_MB", "MICROTOME_DECODED_CACHE_MB", "MICROTOME_TILE_MAX_AGE",
          "MICROTOME_SIGNED_URL_DEFAULT_SECONDS", "MICROTOME_SIGNED_URL_MAX_SECONDS",
-         "MICROTOME_SHARE_LINK_MAX_SECONDS"}
+         "MICROTOME_SHARE_LINK_MAX_SECONDS", "MICROTOME_DISK_RESERVE_MB",
+         "MICROTOME_OUTAGE_GRACE_S", "MICROTOME_IDLE_TIMEOUT_S", "MICROTOME_BODY_TIMEOUT_S",
+         "MICROTOME_MAX_IDLE_CONNECTIONS"}
 
 
 class SettingsError(SystemExit):
@@ -78,6 +80,19 @@ class Settings:
     signed_url_max_seconds: int = 12 * 3600
     #: Longest lifetime of a share link, seconds.
     share_link_max_seconds: int = 365 * 86400
+    #: Free disk space kept back for the database and conversions: an upload that
+    #: would eat into it is refused (507), a conversion does not start.
+    disk_reserve_bytes: int = 512 * 1024**2
+    #: While the database is unreachable, a credential keeps the tile access it
+    #: had for this long after its last successful check (seconds); 0 = none.
+    outage_grace_s: float = 300.0
+    #: A connection must deliver a complete request head within this many
+    #: seconds of opening or of its previous response, else it is closed.
+    idle_timeout_s: float = 15.0
+    #: Longest silence (seconds) while the server waits for request body bytes.
+    body_timeout_s: float = 60.0
+    #: Idle keep-alive connections kept open at most; the oldest go first.
+    max_idle_connections: int = 100
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     #: Where the built front-end assets are.
@@ -178,6 +193,11 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
                                           minimum=60),
         "share_link_max_seconds": env.int("MICROTOME_SHARE_LINK_MAX_SECONDS", 365 * 86400,
                                           minimum=60),
+        "disk_reserve_bytes": env.int("MICROTOME_DISK_RESERVE_MB", 512) * 1024**2,
+        "outage_grace_s": float(env.int("MICROTOME_OUTAGE_GRACE_S", 300, maximum=86400)),
+        "idle_timeout_s": float(env.int("MICROTOME_IDLE_TIMEOUT_S", 15, minimum=1)),
+        "body_timeout_s": float(env.int("MICROTOME_BODY_TIMEOUT_S", 60, minimum=1)),
+        "max_idle_connections": env.int("MICROTOME_MAX_IDLE_CONNECTIONS", 100, minimum=1),
         "tiles": tile_settings_from_env(env.environ),
     }
     values.update(overrides)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from core.http import error_middleware
 from core.settings import Settings
+from microtome.netguard import install as install_guard
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -45,6 +46,8 @@ def create_app(settings: Settings) -> web.Application:
 
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
     app[SETTINGS] = settings
+    # Slow and idle clients: see microtome/netguard.py (active under `serve`).
+    install_guard(app, settings.idle_timeout_s, settings.max_idle_connections)
     setup_catalog(app, settings, migration_dirs=MIGRATION_DIRS, openapi=openapi_document())
     setup_tiles(app, CatalogResolver(app), settings.tiles)
     setup_annotations(app)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import errno
 import logging
 import socket
 import sys
+from typing import Any
 
 from core.settings import from_env, warn_unknown
 
@@ -30,10 +33,24 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+async def _serve(app: Any, host: str, port: int, announce: Any) -> None:
+    """Until SIGINT/SIGTERM: the app on host:port, slow and idle clients guarded."""
+    from core.http import parser_limits
+    from microtome.netguard import start_site
+
+    # Raised parser limits: long requests get our JSON error, not aiohttp's plain text.
+    runner = await start_site(app, host, port, handle_signals=True, access_log=None,
+                              **parser_limits())
+    try:
+        announce()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from core.http import parser_limits
     from microtome.app import create_app
 
     warn_unknown()
@@ -49,12 +66,11 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     url = f"http://{args.host}:{args.port}/"
 
-    def announce(_msg: str) -> None:
+    def announce() -> None:
         print(f"Microtome is running at {url}  (Ctrl-C to stop)", flush=True)
 
-    # Raised parser limits: long requests get our JSON error, not aiohttp's plain text.
-    web.run_app(create_app(settings), host=args.host, port=args.port, print=announce,
-                access_log=None, **parser_limits())
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(_serve(create_app(settings), args.host, args.port, announce))
     return 0
 
 

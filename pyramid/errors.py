@@ -81,3 +81,16 @@ class UnsupportedFormat(SourceError):
 
 class StorageError(MicrotomeError):
     """A stored pyramid is damaged or missing on disk."""
+
+
+class InsufficientStorage(MicrotomeError):
+    """The server's disk is (nearly) full: nothing was lost, retry once space is freed
+    (HTTP 507)."""
+
+
+class DiskFull(StorageError):
+    """Writing output failed because the filesystem is full (ENOSPC / quota)."""
+
+
+class RequestTimeout(MicrotomeError):
+    """The client stopped sending the request body (HTTP 408)."""

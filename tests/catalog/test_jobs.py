@@ -119,8 +119,12 @@ async def test_failed_conversion_says_why(worker_client: TestClient, testdata: P
     assert job["error"] and "/" not in job["error"] and "\n" not in job["error"]
     _, image = await call(client, admin, "GET", f"/api/images/{state['image_id']}", expect=200)
     assert image["status"] == "failed"
-    assert not (settings.uploads_dir / upload_id).exists()
+    # The original is kept until the image is ready (a retry starts from it)...
+    assert (settings.uploads_dir / upload_id).exists()
     assert not (settings.images_dir / str(state["image_id"])).exists()
+    # ...and goes with the image.
+    await call(client, admin, "DELETE", f"/api/images/{state['image_id']}", expect=204)
+    assert not (settings.uploads_dir / upload_id).exists()
 
 
 def _big_tiff(path: Path, side: int = 12288, tile: int = 512) -> None:
@@ -168,7 +172,10 @@ async def test_sigkilled_worker_leaves_nothing_half_done(tmp_path: Path,
                                                    owner_id=None, project_id=None)
             job_id = await jobs.enqueue(conn, image_id=image_id, source_path=str(src))
         dst = settings.images_dir / str(image_id) / storage.STORE_NAME
-        partial = dst.with_name(dst.name + ".partial")
+
+        def partial(attempt: int) -> Path:
+            """Every attempt writes in its own folder."""
+            return dst.parent / f".attempt-{attempt}" / (storage.STORE_NAME + ".partial")
 
         async def fetch(jid: int) -> asyncpg.Record:
             return await pool.fetchrow("SELECT * FROM jobs WHERE id = $1", jid)
@@ -178,14 +185,17 @@ async def test_sigkilled_worker_leaves_nothing_half_done(tmp_path: Path,
         since = time.time() - 1  # ctime granularity
         await first.start()
         first._stopping = True  # supervisor off: nobody notices the death
-        await _kill_mid_conversion(first, partial, since)
-        assert not dst.exists() and partial.exists()
+        await _kill_mid_conversion(first, partial(1), since)
+        assert not dst.exists() and partial(1).exists()
         row = await fetch(job_id)
         assert row["status"] == "running"
         assert await pool.fetchval("SELECT status FROM images WHERE id = $1",
                                    image_id) == "converting"
-        # 2. Start-up recovery re-queues it (its worker's pid is gone).
+        # 2. Start-up recovery re-queues it (its worker's pid is gone); the image
+        #    follows its job back to waiting.
         assert await jobs.recover_stale(pool) == [job_id]
+        assert await pool.fetchval("SELECT status FROM images WHERE id = $1",
+                                   image_id) == "pending"
         # 3. A new pool; this time its worker is killed under a live supervisor,
         #    which re-queues the job and starts a fresh worker.
         second = WorkerPool(database_url, settings, 1, db=pool)
@@ -193,7 +203,7 @@ async def test_sigkilled_worker_leaves_nothing_half_done(tmp_path: Path,
         since = time.time()
         await second.start()
         try:
-            await _kill_mid_conversion(second, partial, since)
+            await _kill_mid_conversion(second, partial(2), since)
             row = await _wait_job(fetch, job_id, ("done", "failed"))
         finally:
             await second.stop()
@@ -201,7 +211,7 @@ async def test_sigkilled_worker_leaves_nothing_half_done(tmp_path: Path,
         assert row["attempts"] == 3
         img = await pool.fetchrow("SELECT * FROM images WHERE id = $1", image_id)
         assert (img["status"], img["width"], img["height"]) == ("ready", 12288, 12288)
-        assert dst.is_dir() and not partial.exists()
+        assert dst.is_dir() and not partial(3).exists()
         assert sorted(p.name for p in dst.parent.iterdir()) == [storage.STORE_NAME]
         pyr = open_pyramid(dst)
         assert (pyr.meta.width, pyr.meta.height) == (12288, 12288)

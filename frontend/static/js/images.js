@@ -19,6 +19,7 @@ export function imageCard(im, actions = {}) {
       el("span", {}, statusBadge(im.status || "ready"), im.error ? el("span", { class: "error", style: "font-size:.8rem" }, ` ${im.error}`) : null)),
   );
   const buttons = [];
+  if (actions.onRetry && im.status === "failed") buttons.push(el("button", { type: "button", "aria-label": `Retry conversion of ${im.name}`, onclick: () => actions.onRetry(im) }, "Retry"));
   if (actions.onRename) buttons.push(el("button", { type: "button", "aria-label": `Rename ${im.name}`, onclick: () => actions.onRename(im) }, "Rename"));
   if (actions.onDelete) buttons.push(el("button", { type: "button", class: "danger", "aria-label": `Delete ${im.name}`, onclick: () => actions.onDelete(im) }, "Delete"));
   if (buttons.length) card.append(el("div", { class: "actions" }, buttons));

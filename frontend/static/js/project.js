@@ -80,6 +80,7 @@ export async function loadImages() {
   const actions = {
     projectId: state.id,
     onRename: can("contributor") ? renameImage : null,
+    onRetry: can("contributor") ? retryImage : null,
     onDelete: can("manager") ? deleteImage : null,
   };
   $("#grid").replaceChildren(...(list.length ? list.map((im) => imageCard(im, actions))
@@ -102,6 +103,15 @@ async function renameImage(im) {
     await api(`images/${im.id}`, { method: "PATCH", body: { name } });
     loadImages();
   } catch (e) { toast(`Rename failed: ${e.message}`, "error"); }
+}
+
+// A failed conversion (a full disk, say) runs again from the kept original.
+async function retryImage(im) {
+  try {
+    await api(`images/${im.id}/retry`, { method: "POST" });
+    toast(`Converting "${im.name}" again`);
+    loadImages();
+  } catch (e) { toast(`Retry failed: ${e.message}`, "error"); }
 }
 
 async function deleteImage(im) {

@@ -40,6 +40,15 @@ function xhr(method, url, { headers = {}, body = null, onProgress = null, signal
   });
 }
 
+// 507: the server's disk is full.  Not retried by itself (it will not change
+// in seconds); the bytes already sent are kept, so "Retry" resumes.
+const NO_SPACE = "not enough space on the server";
+
+function failure(req) {
+  if (req.status === 507) return new UploadError(NO_SPACE, 507, false);
+  return new UploadError(serverMessage(req), req.status, req.status >= 500 || req.status === 423);
+}
+
 function serverMessage(req) {
   try {
     const data = JSON.parse(req.responseText);
@@ -68,7 +77,7 @@ export class TusUpload {
   async create() {
     const meta = Object.entries(this.metadata).map(([k, v]) => `${k} ${b64(v)}`).join(",");
     const req = await xhr("POST", this.endpoint, { headers: { "Upload-Length": String(this.file.size), "Upload-Metadata": meta }, signal: this.controller.signal });
-    if (req.status !== 201) throw new UploadError(serverMessage(req), req.status, req.status >= 500);
+    if (req.status !== 201) throw failure(req);
     this.url = new URL(req.getResponseHeader("Location"), location.origin).pathname;
     localStorage.setItem(this.key, this.url);
     this.offset = 0;
@@ -100,7 +109,7 @@ export class TusUpload {
       return;
     }
     if (req.status === 409) { await this.resumeOffset(); return; }
-    throw new UploadError(serverMessage(req), req.status, req.status >= 500 || req.status === 423);
+    throw failure(req);
   }
 
   /** Upload everything; resolves with the upload URL.  Retries transient failures. */
