@@ -189,7 +189,7 @@ class AsyncClient:
     async def share_info(self, token: str) -> dict[str, Any]:
         """What a share token grants (its images), as the server describes it."""
         return await self.t.json("GET", "/api/share",  # type: ignore[no-any-return]
-                                 headers={"X-Share-Token": token})
+                                 headers={"X-Share-Token": token}, auth=False)
 
     # -- terms and annotations by id -------------------------------------------------
     async def update_term(self, project_id: int, term_id: int, **changes: Any) -> Term:

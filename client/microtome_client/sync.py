@@ -77,6 +77,15 @@ def wrap(value: Any, loop: _Loop) -> Any:
     return value
 
 
+def _unwrap(value: Any) -> Any:
+    """Arguments go to async methods as the records they wrap (lists too)."""
+    if isinstance(value, Sync):
+        return value._target
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Sync) for v in value):
+        return type(value)(_unwrap(v) for v in value)
+    return value
+
+
 async def _await(value: Any) -> Any:
     return await value
 
@@ -95,6 +104,8 @@ class Sync:
         if callable(attr) and not isinstance(attr, type):
             @functools.wraps(attr)
             def call(*args: Any, **kwargs: Any) -> Any:
+                args = tuple(_unwrap(a) for a in args)
+                kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
                 return wrap(attr(*args, **kwargs), self._loop)
 
             return call

@@ -77,9 +77,10 @@ class Transport:
         return h
 
     async def _send(self, method: str, path: str, *, stream: bool, idempotent: bool | None,
-                    **kw: Any) -> httpx.Response:
+                    auth: bool = True, **kw: Any) -> httpx.Response:
         retry = method in IDEMPOTENT if idempotent is None else idempotent
-        headers = self.headers(method, kw.pop("headers", None))
+        extra = kw.pop("headers", None)
+        headers = self.headers(method, extra) if auth else dict(extra or {})
         attempt = 0
         while True:
             try:
@@ -106,7 +107,8 @@ class Transport:
 
     async def request(self, method: str, path: str, *, idempotent: bool | None = None,
                       **kw: Any) -> httpx.Response:
-        """The whole answer (read); errors raise `APIError` subclasses."""
+        """The whole answer (read); errors raise `APIError` subclasses.  ``auth=False``
+        sends no credentials (e.g. to ask what a share token alone grants)."""
         return await self._send(method, path, stream=False, idempotent=idempotent, **kw)
 
     async def json(self, method: str, path: str, **kw: Any) -> Any:
