@@ -112,3 +112,17 @@ def test_download_original(client: Any, live_server: Any, ready_images: dict[str
     out = image.download_original(tmp_path / "copy.jpg")
     assert out.read_bytes() == (testdata / "sample.jpg").read_bytes()
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_raw_route_checks_access_like_the_tile_routes(live_server: Any,
+                                                      ready_images: dict[str, int]) -> None:
+    import httpx
+
+    iid = ready_images["fluo16.tif"]
+    region = f"{live_server.url}/images/{iid}/region.npy?x=0&y=0&w=8&h=8"
+    meta = f"{live_server.url}/images/{iid}/metadata"
+    anon = [httpx.get(u, timeout=30) for u in (region, meta)]
+    assert anon[0].status_code == anon[1].status_code >= 400
+    assert anon[0].json()["error"]
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    assert httpx.get(region, headers=auth, timeout=30).status_code == 200
