@@ -16,7 +16,9 @@ import asyncio
 import base64
 import json
 import os
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import APIError, ConnectionFailed, ConversionFailed, MicrotomeError, NotFound
 from .models import Image
+
+try:
+    import fcntl
+except ImportError:  # Windows: the thread lock alone
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from .core import AsyncClient
@@ -52,7 +59,14 @@ class UploadResult:
 
 
 class StateFile:
-    """``{key: {"upload_id", "image_id"?}}`` in a JSON file, rewritten atomically."""
+    """``{key: {"upload_id", "image_id"?}}`` in a JSON file, rewritten atomically.
+
+    Parallel uploads update it from several threads (and scripts may run side by
+    side): each read-modify-write holds a thread lock and, where available, an
+    advisory lock on a ``.lock`` file beside it.
+    """
+
+    _lock = threading.Lock()
 
     def __init__(self, path: str | Path | None = None) -> None:
         default = Path.home() / ".cache" / "microtome-client" / "uploads.json"
@@ -69,15 +83,18 @@ class StateFile:
         return self._load().get(key)
 
     def put(self, key: str, value: dict[str, Any] | None) -> None:
-        data = self._load()
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(self.path)
+        with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._load()
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(self.path)
 
 
 def state_key(url: str, project_id: int, path: Path) -> str:
