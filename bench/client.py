@@ -57,11 +57,14 @@ def bench_region(client: Any, slide: Path, image: Any, reps: int, record: Record
     spots = {"aligned": (4096, 4096), "unaligned": (4096 + 77, 4096 + 131)}
     for name, (x, y) in spots.items():
         x, y = min(x, meta.width - REGION), min(y, meta.height - REGION)
-        t_client, t_local = [], []
-        for _ in range(reps):  # interleaved, so both see the same machine load
+        t_client, t_raw, t_local = [], [], []
+        for _ in range(reps):  # interleaved, so all see the same machine load
             t0 = time.perf_counter()
             got = image.region(x, y, REGION, REGION)
             t_client.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            raw = image.region(x, y, REGION, REGION, format="npy")
+            t_raw.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             with openslide.OpenSlide(str(slide)) as s:
                 ref = np.asarray(s.read_region((x, y), 0, (REGION, REGION)))[..., :3]
@@ -71,11 +74,13 @@ def bench_region(client: Any, slide: Path, image: Any, reps: int, record: Record
         record({"suite": "client-region", "spot": name, "size": REGION, "reps": reps,
                 "client_s": mid_client, "client_best_s": min(t_client),
                 "openslide_s": mid_local, "openslide_best_s": min(t_local),
-                "ratio": mid_client / mid_local, "mean_abs_diff": round(mae, 2)})
+                "ratio": mid_client / mid_local, "mean_abs_diff": round(mae, 2),
+                "client_npy_s": statistics.median(t_raw),
+                "npy_equal": bool(np.array_equal(raw, got))})
 
 
 _UPLOAD_PROBE = """
-import resource, sys, time
+import sys, time
 from microtome_client import Client
 url, key, project, path = sys.argv[1:5]
 with Client(url, api_key=key, timeout=120) as c:
@@ -83,7 +88,9 @@ with Client(url, api_key=key, timeout=120) as c:
     (r,) = c.upload(path, project=int(project), wait=False, progress=False, reupload=True,
                     state_file=path + ".state.json")
     dt = time.perf_counter() - t0
-print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.error or "")
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec (the parent's peak would show).
+hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(dt, hwm, r.error or "")
 """
 
 
@@ -207,7 +214,8 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"{r['reps']}: client over loopback **{r['client_s']:.2f} s** vs openslide "
                 f"local read {r['openslide_s']:.2f} s = **{r['ratio']:.2f}x** (best "
                 f"{r['client_best_s']:.2f} / {r['openslide_best_s']:.2f} s; mean abs pixel "
-                f"difference {r['mean_abs_diff']})")
+                f"difference {r['mean_abs_diff']}); the same region as raw `.npy` blocks "
+                f"(`format=\"npy\"`): {r['client_npy_s']:.2f} s")
         elif s == "client-upload":
             lines.append(f"- Upload (tus, one file of {r['bytes'] / 1024**2:.0f} MB, loopback): "
                          f"**{r['mb_per_s']:.0f} MB/s**, client peak RSS "

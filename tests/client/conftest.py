@@ -133,3 +133,54 @@ def fluo16() -> Any:
     yy, xx = np.mgrid[0:900, 0:1100].astype(np.uint32)
     return np.stack([(xx * 37 + yy) % 65536, (yy * 61) % 65536, (xx ^ yy) * 13 % 65536],
                     axis=-1).astype(np.uint16)
+
+
+class CuttingProxy:
+    """A loopback TCP proxy that drops one connection after ``cut_after`` bytes from the
+    client: a network failure in the middle of an upload's body."""
+
+    def __init__(self, upstream_port: int, cut_after: int) -> None:
+        import socket
+        import threading
+
+        self.upstream, self.cut_after, self.cuts = upstream_port, cut_after, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                down, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            self._threading.Thread(target=self._pump, args=(down, up, True), daemon=True).start()
+            self._threading.Thread(target=self._pump, args=(up, down, False),
+                                   daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, from_client: bool) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if from_client and self.cuts == 0 and sent + len(data) > self.cut_after:
+                    self.cuts += 1
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        import socket
+
+        for s in (src, dst):  # shutdown wakes the other direction's blocked recv
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.sock.close()

@@ -11,7 +11,7 @@ import shapely
 from microtome_client import Unprocessable
 from shapely.geometry import Point, box
 
-from tests.client.conftest import PASSWORD, LiveServer, unique
+from tests.client.conftest import PASSWORD, CuttingProxy, LiveServer, unique
 
 
 @pytest.fixture
@@ -123,3 +123,31 @@ def test_a_viewer_cannot_annotate(client: Any, live_server: LiveServer,
         assert mine.annotations(project=project.id).count() == 0
         with pytest.raises(Forbidden):
             mine.create_annotation(box(0, 0, 5, 5), project=project.id)
+
+
+def test_import_cut_off_midway_stores_nothing(client: Any, live_server: LiveServer,
+                                              setup: tuple[Any, Any, Any],
+                                              tmp_path: Path) -> None:
+    """Ctrl-C (or a dead network) while the file is on its way: the server's import is
+    all or nothing, and the client never sends a POST twice."""
+    from microtome_client import Client, ConnectionFailed
+
+    project, image, _ = setup
+    features = [{"type": "Feature", "properties": {"classification": {"name": "cell"}},
+                 "geometry": box(5 + (i % 200) * 10, 5 + (i // 200) * 10,
+                                 12 + (i % 200) * 10, 12 + (i // 200) * 10).__geo_interface__}
+                for i in range(20_000)]
+    path = tmp_path / "cells.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    assert path.stat().st_size > 3_000_000
+    port = int(live_server.url.rsplit(":", 1)[1])
+    proxy = CuttingProxy(port, cut_after=1_000_000)
+    try:
+        with Client(f"http://127.0.0.1:{proxy.port}", api_key=live_server.api_key) as c, \
+                pytest.raises(ConnectionFailed):
+            c.image(image.id).import_annotations(path, project=project.id)
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert image.annotations(project=project.id).count() == 0
+    assert "cell" not in {t.name for t in project.terms()}

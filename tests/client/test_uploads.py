@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.client.conftest import LiveServer, unique
+from tests.client.conftest import CuttingProxy, LiveServer, unique
 
 SVS = "CMU-1-Small-Region.svs"
 
@@ -88,3 +88,25 @@ def test_upload_refused_for_a_viewer_is_a_per_file_error(
                                   progress=False, state_file=tmp_path / "s.json")
     assert not result.ok and "403" in result.error
     assert list(project.images()) == []
+
+
+def test_dropped_connection_mid_upload_resumes_in_place(
+        client: Any, live_server: LiveServer, testdata: Path, tmp_path: Path) -> None:
+    from microtome_client import Client
+
+    port = int(live_server.url.rsplit(":", 1)[1])
+    proxy = CuttingProxy(port, cut_after=700_000)
+    project = client.create_project(unique("dropped"))
+    size = (testdata / SVS).stat().st_size
+    offsets: list[int] = []
+    try:
+        with Client(f"http://127.0.0.1:{proxy.port}", api_key=live_server.api_key) as c:
+            (result,) = c.upload(testdata / SVS, project=project.id, state_file=tmp_path / "s",
+                                 progress=lambda p, d, t: offsets.append(d))
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert result.ok, result.error
+    assert any(0 < o < size for o in offsets), offsets  # resumed from the server's offset
+    assert offsets[-1] == size
+    assert [i.id for i in project.images()] == [result.image.id]
