@@ -1,12 +1,14 @@
 """Pixels into numpy: regions (tiled, parallel, stitched), thumbnails, tiles, originals.
 
 Coordinates are level-0 pixels, origin top-left (as IIIF and annotations).
-RGB images are read through IIIF in tiles aligned to the stored chunks, so
-the server sends stored JPEG chunks as they are; other images (fluorescence,
-16-bit, many channels) through ``/images/{id}/region.npy``, which answers the
-stored values in their dtype.  A region is fetched as at most ``parallel``
-tiles at a time into one preallocated array: memory is the answer plus a few
-tiles, whatever the region's size.
+RGB slides are read through IIIF in tiles aligned to the stored chunks, so the
+server sends the stored JPEG chunks as they are (no decode or encode there);
+other images (fluorescence, 16-bit, many channels) through
+``/images/{id}/region.npy``, which answers the stored values in their dtype,
+in blocks of 2048 pixels aligned to the stored chunks (``format="npy"`` asks
+for that on RGB slides too: the decoded chunks, pixel for pixel).  Blocks are
+fetched at most ``parallel`` at a time into one preallocated array: memory is
+the answer plus a few blocks, whatever the region's size.
 """
 
 from __future__ import annotations
@@ -124,11 +126,25 @@ def _objective_power(original: Any) -> float | None:
 
 def _decode(data: bytes, fmt: str) -> np.ndarray:
     if fmt == "npy":
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        return decode_npy(data)
     from PIL import Image as PILImage
 
     with PILImage.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    """A read-only view of an ``.npy`` body (no copy: the caller copies it into place)."""
+    buf = io.BytesIO(data)
+    version = np.lib.format.read_magic(buf)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+    if dtype.hasobject:
+        raise ValueError("object arrays are not pixels")
+    arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=buf.tell())
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def resize(arr: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
@@ -191,6 +207,9 @@ class _Reader:
 
 
 def _format(meta: ImageMetadata, fmt: str) -> str:
+    # RGB slides: IIIF tiles that are stored JPEG chunks, sent as they are (~10x fewer
+    # bytes than raw, and measured faster than raw blocks even on loopback: the server
+    # does no decoding).  Everything else: raw blocks in the stored dtype.
     if fmt == "auto":
         return "jpg" if meta.kind == "rgb" else "npy"
     if fmt == "raw":
@@ -255,7 +274,7 @@ async def _outside(image: Image, x: int, y: int, w: int, h: int, level: int) -> 
     """The server decides about regions not inside the image: its 400 becomes the error."""
     params = {"x": x, "y": y, "w": w, "h": h, "level": level}
     resp = await image.client.t.request("GET", f"/images/{image.id}/region.npy", params=params)
-    return np.load(io.BytesIO(resp.content), allow_pickle=False)
+    return decode_npy(resp.content).copy()
 
 
 async def thumbnail(image: Image, size: int) -> np.ndarray:
@@ -282,10 +301,10 @@ async def iter_tiles(image: Image, level: int, *, channels: Sequence[int] | None
             pending.append((b, asyncio.ensure_future(reader.fetch(b))))
             if len(pending) >= PARALLEL:
                 done, task = pending.pop(0)
-                yield (done.x, done.y, done.w, done.h), await task
+                yield (done.x, done.y, done.w, done.h), np.array(await task)
         while pending:
             done, task = pending.pop(0)
-            yield (done.x, done.y, done.w, done.h), await task
+            yield (done.x, done.y, done.w, done.h), np.array(await task)
     finally:
         for _, task in pending:
             task.cancel()
