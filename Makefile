@@ -27,7 +27,7 @@ help:
 	@echo "make bench  - benchmarks against peers (writes bench/RESULTS.md); make bench-quick: < 2 min guard"
 	@echo "make clean  - remove the virtualenv, node modules and var/ (database, images)"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	@py=$$($(FIND_PYTHON)); \
 	if [ -z "$$py" ]; then \
 	  echo "error: Python 3.12 or newer is required and none was found." >&2; \
@@ -36,6 +36,7 @@ $(VENV)/.installed: pyproject.toml
 	[ -x $(PY) ] || $$py -m venv $(VENV) || { echo "error: could not create $(VENV) with $$py (missing python3-venv?)" >&2; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e './client[all]'
 	@touch $@
 
 frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
@@ -67,7 +68,7 @@ test: deps chromium
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core pyramid converters tileserver catalog annotations microtome bench
+	$(VENV)/bin/mypy core pyramid converters tileserver catalog annotations microtome bench client/microtome_client
 	$(VENV)/bin/lint-imports
 
 # Peers' Python packages (large_image) come from the `bench` extra; Debian's

@@ -1,0 +1,42 @@
+"""Python client for Microtome: ``Client`` (synchronous) and ``AsyncClient``."""
+
+from ._version import __version__
+from .core import AsyncClient
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequest,
+    Conflict,
+    ConnectionFailed,
+    ConversionFailed,
+    Forbidden,
+    MicrotomeError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TooLarge,
+    Unprocessable,
+)
+from .models import (
+    Annotation,
+    ApiKey,
+    Image,
+    ImageMetadata,
+    Job,
+    Member,
+    Project,
+    ShareLink,
+    Term,
+    User,
+)
+from .sync import Client
+from .transport import RetryPolicy
+from .uploads import UploadResult
+
+__all__ = [
+    "APIError", "Annotation", "ApiKey", "AsyncClient", "AuthenticationError", "BadRequest",
+    "Client", "Conflict", "ConnectionFailed", "ConversionFailed", "Forbidden", "Image",
+    "ImageMetadata", "Job", "Member", "MicrotomeError", "NotFound", "Project", "RateLimited",
+    "RetryPolicy", "ServerError", "ShareLink", "Term", "TooLarge", "Unprocessable",
+    "UploadResult", "User", "__version__",
+]

@@ -1,0 +1,256 @@
+"""`AsyncClient`: the whole API surface, written once (the sync `Client` wraps it)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .models import (
+    Annotation,
+    ApiKey,
+    Image,
+    Job,
+    Project,
+    Record,
+    ShareLink,
+    Term,
+    User,
+)
+from .transport import RetryPolicy, Transport
+
+R = TypeVar("R", bound=Record)
+
+
+class AsyncClient:
+    """A connection to one Microtome server.
+
+    ``AsyncClient(url, api_key=...)`` or ``AsyncClient(url, username=..., password=...)``
+    (the login happens on first use), or ``await client.login(user, password)``.
+    Every call has a timeout (``timeout`` seconds, default 30); idempotent calls are
+    retried on 503 and connection errors (``retry``).
+    """
+
+    def __init__(self, url: str, api_key: str | None = None, *, username: str | None = None,
+                 password: str | None = None, timeout: float = 30.0,
+                 retry: RetryPolicy | None = None, max_connections: int = 16,
+                 verify: bool | str = True) -> None:
+        self.t = Transport(url, api_key=api_key, timeout=timeout, retry=retry,
+                           max_connections=max_connections, verify=verify)
+        self._pending_login = (username, password) if username and password else None
+
+    @property
+    def url(self) -> str:
+        return self.t.url
+
+    async def __aenter__(self) -> AsyncClient:
+        await self._ensure_login()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.t.aclose()
+
+    async def _ensure_login(self) -> None:
+        if self._pending_login:
+            user, password = self._pending_login
+            self._pending_login = None
+            await self.login(user, password)
+
+    # -- helpers ---------------------------------------------------------------------
+    async def paginate(self, path: str, model: type[R], params: Mapping[str, Any] | None = None,
+                       *, page_size: int = 100) -> AsyncIterator[R]:
+        """Items of a ``{"items", "total", "limit", "offset"}`` list, one page at a time."""
+        await self._ensure_login()
+        offset = 0
+        while True:
+            query = {**(params or {}), "limit": page_size, "offset": offset}
+            page = await self.t.json("GET", path, params=query)
+            items = page.get("items", [])
+            for item in items:
+                yield model.from_json(item, self)
+            offset += len(items)
+            if not items or offset >= page.get("total", offset):
+                return
+
+    async def _get(self, model: type[R], path: str) -> R:
+        await self._ensure_login()
+        return model.from_json(await self.t.json("GET", path), self)
+
+    async def _post(self, model: type[R], path: str, body: Any) -> R:
+        await self._ensure_login()
+        return model.from_json(await self.t.json("POST", path, json=body), self)
+
+    async def _delete(self, path: str, params: Mapping[str, Any] | None = None) -> None:
+        await self._ensure_login()
+        await self.t.request("DELETE", path, params=params)
+
+    # -- session, users, keys --------------------------------------------------------
+    async def login(self, username: str, password: str) -> User:
+        body = await self.t.login(username, password)
+        return User.from_json(body["user"], self)
+
+    async def logout(self) -> None:
+        await self._delete("/api/session")
+        self.t.csrf = None
+
+    async def me(self) -> User:
+        await self._ensure_login()
+        body = await self.t.json("GET", "/api/session")
+        return User.from_json(body["user"], self)
+
+    async def needs_setup(self) -> bool:
+        return bool((await self.t.json("GET", "/api/setup"))["needs_setup"])
+
+    async def setup(self, username: str, password: str) -> User:
+        """Create the first administrator of a new server (and log in as it)."""
+        body = await self.t.json("POST", "/api/setup",
+                                 json={"username": username, "password": password})
+        self.t.csrf = body.get("csrf_token")
+        return User.from_json(body["user"], self)
+
+    def users(self, page_size: int = 100) -> AsyncIterator[User]:
+        return self.paginate("/api/users", User, page_size=page_size)
+
+    async def user(self, user_id: int) -> User:
+        return await self._get(User, f"/api/users/{int(user_id)}")
+
+    async def create_user(self, username: str, password: str, is_admin: bool = False) -> User:
+        return await self._post(User, "/api/users", {"username": username,
+                                                     "password": password,
+                                                     "is_admin": is_admin})
+
+    async def delete_user(self, user: int | User) -> None:
+        await self._delete(f"/api/users/{_id(user)}")
+
+    def api_keys(self, page_size: int = 100) -> AsyncIterator[ApiKey]:
+        return self.paginate("/api/api-keys", ApiKey, page_size=page_size)
+
+    async def create_api_key(self, name: str) -> ApiKey:
+        """A new key; its secret is in ``.key`` (shown once)."""
+        return await self._post(ApiKey, "/api/api-keys", {"name": name})
+
+    async def revoke_api_key(self, key: int | ApiKey) -> None:
+        await self._delete(f"/api/api-keys/{_id(key)}")
+
+    # -- projects, images, jobs ------------------------------------------------------
+    def projects(self, page_size: int = 100) -> AsyncIterator[Project]:
+        return self.paginate("/api/projects", Project, page_size=page_size)
+
+    async def project(self, project: int | str | Project) -> Project:
+        """A project by id, or by exact name (case-insensitive)."""
+        if isinstance(project, str) and not project.isdigit():
+            async for p in self.projects():
+                if p.name.lower() == project.lower():
+                    return p
+            from .errors import NotFound
+
+            raise NotFound(404, f"no project named {project!r}")
+        return await self._get(Project, f"/api/projects/{_id(project)}")
+
+    async def create_project(self, name: str, description: str = "",
+                             public: bool = False) -> Project:
+        return await self._post(Project, "/api/projects",
+                                {"name": name, "description": description, "public": public})
+
+    def images(self, *, q: str | None = None, status: str | None = None,
+               sort: str | None = None, page_size: int = 100) -> AsyncIterator[Image]:
+        params = {k: v for k, v in (("q", q), ("status", status), ("sort", sort)) if v}
+        return self.paginate("/api/images", Image, params, page_size=page_size)
+
+    async def image(self, image: int | Image) -> Image:
+        return await self._get(Image, f"/api/images/{_id(image)}")
+
+    def jobs(self, page_size: int = 100) -> AsyncIterator[Job]:
+        return self.paginate("/api/jobs", Job, page_size=page_size)
+
+    async def job(self, job_id: int) -> Job:
+        return await self._get(Job, f"/api/jobs/{int(job_id)}")
+
+    # -- sharing ---------------------------------------------------------------------
+    def share_links(self, page_size: int = 100) -> AsyncIterator[ShareLink]:
+        return self.paginate("/api/share-links", ShareLink, page_size=page_size)
+
+    async def create_share_link(self, *, image: int | Image | None = None,
+                                project: int | Project | None = None,
+                                expires_in: int = 7 * 86400) -> ShareLink:
+        body: dict[str, Any] = {"expires_in": expires_in}
+        if image is not None:
+            body["image_id"] = _id(image)
+        if project is not None:
+            body["project_id"] = _id(project)
+        return await self._post(ShareLink, "/api/share-links", body)
+
+    async def revoke_share_link(self, link: int | ShareLink) -> None:
+        await self._delete(f"/api/share-links/{_id(link)}")
+
+    async def share_info(self, token: str) -> dict[str, Any]:
+        """What a share token grants (its images), as the server describes it."""
+        return await self.t.json("GET", "/api/share",  # type: ignore[no-any-return]
+                                 headers={"X-Share-Token": token}, auth=False)
+
+    # -- terms and annotations by id -------------------------------------------------
+    async def update_term(self, project_id: int, term_id: int, **changes: Any) -> Term:
+        await self._ensure_login()
+        return Term.from_json(await self.t.json(
+            "PATCH", f"/api/projects/{project_id}/terms/{term_id}", json=changes), self)
+
+    async def delete_term(self, project_id: int, term_id: int, force: bool = False) -> None:
+        await self._delete(f"/api/projects/{project_id}/terms/{term_id}",
+                           {"force": "true"} if force else None)
+
+    async def annotation(self, annotation_id: int) -> Annotation:
+        await self._ensure_login()
+        return Annotation.from_feature(
+            await self.t.json("GET", f"/api/annotations/{int(annotation_id)}"), self)
+
+    async def update_annotation(self, annotation_id: int, geometry: Any = None, *,
+                                terms: Iterable[int | Term] | None = None,
+                                data: dict[str, Any] | None = None) -> Annotation:
+        from .annotations import annotation_body
+
+        await self._ensure_login()
+        body = annotation_body(geometry, terms=terms, data=data, partial=True)
+        return Annotation.from_feature(await self.t.json(
+            "PATCH", f"/api/annotations/{int(annotation_id)}", json=body), self)
+
+    async def delete_annotation(self, annotation_id: int) -> None:
+        await self._delete(f"/api/annotations/{int(annotation_id)}")
+
+    async def annotation_image(self, annotation_id: int, mode: str = "crop",
+                               fmt: str = "png", **params: Any) -> bytes:
+        """The annotation's crop or mask picture (``mode`` "crop" | "mask"), encoded."""
+        if mode not in ("crop", "mask") or fmt not in ("png", "jpg", "webp"):
+            raise ValueError("mode must be crop or mask, fmt png, jpg or webp")
+        await self._ensure_login()
+        resp = await self.t.request("GET", f"/api/annotations/{int(annotation_id)}/{mode}.{fmt}",
+                                    params=params)
+        return resp.content
+
+    # -- uploads ---------------------------------------------------------------------
+    async def upload(self, paths: str | Path | Iterable[str | Path], project: int | Project,
+                     **opts: Any) -> list[Any]:
+        """`Project.upload` for a project id."""
+        from .uploads import upload_files
+
+        await self._ensure_login()
+        return await upload_files(self, _id(project), paths, **opts)
+
+    async def upload_state(self, upload_id: str) -> dict[str, Any]:
+        await self._ensure_login()
+        return await self.t.json("GET", f"/api/uploads/{upload_id}")  # type: ignore[no-any-return]
+
+    async def cancel_upload(self, upload_id: str) -> None:
+        await self._delete(f"/api/uploads/{upload_id}")
+
+    # -- the API document ------------------------------------------------------------
+    async def openapi(self) -> dict[str, Any]:
+        return await self.t.json("GET", "/api/openapi.json")  # type: ignore[no-any-return]
+
+
+def _id(obj: Any) -> int:
+    if isinstance(obj, Record):
+        return int(obj.id)  # type: ignore[attr-defined]
+    return int(obj)

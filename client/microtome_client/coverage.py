@@ -1,0 +1,87 @@
+"""Which client method covers each operation of ``/api/openapi.json``.
+
+Kept by hand and checked by a test against the live document: a new server
+route without a client method (or a stale entry here) fails the test suite.
+Names are ``Class.method`` of `AsyncClient` or the records (the sync `Client`
+mirrors them).
+"""
+
+from __future__ import annotations
+
+COVERAGE: dict[str, str] = {
+    "GET /api/setup": "AsyncClient.needs_setup",
+    "POST /api/setup": "AsyncClient.setup",
+    "GET /api/session": "AsyncClient.me",
+    "POST /api/session": "AsyncClient.login",
+    "DELETE /api/session": "AsyncClient.logout",
+    "GET /api/users": "AsyncClient.users",
+    "POST /api/users": "AsyncClient.create_user",
+    "GET /api/users/{user_id}": "AsyncClient.user",
+    "DELETE /api/users/{user_id}": "AsyncClient.delete_user",
+    "GET /api/api-keys": "AsyncClient.api_keys",
+    "POST /api/api-keys": "AsyncClient.create_api_key",
+    "DELETE /api/api-keys/{key_id}": "AsyncClient.revoke_api_key",
+    "GET /api/projects": "AsyncClient.projects",
+    "POST /api/projects": "AsyncClient.create_project",
+    "GET /api/projects/{project_id}": "AsyncClient.project",
+    "PATCH /api/projects/{project_id}": "Project.update",
+    "DELETE /api/projects/{project_id}": "Project.delete",
+    "GET /api/projects/{project_id}/members": "Project.members",
+    "POST /api/projects/{project_id}/members": "Project.add_member",
+    "PUT /api/projects/{project_id}/members/{user_id}": "Project.set_member_role",
+    "DELETE /api/projects/{project_id}/members/{user_id}": "Project.remove_member",
+    "GET /api/projects/{project_id}/images": "Project.images",
+    "POST /api/projects/{project_id}/images": "Project.add_image",
+    "DELETE /api/projects/{project_id}/images/{image_id}": "Project.remove_image",
+    "GET /api/images": "AsyncClient.images",
+    "GET /api/images/{image_id}": "AsyncClient.image",
+    "PATCH /api/images/{image_id}": "Image.rename",
+    "DELETE /api/images/{image_id}": "Image.delete",
+    "POST /api/images/{image_id}/signed-url": "Image.signed_url",
+    "GET /api/images/{image_id}/original": "Image.download_original",
+    "GET /api/images/{image_id}/jobs": "Image.jobs",
+    "POST /api/images/{image_id}/retry": "Image.retry",
+    "GET /api/jobs": "AsyncClient.jobs",
+    "GET /api/jobs/{job_id}": "AsyncClient.job",
+    "GET /api/share-links": "AsyncClient.share_links",
+    "POST /api/share-links": "AsyncClient.create_share_link",
+    "DELETE /api/share-links/{share_id}": "AsyncClient.revoke_share_link",
+    "GET /api/share": "AsyncClient.share_info",
+    "POST /api/uploads": "Project.upload",
+    "GET /api/uploads/{upload_id}": "AsyncClient.upload_state",
+    "HEAD /api/uploads/{upload_id}": "Project.upload",
+    "PATCH /api/uploads/{upload_id}": "Project.upload",
+    "DELETE /api/uploads/{upload_id}": "AsyncClient.cancel_upload",
+    "GET /api/projects/{project_id}/terms": "Project.terms",
+    "POST /api/projects/{project_id}/terms": "Project.create_term",
+    "GET /api/images/{image_id}/terms": "Image.terms",
+    "PATCH /api/projects/{project_id}/terms/{term_id}": "Term.update",
+    "DELETE /api/projects/{project_id}/terms/{term_id}": "Term.delete",
+    "GET /api/images/{image_id}/annotations": "Image.annotations",
+    "POST /api/images/{image_id}/annotations": "Image.create_annotation",
+    "POST /api/images/{image_id}/annotations/batch": "Image.create_annotations",
+    "POST /api/images/{image_id}/annotations/delete": "Image.delete_annotations",
+    "POST /api/images/{image_id}/annotations/search": "Image.search_annotations",
+    "GET /api/images/{image_id}/annotations/counts": "Image.annotation_counts",
+    "GET /api/images/{image_id}/annotations/stats": "Image.annotation_stats",
+    "POST /api/images/{image_id}/annotations/import": "Image.import_annotations",
+    "GET /api/images/{image_id}/annotations/export": "Image.export_annotations",
+    "GET /api/annotations/{annotation_id}": "AsyncClient.annotation",
+    "PATCH /api/annotations/{annotation_id}": "Annotation.update",
+    "DELETE /api/annotations/{annotation_id}": "Annotation.delete",
+    "GET /api/annotations/{annotation_id}/crop.png": "Annotation.crop",
+    "GET /api/annotations/{annotation_id}/crop.jpg": "Annotation.crop",
+    "GET /api/annotations/{annotation_id}/crop.webp": "Annotation.crop",
+    "GET /api/annotations/{annotation_id}/mask.png": "Annotation.mask",
+    "GET /api/annotations/{annotation_id}/mask.jpg": "Annotation.mask",
+    "GET /api/annotations/{annotation_id}/mask.webp": "Annotation.mask",
+    "GET /api/openapi.json": "AsyncClient.openapi",
+}
+
+#: Pixel routes (not in the OpenAPI document) the client uses.
+PIXEL_ROUTES: dict[str, str] = {
+    "GET /images/{id}/metadata": "Image.fetch_metadata",
+    "GET /images/{id}/region.npy": "Image.region",
+    "GET /iiif/3/{id}/{region}/{size}/{rotation}/{quality}.{format}": "Image.region",
+    "GET /images/{id}/thumbnail.{fmt}": "Image.thumbnail",
+}
