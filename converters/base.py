@@ -10,6 +10,7 @@ origin top-left, y down, already oriented (EXIF/TIFF orientation applied).
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,3 +166,16 @@ def clean_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, np.ndarray):
         return clean_json(value.ravel()[:10000].tolist(), depth + 1)
     return str(value)
+
+
+#: Messages from reader libraries that show their internals (``self.x=0 < 1``,
+#: assertion text, attribute paths) say nothing to a user.
+_INTERNAL = re.compile(r"\bself\.|\b\w+=\S+\s*[<>!=]=?|\b[a-z_]+\.[a-z_]+\(|Traceback|"
+                       r"object has no attribute|NoneType")
+
+
+def short_message(e: BaseException, fallback: str = "damaged or unusual file structure") -> str:
+    """A library exception as one short line a user can read."""
+    text = str(e).strip()
+    msg = text.splitlines()[0][:200] if text else type(e).__name__
+    return fallback if _INTERNAL.search(msg) else msg

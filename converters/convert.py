@@ -177,6 +177,10 @@ def channel_meta(meta: ImageMeta, info: SourceInfo, tally: Tally) -> tuple[Chann
         hi = max((r[1] for r in ranges), default=1.0)
         if src is not None and src.window:
             lo, hi = src.window
+        elif dt == np.uint8:
+            # 8-bit grey is shown as stored (a photo or a scan, not a
+            # measurement): stretching is for 16-bit and float data.
+            lo, hi = 0.0, 255.0
         if dt.kind in "ui":
             info_ = np.iinfo(dt)
             wmin, wmax = float(info_.min), float(info_.max)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pyramid.errors import SourceError, UnsupportedFormat
 
-from .base import SourceReader, check_dimensions
+from .base import SourceReader, check_dimensions, short_message
 
 Src = Path | Sequence[Path]
 
@@ -219,8 +219,7 @@ def open_source(path: Src | str) -> SourceReader:
     except MemoryError as e:
         raise SourceError("image too large to open") from e
     except Exception as e:  # a reader library failing in its own way
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise SourceError(f"cannot open {name}: {msg}") from e
+        raise SourceError(f"cannot open {name}: {short_message(e)}") from e
     try:
         check_dimensions(reader.info)
     except SourceError:

@@ -52,6 +52,9 @@ class PilReader(SourceReader):
             levels=[(w, h)], lossy=lossy, notes=notes,
             channels=[] if rgb else _channels(n),
         )
+        if "1-bit samples stored as uint8 0/1" in notes:
+            for ch in self.info.channels:
+                ch.window = (0.0, 1.0)
 
     def read_region(self, x: int, y: int, w: int, h: int, t: int = 0, z: int = 0,
                     channels: list[int] | None = None) -> np.ndarray:
