@@ -133,6 +133,15 @@ def _open_tiff(p: Probe, fmt: str) -> SourceReader:
 
 def _open_pil(p: Probe, fmt: str) -> SourceReader:
     from .formats.pil_reader import PilReader
+
+    if fmt in ("jpeg", "png", "webp"):
+        from .formats import vips_picture as vp
+
+        size = vp.header_size(p.path)
+        if size is not None:
+            vp.check_bomb(size[0], size[1])
+            if size[2] > vp.BANDED_ABOVE_BYTES or size[0] * size[1] > vp.BANDED_ABOVE_PIXELS:
+                return vp.VipsPicture(p.path, fmt)
     return PilReader(p.path, fmt)
 
 

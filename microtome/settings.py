@@ -18,6 +18,22 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"error: {name} must be an integer, got {raw!r}") from None
 
 
+#: Default decompression-bomb limit for plain pictures (JPEG, PNG, WebP...):
+#: 2.5 gigapixels (50000 x 50000) converts; a header claiming 100000 x 100000
+#: is refused with the reason.
+DEFAULT_MAX_IMAGE_PIXELS = 2_500_000_000
+
+
+def max_image_pixels() -> int:
+    """MICROTOME_MAX_IMAGE_PIXELS: the largest plain picture (width x height)
+    the converters decode.  Read here, like every setting; converters ask at
+    conversion time so a changed limit needs no restart of the CLI."""
+    value = _int("MICROTOME_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
+    if value < 1:
+        raise SystemExit("error: MICROTOME_MAX_IMAGE_PIXELS must be positive")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     #: Where images, uploads and the embedded database live.
