@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,14 @@ class SourceReader(ABC):
     def original_metadata(self) -> dict[str, Any]:
         """The source's own metadata, JSON-serialisable."""
         return {}
+
+    def configure(self, **choices: Any) -> None:  # noqa: B027 - optional hook
+        """Conversion choices a format needs before ``info`` is final (imzML:
+        which m/z become channels).  Unknown choices are ignored."""
+
+    def write_beside(self, root: Path) -> None:  # noqa: B027 - optional hook
+        """Write data kept beside the pyramid into the image folder ``root``
+        (imzML: the spectra)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

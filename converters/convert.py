@@ -53,6 +53,11 @@ class ConvertOptions:
     #: Copy the source's JPEG tiles into level 0 when they match the chunk grid
     #: (no decode/encode loss; ``quality`` then applies to levels >= 1 only).
     copy_jpeg: bool = True
+    #: imzML: m/z values made into channels (empty: the ``top_peaks`` most
+    #: intense peaks), their half-width (None: from the data).
+    mz: tuple[float, ...] = ()
+    mz_tol: float | None = None
+    top_peaks: int = 8
 
     def validate(self) -> None:
         t = self.tile_size
@@ -302,6 +307,7 @@ def _map_error(e: BaseException) -> BaseException:
 def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, partial: Path,
                   options: ConvertOptions, report: Callable[..., None],
                   started: float) -> ConvertResult:
+    reader.configure(mz=options.mz, tol=options.mz_tol, top_peaks=options.top_peaks)
     info = reader.info
     source: dict[str, Any] = {"format": info.format, "filename": _src_name(src),
                               "vendor": info.vendor}
@@ -332,6 +338,7 @@ def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, p
                        workers)
     report("associated", 0.95, tally, total)
     associated = _write_associated(reader, sink)
+    reader.write_beside(partial)
     meta = _replace(meta, associated=tuple(associated),
                     channels=channel_meta(meta, info, tally))
     sink.write_metadata(meta)

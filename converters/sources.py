@@ -62,6 +62,16 @@ def _probe_dicom(p: Probe) -> str | None:
     return None
 
 
+def _probe_imzml(p: Probe) -> str | None:
+    from .formats.imzml_reader import is_imzml
+
+    if p.single_file:
+        return "imzml" if is_imzml(p.head) else None
+    suffixes = sorted(q.suffix.lower() for q in p.paths)
+    return "imzml" if suffixes == [".ibd", ".imzml"] and all(q.is_file() for q in p.paths) \
+        else None
+
+
 def _probe_zip(p: Probe) -> str | None:
     return "zip" if p.single_file and p.head[:4] == b"PK\x03\x04" else None
 
@@ -116,6 +126,11 @@ def _open_dicom(p: Probe, fmt: str) -> SourceReader:
     return DicomReader(list(p.paths))
 
 
+def _open_imzml(p: Probe, fmt: str) -> SourceReader:
+    from .formats.imzml_reader import ImzmlReader
+    return ImzmlReader(list(p.paths))
+
+
 def _open_zip(p: Probe, fmt: str) -> SourceReader:
     from .formats.zip_reader import ZipSource
     return ZipSource(p.path)
@@ -148,6 +163,8 @@ def _open_pil(p: Probe, fmt: str) -> SourceReader:
 #: Every input format, most specific first.
 FORMATS: tuple[Format, ...] = (
     Format("dicom", _probe_dicom, _open_dicom, "DICOM WSI series (folder or .dcm files)"),
+    Format("imzml", _probe_imzml, _open_imzml,
+           "imzML mass spectrometry image (.imzML + .ibd, continuous or processed)"),
     Format("zip", _probe_zip, _open_zip, "zip holding one slide (MRXS + folder, DICOM, ...)"),
     Format("ome-tiff", _probe_ome, _open_tiff, "OME-TIFF (5D, pyramidal, SubIFDs)"),
     Format("qptiff", _probe_qptiff, _open_tiff, "PerkinElmer QPTIFF"),
@@ -206,10 +223,16 @@ def _detect(p: Probe) -> tuple[Format, str]:
         if name:
             return fmt, name
     if p.single_file:
+        from .formats.imzml_reader import check_ibd_alone
+        try:
+            check_ibd_alone(p.path)
+        except SourceError as e:
+            raise UnsupportedFormat(str(e)) from None
         raise UnsupportedFormat("not a recognised image format")
     if len(p.paths) == 1:
         raise UnsupportedFormat("folder holds no recognised slide (expected DICOM WSI files)")
-    raise UnsupportedFormat("several inputs are only accepted as one DICOM WSI series")
+    raise UnsupportedFormat("several inputs are only accepted as one DICOM WSI series "
+                            "or one .imzML + .ibd pair")
 
 
 def detect(path: Src | str) -> str:

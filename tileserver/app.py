@@ -9,7 +9,7 @@ from aiohttp import web
 
 from microtome.http import error_middleware
 
-from . import routes_dzi, routes_extra, routes_iiif
+from . import routes_dzi, routes_extra, routes_iiif, routes_msi
 from .keys import RESOLVER, SERVICE
 from .metrics import METRICS, Metrics
 from .resolver import FolderResolver, Resolver
@@ -39,6 +39,7 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
     routes_dzi.add_routes(app)
     routes_iiif.add_routes(app)
     routes_extra.add_routes(app)
+    routes_msi.add_routes(app)
     # Preflight on exactly our tile resources: a catch-all OPTIONS route would
     # turn a GET of a non-existent path into a 405 instead of a 404.
     for resource in list(app.router.resources())[before:]:
