@@ -41,6 +41,9 @@ class ChannelInfo:
     #: Low values mean bright (TIFF MinIsWhite): stored as they are, shown
     #: inverted through the NGFF omero ``inverted`` flag.
     inverted: bool = False
+    #: Fluorescence wavelengths in nm, when the source says.
+    excitation_nm: float | None = None
+    emission_nm: float | None = None
 
 
 @dataclass
@@ -72,6 +75,10 @@ class SourceInfo:
     tile_size: int = 0
     #: Free-form notes (e.g. "alpha composited on white").
     notes: list[str] = field(default_factory=list)
+    #: Acquisition date and time as the source gives it (ISO 8601 when it can).
+    acquired: str | None = None
+    #: Scanner or microscope (make, model, serial when known).
+    scanner: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,8 +89,10 @@ class SourceInfo:
             "pixel_size_um": list(self.pixel_size_um) if self.pixel_size_um else None,
             "z_spacing_um": self.z_spacing_um, "objective_power": self.objective_power,
             "channels": [{"name": c.name, "color": c.color,
-                          "window": list(c.window) if c.window else None}
+                          "window": list(c.window) if c.window else None,
+                          "excitation_nm": c.excitation_nm, "emission_nm": c.emission_nm}
                          for c in self.channels],
+            "acquired": self.acquired, "scanner": self.scanner,
             "associated": list(self.associated), "lossy": self.lossy,
             "whole_slide": self.whole_slide, "tile_size": self.tile_size,
             "notes": list(self.notes),

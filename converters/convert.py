@@ -55,6 +55,8 @@ class ConvertOptions:
     copy_jpeg: bool = True
     #: imzML: m/z values made into channels (empty: the ``top_peaks`` most
     #: intense peaks), their half-width (None: from the data).
+    #: CZI (and other multi-scene sources): the scene to convert (None: first).
+    scene: int | None = None
     mz: tuple[float, ...] = ()
     mz_tol: float | None = None
     top_peaks: int = 8
@@ -307,12 +309,20 @@ def _map_error(e: BaseException) -> BaseException:
 def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, partial: Path,
                   options: ConvertOptions, report: Callable[..., None],
                   started: float) -> ConvertResult:
-    reader.configure(mz=options.mz, tol=options.mz_tol, top_peaks=options.top_peaks)
+    reader.configure(mz=options.mz, tol=options.mz_tol, top_peaks=options.top_peaks,
+                     scene=options.scene)
     info = reader.info
     source: dict[str, Any] = {"format": info.format, "filename": _src_name(src),
                               "vendor": info.vendor}
     if info.objective_power:
         source["objective_power"] = info.objective_power
+    for key in ("acquired", "scanner"):
+        if getattr(info, key):
+            source[key] = getattr(info, key)
+    wavelengths = [{"excitation_nm": c.excitation_nm, "emission_nm": c.emission_nm}
+                   for c in info.channels]
+    if any(w["excitation_nm"] or w["emission_nm"] for w in wavelengths):
+        source["channel_wavelengths"] = wavelengths
     meta = plan_meta(info, options, _stem(dst.name), source)
     if options.codec == "jpeg" and meta.codec != "jpeg":
         info.notes.append("JPEG needs 8-bit RGB (and NGFF 0.5): stored losslessly with zstd")

@@ -131,6 +131,11 @@ def _open_imzml(p: Probe, fmt: str) -> SourceReader:
     return ImzmlReader(list(p.paths))
 
 
+def _open_czi(p: Probe, fmt: str) -> SourceReader:
+    from .formats.czi_reader import CziReader
+    return CziReader(p.path)
+
+
 def _open_zip(p: Probe, fmt: str) -> SourceReader:
     from .formats.zip_reader import ZipSource
     return ZipSource(p.path)
@@ -165,6 +170,8 @@ FORMATS: tuple[Format, ...] = (
     Format("dicom", _probe_dicom, _open_dicom, "DICOM WSI series (folder or .dcm files)"),
     Format("imzml", _probe_imzml, _open_imzml,
            "imzML mass spectrometry image (.imzML + .ibd, continuous or processed)"),
+    Format("czi", _magic("czi", lambda h: h[:10] == b"ZISRAWFILE"), _open_czi,
+           "Zeiss CZI (scenes, mosaics, channels, z, t)"),
     Format("zip", _probe_zip, _open_zip, "zip holding one slide (MRXS + folder, DICOM, ...)"),
     Format("ome-tiff", _probe_ome, _open_tiff, "OME-TIFF (5D, pyramidal, SubIFDs)"),
     Format("qptiff", _probe_qptiff, _open_tiff, "PerkinElmer QPTIFF"),
