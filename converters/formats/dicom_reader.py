@@ -73,6 +73,14 @@ class DicomReader(SourceReader):
             pixel_size_um=(float(mpp.width), float(mpp.height)) if mpp else None,
             associated=assoc, lossy=lossy, whole_slide=True, tile_size=ts,
         )
+        try:
+            import pydicom
+
+            from .vendor_meta import dicom_meta
+            ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+            self.info.acquired, self.info.scanner = dicom_meta(ds)
+        except Exception:
+            pass  # metadata is a courtesy: the image itself opened fine
 
     def read_region(self, x: int, y: int, w: int, h: int, t: int = 0, z: int = 0,
                     channels: list[int] | None = None) -> np.ndarray:

@@ -173,6 +173,7 @@ class TiffReader(SourceReader):
             lossy=comp_name in _LOSSY, whole_slide=bool(tile) and len(series.levels) > 1,
             tile_size=tile,
         )
+        self._vendor_meta(page)
         bits = int(page.bitspersample)
         if bits < 8 and not self._rgb:
             # Low-bit samples are shown over their own range (0..1 for bilevel).
@@ -204,6 +205,25 @@ class TiffReader(SourceReader):
                 self._fast = TiledPage(self._path, page)
             except Exception:
                 self._fast = None
+
+    def _vendor_meta(self, page: Any) -> None:
+        """Acquisition date, scanner and wavelengths: OME-XML, else TIFF tags."""
+        import tifffile
+
+        from .vendor_meta import ome_meta, tiff_meta
+
+        self.info.acquired, self.info.scanner = tiff_meta(
+            {code: page.tags.valueof(code) for code in (306, 271, 272)})
+        if not (self._tif.is_ome and self._tif.ome_metadata):
+            return
+        try:
+            acquired, scanner, waves = ome_meta(tifffile.xml2dict(self._tif.ome_metadata))
+        except Exception:
+            return
+        self.info.acquired = acquired or self.info.acquired
+        self.info.scanner = scanner or self.info.scanner
+        for ch, (ex, em) in zip(self.info.channels, waves, strict=False):
+            ch.excitation_nm, ch.emission_nm = _positive(ex), _positive(em)
 
     def _metadata(self, fmt: str, size_c: int, page: Any
                   ) -> tuple[list[ChannelInfo], tuple[float, float] | None, float | None,
@@ -314,6 +334,14 @@ class TiffReader(SourceReader):
         except Exception:
             pass
         self._tif.close()
+
+
+def _positive(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) and f > 0 else None
 
 
 def _first_segment_decodes(page: Any) -> bool:
