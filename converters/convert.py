@@ -306,11 +306,16 @@ def _map_error(e: BaseException) -> BaseException:
     return SourceError(f"conversion failed: {type(e).__name__}{': ' + msg if msg else ''}")
 
 
+def _choices(options: ConvertOptions) -> dict[str, Any]:
+    """What `SourceReader.configure` gets (the same on every dask worker)."""
+    return {"mz": options.mz, "tol": options.mz_tol, "top_peaks": options.top_peaks,
+            "scene": options.scene}
+
+
 def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, partial: Path,
                   options: ConvertOptions, report: Callable[..., None],
                   started: float) -> ConvertResult:
-    reader.configure(mz=options.mz, tol=options.mz_tol, top_peaks=options.top_peaks,
-                     scene=options.scene)
+    reader.configure(**_choices(options))
     info = reader.info
     source: dict[str, Any] = {"format": info.format, "filename": _src_name(src),
                               "vendor": info.vendor}
@@ -409,7 +414,7 @@ def _build_distributed(reader: SourceReader, meta: ImageMeta, sink: Any,
         nworkers = max(1, len(client.scheduler_info().get("workers", {})))
         spec = {"src": _portable_src(src), "meta": meta, "root": partial.resolve(),
                 "quality": options.quality, "threads": options.workers or 2,
-                "copy_jpeg": options.copy_jpeg}
+                "copy_jpeg": options.copy_jpeg, "choices": _choices(options)}
         builder = Builder(reader, meta, sink, options.quality, pool, on_progress,
                           copy_jpeg=options.copy_jpeg)
         level = _remote_level(builder, nworkers)
