@@ -161,9 +161,16 @@ def _doc(file_params: dict[str, str], settings: dict[str, str],
         raise SourceError("imzML: the file lists no spectra")
     xs = [s.x for s in spectra]
     ys = [s.y for s in spectra]
-    if min(xs) < 0 or min(ys) < 0:
-        raise SourceError("imzML: pixel positions must start at 1")
-    width, height = max(xs) + 1, max(ys) + 1
+    # Some instruments number pixels from their stage origin: the image
+    # starts at the first pixel measured (the offset is kept in the metadata).
+    x0, y0 = min(xs), min(ys)
+    if x0 < -1 or y0 < -1:
+        raise SourceError("imzML: negative pixel positions")
+    if x0 or y0:
+        for s in spectra:
+            s.x -= x0
+            s.y -= y0
+    width, height = max(xs) - x0 + 1, max(ys) - y0 + 1
     if width * height > MAX_PIXELS:
         raise SourceError(f"imzML: pixel grid {width}x{height} is implausibly large")
     px = None
@@ -175,7 +182,8 @@ def _doc(file_params: dict[str, str], settings: dict[str, str],
     except ValueError:
         px = None
     return ImzmlDoc(mode, uuid, width, height, px, spectra,
-                    params={"file": file_params, "scan_settings": settings})
+                    params={"file": file_params, "scan_settings": settings,
+                            "first_pixel_position": [x0 + 1, y0 + 1]})
 
 
 def read_array(fh: Any, ref: ArrayRef, ibd_size: int) -> np.ndarray:

@@ -382,7 +382,7 @@ def _fallback(path: Path, series: Any, page: Any) -> Any:
     if not needed:
         return None
     if len(series.pages) != 1 or page.tiledepth > 1:
-        raise SourceError("this TIFF encoding is only supported for single-image files")
+        return None  # planes of a multi-page file: only the normal path reads those
     from .libtiff_rgba import RgbaPage
 
     try:

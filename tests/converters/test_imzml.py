@@ -37,7 +37,8 @@ def _window_sum(mz: np.ndarray, inten: np.ndarray, target: float, tol: float) ->
     return float(inten[sel].astype(np.float64).sum())
 
 
-def _processed(dst: Path, w: int = 5, h: int = 4) -> dict[tuple[int, int], tuple[Any, Any]]:
+def _processed(dst: Path, w: int = 5, h: int = 4,
+               origin: tuple[int, int] = (1, 1)) -> dict[tuple[int, int], tuple[Any, Any]]:
     from pyimzml.ImzMLWriter import ImzMLWriter
 
     rng = np.random.default_rng(7)
@@ -53,7 +54,7 @@ def _processed(dst: Path, w: int = 5, h: int = 4) -> dict[tuple[int, int], tuple
                 mz[0] = 250.0 + 0.001 * x  # a shared peak, slightly shifted
                 mz.sort()
                 inten = rng.uniform(0, 100, n).astype(np.float32)
-                wr.addSpectrum(mz, inten, (x + 1, y + 1, 1))
+                wr.addSpectrum(mz, inten, (x + origin[0], y + origin[1], 1))
                 ref[(x, y)] = (mz, inten)
     return ref
 
@@ -104,6 +105,18 @@ def test_processed_mode(tmp_path: Path) -> None:
     ion = spectra.ion_image(out, 300.0, 5.0)
     for (x, y), (mz, inten) in ref.items():
         assert ion[y, x] == pytest.approx(_window_sum(mz, inten, 300.0, 5.0), rel=1e-5)
+
+
+def test_positions_from_a_stage_origin_start_the_image(tmp_path: Path) -> None:
+    src = tmp_path / "off.imzML"
+    ref = _processed(src, origin=(11, 21))
+    with open_source(src) as r:
+        assert (r.info.width, r.info.height) == (5, 4)
+        r.configure(mz=(250.0,), tol=0.01)
+        got = r.read_region(0, 0, 5, 4)
+        assert r.original_metadata()["params"]["first_pixel_position"] == [11, 21]
+    for (x, y), (_mz, inten) in ref.items():
+        assert got[y, x, 0] == pytest.approx(float(inten.astype(np.float64).sum()), rel=1e-6)
 
 
 def test_pair_as_two_files_and_as_zip(testdata: Path, tmp_path: Path) -> None:
