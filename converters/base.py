@@ -10,8 +10,10 @@ origin top-left, y down, already oriented (EXIF/TIFF orientation applied).
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,9 @@ class ChannelInfo:
     #: Low values mean bright (TIFF MinIsWhite): stored as they are, shown
     #: inverted through the NGFF omero ``inverted`` flag.
     inverted: bool = False
+    #: Fluorescence wavelengths in nm, when the source says.
+    excitation_nm: float | None = None
+    emission_nm: float | None = None
 
 
 @dataclass
@@ -70,6 +75,10 @@ class SourceInfo:
     tile_size: int = 0
     #: Free-form notes (e.g. "alpha composited on white").
     notes: list[str] = field(default_factory=list)
+    #: Acquisition date and time as the source gives it (ISO 8601 when it can).
+    acquired: str | None = None
+    #: Scanner or microscope (make, model, serial when known).
+    scanner: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,8 +89,10 @@ class SourceInfo:
             "pixel_size_um": list(self.pixel_size_um) if self.pixel_size_um else None,
             "z_spacing_um": self.z_spacing_um, "objective_power": self.objective_power,
             "channels": [{"name": c.name, "color": c.color,
-                          "window": list(c.window) if c.window else None}
+                          "window": list(c.window) if c.window else None,
+                          "excitation_nm": c.excitation_nm, "emission_nm": c.emission_nm}
                          for c in self.channels],
+            "acquired": self.acquired, "scanner": self.scanner,
             "associated": list(self.associated), "lossy": self.lossy,
             "whole_slide": self.whole_slide, "tile_size": self.tile_size,
             "notes": list(self.notes),
@@ -111,6 +122,14 @@ class SourceReader(ABC):
     def original_metadata(self) -> dict[str, Any]:
         """The source's own metadata, JSON-serialisable."""
         return {}
+
+    def configure(self, **choices: Any) -> None:  # noqa: B027 - optional hook
+        """Conversion choices a format needs before ``info`` is final (imzML:
+        which m/z become channels).  Unknown choices are ignored."""
+
+    def write_beside(self, root: Path) -> None:  # noqa: B027 - optional hook
+        """Write data kept beside the pyramid into the image folder ``root``
+        (imzML: the spectra)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -165,3 +184,16 @@ def clean_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, np.ndarray):
         return clean_json(value.ravel()[:10000].tolist(), depth + 1)
     return str(value)
+
+
+#: Messages from reader libraries that show their internals (``self.x=0 < 1``,
+#: assertion text, attribute paths) say nothing to a user.
+_INTERNAL = re.compile(r"\bself\.|\b\w+=\S+\s*[<>!=]=?|\b[a-z_]+\.[a-z_]+\(|Traceback|"
+                       r"object has no attribute|NoneType")
+
+
+def short_message(e: BaseException, fallback: str = "damaged or unusual file structure") -> str:
+    """A library exception as one short line a user can read."""
+    text = str(e).strip()
+    msg = text.splitlines()[0][:200] if text else type(e).__name__
+    return fallback if _INTERNAL.search(msg) else msg

@@ -316,6 +316,7 @@ def remote_subtree(spec: dict[str, Any], job: PlaneJob, level: int, sy: int, sx:
                 old.close()
             _WORKER_SOURCES.clear()
             reader = open_source(spec["src"])
+            reader.configure(**spec.get("choices", {}))
             _WORKER_SOURCES[key] = reader
     sink = make_sink(spec["root"], meta, spec["quality"])
     with ThreadPoolExecutor(spec["threads"]) as pool:

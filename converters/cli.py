@@ -38,6 +38,15 @@ def register(subparsers: Any) -> None:
                    help="threads (default: all cores)")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="dask.distributed scheduler, e.g. tcp://host:8786 (shared disk)")
+    p.add_argument("--scene", type=int, default=None, metavar="N",
+                   help="CZI: the scene to convert (default: the first)")
+    p.add_argument("--mz", type=_mz_list, default=(), metavar="MZ[,MZ...]",
+                   help="imzML: m/z values to store as ion-image channels "
+                        "(default: the most intense peaks)")
+    p.add_argument("--mz-tol", type=float, default=None, metavar="DA",
+                   help="imzML: half-width of each ion image in m/z (default: from the data)")
+    p.add_argument("--top-peaks", type=int, default=8, metavar="N",
+                   help="imzML: number of peaks made into channels when --mz is not given")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     p.set_defaults(func=run_convert)
@@ -92,6 +101,16 @@ def _quiet_libraries() -> None:
 
 
 # -- convert ----------------------------------------------------------------
+def _mz_list(raw: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in raw.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("m/z values must be numbers, comma-separated") from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError("m/z values must be positive")
+    return values
+
+
 def run_convert(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -113,7 +132,8 @@ def run_convert(args: argparse.Namespace) -> int:
     sources, skipped = gather_sources(args.src)
     options = ConvertOptions(tile_size=args.tile_size, codec=args.codec, quality=args.quality,
                              ngff=args.ngff, workers=args.workers, scheduler=args.scheduler,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, scene=args.scene, mz=args.mz,
+                             mz_tol=args.mz_tol, top_peaks=args.top_peaks)
     rows: list[dict[str, Any]] = []
     for path, reason in skipped:
         err.print(f"[red]error:[/red] {path}: {reason}", soft_wrap=True)
@@ -250,6 +270,14 @@ def run_info(args: argparse.Namespace) -> int:
     return status
 
 
+def _channel_text(c: dict[str, Any]) -> str:
+    extra = [f"#{c['color']}" if c.get("color") else "",
+             f"ex {c['excitation_nm']:g} nm" if c.get("excitation_nm") else "",
+             f"em {c['emission_nm']:g} nm" if c.get("emission_nm") else ""]
+    extra = [e for e in extra if e]
+    return c["name"] + (f" ({', '.join(extra)})" if extra else "")
+
+
 def _print_info(out: Any, d: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -267,7 +295,9 @@ def _print_info(out: Any, d: dict[str, Any]) -> None:
         ("pixel size", f"{px[0]:.4g} x {px[1]:.4g} µm" if px else "unknown"),
         ("z spacing", f'{d["z_spacing_um"]:.4g} µm' if d["z_spacing_um"] else "-"),
         ("objective", f'{d["objective_power"]:g}x' if d["objective_power"] else "-"),
-        ("channels", ", ".join(c["name"] for c in d["channels"]) or "-"),
+        ("channels", ", ".join(_channel_text(c) for c in d["channels"]) or "-"),
+        ("acquired", d.get("acquired") or "-"),
+        ("scanner", d.get("scanner") or "-"),
         ("associated", ", ".join(d["associated"]) or "-"),
         ("tile size", str(d["tile_size"] or "untiled")),
     ]

@@ -53,6 +53,13 @@ class ConvertOptions:
     #: Copy the source's JPEG tiles into level 0 when they match the chunk grid
     #: (no decode/encode loss; ``quality`` then applies to levels >= 1 only).
     copy_jpeg: bool = True
+    #: imzML: m/z values made into channels (empty: the ``top_peaks`` most
+    #: intense peaks), their half-width (None: from the data).
+    #: CZI (and other multi-scene sources): the scene to convert (None: first).
+    scene: int | None = None
+    mz: tuple[float, ...] = ()
+    mz_tol: float | None = None
+    top_peaks: int = 8
 
     def validate(self) -> None:
         t = self.tile_size
@@ -177,6 +184,10 @@ def channel_meta(meta: ImageMeta, info: SourceInfo, tally: Tally) -> tuple[Chann
         hi = max((r[1] for r in ranges), default=1.0)
         if src is not None and src.window:
             lo, hi = src.window
+        elif dt == np.uint8:
+            # 8-bit grey is shown as stored (a photo or a scan, not a
+            # measurement): stretching is for 16-bit and float data.
+            lo, hi = 0.0, 255.0
         if dt.kind in "ui":
             info_ = np.iinfo(dt)
             wmin, wmax = float(info_.min), float(info_.max)
@@ -295,14 +306,28 @@ def _map_error(e: BaseException) -> BaseException:
     return SourceError(f"conversion failed: {type(e).__name__}{': ' + msg if msg else ''}")
 
 
+def _choices(options: ConvertOptions) -> dict[str, Any]:
+    """What `SourceReader.configure` gets (the same on every dask worker)."""
+    return {"mz": options.mz, "tol": options.mz_tol, "top_peaks": options.top_peaks,
+            "scene": options.scene}
+
+
 def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, partial: Path,
                   options: ConvertOptions, report: Callable[..., None],
                   started: float) -> ConvertResult:
+    reader.configure(**_choices(options))
     info = reader.info
     source: dict[str, Any] = {"format": info.format, "filename": _src_name(src),
                               "vendor": info.vendor}
     if info.objective_power:
         source["objective_power"] = info.objective_power
+    for key in ("acquired", "scanner"):
+        if getattr(info, key):
+            source[key] = getattr(info, key)
+    wavelengths = [{"excitation_nm": c.excitation_nm, "emission_nm": c.emission_nm}
+                   for c in info.channels]
+    if any(w["excitation_nm"] or w["emission_nm"] for w in wavelengths):
+        source["channel_wavelengths"] = wavelengths
     meta = plan_meta(info, options, _stem(dst.name), source)
     if options.codec == "jpeg" and meta.codec != "jpeg":
         info.notes.append("JPEG needs 8-bit RGB (and NGFF 0.5): stored losslessly with zstd")
@@ -328,6 +353,7 @@ def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, p
                        workers)
     report("associated", 0.95, tally, total)
     associated = _write_associated(reader, sink)
+    reader.write_beside(partial)
     meta = _replace(meta, associated=tuple(associated),
                     channels=channel_meta(meta, info, tally))
     sink.write_metadata(meta)
@@ -388,7 +414,7 @@ def _build_distributed(reader: SourceReader, meta: ImageMeta, sink: Any,
         nworkers = max(1, len(client.scheduler_info().get("workers", {})))
         spec = {"src": _portable_src(src), "meta": meta, "root": partial.resolve(),
                 "quality": options.quality, "threads": options.workers or 2,
-                "copy_jpeg": options.copy_jpeg}
+                "copy_jpeg": options.copy_jpeg, "choices": _choices(options)}
         builder = Builder(reader, meta, sink, options.quality, pool, on_progress,
                           copy_jpeg=options.copy_jpeg)
         level = _remote_level(builder, nworkers)

@@ -4,6 +4,7 @@
 - DICOM files (given one by one or found in a folder) are grouped per folder
   and series into one source;
 - an MRXS index file is one source and its data folder is not walked;
+- an .ibd beside its .imzML belongs to it (imzML pair);
 - other folders are walked (hidden files skipped), each file one source.
 """
 
@@ -73,11 +74,15 @@ def gather_sources(args: list[Path]) -> tuple[list[Source], list[tuple[Path, str
     sources: list[Source] = []
     dicom: dict[tuple[Path, str], list[Path]] = defaultdict(list)
     seen: set[Path] = set()
+    # An .ibd next to its .imzML is that image's data half, not a source.
+    imzml = {(f.resolve().parent, f.stem) for f in files if f.suffix.lower() == ".imzml"}
     for f in files:
         key = f.resolve()
         if key in seen:
             continue
         seen.add(key)
+        if f.suffix.lower() == ".ibd" and (key.parent, f.stem) in imzml:
+            continue
         if is_dicom_file(f):
             dicom[(f.parent, _series_uid(f))].append(f)
         else:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pyramid.errors import SourceError, UnsupportedFormat
 
-from .base import SourceReader, check_dimensions
+from .base import SourceReader, check_dimensions, short_message
 
 Src = Path | Sequence[Path]
 
@@ -60,6 +60,16 @@ def _probe_dicom(p: Probe) -> str | None:
         if dicom_files([p.path]):
             return "dicom"
     return None
+
+
+def _probe_imzml(p: Probe) -> str | None:
+    from .formats.imzml_reader import is_imzml
+
+    if p.single_file:
+        return "imzml" if is_imzml(p.head) else None
+    suffixes = sorted(q.suffix.lower() for q in p.paths)
+    return "imzml" if suffixes == [".ibd", ".imzml"] and all(q.is_file() for q in p.paths) \
+        else None
 
 
 def _probe_zip(p: Probe) -> str | None:
@@ -116,6 +126,16 @@ def _open_dicom(p: Probe, fmt: str) -> SourceReader:
     return DicomReader(list(p.paths))
 
 
+def _open_imzml(p: Probe, fmt: str) -> SourceReader:
+    from .formats.imzml_reader import ImzmlReader
+    return ImzmlReader(list(p.paths))
+
+
+def _open_czi(p: Probe, fmt: str) -> SourceReader:
+    from .formats.czi_reader import CziReader
+    return CziReader(p.path)
+
+
 def _open_zip(p: Probe, fmt: str) -> SourceReader:
     from .formats.zip_reader import ZipSource
     return ZipSource(p.path)
@@ -133,12 +153,25 @@ def _open_tiff(p: Probe, fmt: str) -> SourceReader:
 
 def _open_pil(p: Probe, fmt: str) -> SourceReader:
     from .formats.pil_reader import PilReader
+
+    if fmt in ("jpeg", "png", "webp"):
+        from .formats import vips_picture as vp
+
+        size = vp.header_size(p.path)
+        if size is not None:
+            vp.check_bomb(size[0], size[1])
+            if size[2] > vp.BANDED_ABOVE_BYTES or size[0] * size[1] > vp.BANDED_ABOVE_PIXELS:
+                return vp.VipsPicture(p.path, fmt)
     return PilReader(p.path, fmt)
 
 
 #: Every input format, most specific first.
 FORMATS: tuple[Format, ...] = (
     Format("dicom", _probe_dicom, _open_dicom, "DICOM WSI series (folder or .dcm files)"),
+    Format("imzml", _probe_imzml, _open_imzml,
+           "imzML mass spectrometry image (.imzML + .ibd, continuous or processed)"),
+    Format("czi", _magic("czi", lambda h: h[:10] == b"ZISRAWFILE"), _open_czi,
+           "Zeiss CZI (scenes, mosaics, channels, z, t)"),
     Format("zip", _probe_zip, _open_zip, "zip holding one slide (MRXS + folder, DICOM, ...)"),
     Format("ome-tiff", _probe_ome, _open_tiff, "OME-TIFF (5D, pyramidal, SubIFDs)"),
     Format("qptiff", _probe_qptiff, _open_tiff, "PerkinElmer QPTIFF"),
@@ -197,10 +230,16 @@ def _detect(p: Probe) -> tuple[Format, str]:
         if name:
             return fmt, name
     if p.single_file:
+        from .formats.imzml_reader import check_ibd_alone
+        try:
+            check_ibd_alone(p.path)
+        except SourceError as e:
+            raise UnsupportedFormat(str(e)) from None
         raise UnsupportedFormat("not a recognised image format")
     if len(p.paths) == 1:
         raise UnsupportedFormat("folder holds no recognised slide (expected DICOM WSI files)")
-    raise UnsupportedFormat("several inputs are only accepted as one DICOM WSI series")
+    raise UnsupportedFormat("several inputs are only accepted as one DICOM WSI series "
+                            "or one .imzML + .ibd pair")
 
 
 def detect(path: Src | str) -> str:
@@ -219,8 +258,7 @@ def open_source(path: Src | str) -> SourceReader:
     except MemoryError as e:
         raise SourceError("image too large to open") from e
     except Exception as e:  # a reader library failing in its own way
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise SourceError(f"cannot open {name}: {msg}") from e
+        raise SourceError(f"cannot open {name}: {short_message(e)}") from e
     try:
         check_dimensions(reader.info)
     except SourceError:

@@ -22,7 +22,7 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_SIGNED_URL_DEFAULT_SECONDS", "MICROTOME_SIGNED_URL_MAX_SECONDS",
          "MICROTOME_SHARE_LINK_MAX_SECONDS", "MICROTOME_DISK_RESERVE_MB",
          "MICROTOME_OUTAGE_GRACE_S", "MICROTOME_IDLE_TIMEOUT_S", "MICROTOME_BODY_TIMEOUT_S",
-         "MICROTOME_MAX_IDLE_CONNECTIONS"}
+         "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS"}
 
 
 class SettingsError(SystemExit):
@@ -165,6 +165,20 @@ def tile_settings_from_env(environ: Mapping[str, str] | None = None,
         decoded_cache_bytes=env.int("MICROTOME_DECODED_CACHE_MB", 96, maximum=1 << 20) * 1024**2,
         max_age=env.int("MICROTOME_TILE_MAX_AGE", 3600, maximum=10 * 365 * 86400),
     )
+
+
+#: Default decompression-bomb limit for plain pictures (JPEG, PNG, WebP...):
+#: 2.5 gigapixels (50000 x 50000) converts; a header claiming 100000 x 100000
+#: is refused with the reason.
+DEFAULT_MAX_IMAGE_PIXELS = 2_500_000_000
+
+
+def max_image_pixels(environ: Mapping[str, str] | None = None) -> int:
+    """MICROTOME_MAX_IMAGE_PIXELS: the largest plain picture (width x height) the
+    converters decode.  Asked at conversion time (the CLI, the job workers and
+    library callers all convert), so a changed limit needs no restart."""
+    env = _Env(os.environ if environ is None else environ)
+    return env.int("MICROTOME_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=1)
 
 
 def warn_unknown(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -15,6 +15,7 @@ import warnings
 # Order is the order shown in --help.
 SUBCOMMAND_MODULES = (
     "converters.cli",     # convert, info
+    "converters.export",  # export
     "tileserver.cli",     # tiles
     "microtome.serve",    # serve
     "microtome.admin",    # user, import

@@ -12,7 +12,7 @@ from core.http import error_middleware
 from core.pixels import PIXELS
 from pyramid.reader import Pyramid, configure_decoded_cache
 
-from . import routes_dzi, routes_extra, routes_iiif, routes_raw
+from . import routes_dzi, routes_extra, routes_iiif, routes_msi, routes_raw
 from .keys import RESOLVER, SERVICE
 from .metrics import METRICS, Metrics
 from .resolver import FolderResolver, Resolver
@@ -67,6 +67,7 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
     routes_iiif.add_routes(app)
     routes_extra.add_routes(app)
     routes_raw.add_routes(app)
+    routes_msi.add_routes(app)
     # Preflight on exactly our tile resources: a catch-all OPTIONS route would
     # turn a GET of a non-existent path into a 405 instead of a 404.
     for resource in list(app.router.resources())[before:]:

@@ -75,6 +75,8 @@ class OpenSlideReader(SourceReader):
                         if n in s.associated_images],
             lossy=_is_lossy(vendor, props), whole_slide=True, tile_size=tile,
         )
+        from .vendor_meta import openslide_meta
+        self.info.acquired, self.info.scanner = openslide_meta(props)
         self._fast = _fast_level0(path, vendor, w, h)
         if self._fast is not None and not self._fast_agrees():
             self._fast.close()

@@ -52,6 +52,13 @@ class PilReader(SourceReader):
             levels=[(w, h)], lossy=lossy, notes=notes,
             channels=[] if rgb else _channels(n),
         )
+        from .vendor_meta import exif_meta
+        exif = self._meta.get("exif") or {}
+        self.info.acquired, self.info.scanner = exif_meta(
+            {int(k): v for k, v in exif.items() if str(k).isdigit()})
+        if "1-bit samples stored as uint8 0/1" in notes:
+            for ch in self.info.channels:
+                ch.window = (0.0, 1.0)
 
     def read_region(self, x: int, y: int, w: int, h: int, t: int = 0, z: int = 0,
                     channels: list[int] | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from pyramid.errors import SourceError
 
-from ..base import ChannelInfo, SourceInfo, SourceReader, clean_json
+from ..base import ChannelInfo, SourceInfo, SourceReader, clean_json, short_message
 from . import orientation as orient
 
 _UNIT_UM = {"m": 1e6, "mm": 1e3, "µm": 1.0, "um": 1.0, "nm": 1e-3, "cm": 1e4, "pm": 1e-6,
@@ -76,11 +76,21 @@ class TiffReader(SourceReader):
         import tifffile
         import zarr
 
+        if page.tags.valueof(278) == 0 and not page.is_tiled:
+            raise SourceError("damaged TIFF: RowsPerStrip is 0 (a strip must hold at least "
+                              "one row)")
         comp = page.compression
-        if not isinstance(comp, tifffile.COMPRESSION):
-            raise SourceError(f"unsupported TIFF compression {int(comp)}")
-        if comp != tifffile.COMPRESSION.NONE and not _decoder_available(comp):
-            raise SourceError(f"unsupported TIFF compression {comp.name}")
+        # Encodings tifffile cannot decode (old-style JPEG, subsampled YCbCr
+        # without JPEG, LogLuv...) go through libtiff's RGBA interface.
+        self._rgba: Any = _fallback(self._path, series, page)
+        if self._rgba is None:
+            if not isinstance(comp, tifffile.COMPRESSION):
+                raise SourceError(f"unsupported TIFF compression {int(comp)}")
+            if comp != tifffile.COMPRESSION.NONE and not _decoder_available(comp):
+                raise SourceError(f"unsupported TIFF compression {comp.name}")
+            comp_name = comp.name
+        else:
+            comp_name = getattr(comp, "name", str(comp))
         # OME-XML may describe planes this file does not hold (one file of a
         # multi-file set, or a damaged one): tifffile would zero them silently.
         missing = sum(1 for p in series.pages if p is None)
@@ -125,6 +135,10 @@ class TiffReader(SourceReader):
                       and photometric in ("RGB", "YCBCR"))
                      or self._lut is not None or self._cmyk)
         self._alpha = self._rgb and samples == 4 and not self._cmyk
+        if self._rgba is not None:  # libtiff gives 8-bit RGBA whatever is stored
+            self._lut, self._cmyk, self._rgb = None, False, True
+            self._alpha = bool(page.extrasamples) and int(page.extrasamples[0]) in (1, 2)
+            dtype = np.dtype(np.uint8)
         other = [a for a in axes if a not in "TCZYXS"]
         self._other = other
         # Unknown axes (tifffile's I, Q, ...): treated as extra planes along z
@@ -156,10 +170,15 @@ class TiffReader(SourceReader):
             size_z=size_z, levels=[(lv.shape[lv.axes.index("X")], lv.shape[lv.axes.index("Y")])
                                    for lv in series.levels],
             pixel_size_um=px, z_spacing_um=zsp, channels=channels,
-            lossy=comp.name in _LOSSY, whole_slide=bool(tile) and len(series.levels) > 1,
+            lossy=comp_name in _LOSSY, whole_slide=bool(tile) and len(series.levels) > 1,
             tile_size=tile,
         )
+        self._vendor_meta(page)
         bits = int(page.bitspersample)
+        if bits < 8 and not self._rgb:
+            # Low-bit samples are shown over their own range (0..1 for bilevel).
+            for ch in channels:
+                ch.window = ch.window or (0.0, float(2 ** bits - 1))
         if bits < 8 and dtype != np.bool_:
             self.info.notes.append(f"{bits}-bit samples stored as uint8 values")
         if dtype == np.bool_:
@@ -174,15 +193,37 @@ class TiffReader(SourceReader):
             self.info.notes.append("CMYK converted to RGB (no colour profile)")
         if self._orientation != 1:
             self.info.notes.append(f"TIFF orientation {self._orientation} applied")
+        if self._rgba is not None:
+            self.info.notes.append(f"{comp_name} / {photometric} decoded through libtiff "
+                                   "(8-bit RGB)")
         self._bits = bits
-        if (len(series.pages) == 1 and axes in ("YX", "YXS") and page.is_tiled
-                and dtype != np.bool_ and not series.is_multifile):
+        if (self._rgba is None and len(series.pages) == 1 and axes in ("YX", "YXS")
+                and page.is_tiled and dtype != np.bool_ and not series.is_multifile):
             from .tiled import TiledPage
             try:
                 page.decode  # noqa: B018 - build the decoder while the file is open
                 self._fast = TiledPage(self._path, page)
             except Exception:
                 self._fast = None
+
+    def _vendor_meta(self, page: Any) -> None:
+        """Acquisition date, scanner and wavelengths: OME-XML, else TIFF tags."""
+        import tifffile
+
+        from .vendor_meta import ome_meta, tiff_meta
+
+        self.info.acquired, self.info.scanner = tiff_meta(
+            {code: page.tags.valueof(code) for code in (306, 271, 272)})
+        if not (self._tif.is_ome and self._tif.ome_metadata):
+            return
+        try:
+            acquired, scanner, waves = ome_meta(tifffile.xml2dict(self._tif.ome_metadata))
+        except Exception:
+            return
+        self.info.acquired = acquired or self.info.acquired
+        self.info.scanner = scanner or self.info.scanner
+        for ch, (ex, em) in zip(self.info.channels, waves, strict=False):
+            ch.excitation_nm, ch.emission_nm = _positive(ex), _positive(em)
 
     def _metadata(self, fmt: str, size_c: int, page: Any
                   ) -> tuple[list[ChannelInfo], tuple[float, float] | None, float | None,
@@ -234,7 +275,10 @@ class TiffReader(SourceReader):
                 idx.append(slice(None))
             else:
                 idx.append(pos[a])
-        if self._fast is not None:
+        if self._rgba is not None:
+            block = self._rgba.read(sx, sy, sw, sh)
+            kept = ["Y", "X", "S"]
+        elif self._fast is not None:
             block = self._fast.read(sx, sy, sw, sh)
             kept = ["Y", "X", "S"]
         else:
@@ -283,11 +327,74 @@ class TiffReader(SourceReader):
     def close(self) -> None:
         if self._fast is not None:
             self._fast.close()
+        if getattr(self, "_rgba", None) is not None:
+            self._rgba.close()
         try:
             self._store.close()
         except Exception:
             pass
         self._tif.close()
+
+
+def _positive(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) and f > 0 else None
+
+
+def _first_segment_decodes(page: Any) -> bool:
+    """Can tifffile decode this page?  Tried on its first non-empty tile/strip."""
+    fh = page.parent.filehandle
+    for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts,
+                                                strict=False)):
+        if count == 0:
+            continue
+        if count > 64 << 20:
+            return True  # too big to try cheaply: let the real read tell
+        try:
+            with page.parent.filehandle.lock:
+                fh.seek(offset)
+                data = fh.read(count)
+            page.decode(data, index, jpegtables=page.jpegtables)
+            return True
+        except Exception:
+            return False
+    return True
+
+
+def _fallback(path: Path, series: Any, page: Any) -> Any:
+    """libtiff's RGBA reader for a page tifffile cannot decode, else None.  Also
+    None when libtiff cannot decode it either: the normal path then reports."""
+    import tifffile
+
+    comp = int(page.compression)
+    photometric = int(page.photometric)
+    subsampled = tuple(page.subsampling or (1, 1)) != (1, 1)
+    try:
+        decodable = comp == 1 or _decoder_available(tifffile.COMPRESSION(comp))
+    except ValueError:  # a compression tifffile has never heard of
+        decodable = False
+    needed = (comp == 6  # old-style JPEG: libtiff is its reference reader
+              or (photometric == 6 and subsampled and comp != 7)
+              or not decodable or not _first_segment_decodes(page))
+    if not needed:
+        return None
+    if len(series.pages) != 1 or page.tiledepth > 1:
+        return None  # planes of a multi-page file: only the normal path reads those
+    from .libtiff_rgba import RgbaPage
+
+    try:
+        rgba = RgbaPage(path, int(page.index))
+    except SourceError:
+        return None
+    try:
+        rgba.read(0, 0, 1, 1)
+    except SourceError:
+        rgba.close()
+        return None
+    return rgba
 
 
 def _composite(rgba: np.ndarray) -> np.ndarray:
@@ -380,5 +487,4 @@ def _unravel(i: int, sizes: list[int]) -> list[int]:
 
 
 def _short(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return msg[:200]
+    return short_message(e)

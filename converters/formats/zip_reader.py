@@ -68,6 +68,15 @@ class ZipSource(SourceReader):
     def original_metadata(self) -> dict[str, Any]:
         return self._inner.original_metadata()
 
+    def configure(self, **choices: Any) -> None:
+        self._inner.configure(**choices)
+        if self.info is not self._inner.info:
+            self.info = self._inner.info
+            self.info.notes.append(f"from zip: {self.info.format}")
+
+    def write_beside(self, root: Path) -> None:
+        self._inner.write_beside(root)
+
     def close(self) -> None:
         inner = getattr(self, "_inner", None)
         if inner is not None:
@@ -106,6 +115,9 @@ def _open_inner(root: Path) -> SourceReader:
     for f in files:
         if f.suffix.lower() in (".mrxs", ".vms", ".vmu") and openslide_vendor(f):
             return open_source(f)
+    imzml = [f for f in files if f.suffix.lower() == ".imzml"]
+    if len(imzml) == 1:
+        return open_source(imzml[0])  # its .ibd is found beside it
     dcm = dicom_files([root])
     if dcm:
         return open_source(dcm)

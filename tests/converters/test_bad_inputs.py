@@ -117,8 +117,10 @@ def test_absurd_dimensions_png(tmp_path: Path) -> None:
     assert_clean_failure(src, tmp_path / "out", "implausibly large")
 
 
-def test_decompression_bomb_png(tmp_path: Path) -> None:
-    """16000 x 16000 gray PNG of zeros: 256 MB of pixels from a ~250 kB file."""
+def test_decompression_bomb_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """16000 x 16000 gray PNG of zeros: 256 MB of pixels from a ~250 kB file,
+    refused under a 100 MP limit (giant pictures convert in bands by default)."""
+    monkeypatch.setenv("MICROTOME_MAX_IMAGE_PIXELS", "100000000")
     w = h = 16000
     comp = zlib.compressobj(9)
     row = b"\x00" * (w + 1)
