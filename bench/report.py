@@ -7,7 +7,7 @@ import importlib.util
 import json
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean
+from statistics import mean, median
 
 OURS = "microtome"
 
@@ -36,7 +36,7 @@ def aggregate(records: list[dict], suite: str, keys: tuple[str, ...]) -> dict[tu
             groups[(*(r.get(k) for k in keys), r["server"])].append(r)
     out = {}
     for key, rs in groups.items():
-        n = sum(r["requests"] for r in rs)
+        n = sum(_ok(r) for r in rs)  # per successful request: errors are not throughput
         cpu = sum(r["server_cpu_s"] for r in rs)
         out[key] = {
             "rps": mean(r["rps"] for r in rs),
@@ -51,6 +51,11 @@ def aggregate(records: list[dict], suite: str, keys: tuple[str, ...]) -> dict[tu
             "client_cpu_per_1000": sum(r["client_cpu_s"] for r in rs) / n * 1000 if n else None,
         }
     return out
+
+
+def _ok(r: dict) -> int:
+    """Successful requests of a pass (records older than the "ok" field: all but errors)."""
+    return int(r.get("ok", r["requests"] - r["errors"]))
 
 
 def ratios(agg: dict[tuple, dict]) -> dict[tuple, dict[str, float]]:
@@ -376,16 +381,52 @@ def render(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def spread(values: list[float]) -> float:
+    """Relative spread of repeated measurements: (max - min) / median."""
+    m = median(values) if values else 0.0
+    return (max(values) - min(values)) / m if len(values) > 1 and m > 0 else 0.0
+
+
 def quick_summary(records: list[dict]) -> dict[str, float]:
-    """Flat metrics for the regression guard: ratios vs peers and our tiles/s."""
-    agg = aggregate(records, "tiles", ("list", "concurrency", "temp"))
+    """Flat metrics for the regression guard, per scenario (list/concurrency/temp):
+    the median over repeats of our throughput ratio to each peer (pass k of ours
+    against pass k of the peer) and of our CPU per 1000 successful tiles, their
+    spread between repeats (``noise/...``), our error rate, and the pixel check."""
+    passes: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.get("suite") == "tiles":
+            passes[(r["list"], r["concurrency"], r["temp"])][r["server"]].append(r)
     out: dict[str, float] = {}
-    for scn, peers in ratios(agg).items():
-        for peer, r in peers.items():
-            out[f"ratio_vs_{peer}/{scn[0]}/c{scn[1]}/{scn[2]}"] = round(r, 3)
-    for key, v in agg.items():
-        if key[-1] == OURS:
-            out[f"rps/{key[0]}/c{key[1]}/{key[2]}"] = round(v["rps"], 1)
-            if v["cpu_per_1000"]:
-                out[f"cpu_s_per_1000/{key[0]}/c{key[1]}/{key[2]}"] = round(v["cpu_per_1000"], 3)
+    for (lst, conc, temp), by_server in passes.items():
+        ours = sorted(by_server.get(OURS, []), key=lambda r: r["block"])
+        if not ours:
+            continue
+        scn = f"{lst}/c{conc}/{temp}"
+        requests = sum(r["requests"] for r in ours)
+        out[f"error_rate/{scn}"] = round(sum(r["errors"] for r in ours) / requests, 4) \
+            if requests else 1.0
+        rps = [_ok(r) / r["elapsed_s"] if r["elapsed_s"] else 0.0 for r in ours]
+        out[f"rps/{scn}"] = round(median(rps), 1)
+        cpu = [r["server_cpu_s"] / _ok(r) * 1000 for r in ours if _ok(r)]
+        if cpu:
+            out[f"cpu_s_per_1000/{scn}"] = round(median(cpu), 3)
+            out[f"noise/cpu_s_per_1000/{scn}"] = round(spread(cpu), 3)
+        for peer, runs in by_server.items():
+            if peer == OURS:
+                continue
+            runs = sorted(runs, key=lambda r: r["block"])
+            peer_rps = [_ok(r) / r["elapsed_s"] if r["elapsed_s"] else 0.0 for r in runs]
+            ratio = [a / b for a, b in zip(rps, peer_rps, strict=False) if b > 0]
+            if ratio:
+                out[f"ratio_vs_{peer}/{scn}"] = round(median(ratio), 3)
+                out[f"noise/ratio_vs_{peer}/{scn}"] = round(spread(ratio), 3)
+    sp = _one(records, "same-pixels")
+    mine = sp.get("servers", {}).get(OURS)
+    if mine is not None:
+        out["pixels/shape_mismatches"] = float(sp["tiles"] - mine["same_shape"])
+        out["pixels/mean_abs_diff"] = float(mine["mean_abs_diff"] if mine["mean_abs_diff"]
+                                            is not None else 255.0)
+        out["pixels/max_tile_mean_abs_diff"] = float(
+            mine["max_tile_mean_abs_diff"] if mine["max_tile_mean_abs_diff"] is not None
+            else 255.0)
     return out
