@@ -346,10 +346,12 @@ def render(records: list[dict]) -> str:
         "- Each server runs as its authors intend: caches on where the server has them "
         "(large_image's tile cache, IIPImage's tile cache, Microtome's LRU and stored-chunk "
         "pass-through); the openslide server has none, as in openslide-python's example.",
-        "- Differences that remain: process counts (shown above; Microtome and IIPImage use both "
-        "cores with 2 processes, the Python peers are one process with a thread pool as "
-        "specified); Microtome did its JPEG work at conversion time, the peers do it per request "
-        "— that is the design being measured, and conversion cost is reported separately.",
+        "- Same resources: every server runs as many processes as Microtome has tile workers "
+        "(shown above: the Python peers are that many processes on one port, each with its "
+        "own thread pool and slide handle; IIPImage that many FastCGI processes).",
+        "- Differences that remain: Microtome did its JPEG work at conversion time, the peers "
+        "do it per request — that is the design being measured, and conversion cost is "
+        "reported separately.",
         "",
         "### Same pixels",
         "",

@@ -320,9 +320,10 @@ def build_specs(cfg: Config, svs: Path, tif: Path | None, zroot: Path | None,
     if zroot is not None and status["microtome"] is None:
         specs.append(servers.microtome(zroot, svs.stem, cfg.ours_workers))
     if "openslide" in cfg.peers:
-        specs.append(servers.openslide_peer(svs, cfg.peer_threads))
+        # Same resources for every server: as many processes as Microtome's workers.
+        specs.append(servers.openslide_peer(svs, cfg.peer_threads, cfg.ours_workers))
     if "large_image" in cfg.peers and status["large_image"] is None:
-        specs.append(servers.large_image_peer(svs, cfg.peer_threads))
+        specs.append(servers.large_image_peer(svs, cfg.peer_threads, cfg.ours_workers))
     if "iipimage" in cfg.peers:
         reason = status["lighttpd"] or status["iipsrv"] or (
             None if tif is not None else "no vips pyramid")

@@ -53,6 +53,7 @@ def test_full_disk_messages_and_retry(live_server: LiveServer, context: Any, pag
         expect(row).to_contain_text("not enough disk space")
         card = page.locator(".tile-card", has_text=src.name)
         expect(card.locator(".badge")).to_have_text("failed")
+        expect(card).to_contain_text("not enough disk space")
 
         # 3. Space freed: the card's Retry converts from the kept original.
         images.grow(256 * MB)
