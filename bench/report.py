@@ -282,6 +282,31 @@ def extra_sections(records: list[dict]) -> list[str]:
     return lines or ["## Other suites", "", "None."]
 
 
+def pass_lines(records: list[dict], cfg: dict) -> list[str]:
+    """How a tile pass is bounded, the level mix every server got, stuck passes."""
+    lists = _one(records, "lists")
+    n = lists.get("pass_requests")
+    common = (f"`cold` = the first request of each tile since the server process started "
+              f"(servers restart before every cold pass), `warm` = the same tiles again right "
+              f"after. Concurrency {cfg.get('concurrencies')}, keep-alive connections, "
+              f"aiohttp client (uvloop) in its own process. Server CPU = user+system seconds "
+              f"of the server's whole process tree from /proc, per 1000 successful tiles; "
+              f"errors never count as throughput.")
+    if n is None:  # records from before fixed-size passes
+        return [f"- Each pass is bounded to {cfg.get('pass_seconds')} s (no new request after "
+                f"that); {common}"]
+    mix = "; ".join(f"`{name}` " + ", ".join(f"L{lv}: {c}" for lv, c in levels.items())
+                    for name, levels in lists.get("levels", {}).items())
+    out = [f"- Each tile pass is the first {n} tiles of its list, for every server: the same "
+           f"requests, so the same mix of Deep Zoom levels ({mix}). A "
+           f"{cfg.get('pass_cap_s')} s safety cap only stops a stuck pass. {common}"]
+    stuck = [r for r in records if r.get("suite") == "tiles" and r.get("requests", n) < n]
+    for r in stuck:
+        out.append(f"- **Stopped by the cap**: {r['server']} {r['list']} c={r['concurrency']} "
+                   f"{r['temp']} block {r['block']} after {r['requests']} of {n} tiles.")
+    return out
+
+
 def render(records: list[dict]) -> str:
     m = _one(records, "machine")
     end = _one(records, "end")
@@ -322,12 +347,7 @@ def render(records: list[dict]) -> str:
         f"({sizes.get('uniform')} tiles). Deep Zoom levels smaller than one "
         f"tile (a handful of 1-tile levels) are left out: large_image has no tile there and "
         f"IIPImage answers them with its smallest level.",
-        f"- Each pass is bounded to {cfg.get('pass_seconds')} s (no new request after that); "
-        f"`cold` = the first request of each tile since the server process started (servers "
-        f"restart before every cold pass), `warm` = the same tiles again right after. Concurrency "
-        f"{cfg.get('concurrencies')}, keep-alive connections, aiohttp client (uvloop) in its own "
-        f"process. Server CPU = user+system seconds of the server's whole process tree from "
-        f"/proc, per 1000 tiles.",
+        *pass_lines(records, cfg),
         "",
         "## Why the comparison is fair",
         "",
@@ -341,7 +361,7 @@ def render(records: list[dict]) -> str:
         "below.",
         "- Same tiles: one seeded list, mapped onto each server's URL scheme (Deep Zoom for all "
         "four); same tile size (256, overlap 0) and same JPEG quality (75).",
-        "- Same conditions: loopback, same client, same concurrency, same time bound, ABBA order, "
+        "- Same conditions: loopback, same client, same concurrency, same requests, ABBA order, "
         "page cache warmed for every input file before the first pass.",
         "- Each server runs as its authors intend: caches on where the server has them "
         "(large_image's tile cache, IIPImage's tile cache, Microtome's LRU and stored-chunk "

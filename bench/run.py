@@ -27,6 +27,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class Config:
     height: int
     list_sizes: dict[str, int]
     concurrencies: list[int]
+    #: Time bound of the IIIF, thumbnail and plug-in suites' passes.
     pass_seconds: float
     peers: list[str]
     ours_workers: int = 2
@@ -63,6 +65,10 @@ class Config:
     repeats: int = 1
     #: Sample tiles whose pixels are compared with the openslide server's.
     pixel_samples: int = 24
+    #: A tile pass is the first `pass_requests` tiles of its list, for every server
+    #: (same requests, same level mix); `pass_cap_s` only stops a stuck pass.
+    pass_requests: int = 4000
+    pass_cap_s: float = 180.0
     convert_always: bool = True
     extra_suites: bool = True
     seed: int = 20261124
@@ -70,13 +76,15 @@ class Config:
     @classmethod
     def full(cls) -> Config:
         return cls(False, 65536, 49152, {"panning": 40000, "uniform": 40000}, [8, 32, 64],
-                   6.0, ["openslide", "large_image", "iipimage"], regions=600, thumbnails=48)
+                   6.0, ["openslide", "large_image", "iipimage"], regions=600, thumbnails=48,
+                   pass_requests=4000, pass_cap_s=180.0)
 
     @classmethod
     def quick_(cls) -> Config:
         # Top three levels hold ~16k tiles: enough for 3 s cold passes at ~4k tiles/s.
         return cls(True, 32768, 24576, {"panning": 12000, "uniform": 12000}, [32], 2.5,
-                   ["openslide"], convert_always=False, repeats=2, pixel_samples=8)
+                   ["openslide"], convert_always=False, repeats=2, pixel_samples=8,
+                   pass_requests=3000, pass_cap_s=60.0)
 
 
 @dataclass
@@ -195,7 +203,12 @@ def tile_suite(cfg: Config, specs: list[ServerSpec], record: Recorder) -> None:
         "panning": tilelists.panning(w, h, cfg.list_sizes["panning"], cfg.seed),
         "uniform": tilelists.uniform(w, h, cfg.list_sizes["uniform"], cfg.seed + 1),
     }
-    record({"suite": "lists", **{k: len(v) for k, v in lists.items()}})
+    n = cfg.pass_requests
+    # Every server gets the same first n tiles: report their per-level mix.
+    mix = {k: {str(lv): c for lv, c in sorted(Counter(t[0] for t in v[:n]).items())}
+           for k, v in lists.items()}
+    record({"suite": "lists", **{k: len(v) for k, v in lists.items()}, "pass_requests": n,
+            "levels": mix})
     for lname, tiles in lists.items():
         files = {s.name: write_paths(s, f"tiles-{lname}", [s.tile(*t) for t in tiles])
                  for s in specs}
@@ -203,9 +216,9 @@ def tile_suite(cfg: Config, specs: list[ServerSpec], record: Recorder) -> None:
             for block, spec in abba(specs, cfg.repeats):
                 spec.start(WORK / "logs")
                 try:
-                    cold = load_pass(spec, files[spec.name], 0, conc, cfg.pass_seconds)
+                    cold = load_pass(spec, files[spec.name], n, conc, cfg.pass_cap_s)
                     warm = load_pass(spec, files[spec.name], cold["requests"], conc,
-                                     cfg.pass_seconds)
+                                     cfg.pass_cap_s)
                 finally:
                     spec.stop()
                 for temp, res in (("cold", cold), ("warm", warm)):
