@@ -24,7 +24,7 @@ from aiohttp import web
 from catalog import access
 from catalog.db import DB_POOL
 from catalog.jsonio import path_id
-from core.http import json_response
+from core.http import body_chunks, json_response
 from core.pixels import PIXELS
 from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
 
@@ -55,7 +55,7 @@ async def _json_body(request: web.Request) -> Any:
     parts: list[bytes] = []
     size = 0
     # read(n) returns what has arrived so far, not n bytes: loop to the end.
-    async for chunk in request.content.iter_chunked(1 << 20):
+    async for chunk in body_chunks(request, 1 << 20):
         size += len(chunk)
         if size > MAX_BODY:
             raise TooLarge("request body too large", {"limit": MAX_BODY})
@@ -368,7 +368,7 @@ async def _spool(request: web.Request) -> Any:
     fh = await _run(request, tempfile.TemporaryFile)
     size = 0
     try:
-        async for chunk in request.content.iter_chunked(1 << 20):
+        async for chunk in body_chunks(request, 1 << 20):
             size += len(chunk)
             if size > MAX_IMPORT:
                 raise TooLarge("import too large", {"limit": MAX_IMPORT})

@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="< 2 min regression guard")
     ap.add_argument("--update-baseline", action="store_true",
                     help="with --quick: record this run as the new baseline")
-    ap.add_argument("--pass-seconds", type=float, help="time bound of one load pass")
+    ap.add_argument("--pass-seconds", type=float,
+                    help="time bound of one IIIF/thumbnail/plug-in pass")
+    ap.add_argument("--pass-requests", type=int,
+                    help="tiles per tile pass (the same first N of each list for every server)")
     ap.add_argument("--size", help="slide WIDTHxHEIGHT (default 65536x49152, quick 16384x12288)")
     ap.add_argument("--concurrency", help="comma-separated, e.g. 8,32,64")
     ap.add_argument("--peers", help="comma-separated subset of openslide,large_image,iipimage")
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick_() if args.quick else Config.full()
     if args.pass_seconds:
         cfg.pass_seconds = args.pass_seconds
+    if args.pass_requests:
+        cfg.pass_requests = args.pass_requests
     if args.size:
         cfg.width, cfg.height = (int(v) for v in args.size.lower().split("x"))
     if args.concurrency:

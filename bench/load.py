@@ -2,7 +2,8 @@
 
 Runs as its own process (``python -m bench.load``), never inside a server, and
 prints one JSON object: how many requests completed, throughput, latency
-percentiles, errors, bytes and the client's own CPU time.  Workers take paths
+percentiles, errors, bytes and the client's own CPU time.  Throughput counts
+successful (200) answers only: an error is never throughput.  Workers take paths
 in list order; once ``max_seconds`` has passed no new request starts, so the
 completed requests are always a prefix of the list (the warm pass replays
 exactly that prefix).
@@ -33,11 +34,12 @@ async def replay(base: str, paths: list[str], concurrency: int, max_seconds: flo
     latencies: list[float] = []
     errors: dict[str, int] = {}
     nbytes = 0
+    ok = 0
     next_i = 0
     deadline = time.perf_counter() + max_seconds
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal next_i, nbytes
+        nonlocal next_i, nbytes, ok
         while next_i < len(paths) and time.perf_counter() < deadline:
             path = paths[next_i]
             next_i += 1
@@ -47,6 +49,8 @@ async def replay(base: str, paths: list[str], concurrency: int, max_seconds: flo
                     body = await resp.read()
                     if resp.status != 200:
                         errors[str(resp.status)] = errors.get(str(resp.status), 0) + 1
+                    else:
+                        ok += 1
                     nbytes += len(body)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
@@ -65,8 +69,9 @@ async def replay(base: str, paths: list[str], concurrency: int, max_seconds: flo
     done = len(lat)
     return {
         "requests": done,
+        "ok": ok,
         "elapsed_s": elapsed,
-        "rps": done / elapsed if elapsed > 0 else 0.0,
+        "rps": ok / elapsed if elapsed > 0 else 0.0,
         "p50_ms": percentile(lat, 50) * 1e3,
         "p90_ms": percentile(lat, 90) * 1e3,
         "p99_ms": percentile(lat, 99) * 1e3,

@@ -72,31 +72,35 @@ def microtome(root: Path, image_id: str, workers: int) -> ServerSpec:
     )
 
 
-def _python_peer(name: str, module: str, slide: Path, threads: int, setup: str) -> ServerSpec:
+def _python_peer(name: str, module: str, slide: Path, threads: int, procs: int,
+                 setup: str) -> ServerSpec:
     return ServerSpec(
         name=name,
         setup=setup,
         make_argv=lambda port, _w: [PY, "-m", module, str(slide), "--port", str(port),
-                                    "--threads", str(threads), "--quality", "75"],
+                                    "--threads", str(threads), "--processes", str(procs),
+                                    "--quality", "75"],
         ready_path="/health",
         tile=lambda lv, c, r: f"/dzi/slide_files/{lv}/{c}_{r}.jpg",
         thumbnail=lambda n: f"/thumbnail.jpg?size={n}",
     )
 
 
-def openslide_peer(slide: Path, threads: int) -> ServerSpec:
+def openslide_peer(slide: Path, threads: int, procs: int) -> ServerSpec:
     slide = slide.resolve()
     return _python_peer(
-        "openslide", "bench.peers.openslide_server", slide, threads,
-        f"openslide-python DeepZoomGenerator + aiohttp, 1 process, {threads} threads, on the SVS",
+        "openslide", "bench.peers.openslide_server", slide, threads, procs,
+        f"openslide-python DeepZoomGenerator + aiohttp, {procs} process(es) on one port, "
+        f"{threads} threads each, on the SVS",
     )
 
 
-def large_image_peer(slide: Path, threads: int) -> ServerSpec:
+def large_image_peer(slide: Path, threads: int, procs: int) -> ServerSpec:
     slide = slide.resolve()
     return _python_peer(
-        "large_image", "bench.peers.large_image_server", slide, threads,
-        f"large_image (openslide source) + aiohttp, 1 process, {threads} threads, on the SVS",
+        "large_image", "bench.peers.large_image_server", slide, threads, procs,
+        f"large_image (openslide source) + aiohttp, {procs} process(es) on one port, "
+        f"{threads} threads each, on the SVS",
     )
 
 

@@ -14,7 +14,9 @@ from catalog.storage import image_dir, storage_relpath
 from pyramid import errors
 
 IMAGE_COLUMNS = """i.id, i.name, i.source_filename, i.format, i.width, i.height, i.levels,
-    i.pixel_size_um, i.channels, i.checksum, i.status, i.version, i.created_at, i.updated_at"""
+    i.pixel_size_um, i.channels, i.checksum, i.status, i.version, i.created_at, i.updated_at,
+    CASE WHEN i.status = 'failed' THEN (SELECT j.error FROM jobs j WHERE j.image_id = i.id
+                                        ORDER BY j.id DESC LIMIT 1) END AS error"""
 
 SORTS = {"id": "i.id", "name": "lower(i.name)", "created_at": "i.created_at",
          "updated_at": "i.updated_at"}
@@ -24,6 +26,8 @@ def image_json(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
                                "levels", "pixel_size_um", "channels", "checksum", "status",
                                "version", "created_at", "updated_at")}
     out["channels"] = out["channels"] or []
+    # Why a failed image failed (its last job's one-line reason), else null.
+    out["error"] = row["error"] if "error" in row.keys() else None
     i = row["id"]
     out["urls"] = {"dzi": f"/dzi/{i}.dzi", "iiif": f"/iiif/3/{i}/info.json",
                    "thumbnail": f"/images/{i}/thumbnail.jpg", "viewer": f"/viewer/{i}"}

@@ -74,6 +74,8 @@ SCHEMAS: dict[str, Any] = {
         "channels": {"type": "array"}, "checksum": {"type": ["string", "null"]},
         "status": {"type": "string", "enum": ["pending", "converting", "ready", "failed"]},
         "version": {"type": "string"}, "created_at": _TS, "updated_at": _TS,
+        "error": {"type": ["string", "null"],
+                  "description": "why the conversion failed (status 'failed'), else null"},
         "urls": _obj({"dzi": {"type": "string"}, "iiif": {"type": "string"},
                       "thumbnail": {"type": "string"}, "viewer": {"type": "string"}}),
     }),

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import re
+import signal
+import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -87,8 +90,43 @@ def parse_args(doc: str) -> argparse.Namespace:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--threads", type=int, default=2 * (os.cpu_count() or 1))
     ap.add_argument("--quality", type=int, default=75)
+    ap.add_argument("--processes", type=int, default=1,
+                    help="server processes sharing the port (each with its own thread pool)")
     return ap.parse_args()
 
 
-def run(app: web.Application, host: str, port: int) -> None:
-    web.run_app(app, host=host, port=port, access_log=None, print=None)
+def serve(make_app: Callable[[], web.Application], host: str, port: int,
+          processes: int = 1) -> None:
+    """Run the app in `processes` processes that share one listening socket.
+
+    Each child builds its own app after the fork (slide handles are not shared
+    across processes), exactly as Microtome's tile workers do.  The parent only
+    waits; SIGTERM/SIGINT to it stops the children."""
+    if processes <= 1:
+        web.run_app(make_app(), host=host, port=port, access_log=None, print=None)
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    children = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                web.run_app(make_app(), sock=sock, access_log=None, print=None)
+            finally:
+                os._exit(0)
+        children.append(pid)
+
+    def stop(*_: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)

@@ -6,18 +6,26 @@ with large_image's own in-process tile cache left at its defaults (that cache
 is part of its design).  large_image numbers levels from the level where the
 whole image fits one tile (z = 0); Deep Zoom levels below that (images
 smaller than a tile, a handful of tiles in all) are not served and are left
-out of every request list.
+out of every request list.  ``--processes N`` runs N such processes (each
+with its source and cache) on one port, like Microtome's tile workers.
 """
 
 from __future__ import annotations
 
-import large_image
+from typing import Any
 
-from bench.peers.common import build_app, dzi_max_level, dzi_xml, parse_args, run
+import large_image
+from aiohttp import web
+
+from bench.peers.common import build_app, dzi_max_level, dzi_xml, parse_args, serve
 
 
 def main() -> None:
     args = parse_args(__doc__ or "")
+    serve(lambda: make_app(args), args.host, args.port, args.processes)
+
+
+def make_app(args: Any) -> web.Application:
     source = large_image.open(
         args.slide, encoding="JPEG", jpegQuality=args.quality, tileWidth=256, tileHeight=256
     )
@@ -39,8 +47,7 @@ def main() -> None:
                                       jpegQuality=args.quality)
         return data
 
-    app = build_app(get_tile, get_thumbnail, dzi_xml(width, height, 256), args.threads)
-    run(app, args.host, args.port)
+    return build_app(get_tile, get_thumbnail, dzi_xml(width, height, 256), args.threads)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,30 @@
 """Peer: openslide-python's DeepZoomGenerator behind a small aiohttp server.
 
 This is what Python users run today (the openslide-python ``deepzoom_server``
-example, made async): one process, one OpenSlide handle, tiles rendered in a
+example, made async): per process one OpenSlide handle, tiles rendered in a
 thread pool (openslide and Pillow's JPEG encoder release the GIL), no tile
-cache.  Tile size 256, overlap 0, limit_bounds False, JPEG quality 75.
+cache; ``--processes N`` runs N such processes on one port, like Microtome's
+tile workers.  Tile size 256, overlap 0, limit_bounds False, JPEG quality 75.
 """
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import openslide
+from aiohttp import web
 from openslide.deepzoom import DeepZoomGenerator
 
-from bench.peers.common import build_app, dzi_xml, parse_args, run
+from bench.peers.common import build_app, dzi_xml, parse_args, serve
 
 
 def main() -> None:
     args = parse_args(__doc__ or "")
+    serve(lambda: make_app(args), args.host, args.port, args.processes)
+
+
+def make_app(args: Any) -> web.Application:
     slide = openslide.OpenSlide(args.slide)
     dz = DeepZoomGenerator(slide, tile_size=256, overlap=0, limit_bounds=False)
     width, height = slide.dimensions
@@ -37,8 +44,7 @@ def main() -> None:
         slide.get_thumbnail((size, size)).convert("RGB").save(buf, "jpeg", quality=args.quality)
         return buf.getvalue()
 
-    app = build_app(get_tile, get_thumbnail, dzi_xml(width, height, 256), args.threads)
-    run(app, args.host, args.port)
+    return build_app(get_tile, get_thumbnail, dzi_xml(width, height, 256), args.threads)
 
 
 if __name__ == "__main__":

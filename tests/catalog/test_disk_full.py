@@ -136,7 +136,7 @@ async def test_conversion_on_a_full_disk_keeps_the_original_for_a_retry(
     assert job["status"] == "failed" and job["attempts"] == 1
     assert "not enough disk space" in job["error"]
     _, image = await call(client, admin, "GET", f"/api/images/{image_id}", expect=200)
-    assert image["status"] == "failed"
+    assert image["status"] == "failed" and "not enough disk space" in image["error"]
     original = settings.uploads_dir / upload_id
     assert original.is_file() and original.stat().st_size == src.stat().st_size
     assert not list(images_disk.path.rglob("*.partial"))  # nothing half-written left
@@ -155,6 +155,7 @@ async def test_conversion_on_a_full_disk_keeps_the_original_for_a_retry(
     assert job["status"] == "done", job
     _, image = await call(client, admin, "GET", f"/api/images/{image_id}", expect=200)
     assert (image["status"], image["width"], image["height"]) == ("ready", 2220, 2967)
+    assert image["error"] is None
     assert not original.exists()  # ready: now the upload goes
     status, body = await call(client, admin, "POST", f"/api/images/{image_id}/retry")
     assert status == 409 and "failed" in body["error"]
