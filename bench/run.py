@@ -41,7 +41,7 @@ WORK = BENCH / "work"
 RESULTS = BENCH / "results"
 
 #: Modules providing extra suites; missing ones are reported as not run.
-EXTRA_SUITES = ("bench.annotations",)
+EXTRA_SUITES = ("bench.annotations", "bench.client")
 
 
 @dataclass
