@@ -18,7 +18,7 @@ from .models import Annotation, Term
 
 if TYPE_CHECKING:
     from .core import AsyncClient
-    from .models import Image
+    from .image import Image
 
 GeometryLike = Union[dict[str, Any], Any]  # noqa: UP007 (runtime alias on 3.10)
 #: Largest batch the server takes in one all-or-nothing request.
