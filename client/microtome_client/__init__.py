@@ -17,18 +17,9 @@ from .errors import (
     TooLarge,
     Unprocessable,
 )
-from .models import (
-    Annotation,
-    ApiKey,
-    Image,
-    ImageMetadata,
-    Job,
-    Member,
-    Project,
-    ShareLink,
-    Term,
-    User,
-)
+from .image import Image
+from .models import Annotation, ApiKey, ImageMetadata, Job, Member, ShareLink, Term, User
+from .project import Project
 from .sync import Client
 from .transport import RetryPolicy
 from .uploads import UploadResult

@@ -18,7 +18,7 @@ from .models import Annotation, Term
 
 if TYPE_CHECKING:
     from .core import AsyncClient
-    from .models import Image
+    from .image import Image
 
 GeometryLike = Union[dict[str, Any], Any]  # noqa: UP007 (runtime alias on 3.10)
 #: Largest batch the server takes in one all-or-nothing request.
@@ -74,12 +74,12 @@ def annotation_body(geometry: GeometryLike | None, *, terms: Iterable[int | Term
     ids = _term_ids(terms)
     if ids is None and "terms" in props:
         ids = _term_ids(props["terms"])
-    if ids is not None and (ids or not partial):
-        body["terms"] = ids
+    if ids is not None:
+        body["terms"] = ids  # an explicit [] clears the terms of an update
     if data is None and props:
         data = props.get("data") if isinstance(props.get("data"), dict) else {
             k: v for k, v in props.items() if k not in ("terms", "id", "image_id", "kind")}
-    if data is not None and (data or not partial):
+    if data is not None:
         body["data"] = data
     if producer:
         body["producer"] = producer

@@ -6,17 +6,9 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .models import (
-    Annotation,
-    ApiKey,
-    Image,
-    Job,
-    Project,
-    Record,
-    ShareLink,
-    Term,
-    User,
-)
+from .image import Image
+from .models import Annotation, ApiKey, Job, Record, ShareLink, Term, User
+from .project import Project
 from .transport import RetryPolicy, Transport
 
 R = TypeVar("R", bound=Record)

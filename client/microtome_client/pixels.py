@@ -26,7 +26,7 @@ import numpy as np
 from .models import ImageMetadata
 
 if TYPE_CHECKING:
-    from .models import Image
+    from .image import Image
 
 #: Formats rendered by IIIF (8-bit colour) and raw formats (stored dtype).
 RENDERED = ("jpg", "png", "webp")

@@ -151,7 +151,11 @@ class Client(Sync):
         super().__init__(target, loop)
 
     def __enter__(self) -> Client:
-        self._loop.run(self._target._ensure_login())
+        try:
+            self._loop.run(self._target._ensure_login())
+        except BaseException:
+            self.close()  # a failed login must not leave the loop thread behind
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

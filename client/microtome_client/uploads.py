@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import APIError, ConnectionFailed, ConversionFailed, MicrotomeError, NotFound
-from .models import Image
+from .image import Image
 
 try:
     import fcntl

@@ -64,6 +64,7 @@ def test_create_query_update_delete(client: Any, setup: tuple[Any, Any, Any]) ->
     moved = one.update(box(110, 110, 220, 160), terms=[stroma.id])
     assert moved.terms == [stroma.id] and shapely.equals(moved.shape, box(110, 110, 220, 160))
     assert client.annotation(one.id).data == {"score": 0.9}  # data kept
+    assert one.update(terms=[]).terms == []  # an explicit empty list clears them
     one.delete()
     assert image.delete_annotations(ids[:10]) == 10
     assert image.annotation_counts(project=project.id)["total"] == 16

@@ -75,3 +75,15 @@ async def test_too_large_is_413(aiohttp_client: Callable, tiles_root: Path,  # t
     # The same region at level 1 is a quarter of the pixels: allowed.
     assert (await client.get("/images/fluo/region.npy?x=0&y=0&w=101&h=100&level=1")).status \
         == 200
+
+
+async def test_no_blocking_calls_on_the_event_loop(
+        client: TestClient, rgb_image: tuple, nd_image: tuple) -> None:  # type: ignore[type-arg]
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx(["tileserver", "pyramid", "microtome"]):
+        for url, status in [("/images/fluo/region.npy?x=0&y=0&w=200&h=150", 200),  # cold
+                            ("/images/slide/region.tif?x=0&y=0&w=600&h=500&level=1", 200),
+                            ("/images/slide/region.npy?x=0&y=0&w=1001&h=5", 400)]:
+            r = await client.get(url)
+            assert r.status == status, (url, r.status, await r.text())

@@ -1,0 +1,173 @@
+"""`Image`: one image's record, its pixels and its annotations (see `pixels`, `annotations`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .models import Annotation, ImageMetadata, Job, Record, Term
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .annotations import AnnotationQuery, GeometryLike
+
+
+@dataclass
+class Image(Record):
+    id: int = 0
+    name: str = ""
+    source_filename: str = ""
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    levels: int | None = None
+    pixel_size_um: float | None = None
+    channels: list[Any] = field(default_factory=list)
+    checksum: str | None = None
+    status: str = ""
+    #: Why a failed image failed (in words a user understands).
+    error: str | None = None
+    version: str = ""
+    created_at: str | None = None
+    updated_at: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    _meta: ImageMetadata | None = field(default=None, repr=False, compare=False)
+
+    # -- record ----------------------------------------------------------------------
+    async def refresh(self) -> Image:
+        return await self.client.image(self.id)
+
+    async def rename(self, name: str) -> Image:
+        return Image.from_json(await self.client.t.json(
+            "PATCH", f"/api/images/{self.id}", json={"name": name}), self.client)
+
+    async def delete(self) -> None:
+        await self.client.t.request("DELETE", f"/api/images/{self.id}")
+
+    def jobs(self, page_size: int = 100) -> AsyncIterator[Job]:
+        return self.client.paginate(f"/api/images/{self.id}/jobs", Job, page_size=page_size)
+
+    async def retry(self) -> Job:
+        """Convert a failed image again from the original the server kept (the new job)."""
+        return Job.from_json(await self.client.t.json(
+            "POST", f"/api/images/{self.id}/retry"), self.client)
+
+    async def signed_url(self, expires_in: int = 3600) -> dict[str, Any]:
+        """A short-lived token for tile/IIIF/DZI URLs of this image (for other viewers)."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "POST", f"/api/images/{self.id}/signed-url", json={"expires_in": expires_in})
+
+    # -- pixels (see `pixels`) -------------------------------------------------------
+    async def fetch_metadata(self) -> ImageMetadata:
+        if self._meta is None or self._meta.version != self.version:
+            doc = await self.client.t.json("GET", f"/images/{self.id}/metadata")
+            self._meta = ImageMetadata.from_json(doc)
+        return self._meta
+
+    @property
+    def metadata(self) -> Any:
+        """Awaitable `ImageMetadata` (the sync client returns it directly)."""
+        return self.fetch_metadata()
+
+    async def region(self, x: int, y: int, w: int, h: int, *, level: int | None = None,
+                     scale: float | None = None, channels: Sequence[int] | None = None,
+                     z: int | None = None, t: int | None = None, format: str = "auto",
+                     magnification: float | None = None, max_pixels: int = 1 << 30
+                     ) -> np.ndarray:
+        """Pixels of the level-0 rectangle (x, y, w, h) as a (height, width, channels)
+        array: at a stored ``level``, or resampled to ``scale`` (output pixels per
+        level-0 pixel) or to an objective ``magnification``.  RGB images come back as
+        uint8 RGB; others in their stored dtype (``format`` "png"/"jpg" renders 8-bit
+        colour instead).  A region not inside the image raises the server's `BadRequest`.
+        """
+        from .pixels import read_region
+
+        return await read_region(self, x, y, w, h, level=level, scale=scale,
+                                 channels=channels, z=z, t=t, fmt=format,
+                                 max_pixels=max_pixels, magnification=magnification)
+
+    async def thumbnail(self, size: int = 256) -> np.ndarray:
+        from .pixels import thumbnail
+
+        return await thumbnail(self, size)
+
+    def tiles(self, level: int = 0, *, channels: Sequence[int] | None = None,
+              z: int | None = None, t: int | None = None, format: str = "auto"
+              ) -> AsyncIterator[tuple[tuple[int, int, int, int], np.ndarray]]:
+        from .pixels import iter_tiles
+
+        return iter_tiles(self, level, channels=channels, z=z, t=t, fmt=format)
+
+    async def download_original(self, path: str | Path) -> Path:
+        from .pixels import download_original
+
+        return await download_original(self, Path(path))
+
+    # -- annotations (see `annotations`) -------------------------------------------
+    def annotations(self, *, bbox: Sequence[float] | None = None,
+                    terms: Iterable[int] | None = None, users: Iterable[int] | None = None,
+                    kinds: Iterable[str] | None = None, project: int | None = None,
+                    page_size: int = 1000) -> AnnotationQuery:
+        from .annotations import AnnotationQuery
+
+        return AnnotationQuery(self.client, self.id, bbox=bbox, terms=terms, users=users,
+                               kinds=kinds, project=project, page_size=page_size)
+
+    async def create_annotation(self, geometry: GeometryLike, *,
+                                terms: Sequence[int | Term] = (),
+                                data: dict[str, Any] | None = None,
+                                project: int | None = None, **opts: Any) -> Annotation:
+        from .annotations import create_one
+
+        return await create_one(self, geometry, terms=terms, data=data, project=project,
+                                **opts)
+
+    async def create_annotations(self, items: Iterable[Any], *,
+                                 terms: Sequence[int | Term] = (),
+                                 project: int | None = None, batch_size: int = 5000,
+                                 **opts: Any) -> list[int]:
+        from .annotations import create_many
+
+        return await create_many(self, items, terms=terms, project=project,
+                                 batch_size=batch_size, **opts)
+
+    async def delete_annotations(self, ids: Iterable[int | Annotation]) -> int:
+        from .annotations import delete_many
+
+        return await delete_many(self, ids)
+
+    async def search_annotations(self, geometry: GeometryLike, predicate: str = "intersects",
+                                 **filters: Any) -> list[Annotation]:
+        from .annotations import search
+
+        return await search(self, geometry, predicate, **filters)
+
+    async def annotation_counts(self, **filters: Any) -> dict[str, Any]:
+        from .annotations import filter_params
+
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/images/{self.id}/annotations/counts", params=filter_params(**filters))
+
+    async def annotation_stats(self, **filters: Any) -> dict[str, Any]:
+        from .annotations import filter_params
+
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/images/{self.id}/annotations/stats", params=filter_params(**filters))
+
+    async def export_annotations(self, path: str | Path, *, project: int | None = None
+                                 ) -> Path:
+        from .annotations import export_geojson
+
+        return await export_geojson(self, Path(path), project=project)
+
+    async def import_annotations(self, path: str | Path, **opts: Any) -> dict[str, Any]:
+        from .annotations import import_geojson
+
+        return await import_geojson(self, Path(path), **opts)
+
+    async def terms(self) -> list[Term]:
+        rows = await self.client.t.json("GET", f"/api/images/{self.id}/terms")
+        return [Term.from_json(r, self.client) for r in rows]

@@ -1,0 +1,106 @@
+"""`Project`: members, images, terms, sharing and uploads of one project."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .image import Image
+from .models import Member, Record, ShareLink, Term, User
+
+if TYPE_CHECKING:
+    from .uploads import UploadResult
+
+
+@dataclass
+class Project(Record):
+    id: int = 0
+    name: str = ""
+    description: str = ""
+    public: bool = False
+    role: str | None = None
+    image_count: int = 0
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    async def refresh(self) -> Project:
+        return await self.client.project(self.id)
+
+    async def update(self, **changes: Any) -> Project:
+        """Change ``name``, ``description`` or ``public`` (managers)."""
+        return Project.from_json(await self.client.t.json(
+            "PATCH", f"/api/projects/{self.id}", json=changes), self.client)
+
+    async def delete(self) -> None:
+        await self.client.t.request("DELETE", f"/api/projects/{self.id}")
+
+    def images(self, *, q: str | None = None, status: str | None = None,
+               sort: str | None = None, page_size: int = 100) -> AsyncIterator[Image]:
+        params = {k: v for k, v in (("q", q), ("status", status), ("sort", sort)) if v}
+        return self.client.paginate(f"/api/projects/{self.id}/images", Image, params,
+                                    page_size=page_size)
+
+    async def add_image(self, image: int | Image) -> Image:
+        iid = image.id if isinstance(image, Image) else int(image)
+        return Image.from_json(await self.client.t.json(
+            "POST", f"/api/projects/{self.id}/images", json={"image_id": iid}), self.client)
+
+    async def remove_image(self, image: int | Image) -> None:
+        iid = image.id if isinstance(image, Image) else int(image)
+        await self.client.t.request("DELETE", f"/api/projects/{self.id}/images/{iid}")
+
+    def members(self, page_size: int = 100) -> AsyncIterator[Member]:
+        return self.client.paginate(f"/api/projects/{self.id}/members", Member,
+                                    page_size=page_size)
+
+    async def add_member(self, username: str, role: str = "viewer") -> Member:
+        return Member.from_json(await self.client.t.json(
+            "POST", f"/api/projects/{self.id}/members",
+            json={"username": username, "role": role}), self.client)
+
+    async def set_member_role(self, user: int | User | Member, role: str) -> Member:
+        uid = user.user_id if isinstance(user, Member) else getattr(user, "id", user)
+        return Member.from_json(await self.client.t.json(
+            "PUT", f"/api/projects/{self.id}/members/{uid}", json={"role": role}), self.client)
+
+    async def remove_member(self, user: int | User | Member) -> None:
+        uid = user.user_id if isinstance(user, Member) else getattr(user, "id", user)
+        await self.client.t.request("DELETE", f"/api/projects/{self.id}/members/{uid}")
+
+    async def terms(self) -> list[Term]:
+        rows = await self.client.t.json("GET", f"/api/projects/{self.id}/terms")
+        return [Term.from_json(r, self.client) for r in rows]
+
+    async def create_term(self, name: str, color: str | None = None,
+                          parent: int | Term | None = None) -> Term:
+        body: dict[str, Any] = {"name": name}
+        if color is not None:
+            body["color"] = color
+        if parent is not None:
+            body["parent_id"] = parent.id if isinstance(parent, Term) else parent
+        return Term.from_json(await self.client.t.json(
+            "POST", f"/api/projects/{self.id}/terms", json=body), self.client)
+
+    async def term(self, name: str, *, create: bool = False, color: str | None = None) -> Term:
+        """The term called ``name`` (case-insensitive); with ``create``, made if missing."""
+        for term in await self.terms():
+            if term.name.lower() == name.lower():
+                return term
+        if not create:
+            from .errors import NotFound
+
+            raise NotFound(404, f"no term {name!r} in project {self.id}")
+        return await self.create_term(name, color)
+
+    async def share(self, expires_in: int = 7 * 86400) -> ShareLink:
+        return await self.client.create_share_link(project=self.id, expires_in=expires_in)
+
+    async def upload(self, paths: str | Path | Iterable[str | Path], *, wait: bool = True,
+                     progress: bool = True, parallel: int = 3, **opts: Any
+                     ) -> list[UploadResult]:
+        from .uploads import upload_files
+
+        return await upload_files(self.client, self.id, paths, wait=wait, progress=progress,
+                                  parallel=parallel, **opts)
