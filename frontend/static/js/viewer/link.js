@@ -5,10 +5,13 @@
 
 /** name → () => {param: value}: the panels' parts of a view link. */
 const parts = new Map();
-/** Every parameter a part has ever written (so a reset drops it from the URL). */
+/** Every parameter a part may write (one back at its default leaves the URL). */
 const owned = new Set();
 
-export function registerLinkPart(name, fn) { parts.set(name, fn); }
+export function registerLinkPart(name, keys, fn) {
+  parts.set(name, fn);
+  for (const k of keys) owned.add(k);
+}
 
 export function viewToParams(viewer) {
   const vp = viewer.viewport;
@@ -41,7 +44,6 @@ export function withParts(base = location.href) {
   const url = new URL(base);
   const values = {};
   for (const fn of parts.values()) Object.assign(values, fn());
-  for (const k of Object.keys(values)) owned.add(k);
   for (const k of owned) url.searchParams.delete(k);
   for (const [k, v] of Object.entries(values)) if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, String(v));
   return url;

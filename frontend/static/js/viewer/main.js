@@ -304,8 +304,8 @@ async function main() {
   document.querySelector(".viewer-tools").hidden = false;
   paramsToView(state.viewer, new URLSearchParams(location.search));
   setupControls();
-  setupChannels(state, reloadTiles, { onChange: syncUrl, register: (fn) => registerLinkPart("channels", fn) });
-  if (state.meta.kind === "rgb") setupAdjust(state, { onChange: syncUrl, register: (fn) => registerLinkPart("adjust", fn) });
+  setupChannels(state, reloadTiles, { onChange: syncUrl, register: (fn) => registerLinkPart("channels", ["plane", "time", "channels", "colors", "windows"], fn) });
+  if (state.meta.kind === "rgb") setupAdjust(state, { onChange: syncUrl, register: (fn) => registerLinkPart("adjust", ["bri", "con", "gam"], fn) });
   setupShortcutHelp();
   const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user });
   setupNav(state).catch((e) => console.warn("navigation", e));
