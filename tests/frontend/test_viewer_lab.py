@@ -41,7 +41,8 @@ def _overlay_alpha(page: Any, ix: float, iy: float) -> int:
     """Alpha of the annotation overlay at image pixel (ix, iy)."""
     return int(page.evaluate(f"""(() => {{
         const l = window.microtome.annotations, m = l.transform(), c = l.canvas, d = l.dpr;
-        const x = (m[0] * {ix} + m[2] * {iy} + m[4]) * d, y = (m[1] * {ix} + m[3] * {iy} + m[5]) * d;
+        const x = (m[0] * {ix} + m[2] * {iy} + m[4]) * d;
+        const y = (m[1] * {ix} + m[3] * {iy} + m[5]) * d;
         return c.getContext('2d').getImageData(Math.round(x), Math.round(y), 1, 1).data[3];
     }})()"""))
 
@@ -88,7 +89,8 @@ def other_pages(browser: Any, live_server: LiveServer) -> Iterator[Any]:
     made: list[tuple[Any, ConsoleLog]] = []
 
     def make() -> Any:
-        ctx = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
+        ctx = browser.new_context(base_url=live_server.url,
+                                  viewport={"width": 1280, "height": 800})
         ctx.set_default_timeout(15_000)
         p = ctx.new_page()
         log = ConsoleLog()
@@ -120,7 +122,8 @@ def test_ui_offers_what_the_role_can_do(live_server: LiveServer, context: Any, p
     carol = other_pages()
     ui_login(carol, "carol", PASSWORD, next_path=path)
     wait_tiles(carol)
-    carol.wait_for_function("window.microtome.tools && window.microtome.annotations.features.size === 1")
+    carol.wait_for_function("window.microtome.tools"
+                            " && window.microtome.annotations.features.size === 1")
     expect(carol.locator("#share")).to_be_visible()
     box = carol.locator("#osd").bounding_box()
 
@@ -145,7 +148,8 @@ def test_ui_offers_what_the_role_can_do(live_server: LiveServer, context: Any, p
     shown.click()  # hide untermed shapes ...
     shown.click()  # ... and show them again; the focus stays on the checkbox
     carol.keyboard.press("b")
-    expect(carol.locator("#anno-tools button[data-tool=rect]")).to_have_attribute("aria-pressed", "true")
+    rect_tool = carol.locator("#anno-tools button[data-tool=rect]")
+    expect(rect_tool).to_have_attribute("aria-pressed", "true")
     carol.mouse.move(*at(carol, 1300, 1300))
     carol.mouse.down()
     carol.mouse.move(*at(carol, 1700, 1700), steps=5)
@@ -266,9 +270,11 @@ def test_adjustments_links_and_clipping(live_server: LiveServer, context: Any, p
 
     box = page.locator("#osd").bounding_box()
     before = _mean_luma(page.screenshot(), box)
+    page.click("#adjust-panel summary")
     page.locator("#adjust-bri").fill("0.5")
     page.locator("#adjust-gam").fill("1.5")
-    page.wait_for_function("location.search.includes('bri=0.5') && location.search.includes('gam=1.5')")
+    page.wait_for_function("location.search.includes('bri=0.5')"
+                           " && location.search.includes('gam=1.5')")
     page.wait_for_timeout(200)
     darker = _mean_luma(page.screenshot(), box)
     assert darker < before - 20, (before, darker)
@@ -312,7 +318,8 @@ def test_adjustments_links_and_clipping(live_server: LiveServer, context: Any, p
     page.wait_for_function("window.microtome.annotations.features.size === 1"
                            " && window.microtome.annotations.local.size === 0")
     saved = page.evaluate("[...window.microtome.annotations.features.values()][0]")
-    assert saved["bbox"][2] == pytest.approx(w) and saved["bbox"][0] == pytest.approx(w - 400, abs=2)
+    assert saved["bbox"][2] == pytest.approx(w)
+    assert saved["bbox"][0] == pytest.approx(w - 400, abs=2)
     assert 0 <= saved["bbox"][1] and saved["bbox"][3] <= h
 
 
@@ -355,3 +362,86 @@ def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("fluo-links") / "multi-channel-z-series.ome.zarr"
     convert(testdata / "multi-channel-z-series.ome.tif", out)
     return out
+
+
+# -- the annotation table -------------------------------------------------------------
+def test_annotation_table(live_server: LiveServer, context: Any, page: Any,
+                          converted_slide: Path) -> None:
+    import csv
+    import json
+
+    from tests.frontend.browser import db_run
+
+    csrf, project, iid = admin_project_slide(context, live_server, converted_slide,
+                                             project="Table", image="table")
+    pid = project["id"]
+    api_call(context, "POST", "/api/users", csrf, {"username": "carol", "password": PASSWORD})
+    carol = api_call(context, "POST", f"/api/projects/{pid}/members", csrf,
+                     {"username": "carol", "role": "contributor"})
+    t1 = api_call(context, "POST", f"/api/projects/{pid}/terms", csrf,
+                  {"name": "Tumour", "color": "#e5484d"})["id"]
+    url = f"/api/images/{iid}/annotations"
+    made = [api_call(context, "POST", url, csrf, {**body, "project_id": pid})["id"] for body in (
+        {"geometry": {"type": "Polygon", "coordinates": [_ring(100, 100, 1000, 1000)]},
+         "terms": [t1]},
+        {"geometry": {"type": "Polygon", "coordinates": [_ring(1800, 2600, 200, 200)]},
+         "terms": [t1]},
+        {"geometry": {"type": "LineString", "coordinates": [[100, 2800], [1100, 2800]]}},
+    )]
+    # The line is carol's.
+    db_run(live_server, lambda c: c.execute("UPDATE annotations SET user_id = $1 WHERE id = $2",
+                                            carol["user_id"], made[2]))
+    ui_login(page, *ADMIN, next_path=f"/viewer/{iid}?project={pid}&x=500&y=500&z=1")
+    wait_tiles(page)
+    page.wait_for_function("window.microtome.tools !== undefined")
+    page.click("#open-table")
+    rows = page.locator("#anno-table tbody tr")
+    expect(rows).to_have_count(3)  # all of them, though only one is in view
+    px = 0.499  # µm per pixel of CMU-1-Small-Region
+    def row(i: int) -> Any:
+        return page.locator(f"#anno-table tbody tr[data-id='{i}']")
+
+    first = row(made[0])
+    expect(first).to_contain_text("Tumour")
+    expect(first).to_contain_text("admin")
+    expect(first).to_contain_text(f"{(1000 * px) ** 2 / 1e6:.3g} mm²")
+    line = row(made[2])
+    expect(line).to_contain_text("carol")
+    expect(line).to_contain_text(f"{1000 * px:.3g} µm")
+    expect(line.locator("td.date")).not_to_have_text("…")
+    screenshot(page, "lab-annotation-table")
+
+    page.select_option("#table-term", str(t1))
+    expect(rows).to_have_count(2)
+    page.select_option("#table-author", str(carol["user_id"]))
+    expect(rows).to_have_count(0)
+    page.select_option("#table-term", "")
+    expect(rows).to_have_count(1)
+    page.select_option("#table-author", "")
+
+    # A click goes there and selects it.
+    row(made[1]).click()
+    page.wait_for_function(f"window.microtome.annotations.selectedId === {made[1]}")
+    page.wait_for_timeout(800)
+    c = page.evaluate("""(() => { const v = window.microtome.state.viewer;
+        const p = v.world.getItemAt(0).viewportToImageCoordinates(v.viewport.getCenter(true));
+        return [p.x, p.y]; })()""")
+    assert abs(c[0] - 1900) < 60 and abs(c[1] - 2700) < 60, c
+
+    # Exports: the server's GeoJSON, and a CSV with the measurements.
+    with page.expect_download() as dl:
+        page.click("#export-geojson")
+    fc = json.loads(Path(dl.value.path()).read_text())
+    assert len(fc["features"]) == 3
+    with page.expect_download() as dl:
+        page.click("#export-csv")
+    table = list(csv.DictReader(Path(dl.value.path()).read_text().splitlines()))
+    assert sorted(int(r["id"]) for r in table) == sorted(made)
+    by_id = {int(r["id"]): r for r in table}
+    assert float(by_id[made[0]]["area_um2"]) == pytest.approx((1000 * px) ** 2, rel=1e-3)
+    assert by_id[made[2]]["author"] == "carol" and by_id[made[0]]["term"] == "Tumour"
+    # The crop gallery shows the page's annotations as images.
+    page.click("#toggle-gallery")
+    expect(page.locator("#crop-gallery img")).to_have_count(3)
+    page.wait_for_function("[...document.querySelectorAll('#crop-gallery img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")

@@ -71,7 +71,9 @@ export function setupAdjust(state, { onChange = () => {}, register = () => {} } 
   };
   const rows = [["bri", "Brightness"], ["con", "Contrast"], ["gam", "Gamma"]];
   const inputs = {};
-  const box = el("section", { id: "adjust-panel" }, el("h2", {}, "Display"));
+  // Folded away unless a link brought adjustments: most views need none.
+  const changed = Object.keys(adjustParams(a)).length > 0;
+  const box = el("details", { id: "adjust-panel", open: changed }, el("summary", {}, el("h2", {}, "Display")));
   for (const [k, label] of rows) {
     const out = el("output", { id: `adjust-${k}-value` }, a[k].toFixed(2));
     const input = el("input", { type: "range", id: `adjust-${k}`, min: RANGE[k][0], max: RANGE[k][1], step: "0.05", value: String(a[k]), "aria-label": label });

@@ -27,6 +27,7 @@ export class AnnotationLayer {
     this.opacity = 0.35;
     this.fill = true;
     this.selectedId = null;
+    this.canEdit = null; // (feature) → bool, set by the panel; null: everything
     this.overlayDraw = null; // tool preview callback (ctx, toScreen)
     this.groups = null; // term key → {color, path, points}
     this.fetched = null; // {box, scale}
@@ -310,6 +311,7 @@ export class AnnotationLayer {
     ctx.strokeStyle = "#1f4e79";
     ctx.lineWidth = 1.5;
     if (f.geometry.type === "MultiPolygon") return;
+    if (this.canEdit && !this.canEdit(f)) return; // no handles on what cannot be edited
     const verts = f.geometry.type === "Point" ? [f.geometry.coordinates]
       : f.geometry.type === "LineString" ? f.geometry.coordinates : f.geometry.coordinates[0].slice(0, -1);
     if (verts.length > 400) return; // too dense to edit point by point

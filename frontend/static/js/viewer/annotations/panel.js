@@ -7,6 +7,7 @@ import { AnnotationLayer, toFeature } from "./layer.js";
 import { TOOLS, Tools, measureText } from "./tools.js";
 import { bboxOf } from "./geom.js";
 import { Edits } from "./edits.js";
+import { AnnotationTable } from "./table.js";
 import { isTyping } from "../keys.js";
 
 const LIST_LIMIT = 200;
@@ -72,6 +73,8 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     return author === undefined || author === null || (state.user && author === state.user.id);
   }
 
+  layer.canEdit = canEdit;
+
   // -- panel skeleton ---------------------------------------------------------
   const termList = el("ul", { class: "term-list", "aria-label": "Terms" });
   const annoList = el("ul", { class: "anno-list", "aria-label": "Annotations" });
@@ -90,7 +93,9 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     el("h2", {}, "Terms"), termList,
     readOnly || !ui.projectId ? null : termForm(),
     selBox,
-    el("h2", {}, "List"), annoList,
+    el("h2", { class: "row", style: "justify-content:space-between" }, "In view",
+      el("button", { type: "button", id: "open-table", title: "Every annotation of the image, with filters and exports", onclick: () => table.toggle() }, "Table of all")),
+    annoList,
   ].filter(Boolean));
 
   function termForm() {
@@ -223,6 +228,12 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     form.elements.name.focus();
   }
 
+  const table = new AnnotationTable({
+    imageId, meta, layer, projectId: ui.projectId, user: state.user,
+    terms: () => ui.terms, goTo: (f) => zoomTo(f), gallery: !state.token,
+  });
+  window.microtome.table = table;
+
   // -- list -------------------------------------------------------------------
   layer.onData = () => {
     if (layer.onWrites) layer.onWrites();
@@ -249,6 +260,8 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     const item = layer.item();
     const pad = Math.max(b[2] - b[0], b[3] - b[1], 50) * 0.3;
     viewer.viewport.fitBounds(item.imageToViewportRectangle(b[0] - pad, b[1] - pad, b[2] - b[0] + 2 * pad, b[3] - b[1] + 2 * pad));
+    // From the table: maybe far from the shapes loaded so far.
+    if (!layer.get(f.id)) { layer.features.set(f.id, toFeature(f)); layer.invalidate(); }
     select(f.id);
   }
 
@@ -358,7 +371,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   await loadTerms();
   loadCounts();
   let seenWrites = 0;
-  layer.onWrites = () => { if (layer.writes !== seenWrites) { seenWrites = layer.writes; loadCounts(); } };
+  layer.onWrites = () => { if (layer.writes !== seenWrites) { seenWrites = layer.writes; loadCounts(); table.refresh(); } };
   layer.refresh(true);
   return { role: ui.role, projectId: ui.projectId };
 }
