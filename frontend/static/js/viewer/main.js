@@ -307,7 +307,9 @@ async function main() {
   setupChannels(state, reloadTiles, { onChange: syncUrl, register: (fn) => registerLinkPart("channels", ["plane", "time", "channels", "colors", "windows"], fn) });
   if (state.meta.kind === "rgb") setupAdjust(state, { onChange: syncUrl, register: (fn) => registerLinkPart("adjust", ["bri", "con", "gam"], fn) });
   setupShortcutHelp();
-  const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user });
+  // The slide stays usable if the annotation layer cannot start.
+  const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user })
+    .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
   setupShare(state, await annotations);
 }
