@@ -242,6 +242,9 @@ def test_case_navigation(live_server: LiveServer, context: Any, page: Any,
     screenshot(page, "lab-case-navigation")
     page.click("#back-to-project")
     page.wait_for_url(f"**/projects/{pid}")
+    # The home page lists them too, last viewed first.
+    page.goto("/")
+    expect(page.locator("#recently-viewed a")).to_have_text(["block C", "block B", "block A"])
 
 
 # -- readability, links, edges ---------------------------------------------------------
