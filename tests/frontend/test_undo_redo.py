@@ -14,8 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import expect
+
 from tests.frontend.browser import (
     ADMIN,
+    ConsoleLog,
     LiveServer,
     admin_project_slide,
     api_call,
@@ -219,3 +222,32 @@ def test_twenty_step_undo_redo(live_server: LiveServer, context: Any, page: Any,
     page.mouse.click(*screen(2000, 300))
     page.wait_for_function(f"{HISTORY}.redoStack.length === 0 && {HISTORY}.undoStack.length === 16")
     assert page.locator("#redo").is_disabled()
+
+
+def test_undo_skips_a_step_refused_for_good(live_server: LiveServer, context: Any, page: Any,
+                                            converted_slide: Path, console: ConsoleLog) -> None:
+    """An annotation deleted by someone else meanwhile: its step is skipped with a
+    message, and the history goes on (no endless 404)."""
+    csrf, project, iid = admin_project_slide(context, live_server, converted_slide,
+                                             project="Skip", image="skip")
+    ui_login(page, *ADMIN, next_path=f"/viewer/{iid}?project={project['id']}")
+    wait_tiles(page)
+    page.wait_for_function("window.microtome.edits !== undefined")
+    box = page.locator("#osd").bounding_box()
+    page.keyboard.press("p")
+    for k, x in enumerate((300, 400), start=1):
+        page.mouse.click(box["x"] + x, box["y"] + 300)
+        page.wait_for_function(f"{HISTORY}.undoStack.length === {k}")
+    first, second = page.evaluate(f"{HISTORY}.undoStack.map(e => e.id)")
+    # Deleted behind the viewer's back (the login above made a new session).
+    csrf = page.evaluate("JSON.parse(localStorage.getItem('microtome.session')).csrf_token")
+    api_call(context, "DELETE", f"/api/annotations/{second}", csrf)
+    console.expected.append(f"/api/annotations/{second}")
+    page.keyboard.press("Control+z")
+    expect(page.locator(".toast.error")).to_contain_text("skipped")
+    page.wait_for_function(f"{HISTORY}.undoStack.length === 1 && {HISTORY}.redoStack.length === 0")
+    page.keyboard.press("Control+z")
+    page.wait_for_function(f"{HISTORY}.redoStack.length === 1")
+    ids = [f["id"] for f in api_call(
+        context, "GET", f"/api/images/{iid}/annotations?bbox=0,0,100000,100000", csrf)["features"]]
+    assert first not in ids and ids == []

@@ -224,6 +224,12 @@ def test_case_navigation(live_server: LiveServer, context: Any, page: Any,
     page.keyboard.press("[")
     page.wait_for_url(f"**/viewer/{third}?project={pid}")
     wait_tiles(page)
+    # Arrow keys pan after a click in the side panel, too.
+    page.click("#image-info")
+    x0 = page.evaluate("window.microtome.state.viewer.viewport.getCenter(true).x")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("window.microtome.state.viewer.viewport.getCenter(true).x"
+                           f" > {x0} + 0.01")
     # Recently viewed (this browser, this user): the two others, newest first.
     expect(page.locator("#recent-panel li")).to_have_text(["block B", "block A"])
 

@@ -20,7 +20,7 @@ export function isTyping(e) {
 
 export const SHORTCUTS = [
   ["View", [
-    ["+ / −", "Zoom in / out"], ["0", "Fit the whole slide"], ["Arrow keys", "Pan (click the image first)"],
+    ["+ / −", "Zoom in / out"], ["0", "Fit the whole slide"], ["Arrow keys", "Pan"],
     ["r / Shift+R", "Rotate right / left"], ["f", "Full screen"], ["l", "Copy a link to this view"],
     ["[ / ]", "Previous / next image of the project"], ["m", "Type a magnification"],
   ]],

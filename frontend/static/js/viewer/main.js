@@ -232,6 +232,13 @@ function setupControls() {
     else if (k === "+" || k === "=") viewer.viewport.zoomBy(1.5);
     else if (k === "-") viewer.viewport.zoomBy(1 / 1.5);
     else if (k === "m" && $("#mag-input")) { $("#mag-input").focus(); $("#mag-input").select(); }
+    // Arrows pan from anywhere but fields and sliders (the image handles its own).
+    else if (k.startsWith("Arrow") && !(e.target instanceof HTMLInputElement) && !e.target.closest("#osd")) {
+      const d = { ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, -0.1], ArrowDown: [0, 0.1] }[k];
+      if (!d) return;
+      const b = viewer.viewport.getBounds();
+      viewer.viewport.panBy(new OpenSeadragon.Point(d[0] * b.width, d[1] * b.height));
+    }
     else return;
     e.preventDefault();
   });

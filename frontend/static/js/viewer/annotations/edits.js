@@ -188,7 +188,9 @@ export class Edits {
       const entry = await this.history[which]();
       if (!entry) toast(which === "undo" ? "Nothing to undo" : "Nothing to redo");
     } catch (e) {
-      toast(`${which === "undo" ? "Undo" : "Redo"} failed: ${e.message}`, "error");
+      const what = which === "undo" ? "Undo" : "Redo";
+      toast(e.dropped ? `${what} not possible (${e.message}); that step was skipped.`
+        : `${what} failed: ${e.message}; try again.`, "error");
     }
   }
 }

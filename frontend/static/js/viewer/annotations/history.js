@@ -40,6 +40,9 @@ export function translateShape(shape, dx, dy) {
   return null;
 }
 
+/** HTTP statuses that will not change by trying again. */
+const PERMANENT = new Set([400, 403, 404, 409, 422]);
+
 export class History {
   /**
    * @param ops {create(body) → feature, update(id, body) → feature, remove(id),
@@ -98,7 +101,11 @@ export class History {
       try {
         await this.apply(entry, side);
       } catch (e) {
-        from.push(entry);
+        // Refused for good (someone else deleted it, a term is gone, no
+        // right to it): drop the step so the rest of the history stays
+        // usable.  Otherwise (network, server busy, logged out) keep it to retry.
+        if (PERMANENT.has(e.status)) e.dropped = true;
+        else from.push(entry);
         throw e;
       } finally {
         this.onChange();
