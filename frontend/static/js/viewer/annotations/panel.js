@@ -1,6 +1,7 @@
 // Annotation UI: tool bar, terms (colour, visibility, current term), display
-// (opacity, fill), the list with click-to-zoom, saving with undo, and the
-// error path (a failed save keeps the drawing, marks it red, offers retry).
+// (opacity, fill), the in-view list with click-to-zoom, the selection (what
+// the role may change), keys; writes and undo/redo are in edits.js, the
+// table of every annotation in table.js.
 import { api } from "../../api.js";
 import { el, toast } from "../../ui.js";
 import { AnnotationLayer, toFeature } from "./layer.js";
