@@ -104,7 +104,7 @@ def test_annotation_tools(viewer_page: tuple[Any, str], console: ConsoleLog) -> 
 
     # A save that fails keeps the drawing (red) and offers a retry.
     console.expected.append("/annotations")
-    page.route("**/api/images/*/annotations", lambda route: route.fulfill(
+    page.route("**/api/images/*/annotations?clip=true", lambda route: route.fulfill(
         status=503, content_type="application/json",
         body='{"error": "database unavailable", "detail": null}')
         if route.request.method == "POST" else route.continue_())
@@ -113,7 +113,7 @@ def test_annotation_tools(viewer_page: tuple[Any, str], console: ConsoleLog) -> 
     expect(page.locator(".toast.error")).to_contain_text("not saved")
     assert page.evaluate("[...window.microtome.annotations.local.values()]"
                          ".filter(f => f.error).length") == 1
-    page.unroute("**/api/images/*/annotations")
+    page.unroute("**/api/images/*/annotations?clip=true")
     page.keyboard.press("s")
     page.mouse.click(box["x"] + 720, box["y"] + 620)
     page.click("#selection button:text-is('Retry')")

@@ -2,6 +2,7 @@
 import { api, ApiError, items } from "./api.js";
 import { currentUser, el, formatDate, renderTopbar, toast } from "./ui.js";
 import { imageCard } from "./images.js";
+import { recentImages } from "./viewer/nav.js";
 
 const content = document.querySelector("#content");
 
@@ -61,7 +62,18 @@ async function renderProjects(user) {
       el("td", {}, p.role || (user.is_admin ? "admin" : "")),
       el("td", {}, formatDate(p.created_at))));
   }
+  renderViewed(user);
   await renderRecent();
+}
+
+/** The images this user opened last in this browser (kept by the viewer). */
+function renderViewed(user) {
+  const viewed = recentImages(user);
+  if (!viewed.length) return;
+  content.append(el("h2", {}, "Recently viewed"),
+    el("ul", { class: "recent-list", id: "recently-viewed" }, viewed.map((r) => el("li", {},
+      el("a", { href: `/viewer/${encodeURIComponent(r.id)}${r.project ? `?project=${encodeURIComponent(r.project)}` : ""}` }, r.name || `Image ${r.id}`),
+      el("span", { class: "muted" }, ` · ${formatDate(r.at)}`)))));
 }
 
 async function renderRecent() {

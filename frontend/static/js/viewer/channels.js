@@ -28,7 +28,46 @@ function debounce(fn, ms) {
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
 }
 
-export function setupChannels(state, reloadTiles) {
+/**
+ * Channel and plane choices of a view link (0-based `plane` and `time`;
+ * `channels`, `colors`, `windows` as the tile server takes them), applied
+ * to `chans` and `plane` in place.  Bad values are ignored.
+ */
+export function readLinkParams(params, chans, plane, sizes) {
+  const int = (k, size) => {
+    const v = Number(params.get(k));
+    return params.has(k) && Number.isInteger(v) && v >= 0 && v < size ? v : null;
+  };
+  const z = int("plane", sizes.z);
+  const t = int("time", sizes.t);
+  if (z !== null) plane.z = z;
+  if (t !== null) plane.t = t;
+  if (!chans.length || !params.has("channels")) return;
+  const active = params.get("channels").split(",").filter((x) => x !== "").map(Number);
+  if (active.some((i) => !Number.isInteger(i) || !chans[i])) return;
+  const colors = (params.get("colors") || "").split(",");
+  const windows = (params.get("windows") || "").split(",");
+  for (const c of chans) c.active = false;
+  active.forEach((i, k) => {
+    const c = chans[i];
+    c.active = true;
+    if (/^[0-9a-fA-F]{6}$/.test(colors[k] || "")) c.color = `#${colors[k].toLowerCase()}`;
+    const [a, b] = (windows[k] || "").split(":").map(Number);
+    if (Number.isFinite(a) && Number.isFinite(b) && a < b) { c.start = a; c.end = b; }
+  });
+}
+
+/** The link parameters of these choices (what readLinkParams reads back). */
+export function linkParams(chans, plane, sizes) {
+  const p = {};
+  if (sizes.z > 1) p.plane = plane.z;
+  if (sizes.t > 1) p.time = plane.t;
+  const q = new URLSearchParams(renderQuery(chans, plane, { z: 1, t: 1 }));
+  for (const k of ["channels", "colors", "windows"]) if (q.has(k)) p[k] = q.get(k);
+  return p;
+}
+
+export function setupChannels(state, reloadTiles, { onChange = () => {}, register = () => {} } = {}) {
   const { meta } = state;
   // RGB brightfield is rendered as stored; the panel is for "nd" images.
   const multi = meta.kind !== "rgb" && meta.channels.length > 0;
@@ -38,7 +77,12 @@ export function setupChannels(state, reloadTiles) {
   // The tile server shows the middle z plane by default.
   const plane = { z: Math.floor(meta.sizeZ / 2), t: 0 };
   const sizes = { z: meta.sizeZ, t: meta.sizeT };
-  const apply = debounce(() => reloadTiles(renderQuery(chans, plane, sizes)), 250);
+  const initial = renderQuery(chans, plane, sizes);
+  readLinkParams(new URLSearchParams(location.search), multi ? chans : [], plane, sizes);
+  register(() => linkParams(multi ? chans : [], plane, sizes));
+  const apply = debounce(() => { reloadTiles(renderQuery(chans, plane, sizes)); onChange(); }, 250);
+  // A link with other choices than the defaults: show them at once.
+  if (renderQuery(chans, plane, sizes) !== initial) reloadTiles(renderQuery(chans, plane, sizes));
   const box = document.querySelector("#channels");
   const step = meta.dtype.includes("float") ? "any" : "1";
   for (const c of (multi ? chans : [])) {

@@ -4,11 +4,14 @@
 import { api, ApiError, items } from "../api.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "../ui.js";
 import { magnifications, niceScale, objectivePower } from "./scale.js";
-import { paramsToView, viewUrl } from "./link.js";
+import { paramsToView, registerLinkPart, syncUrl, viewUrl } from "./link.js";
 import { normalizeMeta } from "./meta.js";
 import { setupChannels } from "./channels.js";
 import { setupAnnotations } from "./annotations/panel.js";
 import { setupShare, resolveShare } from "./share.js";
+import { isTyping, setupShortcutHelp } from "./keys.js";
+import { setupNav } from "./nav.js";
+import { setupAdjust } from "./adjust.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -157,6 +160,22 @@ function updateScalebar() {
   bar.querySelector(".label").textContent = s.um >= 1000 ? `${s.um / 1000} mm` : `${s.um} µm`;
 }
 
+/** The magnification shown now (objective × screen px per level-0 px), or null. */
+function currentMagnification() {
+  const { viewer, meta } = state;
+  const item = viewer.world.getItemAt(0);
+  const objective = objectivePower(meta.objective, meta.pixelUm);
+  if (!item || !objective) return null;
+  return objective * item.viewportToImageZoom(viewer.viewport.getZoom(true));
+}
+
+function updateMagnification() {
+  const input = $("#mag-input");
+  if (!input || document.activeElement === input) return;
+  const m = currentMagnification();
+  input.value = m ? `${m >= 10 ? m.toFixed(0) : m.toFixed(1)}x` : "";
+}
+
 function zoomToMagnification(mag) {
   const { viewer, meta } = state;
   const item = viewer.world.getItemAt(0);
@@ -179,6 +198,21 @@ function setupControls() {
   $("#copy-link").onclick = copyLink;
   const objective = objectivePower(meta.objective, meta.pixelUm);
   const mags = $("#mag-buttons");
+  if (objective) {
+    // The current magnification, editable: type 10 (or 10x) and Enter.
+    const input = el("input", { id: "mag-input", type: "text", inputmode: "decimal", size: "5", "aria-label": "Magnification", title: `Magnification (m): type a value such as 10 and press Enter; objective ${objective}x${meta.objective ? "" : " (from the pixel size)"}` });
+    const commit = () => {
+      const v = parseFloat(String(input.value).replace(/[x×]/gi, ""));
+      if (Number.isFinite(v) && v > 0) zoomToMagnification(Math.min(v, objective * 4));
+      else toast("Type a magnification such as 10 or 2.5", "error");
+    };
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); commit(); input.blur(); }
+      else if (e.key === "Escape") input.blur();
+    });
+    input.addEventListener("blur", () => setTimeout(updateMagnification, 0));
+    mags.append(input);
+  }
   for (const m of magnifications(objective)) {
     mags.append(el("button", { type: "button", title: `Zoom to ${m}x`, "aria-label": `Zoom to ${m}x magnification`, onclick: () => zoomToMagnification(m) }, `${m}x`));
   }
@@ -188,7 +222,7 @@ function setupControls() {
     if (!String(e.originalEvent.key).startsWith("Arrow")) e.preventDefaultAction = true;
   });
   document.addEventListener("keydown", (e) => {
-    if (e.target.closest("input, textarea, select, [contenteditable]") || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (isTyping(e) || e.ctrlKey || e.metaKey || e.altKey) return;
     const k = e.key;
     if (k === "f") $("#fullscreen").click();
     else if (k === "r") $("#rotate-right").click();
@@ -197,12 +231,21 @@ function setupControls() {
     else if (k === "l") copyLink();
     else if (k === "+" || k === "=") viewer.viewport.zoomBy(1.5);
     else if (k === "-") viewer.viewport.zoomBy(1 / 1.5);
+    else if (k === "m" && $("#mag-input")) { $("#mag-input").focus(); $("#mag-input").select(); }
+    // Arrows pan from anywhere but fields and sliders (the image handles its own).
+    else if (k.startsWith("Arrow") && !(e.target instanceof HTMLInputElement) && !e.target.closest("#osd")) {
+      const d = { ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, -0.1], ArrowDown: [0, 0.1] }[k];
+      if (!d) return;
+      const b = viewer.viewport.getBounds();
+      viewer.viewport.panBy(new OpenSeadragon.Point(d[0] * b.width, d[1] * b.height));
+    }
     else return;
     e.preventDefault();
   });
-  viewer.addHandler("update-viewport", updateScalebar);
+  viewer.addHandler("update-viewport", () => { updateScalebar(); updateMagnification(); });
   viewer.addHandler("rotate", updateScalebar);
   updateScalebar();
+  updateMagnification();
 }
 
 async function copyLink() {
@@ -268,9 +311,14 @@ async function main() {
   document.querySelector(".viewer-tools").hidden = false;
   paramsToView(state.viewer, new URLSearchParams(location.search));
   setupControls();
-  setupChannels(state, reloadTiles);
-  setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user });
-  setupShare(state);
+  setupChannels(state, reloadTiles, { onChange: syncUrl, register: (fn) => registerLinkPart("channels", ["plane", "time", "channels", "colors", "windows"], fn) });
+  if (state.meta.kind === "rgb") setupAdjust(state, { onChange: syncUrl, register: (fn) => registerLinkPart("adjust", ["bri", "con", "gam"], fn) });
+  setupShortcutHelp();
+  // The slide stays usable if the annotation layer cannot start.
+  const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user })
+    .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
+  setupNav(state).catch((e) => console.warn("navigation", e));
+  setupShare(state, await annotations);
 }
 
 function listSharedImages(shared) {

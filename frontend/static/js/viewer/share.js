@@ -18,9 +18,12 @@ export async function resolveShare(token) {
   }
 }
 
-export function setupShare(state) {
+/** The Share button, for those allowed to make image links (contributors and
+ *  up on the project the viewer was opened from; admins always). */
+export function setupShare(state, { role = null, projectId = null } = {}) {
   const button = document.querySelector("#share");
   if (!state.user || state.token) return;
+  if (projectId && !state.user.is_admin && role === "viewer") return;
   button.hidden = false;
   button.onclick = () => openShareDialog({ image_id: Number(state.id) }, "this image");
 }

@@ -1,7 +1,9 @@
 // The annotation layer: one <canvas> over OpenSeadragon, redrawn every frame
 // the view changes.  Shapes of the same term are merged into one Path2D in
 // image coordinates, so a frame is a setTransform plus one fill/stroke per
-// term, whatever the count: tens of thousands of shapes stay smooth.
+// term, whatever the count: tens of thousands of shapes stay smooth.  The
+// fill is non-zero with rings oriented (outer clockwise, holes anticlockwise)
+// so shapes nested in others of the same term stay filled.
 // Data comes from the viewport query (bbox + scale); at low zoom the server
 // answers with clusters (centroid + count) instead of shapes.
 import { bboxOf } from "./geom.js";
@@ -25,6 +27,7 @@ export class AnnotationLayer {
     this.opacity = 0.35;
     this.fill = true;
     this.selectedId = null;
+    this.canEdit = null; // (feature) → bool, set by the panel; null: everything
     this.overlayDraw = null; // tool preview callback (ctx, toScreen)
     this.groups = null; // term key → {color, path, points}
     this.fetched = null; // {box, scale}
@@ -132,7 +135,10 @@ export class AnnotationLayer {
 
   setData(fc) {
     this.lod = fc.lod || "features";
-    this.features.clear();
+    // Keep the exact copies (fetched for a selection or returned by a write):
+    // the viewport's are rounded, and simplified when zoomed out.
+    const old = this.features;
+    this.features = new Map();
     this.clusters = [];
     // Cluster cell side in image px (the server divides the longer side of the box by grid).
     const b = fc.bbox;
@@ -141,7 +147,8 @@ export class AnnotationLayer {
       if (f.properties && f.properties.cluster) {
         this.clusters.push({ x: f.geometry.coordinates[0], y: f.geometry.coordinates[1], count: f.properties.count, bbox: f.properties.bbox });
       } else {
-        this.features.set(f.id, toFeature(f));
+        const prev = old.get(f.id);
+        this.features.set(f.id, prev && prev.full ? prev : toFeature(f));
       }
     }
     this.truncated = Boolean(fc.next_after);
@@ -208,7 +215,10 @@ export class AnnotationLayer {
       if (this.fill && this.opacity > 0) {
         ctx.globalAlpha = this.opacity;
         ctx.fillStyle = g.color;
-        ctx.fill(g.areas, "evenodd");
+        // Non-zero winding with outer rings one way and holes the other
+        // (addToPath): every annotation is filled, also inside another of
+        // the same term; only a polygon's own holes stay open.
+        ctx.fill(g.areas, "nonzero");
       }
       ctx.globalAlpha = Math.min(1, 0.4 + this.opacity);
       ctx.strokeStyle = g.color;
@@ -301,6 +311,7 @@ export class AnnotationLayer {
     ctx.strokeStyle = "#1f4e79";
     ctx.lineWidth = 1.5;
     if (f.geometry.type === "MultiPolygon") return;
+    if (this.canEdit && !this.canEdit(f)) return; // no handles on what cannot be edited
     const verts = f.geometry.type === "Point" ? [f.geometry.coordinates]
       : f.geometry.type === "LineString" ? f.geometry.coordinates : f.geometry.coordinates[0].slice(0, -1);
     if (verts.length > 400) return; // too dense to edit point by point
@@ -325,6 +336,17 @@ export function toFeature(f) {
   return { id: f.id, geometry: f.geometry, terms: p.terms || [], bbox: f.bbox || bboxOf(f.geometry), properties: p };
 }
 
+/** Twice the signed area of a ring (> 0: clockwise on screen, y down). */
+export function ringWinding(r) {
+  let s = 0;
+  for (let i = 0, n = r.length; i < n; i += 1) {
+    const a = r[i];
+    const b = r[(i + 1) % n];
+    s += a[0] * b[1] - b[0] * a[1];
+  }
+  return s;
+}
+
 function addToPath(g, geometry) {
   // SVG path data in image px; 2 decimals are far below a screen pixel.
   const pts = (c) => {
@@ -332,9 +354,16 @@ function addToPath(g, geometry) {
     for (let i = 1; i < c.length; i += 1) d += `L${c[i][0].toFixed(2)} ${c[i][1].toFixed(2)}`;
     return d;
   };
+  // Outer rings clockwise, holes anticlockwise, whatever order they came in.
+  const ring = (r, hole) => {
+    if (!r.length) return;
+    const cw = ringWinding(r) > 0;
+    g.areasD.push(`${pts(cw === !hole ? r : [...r].reverse())}Z`);
+  };
+  const polygon = (rings) => rings.forEach((r, i) => ring(r, i > 0));
   switch (geometry.type) {
-    case "Polygon": for (const r of geometry.coordinates) if (r.length) g.areasD.push(`${pts(r)}Z`); break;
-    case "MultiPolygon": for (const poly of geometry.coordinates) for (const r of poly) if (r.length) g.areasD.push(`${pts(r)}Z`); break;
+    case "Polygon": polygon(geometry.coordinates); break;
+    case "MultiPolygon": for (const poly of geometry.coordinates) polygon(poly); break;
     case "LineString": if (geometry.coordinates.length) g.linesD.push(pts(geometry.coordinates)); break;
     case "MultiLineString": for (const l of geometry.coordinates) if (l.length) g.linesD.push(pts(l)); break;
     case "Point": g.points.push(geometry.coordinates); break;

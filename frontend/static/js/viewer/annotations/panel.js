@@ -1,11 +1,15 @@
 // Annotation UI: tool bar, terms (colour, visibility, current term), display
-// (opacity, fill), the list with click-to-zoom, saving with undo, and the
-// error path (a failed save keeps the drawing, marks it red, offers retry).
+// (opacity, fill), the in-view list with click-to-zoom, the selection (what
+// the role may change), keys; writes and undo/redo are in edits.js, the
+// table of every annotation in table.js.
 import { api } from "../../api.js";
 import { el, toast } from "../../ui.js";
 import { AnnotationLayer, toFeature } from "./layer.js";
 import { TOOLS, Tools, measureText } from "./tools.js";
 import { bboxOf } from "./geom.js";
+import { Edits } from "./edits.js";
+import { AnnotationTable } from "./table.js";
+import { isTyping } from "../keys.js";
 
 const LIST_LIMIT = 200;
 
@@ -20,8 +24,10 @@ export const annoApi = {
   get: (id) => api(`annotations/${id}`, { noRedirect: true }),
   // Writes never navigate away (an expired session must not lose a drawing):
   // the error is shown and the shape kept for a retry after logging in again.
-  create: (imageId, body) => api(`images/${imageId}/annotations`, { method: "POST", body, noRedirect: true }),
-  update: (id, body) => api(`annotations/${id}`, { method: "PATCH", body, noRedirect: true }),
+  // clip=true: a shape drawn across the image's edge is cut at the edge
+  // (the server's clip), not refused.
+  create: (imageId, body) => api(`images/${imageId}/annotations?clip=true`, { method: "POST", body, noRedirect: true }),
+  update: (id, body) => api(`annotations/${id}?clip=true`, { method: "PATCH", body, noRedirect: true }),
   remove: (id) => api(`annotations/${id}`, { method: "DELETE", noRedirect: true }),
   terms: (projectId) => api(`projects/${projectId}/terms`, { noRedirect: true }),
   // Terms of every project holding the image: readable wherever the image is
@@ -43,7 +49,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   const layer = new AnnotationLayer(viewer, canvas, {
     fetchViewport: (box, scale, signal) => annoApi.viewport(imageId, box, scale, signal),
   });
-  const ui = { currentTerm: null, projectId: null, terms: [], undo: [], tempId: -1, role: null };
+  const ui = { currentTerm: null, projectId: null, terms: [], role: null };
   window.microtome.annotations = layer;
 
   ui.projectId = new URLSearchParams(location.search).get("project") || (state.image && state.image.project_id) || null;
@@ -59,6 +65,16 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   }
   // Renaming, recolouring and deleting terms is for the project's managers.
   const manageTerms = !readOnly && Boolean(ui.projectId) && ui.role === "manager";
+  /** What the server allows (annotations/permissions.py): managers change
+   *  anything, contributors what they made; unsaved drawings are one's own. */
+  function canEdit(f) {
+    if (readOnly || !f) return false;
+    if (f.id < 0 || ui.role === "manager" || (state.user && state.user.is_admin)) return true;
+    const author = f.properties && f.properties.user_id;
+    return author === undefined || author === null || (state.user && author === state.user.id);
+  }
+
+  layer.canEdit = canEdit;
 
   // -- panel skeleton ---------------------------------------------------------
   const termList = el("ul", { class: "term-list", "aria-label": "Terms" });
@@ -78,7 +94,9 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     el("h2", {}, "Terms"), termList,
     readOnly || !ui.projectId ? null : termForm(),
     selBox,
-    el("h2", {}, "List"), annoList,
+    el("h2", { class: "row", style: "justify-content:space-between" }, "In view",
+      el("button", { type: "button", id: "open-table", title: "Every annotation of the image, with filters and exports", onclick: () => table.toggle() }, "Table of all")),
+    annoList,
   ].filter(Boolean));
 
   function termForm() {
@@ -211,6 +229,12 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     form.elements.name.focus();
   }
 
+  const table = new AnnotationTable({
+    imageId, meta, layer, projectId: ui.projectId, user: state.user,
+    terms: () => ui.terms, goTo: (f) => zoomTo(f), gallery: !state.token,
+  });
+  window.microtome.table = table;
+
   // -- list -------------------------------------------------------------------
   layer.onData = () => {
     if (layer.onWrites) layer.onWrites();
@@ -237,6 +261,8 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     const item = layer.item();
     const pad = Math.max(b[2] - b[0], b[3] - b[1], 50) * 0.3;
     viewer.viewport.fitBounds(item.imageToViewportRectangle(b[0] - pad, b[1] - pad, b[2] - b[0] + 2 * pad, b[3] - b[1] + 2 * pad));
+    // From the table: maybe far from the shapes loaded so far.
+    if (!layer.get(f.id)) { layer.features.set(f.id, toFeature(f)); layer.invalidate(); }
     select(f.id);
   }
 
@@ -248,15 +274,23 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     const f = id !== null ? layer.get(id) : null;
     if (!f) { selBox.replaceChildren(); measureBox.textContent = ""; return; }
     measureBox.textContent = measureText(f.geometry, meta.pixelUm);
-    const termSel = el("select", { id: "selected-term", "aria-label": "Term of the selected annotation", disabled: readOnly },
+    const editable = canEdit(f);
+    const termSel = el("select", { id: "selected-term", "aria-label": "Term of the selected annotation", disabled: !editable },
       el("option", { value: "" }, "No term"),
       ui.terms.map((t) => el("option", { value: String(t.id), selected: f.terms.includes(t.id) }, t.name)));
-    termSel.addEventListener("change", () => setTerm(f.id, termSel.value ? [Number(termSel.value)] : []));
+    termSel.addEventListener("change", () => {
+      // Give the keys back to the shortcuts (a focused <select> eats letters).
+      termSel.blur();
+      setTerm(f.id, termSel.value ? [Number(termSel.value)] : []);
+    });
     selBox.replaceChildren(...[el("h2", {}, "Selected"),
       el("p", { class: "muted", style: "margin:.2rem 0" }, measureText(f.geometry, meta.pixelUm) || f.geometry.type),
       el("div", { class: "row" }, termSel,
-        readOnly ? null : el("button", { type: "button", class: "danger", onclick: () => removeAnno(f.id) }, "Delete")),
-      f.error ? el("p", { class: "error" }, f.error, " ", el("button", { type: "button", onclick: () => retry(f) }, "Retry")) : null].filter(Boolean));
+        editable ? el("button", { type: "button", class: "danger", id: "selected-delete", onclick: () => removeAnno(f.id) }, "Delete") : null),
+      !editable && !readOnly ? el("p", { class: "muted", id: "selected-readonly" }, "Made by someone else: only its author or a project manager can change it.") : null,
+      f.error ? el("p", { class: "error" }, f.error, " ",
+        el("button", { type: "button", onclick: () => retry(f) }, "Retry"), " ",
+        el("button", { type: "button", onclick: () => edits.discard(f) }, "Discard")) : null].filter(Boolean));
     // Edits need the exact geometry (the viewport may have sent a simplified one).
     if (id > 0 && !readOnly && !f.full) {
       annoApi.get(id).then((full) => {
@@ -268,128 +302,30 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     }
   }
 
-  // -- writes (optimistic, with undo) ----------------------------------------
-  async function create(geometry, shape = null, terms = null, record = true) {
-    const tempId = ui.tempId--;
-    const termIds = terms ?? (ui.currentTerm !== null && ui.currentTerm !== "none" ? [Number(ui.currentTerm)] : []);
-    const local = { id: tempId, geometry, terms: termIds, bbox: bboxOf(geometry), shape, pending: true };
-    layer.local.set(tempId, local);
-    layer.invalidate();
-    return save(local, record);
-  }
-
-  async function save(local, record = true) {
-    const body = { geometry: local.geometry, terms: local.terms };
-    if (ui.projectId) body.project_id = Number(ui.projectId);
-    if (local.shape) body.shape = local.shape;
-    try {
-      const created = await annoApi.create(imageId, body);
-      layer.writes += 1;
-      layer.local.delete(local.id);
-      const f = toFeature(created);
-      f.full = true;
-      layer.features.set(f.id, f);
-      if (record) ui.undo.push({ type: "create", id: f.id });
-      if (layer.selectedId === local.id) layer.selectedId = f.id;
-      layer.invalidate();
-      layer.onData(layer);
-      return f.id;
-    } catch (e) {
-      local.pending = false;
-      local.error = `Not saved: ${e.message}`;
-      layer.invalidate();
-      layer.onData(layer);
-      const why = e.status === 401 ? "your session has expired: log in again in another tab" : e.message;
-      toast(`The annotation was not saved (${why}); it is kept in red, select it to retry.`, "error");
-      return null;
-    }
-  }
-
-  function retry(f) {
-    f.error = null;
-    f.pending = true;
-    save(f).then(() => select(null));
-  }
-
-  async function update(id, geometry, before, record = true) {
-    const f = layer.get(id);
-    if (!f) return;
-    if (id < 0) { f.geometry = geometry; f.bbox = bboxOf(geometry); layer.invalidate(); return; }
-    const prev = { geometry: before || f.geometry, terms: f.terms };
-    const next = { ...f, geometry, bbox: bboxOf(geometry) };
-    layer.local.set(id, next);
-    layer.invalidate();
-    try {
-      const saved = await annoApi.update(id, { geometry });
-      layer.writes += 1;
-      layer.local.delete(id);
-      layer.features.set(id, { ...toFeature(saved), full: true });
-      if (record) ui.undo.push({ type: "update", id, before: prev });
-    } catch (e) {
-      layer.local.delete(id);
-      toast(`The change was not saved: ${e.message}`, "error");
-    }
-    layer.invalidate();
-    if (layer.selectedId === id) select(id);
-  }
-
-  async function setTerm(id, terms, record = true) {
-    const f = layer.get(id);
-    if (!f) return;
-    if (id < 0) { f.terms = terms; layer.invalidate(); return; }
-    const before = { terms: f.terms, geometry: f.geometry };
-    try {
-      const saved = await annoApi.update(id, { terms });
-      layer.writes += 1;
-      layer.features.set(id, { ...toFeature(saved), full: true });
-      if (record) ui.undo.push({ type: "update", id, before });
-      layer.invalidate();
-      layer.onData(layer);
-    } catch (e) { toast(`The term was not saved: ${e.message}`, "error"); select(id); }
-  }
-
-  async function removeAnno(id, record = true) {
-    const f = layer.get(id);
-    if (!f) return;
-    if (id < 0) { layer.local.delete(id); select(null); layer.invalidate(); return; }
-    try {
-      await annoApi.remove(id);
-      layer.writes += 1;
-      layer.features.delete(id);
-      layer.local.delete(id);
-      if (record) ui.undo.push({ type: "delete", feature: f });
-      select(null);
-      layer.invalidate();
-      layer.onData(layer);
-    } catch (e) { toast(`Could not delete: ${e.message}`, "error"); }
-  }
-
-  async function undo() {
-    const op = ui.undo.pop();
-    if (!op) { toast("Nothing to undo"); return; }
-    if (op.type === "create") await removeAnno(op.id, false);
-    else if (op.type === "delete") await create(op.feature.geometry, op.feature.shape || null, op.feature.terms, false);
-    else if (op.type === "update") {
-      try {
-        const saved = await annoApi.update(op.id, { geometry: op.before.geometry, terms: op.before.terms });
-        layer.writes += 1;
-        layer.features.set(op.id, { ...toFeature(saved), full: true });
-        layer.invalidate();
-        if (layer.selectedId === op.id) select(op.id);
-      } catch (e) { toast(`Undo failed: ${e.message}`, "error"); }
-    }
-  }
+  // -- writes (optimistic, with undo/redo: edits.js) ---------------------------
+  const edits = new Edits(layer, annoApi, {
+    imageId,
+    projectId: () => ui.projectId,
+    currentTerms: () => (ui.currentTerm !== null && ui.currentTerm !== "none" ? [Number(ui.currentTerm)] : []),
+    select,
+    selectedChanged: () => { if (layer.selectedId !== null) select(layer.selectedId); else renderList(); },
+  });
+  window.microtome.edits = edits;
+  const setTerm = (id, terms) => edits.setTerms(id, terms);
+  const removeAnno = (id) => { if (canEdit(layer.get(id))) edits.remove(id); };
+  const retry = (f) => edits.retry(f);
 
   // -- tools ------------------------------------------------------------------
   const tools = new Tools(viewer, layer, {
-    create: (g, shape) => create(g, shape),
-    update: (id, g, before) => update(id, g, before),
+    create: (g, shape) => edits.create(g, shape),
+    update: (id, g, how, delta) => edits.update(id, g, how, delta),
     preview: (id, g) => {
       const f = layer.get(id);
       if (!f) return;
       layer.local.set(id, { ...f, geometry: g, bbox: bboxOf(g), dragging: true });
       layer.invalidate();
     },
+    canEdit: (id) => canEdit(layer.get(id)),
     select,
     measure: (text) => { measureBox.textContent = text; },
   }, meta.pixelUm);
@@ -402,14 +338,25 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   if (!readOnly) {
     bar.hidden = false;
     const buttons = TOOLS.map((t) => el("button", { type: "button", "aria-pressed": t.id === "pan" ? "true" : "false", title: t.title, dataset: { tool: t.id }, onclick: () => choose(t.id) }, t.label));
-    bar.replaceChildren(...buttons, el("button", { type: "button", title: "Undo last edit (Ctrl+Z)", "aria-label": "Undo last edit", onclick: undo }, "Undo"));
+    const undoBtn = el("button", { type: "button", id: "undo", title: "Undo (Ctrl+Z)", "aria-label": "Undo", disabled: true, onclick: () => edits.undo() }, "Undo");
+    const redoBtn = el("button", { type: "button", id: "redo", title: "Redo (Ctrl+Shift+Z or Ctrl+Y)", "aria-label": "Redo", disabled: true, onclick: () => edits.redo() }, "Redo");
+    edits.history.onChange = () => {
+      undoBtn.disabled = !edits.history.undoStack.length;
+      redoBtn.disabled = !edits.history.redoStack.length;
+    };
+    bar.replaceChildren(...buttons, undoBtn, redoBtn);
     function choose(id) {
       tools.setTool(id);
       for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.tool === id));
     }
     document.addEventListener("keydown", (e) => {
-      if (e.target.closest("input, textarea, select, [contenteditable]")) return;
-      if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") { e.preventDefault(); undo(); return; }
+      if (isTyping(e)) return;
+      const key = e.key.toLowerCase();
+      if ((e.ctrlKey || e.metaKey) && !e.altKey && (key === "z" || key === "y")) {
+        e.preventDefault();
+        if (key === "y" || e.shiftKey) edits.redo(); else edits.undo();
+        return;
+      }
       if (e.ctrlKey || e.metaKey || e.altKey) return;
       if (tools.onKey(e)) { e.preventDefault(); e.stopImmediatePropagation(); return; }
       if ((e.key === "Delete" || e.key === "Backspace") && layer.selectedId !== null) { e.preventDefault(); removeAnno(layer.selectedId); return; }
@@ -425,8 +372,9 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   await loadTerms();
   loadCounts();
   let seenWrites = 0;
-  layer.onWrites = () => { if (layer.writes !== seenWrites) { seenWrites = layer.writes; loadCounts(); } };
+  layer.onWrites = () => { if (layer.writes !== seenWrites) { seenWrites = layer.writes; loadCounts(); table.refresh(); } };
   layer.refresh(true);
+  return { role: ui.role, projectId: ui.projectId };
 }
 
 function items(data) {

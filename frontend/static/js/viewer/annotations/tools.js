@@ -17,7 +17,8 @@ export const TOOLS = [
 export class Tools {
   /**
    * @param layer AnnotationLayer
-   * @param hooks {create(geometry, shape), update(id, geometry), remove(id), select(id), measure(text)}
+   * @param hooks {create(geometry, shape), update(id, geometry, "move"|"vertex", delta),
+   *   preview(id, geometry), canEdit(id), select(id), measure(text)}
    */
   constructor(viewer, layer, hooks, pixelUm) {
     this.viewer = viewer;
@@ -72,7 +73,7 @@ export class Tools {
     const p = this.toImage(e.position);
     if (this.tool === "select" && !this.readOnly) {
       const sel = this.layer.selectedId !== null ? this.layer.get(this.layer.selectedId) : null;
-      if (!sel) return;
+      if (!sel || (this.hooks.canEdit && !this.hooks.canEdit(sel.id))) return;
       const tol = this.tol();
       const v = vertices(sel.geometry).find((vx) => Math.hypot(vx.p[0] - p[0], vx.p[1] - p[1]) <= tol);
       if (v && sel.geometry.type !== "Point") this.drag = { kind: "vertex", id: sel.id, path: v.path, start: sel.geometry, geometry: sel.geometry };
@@ -92,7 +93,8 @@ export class Tools {
       d.geometry = moveVertex(d.start, d.path, p[0], p[1]);
       this.hooks.preview(d.id, d.geometry);
     } else if (d.kind === "move") {
-      d.geometry = translate(d.start, p[0] - d.from[0], p[1] - d.from[1]);
+      d.delta = [p[0] - d.from[0], p[1] - d.from[1]];
+      d.geometry = translate(d.start, d.delta[0], d.delta[1]);
       this.hooks.preview(d.id, d.geometry);
     } else if (this.tool === "freehand") {
       const last = this.points[this.points.length - 1];
@@ -109,7 +111,7 @@ export class Tools {
     if (!d) return;
     this.drag = null;
     if (d.kind === "vertex" || d.kind === "move") {
-      if (d.geometry !== d.start) this.hooks.update(d.id, d.geometry, d.start);
+      if (d.geometry !== d.start) this.hooks.update(d.id, d.geometry, d.kind, d.delta || null);
       return;
     }
     const geometry = this.previewGeometry();
