@@ -18,16 +18,17 @@ FIND_PYTHON = for c in python3.12 python3.13 python3 $$(ls -d $${PYENV_ROOT:-$$H
 	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done
 
-.PHONY: help run serve test lint bench bench-quick clean samples deps chromium
+.PHONY: help run serve test lint lock bench bench-quick clean samples deps chromium
 
 help:
 	@echo "make run    - set everything up, convert the sample slides, serve http://$(HOST):$(PORT)"
 	@echo "make test   - install what is missing and run the whole test suite"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff + mypy + import layers"
+	@echo "make lock   - re-resolve requirements-dev.lock after a dependency change"
 	@echo "make bench  - benchmarks against peers (writes bench/RESULTS.md); make bench-quick: < 2 min guard"
 	@echo "make clean  - remove the virtualenv, node modules and var/ (database, images)"
 
-$(VENV)/.installed: pyproject.toml client/pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock
 	@py=$$($(FIND_PYTHON)); \
 	if [ -z "$$py" ]; then \
 	  echo "error: Python 3.12 or newer is required and none was found." >&2; \
@@ -35,9 +36,16 @@ $(VENV)/.installed: pyproject.toml client/pyproject.toml
 	  exit 1; fi; \
 	[ -x $(PY) ] || $$py -m venv $(VENV) || { echo "error: could not create $(VENV) with $$py (missing python3-venv?)" >&2; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet -e './client[all]'
+	# Exact versions from the lock file, then our own packages on top of them.
+	$(PY) -m pip install --quiet -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e . -e ./client
 	@touch $@
+
+# Re-resolve requirements-dev.lock after changing dependencies in either pyproject.toml.
+lock: $(VENV)/.installed
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml client/pyproject.toml --extra dev --extra all \
+	  --python-version 3.12 --python-platform x86_64-manylinux_2_28 -o requirements-dev.lock
 
 frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm (Node.js >= 18) is required. Debian/Ubuntu: apt install nodejs npm" >&2; exit 1; }
