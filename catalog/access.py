@@ -188,15 +188,37 @@ def _remember_user(state: AccessState, p: Principal | None) -> None:
                                                            "creator"))
 
 
+def _token_text(value: str) -> bool:
+    """Our tokens are printable ASCII; header bytes that are not (non-UTF-8, control
+    characters) can never match one and must not reach encoders or the database."""
+    return value.isascii() and value.isprintable()
+
+
 def bearer_token(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
+    if not auth.isascii():
+        # Other schemes (Basic from a proxy) are not ours and are ignored; bytes
+        # that are no scheme at all are a broken client.
+        raise errors.Unauthenticated("malformed Authorization header")
     if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
+        token = auth[7:].strip()
+        if not _token_text(token):
+            raise errors.Unauthenticated("invalid or revoked API key")
+        return token
     return None
 
 
 def share_token_of(request: web.Request) -> str | None:
-    return request.headers.get(SHARE_HEADER) or request.query.get("share") or None
+    token = request.headers.get(SHARE_HEADER) or request.query.get("share") or None
+    if token is not None and not _token_text(token):
+        raise errors.Unauthenticated("share link invalid, expired or revoked")
+    return token
+
+
+def session_cookie(request: web.Request) -> str | None:
+    """The session cookie, if it can be one (garbage is treated as no cookie)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return cookie if cookie and _token_text(cookie) else None
 
 
 async def _lookup(request: web.Request) -> Principal | None:
@@ -219,7 +241,7 @@ async def _lookup(request: web.Request) -> Principal | None:
         if principal is None:
             raise errors.Unauthenticated("share link invalid, expired or revoked")
         return principal
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = session_cookie(request)
     if cookie:
         d = security.digest(cookie)
         cached = state.principals.get(d, _MISS)
@@ -239,8 +261,9 @@ async def get_principal(request: web.Request) -> Principal | None:
     principal = await _lookup(request)
     if (principal is not None and principal.via == "session"
             and request.method not in _SAFE_METHODS):
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
+        sent = request.headers.get(CSRF_HEADER, "").encode("utf-8", "surrogateescape")
+        if not principal.csrf_token or not hmac.compare_digest(
+                sent, principal.csrf_token.encode()):
             raise errors.Forbidden("missing or wrong X-CSRF-Token header")
     request[_REQ_KEY] = principal
     return principal

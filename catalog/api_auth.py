@@ -23,11 +23,12 @@ from catalog.access import (
     get_principal,
     require_admin,
     require_user,
+    session_cookie,
     session_expiry,
 )
 from catalog.db import DB_POOL
 from catalog.images import log_activity
-from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.jsonio import CREDENTIALS_BODY, page, page_params, path_id, read_json
 from catalog.ratelimit import LOGIN_THROTTLE, client_address
 from microtome.http import json_response
 from pyramid import errors
@@ -74,7 +75,7 @@ async def setup_status(request: web.Request) -> web.Response:
 
 
 async def setup_first_admin(request: web.Request) -> web.Response:
-    body = await read_json(request, "Credentials")
+    body = await read_json(request, "Credentials", CREDENTIALS_BODY)
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
         # Serialise concurrent first-run requests: only one admin is created.
@@ -86,7 +87,7 @@ async def setup_first_admin(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await read_json(request, "Credentials")
+    body = await read_json(request, "Credentials", CREDENTIALS_BODY)
     throttle, client = request.app[LOGIN_THROTTLE], client_address(request)
     throttle.begin(body["username"], client)  # 429 once too many attempts failed
     try:
@@ -120,7 +121,7 @@ async def me(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     principal = await get_principal(request)
-    token = request.cookies.get(SESSION_COOKIE)
+    token = session_cookie(request)
     if principal is not None and principal.via == "session" and token:
         await request.app[DB_POOL].execute("DELETE FROM sessions WHERE id = $1",
                                            principal.credential_id)
