@@ -92,9 +92,21 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def is_json_type(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json"))
+
+
 async def load_json(request: web.Request, limit: int = MAX_BODY,
                     max_depth: int = MAX_DEPTH) -> Any:
-    """A JSON body of at most `limit` bytes, parsed off the event loop when large."""
+    """A JSON body of at most `limit` bytes, parsed off the event loop when large.
+
+    The body must be declared JSON: an HTML form (urlencoded, multipart,
+    text/plain) from another site can then never pass as an API call."""
+    if request.body_exists and not is_json_type(request.content_type):
+        raise errors.UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)",
+            {"content_type": request.content_type})
     raw = await read_body(request, limit)
     if len(raw) <= INLINE_PARSE:
         return parse_json(raw, max_depth)

@@ -122,7 +122,8 @@ for _name in ("User", "ApiKey", "Project", "Member", "Image", "Job", "ShareLink"
 
 #: Extra errors of operations that take a body or change state.
 _WRITE_ERRORS = {"409": _err("conflicts with the current state"),
-                 "413": _err("request body too large")}
+                 "413": _err("request body too large"),
+                 "415": _err("the body must be JSON (Content-Type: application/json)")}
 
 
 def _op(summary: str, ok: str | None, status: str = "200", body: str | None = None,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import web
@@ -96,6 +97,33 @@ def _close_image(app: web.Application, image_id: int) -> None:
     svc.images.evict(lambda key: isinstance(key, tuple) and Path(key[0]).is_relative_to(root))
 
 
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """Does an Origin header name this host (scheme aside: a TLS-terminating proxy
+    in front changes it, and the host is what a foreign site cannot fake)?"""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    default = {"http": ":80", "https": ":443"}[parts.scheme]
+    return parts.netloc.lower().removesuffix(default) == host.lower().removesuffix(default)
+
+
+@web.middleware
+async def same_origin_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Writes to the API from another site are refused (403): login CSRF, first-admin
+    creation and cookie-authenticated changes alike.  Scripts with an API key are
+    not concerned (a bearer key is never sent by the browser on its own)."""
+    if (request.method in _UNSAFE and request.path.startswith("/api/")
+            and not request.headers.get("Authorization", "").lower().startswith("bearer ")):
+        origin = request.headers.get("Origin")
+        if request.headers.get("Sec-Fetch-Site") == "cross-site" or (
+                origin is not None and not _same_origin(origin, request.host)):
+            raise errors.Forbidden("cross-site request refused", {"origin": origin})
+    return await handler(request)
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(SPEC, headers={"Access-Control-Allow-Origin": "*"})
 
@@ -105,6 +133,7 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
     app[CATALOG] = CatalogState(settings)
     events = app[EVENTS] = AccessEvents(_apply_event(app))
     app[CATALOG].publish = events.publish
+    app.middlewares.append(same_origin_writes)
     app.middlewares.append(database_errors)
     setup_access(app, settings)
     app[LOGIN_THROTTLE] = LoginThrottle()

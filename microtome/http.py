@@ -49,6 +49,7 @@ STATUS: dict[type[errors.MicrotomeError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.TooLarge: 413,
+    errors.UnsupportedMediaType: 415,
     errors.RangeNotSatisfiable: 416,
     errors.Unprocessable: 422,
     errors.TooManyRequests: 429,

@@ -523,3 +523,79 @@ async def test_managers_list_and_revoke_every_link(tile_client: TestClient,
     status, _ = await call(tile_client, Actor("anon"), "GET",
                            f"/dzi/{i}.dzi?share={link['token']}")
     assert status == 401
+
+
+# --- Issue 11 item 6: no cross-site login, setup or writes ---
+
+async def test_first_run_setup_refuses_foreign_sites(client: TestClient) -> None:
+    creds = orjson.dumps({"username": "mallory", "password": "long enough password"})
+    for headers in ({"Content-Type": "application/x-www-form-urlencoded"},
+                    {"Content-Type": "text/plain"}, {},
+                    {"Content-Type": "application/json", "Origin": "https://evil.example"},
+                    {"Content-Type": "application/json", "Origin": "null"},
+                    {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}):
+        resp = await client.post("/api/setup", data=creds, headers=headers)
+        assert resp.status in (403, 415), (headers, resp.status, await resp.text())
+        assert "error" in await resp.json()
+    _, status = await call(client, Actor("anon"), "GET", "/api/setup", expect=200)
+    assert status["needs_setup"] is True  # nobody became the administrator
+    own = f"http://{client.server.host}:{client.server.port}"
+    resp = await client.post("/api/setup", data=creds, headers={
+        "Content-Type": "application/json", "Origin": own, "Sec-Fetch-Site": "same-origin"})
+    assert resp.status == 201, await resp.text()
+
+
+async def test_login_csrf_refused(client: TestClient) -> None:
+    from tests.catalog.helpers import PASSWORD, setup_admin
+
+    await setup_admin(client)
+    form = f"username=admin&password={PASSWORD}".encode()
+    resp = await client.post("/api/session", data=form,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status == 415 and "microtome_session" not in resp.cookies
+    creds = orjson.dumps({"username": "admin", "password": PASSWORD})
+    resp = await client.post("/api/session", data=creds, headers={
+        "Content-Type": "application/json", "Origin": "https://evil.example"})
+    assert resp.status == 403 and "microtome_session" not in resp.cookies
+    resp = await client.post("/api/session", data=creds,
+                             headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+
+
+async def test_cookie_writes_from_another_site_refused(tile_client: TestClient,
+                                                       world: World) -> None:
+    manager = world.actors["manager"]
+    evil = Actor("manager-via-evil", manager.user_id, cookie=manager.cookie, csrf=manager.csrf,
+                 extra={"Origin": "https://evil.example"})
+    status, _ = await call(tile_client, evil, "PATCH", f"/api/projects/{world.project_id}",
+                           {"public": True})
+    assert status == 403
+    # A script with an API key may call from anywhere (no ambient credential).
+    _, key = await call(tile_client, manager, "POST", "/api/api-keys", {"name": "ci"},
+                        expect=201)
+    script = Actor("script", api_key=key["key"], extra={"Origin": "https://ci.example"})
+    await call(tile_client, script, "PATCH", f"/api/projects/{world.project_id}",
+               {"description": "from CI"}, expect=200)
+
+
+def test_post_login_redirect_stays_on_this_origin() -> None:
+    """The login page's `next` check, run in node against the hostile forms."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    module = Path(__file__).resolve().parents[2] / "frontend/static/js/nexturl.js"
+    cases = {"/": "/", "/projects/3?x=1#v": "/projects/3?x=1#v", "//evil.example": "/",
+             "/\\evil.example": "/", "/\t/evil.example": "/",
+             "/%09/evil.example": "/%09/evil.example",
+             "https://evil.example/": "/", "javascript:alert(1)": "/", "/\\/evil": "/",
+             " /x": "/"}
+    script = (f"import {{ safeNext }} from {json.dumps(module.as_uri())};"
+              f"const cases = {json.dumps(list(cases))};"
+              "console.log(JSON.stringify(cases.map((c) => safeNext(c, 'https://lab.example'))));")
+    out = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    assert dict(zip(cases, json.loads(out), strict=True)) == cases
