@@ -38,7 +38,12 @@ def _page(item: str) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string"}, "detail": {}}, closed=False),
     "User": _obj({"id": _ID, "username": {"type": "string"}, "is_admin": {"type": "boolean"},
-                  "created_at": _TS}),
+                  "created_at": _TS, "disabled": {"type": "boolean"}}),
+    "UserUpdate": _obj({"disabled": {"type": "boolean"}}, required=["disabled"]),
+    "PasswordChange": _obj({"current_password": _str(1024),
+                            "new_password": _str(1024, min_len=8)},
+                           required=["current_password", "new_password"]),
+    "PasswordReset": _obj({"password": _str(1024, min_len=8)}, required=["password"]),
     "SessionInfo": _obj({"user": ref("User"), "csrf_token": {"type": "string"},
                          "expires_at": _TS}),
     "Credentials": _obj({"username": _str(64), "password": _str(1024)}),
@@ -167,7 +172,15 @@ def _paths() -> dict[str, Any]:
             "post": _op("Create a user (admin)", "User", "201", "UserCreate", extra=_C409)},
         "/api/users/{user_id}": {
             "get": _op("One user (admin or self)", "User", params=[uid]),
-            "delete": _op("Delete a user (admin)", None, "204", params=[uid])},
+            "delete": _op("Delete a user (admin)", None, "204", params=[uid]),
+            "patch": _op("Disable or re-enable a user (admin); disabling ends their sessions"
+                         " and API keys at once", "User", body="UserUpdate", params=[uid])},
+        "/api/users/{user_id}/password": {
+            "post": _op("Set a user's password (admin); ends all their sessions and API keys",
+                        None, "204", "PasswordReset", params=[uid])},
+        "/api/account/password": {
+            "post": _op("Change my password; my other sessions end", None, "204",
+                        "PasswordChange")},
         "/api/api-keys": {
             "get": _op("My API keys", "ApiKeyPage", params=PAGE_PARAMS),
             "post": _op("Create an API key; the key is shown once", "ApiKeyCreated", "201",

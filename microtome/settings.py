@@ -41,6 +41,9 @@ class Settings:
     signed_url_max_seconds: int = 12 * 3600
     #: Longest lifetime of a share link, seconds.
     share_link_max_seconds: int = 365 * 86400
+    #: Sessions end this long after login, or after this long without a request.
+    session_hours: int = 14 * 24
+    session_idle_minutes: int = 24 * 60
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -84,6 +87,8 @@ def from_env(**overrides: object) -> Settings:
         "signed_url_default_seconds": _int("MICROTOME_SIGNED_URL_DEFAULT_SECONDS", 3600),
         "signed_url_max_seconds": _int("MICROTOME_SIGNED_URL_MAX_SECONDS", 12 * 3600),
         "share_link_max_seconds": _int("MICROTOME_SHARE_LINK_MAX_SECONDS", 365 * 86400),
+        "session_hours": _int("MICROTOME_SESSION_HOURS", 14 * 24),
+        "session_idle_minutes": _int("MICROTOME_SESSION_IDLE_MINUTES", 24 * 60),
     }
     values.update(overrides)
     if "secret_key" not in values:

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from catalog.access import ACCESS as ACCESS_KEY
 from catalog.state import CATALOG
 from microtome.settings import Settings
 from tests.catalog.helpers import ANON as ANON_ACTOR
@@ -599,3 +600,114 @@ def test_post_login_redirect_stays_on_this_origin() -> None:
     out = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True,
                          text=True, timeout=30, check=True).stdout
     assert dict(zip(cases, json.loads(out), strict=True)) == cases
+
+
+# --- Issue 11 item 9: accounts: password change, reset, disable, session lifetime ---
+
+async def _session_ok(client: TestClient, actor: Actor) -> int:
+    status, _ = await call(client, actor, "GET", "/api/session")
+    return status
+
+
+async def test_password_change_ends_my_other_sessions(client: TestClient) -> None:
+    from tests.catalog.helpers import PASSWORD, create_user, login, setup_admin
+
+    admin = await setup_admin(client)
+    here = await create_user(client, admin, "lena")
+    there = await login(client, "lena")
+    _, key = await call(client, here, "POST", "/api/api-keys", {"name": "k"}, expect=201)
+    script = Actor("script", api_key=key["key"])
+    status, _ = await call(client, here, "POST", "/api/account/password",
+                           {"current_password": "wrong one!", "new_password": "new password 1"})
+    assert status == 403
+    await call(client, here, "POST", "/api/account/password",
+               {"current_password": PASSWORD, "new_password": "new password 1"}, expect=204)
+    assert await _session_ok(client, here) == 200
+    assert await _session_ok(client, there) == 401
+    assert await _session_ok(client, script) == 200  # keys are not passwords
+    resp = await client.post("/api/session", json={"username": "lena", "password": PASSWORD})
+    assert resp.status == 401
+    await login(client, "lena", password="new password 1")
+
+
+async def test_admin_reset_and_disable_end_access_at_once(
+        tile_client: TestClient, other_process: TestClient, world: World) -> None:
+    from tests.catalog.helpers import PASSWORD, create_user, login
+
+    admin, i = world.actors["admin"], world.image_id
+    await call(tile_client, admin, "PUT", f"/api/projects/{world.project_id}/members/"
+               f"{(await create_user(tile_client, admin, 'olga')).user_id}",
+               {"role": "viewer"}, expect=200)
+    olga = await login(tile_client, "olga")
+    _, key = await call(tile_client, olga, "POST", "/api/api-keys", {"name": "k"}, expect=201)
+    script = Actor("script", api_key=key["key"])
+    for client in (tile_client, other_process):
+        for who in (olga, script):
+            status, _ = await call(client, who, "GET", f"/dzi/{i}.dzi")
+            assert status == 200
+    await call(tile_client, admin, "POST", f"/api/users/{olga.user_id}/password",
+               {"password": "reset password 1"}, expect=204)
+    for who in (olga, script):
+        assert await _session_ok(tile_client, who) == 401
+        status, _ = await call(tile_client, who, "GET", f"/dzi/{i}.dzi")
+        assert status == 401
+    for who in (olga, script):  # the other process learns it at once too
+        assert await _status_of_soon(other_process, who, f"/dzi/{i}.dzi", 401) == 401
+
+    olga = await login(tile_client, "olga", password="reset password 1")
+    _, user = await call(tile_client, admin, "PATCH", f"/api/users/{olga.user_id}",
+                         {"disabled": True}, expect=200)
+    assert user["disabled"] is True
+    assert await _session_ok(tile_client, olga) == 401
+    resp = await tile_client.post("/api/session",
+                                  json={"username": "olga", "password": "reset password 1"})
+    assert resp.status == 403
+    await call(tile_client, admin, "PATCH", f"/api/users/{admin.user_id}",
+               {"disabled": True}, expect=409)
+    await call(tile_client, olga, "PATCH", f"/api/users/{olga.user_id}", {"disabled": False},
+               expect=401)
+    await call(tile_client, admin, "PATCH", f"/api/users/{olga.user_id}", {"disabled": False},
+               expect=200)
+    await login(tile_client, "olga", password="reset password 1")
+    assert PASSWORD  # the original password no longer matters
+
+
+async def _status_of_soon(client: TestClient, actor: Actor, path: str, want: int) -> int:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + 3.0
+    while True:
+        status, _ = await call(client, actor, "GET", path)
+        if status == want or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.05)
+
+
+async def test_session_lifetime_and_idle_timeout(aiohttp_client: Any, tmp_path: Path,
+                                                 database_url: str) -> None:
+    import datetime as dt
+
+    import asyncpg
+    from aiohttp import DummyCookieJar
+
+    from tests.catalog.conftest import make_app, make_settings
+
+    settings = make_settings(tmp_path, database_url, session_hours=2, session_idle_minutes=30)
+    client = await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
+    resp = await client.post("/api/setup", json={"username": "root",
+                                                 "password": "long enough password"})
+    body = await resp.json()
+    left = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(hours=1, minutes=55) < left <= dt.timedelta(hours=2)
+    assert resp.cookies["microtome_session"]["max-age"] == str(2 * 3600)
+    root = Actor("root", body["user"]["id"], cookie=resp.cookies["microtome_session"].value,
+                 csrf=body["csrf_token"])
+    assert await _session_ok(client, root) == 200
+    conn = await asyncpg.connect(database_url)
+    try:  # 31 minutes without a request
+        await conn.execute("UPDATE sessions SET last_seen_at = now() - interval '31 minutes'")
+    finally:
+        await conn.close()
+    client.app[ACCESS_KEY].principals.clear()
+    assert await _session_ok(client, root) == 401
