@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from catalog.access import (
 )
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.ratelimit import MEMBER_LOOKUPS
 from catalog.state import CATALOG
 from microtome.http import json_response
 from pyramid import errors
@@ -125,8 +127,15 @@ async def delete_project(request: web.Request) -> web.Response:
 
 
 async def list_members(request: web.Request) -> web.Response:
+    """Members (and admins) only: a public project shows its images, not its people."""
     project_id = path_id(request, "project_id")
-    await require_project_role(request, project_id, "viewer")
+    principal = await require_project_role(request, project_id, "viewer")
+    if not principal.is_admin and not await request.app[DB_POOL].fetchval(
+            "SELECT 1 FROM project_members WHERE project_id = $1 AND user_id = $2",
+            project_id, principal.user_id):
+        if principal.user_id is None and principal.share is None:
+            raise errors.Unauthenticated("login required")
+        raise errors.Forbidden("only members see who else is a member")
     limit, offset = page_params(request)
     pool = request.app[DB_POOL]
     rows = await pool.fetch(
@@ -175,13 +184,21 @@ async def add_member_by_name(request: web.Request) -> web.Response:
     name exists, which a manager inviting a colleague needs to know anyway.
     """
     project_id = path_id(request, "project_id")
-    await require_project_role(request, project_id, "manager")
+    principal = await require_project_role(request, project_id, "manager")
     body = await read_json(request, "MemberAdd")
+    # Misses are counted per manager: probing many names for existence gets a 429.
+    throttle = request.app[MEMBER_LOOKUPS]
+    waits = throttle.retry_after(principal.user_id)
+    if waits is not None:
+        seconds = max(1, math.ceil(waits))
+        raise errors.TooManyRequests(f"too many unknown names; try again in {seconds} s",
+                                     {"retry_after": seconds}, retry_after=seconds)
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
         user_id = await conn.fetchval(
             "SELECT id FROM users WHERE lower(username) = lower($1)", body["username"])
         if user_id is None:
+            throttle.add(principal.user_id)
             raise errors.NotFound("no user with this name", {"username": body["username"]})
         member, added = await _set_member(conn, project_id, user_id, body["role"])
     request.app[CATALOG].forget_access()

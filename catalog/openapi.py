@@ -198,12 +198,14 @@ def _paths() -> dict[str, Any]:
             "delete": _op("Delete a project (manager); images stay", None, "204",
                           params=[pid])},
         "/api/projects/{project_id}/members": {
-            "get": _op("Members and roles", "MemberPage", params=[pid, *PAGE_PARAMS]),
+            "get": _op("Members and roles (members and admins only)", "MemberPage",
+                       params=[pid, *PAGE_PARAMS]),
             "post": _op("Add a member by exact user name, case-insensitive (manager); an "
-                        "existing member gets the new role (200). Unknown name: 404",
+                        "existing member gets the new role (200). Unknown name: 404; too "
+                        "many unknown names: 429",
                         "Member", "201", "MemberAdd", params=[pid],
                         extra={"200": {"description": "already a member: role changed",
-                                       **_json(ref("Member"))}})},
+                                       **_json(ref("Member"))}, "429": _TOO_MANY})},
         "/api/projects/{project_id}/members/{user_id}": {
             "put": _op("Add a member or change a role (manager)", "Member", body="MemberPut",
                        params=[pid, uid]),

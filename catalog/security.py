@@ -31,8 +31,24 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+_DUMMY_HASH: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A real argon2 hash of a random password, made once (lazily: it takes a while)."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(_hasher.hash(secrets.token_urlsafe(16)))
+    return _DUMMY_HASH[0]
+
+
 def verify_password(stored: str | None, password: str) -> bool:
     if not stored:
+        # Unknown user or no password: spend the same time as a real check, so the
+        # answer's timing does not tell which user names exist.
+        try:
+            _hasher.verify(_dummy_hash(), password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            pass
         return False
     try:
         return _hasher.verify(stored, password)

@@ -13,13 +13,20 @@ import asyncpg
 from aiohttp import web
 
 from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
-from catalog.access import ACCESS, setup_access
+from catalog.access import ACCESS, require_admin, setup_access
 from catalog.db import DB_POOL, create_pool, start_embedded
 from catalog.events import EVENTS, AccessEvents, listening
 from catalog.jobs import recover_stale
 from catalog.migrate import migrate
 from catalog.openapi import SPEC
-from catalog.ratelimit import LOGIN_THROTTLE, LoginThrottle
+from catalog.ratelimit import (
+    LOGIN_THROTTLE,
+    MEMBER_LOOKUP_LIMIT,
+    MEMBER_LOOKUPS,
+    WINDOW,
+    FailureCounter,
+    LoginThrottle,
+)
 from catalog.state import CATALOG, CatalogState
 from microtome.http import Handler, json_response
 from microtome.settings import Settings
@@ -115,6 +122,9 @@ async def same_origin_writes(request: web.Request, handler: Handler) -> web.Stre
     """Writes to the API from another site are refused (403): login CSRF, first-admin
     creation and cookie-authenticated changes alike.  Scripts with an API key are
     not concerned (a bearer key is never sent by the browser on its own)."""
+    if request.path == "/metrics":
+        # Load, cache and image counts are for operators (or the local listener).
+        await require_admin(request)
     if (request.method in _UNSAFE and request.path.startswith("/api/")
             and not request.headers.get("Authorization", "").lower().startswith("bearer ")):
         origin = request.headers.get("Origin")
@@ -137,6 +147,7 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
     app.middlewares.append(database_errors)
     setup_access(app, settings)
     app[LOGIN_THROTTLE] = LoginThrottle()
+    app[MEMBER_LOOKUPS] = FailureCounter(MEMBER_LOOKUP_LIMIT, WINDOW)
     tus.setup(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -36,8 +37,32 @@ def create_app(settings: Settings) -> web.Application:
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks
     # registered first): the long-lived start-up objects leave the GC's view.
+    if settings.metrics_port:
+        app.cleanup_ctx.append(_local_metrics(settings.metrics_port))
     app.on_startup.append(_freeze_gc)
     return app
+
+
+def _local_metrics(port: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """/metrics without login on 127.0.0.1:`port` (the public one is admin-only)."""
+
+    async def listener(app: web.Application) -> AsyncIterator[None]:
+        from tileserver.routes_extra import metrics_response
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return metrics_response(app)
+
+        local = web.Application()
+        local.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(local, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listener
 
 
 async def _freeze_gc(_app: web.Application) -> None:

@@ -44,6 +44,11 @@ class Settings:
     #: Sessions end this long after login, or after this long without a request.
     session_hours: int = 14 * 24
     session_idle_minutes: int = 24 * 60
+    #: /metrics of `serve` is for administrators; a port here also serves it without
+    #: login on a separate listener bound to 127.0.0.1 (for a local Prometheus).
+    metrics_port: int = 0
+    #: Peers (IPs or CIDR networks) whose X-Forwarded-* headers are believed.
+    trusted_proxies: tuple[str, ...] = ()
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -89,6 +94,9 @@ def from_env(**overrides: object) -> Settings:
         "share_link_max_seconds": _int("MICROTOME_SHARE_LINK_MAX_SECONDS", 365 * 86400),
         "session_hours": _int("MICROTOME_SESSION_HOURS", 14 * 24),
         "session_idle_minutes": _int("MICROTOME_SESSION_IDLE_MINUTES", 24 * 60),
+        "metrics_port": _int("MICROTOME_METRICS_PORT", 0),
+        "trusted_proxies": tuple(p.strip() for p in os.environ.get(
+            "MICROTOME_TRUSTED_PROXIES", "").split(",") if p.strip()),
     }
     values.update(overrides)
     if "secret_key" not in values:

@@ -711,3 +711,84 @@ async def test_session_lifetime_and_idle_timeout(aiohttp_client: Any, tmp_path: 
         await conn.close()
     client.app[ACCESS_KEY].principals.clear()
     assert await _session_ok(client, root) == 401
+
+
+# --- Issue 11 item 8: enumeration and exposure ---
+
+async def test_login_of_an_unknown_user_takes_as_long(client: TestClient) -> None:
+    """An unknown name is checked against a dummy hash: its answer is not faster
+    than a wrong password (which costs a whole argon2 verification)."""
+    import statistics
+    import time
+
+    from tests.catalog.helpers import setup_admin
+
+    await setup_admin(client)
+
+    async def timed(name: str) -> float:
+        t0 = time.perf_counter()
+        resp = await client.post("/api/session", json={"username": name, "password": "nope"})
+        assert resp.status == 401
+        return time.perf_counter() - t0
+
+    await timed("nobody-0")  # the dummy hash is made on first use
+    known = [await timed("admin") for _ in range(2)]
+    unknown = [await timed(f"nobody-{i}") for i in range(1, 3)]
+    # Generous (a loaded machine is noisy); without the dummy hash it is ~1%.
+    assert min(unknown) > 0.25 * statistics.median(known), (known, unknown)
+
+
+async def test_member_lists_are_for_members(tile_client: TestClient, world: World) -> None:
+    p = world.project_id
+    await call(tile_client, world.actors["manager"], "PATCH", f"/api/projects/{p}",
+               {"public": True}, expect=200)
+    want = {"anonymous": 401, "outsider": 403, "viewer": 200, "manager": 200, "admin": 200}
+    got = {name: (await call(tile_client, world.actors[name], "GET",
+                             f"/api/projects/{p}/members"))[0] for name in want}
+    assert got == want
+
+
+async def test_adding_members_by_name_reveals_and_allows_little(tile_client: TestClient,
+                                                                world: World) -> None:
+    from catalog.ratelimit import MEMBER_LOOKUP_LIMIT
+
+    p, manager = world.project_id, world.actors["manager"]
+    # Non-managers learn nothing about which names exist.
+    for name in ("outsider", "viewer"):
+        for username in ("admin", "no-such-person"):
+            status, _ = await call(tile_client, world.actors[name], "POST",
+                                   f"/api/projects/{p}/members",
+                                   {"username": username, "role": "viewer"})
+            assert status == (404 if name == "outsider" else 403)
+    for i in range(MEMBER_LOOKUP_LIMIT):
+        await call(tile_client, manager, "POST", f"/api/projects/{p}/members",
+                   {"username": f"guess-{i}", "role": "viewer"}, expect=404)
+    status, body = await call(tile_client, manager, "POST", f"/api/projects/{p}/members",
+                              {"username": "outsider", "role": "viewer"})
+    assert status == 429 and body["detail"]["retry_after"] > 0
+
+
+async def test_metrics_are_for_admins_or_a_local_listener(
+        aiohttp_client: Any, tmp_path: Path, database_url: str, world: World,
+        tile_client: TestClient) -> None:
+    import socket
+
+    import aiohttp
+
+    from microtome.app import create_app
+    from tests.catalog.conftest import make_settings
+    from tests.livesrv import live_app
+
+    for name, want in (("anonymous", 401), ("viewer", 403), ("admin", 200)):
+        resp = await tile_client.get("/metrics", headers=world.actors[name].headers("GET"))
+        assert resp.status == want, name
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = make_settings(tmp_path / "other", database_url, metrics_port=port)
+    with live_app(lambda: create_app(settings)) as base:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/metrics") as resp:
+                assert resp.status == 401
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                assert resp.status == 200 and "microtome_tile" in await resp.text()
