@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from microtome.http import error_middleware
+from microtome.http import error_middleware, forwarded_middleware
 from microtome.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -29,7 +29,9 @@ def create_app(settings: Settings) -> web.Application:
     from microtome.frontend import setup_frontend
     from tileserver.app import TileSettings, setup_tiles
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
+    app = web.Application(
+        middlewares=[forwarded_middleware(settings.trusted_proxies), error_middleware],
+        client_max_size=64 * 1024**2)
     app[SETTINGS] = settings
     setup_catalog(app, settings)
     setup_tiles(app, CatalogResolver(app), TileSettings.from_settings(settings))

@@ -15,8 +15,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from catalog.ratelimit import LOGIN_THROTTLE
 from microtome.settings import Settings
-from tests.catalog.helpers import Actor, call
+from tests.catalog.helpers import PASSWORD, Actor, call
 from tests.catalog.world import World, build_world
 
 
@@ -213,3 +214,53 @@ async def test_max_size_anonymous_body_does_not_stall_tiles(app_client: TestClie
             await asyncio.sleep(0.005)
         assert all(s < 500 for s in await bigs)
     assert worst < 0.05, f"a tile took {worst * 1000:.1f} ms next to big anonymous bodies"
+
+
+# --- Issue 11 item 5: proxy headers only from a configured proxy ---
+
+FORGED = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+          "X-Forwarded-For": "203.0.113.9"}
+
+
+async def _info_and_login(client: TestClient, world: World) -> tuple[Any, Any]:
+    manager = world.actors["manager"]
+    await call(client, manager, "PATCH", f"/api/projects/{world.project_id}",
+               {"public": True}, expect=200)
+    resp = await client.get(f"/iiif/3/{world.image_id}/info.json", headers=FORGED)
+    assert resp.status == 200
+    info = (orjson.loads(await resp.read()), resp.headers.get("Vary", ""))
+    login = await client.post("/api/setup", json={"username": "x", "password": "p" * 12},
+                              headers=FORGED)
+    return info, login
+
+
+async def test_forwarded_headers_ignored_from_anyone(app_client: TestClient,
+                                                    world: World) -> None:
+    (info, vary), _ = await _info_and_login(app_client, world)
+    assert "evil.example" not in info["id"] and info["id"].startswith("http://")
+    assert "Host" in vary
+    # The login throttle counts the real peer, not the forged address.
+    resp = await app_client.post("/api/session", json={"username": "manager", "password": "x"},
+                                 headers=FORGED)
+    assert resp.status == 401
+    assert "203.0.113.9" not in str(list(app_client.app[LOGIN_THROTTLE].clients._counts._data))
+
+
+async def test_forwarded_headers_from_a_trusted_proxy(aiohttp_client: Any, tmp_path: Path,
+                                                      database_url: str,
+                                                      small_pyramid: Path) -> None:
+    from aiohttp import DummyCookieJar
+
+    from microtome.app import create_app
+    from tests.catalog.conftest import make_settings
+
+    settings = make_settings(tmp_path, database_url, trusted_proxies=("127.0.0.0/8",))
+    client = await aiohttp_client(create_app(settings), cookie_jar=DummyCookieJar())
+    world = await build_world(client, settings, database_url, small_pyramid)
+    (info, vary), _ = await _info_and_login(client, world)
+    assert info["id"].startswith("https://evil.example/iiif/3/")
+    assert "X-Forwarded-Host" in vary
+    resp = await client.post("/api/session", json={"username": "admin", "password": PASSWORD},
+                             headers=FORGED)
+    assert resp.status == 200
+    assert resp.cookies["microtome_session"]["secure"]
