@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import security
+from catalog import security, upload_files
 from catalog.access import (
     SESSION_COOKIE,
     forget_all,
@@ -172,9 +172,12 @@ async def delete_user(request: web.Request) -> web.Response:
     if principal.user_id == user_id:
         raise errors.Conflict("you cannot delete yourself")
     pool = request.app[DB_POOL]
-    status = await pool.execute("DELETE FROM users WHERE id = $1", user_id)
+    async with pool.acquire() as conn, conn.transaction():
+        partial = await upload_files.unfinished_of(conn, user_id=user_id)
+        status = await conn.execute("DELETE FROM users WHERE id = $1", user_id)
     if status.endswith(" 0"):
         raise errors.NotFound("user not found")
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, partial)
     await log_activity(pool, "user.delete", user_id=principal.user_id,
                        detail={"deleted_user": user_id})
     forget_all(request.app)

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import images
+from catalog import images, upload_files
 from catalog.access import (
     Principal,
     ShareScope,
@@ -119,7 +119,10 @@ async def delete_project(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     principal = await require_project_role(request, project_id, "manager")
     pool = request.app[DB_POOL]
-    await pool.execute("DELETE FROM projects WHERE id = $1", project_id)
+    async with pool.acquire() as conn, conn.transaction():
+        partial = await upload_files.unfinished_of(conn, project_id=project_id)
+        await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, partial)
     await images.log_activity(pool, "project.delete", user_id=principal.user_id,
                               project_id=project_id)
     request.app[CATALOG].forget_access()
@@ -147,9 +150,17 @@ async def list_members(request: web.Request) -> web.Response:
     return json_response(page([dict(r) for r in rows], total, limit, offset))
 
 
+async def _lock_members(conn: asyncpg.Connection, project_id: int) -> None:
+    """Serialise membership changes of one project (the 'keep a manager' check must
+    see the other transaction's demotion): lock the project row."""
+    await conn.execute("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE", project_id)
+
+
 async def _set_member(conn: asyncpg.Connection, project_id: int, user_id: int,
-                      role: str) -> tuple[dict[str, Any], bool]:
-    """Upsert one membership (keeping a manager); (member row, newly added?)."""
+                      role: str) -> tuple[dict[str, Any], bool, list[str]]:
+    """Upsert one membership (keeping a manager); (member row, newly added?, ids of
+    unfinished uploads that ended: a viewer adds no images)."""
+    await _lock_members(conn, project_id)
     row = await conn.fetchrow(
         """INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, $3)
            ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role
@@ -160,7 +171,9 @@ async def _set_member(conn: asyncpg.Connection, project_id: int, user_id: int,
     username = await conn.fetchval("SELECT username FROM users WHERE id = $1", user_id)
     member = {"user_id": row["user_id"], "username": username, "role": row["role"],
               "added_at": row["added_at"]}
-    return member, bool(row["inserted"])
+    ended = (await upload_files.drop_unfinished(conn, project_id, user_id)
+             if role == "viewer" else [])
+    return member, bool(row["inserted"]), ended
 
 
 async def put_member(request: web.Request) -> web.Response:
@@ -172,7 +185,8 @@ async def put_member(request: web.Request) -> web.Response:
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT 1 FROM users WHERE id = $1", user_id):
             raise errors.NotFound("user not found")
-        member, _ = await _set_member(conn, project_id, user_id, body["role"])
+        member, _, ended = await _set_member(conn, project_id, user_id, body["role"])
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)
     request.app[CATALOG].forget_access()
     return json_response(member)
 
@@ -200,7 +214,8 @@ async def add_member_by_name(request: web.Request) -> web.Response:
         if user_id is None:
             throttle.add(principal.user_id)
             raise errors.NotFound("no user with this name", {"username": body["username"]})
-        member, added = await _set_member(conn, project_id, user_id, body["role"])
+        member, added, ended = await _set_member(conn, project_id, user_id, body["role"])
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)
     request.app[CATALOG].forget_access()
     return json_response(member, status=201 if added else 200)
 
@@ -217,12 +232,16 @@ async def delete_member(request: web.Request) -> web.Response:
     await require_project_role(request, project_id, "manager")
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
+        await _lock_members(conn, project_id)
         status = await conn.execute(
             "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
             project_id, user_id)
         if status.endswith(" 0"):
             raise errors.NotFound("member not found")
         await _keep_a_manager(conn, project_id)
+        # A removed member's unfinished uploads can no longer complete into it.
+        ended = await upload_files.drop_unfinished(conn, project_id, user_id)
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)
     request.app[CATALOG].forget_access()
     return web.Response(status=204)
 

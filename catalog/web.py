@@ -28,6 +28,7 @@ from catalog.ratelimit import (
     LoginThrottle,
 )
 from catalog.state import CATALOG, CatalogState
+from catalog.upload_files import sweep_orphans
 from microtome.http import Handler, json_response
 from microtome.settings import Settings
 from pyramid import errors
@@ -163,6 +164,9 @@ def setup_catalog(app: web.Application, settings: Settings) -> None:
             expired = await tus.remove_expired(pool, settings.uploads_dir)
             if expired:
                 log.info("removed %d expired unfinished upload(s)", expired)
+            orphans = await sweep_orphans(pool, settings.uploads_dir)
+            if orphans:
+                log.info("removed %d partial upload file(s) without an upload", orphans)
             recovered = await recover_stale(pool)
             if recovered:
                 log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))

@@ -792,3 +792,94 @@ async def test_metrics_are_for_admins_or_a_local_listener(
                 assert resp.status == 401
             async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 assert resp.status == 200 and "microtome_tile" in await resp.text()
+
+
+# --- Issue 11 items 7 and 10: concurrent role changes; uploads end with access ---
+
+async def test_concurrent_demotions_keep_a_manager(tile_client: TestClient,
+                                                   world: World) -> None:
+    import asyncio
+
+    p, admin = world.project_id, world.actors["admin"]
+    a, b = world.actors["manager"], world.actors["contributor"]
+    for round_ in range(6):
+        for who in (a, b):
+            await call(tile_client, admin, "PUT", f"/api/projects/{p}/members/{who.user_id}",
+                       {"role": "manager"}, expect=200)
+        if round_ % 2:
+            ops = [(a, "PUT", b, {"role": "viewer"}), (b, "PUT", a, {"role": "viewer"})]
+        else:
+            ops = [(a, "DELETE", b, None), (b, "DELETE", a, None)]
+        results = await asyncio.gather(*(
+            call(tile_client, actor, method, f"/api/projects/{p}/members/{target.user_id}",
+                 body) for actor, method, target, body in ops))
+        _, members = await call(tile_client, admin, "GET", f"/api/projects/{p}/members",
+                                expect=200)
+        managers = [m for m in members["items"] if m["role"] == "manager"]
+        assert len(managers) >= 1, (round_, results, members["items"])
+        assert sorted(s for s, _ in results)[-1] in (403, 404, 409), results
+        # Put the removed one back for the next round.
+        for who in (a, b):
+            if who.user_id not in {m["user_id"] for m in members["items"]}:
+                await call(tile_client, admin, "PUT",
+                           f"/api/projects/{p}/members/{who.user_id}", {"role": "viewer"},
+                           expect=200)
+
+
+async def _start_upload(client: TestClient, actor: Actor, project_id: int,
+                        length: int = 10) -> str:
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in
+                    (("filename", "x.tif"), ("project_id", str(project_id))))
+    resp = await client.post("/api/uploads", headers={
+        **actor.headers("POST"), "Tus-Resumable": "1.0.0", "Upload-Length": str(length),
+        "Upload-Metadata": meta})
+    assert resp.status == 201, await resp.text()
+    url = resp.headers["Location"]
+    resp = await client.patch(url, data=b"12345", headers={
+        **actor.headers("PATCH"), "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream"})
+    assert resp.status == 204, await resp.text()
+    return url
+
+
+async def test_removed_member_cannot_finish_an_upload(tile_client: TestClient, world: World,
+                                                      settings: Settings) -> None:
+    contributor, manager, p = world.actors["contributor"], world.actors["manager"], \
+        world.project_id
+    url = await _start_upload(tile_client, contributor, p)
+    partial = settings.uploads_dir / url.rsplit("/", 1)[1]
+    assert partial.is_file()
+    await call(tile_client, manager, "DELETE", f"/api/projects/{p}/members/"
+               f"{contributor.user_id}", expect=204)
+    resp = await tile_client.patch(url, data=b"67890", headers={
+        **contributor.headers("PATCH"), "Tus-Resumable": "1.0.0", "Upload-Offset": "5",
+        "Content-Type": "application/offset+octet-stream"})
+    assert resp.status in (403, 404), await resp.text()
+    assert not partial.exists()
+    _, listed = await call(tile_client, manager, "GET", f"/api/projects/{p}/images",
+                           expect=200)
+    assert listed["total"] == 1  # only the world's image
+
+
+async def test_partial_uploads_go_with_their_project_or_user(
+        tile_client: TestClient, world: World, settings: Settings,
+        aiohttp_client: Any) -> None:
+    from aiohttp import DummyCookieJar
+
+    from tests.catalog.conftest import make_app
+
+    admin, manager, contributor = (world.actors[n] for n in ("admin", "manager", "contributor"))
+    own = await _own_project(tile_client, manager, "Scratch")
+    by_project = await _start_upload(tile_client, manager, own)
+    by_user = await _start_upload(tile_client, contributor, world.project_id)
+    files = [settings.uploads_dir / u.rsplit("/", 1)[1] for u in (by_project, by_user)]
+    assert all(f.is_file() for f in files)
+    await call(tile_client, manager, "DELETE", f"/api/projects/{own}", expect=204)
+    assert not files[0].exists()
+    await call(tile_client, admin, "DELETE", f"/api/users/{contributor.user_id}", expect=204)
+    assert not files[1].exists()
+    # Files left without a row (an older version, a crash) are swept at start-up.
+    stray = settings.uploads_dir / "leftover-from-before"
+    stray.write_bytes(b"x" * 100)
+    await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
+    assert not stray.exists()
