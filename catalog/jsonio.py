@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from functools import cache
 from typing import Any
 
@@ -110,7 +111,17 @@ async def load_json(request: web.Request, limit: int = MAX_BODY,
     raw = await read_body(request, limit)
     if len(raw) <= INLINE_PARSE:
         return parse_json(raw, max_depth)
-    return await asyncio.to_thread(parse_json, raw, max_depth)
+    return await asyncio.to_thread(_parse_serialised, raw, max_depth)
+
+
+#: orjson holds the GIL while it parses: one big parse at a time, so the event
+#: loop gets the GIL back between two of them instead of waiting through a chain.
+_PARSE_LOCK = threading.Lock()
+
+
+def _parse_serialised(raw: bytes, max_depth: int) -> Any:
+    with _PARSE_LOCK:
+        return parse_json(raw, max_depth)
 
 
 async def read_json(request: web.Request, schema: str,
