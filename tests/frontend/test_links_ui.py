@@ -1,5 +1,6 @@
-"""The share-links page: a manager sees the links of their project (whoever made
-them) and revokes one; the link stops working at once (issue 11)."""
+"""The share-links page (a manager sees the links of their project, whoever made
+them, and revokes one: the link stops working at once) and the account controls
+of the keys page (issue 11)."""
 
 from __future__ import annotations
 
@@ -38,4 +39,33 @@ def test_manager_revokes_a_link_from_the_links_page(live_server: LiveServer, con
     expect(page.locator("#links tr", has_text="revoked")).to_have_count(1)
     console.expected.append("/api/share")
     assert context.request.get(f"/api/share?share={link['token']}").status == 401
+    assert not console.unexpected(), console.errors
+
+
+def test_accounts_from_the_keys_page(live_server: LiveServer, context: Any, page: Any,
+                                     console: ConsoleLog) -> None:
+    """Change one's password; an administrator disables and re-enables a user."""
+    csrf = api_setup_admin(context)
+    api_call(context, "POST", "/api/users", csrf,
+             {"username": "lab-user", "password": "lab-user-pass-1"})
+    ui_login(page, *ADMIN, next_path="/keys")
+    page.fill("#current-password", ADMIN[1])
+    page.fill("#new-password", "a brand new password")
+    page.click("#password-form button[type=submit]")
+    expect(page.locator("body")).to_contain_text("Password changed")
+    # This page's session survives the change (other sessions end: tests/catalog).
+    assert context.request.get("/api/session").status == 200
+    row = page.locator("#users tr", has_text="lab-user")
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Disable user lab-user").click()
+    expect(row).to_contain_text("disabled")
+    console.expected.append("/api/session")
+    r = context.request.post("/api/session",
+                             data={"username": "lab-user", "password": "lab-user-pass-1"})
+    assert r.status == 403
+    row.get_by_role("button", name="Enable user lab-user").click()
+    expect(row).to_contain_text("active")
+    r = context.request.post("/api/session",
+                             data={"username": "lab-user", "password": "lab-user-pass-1"})
+    assert r.status == 200
     assert not console.unexpected(), console.errors
