@@ -266,3 +266,13 @@ async def test_forwarded_headers_from_a_trusted_proxy(aiohttp_client: Any, tmp_p
                              headers=FORGED)
     assert resp.status == 200
     assert resp.cookies["microtome_session"]["secure"]
+
+
+async def test_non_utf8_csrf_header_with_a_real_session(app_client: TestClient,
+                                                        world: World) -> None:
+    manager = world.actors["manager"]
+    status, payload = await raw_request(
+        app_client, "PATCH", f"/api/projects/{world.project_id}",
+        [(b"Cookie", f"microtome_session={manager.cookie}".encode()),
+         (b"X-CSRF-Token", BAD), (b"Content-Type", b"application/json")], b'{"public": true}')
+    assert status == 403 and "error" in orjson.loads(payload)
