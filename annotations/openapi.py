@@ -107,6 +107,7 @@ SCHEMAS: dict[str, Any] = {
 
 
 _WRITE = {"409": _err("conflicts with the current state"), "413": _err("too large"),
+          "415": _err("the body must be JSON (Content-Type: application/json)"),
           "422": _err("invalid geometry, unknown term, or a bad feature (named by index)")}
 
 

@@ -101,13 +101,22 @@ def body_filters(body: dict[str, Any]) -> Filters:
     for key in ("term", "user"):
         if key in body:
             v = body[key]
-            q[key] = ",".join(str(int(x)) for x in (v if isinstance(v, list) else [v]))
+            items = v if isinstance(v, list) else [v]
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+                raise InvalidRequest(f"{key} must be an id or a list of ids")
+            q[key] = ",".join(str(x) for x in items)
     if "kind" in body:
         v = body["kind"]
-        q["kind"] = ",".join(v) if isinstance(v, list) else str(v)
-    for key in ("producer", "project"):
-        if body.get(key) is not None:
-            q[key] = str(body[key])
+        items = v if isinstance(v, list) else [v]
+        if not all(isinstance(x, str) for x in items):
+            raise InvalidRequest("kind must be a string or a list of strings")
+        q["kind"] = ",".join(items)
+    for key, typ in (("producer", str), ("project", int)):
+        value = body.get(key)
+        if value is not None:
+            if not isinstance(value, typ) or isinstance(value, bool):
+                raise InvalidRequest(f"{key} must be a {'string' if typ is str else 'number'}")
+            q[key] = str(value)
     if "untermed" in body:
         q["untermed"] = "true" if body["untermed"] else "false"
     return filters(q)

@@ -17,13 +17,12 @@ from functools import partial
 from typing import Any
 
 import asyncpg
-import orjson
 import shapely
 from aiohttp import web
 
 from catalog import access
 from catalog.db import DB_POOL
-from catalog.jsonio import path_id
+from catalog.jsonio import load_json, path_id
 from core.http import body_chunks, json_response
 from core.pixels import PIXELS
 from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
@@ -34,6 +33,11 @@ from .geometry import ImageFrame, parse_geojson_geometry, prepare
 EXECUTOR: web.AppKey[Executor] = web.AppKey("annotations_executor", Executor)
 #: JSON bodies of single/batch writes (a batch of cells, or one big outline).
 MAX_BODY = 64 * 1024**2
+#: Terms, single edits, deletions by id.
+SMALL_BODY = 1024**2
+#: A search: filters and one drawn shape (10,000 vertices fit).  Open to anonymous
+#: callers on public images, so kept small: parsing holds the GIL even in a thread.
+SEARCH_BODY = 256 * 1024
 #: Largest GeoJSON import (streamed to a temporary file first).
 MAX_IMPORT = 8 * 1024**3
 MAX_BATCH = 10_000
@@ -49,22 +53,9 @@ def _run(request: web.Request, fn: Any, *args: Any) -> asyncio.Future[Any]:
     return asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], fn, *args)
 
 
-async def _json_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise TooLarge("request body too large", {"limit": MAX_BODY})
-    parts: list[bytes] = []
-    size = 0
-    # read(n) returns what has arrived so far, not n bytes: loop to the end.
-    async for chunk in body_chunks(request, 1 << 20):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise TooLarge("request body too large", {"limit": MAX_BODY})
-        parts.append(chunk)
-    raw = b"".join(parts)
-    try:
-        return orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("malformed JSON body") from None
+async def _json_body(request: web.Request, limit: int = SMALL_BODY) -> Any:
+    # Per-route limits; big bodies are parsed in a worker thread (catalog.jsonio).
+    return await load_json(request, limit)
 
 
 def _obj(value: Any, what: str = "body") -> dict[str, Any]:
@@ -184,7 +175,10 @@ async def _features_json(request: web.Request, rows: list[asyncpg.Record]) -> li
 
 
 async def create_annotation(request: web.Request) -> web.Response:
-    body = _obj(await _json_body(request))
+    # Who is asking comes before reading a big body: anonymous callers never get to
+    # make us buffer and parse megabytes.
+    await access.require_user(request)
+    body = _obj(await _json_body(request, MAX_BODY))
     pid = body.get("project_id")
     [aid] = await _create(request, [body], pid if isinstance(pid, int) else None)
     [feature] = await _features_json(request, [await store.get(_pool(request), aid)])
@@ -192,7 +186,8 @@ async def create_annotation(request: web.Request) -> web.Response:
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    body = _obj(await _json_body(request))
+    await access.require_user(request)
+    body = _obj(await _json_body(request, MAX_BODY))
     items = body.get("annotations")
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise InvalidRequest(f"annotations must be a list of 1 to {MAX_BATCH} annotations")
@@ -212,7 +207,7 @@ async def update_annotation(request: web.Request) -> web.Response:
     pool = _pool(request)
     row = await store.get(pool, path_id(request, "annotation_id"))
     await permissions.check_edit(request, row)
-    body = _obj(await _json_body(request))
+    body = _obj(await _json_body(request, MAX_BODY))
     unknown = set(body) - {"geometry", "shape", "terms", "data"}
     if unknown:
         raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}")
@@ -241,6 +236,7 @@ async def delete_annotation(request: web.Request) -> web.Response:
 
 async def delete_batch(request: web.Request) -> web.Response:
     iid = path_id(request, "image_id")
+    await access.require_user(request)
     body = _obj(await _json_body(request))
     ids = _ids(body.get("ids"), "ids")
     if not 1 <= len(ids) <= MAX_BATCH:
@@ -307,7 +303,7 @@ async def viewport(request: web.Request) -> web.Response:
 async def search(request: web.Request) -> web.Response:
     """Exact spatial predicate against a drawn shape, after the index filter."""
     frame = await _frame_for_read(request)
-    body = _obj(await _json_body(request))
+    body = _obj(await _json_body(request, SEARCH_BODY))
     predicate = body.get("predicate", "intersects")
     if predicate not in query.PREDICATES:
         raise InvalidRequest(f"predicate must be one of {list(query.PREDICATES)}")

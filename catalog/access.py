@@ -42,7 +42,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: change notification (catalog.events) does not reach it.
 PRINCIPAL_TTL = 10.0
 #: SQL suffix on ``users`` lookups: disabled accounts are nobody.
-_ACTIVE = ""
+_ACTIVE = " AND disabled_at IS NULL"
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ async def _from_api_key(pool: asyncpg.Pool, key: str) -> Principal | None:
     row = await pool.fetchrow(
         """UPDATE api_keys k SET last_used_at = now()
            FROM users u WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id
+             AND u.disabled_at IS NULL
            RETURNING k.id, u.id AS user_id, u.username, u.is_admin""",
         security.digest(key))
     if row is None:
@@ -117,12 +118,17 @@ async def _from_api_key(pool: asyncpg.Pool, key: str) -> Principal | None:
                      credential_id=row["id"])
 
 
-async def _from_session(pool: asyncpg.Pool, token: str) -> Principal | None:
+async def _from_session(pool: asyncpg.Pool, token: str, idle_minutes: int) -> Principal | None:
+    # Each lookup (at most one per PRINCIPAL_TTL per process) marks the session as
+    # used; one idle for longer than the timeout is over.
     row = await pool.fetchrow(
-        """SELECT s.id, s.csrf_token, u.id AS user_id, u.username, u.is_admin
-           FROM sessions s JOIN users u ON u.id = s.user_id
-           WHERE s.token_hash = $1 AND s.expires_at > now()""",
-        security.digest(token))
+        """UPDATE sessions s SET last_seen_at = now()
+           FROM users u
+           WHERE s.token_hash = $1 AND u.id = s.user_id AND s.expires_at > now()
+             AND s.last_seen_at > now() - make_interval(mins => $2)
+             AND u.disabled_at IS NULL
+           RETURNING s.id, s.csrf_token, u.id AS user_id, u.username, u.is_admin""",
+        security.digest(token), idle_minutes)
     if row is None:
         return None
     return Principal(row["user_id"], row["username"], row["is_admin"], "session",
@@ -188,15 +194,37 @@ def _remember_user(state: AccessState, p: Principal | None) -> None:
                                                            "creator"))
 
 
+def _token_text(value: str) -> bool:
+    """Our tokens are printable ASCII; header bytes that are not (non-UTF-8, control
+    characters) can never match one and must not reach encoders or the database."""
+    return value.isascii() and value.isprintable()
+
+
 def bearer_token(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
+    if not auth.isascii():
+        # Other schemes (Basic from a proxy) are not ours and are ignored; bytes
+        # that are no scheme at all are a broken client.
+        raise errors.Unauthenticated("malformed Authorization header")
     if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
+        token = auth[7:].strip()
+        if not _token_text(token):
+            raise errors.Unauthenticated("invalid or revoked API key")
+        return token
     return None
 
 
 def share_token_of(request: web.Request) -> str | None:
-    return request.headers.get(SHARE_HEADER) or request.query.get("share") or None
+    token = request.headers.get(SHARE_HEADER) or request.query.get("share") or None
+    if token is not None and not _token_text(token):
+        raise errors.Unauthenticated("share link invalid, expired or revoked")
+    return token
+
+
+def session_cookie(request: web.Request) -> str | None:
+    """The session cookie, if it can be one (garbage is treated as no cookie)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return cookie if cookie and _token_text(cookie) else None
 
 
 async def _lookup(request: web.Request) -> Principal | None:
@@ -219,12 +247,13 @@ async def _lookup(request: web.Request) -> Principal | None:
         if principal is None:
             raise errors.Unauthenticated("share link invalid, expired or revoked")
         return principal
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = session_cookie(request)
     if cookie:
         d = security.digest(cookie)
         cached = state.principals.get(d, _MISS)
         if cached is _MISS:
-            cached = await _from_session(_pool(request), cookie)
+            cached = await _from_session(_pool(request), cookie,
+                                         state.settings.session_idle_minutes)
             state.principals.set(d, cached)
             _remember_user(state, cached)
         # An expired or unknown cookie is simply anonymous (the UI shows login).
@@ -239,8 +268,9 @@ async def get_principal(request: web.Request) -> Principal | None:
     principal = await _lookup(request)
     if (principal is not None and principal.via == "session"
             and request.method not in _SAFE_METHODS):
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
+        sent = request.headers.get(CSRF_HEADER, "").encode("utf-8", "surrogateescape")
+        if not principal.csrf_token or not hmac.compare_digest(
+                sent, principal.csrf_token.encode()):
             raise errors.Forbidden("missing or wrong X-CSRF-Token header")
     request[_REQ_KEY] = principal
     return principal
@@ -434,5 +464,5 @@ async def require_image_access(request: web.Request, image_id: int,
     return await require_image_role(request, image_id, "contributor" if write else "viewer")
 
 
-def session_expiry(now: dt.datetime | None = None, days: int = 14) -> dt.datetime:
-    return (now or dt.datetime.now(dt.UTC)) + dt.timedelta(days=days)
+def session_expiry(now: dt.datetime | None = None, hours: int = 14 * 24) -> dt.datetime:
+    return (now or dt.datetime.now(dt.UTC)) + dt.timedelta(hours=hours)

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import security
+from catalog import security, upload_files
 from catalog.access import (
     SESSION_COOKIE,
     forget_all,
@@ -23,22 +23,25 @@ from catalog.access import (
     get_principal,
     require_admin,
     require_user,
+    session_cookie,
     session_expiry,
 )
 from catalog.db import DB_POOL
 from catalog.images import log_activity
-from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.jsonio import CREDENTIALS_BODY, page, page_params, path_id, read_json
 from catalog.ratelimit import LOGIN_THROTTLE, client_address
+from catalog.state import CATALOG
 from core.http import json_response
 from pyramid import errors
 
-USER_COLUMNS = "id, username, is_admin, created_at"
+USER_COLUMNS = "id, username, is_admin, created_at, disabled_at"
 KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at"
-SESSION_DAYS = 14
 
 
 def _user(row: asyncpg.Record) -> dict[str, Any]:
-    return {k: row[k] for k in ("id", "username", "is_admin", "created_at")}
+    out = {k: row[k] for k in ("id", "username", "is_admin", "created_at")}
+    out["disabled"] = row["disabled_at"] is not None
+    return out
 
 
 async def create_user(pool: asyncpg.Pool | asyncpg.Connection, username: str, password: str,
@@ -57,14 +60,15 @@ async def create_user(pool: asyncpg.Pool | asyncpg.Connection, username: str, pa
 
 async def _start_session(request: web.Request, user: asyncpg.Record) -> web.Response:
     token, csrf = security.new_token(), security.new_token(16)
-    expires = session_expiry(days=SESSION_DAYS)
+    hours = request.app[CATALOG].settings.session_hours
+    expires = session_expiry(hours=hours)
     await request.app[DB_POOL].execute(
         """INSERT INTO sessions (token_hash, csrf_token, user_id, expires_at)
            VALUES ($1, $2, $3, $4)""", security.digest(token), csrf, user["id"], expires)
     resp = json_response({"user": _user(user), "csrf_token": csrf, "expires_at": expires},
                          status=201 if request.path == "/api/setup" else 200)
     resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
-                    secure=request.secure, max_age=SESSION_DAYS * 86400)
+                    secure=request.secure, max_age=hours * 3600)
     return resp
 
 
@@ -74,7 +78,7 @@ async def setup_status(request: web.Request) -> web.Response:
 
 
 async def setup_first_admin(request: web.Request) -> web.Response:
-    body = await read_json(request, "Credentials")
+    body = await read_json(request, "Credentials", CREDENTIALS_BODY)
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
         # Serialise concurrent first-run requests: only one admin is created.
@@ -86,7 +90,7 @@ async def setup_first_admin(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await read_json(request, "Credentials")
+    body = await read_json(request, "Credentials", CREDENTIALS_BODY)
     throttle, client = request.app[LOGIN_THROTTLE], client_address(request)
     throttle.begin(body["username"], client)  # 429 once too many attempts failed
     try:
@@ -100,6 +104,8 @@ async def login(request: web.Request) -> web.Response:
         raise
     if row is None or not ok:
         raise errors.Unauthenticated("wrong user name or password")
+    if row["disabled_at"] is not None:
+        raise errors.Forbidden("this account is disabled; ask an administrator")
     throttle.succeeded(body["username"], client)
     return await _start_session(request, row)
 
@@ -120,7 +126,7 @@ async def me(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     principal = await get_principal(request)
-    token = request.cookies.get(SESSION_COOKIE)
+    token = session_cookie(request)
     if principal is not None and principal.via == "session" and token:
         await request.app[DB_POOL].execute("DELETE FROM sessions WHERE id = $1",
                                            principal.credential_id)
@@ -166,13 +172,87 @@ async def delete_user(request: web.Request) -> web.Response:
     if principal.user_id == user_id:
         raise errors.Conflict("you cannot delete yourself")
     pool = request.app[DB_POOL]
-    status = await pool.execute("DELETE FROM users WHERE id = $1", user_id)
+    async with pool.acquire() as conn, conn.transaction():
+        partial = await upload_files.unfinished_of(conn, user_id=user_id)
+        status = await conn.execute("DELETE FROM users WHERE id = $1", user_id)
     if status.endswith(" 0"):
         raise errors.NotFound("user not found")
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, partial)
     await log_activity(pool, "user.delete", user_id=principal.user_id,
                        detail={"deleted_user": user_id})
     forget_all(request.app)
     return web.Response(status=204)
+
+
+async def _end_access(conn: asyncpg.Pool | asyncpg.Connection, user_id: int, *,
+                      keep_session: int | None = None, keys: bool = True) -> None:
+    """End the user's sessions (but `keep_session`) and, with `keys`, their API keys."""
+    await conn.execute("DELETE FROM sessions WHERE user_id = $1 AND id IS DISTINCT FROM $2",
+                       user_id, keep_session)
+    if keys:
+        await conn.execute("UPDATE api_keys SET revoked_at = now()"
+                           " WHERE user_id = $1 AND revoked_at IS NULL", user_id)
+
+
+async def change_password(request: web.Request) -> web.Response:
+    """The caller's own password; their other sessions end (this one stays)."""
+    principal = await require_user(request)
+    assert principal.user_id is not None  # require_user
+    body = await read_json(request, "PasswordChange", CREDENTIALS_BODY)
+    pool = request.app[DB_POOL]
+    stored = await pool.fetchval("SELECT password_hash FROM users WHERE id = $1",
+                                 principal.user_id)
+    if not await asyncio.to_thread(security.verify_password, stored, body["current_password"]):
+        raise errors.Forbidden("the current password is wrong")
+    hashed = await asyncio.to_thread(security.hash_password, body["new_password"])
+    keep = principal.credential_id if principal.via == "session" else None
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1",
+                           principal.user_id, hashed)
+        await _end_access(conn, principal.user_id, keep_session=keep, keys=False)
+        await log_activity(conn, "user.password", user_id=principal.user_id)
+    forget_all(request.app)
+    return web.Response(status=204)
+
+
+async def reset_password(request: web.Request) -> web.Response:
+    """An administrator sets a new password: every session and API key of the user ends."""
+    user_id = path_id(request, "user_id")
+    admin = await require_admin(request)
+    body = await read_json(request, "PasswordReset", CREDENTIALS_BODY)
+    hashed = await asyncio.to_thread(security.hash_password, body["password"])
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        status = await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1",
+                                    user_id, hashed)
+        if status.endswith(" 0"):
+            raise errors.NotFound("user not found")
+        await _end_access(conn, user_id)
+        await log_activity(conn, "user.password_reset", user_id=admin.user_id,
+                           detail={"user": user_id})
+    forget_all(request.app)
+    return web.Response(status=204)
+
+
+async def update_user(request: web.Request) -> web.Response:
+    """Disable (sessions and API keys end at once) or re-enable an account; admin only."""
+    user_id = path_id(request, "user_id")
+    admin = await require_admin(request)
+    body = await read_json(request, "UserUpdate")
+    if user_id == admin.user_id and body.get("disabled"):
+        raise errors.Conflict("you cannot disable yourself")
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now())
+                                                   ELSE NULL END
+                WHERE id = $1 RETURNING {USER_COLUMNS}""", user_id, bool(body["disabled"]))
+        if row is None:
+            raise errors.NotFound("user not found")
+        if body["disabled"]:
+            await _end_access(conn, user_id)
+        await log_activity(conn, "user.disable" if body["disabled"] else "user.enable",
+                           user_id=admin.user_id, detail={"user": user_id})
+    forget_all(request.app)
+    return json_response(_user(row))
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -223,6 +303,9 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/users", add_user),
         web.get("/api/users/{user_id}", get_user),
         web.delete("/api/users/{user_id}", delete_user),
+        web.patch("/api/users/{user_id}", update_user),
+        web.post("/api/users/{user_id}/password", reset_password),
+        web.post("/api/account/password", change_password),
         web.get("/api/api-keys", list_keys),
         web.post("/api/api-keys", create_key),
         web.delete("/api/api-keys/{key_id}", revoke_key),

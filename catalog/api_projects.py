@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from catalog import images
+from catalog import images, upload_files
 from catalog.access import (
     Principal,
     ShareScope,
@@ -19,6 +20,7 @@ from catalog.access import (
 )
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.ratelimit import MEMBER_LOOKUPS
 from catalog.state import CATALOG
 from core.http import json_response
 from pyramid import errors
@@ -117,7 +119,10 @@ async def delete_project(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     principal = await require_project_role(request, project_id, "manager")
     pool = request.app[DB_POOL]
-    await pool.execute("DELETE FROM projects WHERE id = $1", project_id)
+    async with pool.acquire() as conn, conn.transaction():
+        partial = await upload_files.unfinished_of(conn, project_id=project_id)
+        await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, partial)
     await images.log_activity(pool, "project.delete", user_id=principal.user_id,
                               project_id=project_id)
     request.app[CATALOG].forget_access()
@@ -125,8 +130,15 @@ async def delete_project(request: web.Request) -> web.Response:
 
 
 async def list_members(request: web.Request) -> web.Response:
+    """Members (and admins) only: a public project shows its images, not its people."""
     project_id = path_id(request, "project_id")
-    await require_project_role(request, project_id, "viewer")
+    principal = await require_project_role(request, project_id, "viewer")
+    if not principal.is_admin and not await request.app[DB_POOL].fetchval(
+            "SELECT 1 FROM project_members WHERE project_id = $1 AND user_id = $2",
+            project_id, principal.user_id):
+        if principal.user_id is None and principal.share is None:
+            raise errors.Unauthenticated("login required")
+        raise errors.Forbidden("only members see who else is a member")
     limit, offset = page_params(request)
     pool = request.app[DB_POOL]
     rows = await pool.fetch(
@@ -138,9 +150,17 @@ async def list_members(request: web.Request) -> web.Response:
     return json_response(page([dict(r) for r in rows], total, limit, offset))
 
 
+async def _lock_members(conn: asyncpg.Connection, project_id: int) -> None:
+    """Serialise membership changes of one project (the 'keep a manager' check must
+    see the other transaction's demotion): lock the project row."""
+    await conn.execute("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE", project_id)
+
+
 async def _set_member(conn: asyncpg.Connection, project_id: int, user_id: int,
-                      role: str) -> tuple[dict[str, Any], bool]:
-    """Upsert one membership (keeping a manager); (member row, newly added?)."""
+                      role: str) -> tuple[dict[str, Any], bool, list[str]]:
+    """Upsert one membership (keeping a manager); (member row, newly added?, ids of
+    unfinished uploads that ended: a viewer adds no images)."""
+    await _lock_members(conn, project_id)
     row = await conn.fetchrow(
         """INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, $3)
            ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role
@@ -151,7 +171,9 @@ async def _set_member(conn: asyncpg.Connection, project_id: int, user_id: int,
     username = await conn.fetchval("SELECT username FROM users WHERE id = $1", user_id)
     member = {"user_id": row["user_id"], "username": username, "role": row["role"],
               "added_at": row["added_at"]}
-    return member, bool(row["inserted"])
+    ended = (await upload_files.drop_unfinished(conn, project_id, user_id)
+             if role == "viewer" else [])
+    return member, bool(row["inserted"]), ended
 
 
 async def put_member(request: web.Request) -> web.Response:
@@ -163,7 +185,8 @@ async def put_member(request: web.Request) -> web.Response:
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT 1 FROM users WHERE id = $1", user_id):
             raise errors.NotFound("user not found")
-        member, _ = await _set_member(conn, project_id, user_id, body["role"])
+        member, _, ended = await _set_member(conn, project_id, user_id, body["role"])
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)
     request.app[CATALOG].forget_access()
     return json_response(member)
 
@@ -175,15 +198,24 @@ async def add_member_by_name(request: web.Request) -> web.Response:
     name exists, which a manager inviting a colleague needs to know anyway.
     """
     project_id = path_id(request, "project_id")
-    await require_project_role(request, project_id, "manager")
+    principal = await require_project_role(request, project_id, "manager")
     body = await read_json(request, "MemberAdd")
+    # Misses are counted per manager: probing many names for existence gets a 429.
+    throttle = request.app[MEMBER_LOOKUPS]
+    waits = throttle.retry_after(principal.user_id)
+    if waits is not None:
+        seconds = max(1, math.ceil(waits))
+        raise errors.TooManyRequests(f"too many unknown names; try again in {seconds} s",
+                                     {"retry_after": seconds}, retry_after=seconds)
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
         user_id = await conn.fetchval(
             "SELECT id FROM users WHERE lower(username) = lower($1)", body["username"])
         if user_id is None:
+            throttle.add(principal.user_id)
             raise errors.NotFound("no user with this name", {"username": body["username"]})
-        member, added = await _set_member(conn, project_id, user_id, body["role"])
+        member, added, ended = await _set_member(conn, project_id, user_id, body["role"])
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)
     request.app[CATALOG].forget_access()
     return json_response(member, status=201 if added else 200)
 
@@ -200,12 +232,16 @@ async def delete_member(request: web.Request) -> web.Response:
     await require_project_role(request, project_id, "manager")
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
+        await _lock_members(conn, project_id)
         status = await conn.execute(
             "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
             project_id, user_id)
         if status.endswith(" 0"):
             raise errors.NotFound("member not found")
         await _keep_a_manager(conn, project_id)
+        # A removed member's unfinished uploads can no longer complete into it.
+        ended = await upload_files.drop_unfinished(conn, project_id, user_id)
+    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)
     request.app[CATALOG].forget_access()
     return web.Response(status=204)
 

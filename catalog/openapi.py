@@ -38,7 +38,12 @@ def _page(item: str) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string"}, "detail": {}}, closed=False),
     "User": _obj({"id": _ID, "username": {"type": "string"}, "is_admin": {"type": "boolean"},
-                  "created_at": _TS}),
+                  "created_at": _TS, "disabled": {"type": "boolean"}}),
+    "UserUpdate": _obj({"disabled": {"type": "boolean"}}, required=["disabled"]),
+    "PasswordChange": _obj({"current_password": _str(1024),
+                            "new_password": _str(1024, min_len=8)},
+                           required=["current_password", "new_password"]),
+    "PasswordReset": _obj({"password": _str(1024, min_len=8)}, required=["password"]),
     "SessionInfo": _obj({"user": ref("User"), "csrf_token": {"type": "string"},
                          "expires_at": _TS}),
     "Credentials": _obj({"username": _str(64), "password": _str(1024)}),
@@ -125,7 +130,8 @@ for _name in ("User", "ApiKey", "Project", "Member", "Image", "Job", "ShareLink"
 #: Extra errors of operations that take a body or change state.
 _WRITE_ERRORS = {"408": _err("the request body stopped arriving (body timeout)"),
                  "409": _err("conflicts with the current state"),
-                 "413": _err("request body too large")}
+                 "413": _err("request body too large"),
+                 "415": _err("the body must be JSON (Content-Type: application/json)")}
 _NO_SPACE = {"507": _err("not enough space on the server; nothing was lost, retry once "
                          "space is freed (PATCH: detail.offset is the committed offset)")}
 
@@ -171,7 +177,15 @@ def _paths() -> dict[str, Any]:
             "post": _op("Create a user (admin)", "User", "201", "UserCreate", extra=_C409)},
         "/api/users/{user_id}": {
             "get": _op("One user (admin or self)", "User", params=[uid]),
-            "delete": _op("Delete a user (admin)", None, "204", params=[uid])},
+            "delete": _op("Delete a user (admin)", None, "204", params=[uid]),
+            "patch": _op("Disable or re-enable a user (admin); disabling ends their sessions"
+                         " and API keys at once", "User", body="UserUpdate", params=[uid])},
+        "/api/users/{user_id}/password": {
+            "post": _op("Set a user's password (admin); ends all their sessions and API keys",
+                        None, "204", "PasswordReset", params=[uid])},
+        "/api/account/password": {
+            "post": _op("Change my password; my other sessions end", None, "204",
+                        "PasswordChange")},
         "/api/api-keys": {
             "get": _op("My API keys", "ApiKeyPage", params=PAGE_PARAMS),
             "post": _op("Create an API key; the key is shown once", "ApiKeyCreated", "201",
@@ -189,12 +203,14 @@ def _paths() -> dict[str, Any]:
             "delete": _op("Delete a project (manager); images stay", None, "204",
                           params=[pid])},
         "/api/projects/{project_id}/members": {
-            "get": _op("Members and roles", "MemberPage", params=[pid, *PAGE_PARAMS]),
+            "get": _op("Members and roles (members and admins only)", "MemberPage",
+                       params=[pid, *PAGE_PARAMS]),
             "post": _op("Add a member by exact user name, case-insensitive (manager); an "
-                        "existing member gets the new role (200). Unknown name: 404",
+                        "existing member gets the new role (200). Unknown name: 404; too "
+                        "many unknown names: 429",
                         "Member", "201", "MemberAdd", params=[pid],
                         extra={"200": {"description": "already a member: role changed",
-                                       **_json(ref("Member"))}})},
+                                       **_json(ref("Member"))}, "429": _TOO_MANY})},
         "/api/projects/{project_id}/members/{user_id}": {
             "put": _op("Add a member or change a role (manager)", "Member", body="MemberPut",
                        params=[pid, uid]),

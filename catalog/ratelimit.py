@@ -71,6 +71,11 @@ class FailureCounter:
         return len(self._counts)
 
 
+#: Unknown names a manager may try when adding members, per window.
+MEMBER_LOOKUP_LIMIT = 20
+MEMBER_LOOKUPS: web.AppKey[FailureCounter] = web.AppKey("member_lookups", FailureCounter)
+
+
 class LoginThrottle:
     """The two counters of ``POST /api/session``: per user name and per client."""
 

@@ -31,8 +31,24 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+_DUMMY_HASH: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A real argon2 hash of a random password, made once (lazily: it takes a while)."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(_hasher.hash(secrets.token_urlsafe(16)))
+    return _DUMMY_HASH[0]
+
+
 def verify_password(stored: str | None, password: str) -> bool:
     if not stored:
+        # Unknown user or no password: spend the same time as a real check, so the
+        # answer's timing does not tell which user names exist.
+        try:
+            _hasher.verify(_dummy_hash(), password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            pass
         return False
     try:
         return _hasher.verify(stored, password)
@@ -51,7 +67,8 @@ def new_api_key() -> str:
 def digest(token: str) -> bytes:
     """What we store instead of a bearer secret: its SHA-256 (tokens are high-entropy,
     so a fast hash is enough and keeps per-request lookups cheap)."""
-    return hashlib.sha256(token.encode()).digest()
+    # surrogateescape: a header with non-UTF-8 bytes is simply a token nobody has.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 def _b64(data: bytes) -> str:

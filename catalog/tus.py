@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 import asyncpg
 from aiohttp import web
 
-from catalog import images, jobs, security
+from catalog import images, jobs, security, upload_files
 from catalog.access import Principal, require_project_role, require_user
 from catalog.db import DB_POOL
 from catalog.state import CATALOG
@@ -229,6 +229,9 @@ def _finish(fh: BinaryIO, keep: int) -> None:
 async def patch(request: web.Request) -> web.Response:
     _check_version(request)
     row, principal = await _load(request)
+    if row["project_id"] is not None and row["completed_at"] is None:
+        # Still allowed to add images there?  (A removed member's upload stops.)
+        await require_project_role(request, row["project_id"], "contributor")
     if request.content_type != OFFSET_TYPE:
         return error_response(415, f"Content-Type must be {OFFSET_TYPE}")
     locks = request.app[_LOCKS]
@@ -314,6 +317,8 @@ async def _complete(request: web.Request, upload_id: str, principal: Principal) 
         up = await conn.fetchrow("SELECT * FROM uploads WHERE id = $1 FOR UPDATE", upload_id)
         if up is None or up["completed_at"] is not None:
             return
+        if not await upload_files.may_complete(conn, up):
+            raise errors.Forbidden("you can no longer add images to this project")
         image_id = await images.create_pending(
             conn, name=up["metadata"].get("name") or up["filename"],
             source_filename=up["filename"], owner_id=up["user_id"],

@@ -7,20 +7,29 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import web
 
 from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
-from catalog.access import ACCESS, setup_access
+from catalog.access import ACCESS, require_admin, setup_access
 from catalog.db import DB_POOL, DOWN_ERRORS, create_pool, start_embedded, unavailable
 from catalog.events import EVENTS, AccessEvents, listening
 from catalog.jobs import recover_stale
 from catalog.migrate import migrate
 from catalog.openapi import SPEC
-from catalog.ratelimit import LOGIN_THROTTLE, LoginThrottle
+from catalog.ratelimit import (
+    LOGIN_THROTTLE,
+    MEMBER_LOOKUP_LIMIT,
+    MEMBER_LOOKUPS,
+    WINDOW,
+    FailureCounter,
+    LoginThrottle,
+)
 from catalog.state import CATALOG, CatalogState
 from catalog.storage import image_dir
+from catalog.upload_files import sweep_orphans
 from core.http import BODY_TIMEOUT, Handler, json_response
 from core.pixels import PIXELS
 from core.settings import Settings
@@ -85,6 +94,36 @@ def _close_image(app: web.Application, image_id: int) -> None:
         pixels.forget(image_dir(app[CATALOG].settings.images_dir, image_id))
 
 
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """Does an Origin header name this host (scheme aside: a TLS-terminating proxy
+    in front changes it, and the host is what a foreign site cannot fake)?"""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    default = {"http": ":80", "https": ":443"}[parts.scheme]
+    return parts.netloc.lower().removesuffix(default) == host.lower().removesuffix(default)
+
+
+@web.middleware
+async def same_origin_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Writes to the API from another site are refused (403): login CSRF, first-admin
+    creation and cookie-authenticated changes alike.  Scripts with an API key are
+    not concerned (a bearer key is never sent by the browser on its own)."""
+    if request.path == "/metrics":
+        # Load, cache and image counts are for operators (or the local listener).
+        await require_admin(request)
+    if (request.method in _UNSAFE and request.path.startswith("/api/")
+            and not request.headers.get("Authorization", "").lower().startswith("bearer ")):
+        origin = request.headers.get("Origin")
+        if request.headers.get("Sec-Fetch-Site") == "cross-site" or (
+                origin is not None and not _same_origin(origin, request.host)):
+            raise errors.Forbidden("cross-site request refused", {"origin": origin})
+    return await handler(request)
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI], headers={"Access-Control-Allow-Origin": "*"})
 
@@ -102,12 +141,14 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     events = app[EVENTS] = AccessEvents(_apply_event(app))
     app[CATALOG].publish = events.publish
     app[BODY_TIMEOUT] = settings.body_timeout_s
+    app.middlewares.append(same_origin_writes)
     app.middlewares.append(database_errors)
     setup_access(app, settings)
     # Revocations (logout, key and share-link revocation, user deletion) also end
     # the outage grace of the credential.
     app[ACCESS].principals.on_forget.append(app[CATALOG].forget_credential)
     app[LOGIN_THROTTLE] = LoginThrottle()
+    app[MEMBER_LOOKUPS] = FailureCounter(MEMBER_LOOKUP_LIMIT, WINDOW)
     tus.setup(app)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
@@ -121,6 +162,9 @@ def setup_catalog(app: web.Application, settings: Settings, *,
             expired = await tus.remove_expired(pool, settings.uploads_dir)
             if expired:
                 log.info("removed %d expired unfinished upload(s)", expired)
+            orphans = await sweep_orphans(pool, settings.uploads_dir)
+            if orphans:
+                log.info("removed %d partial upload file(s) without an upload", orphans)
             recovered = await recover_stale(pool)
             if recovered:
                 log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))

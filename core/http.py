@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any, TypedDict
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
+from multidict import CIMultiDict
 
 from pyramid import errors
 
@@ -73,6 +76,7 @@ STATUS: dict[type[errors.MicrotomeError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.TooLarge: 413,
+    errors.UnsupportedMediaType: 415,
     errors.RangeNotSatisfiable: 416,
     errors.Unprocessable: 422,
     errors.TooManyRequests: 429,
@@ -116,6 +120,52 @@ def _check_query_length(request: web.Request) -> None:
     if len(query) > MAX_QUERY_BYTES:
         raise errors.InvalidRequest("query string too long",
                                     {"limit": MAX_QUERY_BYTES, "length": len(query)})
+
+
+_FORWARDED = ("X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For", "Forwarded")
+#: Answers whose body names the host the client used (IIIF ids, DZI URLs).
+_HOST_DEPENDENT = ("/info.json", ".dzi")
+
+
+def _peer_trusted(peer: str | None, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        address = ip_address(peer or "")
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def forwarded_middleware(trusted: Sequence[str]) -> Middleware:
+    """X-Forwarded-Host/-Proto/-For are believed only from the proxies in `trusted`
+    (IPs or CIDR networks, MICROTOME_TRUSTED_PROXIES); from anyone else they are
+    dropped before any handler sees them.  Host-dependent answers get a Vary."""
+    networks = [ip_network(t, strict=False) for t in trusted]
+    vary = "Host, X-Forwarded-Host, X-Forwarded-Proto" if networks else "Host"
+
+    @web.middleware
+    async def forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        headers = request.headers
+        if any(h in headers for h in _FORWARDED):
+            changes: dict[str, Any] = {}
+            if _peer_trusted(request.remote, networks):
+                proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+                host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+                peer = headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+                if proto in ("http", "https"):
+                    changes["scheme"] = proto
+                if host and not any(c in host for c in "/\\ @<>\"'"):
+                    changes["host"] = host
+                if peer:
+                    changes["remote"] = peer
+            clean = CIMultiDict((k, v) for k, v in headers.items() if k not in _FORWARDED)
+            request = request.clone(headers=clean, **changes)
+        response = await handler(request)
+        if request.path.endswith(_HOST_DEPENDENT):
+            existing = response.headers.get("Vary")
+            response.headers["Vary"] = f"{existing}, {vary}" if existing else vary
+        return response
+
+    return forwarded
 
 
 @web.middleware

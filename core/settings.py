@@ -22,7 +22,9 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_SIGNED_URL_DEFAULT_SECONDS", "MICROTOME_SIGNED_URL_MAX_SECONDS",
          "MICROTOME_SHARE_LINK_MAX_SECONDS", "MICROTOME_DISK_RESERVE_MB",
          "MICROTOME_OUTAGE_GRACE_S", "MICROTOME_IDLE_TIMEOUT_S", "MICROTOME_BODY_TIMEOUT_S",
-         "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS"}
+         "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS",
+         "MICROTOME_SESSION_HOURS", "MICROTOME_SESSION_IDLE_MINUTES", "MICROTOME_METRICS_PORT",
+         "MICROTOME_TRUSTED_PROXIES"}
 
 
 class SettingsError(SystemExit):
@@ -80,6 +82,14 @@ class Settings:
     signed_url_max_seconds: int = 12 * 3600
     #: Longest lifetime of a share link, seconds.
     share_link_max_seconds: int = 365 * 86400
+    #: Sessions end this long after login, or after this long without a request.
+    session_hours: int = 14 * 24
+    session_idle_minutes: int = 24 * 60
+    #: /metrics of `serve` is for administrators; a port here also serves it without
+    #: login on a separate listener bound to 127.0.0.1 (for a local Prometheus).
+    metrics_port: int = 0
+    #: Peers (IPs or CIDR networks) whose X-Forwarded-* headers are believed.
+    trusted_proxies: tuple[str, ...] = ()
     #: Free disk space kept back for the database and conversions: an upload that
     #: would eat into it is refused (507), a conversion does not start.
     disk_reserve_bytes: int = 512 * 1024**2
@@ -128,6 +138,19 @@ class _Env:
             bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
             raise SettingsError(name, f"must be {bound}, got {value}")
         return value
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        """Comma-separated IP addresses or CIDR networks, each checked."""
+        import ipaddress
+
+        items = tuple(p.strip() for p in self.environ.get(name, "").split(",") if p.strip())
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise SettingsError(name, f"holds {item!r}, not an IP address or network") \
+                    from None
+        return items
 
 
 def _secret(var_dir: Path, env: _Env) -> bytes:
@@ -207,6 +230,10 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
                                           minimum=60),
         "share_link_max_seconds": env.int("MICROTOME_SHARE_LINK_MAX_SECONDS", 365 * 86400,
                                           minimum=60),
+        "session_hours": env.int("MICROTOME_SESSION_HOURS", 14 * 24, minimum=1),
+        "session_idle_minutes": env.int("MICROTOME_SESSION_IDLE_MINUTES", 24 * 60, minimum=1),
+        "metrics_port": env.int("MICROTOME_METRICS_PORT", 0, maximum=65535),
+        "trusted_proxies": env.networks("MICROTOME_TRUSTED_PROXIES"),
         "disk_reserve_bytes": env.int("MICROTOME_DISK_RESERVE_MB", 512) * 1024**2,
         "outage_grace_s": float(env.int("MICROTOME_OUTAGE_GRACE_S", 300, maximum=86400)),
         "idle_timeout_s": float(env.int("MICROTOME_IDLE_TIMEOUT_S", 15, minimum=1)),

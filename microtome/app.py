@@ -7,13 +7,14 @@ migration folders and the merged OpenAPI document down to each of them.
 from __future__ import annotations
 
 import gc
+from collections.abc import AsyncIterator, Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from core.http import error_middleware
+from core.http import error_middleware, forwarded_middleware
 from core.settings import Settings
 from microtome.netguard import install as install_guard
 
@@ -44,7 +45,9 @@ def create_app(settings: Settings) -> web.Application:
     from microtome.frontend import setup_frontend
     from tileserver.app import setup_tiles
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
+    app = web.Application(
+        middlewares=[forwarded_middleware(settings.trusted_proxies), error_middleware],
+        client_max_size=64 * 1024**2)
     app[SETTINGS] = settings
     # Slow and idle clients: see microtome/netguard.py (active under `serve`).
     install_guard(app, settings.idle_timeout_s, settings.max_idle_connections)
@@ -54,8 +57,32 @@ def create_app(settings: Settings) -> web.Application:
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks
     # registered first): the long-lived start-up objects leave the GC's view.
+    if settings.metrics_port:
+        app.cleanup_ctx.append(_local_metrics(settings.metrics_port))
     app.on_startup.append(_freeze_gc)
     return app
+
+
+def _local_metrics(port: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """/metrics without login on 127.0.0.1:`port` (the public one is admin-only)."""
+
+    async def listener(app: web.Application) -> AsyncIterator[None]:
+        from tileserver.routes_extra import metrics_response
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return metrics_response(app)
+
+        local = web.Application()
+        local.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(local, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listener
 
 
 async def _freeze_gc(_app: web.Application) -> None:

@@ -31,6 +31,7 @@ PAGES: dict[str, str] = {
     "/viewer.html": "viewer.html",
     "/share/{token}": "viewer.html",
     "/keys": "keys.html",
+    "/links": "links.html",
 }
 
 _PAGE_HEADERS = {

@@ -39,6 +39,10 @@ class Conflict(MicrotomeError):
     """Duplicate name, state conflict (HTTP 409)."""
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """A body in a format the route does not take, e.g. a form post to a JSON route (415)."""
+
+
 class TooLarge(MicrotomeError):
     """A body, upload or requested output exceeds a limit (HTTP 413)."""
 

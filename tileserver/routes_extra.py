@@ -137,14 +137,19 @@ async def metadata_handler(request: web.Request) -> web.StreamResponse:
     return json_response(metadata_document(pyr.meta, original, ref.version), headers=headers)
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
+def metrics_response(app: web.Application) -> web.Response:
+    """The Prometheus text of `app`'s tile service (also served on a local listener)."""
+    svc = app[SERVICE]
     extra = {"microtome_tile_cache_bytes": float(svc.tiles.nbytes),
              "microtome_tile_cache_entries": float(len(svc.tiles)),
              "microtome_open_images": float(len(svc.images))}
-    text = request.app[METRICS].render(extra)
+    text = app[METRICS].render(extra)
     return web.Response(text=text, content_type="text/plain",
                         headers={"Cache-Control": "no-store"})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return metrics_response(request.app)
 
 
 def add_routes(app: web.Application) -> None:

@@ -117,6 +117,22 @@ class AsyncClient:
     async def delete_user(self, user: int | User) -> None:
         await self._delete(f"/api/users/{_id(user)}")
 
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        """Your own password; your other sessions end (this client's stays valid)."""
+        await self.t.request("POST", "/api/account/password",
+                             json={"current_password": current_password,
+                                   "new_password": new_password})
+
+    async def reset_password(self, user: int | User, password: str) -> None:
+        """Admin: set a user's password; every session and API key of theirs ends."""
+        await self.t.request("POST", f"/api/users/{_id(user)}/password",
+                             json={"password": password})
+
+    async def set_user_disabled(self, user: int | User, disabled: bool = True) -> User:
+        """Admin: disable (sessions and API keys end at once) or re-enable an account."""
+        return User.from_json(await self.t.json(
+            "PATCH", f"/api/users/{_id(user)}", json={"disabled": disabled}), self)
+
     def api_keys(self, page_size: int = 100) -> AsyncIterator[ApiKey]:
         return self.paginate("/api/api-keys", ApiKey, page_size=page_size)
 

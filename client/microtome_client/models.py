@@ -47,6 +47,8 @@ class User(Record):
     username: str = ""
     is_admin: bool = False
     created_at: str | None = None
+    #: An administrator disabled the account (its sessions and keys ended).
+    disabled: bool = False
 
 
 @dataclass

@@ -79,11 +79,13 @@ def check_against_spec(method: str, path: str, status: int, body: Any) -> None:
 
 async def call(client: TestClient, actor: Actor, method: str, path: str, json: Any = None,
                *, data: bytes | None = None, expect: int | None = None,
-               validate: bool = True) -> tuple[int, Any]:
+               validate: bool = True, content_type: str = "application/json"
+               ) -> tuple[int, Any]:
     headers = actor.headers(method)
     if json is not None:
         data = orjson.dumps(json)
-        headers["Content-Type"] = "application/json"
+    if data is not None:
+        headers.setdefault("Content-Type", content_type)
     resp = await client.request(method, path, data=data, headers=headers)
     raw = await resp.read()
     body: Any = None

@@ -88,6 +88,28 @@ def test_login_with_password_then_writes_carry_csrf(client: Any,
         by_key.me()
 
 
+def test_accounts_passwords_and_disabling(client: Any, live_server: LiveServer) -> None:
+    name = unique("carol")
+    user = client.create_user(name, PASSWORD)
+    with Client(live_server.url, username=name, password=PASSWORD) as carol:
+        key = carol.create_api_key("script")
+        with pytest.raises(Forbidden):
+            carol.change_password("not my password", PASSWORD + "2")
+        carol.change_password(PASSWORD, PASSWORD + "2")
+        assert carol.me().id == user.id  # this session stays
+    with pytest.raises(AuthenticationError), Client(live_server.url, username=name,
+                                                    password=PASSWORD) as old:
+        old.me()
+    disabled = client.set_user_disabled(user, True)
+    assert disabled.disabled
+    with Client(live_server.url, api_key=key.key) as by_key, pytest.raises(AuthenticationError):
+        by_key.me()  # a disabled account's keys stop at once
+    assert not client.set_user_disabled(user, False).disabled
+    client.reset_password(user, PASSWORD + "3")
+    with Client(live_server.url, username=name, password=PASSWORD + "3") as again:
+        assert again.me().username == name
+
+
 def test_permissions_become_exceptions(client: Any, live_server: LiveServer) -> None:
     name = unique("bob")
     client.create_user(name, PASSWORD)

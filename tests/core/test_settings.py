@@ -25,6 +25,8 @@ PRODUCT = ("core", "pyramid", "converters", "tileserver", "catalog", "annotation
     ("MICROTOME_UPLOAD_MAX_BYTES", "1.5e9"),
     ("MICROTOME_TILE_MAX_AGE", "-1"),
     ("MICROTOME_SECRET", "short"),
+    ("MICROTOME_TRUSTED_PROXIES", "10.0.0.1, proxy.example"),
+    ("MICROTOME_SESSION_IDLE_MINUTES", "0"),
 ])
 def test_bad_value_names_the_variable(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(SettingsError) as info:

@@ -165,3 +165,78 @@ def _fuzz(op: Any, base: str, session: requests.Session, ids: dict[str, Any]) ->
 
     run()
     return found
+
+
+#: Header values a browser would never send but a hostile client can: printable
+#: ASCII mixed with bytes that are not UTF-8 (0x80-0xff).  Control characters are
+#: refused by aiohttp's HTTP parser itself (a plain 400) before our code runs.
+_HEADER_BYTES = st.lists(st.one_of(st.integers(0x21, 0x7E), st.integers(0x80, 0xFF)),
+                         min_size=1, max_size=64).map(bytes)
+_CREDENTIAL_HEADERS = ("Authorization", "Cookie", "X-Share-Token", "X-CSRF-Token")
+
+
+def _deep_json(depth: int, kind: int) -> bytes:
+    opener, closer = [(b"[", b"]"), (b'{"a":', b"}"), (b'[{"a":', b"}]")][kind]
+    return opener * depth + b"1" * (kind > 0) + closer * depth
+
+
+def _concrete(template: str, ids: dict[str, Any]) -> str:
+    for name, value in ids.items():
+        template = template.replace("{" + name + "}", str(value))
+    return template
+
+
+def test_hostile_headers_and_deep_json_on_every_operation(tmp_path: Path,
+                                                          database_url: str) -> None:
+    """Hypothesis sends non-UTF-8 credential headers and deeply nested JSON to every
+    operation of the OpenAPI document: never a 5xx, always our JSON error shape."""
+    pyramid = _pyramid(tmp_path)
+    app_settings = from_env(var_dir=tmp_path / "var", database_url=database_url, job_workers=0)
+    with live_app(lambda: create_app(app_settings)) as base:
+        session, ids = _seed(base, database_url, app_settings.images_dir, pyramid)
+        spec = requests.get(f"{base}/api/openapi.json", timeout=10).json()
+        ops = sorted((method.upper(), _concrete(path, ids)) for path, item in
+                     spec["paths"].items() for method in item
+                     if method in ("get", "post", "put", "patch", "delete")
+                     and not path.endswith("/session") and "/users/" not in path)
+        bad: list[str] = []
+
+        def check(method: str, path: str, resp: requests.Response, what: str) -> None:
+            ok = resp.status_code < 500
+            if resp.status_code >= 400 and resp.content:
+                ok = ok and resp.headers.get("Content-Type", "").startswith("application/json")
+                ok = ok and isinstance(resp.json().get("error"), str)
+            if not ok and len(bad) < 10:
+                bad.append(f"{method} {path} {what}: {resp.status_code} {resp.text[:200]}")
+
+        @settings(max_examples=120, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(op=st.sampled_from(ops), header=st.sampled_from(_CREDENTIAL_HEADERS),
+               value=_HEADER_BYTES)
+        def headers_case(op: tuple[str, str], header: str, value: bytes) -> None:
+            method, path = op
+            if header == "Cookie":
+                value = b"microtome_session=" + value
+            elif header == "Authorization" and value[0] % 2:
+                value = b"Bearer " + value
+            resp = requests.request(method, base + path, headers={header: value}, timeout=30)
+            check(method, path, resp, f"{header}={value!r}")
+
+        writes = [op for op in ops if op[0] in ("POST", "PUT", "PATCH")]
+
+        @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(op=st.sampled_from(writes), depth=st.integers(40, 3000),
+               kind=st.integers(0, 2))
+        def deep_case(op: tuple[str, str], depth: int, kind: int) -> None:
+            method, path = op
+            resp = session.request(method, base + path, data=_deep_json(depth, kind),
+                                   headers={"Content-Type": "application/json"}, timeout=30)
+            check(method, path, resp, f"depth {depth}")
+            if resp.status_code < 300 and not path.startswith("/api/uploads"):
+                bad.append(f"{method} {path}: nesting {depth} accepted")
+
+        headers_case()
+        deep_case()
+        assert requests.get(f"{base}/api/setup", timeout=10).status_code == 200
+    assert not bad, "\n".join(bad)

@@ -24,7 +24,22 @@ async function loadUsers() {
   const users = items(await api("users?limit=500"));
   $("#users").replaceChildren(...users.map((u) => el("tr", {},
     el("td", {}, u.username), el("td", {}, u.is_admin ? "yes" : ""), el("td", {}, formatDate(u.created_at)),
-    el("td", {}, u.id === me.id ? "" : el("button", { type: "button", class: "danger", "aria-label": `Delete user ${u.username}`, onclick: () => deleteUser(u) }, "Delete")))));
+    el("td", {}, u.disabled ? el("span", { class: "badge failed" }, "disabled") : el("span", { class: "badge ready" }, "active")),
+    el("td", {}, u.id === me.id ? "" : el("span", { class: "row" },
+      el("button", { type: "button", "aria-label": `${u.disabled ? "Enable" : "Disable"} user ${u.username}`, onclick: () => setDisabled(u, !u.disabled) }, u.disabled ? "Enable" : "Disable"),
+      el("button", { type: "button", "aria-label": `Reset the password of ${u.username}`, onclick: () => resetPassword(u) }, "Reset password"),
+      el("button", { type: "button", class: "danger", "aria-label": `Delete user ${u.username}`, onclick: () => deleteUser(u) }, "Delete"))))));
+}
+
+async function setDisabled(u, disabled) {
+  if (disabled && !confirm(`Disable "${u.username}"? Their sessions and API keys end at once.`)) return;
+  try { await api(`users/${u.id}`, { method: "PATCH", body: { disabled } }); await loadUsers(); } catch (e) { toast(e.message, "error"); }
+}
+
+async function resetPassword(u) {
+  const password = prompt(`New password for "${u.username}" (8+ characters). Their sessions and API keys end.`);
+  if (!password) return;
+  try { await api(`users/${u.id}/password`, { method: "POST", body: { password } }); toast("Password set"); } catch (e) { toast(e.message, "error"); }
 }
 
 async function deleteUser(u) {
@@ -47,6 +62,15 @@ async function main() {
         el("code", { class: "secret", id: "new-key-value" }, k.key)));
       await loadKeys();
     } catch (ex) { toast(`Could not create the key: ${ex.message}`, "error"); }
+  });
+  $("#password-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    try {
+      await api("account/password", { method: "POST", body: { current_password: f.elements.current.value, new_password: f.elements.fresh.value } });
+      f.reset();
+      toast("Password changed; your other sessions have ended");
+    } catch (ex) { toast(`Could not change the password: ${ex.message}`, "error"); }
   });
   await loadKeys();
   if (me.is_admin) {

@@ -1,5 +1,6 @@
 // Login, or first-run setup of the administrator account when no user exists.
 import { api } from "./api.js";
+import { safeNext } from "./nexturl.js";
 import { saveSession } from "./ui.js";
 
 const $ = (s) => document.querySelector(s);
@@ -7,9 +8,8 @@ const form = $("#login-form");
 let setup = false;
 
 function nextUrl() {
-  const next = new URLSearchParams(location.search).get("next") || "/";
-  // Only same-site paths: never bounce to another origin.
-  return next.startsWith("/") && !next.startsWith("//") ? next : "/";
+  // Only same-origin paths: never bounce to another site.
+  return safeNext(new URLSearchParams(location.search).get("next") || "/", location.origin);
 }
 
 async function init() {
