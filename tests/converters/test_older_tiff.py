@@ -113,16 +113,30 @@ def test_12_bit_samples_keep_their_values(tmp_path: Path) -> None:
 
 
 def test_tiled_old_style_jpeg_with_tables_in_the_ifd(tmp_path: Path) -> None:
-    """A tile of entropy-coded data only, tables in JPEGQTables/DC/ACTables:
-    tifffile says 'Not a JPEG file'; libtiff reads it.  (One tile: with
-    several, libtiff decodes our hand-made file as one stream and repeats the
-    first tile; real multi-tile OJPEG archives were not available to test.)"""
-    yy, xx = np.mgrid[0:64, 0:64]
-    rgb = np.stack([xx * 3, yy * 3, (xx + yy)], -1).astype(np.uint8)
+    """Tiles of entropy-coded data only, tables in JPEGQTables/DC/ACTables:
+    tifffile says 'Not a JPEG file'; libtiff reads them (here 3 tiles down)."""
+    yy, xx = np.mgrid[0:150, 0:64]
+    rgb = np.stack([xx * 3, yy, (xx + yy)], -1).astype(np.uint8)
     src = tmp_path / "ojpeg.tif"
     write_ojpeg_tiled(src, rgb, tile=64)
+    with pytest.raises(Exception, match="JPEG"):
+        tifffile.imread(src)
     got = _level0_rgb(src, tmp_path)
-    assert psnr(got, rgb) > 30
+    for ty in range(0, 150, 64):  # every tile, not just the first
+        assert psnr(got[ty:ty + 64], rgb[ty:ty + 64]) > 30, ty
+
+
+def test_tiled_old_style_jpeg_several_tiles_across_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """libtiff returns the first tile of a row for the others there: refuse
+    rather than store wrong pixels."""
+    yy, xx = np.mgrid[0:64, 0:128]
+    rgb = np.stack([xx, yy, (xx + yy)], -1).astype(np.uint8)
+    src = tmp_path / "wide.tif"
+    write_ojpeg_tiled(src, rgb, tile=64)
+    rc = cli_main(["convert", str(src), "-o", str(tmp_path / "out"), "--json"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 1 and len(err) == 1 and "several tiles across" in err[0], err
 
 
 def test_ojpeg_with_broken_tables_fails_with_one_line(tmp_path: Path) -> None:

@@ -184,9 +184,7 @@ def write_ojpeg_tiled(path: Path, rgb: np.ndarray, tile: int = 64, quality: int 
         259: (SHORT, [6]), 262: (SHORT, [6]), 277: (SHORT, [3]), 284: (SHORT, [1]),
         322: (LONG, [tile]), 323: (LONG, [tile]), 324: (LONG, offsets),
         325: (LONG, counts), 512: (SHORT, [1]),
-        # libtiff decodes the tiles as one JPEG stream with a restart marker
-        # between tiles: the interval (MCUs per tile) resets the DC predictors.
-        515: (SHORT, [(tile // 16) ** 2]),
+        515: (SHORT, [(tile // 16) ** 2]),  # restart interval: MCUs per tile
         519: (LONG, [q[0], q[1], q[1]]), 520: (LONG, [dc[0], dc[1], dc[1]]),
         521: (LONG, [ac[0], ac[1], ac[1]]), 530: (SHORT, [2, 2]),
     }
