@@ -185,6 +185,8 @@ async def test_spectrum_and_ion_image_routes(testdata: Path, tmp_path: Path,
     convert(testdata / "sample.jpg", root / "photo.ome.zarr")
     ref = _reference(testdata / "Example_Continuous.imzML")
     client: TestClient = await aiohttp_client(create_tiles_app(root))
+    meta = await (await client.get("/images/msi/metadata")).json()
+    assert meta["source"]["spectra"] == {"routes": ["spectrum", "ion-image"]}
     r = await client.get("/images/msi/spectrum?x=1&y=2")
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
     doc = await r.json()
