@@ -75,6 +75,8 @@ def test_continuous_sample_channels_match_pyimzml(testdata: Path, tmp_path: Path
         assert np.allclose(kept["mz"], mz) and np.allclose(kept["intensity"], inten)
     meta = open_pyramid(out).meta
     assert meta.pixel_size_um == (100.0, 100.0)
+    assert meta.source["acquired"] == "2009-08-11T15:59:44"
+    assert meta.source["scanner"] == "LTQ FT Ultra"
 
 
 def test_default_channels_are_the_top_peaks(testdata: Path, tmp_path: Path) -> None:
