@@ -102,6 +102,27 @@ def test_planar_configuration_2(tmp_path: Path, compression: str | None,
     assert np.array_equal(_pillow_rgb(src), rgb)
 
 
+def test_logluv_is_read_through_libtiff(tmp_path: Path) -> None:
+    """LogLuv stores CIE XYZ as log luminance + chromaticity; libtiff renders it
+    to 8-bit RGB (its XYZ->RGB matrix, then a 2.0 gamma: 256 * sqrt).  Written
+    from known linear RGB, read back within the encoding's quantisation."""
+    from .tiff_craft import write_logluv
+
+    to_rgb = np.array([[2.690, -1.276, -0.414], [-1.022, 1.978, 0.044],
+                       [0.061, -0.224, 1.163]])  # libtiff's tif_luv.c matrix
+    h, w = 40, 60
+    yy, xx = np.mgrid[0:h, 0:w]
+    linear = np.stack([0.05 + 0.8 * xx / w, 0.05 + 0.8 * yy / h, np.full((h, w), 0.3)], -1)
+    src = tmp_path / "logluv.tif"
+    write_logluv(src, linear @ np.linalg.inv(to_rgb).T)
+    with pytest.raises(Exception, match="SGILOG"):
+        tifffile.imread(src)
+    got = _level0_rgb(src, tmp_path).astype(int)
+    want = np.clip(np.floor(256 * np.sqrt(linear)), 0, 255)
+    assert got.shape == (h, w, 3)
+    assert np.abs(got - want).max() <= 5
+
+
 def test_12_bit_samples_keep_their_values(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 4096, (40, 50)).astype(np.uint16)
     src = tmp_path / "b12.tif"
