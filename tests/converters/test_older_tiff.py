@@ -123,6 +123,26 @@ def test_logluv_is_read_through_libtiff(tmp_path: Path) -> None:
     assert np.abs(got - want).max() <= 5
 
 
+def test_4_bit_palette_with_its_16_colours(tmp_path: Path) -> None:
+    """Two indices per byte and a 16-entry colour map (16-bit intensities)."""
+    h, w = 30, 41  # odd width: each row ends on a half-used byte
+    idx = (np.arange(h * w).reshape(h, w) % 16).astype(np.uint8)
+    padded = np.pad(idx, ((0, 0), (0, w % 2)))
+    packed = (padded[:, 0::2] << 4 | padded[:, 1::2]).astype(np.uint8)
+    cmap = np.stack([np.arange(16) * 4369, 65535 - np.arange(16) * 4369,
+                     np.full(16, 30000)]).astype(np.uint16)
+    tb = TiffBuilder()
+    off = tb.add(packed.tobytes())
+    src = tmp_path / "p4.tif"
+    src.write_bytes(tb.finish({
+        256: (LONG, [w]), 257: (LONG, [h]), 258: (SHORT, [4]), 259: (SHORT, [1]),
+        262: (SHORT, [3]), 273: (LONG, [off]), 277: (SHORT, [1]), 278: (LONG, [h]),
+        279: (LONG, [packed.size]), 320: (SHORT, cmap.ravel().tolist())}))
+    want = (cmap[:, idx].transpose(1, 2, 0) >> 8).astype(np.uint8)
+    assert np.array_equal(_pillow_rgb(src), want)
+    assert np.array_equal(_level0_rgb(src, tmp_path), want)
+
+
 def test_12_bit_samples_keep_their_values(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 4096, (40, 50)).astype(np.uint16)
     src = tmp_path / "b12.tif"
