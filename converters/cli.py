@@ -38,8 +38,9 @@ def register(subparsers: Any) -> None:
                    help="threads (default: all cores)")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="dask.distributed scheduler, e.g. tcp://host:8786 (shared disk)")
-    p.add_argument("--scene", type=int, default=None, metavar="N",
-                   help="CZI: the scene to convert (default: the first)")
+    p.add_argument("--scene", type=_scene, default=None, metavar="N|all",
+                   help="CZI: the scene to convert (default: the first); 'all': each "
+                        "scene to its own <stem>-scene<N>.ome.zarr")
     p.add_argument("--mz", type=_mz_list, default=(), metavar="MZ[,MZ...]",
                    help="imzML: m/z values to store as ion-image channels "
                         "(default: the most intense peaks)")
@@ -101,6 +102,33 @@ def _quiet_libraries() -> None:
 
 
 # -- convert ----------------------------------------------------------------
+def _scene(raw: str) -> int | str:
+    if raw == "all":
+        return raw
+    if not raw.isdigit():
+        raise argparse.ArgumentTypeError("scene must be a number or 'all'")
+    return int(raw)
+
+
+def _scene_jobs(src: Source, options: ConvertOptions, every: bool
+                ) -> list[tuple[Source, ConvertOptions]]:
+    """One job per source, or with ``--scene all`` one per scene of a multi-scene file."""
+    import dataclasses
+
+    if not every:
+        return [(src, options)]
+    try:
+        with open_source(src.paths if len(src.paths) > 1 else src.paths[0]) as reader:
+            scenes = list(getattr(reader, "scene_ids", []) or [])
+    except Exception:
+        scenes = []  # the conversion itself reports why the file cannot be read
+    if len(scenes) <= 1:
+        return [(src, options)]
+    stem, dot, ext = src.name.rpartition(".")
+    return [(Source(src.paths, f"{stem or ext}-scene{n}{dot}{ext if stem else ''}"),
+             dataclasses.replace(options, scene=n)) for n in scenes]
+
+
 def _mz_list(raw: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in raw.split(",") if v.strip())
@@ -132,7 +160,8 @@ def run_convert(args: argparse.Namespace) -> int:
     sources, skipped = gather_sources(args.src)
     options = ConvertOptions(tile_size=args.tile_size, codec=args.codec, quality=args.quality,
                              ngff=args.ngff, workers=args.workers, scheduler=args.scheduler,
-                             overwrite=args.overwrite, scene=args.scene, mz=args.mz,
+                             overwrite=args.overwrite,
+                             scene=None if args.scene == "all" else args.scene, mz=args.mz,
                              mz_tol=args.mz_tol, top_peaks=args.top_peaks)
     rows: list[dict[str, Any]] = []
     for path, reason in skipped:
@@ -140,7 +169,8 @@ def run_convert(args: argparse.Namespace) -> int:
         rows.append({"src": str(path), "ok": False, "error": reason})
     used: set[str] = set()
     for src in sources:
-        rows.append(_convert_one(src, args.outdir, options, used, err, args.json))
+        for one, opts in _scene_jobs(src, options, args.scene == "all"):
+            rows.append(_convert_one(one, args.outdir, opts, used, err, args.json))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

@@ -324,6 +324,10 @@ def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, p
     for key in ("acquired", "scanner"):
         if getattr(info, key):
             source[key] = getattr(info, key)
+    if info.format == "imzml":
+        # Clients (the viewer) learn from /metadata that the spectrum and
+        # ion-image routes answer for this image.
+        source["spectra"] = {"routes": ["spectrum", "ion-image"]}
     wavelengths = [{"excitation_nm": c.excitation_nm, "emission_nm": c.emission_nm}
                    for c in info.channels]
     if any(w["excitation_nm"] or w["emission_nm"] for w in wavelengths):

@@ -14,6 +14,8 @@ Readers here are plain functions (blocking: call them in an executor).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +31,33 @@ FLAT_CHUNK = 1 << 20
 MAX_ION_PIXELS = 4096 * 4096
 
 
+#: Opened spectra groups, keyed by (folder, modification time of its
+#: metadata): a spectrum request then costs one chunk read, not a reopen.
+_OPEN: OrderedDict[tuple[str, int], Any] = OrderedDict()
+_OPEN_MAX = 16
+_OPEN_LOCK = threading.Lock()
+
+
 def _open(root: Path) -> Any:
     import zarr
 
     path = root / GROUP
-    if not (path / "zarr.json").exists():
-        raise NotFound("this image has no spectra (not a mass spectrometry image)")
-    return zarr.open_group(str(path), mode="r")
+    try:
+        mtime = (path / "zarr.json").stat().st_mtime_ns
+    except FileNotFoundError:
+        raise NotFound("this image has no spectra (not a mass spectrometry image)") from None
+    key = (str(path), mtime)
+    with _OPEN_LOCK:
+        group = _OPEN.get(key)
+        if group is not None:
+            _OPEN.move_to_end(key)
+            return group
+    group = zarr.open_group(str(path), mode="r")
+    with _OPEN_LOCK:
+        _OPEN[key] = group
+        while len(_OPEN) > _OPEN_MAX:
+            _OPEN.popitem(last=False)
+    return group
 
 
 def attributes(root: Path) -> dict[str, Any]:

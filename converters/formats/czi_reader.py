@@ -77,6 +77,10 @@ class CziReader(SourceReader):
         self.scene = 0
         self.configure()
 
+    @property
+    def scene_ids(self) -> list[int]:
+        return sorted(self._scenes)
+
     def configure(self, **choices: Any) -> None:
         scene = choices.get("scene")
         names = sorted(self._scenes) or [None]

@@ -111,9 +111,20 @@ def parse_imzml(path: Path) -> ImzmlDoc:
     file_params: dict[str, str] = {}
     settings: dict[str, str] = {}
     spectra: list[Spectrum] = []
+    extra: dict[str, str] = {}
     try:
-        for _event, elem in ET.iterparse(path, events=("end",)):
+        for event, elem in ET.iterparse(path, events=("start", "end")):
             name = _local(elem.tag)
+            if event == "start":
+                if name == "run" and elem.get("startTimeStamp"):
+                    extra["acquired"] = str(elem.get("startTimeStamp"))
+                continue
+            if name == "instrumentConfiguration" and "instrument" not in extra:
+                # the first cvParam without a value names the instrument model
+                model = next((c.get("name", "") for c in elem if _local(c.tag) == "cvParam"
+                              and not c.get("value")), "")
+                if model:
+                    extra["instrument"] = model
             if name == "referenceableParamGroup":
                 groups[elem.get("id", "")] = _params(elem, groups)
             elif name == "fileContent":
@@ -125,7 +136,9 @@ def parse_imzml(path: Path) -> ImzmlDoc:
                 elem.clear()
     except ET.ParseError as e:
         raise SourceError(f"imzML: not well-formed XML ({e})") from None
-    return _doc(file_params, settings, spectra)
+    doc = _doc(file_params, settings, spectra)
+    doc.params.update(extra)
+    return doc
 
 
 def _spectrum(elem: ET.Element, groups: dict[str, dict[str, str]]) -> Spectrum:

@@ -22,6 +22,7 @@ from pyramid.errors import SourceError
 
 from ..base import ChannelInfo, SourceInfo, SourceReader
 from .imzml_parse import ImzmlDoc, Spectrum, normalise_uuid, parse_imzml, read_array
+from .vendor_meta import iso_date
 
 #: Peaks shown as channels when no m/z is chosen.
 DEFAULT_TOP_PEAKS = 8
@@ -103,7 +104,15 @@ class ImzmlReader(SourceReader):
             format="imzml", vendor="imzml", width=d.width, height=d.height, dtype="float32",
             rgb=False, size_c=len(channels), levels=[(d.width, d.height)],
             pixel_size_um=d.pixel_size_um, channels=channels,
-            notes=[f"{d.mode} mode, {len(d.spectra)} spectra; spectra kept beside the image"])
+            notes=[f"{d.mode} mode, {len(d.spectra)} spectra; spectra kept beside the image"],
+            acquired=iso_date(d.params.get("acquired")), scanner=d.params.get("instrument"))
+        if self._mz_axis is not None and len(self._mz_axis):
+            self.info.notes.append(f"m/z {float(self._mz_axis[0]):.4f}-"
+                                   f"{float(self._mz_axis[-1]):.4f}, "
+                                   f"{len(self._mz_axis)} points")
+        if not self.mzs:
+            self.info.notes.append("ion-image channels are chosen at conversion "
+                                   "(--mz, or the strongest --top-peaks)")
 
     # -- reading --------------------------------------------------------------
     def spectra(self) -> Iterator[tuple[Spectrum, np.ndarray, np.ndarray]]:

@@ -383,6 +383,12 @@ def _fallback(path: Path, series: Any, page: Any) -> Any:
         return None
     if len(series.pages) != 1 or page.tiledepth > 1:
         return None  # planes of a multi-page file: only the normal path reads those
+    if comp == 6 and page.is_tiled and int(page.imagewidth) > int(page.tilewidth):
+        # libtiff's OJPEG decoder numbers tiled data by tile rows: with several
+        # tiles across, every tile of a row after the first comes back as the
+        # first one.  Wrong pixels would be worse than a refusal.
+        raise SourceError("tiled old-style JPEG with several tiles across is not supported "
+                          "(convert it to a modern TIFF first)")
     from .libtiff_rgba import RgbaPage
 
     try:

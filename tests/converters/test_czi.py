@@ -69,6 +69,16 @@ def test_multi_scene_mosaic_channels_z(tmp_path: Path, scene: int | None) -> Non
     assert any(f"scene {s} of 2" in n for n in res.notes)
 
 
+def test_every_scene_to_its_own_image(tmp_path: Path) -> None:
+    src = tmp_path / "cells.czi"
+    expected = _fluorescence(src)
+    out = tmp_path / "out"
+    assert cli_main(["convert", str(src), "-o", str(out), "--scene", "all", "--json"]) == 0
+    for s in (0, 1):
+        got = read_level(out / f"cells-scene{s}.ome.zarr", 0)
+        assert np.array_equal(got[0, 1, 2], expected[(s, 1, 2)])
+
+
 def test_brightfield_rgb(tmp_path: Path) -> None:
     src = tmp_path / "bf.czi"
     rng = np.random.default_rng(5)

@@ -17,9 +17,25 @@ from converters.export import check_portable, export
 from microtome.cli import main as microtome_main
 from pyramid.errors import SourceError
 
-#: Reused between runs (pip's cache makes the first creation quick too).
-STOCK_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
-    "microtome-tests" / "stock-zarr-venv"
+#: Reused between runs (pip's and npm's caches make the first creation quick too).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "microtome-tests"
+STOCK_VENV = CACHE / "stock-zarr-venv"
+ZARRITA = CACHE / "zarrita"
+
+#: zarrita (the JavaScript Zarr reader vizarr uses) under node: the sum of level 0.
+_ZARRITA_READ = """
+import * as zarr from "zarrita";
+import FileSystemStore from "@zarrita/storage/fs";
+const [root, path] = process.argv.slice(2);
+const store = new FileSystemStore(root);
+const group = await zarr.open(zarr.root(store).resolve(""), { kind: "group" });
+const arr = await zarr.open(zarr.root(store).resolve(path), { kind: "array" });
+const chunk = await zarr.get(arr);
+let sum = 0n;
+for (const v of chunk.data) sum += BigInt(Math.round(Number(v)));
+console.log(JSON.stringify({ shape: chunk.shape, sum: sum.toString(),
+                             ome: group.attrs.ome.version }));
+"""
 
 _READ = """
 import sys, numpy as np, zarr
@@ -52,6 +68,46 @@ def stock_python() -> Path:
                               timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
     return py
+
+
+@pytest.fixture(scope="session")
+def zarrita_dir() -> Path:
+    import shutil
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are needed (the project's front end needs them too)")
+    if not (ZARRITA / "node_modules" / "zarrita").is_dir():
+        ZARRITA.mkdir(parents=True, exist_ok=True)
+        (ZARRITA / "package.json").write_text('{"name": "t", "private": true, '
+                                              '"type": "module"}')
+        proc = subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund",
+                               "zarrita@^0.7", "@zarrita/storage@^0.1"], cwd=ZARRITA,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    (ZARRITA / "read.mjs").write_text(_ZARRITA_READ)
+    return ZARRITA
+
+
+def _zarrita(folder: Path, root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["node", str(folder / "read.mjs"), str(root), "0"], cwd=folder,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_zarrita_under_node_reads_an_export(testdata: Path, tmp_path: Path,
+                                            zarrita_dir: Path) -> None:
+    import json
+
+    stored = tmp_path / "svs.ome.zarr"
+    convert(testdata / "CMU-1-Small-Region.svs", stored)
+    res = export(stored, tmp_path / "out")
+    proc = _zarrita(zarrita_dir, res.path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    level0 = np.asarray(zarr.open_array(str(res.path / "0"), mode="r")[...])
+    assert doc["shape"] == list(level0.shape) and doc["ome"] == "0.5"
+    assert int(doc["sum"]) == int(level0.astype(np.int64).sum())
+    refused = _zarrita(zarrita_dir, stored)  # the serving store: JPEG chunks
+    assert refused.returncode != 0 and "UnknownCodecError" in refused.stderr
 
 
 def _stock_read(py: Path, exported: Path, expected: np.ndarray, stored: Path,

@@ -75,6 +75,8 @@ def test_continuous_sample_channels_match_pyimzml(testdata: Path, tmp_path: Path
         assert np.allclose(kept["mz"], mz) and np.allclose(kept["intensity"], inten)
     meta = open_pyramid(out).meta
     assert meta.pixel_size_um == (100.0, 100.0)
+    assert meta.source["acquired"] == "2009-08-11T15:59:44"
+    assert meta.source["scanner"] == "LTQ FT Ultra"
 
 
 def test_default_channels_are_the_top_peaks(testdata: Path, tmp_path: Path) -> None:
@@ -185,6 +187,8 @@ async def test_spectrum_and_ion_image_routes(testdata: Path, tmp_path: Path,
     convert(testdata / "sample.jpg", root / "photo.ome.zarr")
     ref = _reference(testdata / "Example_Continuous.imzML")
     client: TestClient = await aiohttp_client(create_tiles_app(root))
+    meta = await (await client.get("/images/msi/metadata")).json()
+    assert meta["source"]["spectra"] == {"routes": ["spectrum", "ion-image"]}
     r = await client.get("/images/msi/spectrum?x=1&y=2")
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
     doc = await r.json()

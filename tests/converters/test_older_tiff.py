@@ -102,6 +102,47 @@ def test_planar_configuration_2(tmp_path: Path, compression: str | None,
     assert np.array_equal(_pillow_rgb(src), rgb)
 
 
+def test_logluv_is_read_through_libtiff(tmp_path: Path) -> None:
+    """LogLuv stores CIE XYZ as log luminance + chromaticity; libtiff renders it
+    to 8-bit RGB (its XYZ->RGB matrix, then a 2.0 gamma: 256 * sqrt).  Written
+    from known linear RGB, read back within the encoding's quantisation."""
+    from .tiff_craft import write_logluv
+
+    to_rgb = np.array([[2.690, -1.276, -0.414], [-1.022, 1.978, 0.044],
+                       [0.061, -0.224, 1.163]])  # libtiff's tif_luv.c matrix
+    h, w = 40, 60
+    yy, xx = np.mgrid[0:h, 0:w]
+    linear = np.stack([0.05 + 0.8 * xx / w, 0.05 + 0.8 * yy / h, np.full((h, w), 0.3)], -1)
+    src = tmp_path / "logluv.tif"
+    write_logluv(src, linear @ np.linalg.inv(to_rgb).T)
+    with pytest.raises(Exception, match="SGILOG"):
+        tifffile.imread(src)
+    got = _level0_rgb(src, tmp_path).astype(int)
+    want = np.clip(np.floor(256 * np.sqrt(linear)), 0, 255)
+    assert got.shape == (h, w, 3)
+    assert np.abs(got - want).max() <= 5
+
+
+def test_4_bit_palette_with_its_16_colours(tmp_path: Path) -> None:
+    """Two indices per byte and a 16-entry colour map (16-bit intensities)."""
+    h, w = 30, 41  # odd width: each row ends on a half-used byte
+    idx = (np.arange(h * w).reshape(h, w) % 16).astype(np.uint8)
+    padded = np.pad(idx, ((0, 0), (0, w % 2)))
+    packed = (padded[:, 0::2] << 4 | padded[:, 1::2]).astype(np.uint8)
+    cmap = np.stack([np.arange(16) * 4369, 65535 - np.arange(16) * 4369,
+                     np.full(16, 30000)]).astype(np.uint16)
+    tb = TiffBuilder()
+    off = tb.add(packed.tobytes())
+    src = tmp_path / "p4.tif"
+    src.write_bytes(tb.finish({
+        256: (LONG, [w]), 257: (LONG, [h]), 258: (SHORT, [4]), 259: (SHORT, [1]),
+        262: (SHORT, [3]), 273: (LONG, [off]), 277: (SHORT, [1]), 278: (LONG, [h]),
+        279: (LONG, [packed.size]), 320: (SHORT, cmap.ravel().tolist())}))
+    want = (cmap[:, idx].transpose(1, 2, 0) >> 8).astype(np.uint8)
+    assert np.array_equal(_pillow_rgb(src), want)
+    assert np.array_equal(_level0_rgb(src, tmp_path), want)
+
+
 def test_12_bit_samples_keep_their_values(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 4096, (40, 50)).astype(np.uint16)
     src = tmp_path / "b12.tif"
@@ -113,16 +154,30 @@ def test_12_bit_samples_keep_their_values(tmp_path: Path) -> None:
 
 
 def test_tiled_old_style_jpeg_with_tables_in_the_ifd(tmp_path: Path) -> None:
-    """A tile of entropy-coded data only, tables in JPEGQTables/DC/ACTables:
-    tifffile says 'Not a JPEG file'; libtiff reads it.  (One tile: with
-    several, libtiff decodes our hand-made file as one stream and repeats the
-    first tile; real multi-tile OJPEG archives were not available to test.)"""
-    yy, xx = np.mgrid[0:64, 0:64]
-    rgb = np.stack([xx * 3, yy * 3, (xx + yy)], -1).astype(np.uint8)
+    """Tiles of entropy-coded data only, tables in JPEGQTables/DC/ACTables:
+    tifffile says 'Not a JPEG file'; libtiff reads them (here 3 tiles down)."""
+    yy, xx = np.mgrid[0:150, 0:64]
+    rgb = np.stack([xx * 3, yy, (xx + yy)], -1).astype(np.uint8)
     src = tmp_path / "ojpeg.tif"
     write_ojpeg_tiled(src, rgb, tile=64)
+    with pytest.raises(Exception, match="JPEG"):
+        tifffile.imread(src)
     got = _level0_rgb(src, tmp_path)
-    assert psnr(got, rgb) > 30
+    for ty in range(0, 150, 64):  # every tile, not just the first
+        assert psnr(got[ty:ty + 64], rgb[ty:ty + 64]) > 30, ty
+
+
+def test_tiled_old_style_jpeg_several_tiles_across_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """libtiff returns the first tile of a row for the others there: refuse
+    rather than store wrong pixels."""
+    yy, xx = np.mgrid[0:64, 0:128]
+    rgb = np.stack([xx, yy, (xx + yy)], -1).astype(np.uint8)
+    src = tmp_path / "wide.tif"
+    write_ojpeg_tiled(src, rgb, tile=64)
+    rc = cli_main(["convert", str(src), "-o", str(tmp_path / "out"), "--json"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 1 and len(err) == 1 and "several tiles across" in err[0], err
 
 
 def test_ojpeg_with_broken_tables_fails_with_one_line(tmp_path: Path) -> None:

@@ -184,10 +184,39 @@ def write_ojpeg_tiled(path: Path, rgb: np.ndarray, tile: int = 64, quality: int 
         259: (SHORT, [6]), 262: (SHORT, [6]), 277: (SHORT, [3]), 284: (SHORT, [1]),
         322: (LONG, [tile]), 323: (LONG, [tile]), 324: (LONG, offsets),
         325: (LONG, counts), 512: (SHORT, [1]),
-        # libtiff decodes the tiles as one JPEG stream with a restart marker
-        # between tiles: the interval (MCUs per tile) resets the DC predictors.
-        515: (SHORT, [(tile // 16) ** 2]),
+        515: (SHORT, [(tile // 16) ** 2]),  # restart interval: MCUs per tile
         519: (LONG, [q[0], q[1], q[1]]), 520: (LONG, [dc[0], dc[1], dc[1]]),
         521: (LONG, [ac[0], ac[1], ac[1]]), 530: (SHORT, [2, 2]),
     }
     path.write_bytes(tb.finish(entries))
+
+
+def write_logluv(path: Path, rgb: np.ndarray) -> None:
+    """A LogLuv (SGILOG, photometric 32845) TIFF written by libtiff itself from
+    float CIE XYZ (``rgb`` holds X, Y, Z): the high-dynamic-range encoding no
+    Python writer produces."""
+    import ctypes
+
+    from converters.formats.libtiff_rgba import libtiff
+
+    lib = libtiff()
+    lib.TIFFSetField.restype = ctypes.c_int
+    lib.TIFFWriteScanline.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32,
+                                      ctypes.c_uint16]
+    h, w = rgb.shape[:2]
+    tif = lib.TIFFOpen(str(path).encode(), b"w")
+    assert tif
+    fields = [(256, ctypes.c_uint32(w)), (257, ctypes.c_uint32(h)), (277, ctypes.c_int(3)),
+              (258, ctypes.c_int(32)), (339, ctypes.c_int(3)), (259, ctypes.c_int(34676)),
+              (262, ctypes.c_int(32845)), (284, ctypes.c_int(1)),
+              (65560, ctypes.c_int(0)),  # SGILOGDATAFMT_FLOAT: we hand it floats
+              (278, ctypes.c_uint32(8))]
+    try:
+        for tag, value in fields:
+            assert lib.TIFFSetField(ctypes.c_void_p(tif), ctypes.c_uint32(tag), value) == 1
+        data = np.ascontiguousarray(rgb, dtype=np.float32)
+        for y in range(h):
+            row = np.ascontiguousarray(data[y])
+            assert lib.TIFFWriteScanline(tif, row.ctypes.data_as(ctypes.c_void_p), y, 0) == 1
+    finally:
+        lib.TIFFClose(tif)
