@@ -9,7 +9,7 @@ with these parameters".  Protocol handlers only turn their URL into a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .renderparams import RGB, RenderParams
 
@@ -17,8 +17,7 @@ from .renderparams import RGB, RenderParams
 COLOR_QUALITIES = ("default", "color")
 
 
-@dataclass(frozen=True, slots=True)
-class TileRequest:
+class TileRequest(NamedTuple):
     """A validated request for pixels of one image, in canonical form.
 
     Everything that changes the pixels is here and nothing else, so `key` is
@@ -26,6 +25,9 @@ class TileRequest:
     (``jpeg``/``jpg``, ``color``/``default``, IIIF 2/3, a Deep Zoom tile and
     the IIIF region that is the same tile, a thumbnail and the IIIF size that
     is the same thumbnail).
+
+    A NamedTuple rather than a frozen dataclass: one is built per request, and
+    a frozen dataclass' constructor costs several times more.
     """
 
     #: Region in level-0 pixels, clipped to the image.
