@@ -80,9 +80,10 @@ def best_level(meta: ImageMeta, scale: float) -> int:
     ``scale`` is level-0 pixels per output pixel; reading a finer level than
     needed costs time, a coarser one loses detail.
     """
+    limit = scale * (1 + 1e-9)
     chosen = 0
     for i, lv in enumerate(meta.levels):
-        if lv.downsample <= scale * (1 + 1e-9):
+        if lv.downsample <= limit:
             chosen = i
     return chosen
 
