@@ -52,7 +52,9 @@ class TileRequest(NamedTuple):
 
     def key(self) -> str:
         """Canonical text of the pixels asked for: the tile cache key and the ETag's input."""
-        quality = "default" if self.quality in COLOR_QUALITIES else self.quality
-        rot = f"!{self.rotation}" if self.mirror else str(self.rotation)
-        return (f"{self.x},{self.y},{self.w},{self.h}/{self.out_w},{self.out_h}/L{self.level}"
-                f"/{rot}/{quality}.{self.format}/{self.render.key()}")
+        # Built on every request, cache hits included: unpacking beats attribute access.
+        x, y, w, h, out_w, out_h, level, fmt, quality, rotation, mirror, render = self
+        if quality == "color":
+            quality = "default"
+        rot = f"!{rotation}" if mirror else rotation
+        return f"{x},{y},{w},{h}/{out_w},{out_h}/L{level}/{rot}/{quality}.{fmt}/{render.key()}"
