@@ -116,7 +116,7 @@ def parse_render(meta: ImageMeta, query: Mapping[str, str]) -> RenderParams:
     learn that ``gamma=abc`` is fine on one slide and an error on the next) and
     then render as stored: `RGB`.
     """
-    if meta.kind == "rgb" and not any(k in query for k in RENDER_KEYS):
+    if meta.kind == "rgb" and (not query or not any(k in query for k in RENDER_KEYS)):
         return RGB  # the hot path: a plain tile of a brightfield slide
     params = _parse(meta, query)
     return RGB if meta.kind == "rgb" else params

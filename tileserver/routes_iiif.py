@@ -10,7 +10,6 @@ choice then holds on every tile.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 import orjson
 from aiohttp import web
@@ -144,7 +143,7 @@ async def image_handler(request: web.Request) -> web.StreamResponse:
                             limits)
         # After the path (the spec's order of checks), before any pixel is read.
         params = parse_render(meta, query)
-        return req if params is req.render else replace(req, render=params)
+        return req if params is req.render else req._replace(render=params)
 
     def link(req: TileRequest, meta: ImageMeta) -> dict[str, str]:
         tail = canonical(req, version, meta.width, meta.height, limits)

@@ -41,17 +41,18 @@ def dzi_tile(meta: ImageMeta, level: int, col: int, row: int, fmt: str = "jpg",
     region is fitted to the tile's ceil-rounded size, so a level's partial last
     pixel stretches by under one pixel.
     """
-    max_level = dzi_max_level(meta.width, meta.height)
-    if not 0 <= level <= max_level or col < 0 or row < 0:
+    width, height = meta.width, meta.height
+    shift = dzi_max_level(width, height) - level
+    if shift < 0 or level < 0 or col < 0 or row < 0:
         raise NotFound("no such tile")
-    lw, lh = dzi_level_size(meta.width, meta.height, level)
+    scale = 1 << shift
+    lw, lh = (width + scale - 1) >> shift, (height + scale - 1) >> shift  # dzi_level_size
     ts = meta.tile_size
     if col * ts >= lw or row * ts >= lh:
         raise NotFound("no such tile")
     out_w, out_h = min(ts, lw - col * ts), min(ts, lh - row * ts)
-    scale = 1 << (max_level - level)
     x, y = col * ts * scale, row * ts * scale
-    w, h = min(out_w * scale, meta.width - x), min(out_h * scale, meta.height - y)
+    w, h = min(out_w * scale, width - x), min(out_h * scale, height - y)
     return TileRequest(x, y, w, h, out_w, out_h, best_level(meta, scale),
                        "jpg" if fmt == "jpeg" else fmt, render=render)
 
@@ -79,9 +80,10 @@ def best_level(meta: ImageMeta, scale: float) -> int:
     ``scale`` is level-0 pixels per output pixel; reading a finer level than
     needed costs time, a coarser one loses detail.
     """
+    limit = scale * (1 + 1e-9)
     chosen = 0
     for i, lv in enumerate(meta.levels):
-        if lv.downsample <= scale * (1 + 1e-9):
+        if lv.downsample <= limit:
             chosen = i
     return chosen
 
