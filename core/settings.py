@@ -204,6 +204,11 @@ def max_image_pixels(environ: Mapping[str, str] | None = None) -> int:
     return env.int("MICROTOME_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=1)
 
 
+def trusted_proxies_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """MICROTOME_TRUSTED_PROXIES alone (for `microtome tiles`, which has no Settings)."""
+    return _Env(os.environ if environ is None else environ).networks("MICROTOME_TRUSTED_PROXIES")
+
+
 def warn_unknown(environ: Mapping[str, str] | None = None) -> list[str]:
     """Print (and return) MICROTOME_* variables nothing reads: usually a typo."""
     environ = os.environ if environ is None else environ

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from core.http import error_middleware
+from core.http import error_middleware, forwarded_middleware
 from core.pixels import PIXELS
 from pyramid.reader import Pyramid, configure_decoded_cache
 
@@ -77,10 +77,16 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
             resource.add_route("OPTIONS", preflight)
 
 
-def create_tiles_app(root: Path, settings: TileSettings | None = None) -> web.Application:
-    """The standalone tile server over a folder of ``*.ome.zarr`` images."""
+def create_tiles_app(root: Path, settings: TileSettings | None = None,
+                     trusted_proxies: Sequence[str] = ()) -> web.Application:
+    """The standalone tile server over a folder of ``*.ome.zarr`` images.
+
+    X-Forwarded-* headers (which decide the URLs in info.json and .dzi answers)
+    are believed only from `trusted_proxies`, as in `microtome serve`.
+    """
     settings = settings or TileSettings()
     # No client bodies are accepted: keep the limit small.
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[forwarded_middleware(trusted_proxies), error_middleware],
+                          client_max_size=64 * 1024)
     setup_tiles(app, FolderResolver(Path(root), ttl=settings.resolver_ttl), settings)
     return app

@@ -20,7 +20,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from core.settings import TileSettings, tile_settings_from_env, warn_unknown
+from core.settings import (
+    TileSettings,
+    tile_settings_from_env,
+    trusted_proxies_from_env,
+    warn_unknown,
+)
 
 log = logging.getLogger("microtome.tiles")
 
@@ -71,7 +76,8 @@ def _check_port(host: str, port: int) -> str | None:
     return None
 
 
-def _serve(root: Path, host: str, port: int, settings: TileSettings, reuse_port: bool) -> None:
+def _serve(root: Path, host: str, port: int, settings: TileSettings,
+           trusted_proxies: tuple[str, ...], reuse_port: bool) -> None:
     """One worker process: an event loop serving the standalone app."""
     import asyncio
 
@@ -86,7 +92,7 @@ def _serve(root: Path, host: str, port: int, settings: TileSettings, reuse_port:
         loop = uvloop.new_event_loop()
     except ImportError:  # optional speed-up
         loop = asyncio.new_event_loop()
-    app = create_tiles_app(root, settings)
+    app = create_tiles_app(root, settings, trusted_proxies)
     web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
                 print=None, loop=loop, backlog=1024, **parser_limits())
 
@@ -110,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    worker_args = (root.resolve(), args.host, args.port, settings, True)
+    worker_args = (root.resolve(), args.host, args.port, settings, trusted_proxies_from_env(),
+                   True)
     print(f"microtome tiles: serving {root} on http://{args.host}:{args.port} "
           f"({args.workers} worker(s), {settings.threads} threads each)", file=sys.stderr)
     if args.workers == 1:
