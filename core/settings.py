@@ -204,6 +204,21 @@ def max_image_pixels(environ: Mapping[str, str] | None = None) -> int:
     return env.int("MICROTOME_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, minimum=1)
 
 
+@dataclass(frozen=True)
+class GuardSettings:
+    """Slow and idle clients (core.netguard): one set for `serve` and `tiles`."""
+
+    idle_timeout_s: float = 15.0
+    max_idle_connections: int = 100
+
+
+def guard_settings_from_env(environ: Mapping[str, str] | None = None) -> GuardSettings:
+    env = _Env(os.environ if environ is None else environ)
+    return GuardSettings(
+        idle_timeout_s=float(env.int("MICROTOME_IDLE_TIMEOUT_S", 15, minimum=1)),
+        max_idle_connections=env.int("MICROTOME_MAX_IDLE_CONNECTIONS", 100, minimum=1))
+
+
 def trusted_proxies_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """MICROTOME_TRUSTED_PROXIES alone (for `microtome tiles`, which has no Settings)."""
     return _Env(os.environ if environ is None else environ).networks("MICROTOME_TRUSTED_PROXIES")
@@ -222,6 +237,7 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
     """Settings from MICROTOME_* variables and DATABASE_URL; keyword overrides win."""
     env = _Env(os.environ if environ is None else environ)
     var_dir = Path(str(overrides.pop("var_dir", None) or env.text("MICROTOME_VAR", "var")))
+    guard = guard_settings_from_env(env.environ)
     values: dict[str, object] = {
         "var_dir": var_dir.resolve(),
         "database_url": env.text("DATABASE_URL", "") or None,
@@ -241,9 +257,9 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "trusted_proxies": env.networks("MICROTOME_TRUSTED_PROXIES"),
         "disk_reserve_bytes": env.int("MICROTOME_DISK_RESERVE_MB", 512) * 1024**2,
         "outage_grace_s": float(env.int("MICROTOME_OUTAGE_GRACE_S", 300, maximum=86400)),
-        "idle_timeout_s": float(env.int("MICROTOME_IDLE_TIMEOUT_S", 15, minimum=1)),
+        "idle_timeout_s": guard.idle_timeout_s,
         "body_timeout_s": float(env.int("MICROTOME_BODY_TIMEOUT_S", 60, minimum=1)),
-        "max_idle_connections": env.int("MICROTOME_MAX_IDLE_CONNECTIONS", 100, minimum=1),
+        "max_idle_connections": guard.max_idle_connections,
         "tiles": tile_settings_from_env(env.environ),
     }
     values.update(overrides)

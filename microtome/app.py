@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from core.http import error_middleware, forwarded_middleware
+from core.netguard import install as install_guard
 from core.settings import Settings
-from microtome.netguard import install as install_guard
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[forwarded_middleware(settings.trusted_proxies), error_middleware],
         client_max_size=64 * 1024**2)
     app[SETTINGS] = settings
-    # Slow and idle clients: see microtome/netguard.py (active under `serve`).
+    # Slow and idle clients: see core/netguard.py (active under `serve`).
     install_guard(app, settings.idle_timeout_s, settings.max_idle_connections)
     setup_catalog(app, settings, migration_dirs=MIGRATION_DIRS, openapi=openapi_document())
     setup_tiles(app, CatalogResolver(app), settings.tiles)

@@ -36,7 +36,7 @@ def port_problem(host: str, port: int) -> str | None:
 async def _serve(app: Any, host: str, port: int, announce: Any) -> None:
     """Until SIGINT/SIGTERM: the app on host:port, slow and idle clients guarded."""
     from core.http import parser_limits
-    from microtome.netguard import start_site
+    from core.netguard import start_site
 
     # Raised parser limits: long requests get our JSON error, not aiohttp's plain text.
     runner = await start_site(app, host, port, handle_signals=True, access_log=None,

@@ -9,7 +9,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from core.http import error_middleware, forwarded_middleware
+from core.netguard import install as install_guard
 from core.pixels import PIXELS
+from core.settings import GuardSettings
 from pyramid.reader import Pyramid, configure_decoded_cache
 
 from . import routes_dzi, routes_extra, routes_iiif, routes_msi, routes_raw
@@ -78,15 +80,20 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
 
 
 def create_tiles_app(root: Path, settings: TileSettings | None = None,
-                     trusted_proxies: Sequence[str] = ()) -> web.Application:
+                     trusted_proxies: Sequence[str] = (),
+                     guard: GuardSettings | None = None) -> web.Application:
     """The standalone tile server over a folder of ``*.ome.zarr`` images.
 
     X-Forwarded-* headers (which decide the URLs in info.json and .dzi answers)
-    are believed only from `trusted_proxies`, as in `microtome serve`.
+    are believed only from `trusted_proxies`, as in `microtome serve`; with
+    `guard`, slow and idle clients are cut off once the app runs under
+    `core.netguard.start_site` (as `microtome tiles` does).
     """
     settings = settings or TileSettings()
     # No client bodies are accepted: keep the limit small.
     app = web.Application(middlewares=[forwarded_middleware(trusted_proxies), error_middleware],
                           client_max_size=64 * 1024)
+    if guard is not None:
+        install_guard(app, guard.idle_timeout_s, guard.max_idle_connections)
     setup_tiles(app, FolderResolver(Path(root), ttl=settings.resolver_ttl), settings)
     return app

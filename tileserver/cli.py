@@ -21,7 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.settings import (
+    GuardSettings,
     TileSettings,
+    guard_settings_from_env,
     tile_settings_from_env,
     trusted_proxies_from_env,
     warn_unknown,
@@ -77,24 +79,36 @@ def _check_port(host: str, port: int) -> str | None:
 
 
 def _serve(root: Path, host: str, port: int, settings: TileSettings,
-           trusted_proxies: tuple[str, ...], reuse_port: bool) -> None:
-    """One worker process: an event loop serving the standalone app."""
+           trusted_proxies: tuple[str, ...], guard: GuardSettings, reuse_port: bool) -> None:
+    """One worker process: an event loop serving the standalone app until SIGINT/SIGTERM,
+    slow and idle clients cut off (core.netguard)."""
     import asyncio
+    import contextlib
+    from collections.abc import Callable
 
     from aiohttp import web
 
     from core.http import parser_limits
+    from core.netguard import start_site
     from tileserver.app import create_tiles_app
 
-    loop: asyncio.AbstractEventLoop
-    try:
+    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    with contextlib.suppress(ImportError):  # optional speed-up
         import uvloop
-        loop = uvloop.new_event_loop()
-    except ImportError:  # optional speed-up
-        loop = asyncio.new_event_loop()
-    app = create_tiles_app(root, settings, trusted_proxies)
-    web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
-                print=None, loop=loop, backlog=1024, **parser_limits())
+        factory = uvloop.new_event_loop
+
+    async def main() -> None:
+        app = create_tiles_app(root, settings, trusted_proxies, guard)
+        runner = await start_site(app, host, port,
+                                  {"reuse_port": reuse_port, "backlog": 1024},
+                                  handle_signals=True, access_log=None, **parser_limits())
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(main(), loop_factory=factory)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     worker_args = (root.resolve(), args.host, args.port, settings, trusted_proxies_from_env(),
-                   True)
+                   guard_settings_from_env(), True)
     print(f"microtome tiles: serving {root} on http://{args.host}:{args.port} "
           f"({args.workers} worker(s), {settings.threads} threads each)", file=sys.stderr)
     if args.workers == 1:

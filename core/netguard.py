@@ -115,6 +115,7 @@ def install(app: web.Application, idle_timeout: float, max_idle: int) -> Connect
 
 
 async def start_site(app: web.Application, host: str, port: int,
+                     site_kwargs: dict[str, Any] | None = None,
                      **runner_kwargs: Any) -> web.AppRunner:
     """Run `app` on host:port with its guard watching the connections; returns the
     runner (``await runner.cleanup()`` stops everything, the guard too)."""
@@ -126,6 +127,6 @@ async def start_site(app: web.Application, host: str, port: int,
     if guard is not None:
         assert runner.server is not None
         guard.start(runner.server)
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, **(site_kwargs or {}))
     await site.start()
     return runner
