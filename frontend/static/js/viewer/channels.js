@@ -88,7 +88,17 @@ export function setupChannels(state, reloadTiles, { onChange = () => {}, registe
   for (const c of (multi ? chans : [])) {
     const id = `ch-${c.index}`;
     const onoff = el("input", { type: "checkbox", id, checked: c.active, "aria-label": `Show ${c.label}` });
-    onoff.addEventListener("change", () => { c.active = onoff.checked; apply(); });
+    onoff.addEventListener("change", () => {
+      // At least one channel stays shown: an empty choice means nothing to render
+      // (the tile server refuses `channels=`), not "the defaults".
+      if (!onoff.checked && chans.filter((x) => x.active).length <= 1) {
+        onoff.checked = true;
+        onoff.title = "At least one channel stays shown";
+        return;
+      }
+      c.active = onoff.checked;
+      apply();
+    });
     const colour = el("input", { type: "color", value: c.color, "aria-label": `Colour of ${c.label}` });
     colour.addEventListener("input", () => { c.color = colour.value; apply(); });
     const lo = el("input", { type: "range", min: c.min, max: c.max, step, value: c.start, "aria-label": `${c.label} window start` });
