@@ -73,7 +73,11 @@ def auto_threshold(raster: Raster, region: Region) -> float:
     rgb = raster.read(level, x0, y0, x1 - x0, y1 - y0)
     h, _ = hematoxylin(rgb)
     sat = tissue_score(rgb, "saturation")
-    values = h[sat > threshold_otsu(sat)] if float(sat.max() - sat.min()) > 1e-3 else h.ravel()
+    # Glass vs tissue: Otsu on saturation, capped so that a view that is all
+    # tissue (Otsu would then split stroma from nuclei) keeps all of it.
+    tissue = sat > min(threshold_otsu(sat), 0.15) if float(sat.max() - sat.min()) > 1e-3 \
+        else np.ones(sat.shape, bool)
+    values = h[tissue]
     if values.size < 16:
         values = h.ravel()
     # Saturated dark pixels give huge densities; they must not drag Otsu up.
