@@ -71,7 +71,7 @@ def test_min_area_keeps_small_pieces_when_lowered(slide: tuple[np.ndarray, np.nd
 
 
 def test_region_restricts_and_clips(slide: tuple[np.ndarray, np.ndarray]) -> None:
-    rgb, truth = slide
+    rgb, _ = slide
     raster = ArrayRaster(rgb, mpp=1.0)
     features = run(raster, Region(1400, 200, 1000, 1200), min_area=5000)
     assert len(features) == 1
