@@ -9,13 +9,13 @@ from shapely.geometry import Point
 
 from analysis import get_app, run_app, validate_params
 from analysis.apps.nuclei import tile_grid
-from analysis.raster import ArrayRaster
+from analysis.raster import ArrayRaster, Raster
 from analysis.runner import Region
 
 from .synth import he_image
 
 
-def detect(raster: ArrayRaster, region: Region | None = None, **params: object) -> list:
+def detect(raster: Raster, region: Region | None = None, **params: object) -> list:
     app = get_app("nucleus_detection")
     return run_app(app, raster, validate_params(app.descriptor, params), region)[0]
 

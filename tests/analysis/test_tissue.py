@@ -8,7 +8,7 @@ from shapely.geometry import Polygon, box
 
 from analysis import get_app, run_app, validate_params
 from analysis.errors import AnalysisError
-from analysis.raster import ArrayRaster
+from analysis.raster import ArrayRaster, Raster
 from analysis.runner import Region
 
 from .synth import disc_mask, he_image
@@ -44,7 +44,7 @@ def slide() -> tuple[np.ndarray, np.ndarray]:
     return he_image(shape, [], tissue=truth | speck, seed=3), truth
 
 
-def run(raster: ArrayRaster, region: Region | None = None, **params: object) -> list:
+def run(raster: Raster, region: Region | None = None, **params: object) -> list:
     app = get_app("tissue_detection")
     features, prov = run_app(app, raster, validate_params(app.descriptor, params), region)
     assert prov["count"] == len(features)
