@@ -21,3 +21,8 @@ def cmu_zarr(cmu_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("analysis") / "cmu.ome.zarr"
     return convert(cmu_svs, out, ConvertOptions(workers=2)).path
+
+
+# The real application on a populated catalog (users with roles, a ready image).
+from tests.annotations.conftest import api, world  # noqa: E402, F401
+from tests.catalog.conftest import small_pyramid  # noqa: E402, F401

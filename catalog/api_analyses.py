@@ -1,0 +1,177 @@
+"""Handlers for analysis apps: /api/apps, /api/images/{id}/analyses, /api/analyses/{id}.
+
+Creating an analysis records it as 'queued'; workers (``microtome worker``)
+claim it. Deleting one deletes its result annotations through the foreign
+key (analysis migrations), in one statement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+from jsonschema import Draft202012Validator
+
+from analysis import AnalysisError, InvalidParams, available_apps, get_app, validate_params
+from catalog.access import require_image_role, require_user
+from catalog.db import DB_POOL
+from catalog.jsonio import MAX_BODY, page, page_params, path_id
+from catalog.openapi_analyses import SCHEMAS
+from core.http import json_response
+from pyramid import errors
+
+COLUMNS = ("id, image_id, user_id, app, version, params, region, status, progress, log, "
+           "error, attempts, result_count, created_at, started_at, finished_at")
+FINISHED = ("done", "failed", "cancelled")
+
+
+def analysis_json(row: asyncpg.Record) -> dict[str, Any]:
+    out = {k: row[k] for k in ("id", "image_id", "user_id", "app", "version", "status",
+                               "log", "error", "attempts", "result_count")}
+    out["params"] = orjson.loads(row["params"])
+    out["region"] = orjson.loads(row["region"]) if row["region"] is not None else None
+    out["progress"] = float(row["progress"])
+    for k in ("created_at", "started_at", "finished_at"):
+        out[k] = row[k].isoformat() if row[k] is not None else None
+    return out
+
+
+async def list_apps(request: web.Request) -> web.Response:
+    await require_user(request)
+    apps = available_apps()
+    return json_response({"items": [apps[n].descriptor.to_json() for n in sorted(apps)]})
+
+
+def _checked(body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(app, params with defaults) or 400 naming the app or every wrong parameter."""
+    try:
+        app = get_app(body["app"], body.get("version"))
+        return app, validate_params(app.descriptor, body.get("params") or {})
+    except InvalidParams as e:
+        raise errors.InvalidRequest(e.message, {"fields": e.errors}) from None
+    except AnalysisError as e:
+        raise errors.InvalidRequest(e.message, {"fields": {"app": e.message}}) from None
+
+
+async def create_analysis(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    principal = await require_image_role(request, image_id, "contributor")
+    body = await read_body(request)
+    app, params = _checked(body)
+    pool = request.app[DB_POOL]
+    image = await pool.fetchrow("SELECT status, width, height FROM images WHERE id = $1",
+                                image_id)
+    if image is None:
+        raise errors.NotFound("image not found")
+    if image["status"] != "ready":
+        raise errors.Conflict(f"the image is not ready ({image['status']})")
+    region = body.get("region")
+    if region is not None and (region["x"] + region["w"] > image["width"]
+                               or region["y"] + region["h"] > image["height"]):
+        raise errors.InvalidRequest(
+            f"region outside the image ({image['width']}x{image['height']})",
+            {"fields": {"region": "outside the image"}})
+    d = app.descriptor
+    row = await pool.fetchrow(
+        f"""INSERT INTO analyses (image_id, user_id, app, version, params, region)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) RETURNING {COLUMNS}""",
+        image_id, principal.user_id, d.name, d.version, orjson.dumps(params).decode(),
+        orjson.dumps(region).decode() if region is not None else None)
+    return json_response(analysis_json(row), status=201)
+
+
+_BODY = Draft202012Validator(SCHEMAS["AnalysisCreate"])
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The JSON body checked against AnalysisCreate; 400 names the wrong field."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.TooLarge("request body too large", {"limit": MAX_BODY})
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise errors.TooLarge("request body too large", {"limit": MAX_BODY})
+    if b"\\u0000" in raw:
+        # PostgreSQL jsonb cannot hold NUL; refuse it here rather than fail in SQL.
+        raise errors.InvalidRequest("strings must not contain NUL characters")
+    try:
+        body = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError:
+        raise errors.InvalidRequest("malformed JSON body") from None
+    err = next(iter(_BODY.iter_errors(body)), None)
+    if err is not None:
+        where = "/".join(str(p) for p in err.absolute_path) or "body"
+        msg = err.message[:200]
+        raise errors.InvalidRequest(f"invalid request body: {where}: {msg}",
+                                    {"fields": {where: msg}})
+    return body  # type: ignore[no-any-return]
+
+
+async def list_analyses(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    await require_image_role(request, image_id, "viewer")
+    limit, offset = page_params(request)
+    pool = request.app[DB_POOL]
+    rows = await pool.fetch(f"SELECT {COLUMNS} FROM analyses WHERE image_id = $1"
+                            f" ORDER BY id DESC LIMIT {limit} OFFSET {offset}", image_id)
+    total = await pool.fetchval("SELECT count(*) FROM analyses WHERE image_id = $1", image_id)
+    return json_response(page([analysis_json(r) for r in rows], total, limit, offset))
+
+
+async def _visible(request: web.Request, minimum: str) -> int:
+    """The analysis id, after checking the caller's role on its image (404 if hidden)."""
+    analysis_id = path_id(request, "analysis_id")
+    image_id = await request.app[DB_POOL].fetchval(
+        "SELECT image_id FROM analyses WHERE id = $1", analysis_id)
+    if image_id is None:
+        await require_user(request)
+        raise errors.NotFound("analysis not found")
+    try:
+        await require_image_role(request, image_id, minimum)
+    except errors.NotFound:
+        raise errors.NotFound("analysis not found") from None
+    return analysis_id
+
+
+async def get_analysis(request: web.Request) -> web.Response:
+    analysis_id = await _visible(request, "viewer")
+    row = await request.app[DB_POOL].fetchrow(
+        f"SELECT {COLUMNS} FROM analyses WHERE id = $1", analysis_id)
+    if row is None:
+        raise errors.NotFound("analysis not found")
+    return json_response(analysis_json(row))
+
+
+async def cancel_analysis(request: web.Request) -> web.Response:
+    analysis_id = await _visible(request, "contributor")
+    pool = request.app[DB_POOL]
+    # Only an unfinished analysis changes; its partial results go with the cancel.
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""UPDATE analyses SET status = 'cancelled', finished_at = now()
+                WHERE id = $1 AND status IN ('queued', 'running') RETURNING {COLUMNS}""",
+            analysis_id)
+        if row is None:
+            status = await conn.fetchval("SELECT status FROM analyses WHERE id = $1",
+                                         analysis_id)
+            if status is None:
+                raise errors.NotFound("analysis not found")
+            raise errors.Conflict(f"the analysis already finished ({status})")
+        await conn.execute("DELETE FROM annotations WHERE analysis_id = $1", analysis_id)
+    return json_response(analysis_json(row))
+
+
+async def delete_analysis(request: web.Request) -> web.Response:
+    analysis_id = await _visible(request, "contributor")
+    await request.app[DB_POOL].execute("DELETE FROM analyses WHERE id = $1", analysis_id)
+    return web.Response(status=204)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/api/apps", list_apps),
+            web.get("/api/images/{image_id}/analyses", list_analyses),
+            web.post("/api/images/{image_id}/analyses", create_analysis),
+            web.get("/api/analyses/{analysis_id}", get_analysis),
+            web.delete("/api/analyses/{analysis_id}", delete_analysis),
+            web.post("/api/analyses/{analysis_id}/cancel", cancel_analysis)]
