@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .image import Image
-from .models import Annotation, ApiKey, Job, Record, ShareLink, Term, User
+from .models import Analysis, Annotation, ApiKey, App, Job, Record, ShareLink, Term, User
 from .project import Project
 from .transport import RetryPolicy, Transport
 
@@ -160,6 +160,23 @@ class AsyncClient:
 
     async def job(self, job_id: int) -> Job:
         return await self._get(Job, f"/api/jobs/{int(job_id)}")
+
+    # -- analysis apps -----------------------------------------------------------------
+    async def apps(self) -> list[App]:
+        """The analysis apps installed on the server."""
+        await self._ensure_login()
+        doc = await self.t.json("GET", "/api/apps")
+        return [App.from_json(a, self) for a in doc["items"]]
+
+    async def analysis(self, analysis_id: int) -> Analysis:
+        return await self._get(Analysis, f"/api/analyses/{int(analysis_id)}")
+
+    async def cancel_analysis(self, analysis: int | Analysis) -> Analysis:
+        return await self._post(Analysis, f"/api/analyses/{_id(analysis)}/cancel", None)
+
+    async def delete_analysis(self, analysis: int | Analysis) -> None:
+        """Delete an analysis together with all its results."""
+        await self._delete(f"/api/analyses/{_id(analysis)}")
 
     # -- sharing ---------------------------------------------------------------------
     def share_links(self, page_size: int = 100) -> AsyncIterator[ShareLink]:
