@@ -158,13 +158,19 @@ async def cancel_analysis(request: web.Request) -> web.Response:
             if status is None:
                 raise errors.NotFound("analysis not found")
             raise errors.Conflict(f"the analysis already finished ({status})")
-        await conn.execute("DELETE FROM annotations WHERE analysis_id = $1", analysis_id)
+        await conn.execute("DELETE FROM annotations WHERE analysis_id = $1 OR producer = $2",
+                           analysis_id, f"analysis:{analysis_id}")
     return json_response(analysis_json(row))
 
 
 async def delete_analysis(request: web.Request) -> web.Response:
     analysis_id = await _visible(request, "contributor")
-    await request.app[DB_POOL].execute("DELETE FROM analyses WHERE id = $1", analysis_id)
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        # Linked results go by the foreign key; those of a run still in progress
+        # (imported, not yet linked) by their producer tag.
+        await conn.execute("DELETE FROM annotations WHERE producer = $1",
+                           f"analysis:{analysis_id}")
+        await conn.execute("DELETE FROM analyses WHERE id = $1", analysis_id)
     return web.Response(status=204)
 
 

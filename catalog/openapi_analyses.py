@@ -33,6 +33,16 @@ SCHEMAS: dict[str, Any] = {
         "attempts": {"type": "integer"}, "result_count": {"type": ["integer", "null"]},
         "created_at": TS, "started_at": {"anyOf": [TS, {"type": "null"}]},
         "finished_at": {"anyOf": [TS, {"type": "null"}]}}),
+    "AnalysisClaim": obj({"apps": {"type": ["array", "null"], "maxItems": 100,
+                                   "items": {"type": "string", "maxLength": 200}},
+                          "worker": {"type": "string", "maxLength": 200}}, required=[]),
+    "AnalysisProgress": obj({"progress": {"type": "number", "minimum": 0, "maximum": 1},
+                             "log": {"type": "string", "maxLength": 65536}},
+                            required=["progress"]),
+    "AnalysisFinish": obj({"status": {"enum": ["done", "failed"]},
+                           "error": {"type": "string", "maxLength": 4000},
+                           "log": {"type": "string", "maxLength": 65536}},
+                          required=["status"]),
     "AnalysisList": obj({"items": {"type": "array", "items": ref("Analysis")},
                          "total": {"type": "integer"}, "limit": {"type": "integer"},
                          "offset": {"type": "integer"}}),
@@ -59,6 +69,21 @@ PATHS: dict[str, Any] = {
                          body=None, params=[path_param("analysis_id")], tag=_T),
         "delete": operation("Delete an analysis and all its results", None, status="204",
                             body=None, params=[path_param("analysis_id")], tag=_T)},
+    "/api/analyses/claim": {"post": operation(
+        "Worker: take the oldest queued analysis (administrators' API keys)", "Analysis",
+        status="200", body="AnalysisClaim", params=None, tag=_T,
+        extra={"204": {"description": "nothing queued"}},
+        desc="Running analyses without a heart-beat for 60 s are re-queued first (at "
+             "most 3 attempts, then failed).")},
+    "/api/analyses/{analysis_id}/progress": {"post": operation(
+        "Worker: heart-beat with progress and log lines; answers the analysis "
+        "(status 'cancelled' tells the worker to stop)", "Analysis", status="200",
+        body="AnalysisProgress", params=[path_param("analysis_id")], tag=_T)},
+    "/api/analyses/{analysis_id}/finish": {"post": operation(
+        "Worker: done (links the results imported with producer 'analysis:<id>') or "
+        "failed (removes them)", "Analysis", status="200", body="AnalysisFinish",
+        params=[path_param("analysis_id")], tag=_T,
+        write_errors={"409": {"description": "the analysis was cancelled or re-queued"}})},
     "/api/analyses/{analysis_id}/cancel": {"post": operation(
         "Cancel a queued or running analysis", "Analysis", status="200", body=None,
         params=[path_param("analysis_id")], tag=_T, write_errors=_W)},

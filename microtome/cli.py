@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "microtome.serve",    # serve
     "microtome.admin",    # user, import
     "microtome.analyse",  # analyse
+    "analysis.worker",    # worker
 )
 
 

@@ -178,6 +178,32 @@ class AsyncClient:
         """Delete an analysis together with all its results."""
         await self._delete(f"/api/analyses/{_id(analysis)}")
 
+    # Worker side (administrators' API keys; `microtome worker` uses these).
+    async def claim_analysis(self, apps: Iterable[str] | None = None,
+                             worker: str = "") -> Analysis | None:
+        """The oldest queued analysis (now 'running' for this worker), or None."""
+        await self._ensure_login()
+        body: dict[str, Any] = {"apps": list(apps) if apps is not None else None}
+        if worker:
+            body["worker"] = worker
+        resp = await self.t.request("POST", "/api/analyses/claim", json=body)
+        if resp.status_code == 204:
+            return None
+        return Analysis.from_json(resp.json(), self)
+
+    async def report_analysis(self, analysis: int | Analysis, progress: float,
+                              log: str = "") -> Analysis:
+        """Heart-beat: progress 0..1 and log text; the answer's status may be 'cancelled'."""
+        return await self._post(Analysis, f"/api/analyses/{_id(analysis)}/progress",
+                                {"progress": progress, "log": log})
+
+    async def finish_analysis(self, analysis: int | Analysis, status: str, *,
+                              error: str = "", log: str = "") -> Analysis:
+        body: dict[str, Any] = {"status": status, "log": log}
+        if error:
+            body["error"] = error[:4000]
+        return await self._post(Analysis, f"/api/analyses/{_id(analysis)}/finish", body)
+
     # -- sharing ---------------------------------------------------------------------
     def share_links(self, page_size: int = 100) -> AsyncIterator[ShareLink]:
         return self.paginate("/api/share-links", ShareLink, page_size=page_size)
