@@ -22,6 +22,9 @@ from catalog.openapi_analyses import SCHEMAS
 from core.http import json_response
 from pyramid import errors
 
+#: Installed apps, discovered once at start-up (entry points read files: not on the loop).
+APPS = web.AppKey("analysis_apps", dict)
+
 COLUMNS = ("id, image_id, user_id, app, version, params, region, status, progress, log, "
            "error, attempts, result_count, created_at, started_at, finished_at")
 FINISHED = ("done", "failed", "cancelled")
@@ -40,14 +43,14 @@ def analysis_json(row: asyncpg.Record) -> dict[str, Any]:
 
 async def list_apps(request: web.Request) -> web.Response:
     await require_user(request)
-    apps = available_apps()
+    apps = request.app[APPS]
     return json_response({"items": [apps[n].descriptor.to_json() for n in sorted(apps)]})
 
 
-def _checked(body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _checked(apps: dict[str, Any], body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """(app, params with defaults) or 400 naming the app or every wrong parameter."""
     try:
-        app = get_app(body["app"], body.get("version"))
+        app = get_app(body["app"], body.get("version"), apps)
         return app, validate_params(app.descriptor, body.get("params") or {})
     except InvalidParams as e:
         raise errors.InvalidRequest(e.message, {"fields": e.errors}) from None
@@ -59,7 +62,7 @@ async def create_analysis(request: web.Request) -> web.Response:
     image_id = path_id(request, "image_id")
     principal = await require_image_role(request, image_id, "contributor")
     body = await read_body(request)
-    app, params = _checked(body)
+    app, params = _checked(request.app[APPS], body)
     pool = request.app[DB_POOL]
     image = await pool.fetchrow("SELECT status, width, height FROM images WHERE id = $1",
                                 image_id)
@@ -172,6 +175,15 @@ async def delete_analysis(request: web.Request) -> web.Response:
                            f"analysis:{analysis_id}")
         await conn.execute("DELETE FROM analyses WHERE id = $1", analysis_id)
     return web.Response(status=204)
+
+
+def setup_analyses(app: web.Application) -> None:
+    """Discover the installed apps (once) and add the analysis and worker routes."""
+    from catalog import api_analysis_worker
+
+    app[APPS] = available_apps()
+    app.router.add_routes(api_analysis_worker.routes())
+    app.router.add_routes(routes())
 
 
 def routes() -> list[web.RouteDef]:

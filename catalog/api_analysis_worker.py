@@ -45,7 +45,7 @@ async def _body(request: web.Request, schema: str) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise errors.InvalidRequest("malformed JSON body") from None
     err = next(iter(Draft202012Validator(SCHEMAS[schema]).iter_errors(body)), None)
-    if err is not None or "\x00" in raw.decode("utf-8", "replace"):
+    if err is not None or b"\\u0000" in raw:  # jsonb/text cannot hold NUL
         where = "/".join(str(p) for p in err.absolute_path) if err else "body"
         raise errors.InvalidRequest(f"invalid request body: {where}: "
                                     f"{err.message[:200] if err else 'NUL character'}")
@@ -144,6 +144,6 @@ async def finish(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.post("/api/analyses/claim", claim),
+    return [web.post("/api/analysis-queue/claim", claim),
             web.post("/api/analyses/{analysis_id}/progress", progress),
             web.post("/api/analyses/{analysis_id}/finish", finish)]

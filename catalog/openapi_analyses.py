@@ -69,7 +69,7 @@ PATHS: dict[str, Any] = {
                          body=None, params=[path_param("analysis_id")], tag=_T),
         "delete": operation("Delete an analysis and all its results", None, status="204",
                             body=None, params=[path_param("analysis_id")], tag=_T)},
-    "/api/analyses/claim": {"post": operation(
+    "/api/analysis-queue/claim": {"post": operation(
         "Worker: take the oldest queued analysis (administrators' API keys)", "Analysis",
         status="200", body="AnalysisClaim", params=None, tag=_T,
         extra={"204": {"description": "nothing queued"}},

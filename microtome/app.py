@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     """The whole application.  Every resource lives in a cleanup context."""
     # Imported here so that `microtome convert` does not pay for the web stack.
     from annotations.web import setup_annotations
-    from catalog import api_analyses, api_analysis_worker
+    from catalog.api_analyses import setup_analyses
     from catalog.resolver import CatalogResolver
     from catalog.web import setup_catalog
     from microtome.frontend import setup_frontend
@@ -55,9 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_catalog(app, settings, migration_dirs=MIGRATION_DIRS, openapi=openapi_document())
     setup_tiles(app, CatalogResolver(app), settings.tiles)
     setup_annotations(app)
-    # The claim route before /api/analyses/{analysis_id} routes (literal first).
-    app.router.add_routes(api_analysis_worker.routes())
-    app.router.add_routes(api_analyses.routes())
+    setup_analyses(app)
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks
     # registered first): the long-lived start-up objects leave the GC's view.

@@ -186,7 +186,7 @@ class AsyncClient:
         body: dict[str, Any] = {"apps": list(apps) if apps is not None else None}
         if worker:
             body["worker"] = worker
-        resp = await self.t.request("POST", "/api/analyses/claim", json=body)
+        resp = await self.t.request("POST", "/api/analysis-queue/claim", json=body)
         if resp.status_code == 204:
             return None
         return Analysis.from_json(resp.json(), self)

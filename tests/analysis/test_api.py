@@ -109,3 +109,30 @@ async def test_roles(api: TestClient, world: World) -> None:
     await call(api, world.actors["outsider"], "DELETE", f"/api/analyses/{a['id']}",
                expect=404)
     await call(api, world.actors["viewer"], "GET", "/api/analyses/999999", expect=404)
+
+
+async def test_worker_routes_refuse_bad_input(api: TestClient, world: World) -> None:
+    admin, c = world.actors["admin"], world.actors["contributor"]
+    await call(api, admin, "POST", "/api/analysis-queue/claim", {"apps": "x"}, expect=400)
+    _, a = await call(api, c, "POST", f"/api/images/{world.image_id}/analyses",
+                      {"app": "tissue_detection"}, expect=201)
+    # Only the named apps are claimed.
+    await call(api, admin, "POST", "/api/analysis-queue/claim",
+               {"apps": ["nucleus_detection"]}, expect=204)
+    await call(api, admin, "POST", f"/api/analyses/{a['id']}/finish", {"status": "done"},
+               expect=409)  # still queued: nobody runs it
+    await call(api, c, "POST", f"/api/analyses/{a['id']}/progress", {"progress": 0.1},
+               expect=403)
+    for bad in ({"progress": 2}, {"progress": "half"}, {}, {"progress": 0.1, "x": 1}):
+        await call(api, admin, "POST", f"/api/analyses/{a['id']}/progress", bad, expect=400)
+    await call(api, admin, "POST", f"/api/analyses/{a['id']}/finish", {"status": "great"},
+               expect=400)
+    await call(api, admin, "POST", "/api/analyses/999999/progress", {"progress": 0.1},
+               expect=404)
+    _, claimed = await call(api, admin, "POST", "/api/analysis-queue/claim",
+                            {"apps": ["tissue_detection"]}, expect=200)
+    _, failed = await call(api, admin, "POST", f"/api/analyses/{claimed['id']}/finish",
+                           {"status": "failed", "error": "boom", "log": "Traceback ..."},
+                           expect=200)
+    assert failed["status"] == "failed" and failed["error"] == "boom"
+    assert failed["result_count"] is None and "Traceback" in failed["log"]
