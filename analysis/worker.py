@@ -135,10 +135,9 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
             return "cancelled"
         except Exception as e:
             msg = e.message if isinstance(e, AnalysisError) else f"{type(e).__name__}: {e}"
-            hb.log(traceback.format_exc())
             try:
-                return client.finish_analysis(analysis.id, "failed", error=msg,
-                                              log=hb.flush()).status
+                return client.finish_analysis(analysis.id, "failed", error=msg, log=hb.flush(),
+                                              traceback=traceback.format_exc()).status
             except Exception as e2:  # e.g. cancelled meanwhile (409): nothing to keep
                 print(f"analysis {analysis.id}: {e2}", file=sys.stderr)
                 return "failed"

@@ -15,7 +15,13 @@ from aiohttp import web
 from jsonschema import Draft202012Validator
 
 from analysis import AnalysisError, InvalidParams, available_apps, get_app, validate_params
-from catalog.access import require_image_role, require_user
+from catalog.access import (
+    get_principal,
+    image_role,
+    require_image_role,
+    require_user,
+    role_at_least,
+)
 from catalog.db import DB_POOL
 from catalog.jsonio import MAX_BODY, page, page_params, path_id
 from catalog.openapi_analyses import SCHEMAS
@@ -26,13 +32,15 @@ from pyramid import errors
 APPS = web.AppKey("analysis_apps", dict)
 
 COLUMNS = ("id, image_id, user_id, app, version, params, region, status, progress, log, "
-           "error, attempts, result_count, created_at, started_at, finished_at")
+           "error, traceback, attempts, result_count, created_at, started_at, finished_at")
 FINISHED = ("done", "failed", "cancelled")
 
 
-def analysis_json(row: asyncpg.Record) -> dict[str, Any]:
+def analysis_json(row: asyncpg.Record, manager: bool = False) -> dict[str, Any]:
+    """The public form; a failed run's traceback only for the image's managers."""
     out = {k: row[k] for k in ("id", "image_id", "user_id", "app", "version", "status",
                                "log", "error", "attempts", "result_count")}
+    out["traceback"] = row["traceback"] if manager else None
     out["params"] = orjson.loads(row["params"])
     out["region"] = orjson.loads(row["region"]) if row["region"] is not None else None
     out["progress"] = float(row["progress"])
@@ -111,15 +119,22 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
+async def _is_manager(request: web.Request, image_id: int) -> bool:
+    principal = await get_principal(request)
+    _, role = await image_role(request.app[DB_POOL], principal, image_id)
+    return role_at_least(role, "manager")
+
+
 async def list_analyses(request: web.Request) -> web.Response:
     image_id = path_id(request, "image_id")
     await require_image_role(request, image_id, "viewer")
+    manager = await _is_manager(request, image_id)
     limit, offset = page_params(request)
     pool = request.app[DB_POOL]
     rows = await pool.fetch(f"SELECT {COLUMNS} FROM analyses WHERE image_id = $1"
                             f" ORDER BY id DESC LIMIT {limit} OFFSET {offset}", image_id)
     total = await pool.fetchval("SELECT count(*) FROM analyses WHERE image_id = $1", image_id)
-    return json_response(page([analysis_json(r) for r in rows], total, limit, offset))
+    return json_response(page([analysis_json(r, manager) for r in rows], total, limit, offset))
 
 
 async def _visible(request: web.Request, minimum: str) -> int:
@@ -143,7 +158,7 @@ async def get_analysis(request: web.Request) -> web.Response:
         f"SELECT {COLUMNS} FROM analyses WHERE id = $1", analysis_id)
     if row is None:
         raise errors.NotFound("analysis not found")
-    return json_response(analysis_json(row))
+    return json_response(analysis_json(row, await _is_manager(request, row["image_id"])))
 
 
 async def cancel_analysis(request: web.Request) -> web.Response:

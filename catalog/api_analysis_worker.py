@@ -92,7 +92,7 @@ async def claim(request: web.Request) -> web.Response:
         if row is None:
             return web.Response(status=204)
         await _drop_results(conn, [row["id"]])  # leftovers of an earlier attempt
-    return json_response(analysis_json(row))
+    return json_response(analysis_json(row, manager=True))
 
 
 async def progress(request: web.Request) -> web.Response:
@@ -109,7 +109,7 @@ async def progress(request: web.Request) -> web.Response:
         analysis_id, body["progress"], body.get("log") or "")
     if row is None:
         raise errors.NotFound("analysis not found")
-    return json_response(analysis_json(row))
+    return json_response(analysis_json(row, manager=True))
 
 
 async def finish(request: web.Request) -> web.Response:
@@ -136,11 +136,11 @@ async def finish(request: web.Request) -> web.Response:
         row = await conn.fetchrow(
             f"""UPDATE analyses SET status = $2, error = $3, result_count = $4, progress =
                        CASE WHEN $2 = 'done' THEN 1 ELSE progress END,
-                       finished_at = now(), log = right(log || $5, {MAX_LOG})
+                       finished_at = now(), log = right(log || $5, {MAX_LOG}), traceback = $6
                 WHERE id = $1 RETURNING {COLUMNS}""",
             analysis_id, body["status"], None if done else (body.get("error") or "failed"),
-            count, body.get("log") or "")
-    return json_response(analysis_json(row))
+            count, body.get("log") or "", None if done else body.get("traceback"))
+    return json_response(analysis_json(row, manager=True))
 
 
 def routes() -> list[web.RouteDef]:

@@ -18,6 +18,7 @@ CREATE TABLE analyses (
     progress     real NOT NULL DEFAULT 0 CHECK (progress >= 0 AND progress <= 1),
     log          text NOT NULL DEFAULT '',
     error        text,
+    traceback    text,                  -- of a failed run: shown to the image's managers only
     attempts     integer NOT NULL DEFAULT 0,
     result_count integer,
     created_at   timestamptz NOT NULL DEFAULT now(),

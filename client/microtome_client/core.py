@@ -198,10 +198,13 @@ class AsyncClient:
                                 {"progress": progress, "log": log})
 
     async def finish_analysis(self, analysis: int | Analysis, status: str, *,
-                              error: str = "", log: str = "") -> Analysis:
+                              error: str = "", log: str = "", traceback: str = ""
+                              ) -> Analysis:
         body: dict[str, Any] = {"status": status, "log": log}
         if error:
             body["error"] = error[:4000]
+        if traceback:
+            body["traceback"] = traceback[-65536:]
         return await self._post(Analysis, f"/api/analyses/{_id(analysis)}/finish", body)
 
     # -- sharing ---------------------------------------------------------------------

@@ -129,6 +129,8 @@ class Analysis(Record):
     progress: float = 0.0
     log: str = ""
     error: str | None = None
+    #: A failed run's traceback (only for the image's managers).
+    traceback: str | None = None
     attempts: int = 0
     result_count: int | None = None
     created_at: str | None = None

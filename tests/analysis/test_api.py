@@ -132,7 +132,17 @@ async def test_worker_routes_refuse_bad_input(api: TestClient, world: World) -> 
     _, claimed = await call(api, admin, "POST", "/api/analysis-queue/claim",
                             {"apps": ["tissue_detection"]}, expect=200)
     _, failed = await call(api, admin, "POST", f"/api/analyses/{claimed['id']}/finish",
-                           {"status": "failed", "error": "boom", "log": "Traceback ..."},
+                           {"status": "failed", "error": "boom", "log": "step 1",
+                            "traceback": "Traceback (most recent call last): ..."},
                            expect=200)
     assert failed["status"] == "failed" and failed["error"] == "boom"
-    assert failed["result_count"] is None and "Traceback" in failed["log"]
+    assert failed["result_count"] is None and failed["log"].endswith("step 1")
+    # The traceback is for the image's managers; the others see the error message.
+    path = f"/api/analyses/{claimed['id']}"
+    _, seen = await call(api, world.actors["manager"], "GET", path, expect=200)
+    assert seen["traceback"].startswith("Traceback")
+    for who in ("contributor", "viewer"):
+        _, seen = await call(api, world.actors[who], "GET", path, expect=200)
+        assert seen["traceback"] is None and seen["error"] == "boom"
+    _, page = await call(api, c, "GET", f"/api/images/{world.image_id}/analyses", expect=200)
+    assert all(x["traceback"] is None for x in page["items"])

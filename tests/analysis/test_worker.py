@@ -104,3 +104,17 @@ def test_worker_refuses_apps_it_does_not_have(live_server: LiveServer,  # noqa: 
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert run_worker(live_server.url, live_server.api_key, ["nope"], once=True) == 2
     assert "not installed" in capsys.readouterr().err
+
+
+def test_failing_run_is_failed_with_its_reason(live_server: LiveServer,  # noqa: F811
+                                               ready_images: dict[str, int], c: Any) -> None:  # noqa: F811
+    # A 16-bit fluorescence image: the brightfield apps refuse it on the worker.
+    image = c.image(ready_images["fluo16.tif"])
+    a = image.analyse("tissue_detection")
+    assert run_worker(live_server.url, live_server.api_key, ["tissue_detection"],
+                      once=True) == 1
+    failed = c.analysis(a.id)
+    assert failed.status == "failed" and "not an RGB brightfield image" in failed.error
+    assert failed.result_count is None
+    assert "AnalysisError" in (failed.traceback or "")  # the API key's user is an admin
+    failed.delete()
