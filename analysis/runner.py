@@ -46,6 +46,8 @@ class RunContext:
     on_log: Callable[[str], None] = lambda s: None
     #: returns True when the run should stop (user cancelled, timeout).
     should_stop: Callable[[], bool] = lambda: False
+    #: Threads an app may use for independent pieces (tiles); 1 = sequential.
+    workers: int = 1
     log_lines: list[str] = field(default_factory=list)
 
     def progress(self, fraction: float) -> None:

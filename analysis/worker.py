@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--once", action="store_true",
                    help="run at most one analysis, then exit (scripts, tests)")
     p.add_argument("--name", default=None, help="worker name shown in the analysis log")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="threads per analysis for apps that work tile by tile "
+                        "(default: all cores)")
     p.set_defaults(func=run_worker_cli)
 
 
@@ -104,7 +107,7 @@ class Heartbeat:
 
 
 def process(client: Any, analysis: Any, installed: dict[str, App],
-            heartbeat_s: float = HEARTBEAT_S) -> str:
+            heartbeat_s: float = HEARTBEAT_S, threads: int = 1) -> str:
     """Run one claimed analysis to its end; returns its final status."""
     from .descriptor import validate_params
     from .remote import ClientRaster
@@ -120,7 +123,7 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
             region = Region(**analysis.region) if analysis.region else None
             features, prov = run_app(app, ClientRaster(image), params, region,
                                      on_progress=hb.progress, on_log=hb.log,
-                                     should_stop=hb.should_stop)
+                                     should_stop=hb.should_stop, workers=max(1, threads))
             with tempfile.TemporaryDirectory(prefix="microtome-worker-") as tmp:
                 path = Path(tmp) / "results.geojson"
                 write_geojson(path, features, prov)
@@ -144,7 +147,7 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
 
 
 def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: bool = False,
-               poll: float = 1.0, name: str | None = None,
+               poll: float = 1.0, name: str | None = None, threads: int = 1,
                stop: threading.Event | None = None) -> int:
     from microtome_client import Client
 
@@ -165,7 +168,7 @@ def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: b
                     return 0
                 stop.wait(poll)
                 continue
-            status = process(client, analysis, installed)
+            status = process(client, analysis, installed, threads=threads)
             print(f"analysis {analysis.id} ({analysis.app}): {status}", file=sys.stderr)
             if once:
                 return 0 if status == "done" else 1
@@ -176,7 +179,7 @@ def run_worker_cli(args: argparse.Namespace) -> int:
     apps = [a.strip() for a in args.apps.split(",") if a.strip()] if args.apps else None
     try:
         return run_worker(args.server, args.api_key, apps, once=args.once, poll=args.poll,
-                          name=args.name)
+                          name=args.name, threads=args.threads)
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ def register(subparsers: Any) -> None:
                    help="require this version of the app")
     p.add_argument("--region", type=_region, default=None, metavar="X,Y,W,H",
                    help="analyse only this rectangle (full-resolution pixels)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="threads for apps that work tile by tile (default: all cores)")
     p.add_argument("--list", action="store_true", help="list the installed apps and exit")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run_analyse)
@@ -126,6 +129,7 @@ def run_analyse(args: argparse.Namespace) -> int:
     try:
         with _open_raster(args.src, args.quiet) as raster:
             features, prov = run_app(app, raster, params, args.region,
+                                     workers=max(1, args.workers),
                                      on_progress=_progress(args.quiet),
                                      on_log=(lambda s: None) if args.quiet else
                                      (lambda s: print(f"  {s}", file=sys.stderr)))
