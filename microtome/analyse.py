@@ -40,7 +40,8 @@ def register(subparsers: Any) -> None:
                     "analyse --list` shows the installed apps and their parameters.  "
                     "Exit 0 done, 1 the analysis failed, 2 usage error.")
     p.add_argument("app", nargs="?", metavar="APP")
-    p.add_argument("src", nargs="?", type=Path, metavar="SRC")
+    p.add_argument("src", nargs="?", type=Path, metavar="SRC",
+                   help="an OME-Zarr or a convertible file; with --server an image id")
     p.add_argument("-o", "--output", type=Path, metavar="OUT.geojson",
                    help="where to write the results (default: <SRC stem>.<APP>.geojson)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -51,6 +52,12 @@ def register(subparsers: Any) -> None:
                    help="analyse only this rectangle (full-resolution pixels)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="threads for apps that work tile by tile (default: all cores)")
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="submit to this server instead (SRC is then an image id); "
+                        "needs --api-key")
+    p.add_argument("--api-key", default=None, metavar="KEY", help="with --server")
+    p.add_argument("--wait", action="store_true",
+                   help="with --server: wait until the analysis has finished")
     p.add_argument("--list", action="store_true", help="list the installed apps and exit")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run_analyse)
@@ -108,6 +115,8 @@ def run_analyse(args: argparse.Namespace) -> int:
     if not args.app or not args.src:
         print("error: APP and SRC are required (or --list)", file=sys.stderr)
         return 2
+    if args.server:
+        return _submit(args)
     try:
         app = get_app(args.app, args.app_version)
         params = validate_params(app.descriptor,
@@ -143,3 +152,54 @@ def run_analyse(args: argparse.Namespace) -> int:
         return 1
     print(f"{n} objects -> {out}")
     return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    """Queue the analysis on a server (its workers run it); exit 1 if it fails."""
+    from microtome_client import APIError, Client, ConnectionFailed
+
+    from analysis import AppDescriptor
+
+    if not args.api_key:
+        print("error: --server needs --api-key", file=sys.stderr)
+        return 2
+    try:
+        image_id = int(str(args.src))
+    except ValueError:
+        print(f"error: with --server, SRC is an image id (got {args.src})", file=sys.stderr)
+        return 2
+    try:
+        with Client(args.server, api_key=args.api_key) as client:
+            apps = {a.name: a for a in client.apps()}
+            if args.app not in apps:
+                print(f"error: the server has no app {args.app!r} "
+                      f"(it has: {', '.join(sorted(apps)) or 'none'})", file=sys.stderr)
+                return 2
+            remote = apps[args.app]
+            d = AppDescriptor(remote.name, remote.version, remote.title, remote.description,
+                              remote.params_schema)
+            region = args.region and (args.region.x, args.region.y, args.region.w,
+                                      args.region.h)
+            a = client.image(image_id).analyse(args.app, coerce_cli_params(d, args.param),
+                                               version=args.app_version, region=region)
+            print(f"analysis {a.id} queued")
+            if args.wait:
+                a = a.wait()
+                print(f"analysis {a.id}: {a.status}"
+                      + (f", {a.result_count} objects" if a.status == "done" else "")
+                      + (f" ({a.error})" if a.error else ""))
+                return 0 if a.status == "done" else 1
+            return 0
+    except InvalidParams as e:
+        for k, v in sorted(e.errors.items()):
+            print(f"error: parameter {k}: {v}", file=sys.stderr)
+        return 2
+    except APIError as e:
+        fields = (e.detail or {}).get("fields") if isinstance(e.detail, dict) else None
+        for k, v in sorted((fields or {}).items()):
+            print(f"error: parameter {k}: {v}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if e.status == 400 else 1
+    except ConnectionFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

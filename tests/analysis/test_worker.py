@@ -118,3 +118,29 @@ def test_failing_run_is_failed_with_its_reason(live_server: LiveServer,  # noqa:
     assert failed.result_count is None
     assert "AnalysisError" in (failed.traceback or "")  # the API key's user is an admin
     failed.delete()
+
+
+def test_analyse_with_server_submits_and_waits_for_a_running_worker(
+        live_server: LiveServer, ready_images: dict[str, int],  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, daemon=True, kwargs=dict(
+        url=live_server.url, api_key=live_server.api_key, apps=["tissue_detection"],
+        poll=0.2, stop=stop))
+    worker.start()
+    try:
+        base = ["analyse", "tissue_detection", str(ready_images["CMU-1-Small-Region.svs"]),
+                "--server", live_server.url, "--api-key", live_server.api_key]
+        assert main([*base, "--param", "min_area=5000", "--region", "0,0,1500,2000",
+                     "--wait"]) == 0
+        out = capsys.readouterr().out
+        assert "queued" in out and ": done, " in out and "objects" in out
+        assert main([*base, "--param", "smoothing=50"]) == 2
+        assert "parameter smoothing" in capsys.readouterr().err
+        assert main([*base[:2], "not-an-id", *base[3:]]) == 2
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
