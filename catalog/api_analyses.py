@@ -161,6 +161,51 @@ async def get_analysis(request: web.Request) -> web.Response:
     return json_response(analysis_json(row, await _is_manager(request, row["image_id"])))
 
 
+BINS = 20
+
+
+async def analysis_summary(request: web.Request) -> web.Response:
+    """Count of results, count per term, and per measurement: mean, median,
+    min, max and a histogram of BINS equal bins between min and max."""
+    analysis_id = await _visible(request, "viewer")
+    pool = request.app[DB_POOL]
+    count = await pool.fetchval("SELECT count(*) FROM annotations WHERE analysis_id = $1",
+                                analysis_id)
+    terms = await pool.fetch(
+        """SELECT t.id, t.name, count(*) AS n FROM annotations a
+           CROSS JOIN LATERAL unnest(a.term_ids) AS u(tid) JOIN terms t ON t.id = u.tid
+           WHERE a.analysis_id = $1 GROUP BY t.id, t.name ORDER BY n DESC, t.name""",
+        analysis_id)
+    rows = await pool.fetch(
+        f"""WITH v AS (
+              SELECT m.key, (m.value)::float8 AS x FROM annotations a
+              CROSS JOIN LATERAL jsonb_each(a.properties -> 'measurements') AS m(key, value)
+              WHERE a.analysis_id = $1 AND jsonb_typeof(a.properties -> 'measurements')
+                    = 'object' AND jsonb_typeof(m.value) = 'number'),
+            s AS (SELECT key, count(*) AS n, avg(x) AS mean, min(x) AS lo, max(x) AS hi,
+                         percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median
+                  FROM v GROUP BY key),
+            h AS (SELECT v.key, least(width_bucket(v.x, s.lo, s.hi, {BINS}), {BINS}) AS b,
+                         count(*) AS n
+                  FROM v JOIN s USING (key) WHERE s.hi > s.lo GROUP BY 1, 2)
+            SELECT s.*, (SELECT array_agg(ARRAY[h.b, h.n] ORDER BY h.b) FROM h
+                         WHERE h.key = s.key) AS hist
+            FROM s ORDER BY s.key""", analysis_id)
+    measurements = {}
+    for r in rows:
+        counts = [0] * BINS
+        for b, n in r["hist"] or []:
+            counts[b - 1] = n
+        if r["hist"] is None:
+            counts[0] = r["n"]  # every value equal
+        measurements[r["key"]] = {"count": r["n"], "mean": r["mean"], "median": r["median"],
+                                  "min": r["lo"], "max": r["hi"], "histogram": counts}
+    return json_response({"analysis_id": analysis_id, "count": count,
+                          "terms": [{"term_id": t["id"], "name": t["name"], "count": t["n"]}
+                                    for t in terms],
+                          "measurements": measurements})
+
+
 async def cancel_analysis(request: web.Request) -> web.Response:
     analysis_id = await _visible(request, "contributor")
     pool = request.app[DB_POOL]
@@ -206,5 +251,6 @@ def routes() -> list[web.RouteDef]:
             web.get("/api/images/{image_id}/analyses", list_analyses),
             web.post("/api/images/{image_id}/analyses", create_analysis),
             web.get("/api/analyses/{analysis_id}", get_analysis),
+            web.get("/api/analyses/{analysis_id}/summary", analysis_summary),
             web.delete("/api/analyses/{analysis_id}", delete_analysis),
             web.post("/api/analyses/{analysis_id}/cancel", cancel_analysis)]

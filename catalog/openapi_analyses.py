@@ -46,6 +46,16 @@ SCHEMAS: dict[str, Any] = {
                            "traceback": {"type": "string", "maxLength": 65536},
                            "log": {"type": "string", "maxLength": 65536}},
                           required=["status"]),
+    "AnalysisSummary": obj({
+        "analysis_id": ID, "count": {"type": "integer"},
+        "terms": {"type": "array", "items": obj({"term_id": ID, "name": {"type": "string"},
+                                                 "count": {"type": "integer"}})},
+        "measurements": {"type": "object", "additionalProperties": obj({
+            "count": {"type": "integer"}, "mean": {"type": "number"},
+            "median": {"type": "number"}, "min": {"type": "number"},
+            "max": {"type": "number"},
+            "histogram": {"type": "array", "items": {"type": "integer"},
+                          "description": "20 equal bins from min to max"}})}}),
     "AnalysisList": obj({"items": {"type": "array", "items": ref("Analysis")},
                          "total": {"type": "integer"}, "limit": {"type": "integer"},
                          "offset": {"type": "integer"}}),
@@ -87,6 +97,10 @@ PATHS: dict[str, Any] = {
         "failed (removes them)", "Analysis", status="200", body="AnalysisFinish",
         params=[path_param("analysis_id")], tag=_T,
         write_errors={"409": {"description": "the analysis was cancelled or re-queued"}})},
+    "/api/analyses/{analysis_id}/summary": {"get": operation(
+        "Results summary: count, count per term, statistics and histogram per measurement",
+        "AnalysisSummary", status="200", body=None, params=[path_param("analysis_id")],
+        tag=_T)},
     "/api/analyses/{analysis_id}/cancel": {"post": operation(
         "Cancel a queued or running analysis", "Analysis", status="200", body=None,
         params=[path_param("analysis_id")], tag=_T, write_errors=_W)},

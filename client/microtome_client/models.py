@@ -143,6 +143,11 @@ class Analysis(Record):
     async def cancel(self) -> Analysis:
         return await self.client.cancel_analysis(self.id)
 
+    async def summary(self) -> dict[str, Any]:
+        """Count, count per term, and mean / median / min / max / histogram per measurement."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/analyses/{self.id}/summary")
+
     async def delete(self) -> None:
         """Delete the analysis and every annotation it produced."""
         await self.client.delete_analysis(self.id)

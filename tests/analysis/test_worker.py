@@ -45,6 +45,13 @@ def test_worker_runs_tissue_detection_and_results_are_linked(
                 "annotations WHERE analysis_id = $1", a.id)
     assert rows[0]["n"] == done.result_count
     assert "Area" in rows[0]["p"]  # measurements kept with the annotation
+    summary = done.summary()
+    assert summary["count"] == done.result_count
+    assert summary["terms"][0]["name"] == "Tissue"
+    assert summary["terms"][0]["count"] == done.result_count
+    area = summary["measurements"]["Area µm^2"]
+    assert area["count"] == done.result_count and area["min"] >= 5000
+    assert sum(area["histogram"]) == done.result_count and len(area["histogram"]) == 20
     done.delete()
     assert _sql(live_server, "SELECT count(*) AS n FROM annotations WHERE analysis_id = $1"
                 " OR producer = $2", a.id, f"analysis:{a.id}")[0]["n"] == 0
@@ -58,6 +65,9 @@ def test_nuclei_on_a_region_through_the_http_raster(
                       once=True) == 0
     done = c.analysis(a.id)
     assert done.status == "done" and done.result_count > 20
+    s = done.summary()["measurements"]
+    assert s["Area µm^2"]["min"] <= s["Area µm^2"]["median"] <= s["Area µm^2"]["max"]
+    assert sum(s["Circularity"]["histogram"]) == done.result_count
     done.delete()
 
 
