@@ -22,24 +22,28 @@ SETTINGS = web.AppKey("settings", Settings)
 
 _ROOT = Path(__file__).resolve().parent.parent
 #: Numbered SQL migrations, applied in number order across these folders
-#: (catalog 0001-0099, annotations 0100+).
+#: (catalog 0001-0099, annotations 0100+, analysis 0200+).
 MIGRATION_DIRS: tuple[Path, ...] = (_ROOT / "catalog" / "migrations",
-                                    _ROOT / "annotations" / "migrations")
+                                    _ROOT / "annotations" / "migrations",
+                                    _ROOT / "analysis" / "migrations")
 
 
 @cache  # built once: the document is a constant of the installed code
 def openapi_document() -> dict[str, Any]:
     """The published /api document: the catalog's with the annotation API merged in."""
     from annotations.openapi import PATHS, SCHEMAS
+    from catalog import openapi_analyses as analyses
     from catalog.openapi import build_spec
 
-    return build_spec(extra_paths=PATHS, extra_schemas=SCHEMAS)
+    return build_spec(extra_paths={**PATHS, **analyses.PATHS},
+                      extra_schemas={**SCHEMAS, **analyses.SCHEMAS})
 
 
 def create_app(settings: Settings) -> web.Application:
     """The whole application.  Every resource lives in a cleanup context."""
     # Imported here so that `microtome convert` does not pay for the web stack.
     from annotations.web import setup_annotations
+    from catalog.api_analyses import setup_analyses
     from catalog.resolver import CatalogResolver
     from catalog.web import setup_catalog
     from microtome.frontend import setup_frontend
@@ -54,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_catalog(app, settings, migration_dirs=MIGRATION_DIRS, openapi=openapi_document())
     setup_tiles(app, CatalogResolver(app), settings.tiles)
     setup_annotations(app)
+    setup_analyses(app)
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks
     # registered first): the long-lived start-up objects leave the GC's view.

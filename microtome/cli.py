@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES = (
     "tileserver.cli",     # tiles
     "microtome.serve",    # serve
     "microtome.admin",    # user, import
+    "microtome.analyse",  # analyse
+    "analysis.worker",    # worker
 )
 
 

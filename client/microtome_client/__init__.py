@@ -18,14 +18,26 @@ from .errors import (
     Unprocessable,
 )
 from .image import Image
-from .models import Annotation, ApiKey, ImageMetadata, Job, Member, ShareLink, Term, User
+from .models import (
+    Analysis,
+    Annotation,
+    ApiKey,
+    App,
+    ImageMetadata,
+    Job,
+    Member,
+    ShareLink,
+    Term,
+    User,
+)
 from .project import Project
 from .sync import Client
 from .transport import RetryPolicy
 from .uploads import UploadResult
 
 __all__ = [
-    "APIError", "Annotation", "ApiKey", "AsyncClient", "AuthenticationError", "BadRequest",
+    "APIError", "Analysis", "Annotation", "ApiKey", "App", "AsyncClient",
+    "AuthenticationError", "BadRequest",
     "Client", "Conflict", "ConnectionFailed", "ConversionFailed", "Forbidden", "Image",
     "ImageMetadata", "Job", "Member", "MicrotomeError", "NotFound", "Project", "RateLimited",
     "RetryPolicy", "ServerError", "ShareLink", "Term", "TooLarge", "Unprocessable",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .image import Image
-from .models import Annotation, ApiKey, Job, Record, ShareLink, Term, User
+from .models import Analysis, Annotation, ApiKey, App, Job, Record, ShareLink, Term, User
 from .project import Project
 from .transport import RetryPolicy, Transport
 
@@ -176,6 +176,52 @@ class AsyncClient:
 
     async def job(self, job_id: int) -> Job:
         return await self._get(Job, f"/api/jobs/{int(job_id)}")
+
+    # -- analysis apps -----------------------------------------------------------------
+    async def apps(self) -> list[App]:
+        """The analysis apps installed on the server."""
+        await self._ensure_login()
+        doc = await self.t.json("GET", "/api/apps")
+        return [App.from_json(a, self) for a in doc["items"]]
+
+    async def analysis(self, analysis_id: int) -> Analysis:
+        return await self._get(Analysis, f"/api/analyses/{int(analysis_id)}")
+
+    async def cancel_analysis(self, analysis: int | Analysis) -> Analysis:
+        return await self._post(Analysis, f"/api/analyses/{_id(analysis)}/cancel", None)
+
+    async def delete_analysis(self, analysis: int | Analysis) -> None:
+        """Delete an analysis together with all its results."""
+        await self._delete(f"/api/analyses/{_id(analysis)}")
+
+    # Worker side (administrators' API keys; `microtome worker` uses these).
+    async def claim_analysis(self, apps: Iterable[str] | None = None,
+                             worker: str = "") -> Analysis | None:
+        """The oldest queued analysis (now 'running' for this worker), or None."""
+        await self._ensure_login()
+        body: dict[str, Any] = {"apps": list(apps) if apps is not None else None}
+        if worker:
+            body["worker"] = worker
+        resp = await self.t.request("POST", "/api/analysis-queue/claim", json=body)
+        if resp.status_code == 204:
+            return None
+        return Analysis.from_json(resp.json(), self)
+
+    async def report_analysis(self, analysis: int | Analysis, progress: float,
+                              log: str = "") -> Analysis:
+        """Heart-beat: progress 0..1 and log text; the answer's status may be 'cancelled'."""
+        return await self._post(Analysis, f"/api/analyses/{_id(analysis)}/progress",
+                                {"progress": progress, "log": log})
+
+    async def finish_analysis(self, analysis: int | Analysis, status: str, *,
+                              error: str = "", log: str = "", traceback: str = ""
+                              ) -> Analysis:
+        body: dict[str, Any] = {"status": status, "log": log}
+        if error:
+            body["error"] = error[:4000]
+        if traceback:
+            body["traceback"] = traceback[-65536:]
+        return await self._post(Analysis, f"/api/analyses/{_id(analysis)}/finish", body)
 
     # -- sharing ---------------------------------------------------------------------
     def share_links(self, page_size: int = 100) -> AsyncIterator[ShareLink]:

@@ -9,6 +9,16 @@ mirrors them).
 from __future__ import annotations
 
 COVERAGE: dict[str, str] = {
+    "GET /api/apps": "AsyncClient.apps",
+    "GET /api/images/{image_id}/analyses": "Image.analyses",
+    "POST /api/images/{image_id}/analyses": "Image.analyse",
+    "GET /api/analyses/{analysis_id}": "AsyncClient.analysis",
+    "POST /api/analyses/{analysis_id}/cancel": "AsyncClient.cancel_analysis",
+    "DELETE /api/analyses/{analysis_id}": "AsyncClient.delete_analysis",
+    "GET /api/analyses/{analysis_id}/summary": "Analysis.summary",
+    "POST /api/analysis-queue/claim": "AsyncClient.claim_analysis",
+    "POST /api/analyses/{analysis_id}/progress": "AsyncClient.report_analysis",
+    "POST /api/analyses/{analysis_id}/finish": "AsyncClient.finish_analysis",
     "GET /api/setup": "AsyncClient.needs_setup",
     "POST /api/setup": "AsyncClient.setup",
     "GET /api/session": "AsyncClient.me",

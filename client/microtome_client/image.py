@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .models import Annotation, ImageMetadata, Job, Record, Term
+from .models import Analysis, Annotation, ImageMetadata, Job, Record, Term
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,6 +54,28 @@ class Image(Record):
         """Convert a failed image again from the original the server kept (the new job)."""
         return Job.from_json(await self.client.t.json(
             "POST", f"/api/images/{self.id}/retry"), self.client)
+
+    def analyses(self, page_size: int = 100) -> AsyncIterator[Analysis]:
+        """Analyses run on this image, newest first."""
+        return self.client.paginate(f"/api/images/{self.id}/analyses", Analysis,
+                                    page_size=page_size)
+
+    async def analyse(self, app: str, params: dict[str, Any] | None = None, *,
+                      version: str | None = None,
+                      region: tuple[int, int, int, int] | None = None) -> Analysis:
+        """Queue the analysis app ``app`` on this image (contributor or above).
+
+        ``region`` is (x, y, w, h) in full-resolution pixels; wrong parameters
+        raise `BadRequest` whose ``detail["fields"]`` names each one.
+        """
+        body: dict[str, Any] = {"app": app, "params": params or {}}
+        if version is not None:
+            body["version"] = version
+        if region is not None:
+            x, y, w, h = region
+            body["region"] = {"x": x, "y": y, "w": w, "h": h}
+        return Analysis.from_json(await self.client.t.json(
+            "POST", f"/api/images/{self.id}/analyses", json=body), self.client)
 
     async def signed_url(self, expires_in: int = 3600) -> dict[str, Any]:
         """A short-lived token for tile/IIIF/DZI URLs of this image (for other viewers)."""

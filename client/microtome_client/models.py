@@ -104,6 +104,69 @@ class Job(Record):
 
 
 @dataclass
+class App(Record):
+    """An analysis app installed on the server; ``params_schema`` is a JSON Schema."""
+
+    name: str = ""
+    version: str = ""
+    title: str = ""
+    description: str = ""
+    inputs: list[str] = field(default_factory=list)
+    params_schema: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 0.0
+
+
+@dataclass
+class Analysis(Record):
+    """One run of an app on an image (``image.analyse(...)``)."""
+
+    id: int = 0
+    image_id: int = 0
+    user_id: int | None = None
+    app: str = ""
+    version: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    region: dict[str, int] | None = None
+    status: str = ""
+    progress: float = 0.0
+    log: str = ""
+    error: str | None = None
+    #: A failed run's traceback (only for the image's managers).
+    traceback: str | None = None
+    attempts: int = 0
+    result_count: int | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    async def refresh(self) -> Analysis:
+        return await self.client.analysis(self.id)
+
+    async def cancel(self) -> Analysis:
+        return await self.client.cancel_analysis(self.id)
+
+    async def summary(self) -> dict[str, Any]:
+        """Count, count per term, and mean / median / min / max / histogram per measurement."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/analyses/{self.id}/summary")
+
+    async def delete(self) -> None:
+        """Delete the analysis and every annotation it produced."""
+        await self.client.delete_analysis(self.id)
+
+    async def wait(self, limit_s: float = 3600.0, poll: float = 0.5) -> Analysis:
+        """The analysis once it has ended (done, failed or cancelled)."""
+        a: Analysis = self
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while a.status not in ("done", "failed", "cancelled"):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"analysis {self.id} still {a.status} after {limit_s:g} s")
+            await asyncio.sleep(poll)
+            a = await a.refresh()
+        return a
+
+
+@dataclass
 class ShareLink(Record):
     id: int = 0
     image_id: int | None = None

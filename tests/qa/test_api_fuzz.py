@@ -45,8 +45,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 #: Deletes run after every read and write, leaves before their parents, and the
 #: ones that revoke the fuzzer's own credentials at the very end.
-DELETE_ORDER = ["/api/annotations/", "/api/projects/{project_id}/terms/", "/api/share-links/",
-                "/api/uploads/", "/api/projects/{project_id}/members/",
+DELETE_ORDER = ["/api/analyses/", "/api/annotations/", "/api/projects/{project_id}/terms/",
+                "/api/share-links/", "/api/uploads/", "/api/projects/{project_id}/members/",
                 "/api/projects/{project_id}/images/", "/api/images/", "/api/projects/",
                 "/api/api-keys/", "/api/users/", "/api/session"]
 

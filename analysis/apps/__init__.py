@@ -1,0 +1,1 @@
+"""Built-in apps (registered in Microtome's pyproject.toml, group ``microtome.apps``)."""

@@ -1,0 +1,54 @@
+"""A `Raster` over the server's HTTP API (the Python client): what workers read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import AnalysisError
+from .raster import LevelInfo
+
+
+class ClientRaster:
+    """Pixels of one catalogued image through ``microtome_client`` (sync `Client` image)."""
+
+    def __init__(self, image: Any) -> None:
+        meta = image.metadata
+        if meta.kind != "rgb":
+            raise AnalysisError(f"image {image.id}: not an RGB brightfield image")
+        self._image = image
+        self._levels = tuple(LevelInfo(lv.width, lv.height, float(lv.downsample))
+                             for lv in meta.levels)
+        ps = meta.pixel_size_um
+        self._mpp = (float(ps[0]) + float(ps[1])) / 2 if ps else None
+
+    @property
+    def width(self) -> int:
+        return self._levels[0].width
+
+    @property
+    def height(self) -> int:
+        return self._levels[0].height
+
+    @property
+    def levels(self) -> tuple[LevelInfo, ...]:
+        return self._levels
+
+    @property
+    def mpp(self) -> float | None:
+        return self._mpp
+
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        lv = self._levels[level]
+        if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > lv.width or y + h > lv.height:
+            raise ValueError("region outside level")
+        d = int(lv.downsample)
+        # The client takes level-0 rectangles; this one maps back onto exactly
+        # the asked level pixels (the last column/row may be partial at level 0).
+        x0, y0 = x * d, y * d
+        w0, h0 = min(w * d, self.width - x0), min(h * d, self.height - y0)
+        out = np.asarray(self._image.region(x0, y0, w0, h0, level=level))[..., :3]
+        if out.shape[:2] != (h, w):
+            raise AnalysisError(f"server answered {out.shape[:2]} pixels for {h}x{w}")
+        return np.ascontiguousarray(out, dtype=np.uint8)

@@ -1,0 +1,185 @@
+"""`microtome worker --server URL --api-key KEY`: run queued analyses anywhere.
+
+The worker needs only HTTP access and an administrator's API key (no
+database credentials). It claims the oldest queued analysis of an app it has
+installed, reads pixels through the client, heart-beats progress and log
+lines (a background thread, so a long step does not look like a dead
+worker), writes the results with the client's bulk GeoJSON import tagged
+``producer = analysis:<id>``, and finishes the analysis, which links them.
+Cancelled on the server or past the app's timeout: the run stops at its next
+``ctx.check()`` and its results are discarded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .errors import AnalysisError
+from .features import write_geojson
+from .registry import App, available_apps, get_app
+from .runner import Cancelled, Region, run_app
+
+HEARTBEAT_S = 10.0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "worker", help="run queued analyses for a server (HTTP only)",
+        description="Claim queued analyses from a Microtome server and run them here. "
+                    "Needs an administrator's API key; MICROTOME_URL / MICROTOME_API_KEY "
+                    "are not read: pass --server and --api-key.")
+    p.add_argument("--server", required=True, metavar="URL")
+    p.add_argument("--api-key", required=True, metavar="KEY")
+    p.add_argument("--apps", default=None, metavar="NAME[,NAME...]",
+                   help="only these apps (default: every installed app)")
+    p.add_argument("--poll", type=float, default=1.0, metavar="S",
+                   help="seconds between claims when the queue is empty (default 1)")
+    p.add_argument("--once", action="store_true",
+                   help="run at most one analysis, then exit (scripts, tests)")
+    p.add_argument("--name", default=None, help="worker name shown in the analysis log")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="threads per analysis for apps that work tile by tile "
+                        "(default: all cores)")
+    p.set_defaults(func=run_worker_cli)
+
+
+class Heartbeat:
+    """Reports progress and log lines every HEARTBEAT_S seconds from a thread;
+    remembers when the server says the analysis was cancelled."""
+
+    def __init__(self, client: Any, analysis_id: int, timeout_s: float,
+                 every: float = HEARTBEAT_S) -> None:
+        self.client, self.id, self.every = client, analysis_id, every
+        self.deadline = time.monotonic() + timeout_s
+        self.progress_value = 0.0
+        self.pending: list[str] = []
+        self.cancelled = False
+        self.timed_out = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def progress(self, f: float) -> None:
+        self.progress_value = f
+
+    def log(self, line: str) -> None:
+        with self._lock:
+            self.pending.append(line)
+
+    def should_stop(self) -> bool:
+        if time.monotonic() > self.deadline:
+            self.timed_out = True
+        return self.cancelled or self.timed_out
+
+    def flush(self) -> str:
+        with self._lock:
+            text = "".join(f"{line}\n" for line in self.pending)
+            self.pending.clear()
+        return text
+
+    def beat(self) -> None:
+        a = self.client.report_analysis(self.id, self.progress_value, self.flush())
+        self.cancelled = a.status == "cancelled"
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.beat()
+            except Exception as e:  # the server may be restarting; the next beat retries
+                print(f"heart-beat failed: {e}", file=sys.stderr)
+
+
+def process(client: Any, analysis: Any, installed: dict[str, App],
+            heartbeat_s: float = HEARTBEAT_S, threads: int = 1) -> str:
+    """Run one claimed analysis to its end; returns its final status."""
+    from .descriptor import validate_params
+    from .remote import ClientRaster
+
+    try:
+        app = get_app(analysis.app, analysis.version, installed)
+    except AnalysisError as e:
+        return client.finish_analysis(analysis.id, "failed", error=e.message).status
+    with Heartbeat(client, analysis.id, app.descriptor.timeout, heartbeat_s) as hb:
+        try:
+            params = validate_params(app.descriptor, analysis.params)
+            image = client.image(analysis.image_id)
+            region = Region(**analysis.region) if analysis.region else None
+            features, prov = run_app(app, ClientRaster(image), params, region,
+                                     on_progress=hb.progress, on_log=hb.log,
+                                     should_stop=hb.should_stop, workers=max(1, threads))
+            with tempfile.TemporaryDirectory(prefix="microtome-worker-") as tmp:
+                path = Path(tmp) / "results.geojson"
+                write_geojson(path, features, prov)
+                image.import_annotations(path, producer=f"analysis:{analysis.id}")
+            hb.log(f"{len(features)} objects in {prov['seconds']:.1f} s")
+            return client.finish_analysis(analysis.id, "done", log=hb.flush()).status
+        except Cancelled:
+            if hb.timed_out:
+                msg = f"timed out after {app.descriptor.timeout:g} s"
+                return client.finish_analysis(analysis.id, "failed", error=msg,
+                                              log=hb.flush()).status
+            return "cancelled"
+        except Exception as e:
+            msg = e.message if isinstance(e, AnalysisError) else f"{type(e).__name__}: {e}"
+            try:
+                return client.finish_analysis(analysis.id, "failed", error=msg, log=hb.flush(),
+                                              traceback=traceback.format_exc()).status
+            except Exception as e2:  # e.g. cancelled meanwhile (409): nothing to keep
+                print(f"analysis {analysis.id}: {e2}", file=sys.stderr)
+                return "failed"
+
+
+def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: bool = False,
+               poll: float = 1.0, name: str | None = None, threads: int = 1,
+               stop: threading.Event | None = None) -> int:
+    from microtome_client import Client
+
+    installed = available_apps()
+    if apps:
+        missing = sorted(set(apps) - set(installed))
+        if missing:
+            print(f"error: apps not installed here: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        installed = {k: v for k, v in installed.items() if k in apps}
+    name = name or f"{socket.gethostname()}:{os.getpid()}"
+    stop = stop or threading.Event()
+    with Client(url, api_key=api_key) as client:
+        while not stop.is_set():
+            analysis = client.claim_analysis(sorted(installed), worker=name)
+            if analysis is None:
+                if once:
+                    return 0
+                stop.wait(poll)
+                continue
+            status = process(client, analysis, installed, threads=threads)
+            print(f"analysis {analysis.id} ({analysis.app}): {status}", file=sys.stderr)
+            if once:
+                return 0 if status == "done" else 1
+    return 0
+
+
+def run_worker_cli(args: argparse.Namespace) -> int:
+    apps = [a.strip() for a in args.apps.split(",") if a.strip()] if args.apps else None
+    try:
+        return run_worker(args.server, args.api_key, apps, once=args.once, poll=args.poll,
+                          name=args.name, threads=args.threads)
+    except Exception as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,256 @@
+"""Handlers for analysis apps: /api/apps, /api/images/{id}/analyses, /api/analyses/{id}.
+
+Creating an analysis records it as 'queued'; workers (``microtome worker``)
+claim it. Deleting one deletes its result annotations through the foreign
+key (analysis migrations), in one statement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+from jsonschema import Draft202012Validator
+
+from analysis import AnalysisError, InvalidParams, available_apps, get_app, validate_params
+from catalog.access import (
+    get_principal,
+    image_role,
+    require_image_role,
+    require_user,
+    role_at_least,
+)
+from catalog.db import DB_POOL
+from catalog.jsonio import MAX_BODY, page, page_params, path_id
+from catalog.openapi_analyses import SCHEMAS
+from core.http import json_response
+from pyramid import errors
+
+#: Installed apps, discovered once at start-up (entry points read files: not on the loop).
+APPS = web.AppKey("analysis_apps", dict)
+
+COLUMNS = ("id, image_id, user_id, app, version, params, region, status, progress, log, "
+           "error, traceback, attempts, result_count, created_at, started_at, finished_at")
+FINISHED = ("done", "failed", "cancelled")
+
+
+def analysis_json(row: asyncpg.Record, manager: bool = False) -> dict[str, Any]:
+    """The public form; a failed run's traceback only for the image's managers."""
+    out = {k: row[k] for k in ("id", "image_id", "user_id", "app", "version", "status",
+                               "log", "error", "attempts", "result_count")}
+    out["traceback"] = row["traceback"] if manager else None
+    out["params"] = orjson.loads(row["params"])
+    out["region"] = orjson.loads(row["region"]) if row["region"] is not None else None
+    out["progress"] = float(row["progress"])
+    for k in ("created_at", "started_at", "finished_at"):
+        out[k] = row[k].isoformat() if row[k] is not None else None
+    return out
+
+
+async def list_apps(request: web.Request) -> web.Response:
+    await require_user(request)
+    apps = request.app[APPS]
+    return json_response({"items": [apps[n].descriptor.to_json() for n in sorted(apps)]})
+
+
+def _checked(apps: dict[str, Any], body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(app, params with defaults) or 400 naming the app or every wrong parameter."""
+    try:
+        app = get_app(body["app"], body.get("version"), apps)
+        return app, validate_params(app.descriptor, body.get("params") or {})
+    except InvalidParams as e:
+        raise errors.InvalidRequest(e.message, {"fields": e.errors}) from None
+    except AnalysisError as e:
+        raise errors.InvalidRequest(e.message, {"fields": {"app": e.message}}) from None
+
+
+async def create_analysis(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    principal = await require_image_role(request, image_id, "contributor")
+    body = await read_body(request)
+    app, params = _checked(request.app[APPS], body)
+    pool = request.app[DB_POOL]
+    image = await pool.fetchrow("SELECT status, width, height FROM images WHERE id = $1",
+                                image_id)
+    if image is None:
+        raise errors.NotFound("image not found")
+    if image["status"] != "ready":
+        raise errors.Conflict(f"the image is not ready ({image['status']})")
+    region = body.get("region")
+    if region is not None and (region["x"] + region["w"] > image["width"]
+                               or region["y"] + region["h"] > image["height"]):
+        raise errors.InvalidRequest(
+            f"region outside the image ({image['width']}x{image['height']})",
+            {"fields": {"region": "outside the image"}})
+    d = app.descriptor
+    row = await pool.fetchrow(
+        f"""INSERT INTO analyses (image_id, user_id, app, version, params, region)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) RETURNING {COLUMNS}""",
+        image_id, principal.user_id, d.name, d.version, orjson.dumps(params).decode(),
+        orjson.dumps(region).decode() if region is not None else None)
+    return json_response(analysis_json(row), status=201)
+
+
+_BODY = Draft202012Validator(SCHEMAS["AnalysisCreate"])
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The JSON body checked against AnalysisCreate; 400 names the wrong field."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.TooLarge("request body too large", {"limit": MAX_BODY})
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise errors.TooLarge("request body too large", {"limit": MAX_BODY})
+    if b"\\u0000" in raw:
+        # PostgreSQL jsonb cannot hold NUL; refuse it here rather than fail in SQL.
+        raise errors.InvalidRequest("strings must not contain NUL characters")
+    try:
+        body = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError:
+        raise errors.InvalidRequest("malformed JSON body") from None
+    err = next(iter(_BODY.iter_errors(body)), None)
+    if err is not None:
+        where = "/".join(str(p) for p in err.absolute_path) or "body"
+        msg = err.message[:200]
+        raise errors.InvalidRequest(f"invalid request body: {where}: {msg}",
+                                    {"fields": {where: msg}})
+    return body  # type: ignore[no-any-return]
+
+
+async def _is_manager(request: web.Request, image_id: int) -> bool:
+    principal = await get_principal(request)
+    _, role = await image_role(request.app[DB_POOL], principal, image_id)
+    return role_at_least(role, "manager")
+
+
+async def list_analyses(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    await require_image_role(request, image_id, "viewer")
+    manager = await _is_manager(request, image_id)
+    limit, offset = page_params(request)
+    pool = request.app[DB_POOL]
+    rows = await pool.fetch(f"SELECT {COLUMNS} FROM analyses WHERE image_id = $1"
+                            f" ORDER BY id DESC LIMIT {limit} OFFSET {offset}", image_id)
+    total = await pool.fetchval("SELECT count(*) FROM analyses WHERE image_id = $1", image_id)
+    return json_response(page([analysis_json(r, manager) for r in rows], total, limit, offset))
+
+
+async def _visible(request: web.Request, minimum: str) -> int:
+    """The analysis id, after checking the caller's role on its image (404 if hidden)."""
+    analysis_id = path_id(request, "analysis_id")
+    image_id = await request.app[DB_POOL].fetchval(
+        "SELECT image_id FROM analyses WHERE id = $1", analysis_id)
+    if image_id is None:
+        await require_user(request)
+        raise errors.NotFound("analysis not found")
+    try:
+        await require_image_role(request, image_id, minimum)
+    except errors.NotFound:
+        raise errors.NotFound("analysis not found") from None
+    return analysis_id
+
+
+async def get_analysis(request: web.Request) -> web.Response:
+    analysis_id = await _visible(request, "viewer")
+    row = await request.app[DB_POOL].fetchrow(
+        f"SELECT {COLUMNS} FROM analyses WHERE id = $1", analysis_id)
+    if row is None:
+        raise errors.NotFound("analysis not found")
+    return json_response(analysis_json(row, await _is_manager(request, row["image_id"])))
+
+
+BINS = 20
+
+
+async def analysis_summary(request: web.Request) -> web.Response:
+    """Count of results, count per term, and per measurement: mean, median,
+    min, max and a histogram of BINS equal bins between min and max."""
+    analysis_id = await _visible(request, "viewer")
+    pool = request.app[DB_POOL]
+    count = await pool.fetchval("SELECT count(*) FROM annotations WHERE analysis_id = $1",
+                                analysis_id)
+    terms = await pool.fetch(
+        """SELECT t.id, t.name, count(*) AS n FROM annotations a
+           CROSS JOIN LATERAL unnest(a.term_ids) AS u(tid) JOIN terms t ON t.id = u.tid
+           WHERE a.analysis_id = $1 GROUP BY t.id, t.name ORDER BY n DESC, t.name""",
+        analysis_id)
+    rows = await pool.fetch(
+        f"""WITH v AS (
+              SELECT m.key, (m.value)::float8 AS x FROM annotations a
+              CROSS JOIN LATERAL jsonb_each(a.properties -> 'measurements') AS m(key, value)
+              WHERE a.analysis_id = $1 AND jsonb_typeof(a.properties -> 'measurements')
+                    = 'object' AND jsonb_typeof(m.value) = 'number'),
+            s AS (SELECT key, count(*) AS n, avg(x) AS mean, min(x) AS lo, max(x) AS hi,
+                         percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median
+                  FROM v GROUP BY key),
+            h AS (SELECT v.key, least(width_bucket(v.x, s.lo, s.hi, {BINS}), {BINS}) AS b,
+                         count(*) AS n
+                  FROM v JOIN s USING (key) WHERE s.hi > s.lo GROUP BY 1, 2)
+            SELECT s.*, (SELECT array_agg(ARRAY[h.b, h.n] ORDER BY h.b) FROM h
+                         WHERE h.key = s.key) AS hist
+            FROM s ORDER BY s.key""", analysis_id)
+    measurements = {}
+    for r in rows:
+        counts = [0] * BINS
+        for b, n in r["hist"] or []:
+            counts[b - 1] = n
+        if r["hist"] is None:
+            counts[0] = r["n"]  # every value equal
+        measurements[r["key"]] = {"count": r["n"], "mean": r["mean"], "median": r["median"],
+                                  "min": r["lo"], "max": r["hi"], "histogram": counts}
+    return json_response({"analysis_id": analysis_id, "count": count,
+                          "terms": [{"term_id": t["id"], "name": t["name"], "count": t["n"]}
+                                    for t in terms],
+                          "measurements": measurements})
+
+
+async def cancel_analysis(request: web.Request) -> web.Response:
+    analysis_id = await _visible(request, "contributor")
+    pool = request.app[DB_POOL]
+    # Only an unfinished analysis changes; its partial results go with the cancel.
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"""UPDATE analyses SET status = 'cancelled', finished_at = now()
+                WHERE id = $1 AND status IN ('queued', 'running') RETURNING {COLUMNS}""",
+            analysis_id)
+        if row is None:
+            status = await conn.fetchval("SELECT status FROM analyses WHERE id = $1",
+                                         analysis_id)
+            if status is None:
+                raise errors.NotFound("analysis not found")
+            raise errors.Conflict(f"the analysis already finished ({status})")
+        await conn.execute("DELETE FROM annotations WHERE analysis_id = $1 OR producer = $2",
+                           analysis_id, f"analysis:{analysis_id}")
+    return json_response(analysis_json(row))
+
+
+async def delete_analysis(request: web.Request) -> web.Response:
+    analysis_id = await _visible(request, "contributor")
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        # Linked results go by the foreign key; those of a run still in progress
+        # (imported, not yet linked) by their producer tag.
+        await conn.execute("DELETE FROM annotations WHERE producer = $1",
+                           f"analysis:{analysis_id}")
+        await conn.execute("DELETE FROM analyses WHERE id = $1", analysis_id)
+    return web.Response(status=204)
+
+
+def setup_analyses(app: web.Application) -> None:
+    """Discover the installed apps (once) and add the analysis and worker routes."""
+    from catalog import api_analysis_worker
+
+    app[APPS] = available_apps()
+    app.router.add_routes(api_analysis_worker.routes())
+    app.router.add_routes(routes())
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/api/apps", list_apps),
+            web.get("/api/images/{image_id}/analyses", list_analyses),
+            web.post("/api/images/{image_id}/analyses", create_analysis),
+            web.get("/api/analyses/{analysis_id}", get_analysis),
+            web.get("/api/analyses/{analysis_id}/summary", analysis_summary),
+            web.delete("/api/analyses/{analysis_id}", delete_analysis),
+            web.post("/api/analyses/{analysis_id}/cancel", cancel_analysis)]

@@ -1,0 +1,107 @@
+"""OpenAPI paths and schemas of the analysis API (merged by microtome/app.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog.openapi_parts import ID, TS, obj, operation, path_param, ref
+
+_REGION = obj({"x": {"type": "integer", "minimum": 0}, "y": {"type": "integer", "minimum": 0},
+               "w": {"type": "integer", "minimum": 1}, "h": {"type": "integer", "minimum": 1}},
+              description="level-0 pixels, origin top-left")
+
+SCHEMAS: dict[str, Any] = {
+    "App": obj({"name": {"type": "string"}, "version": {"type": "string"},
+                "title": {"type": "string"}, "description": {"type": "string"},
+                "inputs": {"type": "array", "items": {"type": "string"}},
+                "params_schema": {"type": "object"}, "timeout": {"type": "number"}},
+               closed=False),
+    "AppList": obj({"items": {"type": "array", "items": ref("App")}}),
+    "AnalysisRegion": _REGION,
+    "AnalysisCreate": obj({"app": {"type": "string", "minLength": 1, "maxLength": 200},
+                           "version": {"type": ["string", "null"], "maxLength": 100},
+                           "params": {"type": "object"},
+                           "region": {"anyOf": [_REGION, {"type": "null"}]}},
+                          required=["app"]),
+    "Analysis": obj({
+        "id": ID, "image_id": ID, "user_id": {"type": ["integer", "null"]},
+        "app": {"type": "string"}, "version": {"type": "string"},
+        "params": {"type": "object"}, "region": {"anyOf": [_REGION, {"type": "null"}]},
+        "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "log": {"type": "string"}, "error": {"type": ["string", "null"]},
+        "traceback": {"type": ["string", "null"],
+                      "description": "of a failed run; only for the image's managers"},
+        "attempts": {"type": "integer"}, "result_count": {"type": ["integer", "null"]},
+        "created_at": TS, "started_at": {"anyOf": [TS, {"type": "null"}]},
+        "finished_at": {"anyOf": [TS, {"type": "null"}]}}),
+    "AnalysisClaim": obj({"apps": {"type": ["array", "null"], "maxItems": 100,
+                                   "items": {"type": "string", "maxLength": 200}},
+                          "worker": {"type": "string", "maxLength": 200}}, required=[]),
+    "AnalysisProgress": obj({"progress": {"type": "number", "minimum": 0, "maximum": 1},
+                             "log": {"type": "string", "maxLength": 65536}},
+                            required=["progress"]),
+    "AnalysisFinish": obj({"status": {"enum": ["done", "failed"]},
+                           "error": {"type": "string", "maxLength": 4000},
+                           "traceback": {"type": "string", "maxLength": 65536},
+                           "log": {"type": "string", "maxLength": 65536}},
+                          required=["status"]),
+    "AnalysisSummary": obj({
+        "analysis_id": ID, "count": {"type": "integer"},
+        "terms": {"type": "array", "items": obj({"term_id": ID, "name": {"type": "string"},
+                                                 "count": {"type": "integer"}})},
+        "measurements": {"type": "object", "additionalProperties": obj({
+            "count": {"type": "integer"}, "mean": {"type": "number"},
+            "median": {"type": "number"}, "min": {"type": "number"},
+            "max": {"type": "number"},
+            "histogram": {"type": "array", "items": {"type": "integer"},
+                          "description": "20 equal bins from min to max"}})}}),
+    "AnalysisList": obj({"items": {"type": "array", "items": ref("Analysis")},
+                         "total": {"type": "integer"}, "limit": {"type": "integer"},
+                         "offset": {"type": "integer"}}),
+}
+
+_T = "analyses"
+_W = {"409": {"description": "the analysis already finished"}}
+
+PATHS: dict[str, Any] = {
+    "/api/apps": {"get": operation(
+        "Installed analysis apps and their parameters (JSON Schema)", "AppList",
+        status="200", body=None, params=None, tag=_T)},
+    "/api/images/{image_id}/analyses": {
+        "get": operation("Analyses of an image, newest first", "AnalysisList", status="200",
+                         body=None, params=[path_param("image_id")], tag=_T),
+        "post": operation(
+            "Run an app on the image (contributor or above)", "Analysis", status="201",
+            body="AnalysisCreate", params=[path_param("image_id")], tag=_T,
+            desc="Parameters are checked against the app's params_schema: a 400 answer's "
+                 "detail.fields maps each wrong parameter to its problem. The analysis "
+                 "is queued for a worker.")},
+    "/api/analyses/{analysis_id}": {
+        "get": operation("One analysis: status, progress, log", "Analysis", status="200",
+                         body=None, params=[path_param("analysis_id")], tag=_T),
+        "delete": operation("Delete an analysis and all its results", None, status="204",
+                            body=None, params=[path_param("analysis_id")], tag=_T)},
+    "/api/analysis-queue/claim": {"post": operation(
+        "Worker: take the oldest queued analysis (administrators' API keys)", "Analysis",
+        status="200", body="AnalysisClaim", params=None, tag=_T,
+        extra={"204": {"description": "nothing queued"}},
+        desc="Running analyses without a heart-beat for 60 s are re-queued first (at "
+             "most 3 attempts, then failed).")},
+    "/api/analyses/{analysis_id}/progress": {"post": operation(
+        "Worker: heart-beat with progress and log lines; answers the analysis "
+        "(status 'cancelled' tells the worker to stop)", "Analysis", status="200",
+        body="AnalysisProgress", params=[path_param("analysis_id")], tag=_T)},
+    "/api/analyses/{analysis_id}/finish": {"post": operation(
+        "Worker: done (links the results imported with producer 'analysis:<id>') or "
+        "failed (removes them)", "Analysis", status="200", body="AnalysisFinish",
+        params=[path_param("analysis_id")], tag=_T,
+        write_errors={"409": {"description": "the analysis was cancelled or re-queued"}})},
+    "/api/analyses/{analysis_id}/summary": {"get": operation(
+        "Results summary: count, count per term, statistics and histogram per measurement",
+        "AnalysisSummary", status="200", body=None, params=[path_param("analysis_id")],
+        tag=_T)},
+    "/api/analyses/{analysis_id}/cancel": {"post": operation(
+        "Cancel a queued or running analysis", "Analysis", status="200", body=None,
+        params=[path_param("analysis_id")], tag=_T, write_errors=_W)},
+}

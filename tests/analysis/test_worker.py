@@ -1,0 +1,156 @@
+"""`microtome worker` against a live server: claims over HTTP, reads pixels and
+writes results with the client, results linked to the analysis exactly once;
+cancel, dead workers re-queued without duplicate results."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+from microtome_client import Client, Conflict
+
+from analysis.worker import run_worker
+from microtome.cli import main
+from tests.client.conftest import LiveServer, live_server, ready_images  # noqa: F401
+
+
+def _sql(server: LiveServer, query: str, *args: Any) -> Any:
+    async def go() -> Any:
+        conn = await asyncpg.connect(server.env["DATABASE_URL"])
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def c(live_server: LiveServer) -> Any:  # noqa: F811
+    with Client(live_server.url, api_key=live_server.api_key) as client:
+        yield client
+
+
+def test_worker_runs_tissue_detection_and_results_are_linked(
+        live_server: LiveServer, ready_images: dict[str, int], c: Any) -> None:  # noqa: F811
+    image = c.image(ready_images["CMU-1-Small-Region.svs"])
+    a = image.analyse("tissue_detection", {"min_area": 5000})
+    assert main(["worker", "--server", live_server.url, "--api-key", live_server.api_key,
+                 "--once", "--apps", "tissue_detection"]) == 0
+    done = c.analysis(a.id)
+    assert done.status == "done" and done.progress == 1 and done.result_count >= 1
+    assert "claimed by" in done.log and "objects" in done.log
+    rows = _sql(live_server, "SELECT count(*) AS n, min(properties::text) AS p FROM "
+                "annotations WHERE analysis_id = $1", a.id)
+    assert rows[0]["n"] == done.result_count
+    assert "Area" in rows[0]["p"]  # measurements kept with the annotation
+    summary = done.summary()
+    assert summary["count"] == done.result_count
+    assert summary["terms"][0]["name"] == "Tissue"
+    assert summary["terms"][0]["count"] == done.result_count
+    area = summary["measurements"]["Area µm^2"]
+    assert area["count"] == done.result_count and area["min"] >= 5000
+    assert sum(area["histogram"]) == done.result_count and len(area["histogram"]) == 20
+    done.delete()
+    assert _sql(live_server, "SELECT count(*) AS n FROM annotations WHERE analysis_id = $1"
+                " OR producer = $2", a.id, f"analysis:{a.id}")[0]["n"] == 0
+
+
+def test_nuclei_on_a_region_through_the_http_raster(
+        live_server: LiveServer, ready_images: dict[str, int], c: Any) -> None:  # noqa: F811
+    image = c.image(ready_images["CMU-1-Small-Region.svs"])
+    a = image.analyse("nucleus_detection", region=(700, 1300, 300, 300))
+    assert run_worker(live_server.url, live_server.api_key, ["nucleus_detection"],
+                      once=True) == 0
+    done = c.analysis(a.id)
+    assert done.status == "done" and done.result_count > 20
+    s = done.summary()["measurements"]
+    assert s["Area µm^2"]["min"] <= s["Area µm^2"]["median"] <= s["Area µm^2"]["max"]
+    assert sum(s["Circularity"]["histogram"]) == done.result_count
+    done.delete()
+
+
+def test_cancelled_run_keeps_no_results(live_server: LiveServer,  # noqa: F811
+                                        ready_images: dict[str, int], c: Any) -> None:  # noqa: F811
+    image = c.image(ready_images["CMU-1-Small-Region.svs"])
+    a = image.analyse("tissue_detection")
+    claimed = c.claim_analysis(["tissue_detection"], worker="test")
+    assert claimed.id == a.id and claimed.status == "running" and claimed.attempts == 1
+    assert c.report_analysis(a.id, 0.5, "half way").progress == 0.5
+    a.cancel()
+    assert c.report_analysis(a.id, 0.6).status == "cancelled"
+    with pytest.raises(Conflict):
+        c.finish_analysis(a.id, "done")
+    assert c.analysis(a.id).status == "cancelled"
+
+
+def test_dead_worker_requeued_and_results_written_once(
+        live_server: LiveServer, ready_images: dict[str, int], c: Any,  # noqa: F811
+        tmp_path: Any) -> None:
+    image = c.image(ready_images["CMU-1-Small-Region.svs"])
+    a = image.analyse("tissue_detection", {"min_area": 5000})
+    first = c.claim_analysis(["tissue_detection"], worker="doomed")
+    assert first.id == a.id
+    # The doomed worker had imported part of its results, then died.
+    partial = tmp_path / "partial.geojson"
+    partial.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                       '"geometry": {"type": "Point", "coordinates": [5, 5]}, '
+                       '"properties": {}}]}')
+    image.import_annotations(partial, producer=f"analysis:{a.id}")
+    _sql(live_server, "UPDATE analyses SET heartbeat_at = now() - interval '1 hour' "
+         "WHERE id = $1", a.id)
+    assert run_worker(live_server.url, live_server.api_key, ["tissue_detection"],
+                      once=True) == 0
+    done = c.analysis(a.id)
+    assert done.status == "done" and done.attempts == 2
+    rows = _sql(live_server, "SELECT kind FROM annotations WHERE analysis_id = $1 OR "
+                "producer = $2", a.id, f"analysis:{a.id}")
+    assert len(rows) == done.result_count and "point" not in {r["kind"] for r in rows}
+    done.delete()
+
+
+def test_worker_refuses_apps_it_does_not_have(live_server: LiveServer,  # noqa: F811
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_worker(live_server.url, live_server.api_key, ["nope"], once=True) == 2
+    assert "not installed" in capsys.readouterr().err
+
+
+def test_failing_run_is_failed_with_its_reason(live_server: LiveServer,  # noqa: F811
+                                               ready_images: dict[str, int], c: Any) -> None:  # noqa: F811
+    # A 16-bit fluorescence image: the brightfield apps refuse it on the worker.
+    image = c.image(ready_images["fluo16.tif"])
+    a = image.analyse("tissue_detection")
+    assert run_worker(live_server.url, live_server.api_key, ["tissue_detection"],
+                      once=True) == 1
+    failed = c.analysis(a.id)
+    assert failed.status == "failed" and "not an RGB brightfield image" in failed.error
+    assert failed.result_count is None
+    assert "AnalysisError" in (failed.traceback or "")  # the API key's user is an admin
+    failed.delete()
+
+
+def test_analyse_with_server_submits_and_waits_for_a_running_worker(
+        live_server: LiveServer, ready_images: dict[str, int],  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, daemon=True, kwargs=dict(
+        url=live_server.url, api_key=live_server.api_key, apps=["tissue_detection"],
+        poll=0.2, stop=stop))
+    worker.start()
+    try:
+        base = ["analyse", "tissue_detection", str(ready_images["CMU-1-Small-Region.svs"]),
+                "--server", live_server.url, "--api-key", live_server.api_key]
+        assert main([*base, "--param", "min_area=5000", "--region", "0,0,1500,2000",
+                     "--wait"]) == 0
+        out = capsys.readouterr().out
+        assert "queued" in out and ": done, " in out and "objects" in out
+        assert main([*base, "--param", "smoothing=50"]) == 2
+        assert "parameter smoothing" in capsys.readouterr().err
+        assert main([*base[:2], "not-an-id", *base[3:]]) == 2
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
