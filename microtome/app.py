@@ -21,9 +21,10 @@ SETTINGS = web.AppKey("settings", Settings)
 
 _ROOT = Path(__file__).resolve().parent.parent
 #: Numbered SQL migrations, applied in number order across these folders
-#: (catalog 0001-0099, annotations 0100+).
+#: (catalog 0001-0099, annotations 0100-0149, retrieval 0150+).
 MIGRATION_DIRS: tuple[Path, ...] = (_ROOT / "catalog" / "migrations",
-                                    _ROOT / "annotations" / "migrations")
+                                    _ROOT / "annotations" / "migrations",
+                                    _ROOT / "retrieval" / "migrations")
 
 
 @cache  # built once: the document is a constant of the installed code
@@ -31,8 +32,10 @@ def openapi_document() -> dict[str, Any]:
     """The published /api document: the catalog's with the annotation API merged in."""
     from annotations.openapi import PATHS, SCHEMAS
     from catalog.openapi import build_spec
+    from retrieval.openapi import PATHS as R_PATHS
+    from retrieval.openapi import SCHEMAS as R_SCHEMAS
 
-    return build_spec(extra_paths=PATHS, extra_schemas=SCHEMAS)
+    return build_spec(extra_paths={**PATHS, **R_PATHS}, extra_schemas={**SCHEMAS, **R_SCHEMAS})
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -42,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     from catalog.resolver import CatalogResolver
     from catalog.web import setup_catalog
     from microtome.frontend import setup_frontend
+    from retrieval.web import setup_retrieval
     from tileserver.app import setup_tiles
 
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024**2)
@@ -51,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_catalog(app, settings, migration_dirs=MIGRATION_DIRS, openapi=openapi_document())
     setup_tiles(app, CatalogResolver(app), settings.tiles)
     setup_annotations(app)
+    setup_retrieval(app)
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks
     # registered first): the long-lived start-up objects leave the GC's view.

@@ -1,0 +1,162 @@
+"""Retrieval through the real app on real pixels (CMU-1-Small-Region), real PostgreSQL
+with pgvector: ranking quality, term suggestions, access control, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from retrieval.web import STATE
+from tests.catalog.helpers import Actor
+from tests.retrieval.conftest import RWorld, annotate, tile_polygon
+from tests.retrieval.labelled_tiles import LABELS
+
+#: Bob's copy of the slide holds two annotations of each class.
+BOB_CELLS = {label: cells[:2] for label, cells in LABELS.items()}
+K = 5
+#: Mean precision@5 over every labelled annotation (leave-one-out).  The descriptor
+#: measures ~0.98 on these tiles; a random ranking would give ~0.31.
+MIN_PRECISION = 0.85
+#: Leave-one-out accuracy of the first suggested term (measured 1.0).
+MIN_TERM_ACCURACY = 0.9
+
+
+async def post(w: RWorld, actor: Actor, path: str, body: Any) -> tuple[int, Any]:
+    resp = await w.client.post(path, json=body, headers=actor.headers("POST"))
+    return resp.status, await resp.json()
+
+
+async def similar(w: RWorld, actor: Actor, **body: Any) -> list[dict[str, Any]]:
+    status, out = await post(w, actor, "/api/retrieval/similar", body)
+    assert status == 200, out
+    return out["items"]  # type: ignore[no-any-return]
+
+
+async def test_same_class_neighbours_rank_first_and_terms_are_suggested(
+        rworld: RWorld) -> None:
+    w = rworld
+    labels = await annotate(w, w.alice, LABELS)
+    precisions, correct = [], 0
+    for aid, label in labels.items():
+        items = await similar(w, w.alice.actor, annotation_id=aid, k=K)
+        assert len(items) == K and aid not in {i["annotation_id"] for i in items}
+        assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+        precisions.append(sum(labels[i["annotation_id"]] == label for i in items) / K)
+        status, out = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
+                                 {"annotation_id": aid, "k": K})
+        assert status == 200, out
+        correct += out["terms"][0]["name"] == label
+        assert 0 < out["terms"][0]["score"] <= 1
+    assert out["method"] == "hnsw" and out["pending"] == 0
+    precision = sum(precisions) / len(precisions)
+    assert precision >= MIN_PRECISION, precision
+    assert correct / len(labels) >= MIN_TERM_ACCURACY, correct / len(labels)
+
+
+async def test_a_drawn_region_finds_its_class(rworld: RWorld) -> None:
+    w = rworld
+    labels = await annotate(w, w.alice, LABELS)
+    # Unannotated regions: glass at the top right, dermis collagen between labelled tiles.
+    for (gx, gy), expected in (((10, 2), "background"), ((8, 12), "stroma")):
+        items = await similar(w, w.alice.actor, image_id=w.alice.image_id,
+                              geometry=tile_polygon(gx, gy), k=3, scope="image")
+        assert [labels[i["annotation_id"]] for i in items] == [expected] * 3
+        assert items[0]["terms"][0]["name"] == expected
+        assert items[0]["crop_url"].startswith(f"/api/annotations/{items[0]['annotation_id']}/")
+
+
+async def test_only_readable_annotations_are_returned_and_k_is_still_met(
+        rworld: RWorld) -> None:
+    w = rworld
+    alice_labels = await annotate(w, w.alice, LABELS)
+    bob_labels = await annotate(w, w.bob, BOB_CELLS)
+    for aid in list(bob_labels)[:2]:
+        items = await similar(w, w.bob.actor, annotation_id=aid, k=5, scope="all")
+        # Alice's 33 annotations are closer to many of these, but bob cannot read them:
+        # he still gets his 5 other annotations.
+        assert {i["image_id"] for i in items} == {w.bob.image_id}
+        assert {i["annotation_id"] for i in items} == set(bob_labels) - {aid}
+    for aid in list(alice_labels)[:3]:
+        items = await similar(w, w.alice.actor, annotation_id=aid, k=40, scope="all")
+        assert {i["image_id"] for i in items} == {w.alice.image_id}
+        assert len(items) == len(alice_labels) - 1
+    # Alice cannot query from bob's annotation nor his image; anonymous not at all.
+    some_bob = next(iter(bob_labels))
+    status, _ = await post(w, w.alice.actor, "/api/retrieval/similar",
+                           {"annotation_id": some_bob})
+    assert status == 404
+    status, _ = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
+                           {"image_id": w.bob.image_id, "geometry": tile_polygon(1, 1)})
+    assert status == 404
+    status, _ = await post(w, w.anonymous, "/api/retrieval/similar",
+                           {"annotation_id": some_bob})
+    assert status == 401
+
+
+async def test_scopes_and_deleted_annotations(rworld: RWorld) -> None:
+    w = rworld
+    labels = await annotate(w, w.alice, LABELS)
+    ids = list(labels)
+    items = await similar(w, w.alice.actor, annotation_id=ids[0], k=40, scope="image")
+    assert len(items) == len(ids) - 1
+    gone = items[0]["annotation_id"]
+    resp = await w.client.delete(f"/api/annotations/{gone}",
+                                 headers=w.alice.actor.headers("DELETE"))
+    assert resp.status == 204
+    for scope in ("image", "project", "all"):
+        items = await similar(w, w.alice.actor, annotation_id=ids[0], k=40, scope=scope)
+        assert gone not in {i["annotation_id"] for i in items}
+        assert len(items) == len(ids) - 2
+
+
+async def test_exact_search_agrees_with_the_index(rworld: RWorld) -> None:
+    w = rworld
+    labels = await annotate(w, w.alice, LABELS)
+    aid = next(iter(labels))
+    assert w.client.app is not None
+    assert w.client.app[STATE].use_vector
+    status, hnsw = await post(w, w.alice.actor, "/api/retrieval/similar",
+                              {"annotation_id": aid, "k": 8})
+    w.client.app[STATE].use_vector = False  # as on a server without pgvector
+    status, exact = await post(w, w.alice.actor, "/api/retrieval/similar",
+                               {"annotation_id": aid, "k": 8})
+    assert status == 200 and exact["method"] == "exact" and hnsw["method"] == "hnsw"
+    assert [i["annotation_id"] for i in exact["items"]] == [
+        i["annotation_id"] for i in hnsw["items"]]
+    for a, b in zip(exact["items"], hnsw["items"], strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"annotation_id": 1, "image_id": 1, "geometry": {}}, "either"),
+    ({}, "either"),
+    ({"annotation_id": 1, "scope": "world"}, "scope"),
+    ({"annotation_id": 1, "k": 0}, "k must"),
+    ({"annotation_id": 1, "k": 101}, "k must"),
+    ({"annotation_id": "1"}, "annotation_id"),
+    ({"annotation_id": 1, "terms": []}, "unknown field"),
+])
+async def test_bad_requests_are_400(rworld: RWorld, body: dict[str, Any],
+                                    fragment: str) -> None:
+    status, out = await post(rworld, rworld.alice.actor, "/api/retrieval/similar", body)
+    assert status == 400 and fragment in out["error"], out
+
+
+async def test_regions_too_small_or_too_large_are_400_with_the_limits(rworld: RWorld) -> None:
+    w = rworld
+    small = {"type": "Polygon", "coordinates": [[[10, 10], [30, 10], [30, 30], [10, 30],
+                                                 [10, 10]]]}
+    big = {"type": "Polygon", "coordinates": [[[0, 0], [2220, 0], [2220, 2967], [0, 2967],
+                                               [0, 0]]]}
+    for geom in (small, big):
+        # big: 1108 x 1481 px at 1 µm/px is inside the limits, so it is described.
+        status, out = await post(w, w.alice.actor, "/api/retrieval/similar",
+                                 {"image_id": w.alice.image_id, "geometry": geom})
+        if geom is small:
+            assert status == 400 and out["detail"]["min_side"] == 16, out
+        else:
+            assert status == 200, out
+    resp = await w.client.post("/api/retrieval/similar", data=b"{nope",
+                               headers=w.alice.actor.headers("POST"))
+    assert resp.status == 400
