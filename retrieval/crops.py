@@ -76,6 +76,10 @@ def read_crop(pyr: Pyramid, geom: shapely.Geometry, pixel_size_um: float | None 
     if pixel_size_um is None and meta.pixel_size_um is not None:
         pixel_size_um = float(meta.pixel_size_um[0])
     factor = px_per_output(pixel_size_um)
+    x0, y0, x1, y1 = geom.bounds
+    if x1 <= 0 or y1 <= 0 or x0 >= meta.width or y0 >= meta.height:
+        raise InvalidRequest("the region lies outside the image",
+                             {"width": meta.width, "height": meta.height})
     window = crop_window(geom.bounds, 0.0, meta.width, meta.height)
     x, y, w, h = window
     out = output_size(w, h, factor)
