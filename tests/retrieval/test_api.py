@@ -160,3 +160,52 @@ async def test_regions_too_small_or_too_large_are_400_with_the_limits(rworld: RW
     resp = await w.client.post("/api/retrieval/similar", data=b"{nope",
                                headers=w.alice.actor.headers("POST"))
     assert resp.status == 400
+
+
+async def test_a_share_link_reads_only_its_image(rworld: RWorld) -> None:
+    import time
+
+    from catalog.db import connect
+    from catalog.security import share_token
+    from tests.catalog.helpers import SECRET
+
+    w = rworld
+    alice_labels = await annotate(w, w.alice, LABELS)
+    bob_labels = await annotate(w, w.bob, BOB_CELLS)
+    expires = int(time.time()) + 3600
+    conn = await connect(w.database_url)
+    try:
+        sid = await conn.fetchval(
+            """INSERT INTO share_links (image_id, created_by, expires_at)
+               VALUES ($1, $2, to_timestamp($3)) RETURNING id""",
+            w.alice.image_id, w.alice.actor.user_id, expires)
+    finally:
+        await conn.close()
+    link = Actor("share", share=share_token(SECRET, sid, expires))
+    # Bob's copy holds pixel-identical tiles (score ~1): they must still not show.
+    items = await similar(w, link, annotation_id=next(iter(alice_labels)), k=40)
+    assert {i["image_id"] for i in items} == {w.alice.image_id}
+    assert len(items) == len(alice_labels) - 1
+    status, _ = await post(w, link, "/api/retrieval/similar",
+                           {"annotation_id": next(iter(bob_labels))})
+    assert status in (403, 404)
+
+
+async def test_no_blocking_calls_in_retrieval(rworld: RWorld) -> None:
+    import asyncio
+
+    from blockbuster import blockbuster_ctx
+
+    w = rworld
+    labels = await annotate(w, w.alice, LABELS)
+    h = w.alice.actor.headers("GET")
+    # Grow the pool first (asyncpg stats ~/.pgpass when it connects: not our code).
+    await asyncio.gather(*(w.client.get(f"/api/images/{w.alice.image_id}/terms", headers=h)
+                           for _ in range(10)))
+    with blockbuster_ctx(["retrieval"]):
+        await similar(w, w.alice.actor, annotation_id=next(iter(labels)), k=5)
+        await similar(w, w.alice.actor, image_id=w.alice.image_id,
+                      geometry=tile_polygon(2, 2), k=5)
+        status, _ = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
+                               {"annotation_id": next(iter(labels))})
+        assert status == 200
