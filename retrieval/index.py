@@ -84,6 +84,13 @@ def _where(p: Principal | None, f: Filter, args: list[Any]) -> str:
     return " AND ".join(conds)
 
 
+def _missing_sql(where: str) -> str:
+    return f"""FROM annotations a WHERE {where} AND NOT EXISTS (
+                SELECT 1 FROM annotation_descriptors d
+                WHERE d.annotation_id = a.id AND d.family = $1
+                  AND d.source_updated_at = a.updated_at)"""
+
+
 async def missing(conn: Conn, p: Principal | None, f: Filter, family: str, limit: int
                   ) -> list[asyncpg.Record]:
     """Up to `limit` annotations in the filter without a fresh descriptor, with what a
@@ -94,11 +101,17 @@ async def missing(conn: Conn, p: Principal | None, f: Filter, family: str, limit
     return await conn.fetch(
         f"""SELECT a.id, a.image_id, a.geom, a.updated_at,
                    (SELECT pixel_size_um FROM images WHERE id = a.image_id) AS pixel_size_um
-            FROM annotations a WHERE {where} AND NOT EXISTS (
-                SELECT 1 FROM annotation_descriptors d
-                WHERE d.annotation_id = a.id AND d.family = $1
-                  AND d.source_updated_at = a.updated_at)
-            ORDER BY a.id LIMIT ${len(args)}""", *args)
+            {_missing_sql(where)} ORDER BY a.id LIMIT ${len(args)}""", *args)
+
+
+async def count_missing(conn: Conn, p: Principal | None, f: Filter, family: str,
+                        upto: int) -> int:
+    """How many annotations of the filter lack a fresh descriptor, counted up to `upto`."""
+    args: list[Any] = [family]
+    where = _where(p, f, args)
+    args.append(upto)
+    return int(await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 {_missing_sql(where)} LIMIT ${len(args)}) m", *args))
 
 
 async def store(conn: Conn, family: str,

@@ -109,7 +109,7 @@ async def similar(pool: asyncpg.Pool, px: PixelAccess, p: Principal | None, f: i
                   vec: np.ndarray, k: int, use_vector: bool) -> Result:
     await describe_missing(pool, px, p, f)
     rows, method = await index.nearest(pool, p, f, FAMILY, vec, k, use_vector)
-    pending = len(await index.missing(pool, p, f, FAMILY, MAX_PENDING_COUNT))
+    pending = await index.count_missing(pool, p, f, FAMILY, MAX_PENDING_COUNT)
     return Result(rows, method, pending)
 
 

@@ -209,3 +209,22 @@ async def test_no_blocking_calls_in_retrieval(rworld: RWorld) -> None:
         status, _ = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
                                {"annotation_id": next(iter(labels))})
         assert status == 200
+
+
+async def test_a_changed_annotation_is_described_again(rworld: RWorld) -> None:
+    w = rworld
+    labels = await annotate(w, w.alice, LABELS)
+    moved = next(a for a, lab in labels.items() if lab == "stroma")
+    items = await similar(w, w.alice.actor, annotation_id=moved, k=3)
+    assert {labels[i["annotation_id"]] for i in items} == {"stroma"}
+    # Moved onto glass: its old (stroma) descriptor is stale and must not be used.
+    resp = await w.client.patch(f"/api/annotations/{moved}",
+                                json={"geometry": tile_polygon(10, 3)},
+                                headers=w.alice.actor.headers("PATCH"))
+    assert resp.status == 200, await resp.text()
+    items = await similar(w, w.alice.actor, annotation_id=moved, k=3)
+    assert {labels[i["annotation_id"]] for i in items} == {"background"}
+    # And as a neighbour of a glass tile it now counts as glass.
+    glass = next(a for a, lab in labels.items() if lab == "background")
+    items = await similar(w, w.alice.actor, annotation_id=glass, k=len(LABELS["background"]))
+    assert moved in {i["annotation_id"] for i in items}
