@@ -228,3 +228,24 @@ async def test_a_changed_annotation_is_described_again(rworld: RWorld) -> None:
     glass = next(a for a, lab in labels.items() if lab == "background")
     items = await similar(w, w.alice.actor, annotation_id=glass, k=len(LABELS["background"]))
     assert moved in {i["annotation_id"] for i in items}
+
+
+async def test_nothing_else_to_compare_with_is_an_empty_answer(rworld: RWorld) -> None:
+    w = rworld
+    await annotate(w, w.alice, LABELS)  # alice's: invisible to bob
+    [only] = await annotate(w, w.bob, {"stroma": LABELS["stroma"][:1]})
+    assert await similar(w, w.bob.actor, annotation_id=only) == []
+    status, out = await post(w, w.bob.actor, "/api/retrieval/suggest-term",
+                             {"annotation_id": only})
+    assert status == 200 and out["terms"] == [] and out["neighbours"] == 0
+
+
+def test_the_migration_vector_size_is_the_descriptor_size() -> None:
+    import re
+
+    from microtome.app import MIGRATION_DIRS
+    from retrieval.descriptors import DIM
+
+    sql = next(d for d in MIGRATION_DIRS if d.parent.name == "retrieval").joinpath(
+        "0150_annotation_descriptors.sql").read_text()
+    assert set(re.findall(r"vector\((\d+)\)", sql)) == {str(DIM)}
