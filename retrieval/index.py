@@ -47,6 +47,8 @@ class Filter:
     image_id: int
     project_ids: tuple[int, ...]
     exclude_id: int | None = None
+    #: Only annotations carrying at least one of these terms (empty: any).
+    term_ids: tuple[int, ...] = ()
 
 
 def readable_sql(p: Principal | None, args: list[Any]) -> str:
@@ -81,6 +83,9 @@ def _where(p: Principal | None, f: Filter, args: list[Any]) -> str:
     if f.exclude_id is not None:
         args.append(f.exclude_id)
         conds.append(f"a.id <> ${len(args)}")
+    if f.term_ids:
+        args.append(list(f.term_ids))
+        conds.append(f"a.term_ids && ${len(args)}::bigint[]")
     return " AND ".join(conds)
 
 

@@ -29,6 +29,8 @@ SCHEMAS: dict[str, Any] = {
         "geometry": {"type": "object", "description": "GeoJSON geometry, level-0 pixels"},
         "scope": {"type": "string", "enum": ["image", "project", "all"], "default": "all"},
         "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+        "terms": {"type": "array", "items": _ID, "maxItems": 1000,
+                  "description": "only annotations with at least one of these terms"},
     }, required=[], description=(
         "Either annotation_id, or image_id and geometry. Regions are described at "
         f"{TARGET_UM} µm per pixel (level-0 pixels when the pixel size is unknown); "

@@ -65,7 +65,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise InvalidRequest("malformed JSON body") from None
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
-    unknown = set(body) - {"annotation_id", "image_id", "geometry", "scope", "k"}
+    unknown = set(body) - {"annotation_id", "image_id", "geometry", "scope", "k", "terms"}
     if unknown:
         raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}")
     return body
@@ -78,6 +78,13 @@ def _int(body: dict[str, Any], name: str, lo: int, hi: int, default: int | None 
     return v
 
 
+def _term_ids(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > 1000 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 for v in value):
+        raise InvalidRequest("terms must be a list of term ids")
+    return tuple(value)
+
+
 async def _query(request: web.Request, default_k: int) -> Query:
     body = await _body(request)
     pool = request.app[DB_POOL]
@@ -85,6 +92,7 @@ async def _query(request: web.Request, default_k: int) -> Query:
     if scope not in index.SCOPES:
         raise InvalidRequest(f"scope must be one of {list(index.SCOPES)}")
     k = _int(body, "k", 1, MAX_K, default_k)
+    term_ids = _term_ids(body.get("terms", []))
     if ("annotation_id" in body) == ("image_id" in body or "geometry" in body):
         raise InvalidRequest("give either annotation_id, or image_id and geometry")
     annotation, geom = None, None
@@ -103,7 +111,8 @@ async def _query(request: web.Request, default_k: int) -> Query:
         projects = tuple(r["project_id"] for r in await pool.fetch(
             "SELECT project_id FROM project_images WHERE image_id = $1", image_id))
     f = index.Filter(scope, image_id, projects,
-                     annotation["id"] if annotation is not None else None)
+                     annotation["id"] if annotation is not None else None,
+                     term_ids)
     return Query(annotation, image_id, geom, frame.pixel_size_um, f, k)
 
 

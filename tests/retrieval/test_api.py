@@ -64,6 +64,11 @@ async def test_a_drawn_region_finds_its_class(rworld: RWorld) -> None:
         assert [labels[i["annotation_id"]] for i in items] == [expected] * 3
         assert items[0]["terms"][0]["name"] == expected
         assert items[0]["crop_url"].startswith(f"/api/annotations/{items[0]['annotation_id']}/")
+    # Restricted to other terms, the same region gets only those.
+    stroma = w.alice.terms["stroma"]
+    items = await similar(w, w.alice.actor, image_id=w.alice.image_id,
+                          geometry=tile_polygon(10, 2), k=5, terms=[stroma])
+    assert len(items) == 5 and {labels[i["annotation_id"]] for i in items} == {"stroma"}
 
 
 async def test_only_readable_annotations_are_returned_and_k_is_still_met(
@@ -135,7 +140,8 @@ async def test_exact_search_agrees_with_the_index(rworld: RWorld) -> None:
     ({"annotation_id": 1, "k": 0}, "k must"),
     ({"annotation_id": 1, "k": 101}, "k must"),
     ({"annotation_id": "1"}, "annotation_id"),
-    ({"annotation_id": 1, "terms": []}, "unknown field"),
+    ({"annotation_id": 1, "term": []}, "unknown field"),
+    ({"annotation_id": 1, "terms": ["x"]}, "terms must"),
 ])
 async def test_bad_requests_are_400(rworld: RWorld, body: dict[str, Any],
                                     fragment: str) -> None:
