@@ -255,3 +255,21 @@ def test_the_migration_vector_size_is_the_descriptor_size() -> None:
     sql = next(d for d in MIGRATION_DIRS if d.parent.name == "retrieval").joinpath(
         "0150_annotation_descriptors.sql").read_text()
     assert set(re.findall(r"vector\((\d+)\)", sql)) == {str(DIM)}
+
+
+async def test_the_search_method_follows_the_server(aiohttp_client: Any, tmp_path: Any,
+                                                    database_url: str, pg_server_url: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """On the session's server (Debian's PostgreSQL without pgvector under DATABASE_URL,
+    else the embedded one with it): HNSW when offered, else exact search and one clear
+    start-up warning; retrieval answers either way."""
+    from microtome.app import create_app
+    from tests.catalog.conftest import make_settings
+    from tests.retrieval.conftest import _offers_vector
+
+    offered = await _offers_vector(pg_server_url)
+    with caplog.at_level("WARNING", logger="retrieval"):
+        client = await aiohttp_client(create_app(make_settings(tmp_path, database_url)))
+    assert client.app[STATE].use_vector is offered
+    warned = [r for r in caplog.records if "pgvector" in r.getMessage()]
+    assert len(warned) == (0 if offered else 1)
