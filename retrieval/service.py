@@ -55,6 +55,9 @@ def _describe_many(pyr: Pyramid, rows: Sequence[asyncpg.Record]
                 pyr, shapely.from_wkb(r["geom"]), r["pixel_size_um"])
         except InvalidRequest:
             vec = None  # too small or too large: recorded as not describable
+        except MicrotomeError as e:  # damaged pixels: not recorded, tried again later
+            log.warning("cannot describe annotation %s: %s", r["id"], e)
+            continue
         out.append((r["id"], vec, r["updated_at"]))
     return out
 

@@ -273,3 +273,25 @@ async def test_the_search_method_follows_the_server(aiohttp_client: Any, tmp_pat
     assert client.app[STATE].use_vector is offered
     warned = [r for r in caplog.records if "pgvector" in r.getMessage()]
     assert len(warned) == (0 if offered else 1)
+
+
+async def test_undescribable_annotations_are_recorded_never_returned_and_refused_as_queries(
+        rworld: RWorld) -> None:
+    w = rworld
+    labels = await annotate(w, w.alice, LABELS)
+    resp = await w.client.post(
+        f"/api/images/{w.alice.image_id}/annotations",
+        json={"geometry": {"type": "Point", "coordinates": [500, 500]},
+              "project_id": w.alice.project_id}, headers=w.alice.actor.headers("POST"))
+    assert resp.status == 201, await resp.text()
+    point = (await resp.json())["id"]
+    query = {"annotation_id": next(iter(labels)), "k": 100}
+    # 33 annotations to describe, at most 32 per request: one is left for the next.
+    status, out = await post(w, w.alice.actor, "/api/retrieval/similar", query)
+    assert status == 200 and out["pending"] == 1
+    status, out = await post(w, w.alice.actor, "/api/retrieval/similar", query)
+    assert status == 200 and point not in {i["annotation_id"] for i in out["items"]}
+    assert out["pending"] == 0 and len(out["items"]) == len(labels) - 1
+    status, out = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
+                             {"annotation_id": point})
+    assert status == 400 and out["detail"]["min_side"] == 16, out
