@@ -89,34 +89,29 @@ def _where(p: Principal | None, f: Filter, args: list[Any]) -> str:
     return " AND ".join(conds)
 
 
-def _missing_sql(where: str) -> str:
-    return f"""FROM annotations a WHERE {where} AND NOT EXISTS (
-                SELECT 1 FROM annotation_descriptors d
-                WHERE d.annotation_id = a.id AND d.family = $1
-                  AND d.source_updated_at = a.updated_at)"""
-
-
-async def missing(conn: Conn, p: Principal | None, f: Filter, family: str, limit: int
+async def missing(conn: Conn, p: Principal | None, f: Filter, limit: int
                   ) -> list[asyncpg.Record]:
-    """Up to `limit` annotations in the filter without a fresh descriptor, with what a
-    descriptor needs (geometry, image, pixel size, the updated_at it will be valid for)."""
-    args: list[Any] = [family]
+    """Up to `limit` queued annotations of the filter (created or changed since their
+    descriptor was computed), with what a descriptor needs."""
+    args: list[Any] = []
     where = _where(p, f, args)
     args.append(limit)
     return await conn.fetch(
         f"""SELECT a.id, a.image_id, a.geom, a.updated_at,
                    (SELECT pixel_size_um FROM images WHERE id = a.image_id) AS pixel_size_um
-            {_missing_sql(where)} ORDER BY a.id LIMIT ${len(args)}""", *args)
+            FROM retrieval_queue q JOIN annotations a ON a.id = q.annotation_id
+            WHERE {where} ORDER BY q.annotation_id LIMIT ${len(args)}""", *args)
 
 
-async def count_missing(conn: Conn, p: Principal | None, f: Filter, family: str,
-                        upto: int) -> int:
-    """How many annotations of the filter lack a fresh descriptor, counted up to `upto`."""
-    args: list[Any] = [family]
+async def count_missing(conn: Conn, p: Principal | None, f: Filter, upto: int) -> int:
+    """How many queued annotations the filter holds, counted up to `upto`."""
+    args: list[Any] = []
     where = _where(p, f, args)
     args.append(upto)
     return int(await conn.fetchval(
-        f"SELECT count(*) FROM (SELECT 1 {_missing_sql(where)} LIMIT ${len(args)}) m", *args))
+        f"""SELECT count(*) FROM (SELECT 1 FROM retrieval_queue q
+                                  JOIN annotations a ON a.id = q.annotation_id
+                                  WHERE {where} LIMIT ${len(args)}) m""", *args))
 
 
 async def store(conn: Conn, family: str,
@@ -126,6 +121,7 @@ async def store(conn: Conn, family: str,
     annotation was deleted meanwhile is skipped (the foreign key would refuse it)."""
     if not rows:
         return
+    ids, stamps = [r[0] for r in rows], [r[2] for r in rows]
     await conn.execute(
         """INSERT INTO annotation_descriptors (annotation_id, family, vec, source_updated_at)
            SELECT r.id, $1, r.vec::real[], r.ts
@@ -134,7 +130,11 @@ async def store(conn: Conn, family: str,
            ON CONFLICT (annotation_id, family) DO UPDATE
              SET vec = EXCLUDED.vec, source_updated_at = EXCLUDED.source_updated_at,
                  computed_at = now()""",
-        family, [r[0] for r in rows], [_array_text(r[1]) for r in rows], [r[2] for r in rows])
+        family, ids, [_array_text(r[1]) for r in rows], stamps)
+    # Done with these versions; a newer one queued meanwhile stays queued.
+    await conn.execute(
+        """DELETE FROM retrieval_queue q USING unnest($1::bigint[], $2::timestamptz[]) AS r(id, ts)
+           WHERE q.annotation_id = r.id AND q.updated_at = r.ts""", ids, stamps)
 
 
 def _array_text(v: np.ndarray | None) -> str | None:

@@ -66,7 +66,7 @@ async def describe_missing(pool: asyncpg.Pool, px: PixelAccess, p: Principal | N
                            f: index.Filter, budget: int = MAX_DESCRIBE) -> int:
     """Describe up to `budget` readable annotations of the filter that lack a fresh
     descriptor; returns how many were described."""
-    rows = await index.missing(pool, p, f, FAMILY, budget)
+    rows = await index.missing(pool, p, f, budget)
     by_image: dict[int, list[asyncpg.Record]] = defaultdict(list)
     for r in rows:
         by_image[r["image_id"]].append(r)
@@ -112,7 +112,7 @@ async def similar(pool: asyncpg.Pool, px: PixelAccess, p: Principal | None, f: i
                   vec: np.ndarray, k: int, use_vector: bool) -> Result:
     await describe_missing(pool, px, p, f)
     rows, method = await index.nearest(pool, p, f, FAMILY, vec, k, use_vector)
-    pending = await index.count_missing(pool, p, f, FAMILY, MAX_PENDING_COUNT)
+    pending = await index.count_missing(pool, p, f, MAX_PENDING_COUNT)
     return Result(rows, method, pending)
 
 

@@ -23,6 +23,34 @@ CREATE TABLE annotation_descriptors (
     PRIMARY KEY (annotation_id, family)
 );
 
+-- Work to do: annotations created or changed since their descriptor was
+-- computed (filled by triggers, emptied as descriptors are stored), so that
+-- finding them never scans every annotation.  `updated_at` is the version
+-- queued: a row is removed only when that very version has been described.
+CREATE TABLE retrieval_queue (
+    annotation_id bigint PRIMARY KEY REFERENCES annotations ON DELETE CASCADE,
+    updated_at    timestamptz NOT NULL
+);
+
+CREATE FUNCTION retrieval_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO retrieval_queue (annotation_id, updated_at)
+    SELECT id, updated_at FROM changed_rows
+    ON CONFLICT (annotation_id) DO UPDATE SET updated_at = EXCLUDED.updated_at;
+    RETURN NULL;
+END
+$$;
+
+-- Statement-level (one INSERT ... SELECT per COPY or batch, not one per row).
+CREATE TRIGGER annotations_retrieval_insert AFTER INSERT ON annotations
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION retrieval_enqueue();
+CREATE TRIGGER annotations_retrieval_update AFTER UPDATE ON annotations
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION retrieval_enqueue();
+
+INSERT INTO retrieval_queue (annotation_id, updated_at) SELECT id, updated_at FROM annotations;
+
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN

@@ -79,3 +79,32 @@ async def test_hnsw_is_used_agrees_with_exact_and_respects_access(pool: asyncpg.
             WHERE d.family = $1 AND {where}
             ORDER BY d.embedding <=> $2::real[]::vector LIMIT 10""", *args))
     assert "annotation_descriptors_hnsw_idx" in plan, plan
+
+
+async def test_the_queue_follows_annotation_versions(pool: asyncpg.Pool) -> None:
+    """Created and changed annotations are queued; storing a descriptor dequeues only
+    the version it was computed for."""
+    iid = await pool.fetchval("INSERT INTO images (name, width, height, status) "
+                              "VALUES ('q', 100, 100, 'ready') RETURNING id")
+    aid = await pool.fetchval(
+        """INSERT INTO annotations (image_id, kind, geom, sbox, n_vertices, area_px,
+                                    perimeter_px)
+           VALUES ($1, 'point', '\\x00'::bytea, box(point(0, 0), point(1, 1)), 1, 0, 0)
+           RETURNING id""", iid)
+
+    async def queued() -> object:
+        return await pool.fetchval(
+            "SELECT updated_at FROM retrieval_queue WHERE annotation_id = $1", aid)
+
+    v1 = await pool.fetchval("SELECT updated_at FROM annotations WHERE id = $1", aid)
+    assert await queued() == v1
+    v2 = await pool.fetchval("UPDATE annotations SET updated_at = now() + interval '1 s' "
+                             "WHERE id = $1 RETURNING updated_at", aid)
+    assert await queued() == v2
+    vec = np.ones(100, np.float32) / 10
+    await index.store(pool, FAMILY, [(aid, vec, v1)])  # an older version: still queued
+    assert await queued() == v2
+    await index.store(pool, FAMILY, [(aid, vec, v2)])
+    assert await queued() is None
+    await pool.execute("DELETE FROM annotations WHERE id = $1", aid)
+    assert await pool.fetchval("SELECT count(*) FROM annotation_descriptors") == 0
