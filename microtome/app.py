@@ -22,9 +22,10 @@ SETTINGS = web.AppKey("settings", Settings)
 
 _ROOT = Path(__file__).resolve().parent.parent
 #: Numbered SQL migrations, applied in number order across these folders
-#: (catalog 0001-0099, annotations 0100+, analysis 0200+).
+#: (catalog 0001-0099, annotations 0100-0149, retrieval 0150-0199, analysis 0200+).
 MIGRATION_DIRS: tuple[Path, ...] = (_ROOT / "catalog" / "migrations",
                                     _ROOT / "annotations" / "migrations",
+                                    _ROOT / "retrieval" / "migrations",
                                     _ROOT / "analysis" / "migrations")
 
 
@@ -34,9 +35,11 @@ def openapi_document() -> dict[str, Any]:
     from annotations.openapi import PATHS, SCHEMAS
     from catalog import openapi_analyses as analyses
     from catalog.openapi import build_spec
+    from retrieval.openapi import PATHS as R_PATHS
+    from retrieval.openapi import SCHEMAS as R_SCHEMAS
 
-    return build_spec(extra_paths={**PATHS, **analyses.PATHS},
-                      extra_schemas={**SCHEMAS, **analyses.SCHEMAS})
+    return build_spec(extra_paths={**PATHS, **analyses.PATHS, **R_PATHS},
+                      extra_schemas={**SCHEMAS, **analyses.SCHEMAS, **R_SCHEMAS})
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -47,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     from catalog.resolver import CatalogResolver
     from catalog.web import setup_catalog
     from microtome.frontend import setup_frontend
+    from retrieval.web import setup_retrieval
     from tileserver.app import setup_tiles
 
     app = web.Application(
@@ -59,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_tiles(app, CatalogResolver(app), settings.tiles)
     setup_annotations(app)
     setup_analyses(app)
+    setup_retrieval(app)
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks
     # registered first): the long-lived start-up objects leave the GC's view.

@@ -283,6 +283,48 @@ class AsyncClient:
                                     params=params)
         return resp.content
 
+    # -- retrieval -------------------------------------------------------------------
+    async def _retrieval_body(self, annotation: int | Annotation | None, image: int | Image | None,
+                              geometry: Any, scope: str, k: int,
+                              terms: Iterable[int | Term] | None = None) -> dict[str, Any]:
+        from .annotations import geometry_of
+
+        if (annotation is None) == (image is None or geometry is None):
+            raise ValueError("give either an annotation, or an image and a geometry")
+        await self._ensure_login()
+        body: dict[str, Any] = {"scope": scope, "k": int(k)}
+        if terms is not None:
+            body["terms"] = [_id(t) for t in terms]
+        if annotation is not None:
+            body["annotation_id"] = _id(annotation)
+        else:
+            body["image_id"] = _id(image)
+            body["geometry"] = geometry_of(geometry)[0]
+        return body
+
+    async def similar(self, annotation: int | Annotation | None = None, *,
+                      image: int | Image | None = None, geometry: Any = None,
+                      scope: str = "all", k: int = 10,
+                      terms: Iterable[int | Term] | None = None) -> list[dict[str, Any]]:
+        """The k annotations most similar to an annotation, or to a region (an image and
+        a geometry: shapely or GeoJSON, level-0 pixels), among those the caller may read:
+        dicts with annotation_id, image_id, image_name, score, terms and crop_url.
+        ``scope``: "image", "project" or "all"; ``terms``: only annotations with one of
+        these terms."""
+        body = await self._retrieval_body(annotation, image, geometry, scope, k, terms)
+        res = await self.t.json("POST", "/api/retrieval/similar", json=body, idempotent=True)
+        return list(res["items"])
+
+    async def suggest_terms(self, annotation: int | Annotation | None = None, *,
+                            image: int | Image | None = None, geometry: Any = None,
+                            scope: str = "all", k: int = 10) -> list[dict[str, Any]]:
+        """Terms for an annotation or a region, by similarity-weighted vote of its k
+        nearest readable annotations: dicts with term_id, name and score (0-1), best first."""
+        body = await self._retrieval_body(annotation, image, geometry, scope, k)
+        res = await self.t.json("POST", "/api/retrieval/suggest-term", json=body,
+                                idempotent=True)
+        return list(res["terms"])
+
     # -- uploads ---------------------------------------------------------------------
     async def upload(self, paths: str | Path | Iterable[str | Path], project: int | Project,
                      **opts: Any) -> list[Any]:

@@ -13,7 +13,8 @@ import pytest
 from core.settings import SettingsError, from_env, tile_settings_from_env, warn_unknown
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = ("core", "pyramid", "converters", "tileserver", "catalog", "annotations", "microtome")
+PRODUCT = ("core", "pyramid", "converters", "tileserver", "catalog", "annotations", "retrieval",
+           "microtome")
 
 
 @pytest.mark.parametrize(("name", "value"), [

@@ -1,0 +1,69 @@
+"""OpenAPI fragments of the retrieval API, merged into /api/openapi.json by the assembly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog.openapi_parts import ID as _ID
+from catalog.openapi_parts import err as _err
+from catalog.openapi_parts import obj as _obj
+from catalog.openapi_parts import operation
+
+from .crops import MAX_SIDE, MIN_SIDE, TARGET_UM
+
+_NID = {"type": ["integer", "null"], "minimum": 1}
+_SCORE = {"type": "number", "description": "cosine similarity of the descriptors (1: same)"}
+_META = {
+    "descriptor": {"type": "string", "description": "descriptor family used (cstats-v1)"},
+    "method": {"type": "string", "enum": ["hnsw", "exact"],
+               "description": "hnsw: pgvector's approximate index; exact: a full scan"},
+    "pending": {"type": "integer", "minimum": 0,
+                "description": "annotations in the scope not described yet (counted up to "
+                               "1000); each request describes a bounded number of them"},
+}
+_TERM = _obj({"id": _ID, "name": {"type": "string"}, "color": {"type": "string"}})
+
+SCHEMAS: dict[str, Any] = {
+    "RetrievalQuery": _obj({
+        "annotation_id": _ID, "image_id": _ID,
+        "geometry": {"type": "object", "description": "GeoJSON geometry, level-0 pixels"},
+        "scope": {"type": "string", "enum": ["image", "project", "all"], "default": "all"},
+        "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+        "terms": {"type": "array", "items": _ID, "maxItems": 1000,
+                  "description": "only annotations with at least one of these terms"},
+    }, required=[], description=(
+        "Either annotation_id, or image_id and geometry. Regions are described at "
+        f"{TARGET_UM} µm per pixel (level-0 pixels when the pixel size is unknown); "
+        f"their bounding box must measure {MIN_SIDE} to {MAX_SIDE} pixels at that scale.")),
+    "SimilarItem": _obj({
+        "annotation_id": _ID, "image_id": _ID, "image_name": {"type": "string"},
+        "project_id": _NID, "score": _SCORE, "terms": {"type": "array", "items": _TERM},
+        "crop_url": {"type": "string"}}),
+    "SimilarResult": _obj({"items": {"type": "array", "items": {"$ref":
+                                                                 "#/components/schemas/SimilarItem"}},
+                           **_META}),
+    "TermSuggestion": _obj({
+        "term_id": _ID, "name": {"type": "string"}, "color": {"type": "string"},
+        "project_id": _ID,
+        "score": {"type": "number", "minimum": 0, "maximum": 1,
+                  "description": "share of the neighbours' similarity voting for this term"}}),
+    "TermSuggestions": _obj({"terms": {"type": "array", "items": {
+        "$ref": "#/components/schemas/TermSuggestion"}},
+        "neighbours": {"type": "integer", "minimum": 0}, **_META}),
+}
+
+_ERR = {"413": _err("body too large"), "422": _err("invalid geometry")}
+
+_ACCESS = ("Only annotations of images the caller may read are considered (inside the "
+           "query: the k nearest readable ones are returned).")
+
+PATHS: dict[str, Any] = {
+    "/api/retrieval/similar": {"post": operation(
+        "Annotations most similar to an annotation or a region", "SimilarResult",
+        status="200", body="RetrievalQuery", params=None, tag="retrieval", write_errors=_ERR,
+        desc="Nearest annotations by colour and texture descriptor, best first. " + _ACCESS)},
+    "/api/retrieval/suggest-term": {"post": operation(
+        "Terms suggested for an annotation or a region", "TermSuggestions",
+        status="200", body="RetrievalQuery", params=None, tag="retrieval", write_errors=_ERR,
+        desc="Terms of the k nearest annotations, weighted by similarity. " + _ACCESS)},
+}

@@ -1,0 +1,186 @@
+"""HTTP routes of retrieval: similar regions and term suggestions (retrieval/openapi.py).
+
+Handlers: parse → check access → call `retrieval.service` → respond.  Pixels
+are read through the tile server's `PixelSource` (same access checks, caches
+and thread pool as tiles); descriptors are computed there, off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+import shapely
+from aiohttp import web
+
+from annotations import store
+from annotations.geometry import parse_geojson_geometry
+from catalog import access
+from catalog.db import DB_POOL
+from core.http import body_chunks, json_response
+from core.pixels import PIXELS
+from pyramid.errors import InvalidRequest, TooLarge
+from pyramid.reader import Pyramid
+
+from . import index, service
+from .descriptors import FAMILY
+
+log = logging.getLogger("retrieval")
+MAX_BODY = 1024**2
+MAX_K = 100
+
+
+@dataclass
+class RetrievalState:
+    use_vector: bool
+
+
+STATE: web.AppKey[RetrievalState] = web.AppKey("retrieval_state", RetrievalState)
+
+
+@dataclass(frozen=True)
+class Query:
+    annotation: asyncpg.Record | None
+    image_id: int
+    geom: shapely.Geometry | None
+    pixel_size_um: float | None
+    filter: index.Filter
+    k: int
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    parts, size = [], 0
+    async for chunk in body_chunks(request, 1 << 16):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge("request body too large", {"limit": MAX_BODY})
+        parts.append(chunk)
+    try:
+        body = orjson.loads(b"".join(parts) or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("malformed JSON body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    unknown = set(body) - {"annotation_id", "image_id", "geometry", "scope", "k", "terms"}
+    if unknown:
+        raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}")
+    return body
+
+
+def _int(body: dict[str, Any], name: str, lo: int, hi: int, default: int | None = None) -> int:
+    v = body.get(name, default)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise InvalidRequest(f"{name} must be an integer between {lo} and {hi}")
+    return v
+
+
+def _term_ids(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > 1000 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**63 for v in value):
+        raise InvalidRequest("terms must be a list of term ids")
+    return tuple(value)
+
+
+async def _query(request: web.Request, default_k: int) -> Query:
+    body = await _body(request)
+    pool = request.app[DB_POOL]
+    scope = body.get("scope", "all")
+    if scope not in index.SCOPES:
+        raise InvalidRequest(f"scope must be one of {list(index.SCOPES)}")
+    k = _int(body, "k", 1, MAX_K, default_k)
+    term_ids = _term_ids(body.get("terms", []))
+    if ("annotation_id" in body) == ("image_id" in body or "geometry" in body):
+        raise InvalidRequest("give either annotation_id, or image_id and geometry")
+    annotation, geom = None, None
+    if "annotation_id" in body:
+        annotation = await store.get(pool, _int(body, "annotation_id", 1, 2**63 - 1))
+        image_id = annotation["image_id"]
+    else:
+        image_id = _int(body, "image_id", 1, 2**63 - 1)
+    await access.require_image_access(request, image_id)
+    frame = await store.image_frame(pool, image_id)
+    if annotation is None:
+        geom, _kind = parse_geojson_geometry(body.get("geometry"))
+    if annotation is not None and annotation["project_id"] is not None:
+        projects = (annotation["project_id"],)
+    else:
+        projects = tuple(r["project_id"] for r in await pool.fetch(
+            "SELECT project_id FROM project_images WHERE image_id = $1", image_id))
+    f = index.Filter(scope, image_id, projects,
+                     annotation["id"] if annotation is not None else None,
+                     term_ids)
+    return Query(annotation, image_id, geom, frame.pixel_size_um, f, k)
+
+
+def _pixels(request: web.Request) -> service.PixelAccess:
+    pixels = request.app[PIXELS]
+
+    async def open_image(image_id: int) -> Pyramid:
+        return await pixels.open_image(request, str(image_id))
+
+    return service.PixelAccess(open_image, pixels.run)
+
+
+async def _search(request: web.Request, default_k: int) -> tuple[service.Result, Query]:
+    q = await _query(request, default_k)
+    pool = request.app[DB_POOL]
+    px = _pixels(request)
+    vec = await service.query_vector(pool, px, annotation=q.annotation, image_id=q.image_id,
+                                     geom=q.geom, pixel_size_um=q.pixel_size_um)
+    principal = await access.get_principal(request)
+    res = await service.similar(pool, px, principal, q.filter, vec, q.k,
+                                request.app[STATE].use_vector)
+    return res, q
+
+
+async def _terms(pool: asyncpg.Pool, ids: set[int]) -> dict[int, asyncpg.Record]:
+    rows = await pool.fetch("SELECT id, name, color, project_id FROM terms WHERE id = ANY($1)",
+                            list(ids))
+    return {r["id"]: r for r in rows}
+
+
+async def similar(request: web.Request) -> web.Response:
+    res, _q = await _search(request, 10)
+    terms = await _terms(request.app[DB_POOL], {t for r in res.rows for t in r["term_ids"]})
+    items = [{
+        "annotation_id": r["id"], "image_id": r["image_id"], "image_name": r["image_name"],
+        "project_id": r["project_id"], "score": round(float(r["score"]), 6),
+        "terms": [{"id": t, "name": terms[t]["name"], "color": terms[t]["color"]}
+                  for t in r["term_ids"] if t in terms],
+        "crop_url": f"/api/annotations/{r['id']}/crop.jpg?size=256",
+    } for r in res.rows]
+    return json_response({"items": items, "descriptor": FAMILY, "method": res.method,
+                          "pending": res.pending})
+
+
+async def suggest_term(request: web.Request) -> web.Response:
+    res, _q = await _search(request, 10)
+    votes = service.vote(res.rows)
+    terms = await _terms(request.app[DB_POOL], set(votes))
+    ranked = sorted(((t, s) for t, s in votes.items() if t in terms), key=lambda x: -x[1])
+    return json_response({
+        "terms": [{"term_id": t, "name": terms[t]["name"], "color": terms[t]["color"],
+                   "project_id": terms[t]["project_id"], "score": round(s, 6)}
+                  for t, s in ranked],
+        "neighbours": len(res.rows), "descriptor": FAMILY, "method": res.method,
+        "pending": res.pending})
+
+
+def setup_retrieval(app: web.Application) -> None:
+    """Add the retrieval routes; decide the search method once the pool exists."""
+
+    async def detect(app: web.Application) -> AsyncIterator[None]:
+        use_vector = await index.has_vector(app[DB_POOL])
+        if not use_vector:
+            log.warning("the pgvector extension is not installed in this PostgreSQL database: "
+                        "retrieval uses exact search (slower on large collections)")
+        app[STATE] = RetrievalState(use_vector)
+        yield
+
+    app.cleanup_ctx.append(detect)
+    app.router.add_routes([web.post("/api/retrieval/similar", similar),
+                           web.post("/api/retrieval/suggest-term", suggest_term)])

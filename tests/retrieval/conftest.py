@@ -1,0 +1,182 @@
+"""Retrieval fixtures: a PostgreSQL server WITH pgvector, the sample slide converted
+once, and an app with two users whose projects each hold a copy of it.
+
+pgvector: the session's server (DATABASE_URL or the embedded pgserver) is used
+when it offers the `vector` extension; otherwise (Debian's PostgreSQL 15) these
+tests start their own embedded pgserver, which ships it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp import DummyCookieJar
+from aiohttp.test_utils import TestClient
+
+from catalog.db import connect
+from microtome.app import MIGRATION_DIRS, create_app
+from tests.catalog.conftest import make_settings
+from tests.catalog.helpers import ANON, Actor
+from tests.conftest import _execute, with_database
+from tests.retrieval.labelled_tiles import LABELS, TILE
+
+
+async def _offers_vector(url: str) -> bool:
+    conn = await asyncpg.connect(url)
+    try:
+        return bool(await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')"))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def vector_server_url(pg_server_url: str) -> Iterator[str]:
+    if asyncio.run(_offers_vector(pg_server_url)):
+        yield pg_server_url
+        return
+    import pgserver
+
+    pgdata = Path("/tmp") / f"microtome-test-pgv-{os.getpid()}"
+    server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def vector_template(vector_server_url: str) -> Iterator[str]:
+    from catalog.migrate import migrate
+
+    name = f"microtome_vtmpl_{secrets.token_hex(4)}"
+    asyncio.run(_execute(vector_server_url, f'CREATE DATABASE "{name}"'))
+
+    async def _migrate() -> None:
+        conn = await asyncpg.connect(with_database(vector_server_url, name))
+        try:
+            await migrate(conn, MIGRATION_DIRS)
+        finally:
+            await conn.close()
+
+    asyncio.run(_migrate())
+    try:
+        yield name
+    finally:
+        asyncio.run(_execute(vector_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def vector_database_url(vector_server_url: str, vector_template: str) -> Iterator[str]:
+    name = f"microtome_vtest_{secrets.token_hex(6)}"
+    asyncio.run(_execute(vector_server_url,
+                         f'CREATE DATABASE "{name}" TEMPLATE "{vector_template}"'))
+    try:
+        yield with_database(vector_server_url, name)
+    finally:
+        asyncio.run(_execute(vector_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def slide_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1-Small-Region.svs (2220 x 2967, 0.499 µm/px) as OME-Zarr, converted once."""
+    from converters import convert
+
+    out = tmp_path_factory.mktemp("retrieval-slide") / "CMU-1-Small-Region.ome.zarr"
+    convert(testdata / "CMU-1-Small-Region.svs", out)
+    return out
+
+
+@dataclass
+class Side:
+    """One user's world: a project with a copy of the slide and its terms."""
+
+    actor: Actor
+    project_id: int
+    image_id: int
+    terms: dict[str, int]
+
+
+@dataclass
+class RWorld:
+    client: TestClient
+    alice: Side
+    bob: Side
+    anonymous: Actor
+    database_url: str
+
+
+async def _side(conn: asyncpg.Connection, settings: object, pyramid: Path, name: str) -> Side:
+    from catalog.images import storage_relpath
+    from catalog.security import digest, new_api_key
+
+    uid = await conn.fetchval("INSERT INTO users (username) VALUES ($1) RETURNING id", name)
+    key = new_api_key()
+    await conn.execute("INSERT INTO api_keys (user_id, name, prefix, key_hash) "
+                       "VALUES ($1, 'test', $2, $3)", uid, key[:8], digest(key))
+    pid = await conn.fetchval("INSERT INTO projects (name) VALUES ($1) RETURNING id",
+                              f"{name}'s project")
+    await conn.execute("INSERT INTO project_members VALUES ($1, $2, 'manager')", pid, uid)
+    iid = await conn.fetchval(
+        """INSERT INTO images (name, width, height, levels, status, pixel_size_um,
+                              home_project_id, owner_id)
+           VALUES ($1, 2220, 2967, 4, 'ready', 0.499, $2, $3) RETURNING id""",
+        f"{name}-slide", pid, uid)
+    await conn.execute("UPDATE images SET storage_path = $2 WHERE id = $1", iid,
+                       storage_relpath(iid))
+    await conn.execute("INSERT INTO project_images VALUES ($1, $2)", pid, iid)
+    terms = {}
+    for label in LABELS:
+        terms[label] = await conn.fetchval(
+            "INSERT INTO terms (project_id, name) VALUES ($1, $2) RETURNING id", pid, label)
+    dst = settings.images_dir / storage_relpath(iid)  # type: ignore[attr-defined]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(pyramid, dst)
+    return Side(Actor(name, uid, api_key=key), pid, iid, terms)
+
+
+@pytest.fixture
+async def rworld(aiohttp_client: object, tmp_path: Path, vector_database_url: str,
+                 slide_pyramid: Path) -> RWorld:
+    settings = make_settings(tmp_path, vector_database_url)
+    client = await aiohttp_client(create_app(settings),  # type: ignore[operator]
+                                  cookie_jar=DummyCookieJar())
+    conn = await connect(vector_database_url)
+    try:
+        alice = await _side(conn, settings, slide_pyramid, "alice")
+        bob = await _side(conn, settings, slide_pyramid, "bob")
+    finally:
+        await conn.close()
+    return RWorld(client, alice, bob, ANON, vector_database_url)
+
+
+def tile_polygon(gx: int, gy: int) -> dict[str, object]:
+    x0, y0 = gx * TILE, gy * TILE
+    x1, y1 = x0 + TILE, y0 + TILE
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1],
+                                                [x0, y0]]]}
+
+
+async def annotate(w: RWorld, side: Side, cells: dict[str, list[tuple[int, int]]]
+                   ) -> dict[int, str]:
+    """Rectangles over the labelled tiles on the side's image, termed by label:
+    {annotation id: label}."""
+    items, labels = [], []
+    for label, cs in cells.items():
+        for gx, gy in cs:
+            items.append({"geometry": tile_polygon(gx, gy), "terms": [side.terms[label]]})
+            labels.append(label)
+    resp = await w.client.post(f"/api/images/{side.image_id}/annotations/batch",
+                               json={"annotations": items, "project_id": side.project_id},
+                               headers=side.actor.headers("POST"))
+    assert resp.status == 201, await resp.text()
+    ids = (await resp.json())["ids"]
+    return dict(zip(ids, labels, strict=True))
