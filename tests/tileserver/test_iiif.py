@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import imagecodecs
 import numpy as np
@@ -196,7 +197,14 @@ async def test_preflight_and_head(client: TestClient, rgb_image: tuple) -> None:
     assert r.status == 200 and await r.read() == b""
 
 
-async def test_ids_follow_the_reverse_proxy(client: TestClient, rgb_image: tuple) -> None:
+async def test_ids_follow_the_reverse_proxy(aiohttp_client: Any, tiles_root: Path,
+                                            rgb_image: tuple) -> None:
+    """Behind a trusted proxy (MICROTOME_TRUSTED_PROXIES) the URLs point through it;
+    test_forwarded.py shows that nobody else's headers are believed."""
+    from tileserver.app import TileSettings, create_tiles_app
+
+    client = await aiohttp_client(create_tiles_app(tiles_root, TileSettings(threads=2),
+                                                   ("127.0.0.0/8", "::1")))
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "tiles.example.org"}
     info = await (await client.get("/iiif/3/slide/info.json", headers=headers)).json(
         content_type=None)
