@@ -116,31 +116,40 @@ async def finish(request: web.Request) -> web.Response:
     await require_admin(request)
     analysis_id = path_id(request, "analysis_id")
     body = await _body(request, "AnalysisFinish")
-    done = body["status"] == "done"
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
         status = await conn.fetchval("SELECT status FROM analyses WHERE id = $1 FOR UPDATE",
                                      analysis_id)
-        if status is None:
-            raise errors.NotFound("analysis not found")
-        if status != "running":
-            await _drop_results(conn, [analysis_id])
-            raise errors.Conflict(f"the analysis is {status}; results discarded")
-        if done:
-            count = await conn.fetchval(
-                """WITH linked AS (UPDATE annotations SET analysis_id = $1
-                                   WHERE producer = $2 RETURNING 1)
-                   SELECT count(*) FROM linked""", analysis_id, producer(analysis_id))
+        if status == "running":
+            row = await _finish_running(conn, analysis_id, body)
         else:
+            # Cancelled, re-queued or deleted while the worker was writing: what it
+            # imported goes (committed: the error is raised after the transaction).
             await _drop_results(conn, [analysis_id])
-            count = None
-        row = await conn.fetchrow(
-            f"""UPDATE analyses SET status = $2, error = $3, result_count = $4, progress =
-                       CASE WHEN $2 = 'done' THEN 1 ELSE progress END,
-                       finished_at = now(), log = right(log || $5, {MAX_LOG}), traceback = $6
-                WHERE id = $1 RETURNING {COLUMNS}""",
-            analysis_id, body["status"], None if done else (body.get("error") or "failed"),
-            count, body.get("log") or "", None if done else body.get("traceback"))
+    if status is None:
+        raise errors.NotFound("analysis not found")
+    if status != "running":
+        raise errors.Conflict(f"the analysis is {status}; results discarded")
     return json_response(analysis_json(row, manager=True))
+
+
+async def _finish_running(conn: asyncpg.Connection, analysis_id: int,
+                          body: dict[str, Any]) -> asyncpg.Record:
+    done = body["status"] == "done"
+    count = None
+    if done:
+        count = await conn.fetchval(
+            """WITH linked AS (UPDATE annotations SET analysis_id = $1
+                               WHERE producer = $2 RETURNING 1)
+               SELECT count(*) FROM linked""", analysis_id, producer(analysis_id))
+    else:
+        await _drop_results(conn, [analysis_id])
+    return await conn.fetchrow(
+        f"""UPDATE analyses SET status = $2, error = $3, result_count = $4, progress =
+                   CASE WHEN $2 = 'done' THEN 1 ELSE progress END,
+                   finished_at = now(), log = right(log || $5, {MAX_LOG}), traceback = $6
+            WHERE id = $1 RETURNING {COLUMNS}""",
+        analysis_id, body["status"], None if done else (body.get("error") or "failed"),
+        count, body.get("log") or "", None if done else body.get("traceback"))
 
 
 def routes() -> list[web.RouteDef]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from microtome_client import Client, Conflict
+from microtome_client import Client, Conflict, NotFound
 
 from analysis.worker import run_worker
 from microtome.cli import main
@@ -72,7 +72,8 @@ def test_nuclei_on_a_region_through_the_http_raster(
 
 
 def test_cancelled_run_keeps_no_results(live_server: LiveServer,  # noqa: F811
-                                        ready_images: dict[str, int], c: Any) -> None:  # noqa: F811
+                                        ready_images: dict[str, int], c: Any,  # noqa: F811
+                                        tmp_path: Any) -> None:
     image = c.image(ready_images["CMU-1-Small-Region.svs"])
     a = image.analyse("tissue_detection")
     claimed = c.claim_analysis(["tissue_detection"], worker="test")
@@ -80,9 +81,26 @@ def test_cancelled_run_keeps_no_results(live_server: LiveServer,  # noqa: F811
     assert c.report_analysis(a.id, 0.5, "half way").progress == 0.5
     a.cancel()
     assert c.report_analysis(a.id, 0.6).status == "cancelled"
+    # The worker had not noticed and writes its results anyway: they are discarded.
+    results = tmp_path / "late.geojson"
+    results.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                       '"geometry": {"type": "Point", "coordinates": [5, 5]}, '
+                       '"properties": {}}]}')
+    image.import_annotations(results, producer=f"analysis:{a.id}")
     with pytest.raises(Conflict):
         c.finish_analysis(a.id, "done")
     assert c.analysis(a.id).status == "cancelled"
+    assert _sql(live_server, "SELECT count(*) AS n FROM annotations WHERE producer = $1",
+                f"analysis:{a.id}")[0]["n"] == 0
+    # Deleted while running: late results are discarded too.
+    b = image.analyse("tissue_detection")
+    assert c.claim_analysis(["tissue_detection"]).id == b.id
+    b.delete()
+    image.import_annotations(results, producer=f"analysis:{b.id}")
+    with pytest.raises(NotFound):
+        c.finish_analysis(b.id, "done")
+    assert _sql(live_server, "SELECT count(*) AS n FROM annotations WHERE producer = $1",
+                f"analysis:{b.id}")[0]["n"] == 0
 
 
 def test_dead_worker_requeued_and_results_written_once(
