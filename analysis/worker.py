@@ -5,7 +5,7 @@ database credentials). It claims the oldest queued analysis of an app it has
 installed, reads pixels through the client, heart-beats progress and log
 lines (a background thread, so a long step does not look like a dead
 worker), writes the results with the client's bulk GeoJSON import tagged
-``producer = analysis:<id>``, and finishes the analysis, which links them.
+``producer = analysis:<id>/<attempt>``, and finishes the analysis, which links them.
 Cancelled on the server or past the app's timeout: the run stops at its next
 ``ctx.check()`` and its results are discarded.
 """
@@ -115,7 +115,8 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
     try:
         app = get_app(analysis.app, analysis.version, installed)
     except AnalysisError as e:
-        return client.finish_analysis(analysis.id, "failed", error=e.message).status
+        return client.finish_analysis(analysis.id, "failed", error=e.message,
+                                      attempt=analysis.attempts).status
     with Heartbeat(client, analysis.id, app.descriptor.timeout, heartbeat_s) as hb:
         try:
             params = validate_params(app.descriptor, analysis.params)
@@ -127,20 +128,23 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
             with tempfile.TemporaryDirectory(prefix="microtome-worker-") as tmp:
                 path = Path(tmp) / "results.geojson"
                 write_geojson(path, features, prov)
-                image.import_annotations(path, producer=f"analysis:{analysis.id}")
+                image.import_annotations(
+                    path, producer=f"analysis:{analysis.id}/{analysis.attempts}")
             hb.log(f"{len(features)} objects in {prov['seconds']:.1f} s")
-            return client.finish_analysis(analysis.id, "done", log=hb.flush()).status
+            return client.finish_analysis(analysis.id, "done", log=hb.flush(),
+                                          attempt=analysis.attempts).status
         except Cancelled:
             if hb.timed_out:
                 msg = f"timed out after {app.descriptor.timeout:g} s"
                 return client.finish_analysis(analysis.id, "failed", error=msg,
-                                              log=hb.flush()).status
+                                              log=hb.flush(), attempt=analysis.attempts).status
             return "cancelled"
         except Exception as e:
             msg = e.message if isinstance(e, AnalysisError) else f"{type(e).__name__}: {e}"
             try:
                 return client.finish_analysis(analysis.id, "failed", error=msg, log=hb.flush(),
-                                              traceback=traceback.format_exc()).status
+                                              traceback=traceback.format_exc(),
+                                              attempt=analysis.attempts).status
             except Exception as e2:  # e.g. cancelled meanwhile (409): nothing to keep
                 print(f"analysis {analysis.id}: {e2}", file=sys.stderr)
                 return "failed"

@@ -36,6 +36,21 @@ COLUMNS = ("id, image_id, user_id, app, version, params, region, status, progres
 FINISHED = ("done", "failed", "cancelled")
 
 
+def producer(analysis_id: int, attempt: int) -> str:
+    """The tag a worker's import carries: one per attempt, so that a worker
+    presumed dead cannot add its results to those of the attempt that replaced it."""
+    return f"analysis:{analysis_id}/{attempt}"
+
+
+async def drop_results(conn: asyncpg.Connection, ids: list[int]) -> None:
+    """Remove the not-yet-linked results of these analyses (every attempt)."""
+    if ids:
+        await conn.execute(
+            "DELETE FROM annotations WHERE producer LIKE 'analysis:%'"
+            " AND split_part(producer, '/', 1) = ANY($1::text[])",
+            [f"analysis:{i}" for i in ids])
+
+
 def analysis_json(row: asyncpg.Record, manager: bool = False) -> dict[str, Any]:
     """The public form; a failed run's traceback only for the image's managers."""
     out = {k: row[k] for k in ("id", "image_id", "user_id", "app", "version", "status",
@@ -221,8 +236,8 @@ async def cancel_analysis(request: web.Request) -> web.Response:
             if status is None:
                 raise errors.NotFound("analysis not found")
             raise errors.Conflict(f"the analysis already finished ({status})")
-        await conn.execute("DELETE FROM annotations WHERE analysis_id = $1 OR producer = $2",
-                           analysis_id, f"analysis:{analysis_id}")
+        await conn.execute("DELETE FROM annotations WHERE analysis_id = $1", analysis_id)
+        await drop_results(conn, [analysis_id])
     return json_response(analysis_json(row))
 
 
@@ -231,8 +246,7 @@ async def delete_analysis(request: web.Request) -> web.Response:
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
         # Linked results go by the foreign key; those of a run still in progress
         # (imported, not yet linked) by their producer tag.
-        await conn.execute("DELETE FROM annotations WHERE producer = $1",
-                           f"analysis:{analysis_id}")
+        await drop_results(conn, [analysis_id])
         await conn.execute("DELETE FROM analyses WHERE id = $1", analysis_id)
     return web.Response(status=204)
 

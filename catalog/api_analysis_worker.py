@@ -2,7 +2,7 @@
 
 Workers talk HTTP only (an administrator's API key; no database credentials).
 A worker writes its results with the ordinary annotation import, tagged
-``producer = "analysis:<id>"``; finishing links them to the analysis
+``producer = "analysis:<id>/<attempt>"``; finishing links them to the analysis
 (``analysis_id``) in the same transaction that marks it done, so a result
 layer is either complete and linked or removed. A running analysis whose
 worker stopped heart-beating is re-queued (its partial results removed) up to
@@ -19,7 +19,7 @@ from aiohttp import web
 from jsonschema import Draft202012Validator
 
 from catalog.access import require_admin
-from catalog.api_analyses import COLUMNS, analysis_json
+from catalog.api_analyses import COLUMNS, analysis_json, drop_results, producer
 from catalog.db import DB_POOL
 from catalog.jsonio import MAX_BODY, path_id
 from catalog.openapi_analyses import SCHEMAS
@@ -30,10 +30,6 @@ from pyramid import errors
 STALE_AFTER_S = 60
 MAX_ATTEMPTS = 3
 MAX_LOG = 64 * 1024
-
-
-def producer(analysis_id: int) -> str:
-    return f"analysis:{analysis_id}"
 
 
 async def _body(request: web.Request, schema: str) -> dict[str, Any]:
@@ -52,12 +48,6 @@ async def _body(request: web.Request, schema: str) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-async def _drop_results(conn: asyncpg.Connection, ids: list[int]) -> None:
-    if ids:
-        await conn.execute("DELETE FROM annotations WHERE producer = ANY($1::text[])",
-                           [producer(i) for i in ids])
-
-
 async def requeue_stale(conn: asyncpg.Connection) -> None:
     """Running analyses whose worker went silent: queued again, or failed after
     MAX_ATTEMPTS; the results of the dead attempt are removed either way."""
@@ -71,7 +61,7 @@ async def requeue_stale(conn: asyncpg.Connection) -> None:
             WHERE status = 'running'
               AND heartbeat_at < now() - interval '{STALE_AFTER_S} seconds'
             RETURNING id""")
-    await _drop_results(conn, [r["id"] for r in rows])
+    await drop_results(conn, [r["id"] for r in rows])
 
 
 async def claim(request: web.Request) -> web.Response:
@@ -91,7 +81,7 @@ async def claim(request: web.Request) -> web.Response:
             apps, f"claimed by {body.get('worker') or 'a worker'}\n")
         if row is None:
             return web.Response(status=204)
-        await _drop_results(conn, [row["id"]])  # leftovers of an earlier attempt
+        await drop_results(conn, [row["id"]])  # leftovers of an earlier attempt
     return json_response(analysis_json(row, manager=True))
 
 
@@ -116,31 +106,47 @@ async def finish(request: web.Request) -> web.Response:
     await require_admin(request)
     analysis_id = path_id(request, "analysis_id")
     body = await _body(request, "AnalysisFinish")
-    done = body["status"] == "done"
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
-        status = await conn.fetchval("SELECT status FROM analyses WHERE id = $1 FOR UPDATE",
-                                     analysis_id)
-        if status is None:
-            raise errors.NotFound("analysis not found")
-        if status != "running":
-            await _drop_results(conn, [analysis_id])
-            raise errors.Conflict(f"the analysis is {status}; results discarded")
-        if done:
-            count = await conn.fetchval(
-                """WITH linked AS (UPDATE annotations SET analysis_id = $1
-                                   WHERE producer = $2 RETURNING 1)
-                   SELECT count(*) FROM linked""", analysis_id, producer(analysis_id))
+        cur = await conn.fetchrow(
+            "SELECT status, attempts FROM analyses WHERE id = $1 FOR UPDATE", analysis_id)
+        status = cur["status"] if cur else None
+        current = cur is not None and status == "running" and cur["attempts"] == body["attempt"]
+        if current:
+            row = await _finish_running(conn, analysis_id, body)
         else:
-            await _drop_results(conn, [analysis_id])
-            count = None
-        row = await conn.fetchrow(
-            f"""UPDATE analyses SET status = $2, error = $3, result_count = $4, progress =
-                       CASE WHEN $2 = 'done' THEN 1 ELSE progress END,
-                       finished_at = now(), log = right(log || $5, {MAX_LOG}), traceback = $6
-                WHERE id = $1 RETURNING {COLUMNS}""",
-            analysis_id, body["status"], None if done else (body.get("error") or "failed"),
-            count, body.get("log") or "", None if done else body.get("traceback"))
+            # Cancelled, re-queued or deleted while this worker was writing: what it
+            # imported goes (committed: the error is raised after the transaction).
+            await conn.execute("DELETE FROM annotations WHERE producer = $1",
+                               producer(analysis_id, body["attempt"]))
+            if status != "running":
+                await drop_results(conn, [analysis_id])
+    if cur is None:
+        raise errors.NotFound("analysis not found")
+    if not current:
+        raise errors.Conflict(f"the analysis is {status}"
+                              + ("" if status != "running" else " by a newer attempt")
+                              + "; results discarded")
     return json_response(analysis_json(row, manager=True))
+
+
+async def _finish_running(conn: asyncpg.Connection, analysis_id: int,
+                          body: dict[str, Any]) -> asyncpg.Record:
+    done = body["status"] == "done"
+    count = None
+    if done:
+        count = await conn.fetchval(
+            """WITH linked AS (UPDATE annotations SET analysis_id = $1
+                               WHERE producer = $2 RETURNING 1)
+               SELECT count(*) FROM linked""", analysis_id, producer(analysis_id, body["attempt"]))
+    else:
+        await drop_results(conn, [analysis_id])
+    return await conn.fetchrow(
+        f"""UPDATE analyses SET status = $2, error = $3, result_count = $4, progress =
+                   CASE WHEN $2 = 'done' THEN 1 ELSE progress END,
+                   finished_at = now(), log = right(log || $5, {MAX_LOG}), traceback = $6
+            WHERE id = $1 RETURNING {COLUMNS}""",
+        analysis_id, body["status"], None if done else (body.get("error") or "failed"),
+        count, body.get("log") or "", None if done else body.get("traceback"))
 
 
 def routes() -> list[web.RouteDef]:

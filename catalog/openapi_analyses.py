@@ -42,10 +42,14 @@ SCHEMAS: dict[str, Any] = {
                              "log": {"type": "string", "maxLength": 65536}},
                             required=["progress"]),
     "AnalysisFinish": obj({"status": {"enum": ["done", "failed"]},
+                           "attempt": {"type": "integer", "minimum": 1,
+                                       "description": "the claim's attempts value; results "
+                                                      "are those imported with producer "
+                                                      "analysis:<id>/<attempt>"},
                            "error": {"type": "string", "maxLength": 4000},
                            "traceback": {"type": "string", "maxLength": 65536},
                            "log": {"type": "string", "maxLength": 65536}},
-                          required=["status"]),
+                          required=["status", "attempt"]),
     "AnalysisSummary": obj({
         "analysis_id": ID, "count": {"type": "integer"},
         "terms": {"type": "array", "items": obj({"term_id": ID, "name": {"type": "string"},
@@ -93,8 +97,9 @@ PATHS: dict[str, Any] = {
         "(status 'cancelled' tells the worker to stop)", "Analysis", status="200",
         body="AnalysisProgress", params=[path_param("analysis_id")], tag=_T)},
     "/api/analyses/{analysis_id}/finish": {"post": operation(
-        "Worker: done (links the results imported with producer 'analysis:<id>') or "
-        "failed (removes them)", "Analysis", status="200", body="AnalysisFinish",
+        "Worker: done (links the results imported with producer "
+        "'analysis:<id>/<attempt>') or failed (removes them)", "Analysis", status="200",
+        body="AnalysisFinish",
         params=[path_param("analysis_id")], tag=_T,
         write_errors={"409": {"description": "the analysis was cancelled or re-queued"}})},
     "/api/analyses/{analysis_id}/summary": {"get": operation(

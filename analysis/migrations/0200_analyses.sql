@@ -31,3 +31,7 @@ CREATE INDEX analyses_queued_idx ON analyses (id) WHERE status = 'queued';
 
 ALTER TABLE annotations ADD COLUMN analysis_id bigint REFERENCES analyses ON DELETE CASCADE;
 CREATE INDEX annotations_analysis_idx ON annotations (analysis_id) WHERE analysis_id IS NOT NULL;
+-- A worker imports its results tagged producer = 'analysis:<id>/<attempt>' before they
+-- are linked; removing the results of a run (all attempts) must not scan the table.
+CREATE INDEX annotations_analysis_run_idx ON annotations (split_part(producer, '/', 1))
+    WHERE producer LIKE 'analysis:%';

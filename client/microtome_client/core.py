@@ -213,10 +213,12 @@ class AsyncClient:
         return await self._post(Analysis, f"/api/analyses/{_id(analysis)}/progress",
                                 {"progress": progress, "log": log})
 
-    async def finish_analysis(self, analysis: int | Analysis, status: str, *,
+    async def finish_analysis(self, analysis: int | Analysis, status: str, *, attempt: int,
                               error: str = "", log: str = "", traceback: str = ""
                               ) -> Analysis:
-        body: dict[str, Any] = {"status": status, "log": log}
+        """End a claimed run: ``attempt`` is the claim's ``attempts``; "done" links the
+        results imported with producer ``analysis:<id>/<attempt>``, "failed" removes them."""
+        body: dict[str, Any] = {"status": status, "attempt": attempt, "log": log}
         if error:
             body["error"] = error[:4000]
         if traceback:

@@ -119,20 +119,22 @@ async def test_worker_routes_refuse_bad_input(api: TestClient, world: World) -> 
     # Only the named apps are claimed.
     await call(api, admin, "POST", "/api/analysis-queue/claim",
                {"apps": ["nucleus_detection"]}, expect=204)
-    await call(api, admin, "POST", f"/api/analyses/{a['id']}/finish", {"status": "done"},
-               expect=409)  # still queued: nobody runs it
+    await call(api, admin, "POST", f"/api/analyses/{a['id']}/finish",
+               {"status": "done", "attempt": 1}, expect=409)  # still queued: nobody runs it
     await call(api, c, "POST", f"/api/analyses/{a['id']}/progress", {"progress": 0.1},
                expect=403)
     for bad in ({"progress": 2}, {"progress": "half"}, {}, {"progress": 0.1, "x": 1}):
         await call(api, admin, "POST", f"/api/analyses/{a['id']}/progress", bad, expect=400)
-    await call(api, admin, "POST", f"/api/analyses/{a['id']}/finish", {"status": "great"},
-               expect=400)
+    for bad in ({"status": "great", "attempt": 1}, {"status": "done"},
+                {"status": "done", "attempt": 0}):
+        await call(api, admin, "POST", f"/api/analyses/{a['id']}/finish", bad, expect=400)
     await call(api, admin, "POST", "/api/analyses/999999/progress", {"progress": 0.1},
                expect=404)
     _, claimed = await call(api, admin, "POST", "/api/analysis-queue/claim",
                             {"apps": ["tissue_detection"]}, expect=200)
     _, failed = await call(api, admin, "POST", f"/api/analyses/{claimed['id']}/finish",
-                           {"status": "failed", "error": "boom", "log": "step 1",
+                           {"status": "failed", "attempt": claimed["attempts"],
+                            "error": "boom", "log": "step 1",
                             "traceback": "Traceback (most recent call last): ..."},
                            expect=200)
     assert failed["status"] == "failed" and failed["error"] == "boom"

@@ -30,7 +30,7 @@ async def test_no_blocking_calls(api: TestClient, world: World) -> None:
         await call(api, admin, "POST", f"/api/analyses/{a['id']}/progress",
                    {"progress": 0.5, "log": "x"}, expect=200)
         _, fin = await call(api, admin, "POST", f"/api/analyses/{a['id']}/finish",
-                            {"status": "done"}, expect=200)
+                            {"status": "done", "attempt": 1}, expect=200)
         assert fin["result_count"] == 0 and fin["progress"] == 1
         await call(api, admin, "POST", "/api/analysis-queue/claim", {}, expect=204)
         await call(api, c, "POST", f"/api/analyses/{a['id']}/cancel", expect=409)

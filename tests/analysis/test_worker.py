@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from microtome_client import Client, Conflict
+from microtome_client import Client, Conflict, NotFound
 
 from analysis.worker import run_worker
 from microtome.cli import main
@@ -54,7 +54,7 @@ def test_worker_runs_tissue_detection_and_results_are_linked(
     assert sum(area["histogram"]) == done.result_count and len(area["histogram"]) == 20
     done.delete()
     assert _sql(live_server, "SELECT count(*) AS n FROM annotations WHERE analysis_id = $1"
-                " OR producer = $2", a.id, f"analysis:{a.id}")[0]["n"] == 0
+                " OR producer LIKE $2", a.id, f"analysis:{a.id}/%")[0]["n"] == 0
 
 
 def test_nuclei_on_a_region_through_the_http_raster(
@@ -72,7 +72,8 @@ def test_nuclei_on_a_region_through_the_http_raster(
 
 
 def test_cancelled_run_keeps_no_results(live_server: LiveServer,  # noqa: F811
-                                        ready_images: dict[str, int], c: Any) -> None:  # noqa: F811
+                                        ready_images: dict[str, int], c: Any,  # noqa: F811
+                                        tmp_path: Any) -> None:
     image = c.image(ready_images["CMU-1-Small-Region.svs"])
     a = image.analyse("tissue_detection")
     claimed = c.claim_analysis(["tissue_detection"], worker="test")
@@ -80,9 +81,26 @@ def test_cancelled_run_keeps_no_results(live_server: LiveServer,  # noqa: F811
     assert c.report_analysis(a.id, 0.5, "half way").progress == 0.5
     a.cancel()
     assert c.report_analysis(a.id, 0.6).status == "cancelled"
+    # The worker had not noticed and writes its results anyway: they are discarded.
+    results = tmp_path / "late.geojson"
+    results.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                       '"geometry": {"type": "Point", "coordinates": [5, 5]}, '
+                       '"properties": {}}]}')
+    image.import_annotations(results, producer=f"analysis:{a.id}/1")
     with pytest.raises(Conflict):
-        c.finish_analysis(a.id, "done")
+        c.finish_analysis(a.id, "done", attempt=1)
     assert c.analysis(a.id).status == "cancelled"
+    assert _sql(live_server, "SELECT count(*) AS n FROM annotations WHERE producer LIKE $1",
+                f"analysis:{a.id}/%")[0]["n"] == 0
+    # Deleted while running: late results are discarded too.
+    b = image.analyse("tissue_detection")
+    assert c.claim_analysis(["tissue_detection"]).id == b.id
+    b.delete()
+    image.import_annotations(results, producer=f"analysis:{b.id}/1")
+    with pytest.raises(NotFound):
+        c.finish_analysis(b.id, "done", attempt=1)
+    assert _sql(live_server, "SELECT count(*) AS n FROM annotations WHERE producer LIKE $1",
+                f"analysis:{b.id}/%")[0]["n"] == 0
 
 
 def test_dead_worker_requeued_and_results_written_once(
@@ -97,7 +115,7 @@ def test_dead_worker_requeued_and_results_written_once(
     partial.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
                        '"geometry": {"type": "Point", "coordinates": [5, 5]}, '
                        '"properties": {}}]}')
-    image.import_annotations(partial, producer=f"analysis:{a.id}")
+    image.import_annotations(partial, producer=f"analysis:{a.id}/1")
     _sql(live_server, "UPDATE analyses SET heartbeat_at = now() - interval '1 hour' "
          "WHERE id = $1", a.id)
     assert run_worker(live_server.url, live_server.api_key, ["tissue_detection"],
@@ -105,7 +123,7 @@ def test_dead_worker_requeued_and_results_written_once(
     done = c.analysis(a.id)
     assert done.status == "done" and done.attempts == 2
     rows = _sql(live_server, "SELECT kind FROM annotations WHERE analysis_id = $1 OR "
-                "producer = $2", a.id, f"analysis:{a.id}")
+                "producer LIKE $2", a.id, f"analysis:{a.id}/%")
     assert len(rows) == done.result_count and "point" not in {r["kind"] for r in rows}
     done.delete()
 
@@ -154,3 +172,30 @@ def test_analyse_with_server_submits_and_waits_for_a_running_worker(
         stop.set()
         worker.join(30)
     assert not worker.is_alive()
+
+
+def test_presumed_dead_worker_cannot_add_to_the_new_attempt(
+        live_server: LiveServer, ready_images: dict[str, int], c: Any,  # noqa: F811
+        tmp_path: Any) -> None:
+    image = c.image(ready_images["CMU-1-Small-Region.svs"])
+    a = image.analyse("tissue_detection")
+    assert c.claim_analysis(["tissue_detection"], worker="slow").attempts == 1
+    _sql(live_server, "UPDATE analyses SET heartbeat_at = now() - interval '1 hour' "
+         "WHERE id = $1", a.id)
+    second = c.claim_analysis(["tissue_detection"], worker="fresh")
+    assert second.id == a.id and second.attempts == 2
+    point = tmp_path / "p.geojson"
+    point.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                     '"geometry": {"type": "Point", "coordinates": [5, 5]}, '
+                     '"properties": {}}]}')
+    # The slow worker was alive after all: its late results are refused and removed.
+    image.import_annotations(point, producer=f"analysis:{a.id}/1")
+    image.import_annotations(point, producer=f"analysis:{a.id}/2")
+    with pytest.raises(Conflict, match="newer attempt"):
+        c.finish_analysis(a.id, "done", attempt=1)
+    done = c.finish_analysis(a.id, "done", attempt=2)
+    assert done.status == "done" and done.result_count == 1
+    rows = _sql(live_server, "SELECT producer FROM annotations WHERE analysis_id = $1 "
+                "OR producer LIKE $2", a.id, f"analysis:{a.id}/%")
+    assert [r["producer"] for r in rows] == [f"analysis:{a.id}/2"]
+    done.delete()
