@@ -36,7 +36,10 @@ from converters.sources import open_source
 with open_source(Path(sys.argv[1])) as r:
     notes = r.info.notes
 convert(Path(sys.argv[1]), Path(sys.argv[2]), ConvertOptions(workers=2))
-print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+def peak_mb():  # VmHWM: ru_maxrss survives fork/exec and would show the parent
+    with open("/proc/self/status") as f:
+        return int(next(x for x in f if x.startswith("VmHWM")).split()[1]) / 1024
+print(json.dumps({"peak_mb": peak_mb(),
                   "notes": notes}))
 """
 
