@@ -62,12 +62,12 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
     return True
 
 
-async def _slowloris(port: int) -> float | None:
+async def _slowloris(port: int, path: str = READY) -> float | None:
     """Send a request head one byte per second; seconds until the server hung up
     (None: still open after 8 s).  The head would need ~80 s to complete."""
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = b"GET /api/openapi.json HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"z" * 40
+    head = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".encode() + b"z" * 40
     start = loop.time()
     try:
         for i in range(8):

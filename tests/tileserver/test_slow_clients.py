@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.microtome.test_slow_clients import _closed_within, _get
+from tests.microtome.test_slow_clients import _closed_within, _get, _slowloris
 from tests.tileserver.conftest import build_rgb, gradient_rgb
 from tests.tileserver.test_long_requests import _free_port, stop, wait_ready
 
@@ -40,28 +40,8 @@ def tiles_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         stop(proc)
 
 
-async def _slow_head(port: int) -> float | None:
-    """Seconds until the server hung up on a head sent one byte per second (None: 8 s+)."""
-    loop = asyncio.get_running_loop()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"GET {TILE} HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".encode() + b"z" * 40
-    start = loop.time()
-    try:
-        for i in range(8):
-            try:
-                writer.write(head[i:i + 1])
-                await writer.drain()
-            except ConnectionError:
-                return loop.time() - start
-            if await _closed_within(reader, 1.0):
-                return loop.time() - start
-        return None
-    finally:
-        writer.close()
-
-
 async def test_slow_heads_are_cut_off_and_tiles_still_flow(tiles_port: int) -> None:
-    *cut, normal = await asyncio.gather(*(_slow_head(tiles_port) for _ in range(3)),
+    *cut, normal = await asyncio.gather(*(_slowloris(tiles_port, TILE) for _ in range(3)),
                                         _get(tiles_port, TILE))
     assert normal == 200
     for seconds in cut:
