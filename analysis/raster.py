@@ -44,7 +44,31 @@ def coarsest_level_at_least(raster: Raster, min_side: int) -> int:
     return best
 
 
-class PyramidRaster:
+class LevelsRaster:
+    """The `Raster` properties derived from a levels tuple and a pixel size
+    (subclasses set ``_levels`` and ``_mpp`` and implement ``read``)."""
+
+    _levels: tuple[LevelInfo, ...]
+    _mpp: float | None
+
+    @property
+    def width(self) -> int:
+        return self._levels[0].width
+
+    @property
+    def height(self) -> int:
+        return self._levels[0].height
+
+    @property
+    def levels(self) -> tuple[LevelInfo, ...]:
+        return self._levels
+
+    @property
+    def mpp(self) -> float | None:
+        return self._mpp
+
+
+class PyramidRaster(LevelsRaster):
     """An OME-Zarr written by Microtome (or any NGFF pyramid ``open_pyramid`` reads)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -63,27 +87,11 @@ class PyramidRaster:
         ps = meta.pixel_size_um
         self._mpp = (ps[0] + ps[1]) / 2 if ps else None
 
-    @property
-    def width(self) -> int:
-        return self._levels[0].width
-
-    @property
-    def height(self) -> int:
-        return self._levels[0].height
-
-    @property
-    def levels(self) -> tuple[LevelInfo, ...]:
-        return self._levels
-
-    @property
-    def mpp(self) -> float | None:
-        return self._mpp
-
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         return np.ascontiguousarray(self._p.read_region(level, x, y, w, h)[..., :3])
 
 
-class ArrayRaster:
+class ArrayRaster(LevelsRaster):
     """An in-memory RGB image (tests, small pictures), with 2x-downsampled levels."""
 
     def __init__(self, rgb: np.ndarray, mpp: float | None = None, min_side: int = 64) -> None:
@@ -100,22 +108,6 @@ class ArrayRaster:
         self._levels = tuple(LevelInfo(a.shape[1], a.shape[0], float(2 ** i))
                              for i, a in enumerate(self._arrays))
         self._mpp = mpp
-
-    @property
-    def width(self) -> int:
-        return self._levels[0].width
-
-    @property
-    def height(self) -> int:
-        return self._levels[0].height
-
-    @property
-    def levels(self) -> tuple[LevelInfo, ...]:
-        return self._levels
-
-    @property
-    def mpp(self) -> float | None:
-        return self._mpp
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         a = self._arrays[level]

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 
 from .errors import AnalysisError
-from .raster import LevelInfo
+from .raster import LevelInfo, LevelsRaster
 
 
-class ClientRaster:
+class ClientRaster(LevelsRaster):
     """Pixels of one catalogued image through ``microtome_client`` (sync `Client` image)."""
 
     def __init__(self, image: Any) -> None:
@@ -22,22 +22,6 @@ class ClientRaster:
                              for lv in meta.levels)
         ps = meta.pixel_size_um
         self._mpp = (float(ps[0]) + float(ps[1])) / 2 if ps else None
-
-    @property
-    def width(self) -> int:
-        return self._levels[0].width
-
-    @property
-    def height(self) -> int:
-        return self._levels[0].height
-
-    @property
-    def levels(self) -> tuple[LevelInfo, ...]:
-        return self._levels
-
-    @property
-    def mpp(self) -> float | None:
-        return self._mpp
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         lv = self._levels[level]
