@@ -24,7 +24,9 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_OUTAGE_GRACE_S", "MICROTOME_IDLE_TIMEOUT_S", "MICROTOME_BODY_TIMEOUT_S",
          "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS",
          "MICROTOME_SESSION_HOURS", "MICROTOME_SESSION_IDLE_MINUTES", "MICROTOME_METRICS_PORT",
-         "MICROTOME_TRUSTED_PROXIES"}
+         "MICROTOME_TRUSTED_PROXIES",
+         # Retrieval (issue 17)
+         "MICROTOME_RETRIEVAL_THREADS"}
 
 
 class SettingsError(SystemExit):
@@ -103,6 +105,9 @@ class Settings:
     body_timeout_s: float = 60.0
     #: Idle keep-alive connections kept open at most; the oldest go first.
     max_idle_connections: int = 100
+    #: Retrieval (issue 17): threads describing queued annotations in the background
+    #: in this process (0 = none: only requests and `microtome reindex` describe).
+    retrieval_index_threads: int = 1
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     #: Where the built front-end assets are.
@@ -261,6 +266,8 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "body_timeout_s": float(env.int("MICROTOME_BODY_TIMEOUT_S", 60, minimum=1)),
         "max_idle_connections": guard.max_idle_connections,
         "tiles": tile_settings_from_env(env.environ),
+        # Retrieval (issue 17)
+        "retrieval_index_threads": env.int("MICROTOME_RETRIEVAL_THREADS", 1, maximum=64),
     }
     values.update(overrides)
     if "secret_key" not in values:

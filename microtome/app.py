@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_tiles(app, CatalogResolver(app), settings.tiles)
     setup_annotations(app)
     setup_analyses(app)
-    setup_retrieval(app)
+    setup_retrieval(app, settings)
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks
     # registered first): the long-lived start-up objects leave the GC's view.

@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "tileserver.cli",     # tiles
     "microtome.serve",    # serve
     "microtome.admin",    # user, import
+    "microtome.reindex",  # reindex
     "microtome.analyse",  # analyse
     "analysis.worker",    # worker
 )

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import asyncpg
 import numpy as np
 
+from annotations.geometry import SHIFT
 from catalog.access import Principal
 
 Scope = Literal["image", "project", "all"]
@@ -153,7 +154,8 @@ async def descriptor(conn: Conn, annotation_id: int, family: str) -> np.ndarray 
     return None if vec is None else np.asarray(vec, dtype=np.float32)
 
 
-_COLS = """a.id, a.image_id, a.project_id, a.term_ids, i.name AS image_name"""
+_COLS = (f"a.id, a.image_id, a.project_id, a.term_ids, i.name AS image_name, "
+         f"a.sbox - point(a.image_id * {SHIFT}::float8, 0) AS bbox")
 
 
 async def nearest(pool: asyncpg.Pool, p: Principal | None, f: Filter, family: str,

@@ -31,6 +31,9 @@ SCHEMAS: dict[str, Any] = {
         "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
         "terms": {"type": "array", "items": _ID, "maxItems": 1000,
                   "description": "only annotations with at least one of these terms"},
+        "project_id": {**_ID, "description": "with image_id and geometry: the project "
+                       "(holding the image) whose terms suggestions are mapped to; default "
+                       "the image's only project"},
     }, required=[], description=(
         "Either annotation_id, or image_id and geometry. Regions are described at "
         f"{TARGET_UM} µm per pixel (level-0 pixels when the pixel size is unknown); "
@@ -38,6 +41,8 @@ SCHEMAS: dict[str, Any] = {
     "SimilarItem": _obj({
         "annotation_id": _ID, "image_id": _ID, "image_name": {"type": "string"},
         "project_id": _NID, "score": _SCORE, "terms": {"type": "array", "items": _TERM},
+        "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                 "description": "[x0, y0, x1, y1], level-0 pixels of its image"},
         "crop_url": {"type": "string"}}),
     "SimilarResult": _obj({"items": {"type": "array", "items": {"$ref":
                                                                  "#/components/schemas/SimilarItem"}},
@@ -46,10 +51,21 @@ SCHEMAS: dict[str, Any] = {
         "term_id": _ID, "name": {"type": "string"}, "color": {"type": "string"},
         "project_id": _ID,
         "score": {"type": "number", "minimum": 0, "maximum": 1,
-                  "description": "share of the neighbours' similarity voting for this term"}}),
+                  "description": "share of the neighbours' similarity voting for this term"},
+        "applicable": {"type": "boolean", "description": "a term of the query's project "
+                       "(votes for other projects' terms of the same name are carried over "
+                       "to it); false: no namesake there"}}),
     "TermSuggestions": _obj({"terms": {"type": "array", "items": {
         "$ref": "#/components/schemas/TermSuggestion"}},
+        "project_id": _NID,
         "neighbours": {"type": "integer", "minimum": 0}, **_META}),
+    "RetrievalStatus": _obj({
+        "enabled": {"type": "boolean", "description": "false when the database has no "
+                    "pgvector extension: every other retrieval route then answers 503"},
+        "descriptor": {"type": "string"},
+        "message": {"type": ["string", "null"], "description": "why retrieval is off"},
+        "background_indexing": {"type": "boolean", "description": "this server process "
+                                "describes new and changed annotations in the background"}}),
 }
 
 _ERR = {"413": _err("body too large"), "422": _err("invalid geometry")}
@@ -57,13 +73,18 @@ _ERR = {"413": _err("body too large"), "422": _err("invalid geometry")}
 _ACCESS = ("Only annotations of images the caller may read are considered (inside the "
            "query: the k nearest readable ones are returned).")
 
+_ERRS = {**_ERR, "503": _err("retrieval disabled (no pgvector in the database)")}
+
 PATHS: dict[str, Any] = {
+    "/api/retrieval/status": {"get": operation(
+        "Whether retrieval is available", "RetrievalStatus", status="200", body=None,
+        params=None, tag="retrieval")},
     "/api/retrieval/similar": {"post": operation(
         "Annotations most similar to an annotation or a region", "SimilarResult",
-        status="200", body="RetrievalQuery", params=None, tag="retrieval", write_errors=_ERR,
+        status="200", body="RetrievalQuery", params=None, tag="retrieval", write_errors=_ERRS,
         desc="Nearest annotations by colour and texture descriptor, best first. " + _ACCESS)},
     "/api/retrieval/suggest-term": {"post": operation(
         "Terms suggested for an annotation or a region", "TermSuggestions",
-        status="200", body="RetrievalQuery", params=None, tag="retrieval", write_errors=_ERR,
+        status="200", body="RetrievalQuery", params=None, tag="retrieval", write_errors=_ERRS,
         desc="Terms of the k nearest annotations, weighted by similarity. " + _ACCESS)},
 }

@@ -46,7 +46,7 @@ def describe_geometry(pyr: Pyramid, geom: shapely.Geometry,
     return describe(crop.rgb, crop.mask)
 
 
-def _describe_many(pyr: Pyramid, rows: Sequence[asyncpg.Record]
+def describe_many(pyr: Pyramid, rows: Sequence[asyncpg.Record]
                    ) -> list[tuple[int, np.ndarray | None, Any]]:
     out: list[tuple[int, np.ndarray | None, Any]] = []
     for r in rows:
@@ -77,7 +77,7 @@ async def describe_missing(pool: asyncpg.Pool, px: PixelAccess, p: Principal | N
         except MicrotomeError as e:  # pixels gone or unreadable: try again another time
             log.warning("cannot describe annotations of image %s: %s", image_id, e)
             continue
-        described = await px.run(_describe_many, pyr, group)
+        described = await px.run(describe_many, pyr, group)
         await index.store(pool, FAMILY, described)
         done += len(described)
     return done
@@ -129,3 +129,27 @@ def vote(rows: Sequence[asyncpg.Record]) -> dict[int, float]:
     if total <= 0:
         return {}
     return {t: v / total for t, v in votes.items()}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    term_id: int
+    score: float
+    #: The term is one of the target project's (it can be put on the query annotation).
+    applicable: bool
+
+
+def map_votes(votes: dict[int, float], terms: dict[int, Any], target: Sequence[Any]
+              ) -> list[Suggestion]:
+    """Votes for terms of any project, carried over to the target project's terms of the
+    same name (case-insensitive): a region of project A is suggested A's own "Stroma"
+    even when its neighbours carry project B's.  Terms with no namesake in the target
+    stay as they are (not applicable).  Best first."""
+    by_name = {str(t["name"]).casefold(): t["id"] for t in target}
+    merged: dict[int, float] = defaultdict(float)
+    for tid, v in votes.items():
+        if tid in terms:
+            merged[by_name.get(str(terms[tid]["name"]).casefold(), tid)] += v
+    own = {t["id"] for t in target}
+    return sorted((Suggestion(t, v, t in own) for t, v in merged.items()),
+                  key=lambda s: (-s.score, s.term_id))

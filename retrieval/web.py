@@ -7,6 +7,8 @@ and thread pool as tiles); descriptors are computed there, off the event loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,24 +21,37 @@ from aiohttp import web
 
 from annotations import store
 from annotations.geometry import parse_geojson_geometry
+from annotations.store import bbox_of
 from catalog import access
 from catalog.db import DB_POOL
 from core.http import body_chunks, json_response
 from core.pixels import PIXELS
-from pyramid.errors import InvalidRequest, TooLarge
+from core.settings import Settings
+from pyramid.errors import InvalidRequest, TooLarge, Unavailable
 from pyramid.reader import Pyramid
 
 from . import index, service
 from .descriptors import FAMILY
+from .indexer import Indexer
 
 log = logging.getLogger("retrieval")
 MAX_BODY = 1024**2
 MAX_K = 100
 
 
+#: Said at start-up and by every retrieval route when the database lacks pgvector.
+DISABLED_MESSAGE = ("retrieval is disabled: the PostgreSQL database has no pgvector "
+                    "extension (install pgvector on the server, or use the embedded "
+                    "database, and restart)")
+
+
 @dataclass
 class RetrievalState:
+    #: The database has pgvector: retrieval is on.  Off, every retrieval route is a 503.
+    enabled: bool
+    #: Search through the HNSW index (False: exact scans, for comparison and benchmarks).
     use_vector: bool
+    indexer: Indexer | None = None
 
 
 STATE: web.AppKey[RetrievalState] = web.AppKey("retrieval_state", RetrievalState)
@@ -50,6 +65,8 @@ class Query:
     pixel_size_um: float | None
     filter: index.Filter
     k: int
+    #: The project whose terms suggestions are mapped to (None: no mapping).
+    project_id: int | None
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -65,7 +82,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise InvalidRequest("malformed JSON body") from None
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
-    unknown = set(body) - {"annotation_id", "image_id", "geometry", "scope", "k", "terms"}
+    unknown = set(body) - {"annotation_id", "image_id", "geometry", "scope", "k", "terms",
+                           "project_id"}
     if unknown:
         raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}")
     return body
@@ -95,6 +113,9 @@ async def _query(request: web.Request, default_k: int) -> Query:
     term_ids = _term_ids(body.get("terms", []))
     if ("annotation_id" in body) == ("image_id" in body or "geometry" in body):
         raise InvalidRequest("give either annotation_id, or image_id and geometry")
+    if "annotation_id" in body and "project_id" in body:
+        raise InvalidRequest("project_id goes with image_id and geometry (an annotation "
+                             "has its own project)")
     annotation, geom = None, None
     if "annotation_id" in body:
         annotation = await store.get(pool, _int(body, "annotation_id", 1, 2**63 - 1))
@@ -110,10 +131,18 @@ async def _query(request: web.Request, default_k: int) -> Query:
     else:
         projects = tuple(r["project_id"] for r in await pool.fetch(
             "SELECT project_id FROM project_images WHERE image_id = $1", image_id))
+    if annotation is not None:
+        target = annotation["project_id"]
+    elif "project_id" in body:
+        target = _int(body, "project_id", 1, 2**63 - 1)
+        if target not in projects:
+            raise InvalidRequest("project_id must be a project holding this image")
+    else:
+        target = projects[0] if len(projects) == 1 else None
     f = index.Filter(scope, image_id, projects,
                      annotation["id"] if annotation is not None else None,
                      term_ids)
-    return Query(annotation, image_id, geom, frame.pixel_size_um, f, k)
+    return Query(annotation, image_id, geom, frame.pixel_size_um, f, k, target)
 
 
 def _pixels(request: web.Request) -> service.PixelAccess:
@@ -125,7 +154,15 @@ def _pixels(request: web.Request) -> service.PixelAccess:
     return service.PixelAccess(open_image, pixels.run)
 
 
+def _require_enabled(request: web.Request) -> RetrievalState:
+    state = request.app[STATE]
+    if not state.enabled:
+        raise Unavailable(DISABLED_MESSAGE)
+    return state
+
+
 async def _search(request: web.Request, default_k: int) -> tuple[service.Result, Query]:
+    _require_enabled(request)
     q = await _query(request, default_k)
     pool = request.app[DB_POOL]
     px = _pixels(request)
@@ -151,6 +188,7 @@ async def similar(request: web.Request) -> web.Response:
         "project_id": r["project_id"], "score": round(float(r["score"]), 6),
         "terms": [{"id": t, "name": terms[t]["name"], "color": terms[t]["color"]}
                   for t in r["term_ids"] if t in terms],
+        "bbox": bbox_of(r),
         "crop_url": f"/api/annotations/{r['id']}/crop.jpg?size=256",
     } for r in res.rows]
     return json_response({"items": items, "descriptor": FAMILY, "method": res.method,
@@ -158,29 +196,58 @@ async def similar(request: web.Request) -> web.Response:
 
 
 async def suggest_term(request: web.Request) -> web.Response:
-    res, _q = await _search(request, 10)
+    res, q = await _search(request, 10)
+    pool = request.app[DB_POOL]
     votes = service.vote(res.rows)
-    terms = await _terms(request.app[DB_POOL], set(votes))
-    ranked = sorted(((t, s) for t, s in votes.items() if t in terms), key=lambda x: -x[1])
+    terms = await _terms(pool, set(votes))
+    target = [] if q.project_id is None else await pool.fetch(
+        "SELECT id, name FROM terms WHERE project_id = $1", q.project_id)
+    ranked = service.map_votes(votes, terms, target)
+    terms.update(await _terms(pool, {s.term_id for s in ranked} - set(terms)))
     return json_response({
-        "terms": [{"term_id": t, "name": terms[t]["name"], "color": terms[t]["color"],
-                   "project_id": terms[t]["project_id"], "score": round(s, 6)}
-                  for t, s in ranked],
+        "terms": [{"term_id": s.term_id, "name": terms[s.term_id]["name"],
+                   "color": terms[s.term_id]["color"],
+                   "project_id": terms[s.term_id]["project_id"], "score": round(s.score, 6),
+                   "applicable": s.applicable}
+                  for s in ranked],
+        "project_id": q.project_id,
         "neighbours": len(res.rows), "descriptor": FAMILY, "method": res.method,
         "pending": res.pending})
 
 
-def setup_retrieval(app: web.Application) -> None:
-    """Add the retrieval routes; decide the search method once the pool exists."""
+async def status(request: web.Request) -> web.Response:
+    """Whether retrieval is on (the web UI says so when it is not)."""
+    state = request.app[STATE]
+    return json_response({"enabled": state.enabled, "descriptor": FAMILY,
+                          "message": None if state.enabled else DISABLED_MESSAGE,
+                          "background_indexing": state.indexer is not None})
 
-    async def detect(app: web.Application) -> AsyncIterator[None]:
-        use_vector = await index.has_vector(app[DB_POOL])
-        if not use_vector:
-            log.warning("the pgvector extension is not installed in this PostgreSQL database: "
-                        "retrieval uses exact search (slower on large collections)")
-        app[STATE] = RetrievalState(use_vector)
-        yield
 
-    app.cleanup_ctx.append(detect)
-    app.router.add_routes([web.post("/api/retrieval/similar", similar),
+def setup_retrieval(app: web.Application, settings: Settings) -> None:
+    """Add the retrieval routes; once the pool exists, decide whether retrieval is on
+    and start the background indexer."""
+
+    async def start(app: web.Application) -> AsyncIterator[None]:
+        enabled = await index.has_vector(app[DB_POOL])
+        if not enabled:
+            log.warning(DISABLED_MESSAGE)
+        state = RetrievalState(enabled, enabled)
+        app[STATE] = state
+        task = None
+        if enabled and settings.retrieval_index_threads > 0:
+            state.indexer = Indexer(app[DB_POOL], settings.images_dir,
+                                    settings.retrieval_index_threads)
+            task = asyncio.create_task(state.indexer.run_forever(), name="retrieval-indexer")
+        try:
+            yield
+        finally:
+            if task is not None and state.indexer is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                state.indexer.close()
+
+    app.cleanup_ctx.append(start)
+    app.router.add_routes([web.get("/api/retrieval/status", status),
+                           web.post("/api/retrieval/similar", similar),
                            web.post("/api/retrieval/suggest-term", suggest_term)])

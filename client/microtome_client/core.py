@@ -286,6 +286,11 @@ class AsyncClient:
         return resp.content
 
     # -- retrieval -------------------------------------------------------------------
+    async def retrieval_status(self) -> dict[str, Any]:
+        """Whether the server offers retrieval (``enabled``; ``message`` says why not)."""
+        await self._ensure_login()
+        return dict(await self.t.json("GET", "/api/retrieval/status"))
+
     async def _retrieval_body(self, annotation: int | Annotation | None, image: int | Image | None,
                               geometry: Any, scope: str, k: int,
                               terms: Iterable[int | Term] | None = None) -> dict[str, Any]:
@@ -319,10 +324,16 @@ class AsyncClient:
 
     async def suggest_terms(self, annotation: int | Annotation | None = None, *,
                             image: int | Image | None = None, geometry: Any = None,
-                            scope: str = "all", k: int = 10) -> list[dict[str, Any]]:
+                            scope: str = "all", k: int = 10,
+                            project: int | Project | None = None) -> list[dict[str, Any]]:
         """Terms for an annotation or a region, by similarity-weighted vote of its k
-        nearest readable annotations: dicts with term_id, name and score (0-1), best first."""
+        nearest readable annotations: dicts with term_id, name, score (0-1) and
+        applicable, best first.  Votes for other projects' terms are carried over to the
+        terms of the same name in the annotation's project (for a region: ``project``,
+        default the image's only project); ``applicable`` says the term is one of them."""
         body = await self._retrieval_body(annotation, image, geometry, scope, k)
+        if project is not None:
+            body["project_id"] = _id(project)
         res = await self.t.json("POST", "/api/retrieval/suggest-term", json=body,
                                 idempotent=True)
         return list(res["terms"])

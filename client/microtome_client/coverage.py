@@ -70,6 +70,7 @@ COVERAGE: dict[str, str] = {
     "GET /api/images/{image_id}/terms": "Image.terms",
     "PATCH /api/projects/{project_id}/terms/{term_id}": "Term.update",
     "DELETE /api/projects/{project_id}/terms/{term_id}": "Term.delete",
+    "GET /api/retrieval/status": "AsyncClient.retrieval_status",
     "POST /api/retrieval/similar": "AsyncClient.similar",
     "POST /api/retrieval/suggest-term": "AsyncClient.suggest_terms",
     "GET /api/images/{image_id}/annotations": "Image.annotations",

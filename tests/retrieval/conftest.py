@@ -22,6 +22,7 @@ from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
 from catalog.db import connect
+from core.settings import Settings
 from microtome.app import MIGRATION_DIRS, create_app
 from tests.catalog.conftest import make_settings
 from tests.catalog.helpers import ANON, Actor
@@ -112,9 +113,10 @@ class RWorld:
     bob: Side
     anonymous: Actor
     database_url: str
+    settings: Settings
 
 
-async def _side(conn: asyncpg.Connection, settings: object, pyramid: Path, name: str) -> Side:
+async def _side(conn: asyncpg.Connection, settings: Settings, pyramid: Path, name: str) -> Side:
     from catalog.images import storage_relpath
     from catalog.security import digest, new_api_key
 
@@ -137,25 +139,33 @@ async def _side(conn: asyncpg.Connection, settings: object, pyramid: Path, name:
     for label in LABELS:
         terms[label] = await conn.fetchval(
             "INSERT INTO terms (project_id, name) VALUES ($1, $2) RETURNING id", pid, label)
-    dst = settings.images_dir / storage_relpath(iid)  # type: ignore[attr-defined]
+    dst = settings.images_dir / storage_relpath(iid)
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(pyramid, dst)
     return Side(Actor(name, uid, api_key=key), pid, iid, terms)
 
 
+async def make_world(aiohttp_client: object, tmp_path: Path, database_url: str,
+                     pyramid: Path, **overrides: object) -> RWorld:
+    """The app on `database_url` with alice's and bob's sides (settings overridable)."""
+    settings = make_settings(tmp_path, database_url, **overrides)
+    client = await aiohttp_client(create_app(settings),  # type: ignore[operator]
+                                  cookie_jar=DummyCookieJar())
+    conn = await connect(database_url)
+    try:
+        alice = await _side(conn, settings, pyramid, "alice")
+        bob = await _side(conn, settings, pyramid, "bob")
+    finally:
+        await conn.close()
+    return RWorld(client, alice, bob, ANON, database_url, settings)
+
+
 @pytest.fixture
 async def rworld(aiohttp_client: object, tmp_path: Path, vector_database_url: str,
                  slide_pyramid: Path) -> RWorld:
-    settings = make_settings(tmp_path, vector_database_url)
-    client = await aiohttp_client(create_app(settings),  # type: ignore[operator]
-                                  cookie_jar=DummyCookieJar())
-    conn = await connect(vector_database_url)
-    try:
-        alice = await _side(conn, settings, slide_pyramid, "alice")
-        bob = await _side(conn, settings, slide_pyramid, "bob")
-    finally:
-        await conn.close()
-    return RWorld(client, alice, bob, ANON, vector_database_url)
+    """No background indexing: requests describe what they need (deterministic counts)."""
+    return await make_world(aiohttp_client, tmp_path, vector_database_url, slide_pyramid,
+                            retrieval_index_threads=0)
 
 
 def tile_polygon(gx: int, gy: int) -> dict[str, object]:

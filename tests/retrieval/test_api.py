@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from catalog.db import DB_POOL
 from retrieval.web import STATE
 from tests.catalog.helpers import Actor
 from tests.retrieval.conftest import RWorld, annotate, tile_polygon
@@ -295,3 +296,43 @@ async def test_undescribable_annotations_are_recorded_never_returned_and_refused
     status, out = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
                              {"annotation_id": point})
     assert status == 400 and out["detail"]["min_side"] == 16, out
+
+
+async def test_suggested_terms_are_mapped_to_the_query_project_by_name(rworld: RWorld) -> None:
+    """Alice's labelled annotations vote for the terms of Bob's project (where the query
+    annotation lives) with the same names; a term with no namesake there is suggested
+    as it is, not applicable."""
+    w = rworld
+    await annotate(w, w.alice, LABELS)
+    async with w.client.app[DB_POOL].acquire() as conn:  # type: ignore[index]
+        await conn.execute("INSERT INTO project_members VALUES ($1, $2, 'contributor')",
+                           w.bob.project_id, w.alice.actor.user_id)
+        await conn.execute("UPDATE terms SET name = 'glass' WHERE id = $1",
+                           w.bob.terms["background"])
+    queries = {}
+    for label in ("stroma", "background"):
+        gx, gy = LABELS[label][0]
+        resp = await w.client.post(f"/api/images/{w.bob.image_id}/annotations",
+                                   json={"geometry": tile_polygon(gx, gy),
+                                         "project_id": w.bob.project_id},
+                                   headers=w.alice.actor.headers("POST"))
+        assert resp.status == 201, await resp.text()
+        queries[label] = (await resp.json())["id"]
+    status, out = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
+                             {"annotation_id": queries["stroma"], "k": 8})
+    assert status == 200 and out["project_id"] == w.bob.project_id, out
+    best = out["terms"][0]
+    assert (best["term_id"], best["project_id"], best["applicable"]) == (
+        w.bob.terms["stroma"], w.bob.project_id, True), out
+    status, out = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
+                             {"annotation_id": queries["background"], "k": 8})
+    best = out["terms"][0]
+    assert (best["term_id"], best["applicable"]) == (w.alice.terms["background"], False), out
+    # A region: the project to map to must hold the image.
+    region = {"image_id": w.alice.image_id, "geometry": tile_polygon(*LABELS["stroma"][1])}
+    status, out = await post(w, w.alice.actor, "/api/retrieval/suggest-term",
+                             {**region, "project_id": w.bob.project_id})
+    assert status == 400 and "project_id" in out["error"], out
+    status, out = await post(w, w.alice.actor, "/api/retrieval/suggest-term", region)
+    assert status == 200 and out["project_id"] == w.alice.project_id
+    assert out["terms"][0]["term_id"] == w.alice.terms["stroma"]

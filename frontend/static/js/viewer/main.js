@@ -12,6 +12,7 @@ import { setupShare, resolveShare } from "./share.js";
 import { isTyping, setupShortcutHelp } from "./keys.js";
 import { setupNav } from "./nav.js";
 import { setupAdjust } from "./adjust.js";
+import { setupSimilar } from "./similar.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -318,6 +319,7 @@ async function main() {
   const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user })
     .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
+  if (state.user) setupSimilar(state, { readOnly: Boolean(state.token) }).catch((e) => console.warn("similar", e));
   setupShare(state, await annotations);
 }
 

@@ -269,6 +269,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   // -- selection --------------------------------------------------------------
   function select(id) {
     layer.selectedId = id;
+    document.dispatchEvent(new CustomEvent("microtome:annotation-selected", { detail: { id } }));
     layer.draw();
     renderList();
     const f = id !== null ? layer.get(id) : null;
