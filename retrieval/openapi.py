@@ -65,7 +65,12 @@ SCHEMAS: dict[str, Any] = {
         "descriptor": {"type": "string"},
         "message": {"type": ["string", "null"], "description": "why retrieval is off"},
         "background_indexing": {"type": "boolean", "description": "this server process "
-                                "describes new and changed annotations in the background"}}),
+                                "describes new and changed annotations in the background"},
+        "limits": _obj({"um_per_px": {"type": "number"}, "min_side": {"type": "integer"},
+                        "max_side": {"type": "integer"}}, description=(
+            "regions are described at um_per_px (level-0 pixels when the slide has no "
+            "pixel size); their bounding box must measure min_side to max_side pixels "
+            "there"))}),
 }
 
 _ERR = {"413": _err("body too large"), "422": _err("invalid geometry")}

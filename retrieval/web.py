@@ -31,6 +31,7 @@ from pyramid.errors import InvalidRequest, TooLarge, Unavailable
 from pyramid.reader import Pyramid
 
 from . import index, service
+from .crops import MAX_SIDE, MIN_SIDE, TARGET_UM
 from .descriptors import FAMILY
 from .indexer import Indexer
 
@@ -220,7 +221,9 @@ async def status(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return json_response({"enabled": state.enabled, "descriptor": FAMILY,
                           "message": None if state.enabled else DISABLED_MESSAGE,
-                          "background_indexing": state.indexer is not None})
+                          "background_indexing": state.indexer is not None,
+                          "limits": {"um_per_px": TARGET_UM, "min_side": MIN_SIDE,
+                                     "max_side": MAX_SIDE}})
 
 
 def setup_retrieval(app: web.Application, settings: Settings) -> None:

@@ -3,9 +3,11 @@
 // term, score; a click opens that slide at that place) and the suggested
 // terms (one click puts it on the selection).  Talks to /api/retrieval/*;
 // the selection arrives as the "microtome:annotation-selected" event that
-// annotations/panel.js sends.
+// annotations/panel.js sends, a new drawing as "microtome:annotation-created"
+// (annotations/edits.js).
 import { api, ApiError } from "../api.js";
 import { el, toast } from "../ui.js";
+import { bboxOf } from "./annotations/geom.js";
 
 const K = 8;
 /** Screen pixels the opened region spans (the link's zoom). */
@@ -42,6 +44,20 @@ export async function setupSimilar(state, { readOnly = false } = {}) {
     el("p", { class: "muted" }, "Select or draw an annotation to see similar regions."));
   section.replaceChildren(el("h2", { class: "row", style: "justify-content:space-between" }, "Similar", scope), body);
 
+  /** Why a region cannot be compared (the server's limits, checked here so that no
+   *  request is sent for a point or a speck), or null. */
+  function undescribable(geometry) {
+    if (!geometry || !/Polygon$/.test(geometry.type)) return "Points and lines have no region to compare.";
+    const { um_per_px: um, min_side: lo, max_side: hi } = status.limits;
+    const scale = (state.meta && state.meta.pixelUm ? state.meta.pixelUm : um) / um;
+    const [x0, y0, x1, y1] = bboxOf(geometry);
+    const short = Math.min(x1 - x0, y1 - y0) * scale;
+    const long = Math.max(x1 - x0, y1 - y0) * scale;
+    if (short < lo) return `Too small to compare: regions need at least ${lo * um} µm a side.`;
+    if (long > hi) return `Too large to compare: regions may span at most ${hi * um} µm.`;
+    return null;
+  }
+
   let current = null;
   let inflight = null;
   // The panel re-renders whenever the selection is redrawn (a pan reloads the
@@ -61,6 +77,8 @@ export async function setupSimilar(state, { readOnly = false } = {}) {
       body.replaceChildren(el("p", { class: "muted" }, id === null ? "Select or draw an annotation to see similar regions." : "Saving…"));
       return;
     }
+    const why = feature ? undescribable(feature.geometry) : null;
+    if (why) { body.replaceChildren(el("p", { class: "muted", id: "similar-error" }, why)); return; }
     inflight = new AbortController();
     const { signal } = inflight;
     body.replaceChildren(el("p", { class: "muted" }, "Looking for similar regions…"));
@@ -78,6 +96,14 @@ export async function setupSimilar(state, { readOnly = false } = {}) {
     }
   }
 
+  async function apply(id, t) {
+    try {
+      await window.microtome.edits.setTerms(id, [t.term_id]);
+    } catch (e) { toast(`Could not apply the term: ${e.message}`, "error"); return; }
+    toast(`Term ${t.name} applied`);
+    if (current === id && last.sim) render(id, last.sim, last.sug);
+  }
+
   function render(id, sim, sug) {
     const edits = window.microtome.edits;
     const f = window.microtome.annotations && window.microtome.annotations.get(id);
@@ -85,14 +111,14 @@ export async function setupSimilar(state, { readOnly = false } = {}) {
     const best = (sug.terms || []).slice(0, 3);
     const suggestions = best.length ? el("ul", { class: "similar-terms", id: "similar-terms", "aria-label": "Suggested terms" }, best.map((t) => {
       const has = f && f.terms.includes(t.term_id);
-      const apply = canApply && t.applicable && !has
-        ? el("button", { type: "button", class: "similar-apply", title: `Put ${t.name} on the selected annotation`, onclick: () => { edits.setTerms(id, [t.term_id]); toast(`Term ${t.name} applied`); } }, "Apply")
+      const applyButton = canApply && t.applicable && !has
+        ? el("button", { type: "button", class: "similar-apply", title: `Put ${t.name} on the selected annotation`, onclick: () => apply(id, t) }, "Apply")
         : null;
       return el("li", { class: "row" },
         el("span", { class: "swatch", style: `background:${t.color || "#888"}` }),
         el("span", { class: "similar-term-name" }, t.name),
         el("span", { class: "muted" }, `${Math.round(t.score * 100)}%`),
-        has ? el("span", { class: "muted" }, "(has it)") : null, apply);
+        has ? el("span", { class: "muted" }, "(has it)") : null, applyButton);
     })) : el("p", { class: "muted" }, "No term to suggest (the neighbours have none).");
     const list = sim.items.length ? el("ul", { class: "similar-list", id: "similar-list" }, sim.items.map((it) => el("li", {},
       el("a", { href: openUrl(it), title: `Open ${it.image_name} at this region`, class: "similar-item" },
@@ -110,6 +136,8 @@ export async function setupSimilar(state, { readOnly = false } = {}) {
   }
 
   scope.addEventListener("change", () => { scope.blur(); if (current !== null) show(current); });
-  window.microtome.similar = { show };
+  window.microtome.similar = { show, current: () => current };
+  // Selecting an annotation, or drawing one (once saved: it has an id), shows its neighbours.
   document.addEventListener("microtome:annotation-selected", (e) => show(e.detail.id));
+  document.addEventListener("microtome:annotation-created", (e) => show(e.detail.id));
 }

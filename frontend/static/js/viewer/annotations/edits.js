@@ -82,6 +82,7 @@ export class Edits {
       if (layer.selectedId === local.id) layer.selectedId = f.id;
       layer.invalidate();
       layer.onData(layer);
+      document.dispatchEvent(new CustomEvent("microtome:annotation-created", { detail: { id: f.id } }));
       return f.id;
     } catch (e) {
       local.pending = false;
