@@ -106,7 +106,8 @@ def test_drawing_a_region_shows_similar_regions_and_applies_the_suggested_term(
     drawn = page.evaluate("window.microtome.similar.current()")
     top.locator("button.similar-apply").click()
     page.wait_for_function(
-        f"(window.microtome.annotations.get({drawn}) || {{terms: []}}).terms.includes({terms['stroma']})")
+        "([id, t]) => (window.microtome.annotations.get(id) || {terms: []}).terms.includes(t)",
+        arg=[drawn, terms["stroma"]])
     expect(page.locator("#similar-terms li").first).to_contain_text("(has it)")
     for _ in range(50):  # the edit is optimistic: the server has it a moment later
         saved = api_call(context, "GET", f"/api/annotations/{drawn}", csrf)
