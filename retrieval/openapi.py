@@ -59,6 +59,28 @@ SCHEMAS: dict[str, Any] = {
         "$ref": "#/components/schemas/TermSuggestion"}},
         "project_id": _NID,
         "neighbours": {"type": "integer", "minimum": 0}, **_META}),
+    "SlideSearchQuery": _obj({
+        "annotation_id": _ID, "image_id": _ID,
+        "geometry": {"type": "object", "description": "GeoJSON geometry, level-0 pixels"},
+        "project_id": _ID, "scope": {"type": "string"}, "k": {"type": "integer"},
+        "terms": {"type": "array", "items": _ID},
+        "target_image_id": {**_ID, "description": "the slide to search (default: the "
+                            "example's)"},
+        "top": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10,
+                "description": "how many candidate regions"},
+    }, required=[], description="The example: annotation_id, or image_id and geometry."),
+    "SlideSearchResult": _obj({
+        "image_id": _ID, "descriptor": {"type": "string"},
+        "grid": _obj({"window": {"type": "number", "description": "window side, level-0 px"},
+                      "step": {"type": "number", "description": "distance between window "
+                               "origins, level-0 px (windows start at 0, 0)"},
+                      "cols": {"type": "integer"}, "rows": {"type": "integer"}}),
+        "scores": {"type": "array", "items": {"type": "number"},
+                   "description": "cosine similarity per window, row by row"},
+        "top": {"type": "array", "items": _obj({
+            "geometry": {"type": "object"}, "score": _SCORE}),
+            "description": "best non-overlapping windows, as candidate annotations"},
+    }),
     "RetrievalStatus": _obj({
         "enabled": {"type": "boolean", "description": "false when the database has no "
                     "pgvector extension: every other retrieval route then answers 503"},
@@ -81,6 +103,13 @@ _ACCESS = ("Only annotations of images the caller may read are considered (insid
 _ERRS = {**_ERR, "503": _err("retrieval disabled (no pgvector in the database)")}
 
 PATHS: dict[str, Any] = {
+    "/api/retrieval/slide-search": {"post": operation(
+        "Where on a slide the tissue looks like an example", "SlideSearchResult",
+        status="200", body="SlideSearchQuery", params=None, tag="retrieval",
+        write_errors=_ERRS,
+        desc="Scores a grid of windows of the example's size (at the descriptors' scale, "
+             "half-overlapping, at most 1000) over the target slide: the scores (a heat "
+             "map) and the best non-overlapping windows.")},
     "/api/retrieval/status": {"get": operation(
         "Whether retrieval is available", "RetrievalStatus", status="200", body=None,
         params=None, tag="retrieval")},

@@ -70,7 +70,12 @@ class Query:
     project_id: int | None
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+#: Fields of every retrieval query; routes may accept more (`extra`).
+FIELDS = frozenset({"annotation_id", "image_id", "geometry", "scope", "k", "terms",
+                    "project_id"})
+
+
+async def _body(request: web.Request, extra: frozenset[str] = frozenset()) -> dict[str, Any]:
     parts, size = [], 0
     async for chunk in body_chunks(request, 1 << 16):
         size += len(chunk)
@@ -83,8 +88,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise InvalidRequest("malformed JSON body") from None
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
-    unknown = set(body) - {"annotation_id", "image_id", "geometry", "scope", "k", "terms",
-                           "project_id"}
+    unknown = set(body) - FIELDS - extra
     if unknown:
         raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}")
     return body
@@ -104,8 +108,9 @@ def _term_ids(value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
-async def _query(request: web.Request, default_k: int) -> Query:
-    body = await _body(request)
+async def _query(request: web.Request, default_k: int, body: dict[str, Any] | None = None
+                 ) -> Query:
+    body = body if body is not None else await _body(request)
     pool = request.app[DB_POOL]
     scope = body.get("scope", "all")
     if scope not in index.SCOPES:
@@ -250,7 +255,10 @@ def setup_retrieval(app: web.Application, settings: Settings) -> None:
                     await task
                 state.indexer.close()
 
+    from .web_slide import add_routes as add_slide_routes  # it imports this module
+
     app.cleanup_ctx.append(start)
+    add_slide_routes(app)
     app.router.add_routes([web.get("/api/retrieval/status", status),
                            web.post("/api/retrieval/similar", similar),
                            web.post("/api/retrieval/suggest-term", suggest_term)])

@@ -338,6 +338,21 @@ class AsyncClient:
                                 idempotent=True)
         return list(res["terms"])
 
+    async def slide_search(self, annotation: int | Annotation | None = None, *,
+                           image: int | Image | None = None, geometry: Any = None,
+                           target: int | Image | None = None, top: int = 10
+                           ) -> dict[str, Any]:
+        """Where on slide ``target`` (default: the example's) the tissue looks like an
+        annotation or a region: ``grid`` (window and step in level-0 px, cols, rows),
+        ``scores`` (one per window, row by row) and ``top`` (best non-overlapping
+        windows as GeoJSON polygons with their score)."""
+        body = await self._retrieval_body(annotation, image, geometry, "all", 10)
+        body["top"] = int(top)
+        if target is not None:
+            body["target_image_id"] = _id(target)
+        return dict(await self.t.json("POST", "/api/retrieval/slide-search", json=body,
+                                      idempotent=True))
+
     # -- uploads ---------------------------------------------------------------------
     async def upload(self, paths: str | Path | Iterable[str | Path], project: int | Project,
                      **opts: Any) -> list[Any]:

@@ -71,6 +71,7 @@ COVERAGE: dict[str, str] = {
     "PATCH /api/projects/{project_id}/terms/{term_id}": "Term.update",
     "DELETE /api/projects/{project_id}/terms/{term_id}": "Term.delete",
     "GET /api/retrieval/status": "AsyncClient.retrieval_status",
+    "POST /api/retrieval/slide-search": "AsyncClient.slide_search",
     "POST /api/retrieval/similar": "AsyncClient.similar",
     "POST /api/retrieval/suggest-term": "AsyncClient.suggest_terms",
     "GET /api/images/{image_id}/annotations": "Image.annotations",

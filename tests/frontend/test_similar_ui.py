@@ -116,8 +116,27 @@ def test_drawing_a_region_shows_similar_regions_and_applies_the_suggested_term(
         page.wait_for_timeout(100)
     assert saved["properties"]["terms"] == [terms["stroma"]], saved
 
-    # A neighbour opens the reference slide centred on it.
-    link = page.locator("#similar-list a").first
+    # "Find similar regions on this slide": a heat-map layer and candidates to accept.
+    page.locator("#similar-slide-search").click()
+    candidates = page.locator("#similar-candidates li")
+    expect(candidates.first).to_be_visible(timeout=60_000)
+    assert candidates.count() == 5
+    page.wait_for_function("window.microtome.state.viewer.world.getItemCount() === 2")
+    page.wait_for_timeout(500)
+    screenshot(page, "similar-heatmap")
+    page.locator("#similar-candidates li").first.locator("button").first.click()
+    before = page.evaluate("[...window.microtome.annotations.features.keys()].length")
+    candidates.first.locator("button.similar-accept").click()
+    page.wait_for_function(
+        f"[...window.microtome.annotations.features.keys()].filter(k => k > 0).length > {before - 1}"
+        " && window.microtome.annotations.local.size === 0")
+    page.locator("#heatmap-hide").click()
+    page.wait_for_function("window.microtome.state.viewer.world.getItemCount() === 1")
+
+    # Accepting showed the new annotation's neighbours (the drawn region among them);
+    # back to the drawn one: a neighbour on the reference slide opens it centred there.
+    page.evaluate(f"window.microtome.similar.show({drawn})")
+    link = page.locator("#similar-list a", has_text="reference-slide").first
     href = link.get_attribute("href")
     assert href is not None and href.startswith(f"/viewer/{ref_image}?")
     link.click()

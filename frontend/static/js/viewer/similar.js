@@ -8,6 +8,7 @@
 import { api, ApiError } from "../api.js";
 import { el, toast } from "../ui.js";
 import { bboxOf } from "./annotations/geom.js";
+import { SlideSearch } from "./heatmap.js";
 
 const K = 8;
 /** Screen pixels the opened region spans (the link's zoom). */
@@ -42,7 +43,9 @@ export async function setupSimilar(state, { readOnly = false } = {}) {
     el("option", { value: "all" }, "All slides"), el("option", { value: "project" }, "This project"), el("option", { value: "image" }, "This slide"));
   const body = el("div", { id: "similar-body", "aria-live": "polite" },
     el("p", { class: "muted" }, "Select or draw an annotation to see similar regions."));
-  section.replaceChildren(el("h2", { class: "row", style: "justify-content:space-between" }, "Similar", scope), body);
+  const slideBox = el("div", { id: "similar-slide", "aria-live": "polite" });
+  const slideSearch = new SlideSearch(state, { readOnly });
+  section.replaceChildren(el("h2", { class: "row", style: "justify-content:space-between" }, "Similar", scope), body, slideBox);
 
   /** Why a region cannot be compared (the server's limits, checked here so that no
    *  request is sent for a point or a speck), or null. */
@@ -128,10 +131,13 @@ export async function setupSimilar(state, { readOnly = false } = {}) {
           el("span", { class: "similar-term" }, it.terms.map((t) => t.name).join(", ") || "no term"),
           el("span", { class: "muted similar-score" }, `score ${it.score.toFixed(3)}`))))))
       : el("p", { class: "muted" }, "Nothing to compare with yet.");
+    const onSlide = el("button", { type: "button", id: "similar-slide-search", title: "Score the whole slide against this region: heat map and candidate regions",
+      onclick: () => slideSearch.run(id, slideBox) }, "Find similar regions on this slide");
     body.replaceChildren(...[
       el("h3", {}, "Suggested term"), suggestions,
       el("h3", {}, "Most similar"), list,
       sim.pending ? el("p", { class: "muted" }, `${sim.pending}${sim.pending >= 1000 ? "+" : ""} annotations are still being described.`) : null,
+      el("p", {}, onSlide),
     ].filter(Boolean));
   }
 
