@@ -125,11 +125,10 @@ def test_drawing_a_region_shows_similar_regions_and_applies_the_suggested_term(
     page.wait_for_timeout(500)
     screenshot(page, "similar-heatmap")
     page.locator("#similar-candidates li").first.locator("button").first.click()
-    before = page.evaluate("[...window.microtome.annotations.features.keys()].length")
+    saved_ids = "[...window.microtome.annotations.features.keys()].filter(k => k > 0).length"
+    before = page.evaluate(saved_ids)
     candidates.first.locator("button.similar-accept").click()
-    page.wait_for_function(
-        f"[...window.microtome.annotations.features.keys()].filter(k => k > 0).length > {before - 1}"
-        " && window.microtome.annotations.local.size === 0")
+    page.wait_for_function(f"{saved_ids} === {before + 1}")
     page.locator("#heatmap-hide").click()
     page.wait_for_function("window.microtome.state.viewer.world.getItemCount() === 1")
 
