@@ -76,8 +76,9 @@ async def test_annotations_are_described_in_the_background_and_follow_changes(
     assert resp.status == 204
     assert second not in await _described(w.database_url)
     status = await (await w.client.get("/api/retrieval/status")).json()
-    assert status == {"enabled": True, "descriptor": "cstats-v1", "message": None,
-                      "background_indexing": True}
+    assert {k: status[k] for k in ("enabled", "message", "background_indexing")} == {
+        "enabled": True, "message": None, "background_indexing": True}
+    assert status["limits"] == {"um_per_px": 1.0, "min_side": 16, "max_side": 2048}
 
 
 async def test_a_bulk_import_only_queues_and_batches_are_leased_once(
