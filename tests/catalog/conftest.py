@@ -18,8 +18,11 @@ from tests.catalog.helpers import SECRET
 
 
 def make_settings(tmp_path: Path, database_url: str, **kw: Any) -> Settings:
+    # No background retrieval indexing unless a test asks for it (it would describe
+    # the annotations of every test that makes some on a real slide).
     values: dict[str, Any] = {"var_dir": tmp_path / "var", "database_url": database_url,
-                              "secret_key": SECRET, "job_workers": 0}
+                              "secret_key": SECRET, "job_workers": 0,
+                              "retrieval_index_threads": 0}
     values.update(kw)
     return Settings(**values)
 

@@ -163,9 +163,9 @@ async def make_world(aiohttp_client: object, tmp_path: Path, database_url: str,
 @pytest.fixture
 async def rworld(aiohttp_client: object, tmp_path: Path, vector_database_url: str,
                  slide_pyramid: Path) -> RWorld:
-    """No background indexing: requests describe what they need (deterministic counts)."""
-    return await make_world(aiohttp_client, tmp_path, vector_database_url, slide_pyramid,
-                            retrieval_index_threads=0)
+    """No background indexing (the tests' default): requests describe what they need
+    (deterministic counts)."""
+    return await make_world(aiohttp_client, tmp_path, vector_database_url, slide_pyramid)
 
 
 def tile_polygon(gx: int, gy: int) -> dict[str, object]:

@@ -48,7 +48,8 @@ async def _count(url: str, sql: str, *args: Any) -> int:
 async def test_annotations_are_described_in_the_background_and_follow_changes(
         aiohttp_client: Any, tmp_path: Path, vector_database_url: str,
         slide_pyramid: Path) -> None:
-    w = await make_world(aiohttp_client, tmp_path, vector_database_url, slide_pyramid)
+    w = await make_world(aiohttp_client, tmp_path, vector_database_url, slide_pyramid,
+                         retrieval_index_threads=1)
     assert w.client.app is not None and w.client.app[STATE].indexer is not None
     labels = await annotate(w, w.alice, LABELS)
 
@@ -146,7 +147,8 @@ async def test_without_pgvector_retrieval_is_off_and_the_rest_works(
     finally:
         await conn.close()
     with caplog.at_level("WARNING", logger="retrieval"):
-        w = await make_world(aiohttp_client, tmp_path, vector_database_url, slide_pyramid)
+        w = await make_world(aiohttp_client, tmp_path, vector_database_url, slide_pyramid,
+                             retrieval_index_threads=1)
     warned = [r.getMessage() for r in caplog.records if "pgvector" in r.getMessage()]
     assert len(warned) == 1 and "retrieval is disabled" in warned[0]
     assert w.client.app is not None and w.client.app[STATE].indexer is None
