@@ -134,7 +134,8 @@ async def index_bench(n: int, queries: int = 200) -> dict[str, float]:
         server.cleanup()
 
 
-def render(rows: list[dict[str, object]], idx: dict[str, float] | None) -> str:
+def render(rows: list[dict[str, object]]) -> str:
+    """The quality table (Markdown)."""
     lines = ["# Retrieval benchmark (`python -m bench.retrieval`)", "",
              "Evaluation set: bench/retrieval_set.py (396 regions: 33 hand-labelled tiles of "
              "CMU-1-Small-Region x 2 sizes x 2 simulated scanners x 3 stain batches). "
@@ -148,14 +149,18 @@ def render(rows: list[dict[str, object]], idx: dict[str, float] | None) -> str:
         keys = ("p5_any", "p10_any", "vote_any", "p5_cross", "p10_cross", "vote_cross")
         cells = " | ".join(f"{float(r[k]):.3f}" for k in keys)  # type: ignore[arg-type]
         lines.append(f"| {r['family']} | {cells} | {ms:.1f} | {1000 / ms:.0f} |")
-    if idx is not None:
-        lines += ["", f"Index: {int(idx['n']):,} descriptors (pgvector HNSW, embedded "
-                  "PostgreSQL), k = 20 with the access filter, 200 queries:", "",
-                  "| bulk annotation insert /s | descriptor store /s | HNSW p50 ms | HNSW p95 ms "
-                  "| exact p50 ms | recall@20 HNSW vs exact |", "|---|---|---|---|---|---|",
-                  f"| {idx['import_per_s']:,.0f} | {idx['store_per_s']:,.0f} | "
-                  f"{idx['hnsw_p50_ms']:.1f} | {idx['hnsw_p95_ms']:.1f} | "
-                  f"{idx['exact_p50_ms']:.1f} | {idx['recall']:.3f} |"]
+    return "\n".join(lines) + "\n"
+
+
+def render_index(idx: dict[str, float]) -> str:
+    """The index table (Markdown), starting with the line "Index: ..."."""
+    lines = [f"Index: {int(idx['n']):,} descriptors (pgvector HNSW, embedded "
+             "PostgreSQL), k = 20 with the access filter, 200 queries:", "",
+             "| bulk annotation insert /s | descriptor store /s | HNSW p50 ms | HNSW p95 ms "
+             "| exact p50 ms | recall@20 HNSW vs exact |", "|---|---|---|---|---|---|",
+             f"| {idx['import_per_s']:,.0f} | {idx['store_per_s']:,.0f} | "
+             f"{idx['hnsw_p50_ms']:.1f} | {idx['hnsw_p95_ms']:.1f} | "
+             f"{idx['exact_p50_ms']:.1f} | {idx['recall']:.3f} |"]
     return "\n".join(lines) + "\n"
 
 
@@ -163,15 +168,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.retrieval",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--vectors", type=int, default=100_000, help="index size (0: skip)")
+    ap.add_argument("--no-quality", action="store_true",
+                    help="only the index part (replaces it in the existing results file)")
     ap.add_argument("--slide", type=Path, default=SLIDE)
     args = ap.parse_args(argv)
-    regions = build(args.slide)
-    print(f"{len(regions)} regions", flush=True)
-    rows = quality(regions)
-    idx = asyncio.run(index_bench(args.vectors)) if args.vectors else None
-    text = render(rows, idx)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
+    text = ""
+    if not args.no_quality:
+        regions = build(args.slide)
+        print(f"{len(regions)} regions", flush=True)
+        text = render(quality(regions))
+        OUT.write_text(text)  # kept even if the index part is interrupted
+    elif OUT.exists():
+        text = OUT.read_text().split("\nIndex: ")[0].rstrip("\n") + "\n"
+    if args.vectors:
+        idx = asyncio.run(index_bench(args.vectors))
+        text = text + "\n" + render_index(idx)
+        OUT.write_text(text)
     print(text)
     return 0
 
