@@ -125,7 +125,8 @@ async def index_bench(n: int, queries: int = 200) -> dict[str, float]:
                 got[method] = {r["id"] for r in rows}
             recall.append(len(got["hnsw"] & got["exact"]) / 20)
         await pool.close()
-        return {"n": n, "queries": queries, "import_per_s": n / import_s, "store_per_s": n / store_s,
+        return {"n": n, "queries": queries, "import_per_s": n / import_s,
+                "store_per_s": n / store_s,
                 "hnsw_p50_ms": float(np.percentile(lat["hnsw"], 50)),
                 "hnsw_p95_ms": float(np.percentile(lat["hnsw"], 95)),
                 "exact_p50_ms": float(np.percentile(lat["exact"], 50)),
