@@ -44,7 +44,7 @@ $(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock
 # Re-resolve requirements-dev.lock after changing dependencies in either pyproject.toml.
 lock: $(VENV)/.installed
 	$(PY) -m pip install --quiet uv
-	$(VENV)/bin/uv pip compile pyproject.toml client/pyproject.toml --extra dev --extra all \
+	UV_CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/uv pip compile pyproject.toml client/pyproject.toml --extra dev --extra all \
 	  --python-version 3.12 --python-platform x86_64-manylinux_2_28 -o requirements-dev.lock
 
 frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
