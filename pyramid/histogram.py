@@ -61,10 +61,17 @@ def _percentiles(counts: np.ndarray, start: float, width: float) -> dict[str, fl
 
 def channel_histogram(values: np.ndarray, dtype: np.dtype[Any]) -> dict[str, Any]:
     """The histogram document of one channel's sample values (any shape)."""
-    flat = values.reshape(-1)
+    flat = np.ascontiguousarray(values).reshape(-1)
+    n = int(flat.size)
     if dtype == np.uint8:
         counts = np.bincount(flat, minlength=256)[:256]
         start, width = 0.0, 1.0
+        # Exact statistics from the counts: no float copy of the sample.
+        v = np.arange(256, dtype=np.float64)
+        seen = np.nonzero(counts)[0]
+        lo, hi = (float(seen[0]), float(seen[-1])) if len(seen) else (0.0, 0.0)
+        mean = float(counts @ v) / n if n else 0.0
+        std = float(np.sqrt(max(0.0, float(counts @ (v - mean) ** 2) / n))) if n else 0.0
     else:
         data = flat.astype(np.float64)
         data = data[np.isfinite(data)]
@@ -73,12 +80,10 @@ def channel_histogram(values: np.ndarray, dtype: np.dtype[Any]) -> dict[str, Any
         width = (hi - lo) / BINS if hi > lo else 1.0
         counts, _ = np.histogram(data, bins=BINS, range=(lo, lo + width * BINS))
         start = lo
-    n = int(flat.size)
-    f = flat.astype(np.float64)
+        mean = float(data.mean()) if data.size else 0.0
+        std = float(data.std()) if data.size else 0.0
     return {
-        "count": n,
-        "min": float(f.min()) if n else 0.0, "max": float(f.max()) if n else 0.0,
-        "mean": float(f.mean()) if n else 0.0, "std": float(f.std()) if n else 0.0,
+        "count": n, "min": lo, "max": hi, "mean": mean, "std": std,
         "bin_start": start, "bin_width": width,
         "counts": [int(c) for c in counts],
         "percentiles": _percentiles(counts, start, width),
