@@ -18,15 +18,6 @@ from tests.frontend.browser import (
 )
 
 
-@pytest.fixture(scope="session")
-def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from converters import convert
-
-    out = tmp_path_factory.mktemp("fluo") / "multi-channel-z-series.ome.zarr"
-    convert(testdata / "multi-channel-z-series.ome.tif", out)
-    return out
-
-
 def test_channel_panel_drives_rendering(live_server: LiveServer, context: Any, page: Any,
                                         fluorescence: Path) -> None:
     _csrf, _project, image_id = admin_project_slide(context, live_server, fluorescence,

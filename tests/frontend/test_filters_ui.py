@@ -98,3 +98,31 @@ def test_auto_contrast_and_server_filters(live_server: LiveServer, context: Any,
     page.reload()
     _reloaded(page, "stain=H&threshold=otsu&edge=sobel")
     assert page.input_value("#filter-stain") == "H" and page.is_checked("#filter-edge")
+
+
+def test_auto_contrast_sets_channel_windows(live_server: LiveServer, context: Any, page: Any,
+                                            fluorescence: Path) -> None:
+    csrf, _, iid = admin_project_slide(context, live_server, fluorescence,
+                                       project="Fluo auto", image="z-series")
+    ui_login(page, *ADMIN, next_path=f"/viewer/{iid}")
+    wait_tiles(page, minimum=1)
+    hist = api_call(context, "GET", f"/images/{iid}/histogram", csrf)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "_files/" in r.url else None)
+    page.click("#channels-auto")
+    page.wait_for_function("window.microtome.state.renderQuery.includes('windows=')")
+    wait_tiles(page, minimum=1)
+    windows = page.evaluate(
+        "new URLSearchParams(window.microtome.state.renderQuery).get('windows')").split(",")
+    channels = page.evaluate(
+        "new URLSearchParams(window.microtome.state.renderQuery).get('channels')").split(",")
+    for idx, w in zip(channels, windows, strict=True):
+        c = hist["channels"][int(idx)]
+        lo, hi = (float(v) for v in w.split(":"))
+        # Sliders step in whole stored units.
+        assert abs(lo - c["percentiles"]["0.5"]) <= 1
+        expect_hi = min(c["percentiles"]["99.5"] + c["bin_width"],
+                        max(c["max"], c["percentiles"]["0.5"] + c["bin_width"]))
+        assert abs(hi - expect_hi) <= 1
+    assert any("windows=" in u for u in requests)
+    screenshot(page, "viewer-channels-autocontrast")
