@@ -20,7 +20,7 @@ import numpy as np
 from pyramid.reader import Pyramid
 
 from .filters import NO_FILTERS, Filters, finish, grey, otsu, point_ops
-from .render import render_region
+from .render import BAND_PIXELS, render_region
 from .renderparams import RenderParams
 from .tilerequest import TileRequest
 
@@ -76,6 +76,20 @@ def render_request(pyr: Pyramid, req: TileRequest) -> np.ndarray:
         pad = ((m - top, m - bottom), (m - left, m - right), (0, 0))
         if any(a or b for a, b in pad):
             pixels = np.pad(pixels, pad, mode="edge")
-    pixels = point_ops(pixels, f)
     level = _otsu_level(pyr, req.render) if f.threshold is not None and f.threshold < 0 else None
-    return finish(pixels, f, level, m)
+    return _filter_bands(pixels, f, level, m)
+
+
+def _filter_bands(pixels: np.ndarray, f: Filters, level: int | None, m: int) -> np.ndarray:
+    """Filters applied in bands of rows: float work stays ~`BAND_PIXELS` whatever the size.
+
+    Exact: the point operations need no neighbours and the edge filter one row,
+    which each band carries as its margin.
+    """
+    h, w = pixels.shape[0] - 2 * m, pixels.shape[1] - 2 * m
+    out = np.empty((h, w, 3), np.uint8)
+    rows = max(1, BAND_PIXELS // max(1, pixels.shape[1]))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        out[r0:r1] = finish(point_ops(pixels[r0:r1 + 2 * m], f), f, level, m)
+    return out

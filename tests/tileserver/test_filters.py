@@ -16,6 +16,8 @@ from aiohttp.test_utils import TestClient
 from skimage import color, data, filters
 
 from pyramid.reader import open_pyramid
+from tileserver import filterrender
+from tileserver.filters import Filters, finish, point_ops
 
 from .conftest import build_rgb
 
@@ -145,3 +147,17 @@ async def test_iiif_info_carries_filters_for_rgb(client: TestClient, ihc: np.nda
     plain = await (await client.get("/iiif/3/ihc/info.json?gamma=1")).json()
     assert plain["id"].endswith("/iiif/3/ihc")
     assert got.shape == ihc.shape
+
+
+@pytest.mark.parametrize("filters", [Filters(stain="DAB", edge=True, threshold=100),
+                                     Filters(contrast=1.5, gamma=(0.5, 1.0, 2.0)),
+                                     Filters(edge=True)])
+def test_big_renders_are_filtered_in_exact_bands(monkeypatch: pytest.MonkeyPatch,
+                                                 filters: Filters) -> None:
+    """Float work is bounded by bands of rows; the bands join without a trace."""
+    rng = np.random.default_rng(3)
+    px = rng.integers(0, 256, size=(301, 257, 3), dtype=np.uint8)
+    m = 1 if filters.edge else 0
+    whole = finish(point_ops(px, filters), filters, None, m)
+    monkeypatch.setattr(filterrender, "BAND_PIXELS", 257 * 7)
+    assert np.array_equal(filterrender._filter_bands(px, filters, None, m), whole)
