@@ -6,7 +6,8 @@ OpenSeadragon; an IIIF info.json's query is carried in its ``id``, see
 tileserver/routes_iiif.py). They apply to multi-channel ("nd") images.  They are
 validated the same way on every image: RGB brightfield images check them
 against their three channels, then ignore them (they do not change the pixels,
-so they change neither the tile cache key nor the ETag).
+so they change neither the tile cache key nor the ETag) -- except `gamma`, which
+on RGB images is a filter of the displayed colours (tileserver/filters.py).
 
 - `t` (`t=0`): time point; default 0.
 - `z` (`z=3`): z plane; default the middle plane.
