@@ -29,6 +29,7 @@ PAGES: dict[str, str] = {
     "/projects/{project_id}": "project.html",
     "/viewer/{image_id}": "viewer.html",
     "/viewer.html": "viewer.html",
+    "/compare": "compare.html",
     "/share/{token}": "viewer.html",
     "/keys": "keys.html",
     "/links": "links.html",

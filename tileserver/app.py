@@ -14,7 +14,7 @@ from core.pixels import PIXELS
 from core.settings import GuardSettings
 from pyramid.reader import Pyramid, configure_decoded_cache
 
-from . import routes_dzi, routes_extra, routes_iiif, routes_msi, routes_raw
+from . import routes_dzi, routes_extra, routes_histogram, routes_iiif, routes_msi, routes_raw
 from .keys import RESOLVER, SERVICE
 from .metrics import METRICS, Metrics
 from .resolver import FolderResolver, Resolver
@@ -68,6 +68,7 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
     routes_dzi.add_routes(app)
     routes_iiif.add_routes(app)
     routes_extra.add_routes(app)
+    routes_histogram.add_routes(app)
     routes_raw.add_routes(app)
     routes_msi.add_routes(app)
     # Preflight on exactly our tile resources: a catch-all OPTIONS route would

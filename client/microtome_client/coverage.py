@@ -51,6 +51,9 @@ COVERAGE: dict[str, str] = {
     "PATCH /api/images/{image_id}": "Image.rename",
     "DELETE /api/images/{image_id}": "Image.delete",
     "POST /api/images/{image_id}/signed-url": "Image.signed_url",
+    "GET /api/images/{image_id}/alignments/{other_id}": "Image.alignment",
+    "PUT /api/images/{image_id}/alignments/{other_id}": "Image.set_alignment",
+    "DELETE /api/images/{image_id}/alignments/{other_id}": "Image.delete_alignment",
     "GET /api/images/{image_id}/original": "Image.download_original",
     "GET /api/images/{image_id}/jobs": "Image.jobs",
     "POST /api/images/{image_id}/retry": "Image.retry",
@@ -96,6 +99,7 @@ COVERAGE: dict[str, str] = {
 #: Pixel routes (not in the OpenAPI document) the client uses.
 PIXEL_ROUTES: dict[str, str] = {
     "GET /images/{id}/metadata": "Image.fetch_metadata",
+    "GET /images/{id}/histogram": "Image.histogram",
     "GET /images/{id}/region.npy": "Image.region",
     "GET /iiif/3/{id}/{region}/{size}/{rotation}/{quality}.{format}": "Image.region",
     "GET /images/{id}/thumbnail.{fmt}": "Image.thumbnail",

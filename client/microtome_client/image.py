@@ -82,7 +82,34 @@ class Image(Record):
         return await self.client.t.json(  # type: ignore[no-any-return]
             "POST", f"/api/images/{self.id}/signed-url", json={"expires_in": expires_in})
 
+    # -- side-by-side viewing ---------------------------------------------------------
+    async def alignment(self, other: int | Image) -> dict[str, Any]:
+        """How ``other``'s level-0 pixels map onto this image's (identity when none is
+        saved): ``{"tx", "ty", "rotation", "scale", "saved", ...}``."""
+        oid = other.id if isinstance(other, Image) else int(other)
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/images/{self.id}/alignments/{oid}")
+
+    async def set_alignment(self, other: int | Image, *, tx: float = 0.0, ty: float = 0.0,
+                            rotation: float = 0.0, scale: float = 1.0) -> dict[str, Any]:
+        """Save the alignment: ``other``'s pixel p lands on
+        ``scale * R(rotation) * p + (tx, ty)`` here (degrees, clockwise)."""
+        oid = other.id if isinstance(other, Image) else int(other)
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "PUT", f"/api/images/{self.id}/alignments/{oid}",
+            json={"tx": tx, "ty": ty, "rotation": rotation, "scale": scale})
+
+    async def delete_alignment(self, other: int | Image) -> None:
+        oid = other.id if isinstance(other, Image) else int(other)
+        await self.client.t.request("DELETE", f"/api/images/{self.id}/alignments/{oid}")
+
     # -- pixels (see `pixels`) -------------------------------------------------------
+    async def histogram(self) -> dict[str, Any]:
+        """Per-channel histograms from the server (``channels[i]["counts"]``,
+        ``"percentiles"``, ``"min"``, ``"max"``, ...; see the README)."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/images/{self.id}/histogram")
+
     async def fetch_metadata(self) -> ImageMetadata:
         if self._meta is None or self._meta.version != self.version:
             doc = await self.client.t.json("GET", f"/images/{self.id}/metadata")

@@ -62,6 +62,16 @@ def converted_slide(testdata: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
+@pytest.fixture(scope="session")
+def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """multi-channel-z-series.ome.tif (3 channels, 5 planes) converted once per session."""
+    from converters import convert
+
+    out = tmp_path_factory.mktemp("fluo") / "multi-channel-z-series.ome.zarr"
+    convert(testdata / "multi-channel-z-series.ome.tif", out)
+    return out
+
+
 @pytest.fixture
 def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     """The whole app (`microtome serve`) on a free port with a fresh database."""

@@ -12,6 +12,7 @@ import { setupShare, resolveShare } from "./share.js";
 import { isTyping, setupShortcutHelp } from "./keys.js";
 import { setupNav } from "./nav.js";
 import { setupAdjust } from "./adjust.js";
+import { FILTER_KEYS, setupFilters } from "./filters.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -313,6 +314,7 @@ async function main() {
   setupControls();
   setupChannels(state, reloadTiles, { onChange: syncUrl, register: (fn) => registerLinkPart("channels", ["plane", "time", "channels", "colors", "windows"], fn) });
   if (state.meta.kind === "rgb") setupAdjust(state, { onChange: syncUrl, register: (fn) => registerLinkPart("adjust", ["bri", "con", "gam"], fn) });
+  if (state.meta.kind === "rgb") setupFilters(state, reloadTiles, { onChange: syncUrl, register: (fn) => registerLinkPart("filters", FILTER_KEYS, fn) });
   setupShortcutHelp();
   // The slide stays usable if the annotation layer cannot start.
   const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user })
