@@ -111,7 +111,7 @@ async def _admin(world: World, http: aiohttp.ClientSession) -> dict[str, Any]:
     if r.status == 409:
         r = await http.post("/api/session", json={"username": "admin", "password": PASSWORD})
     assert r.status in (200, 201), await r.text()
-    me = await http.get("/api/me")
+    me = await http.get("/api/session")
     assert me.status == 200, await me.text()
     return dict(await _json(me))
 
@@ -127,7 +127,7 @@ async def test_login_upload_and_view_through_the_balancer(world: World, testdata
         # The session cookie set by one backend is good on the other.
         seen = set()
         for _ in range(4):
-            r = await http.get("/api/me")
+            r = await http.get("/api/session")
             assert r.status == 200
             seen.add(_backend(r))
         assert seen == {"serve1", "serve2"}, seen
@@ -251,7 +251,7 @@ async def test_postgres_restart_under_two_servers(world: World) -> None:
         statuses: list[int] = []
         while ok != {"serve1", "serve2"}:
             assert time.monotonic() < deadline, (statuses[-10:], world.logs())
-            r = await http.get("/api/me")
+            r = await http.get("/api/session")
             statuses.append(r.status)
             # During the outage: 503 + Retry-After, never a 500.
             assert r.status in (200, 503), await r.text()
