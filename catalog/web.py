@@ -12,7 +12,16 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from catalog import api_auth, api_images, api_jobs, api_projects, api_share, dask_jobs, tus
+from catalog import (
+    api_auth,
+    api_images,
+    api_jobs,
+    api_projects,
+    api_share,
+    api_tile_urls,
+    dask_jobs,
+    tus,
+)
 from catalog.access import ACCESS, require_admin, setup_access
 from catalog.db import DB_POOL, DOWN_ERRORS, create_pool, start_embedded, unavailable
 from catalog.events import EVENTS, AccessEvents, listening
@@ -202,3 +211,4 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     app.router.add_routes(api_share.routes())
     app.router.add_routes(api_jobs.routes())
     app.router.add_routes(tus.routes())
+    app.router.add_routes(api_tile_urls.routes())

@@ -12,6 +12,7 @@ import { setupShare, resolveShare } from "./share.js";
 import { isTyping, setupShortcutHelp } from "./keys.js";
 import { setupNav } from "./nav.js";
 import { setupAdjust } from "./adjust.js";
+import { shardTiles } from "./shard.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -308,6 +309,7 @@ async function main() {
   const ok = await openSource(state.viewer);
   if (!ok) return;
   window.microtome.opened = true;
+  shardTiles(state).catch((e) => console.warn("tile hosts", e));  // MICROTOME_TILE_URLS
   document.querySelector(".viewer-tools").hidden = false;
   paramsToView(state.viewer, new URLSearchParams(location.search));
   setupControls();
