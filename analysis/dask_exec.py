@@ -18,7 +18,7 @@ from typing import Any
 from .registry import available_apps
 
 
-def _run_remote(url: str, api_key: str, analysis: Any, apps: list[str] | None,
+def _run_remote(url: str, api_key: str, analysis_id: int, apps: list[str] | None,
                 threads: int) -> str:
     """On a cluster worker: run one claimed analysis to its end; its final status."""
     from microtome_client import Client
@@ -29,7 +29,8 @@ def _run_remote(url: str, api_key: str, analysis: Any, apps: list[str] | None,
     if apps:
         installed = {k: v for k, v in installed.items() if k in apps}
     with Client(url, api_key=api_key) as client:
-        return process(client, analysis, installed, threads=threads)
+        # The claim's record holds its client: fetch the analysis again here.
+        return process(client, client.analysis(analysis_id), installed, threads=threads)
 
 
 def run_on_cluster(scheduler: str, url: str, api_key: str, apps: list[str] | None = None, *,
@@ -59,7 +60,7 @@ def run_on_cluster(scheduler: str, url: str, api_key: str, apps: list[str] | Non
                 if len(running) < slots and not (once and running):
                     claimed = client.claim_analysis(installed, worker=name)
                 if claimed is not None:
-                    fut = cluster.submit(_run_remote, url, api_key, claimed, apps, threads,
+                    fut = cluster.submit(_run_remote, url, api_key, claimed.id, apps, threads,
                                          pure=False, key=f"analysis-{claimed.id}-"
                                                          f"{claimed.attempts}")
                     running[fut] = claimed.id
@@ -69,7 +70,10 @@ def run_on_cluster(scheduler: str, url: str, api_key: str, apps: list[str] | Non
                         return 0
                     stop.wait(poll)
                     continue
-                done, _ = wait(list(running), timeout=poll, return_when="FIRST_COMPLETED")
+                try:
+                    done, _ = wait(list(running), timeout=poll, return_when="FIRST_COMPLETED")
+                except TimeoutError:  # distributed.wait raises when nothing finished yet
+                    continue
                 for fut in done:
                     analysis_id = running.pop(fut)
                     try:
