@@ -176,9 +176,22 @@ def _secret(var_dir: Path, env: _Env) -> bytes:
         return path.read_bytes()
     var_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
+    # Written whole under a private name, then linked into place: several processes
+    # starting at once on one data directory all end up with the same key (the
+    # first link wins; the others read it), never with a half-written file.
+    tmp = var_dir / f".secret.key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_bytes()
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 

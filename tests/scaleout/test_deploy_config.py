@@ -29,3 +29,16 @@ def test_example_haproxy_config_parses(tmp_path: Path) -> None:
     bad = subprocess.run([binary, "-c", "-f", str(config)], capture_output=True, text=True,
                          timeout=60, check=False)
     assert bad.returncode != 0
+
+
+def test_processes_starting_together_share_one_generated_secret(tmp_path: Path) -> None:
+    """Without MICROTOME_SECRET, serve processes on one data directory agree on the key
+    persisted there, even when they start at the same moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.settings import _Env, _secret
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: _secret(tmp_path / "var", _Env({})), range(16)))
+    assert len(set(keys)) == 1 and len(keys[0]) == 32
+    assert sorted(p.name for p in (tmp_path / "var").iterdir()) == ["secret.key"]
