@@ -173,7 +173,7 @@ def _balanced(root: Path, n: int, paths: list[str], seconds: float, concurrency:
     return m
 
 
-def run(seconds: float, concurrency: int, width: int, height: int) -> dict[str, Any]:
+def measure(seconds: float, concurrency: int, width: int, height: int) -> dict[str, Any]:
     root = _slide(width, height)
     with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
         work = Path(tmp)
@@ -235,6 +235,43 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+SECTION = "## Scale-out: 1 vs 2 tile processes behind HAProxy"
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """The RESULTS.md section (bench.run's extra-suite interface)."""
+    res = next((r for r in records if r.get("suite") == "scaleout"), None)
+    if res is None:
+        return ""
+    return "\n".join([SECTION, "", markdown(res), "",
+                      "Cost per tile on one process (2 threads); the balanced runs use 1 thread "
+                      "per process, PNG tiles with the tile cache off (CPU-bound); see "
+                      "docs/SCALING.md for what these figures mean for capacity.", ""])
+
+
+def run(ctx: Any) -> list[dict[str, Any]]:
+    """Entry point for `python -m bench` (bench.run.SuiteContext)."""
+    res = measure(ctx.pass_seconds if not ctx.quick else 5.0, 16,
+              *((8192, 6144) if ctx.quick else (16384, 12288)))
+    res["suite"] = "scaleout"
+    ctx.record(res)
+    return [res]
+
+
+def update_results(res: dict[str, Any]) -> None:
+    """Put this run's section into bench/RESULTS.md (replacing an older one)."""
+    path = Path(__file__).resolve().parent / "RESULTS.md"
+    text = path.read_text()
+    section = render([{**res, "suite": "scaleout"}])
+    start = text.find(SECTION)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.scaleout",
                                  description=__doc__.splitlines()[0] if __doc__ else None)
@@ -243,9 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="16384x12288", help="slide WIDTHxHEIGHT")
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
-    res = run(args.seconds, args.concurrency, width, height)
+    res = measure(args.seconds, args.concurrency, width, height)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=1) + "\n")
+    update_results(res)
     print(markdown(res))
     return 0
 
