@@ -230,8 +230,9 @@ class Balancer:
     log: Path = field(default_factory=Path)
 
     @classmethod
-    def write(cls, binary: str, workdir: Path, serve: list[Proc], tiles: list[Proc]) -> Balancer:
-        app_port, tiles_port = free_port(), free_port()
+    def write(cls, binary: str, workdir: Path, serve: list[Proc], tiles: list[Proc],
+              app_port: int | None = None, tiles_port: int | None = None) -> Balancer:
+        app_port, tiles_port = app_port or free_port(), tiles_port or free_port()
 
         def servers(procs: list[Proc]) -> str:
             return "\n".join(f"    server {p.name} 127.0.0.1:{p.port} check" for p in procs)

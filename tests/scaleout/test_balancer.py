@@ -13,87 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from catalog.ratelimit import USER_LIMIT
-from tests.scaleout.cluster import (
-    Balancer,
-    Proc,
-    TempPostgres,
-    ensure_haproxy,
-    serve_proc,
-    tiles_proc,
-    wait_http,
-)
-
-PASSWORD = "correct horse battery staple"
-
-
-class World:
-    def __init__(self, pg: TempPostgres, serve: list[Proc], tiles: list[Proc],
-                 lb: Balancer, var: Path) -> None:
-        self.pg, self.serve, self.tiles, self.lb, self.var = pg, serve, tiles, lb, var
-
-    @property
-    def app(self) -> str:
-        return f"http://127.0.0.1:{self.lb.app_port}"
-
-    @property
-    def tile_url(self) -> str:
-        return f"http://127.0.0.1:{self.lb.tiles_port}"
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.tail()}" for p in (*self.serve, *self.tiles))
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, small_pyramid_folder: Path) -> Iterator[World]:
-    binary = ensure_haproxy()
-    work = tmp_path_factory.mktemp("lb")
-    var = work / "var"
-    pg = TempPostgres()
-    procs: list[Proc] = []
-    lb: Balancer | None = None
-    try:
-        # One conversion worker (on the first server): jobs are leased in PostgreSQL.
-        serve = [serve_proc("serve1", var, pg.url, work, job_workers=1),
-                 serve_proc("serve2", var, pg.url, work)]
-        tiles = [tiles_proc("tiles1", small_pyramid_folder, work, threads=2),
-                 tiles_proc("tiles2", small_pyramid_folder, work, threads=2)]
-        # The first server migrates the fresh database; then the others start.
-        serve[0].start()
-        procs.append(serve[0])
-        wait_http(f"http://127.0.0.1:{serve[0].port}/api/openapi.json", 120)
-        for p in (serve[1], *tiles):
-            p.start()
-            procs.append(p)
-        for p in (serve[1], *tiles):
-            wait_http(f"http://127.0.0.1:{p.port}/"
-                      + ("api/openapi.json" if p.name.startswith("serve") else "metrics"), 120)
-        lb = Balancer.write(binary, work, serve, tiles)
-        lb.start()
-        wait_http(f"http://127.0.0.1:{lb.app_port}/api/openapi.json", 30)
-        yield World(pg, serve, tiles, lb, var)
-    finally:
-        if lb is not None:
-            lb.stop()
-        for p in procs:
-            p.stop()
-        pg.stop()
-
-
-@pytest.fixture(scope="module")
-def small_pyramid_folder(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
-    from converters import ConvertOptions, convert
-
-    root = tmp_path_factory.mktemp("tiles-root")
-    convert(testdata / "CMU-1-Small-Region.svs", root / "cmu.ome.zarr", ConvertOptions())
-    return root
+from tests.scaleout.cluster import wait_http
+from tests.scaleout.conftest import PASSWORD, World
 
 
 async def _json(resp: aiohttp.ClientResponse) -> Any:
@@ -174,6 +101,49 @@ async def test_login_upload_and_view_through_the_balancer(world: World, testdata
             assert r.status == 200 and (await r.read())[:2] == b"\xff\xd8"
             tile_backends.add(_backend(r))
         assert tile_backends == {"serve1", "serve2"}
+    world.image_id = image_id
+
+
+def test_viewer_through_the_balancer_spreads_tiles_over_hosts(world: World) -> None:
+    """OpenSeadragon in Debian's chromium, through HAProxy: tiles come from both
+    `serve` backends and, with MICROTOME_TILE_URLS listing two host names, from
+    both hosts (signed ids: the second host has no session cookie)."""
+    from urllib.parse import urlsplit
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.frontend.browser import CHROMIUM_ARGS, _ensure_chromium, ui_login
+
+    assert world.image_id, "the upload test did not leave a slide"
+    hosts: set[str] = set()
+    backends: set[str] = set()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(_ensure_chromium()),
+                                     args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_context(base_url=world.app).new_page()
+
+            def seen(resp: Any) -> None:
+                if "_files/" in resp.url and resp.status == 200:
+                    hosts.add(urlsplit(resp.url).hostname or "")
+                    backends.add(resp.headers.get("x-backend", "?"))
+
+            page.on("response", seen)
+            ui_login(page, "admin", PASSWORD, next_path=f"/viewer/{world.image_id}")
+            page.wait_for_function("window.microtome.opened && window.microtome.tileBases"
+                                   " && window.microtome.tilesLoaded > 0", timeout=60_000)
+            before = page.evaluate("window.microtome.tilesLoaded")
+            # Zoom in: new tiles, requested through the sharded URLs.
+            page.evaluate("(() => { const v = window.microtome.state.viewer;"
+                          " v.viewport.zoomBy(4); v.viewport.applyConstraints(); })()")
+            page.wait_for_function(f"window.microtome.tilesLoaded >= {before + 4}",
+                                   timeout=60_000)
+            failed = page.evaluate("window.microtome.tilesFailed")
+        finally:
+            browser.close()
+    assert failed == 0
+    assert hosts == {"127.0.0.1", "localhost"}, hosts
+    assert backends == {"serve1", "serve2"}, backends
 
 
 async def _tile_load(base: str, paths: list[str], seconds: float) -> tuple[int, list[str]]:
