@@ -167,7 +167,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
         stack = contextlib.AsyncExitStack()
         # tus PATCHes hold an advisory lock for their whole length: their own
         # connections, so long uploads never starve the API of pool connections.
-        locks = await create_pool(dsn, min_size=0, max_size=POOL_SIZE)
+        locks = await create_pool(dsn, min_size=1, max_size=POOL_SIZE)
         stack.push_async_callback(locks.close)
         app[UPLOAD_LOCKS] = locks
         try:
