@@ -49,6 +49,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="threads per analysis for apps that work tile by tile "
                         "(default: all cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="run the analyses on this dask.distributed cluster "
+                        "(default: MICROTOME_DASK_SCHEDULER, else here)")
     p.set_defaults(func=run_worker_cli)
 
 
@@ -182,6 +185,14 @@ def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: b
 def run_worker_cli(args: argparse.Namespace) -> int:
     apps = [a.strip() for a in args.apps.split(",") if a.strip()] if args.apps else None
     try:
+        from core.settings import dask_scheduler_from_env
+
+        scheduler = getattr(args, "scheduler", None) or dask_scheduler_from_env()
+        if scheduler:  # scale-out hook: analysis/dask_exec.py
+            from .dask_exec import run_on_cluster
+
+            return run_on_cluster(scheduler, args.server, args.api_key, apps, once=args.once,
+                                  poll=args.poll, name=args.name, threads=args.threads)
         return run_worker(args.server, args.api_key, apps, once=args.once, poll=args.poll,
                           name=args.name, threads=args.threads)
     except Exception as e:

@@ -42,7 +42,8 @@ WORK = BENCH / "work"
 RESULTS = BENCH / "results"
 
 #: Modules providing extra suites; missing ones are reported as not run.
-EXTRA_SUITES = ("bench.annotations", "bench.formats", "bench.client", "bench.histogram")
+EXTRA_SUITES = ("bench.annotations", "bench.formats", "bench.client", "bench.histogram",
+                "bench.scaleout")
 
 
 @dataclass

@@ -9,6 +9,7 @@ cookie-authenticated writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -92,21 +93,25 @@ async def setup_first_admin(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, "Credentials", CREDENTIALS_BODY)
     throttle, client = request.app[LOGIN_THROTTLE], client_address(request)
-    throttle.begin(body["username"], client)  # 429 once too many attempts failed
+    pool = request.app[DB_POOL]
+    # 429 once too many attempts failed, counted in the database: on every process.
+    await throttle.begin(pool, body["username"], client)
     try:
-        row = await request.app[DB_POOL].fetchrow(
+        row = await pool.fetchrow(
             f"SELECT {USER_COLUMNS}, password_hash FROM users"
             " WHERE lower(username) = lower($1)", body["username"])
         stored = row["password_hash"] if row else None
         ok = await asyncio.to_thread(security.verify_password, stored, body["password"])
     except BaseException:
-        throttle.abandoned(body["username"], client)
+        # Database gone mid-attempt: the refund may fail too (the window then ends it).
+        with contextlib.suppress(Exception):
+            await asyncio.shield(throttle.abandoned(pool, body["username"], client))
         raise
     if row is None or not ok:
         raise errors.Unauthenticated("wrong user name or password")
     if row["disabled_at"] is not None:
         raise errors.Forbidden("this account is disabled; ask an administrator")
-    throttle.succeeded(body["username"], client)
+    await throttle.succeeded(pool, body["username"], client)
     return await _start_session(request, row)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import asyncpg
@@ -20,7 +19,7 @@ from catalog.access import (
 )
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
-from catalog.ratelimit import MEMBER_LOOKUPS
+from catalog.ratelimit import MEMBER_LOOKUPS, too_many
 from catalog.state import CATALOG
 from core.http import json_response
 from pyramid import errors
@@ -201,18 +200,15 @@ async def add_member_by_name(request: web.Request) -> web.Response:
     principal = await require_project_role(request, project_id, "manager")
     body = await read_json(request, "MemberAdd")
     # Misses are counted per manager: probing many names for existence gets a 429.
-    throttle = request.app[MEMBER_LOOKUPS]
-    waits = throttle.retry_after(principal.user_id)
+    throttle, pool = request.app[MEMBER_LOOKUPS], request.app[DB_POOL]
+    waits = await throttle.retry_after(pool, principal.user_id)
     if waits is not None:
-        seconds = max(1, math.ceil(waits))
-        raise errors.TooManyRequests(f"too many unknown names; try again in {seconds} s",
-                                     {"retry_after": seconds}, retry_after=seconds)
-    pool = request.app[DB_POOL]
+        raise too_many("unknown names", waits)
     async with pool.acquire() as conn, conn.transaction():
         user_id = await conn.fetchval(
             "SELECT id FROM users WHERE lower(username) = lower($1)", body["username"])
         if user_id is None:
-            throttle.add(principal.user_id)
+            await throttle.add(pool, principal.user_id)
             raise errors.NotFound("no user with this name", {"username": body["username"]})
         member, added, ended = await _set_member(conn, project_id, user_id, body["role"])
     await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)

@@ -48,6 +48,7 @@ SCHEMAS: dict[str, Any] = {
                          "expires_at": _TS}),
     "Credentials": _obj({"username": _str(64), "password": _str(1024)}),
     "SetupStatus": _obj({"needs_setup": {"type": "boolean"}}),
+    "TileUrls": _obj({"items": {"type": "array", "items": {"type": "string"}}}),
     "UserCreate": _obj({"username": _str(64, pattern=r"^[A-Za-z0-9_.@-]+$"),
                         "password": _str(1024, min_len=8), "is_admin": {"type": "boolean"}},
                        required=["username", "password"]),
@@ -161,6 +162,9 @@ _TOO_MANY = {**_err("too many failed attempts; detail.retry_after seconds to wai
 def _paths() -> dict[str, Any]:
     pid, iid, uid = _path_id("project_id"), _path_id("image_id"), _path_id("user_id")
     return {
+        "/api/tile-urls": {
+            "get": _op("Tile base URLs for HTTP/1.1 domain sharding (MICROTOME_TILE_URLS;"
+                       " empty: tiles from this origin)", "TileUrls")},
         "/api/setup": {
             "get": _op("Whether the first administrator still has to be created",
                        "SetupStatus"),

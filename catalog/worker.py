@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from catalog import jobs
+from catalog.dask_jobs import with_scheduler
 from catalog.db import connect
 from catalog.images import mark_ready
 from catalog.storage import STORE_NAME
@@ -104,7 +105,7 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
-                      images_dir: Path, reserve: int = 0) -> str:
+                      images_dir: Path, reserve: int = 0, scheduler: str | None = None) -> str:
     """Run one claimed job to its end; returns the job's new status ('lost' when
     another attempt took the job over meanwhile: then nothing is published)."""
     src, image_id = Path(job["source_path"]), job["image_id"]
@@ -120,7 +121,7 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
         latest[0] = float(getattr(p, "fraction", p))
 
     task = asyncio.ensure_future(asyncio.to_thread(
-        run_conversion, src, out_dir, job["options"], on_progress,
+        run_conversion, src, out_dir, with_scheduler(job["options"], scheduler), on_progress,
         [Path(p) for p in job["extra_paths"]], reserve))
     while not task.done():
         await asyncio.wait({task}, timeout=BEAT_S)
@@ -238,12 +239,13 @@ def die_with_parent(parent: int) -> None:
 
 
 async def worker_loop(dsn: str, images_dir: Path, index: int,
-                      stop: asyncio.Event | None = None, reserve: int = 0) -> None:
+                      stop: asyncio.Event | None = None, reserve: int = 0,
+                      scheduler: str | None = None) -> None:
     name = jobs.worker_name(index)
     stop = stop or asyncio.Event()
     while not stop.is_set():
         try:
-            await _serve_queue(dsn, images_dir, name, stop, reserve)
+            await _serve_queue(dsn, images_dir, name, stop, reserve, scheduler)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The database restarted or is unreachable: back off and reconnect.
             log.warning("worker %s lost the database (%s); reconnecting", name, exc)
@@ -251,7 +253,7 @@ async def worker_loop(dsn: str, images_dir: Path, index: int,
 
 
 async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Event,
-                       reserve: int) -> None:
+                       reserve: int, scheduler: str | None = None) -> None:
     conn = await connect(dsn)
     wake = asyncio.Event()
     try:
@@ -265,20 +267,21 @@ async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Even
                 continue
             log.info("worker %s: job %s attempt %s (image %s)", name, job["id"],
                      job["attempts"], job["image_id"])
-            await process_job(conn, job, name, images_dir, reserve)
+            await process_job(conn, job, name, images_dir, reserve, scheduler)
     finally:
         with contextlib.suppress(Exception):
             await conn.close()
 
 
 def worker_main(dsn: str, images_dir: str, index: int, parent: int | None = None,
-                reserve: int = 0) -> None:
+                reserve: int = 0, scheduler: str | None = None) -> None:
     """Entry point of a worker process (spawned, so nothing is inherited)."""
     if parent is not None:
         die_with_parent(parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(worker_loop(dsn, Path(images_dir), index, reserve=reserve))
+        asyncio.run(worker_loop(dsn, Path(images_dir), index, reserve=reserve,
+                                scheduler=scheduler))
 
 
 # --------------------------------------------------------------------------- pool side
@@ -293,6 +296,8 @@ class WorkerPool:
         self.size = size
         self.db = db
         self.reserve = settings.disk_reserve_bytes
+        #: Conversions run on this dask cluster (catalog/dask_jobs.py) when set.
+        self.scheduler = settings.dask_scheduler
         self._ctx = multiprocessing.get_context("spawn")
         # Workers are started from this one long-lived thread: PR_SET_PDEATHSIG
         # fires when the *thread* that started a child ends, so not a pool thread
@@ -310,7 +315,7 @@ class WorkerPool:
     def _spawn(self, index: int) -> Any:
         proc = self._ctx.Process(target=worker_main, name=f"microtome-worker-{index}",
                                  args=(self.dsn, str(self.images_dir), index, os.getpid(),
-                                       self.reserve),
+                                       self.reserve, self.scheduler),
                                  daemon=True)
         proc.start()
         return proc

@@ -25,6 +25,8 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS",
          "MICROTOME_SESSION_HOURS", "MICROTOME_SESSION_IDLE_MINUTES", "MICROTOME_METRICS_PORT",
          "MICROTOME_TRUSTED_PROXIES"}
+# Scale-out (several servers, domain sharding, dask cluster): issue 18.
+KNOWN |= {"MICROTOME_TILE_URLS", "MICROTOME_DASK_SCHEDULER"}
 
 
 class SettingsError(SystemExit):
@@ -105,6 +107,15 @@ class Settings:
     max_idle_connections: int = 100
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
+    # --- Scale-out (issue 18) -------------------------------------------------
+    #: Tile base URLs the catalog hands to viewers (HTTP/1.1 domain sharding:
+    #: browsers open ~6 connections per host, so tiles spread over several host
+    #: names load in parallel); empty = tiles from this server's own origin.
+    tile_urls: tuple[str, ...] = ()
+    #: dask.distributed scheduler (tcp://host:8786) that conversion jobs run on;
+    #: None = in the worker process.  Workers must see the data directory at the
+    #: same path (shared file system).
+    dask_scheduler: str | None = None
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -165,9 +176,22 @@ def _secret(var_dir: Path, env: _Env) -> bytes:
         return path.read_bytes()
     var_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
+    # Written whole under a private name, then linked into place: several processes
+    # starting at once on one data directory all end up with the same key (the
+    # first link wins; the others read it), never with a half-written file.
+    tmp = var_dir / f".secret.key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_bytes()
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 
@@ -224,6 +248,37 @@ def trusted_proxies_from_env(environ: Mapping[str, str] | None = None) -> tuple[
     return _Env(os.environ if environ is None else environ).networks("MICROTOME_TRUSTED_PROXIES")
 
 
+def tile_urls_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """MICROTOME_TILE_URLS: comma-separated http(s) base URLs, no query or fragment."""
+    from urllib.parse import urlsplit
+
+    env = _Env(os.environ if environ is None else environ)
+    raw = env.environ.get("MICROTOME_TILE_URLS", "")
+    urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+                or parts.fragment:
+            raise SettingsError("MICROTOME_TILE_URLS",
+                                f"holds {url!r}, not an http(s) base URL like https://t1.example.org")
+    if len(urls) > 16:
+        raise SettingsError("MICROTOME_TILE_URLS", f"lists {len(urls)} URLs; 16 at most")
+    return urls
+
+
+def dask_scheduler_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """MICROTOME_DASK_SCHEDULER: tcp://host:port (or tls://, inproc://) of a dask scheduler."""
+    env = _Env(os.environ if environ is None else environ)
+    value = env.environ.get("MICROTOME_DASK_SCHEDULER", "").strip()
+    if not value:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("tcp", "tls", "inproc", "ws", "wss") or not rest:
+        raise SettingsError("MICROTOME_DASK_SCHEDULER",
+                            f"must look like tcp://host:8786, got {value!r}")
+    return value
+
+
 def warn_unknown(environ: Mapping[str, str] | None = None) -> list[str]:
     """Print (and return) MICROTOME_* variables nothing reads: usually a typo."""
     environ = os.environ if environ is None else environ
@@ -261,6 +316,8 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "body_timeout_s": float(env.int("MICROTOME_BODY_TIMEOUT_S", 60, minimum=1)),
         "max_idle_connections": guard.max_idle_connections,
         "tiles": tile_settings_from_env(env.environ),
+        "tile_urls": tile_urls_from_env(env.environ),
+        "dask_scheduler": dask_scheduler_from_env(env.environ),
     }
     values.update(overrides)
     if "secret_key" not in values:

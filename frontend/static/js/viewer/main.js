@@ -13,6 +13,7 @@ import { isTyping, setupShortcutHelp } from "./keys.js";
 import { setupNav } from "./nav.js";
 import { setupAdjust } from "./adjust.js";
 import { FILTER_KEYS, setupFilters } from "./filters.js";
+import { shardTiles } from "./shard.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -309,6 +310,7 @@ async function main() {
   const ok = await openSource(state.viewer);
   if (!ok) return;
   window.microtome.opened = true;
+  shardTiles(state).catch((e) => console.warn("tile hosts", e));  // MICROTOME_TILE_URLS
   document.querySelector(".viewer-tools").hidden = false;
   paramsToView(state.viewer, new URLSearchParams(location.search));
   setupControls();
