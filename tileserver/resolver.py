@@ -17,7 +17,7 @@ from typing import Protocol
 from aiohttp import web
 
 from core.imageref import ImageRef
-from pyramid.errors import InvalidRequest, NotFound
+from pyramid.errors import InvalidRequest, NotFound, Unavailable
 from pyramid.stores import ObjectMissing, is_remote, join, open_store
 
 __all__ = ["SUFFIX", "FolderResolver", "ImageRef", "Resolver", "check_id"]
@@ -75,7 +75,14 @@ class FolderResolver:
             return hit[1]
         parts = check_id(image_id)
         loop = asyncio.get_running_loop()
-        ref = await loop.run_in_executor(None, self._lookup, parts)
+        try:
+            ref = await loop.run_in_executor(None, self._lookup, parts)
+        except Unavailable:
+            if hit is None:
+                raise
+            # Remote storage is down: keep serving what we knew (cached tiles
+            # still answer) rather than failing every request of the image.
+            return hit[1]
         self._cache[image_id] = (now + self.ttl, ref)
         self._cache.move_to_end(image_id)
         while len(self._cache) > self.max_entries:
