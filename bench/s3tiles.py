@@ -122,6 +122,15 @@ def clients(moto: Moto, n: int = 400) -> dict[str, Any]:
         out[name] = {"p50_ms": round(statistics.median(lat) * 1e3, 2),
                      "seq_per_s": round(len(lat) / sum(lat), 1),
                      "par16_per_s": round(n / (time.perf_counter() - t0), 1)}
+    # The server's own cost: a whole 32 KiB object vs a 32 KiB range of the big one
+    # (moto reads the whole stored object for a range request).
+    obstore.put(ob, "clients/small.bin", os.urandom(chunk))
+    lat = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        obstore.get(ob, "clients/small.bin").bytes()
+        lat.append(time.perf_counter() - t0)
+    out["obstore_small_object_p50_ms"] = round(statistics.median(lat) * 1e3, 2)
     # Coalescing: the 16 chunks of one shard row in one call.
     starts = [i * chunk for i in range(16)]
     t0 = time.perf_counter()
@@ -253,6 +262,10 @@ def render(records: list[dict[str, Any]]) -> str:
             v = c[name]
             lines.append(f"| {name} | {v['p50_ms']} ms | {v['seq_per_s']} | "
                          f"{v['par16_per_s']} |")
+        if "obstore_small_object_p50_ms" in c:
+            lines += ["", f"  A whole 32 KiB object with obstore: p50 "
+                      f"{c['obstore_small_object_p50_ms']} ms (the moto server's own floor per "
+                      f"request; it is a Python server sharing the cores with the client)."]
         lines += ["", f"  16 neighbouring ranges in one call: obstore `get_ranges` "
                   f"{c['obstore_get_ranges_16_ms']} ms (coalesced into one GET), s3fs "
                   f"`cat_ranges` {c['s3fs_cat_ranges_16_ms']} ms.", ""]
@@ -273,6 +286,13 @@ def render(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _last_run(path: Path) -> list[dict[str, Any]]:
+    """The records of the last run in ``path`` (a run starts with its s3-clients record)."""
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    starts = [i for i, r in enumerate(recs) if r.get("suite") == "s3-clients"]
+    return recs[starts[-1]:] if starts else recs
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.run import WORK
 
@@ -282,7 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default=None, help="slide WIDTHxHEIGHT")
     ap.add_argument("--tiles", type=int, default=None)
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "s3.jsonl")
+    ap.add_argument("--report-only", action="store_true",
+                    help="re-render the RESULTS.md section from the last run in --out")
     args = ap.parse_args(argv)
+    if args.report_only:
+        _update_results(render(_last_run(args.out)))
+        return 0
     w, h = ((int(v) for v in args.size.lower().split("x")) if args.size else
             ((16384, 12288) if args.quick else (32768, 24576)))
     n = args.tiles or (1500 if args.quick else 3000)

@@ -22,6 +22,7 @@ import numpy as np
 from .errors import NotFound, StorageError, Unprocessable
 from .layout import EMPTY, ImageMeta, Level, index_nbytes, shard_key, unpack_index
 from .metadata import meta_from_attributes
+from .readahead import BLOCK, RAW, block_ranges
 from .stores import ObjectMissing, Store, is_remote, open_store
 
 
@@ -207,11 +208,45 @@ class Pyramid:
     def chunk_bytes(self, level: int, cy: int, cx: int, t: int = 0, c: int = 0,
                     z: int = 0) -> bytes | None:
         """The encoded inner chunk at chunk row/col (cy, cx), or None if never written."""
+        if self.store.remote:
+            return self._remote_chunk(level, cy, cx, t, c, z)
         where = self._locate(level, cy, cx, t, c, z)
         if where is None:
             return None
         key, offset, nbytes = where
         return self._read_ranges(key, [(offset, nbytes)])[0]
+
+    def _remote_chunk(self, level: int, cy: int, cx: int, t: int, c: int,
+                      z: int) -> bytes | None:
+        """`chunk_bytes` for object storage: hot chunks from memory, misses read with
+        their neighbours in the shard row (one GET per block, see pyramid.readahead)."""
+        key = (self._token, level, cy, cx, t, c, z)
+        hit = RAW.get(key)
+        if hit is not None:
+            return hit
+        where = self._locate(level, cy, cx, t, c, z)
+        if where is None:
+            return None
+        shard, offset, nbytes = where
+        per = self.meta.chunks_per_shard_side
+        row, col = cy % per, cx % per
+        idx = self._shard_index(shard)
+        assert idx is not None
+        cells = block_ranges(idx, per, row, col, EMPTY)
+
+        def fetch() -> None:
+            start = min(off for _, off, _ in cells)
+            end = max(off + n for _, off, n in cells)
+            span = self._read_ranges(shard, [(start, end - start)])[0]
+            for col_, off, n in cells:
+                RAW.put((self._token, level, cy, cx - col + col_, t, c, z),
+                        span[off - start:off - start + n])
+
+        RAW.once((self._token, shard, row, col // BLOCK), fetch)
+        hit = RAW.get(key)
+        if hit is None:  # evicted at once (a tiny cache): read it alone
+            hit = self._read_ranges(shard, [(offset, nbytes)])[0]
+        return hit
 
     def _prefetch(self, level: int, cells: list[tuple[int, int, int]], t: int,
                   z: int) -> dict[tuple[int, int, int], np.ndarray]:
