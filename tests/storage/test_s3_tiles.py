@@ -133,3 +133,24 @@ def test_unknown_scheme_is_refused_and_writes_nothing(tmp_path: Path, testdata: 
         assert "unsupported storage URL scheme 'gs'" in proc.stderr
         assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []  # no local folder named "gs:"
+
+
+async def test_ngff_04_image_in_s3_reads_through_zarr(  # type: ignore[no-untyped-def]
+        aiohttp_client, tmp_path: Path, s3: s3server.S3Server,
+        s3_env: dict[str, str], testdata: Path) -> None:
+    """An image not in our sharded layout (NGFF 0.4, zarr v2) is read through zarr's
+    own object-store adapter: same pixels as from the local copy."""
+    from converters.convert import ConvertOptions
+    from converters.publish import publish
+    from tileserver.app import TileSettings, create_tiles_app
+
+    local = tmp_path / "v2" / "cmu.ome.zarr"
+    convert(testdata / "CMU-1-Small-Region.svs", local, ConvertOptions(ngff="0.4"))
+    s3.create_bucket("v2images")
+    publish(local, "s3://v2images/x/cmu.ome.zarr")
+    a = await aiohttp_client(create_tiles_app(local.parent, TileSettings(threads=2)))
+    b = await aiohttp_client(create_tiles_app("s3://v2images/x", TileSettings(threads=2)))
+    for path in ("/dzi/cmu_files/12/1_1.png", "/iiif/3/cmu/full/200,/0/default.png"):
+        ra, rb = await a.get(path), await b.get(path)
+        assert (ra.status, rb.status) == (200, 200), (path, await rb.text())
+        assert await ra.read() == await rb.read()
