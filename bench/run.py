@@ -43,7 +43,7 @@ RESULTS = BENCH / "results"
 
 #: Modules providing extra suites; missing ones are reported as not run.
 EXTRA_SUITES = ("bench.annotations", "bench.formats", "bench.client", "bench.histogram",
-                "bench.scaleout")
+                "bench.scaleout", "bench.s3tiles")
 
 
 @dataclass

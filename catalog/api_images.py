@@ -81,7 +81,8 @@ async def delete(request: web.Request) -> web.Response:
                                   image_id=image_id)
     settings = request.app[CATALOG].settings
     request.app[CATALOG].forget_image(image_id)
-    await images.remove_image_dir(settings.images_dir, image_id)
+    await images.remove_image_dir(settings.images_dir, image_id,
+                                  settings.storage.url if settings.storage else None)
     paths = [p for r in kept for p in (r["source_path"], *r["extra_paths"])]
     await asyncio.to_thread(_remove_uploads, settings.uploads_dir, paths)
     return web.Response(status=204)

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from catalog.access import Principal
-from catalog.storage import image_dir, storage_relpath
+from catalog.storage import delete_remote, image_dir, storage_relpath
 from pyramid import errors
 
 IMAGE_COLUMNS = """i.id, i.name, i.source_filename, i.format, i.width, i.height, i.levels,
@@ -160,10 +160,13 @@ async def register_image(pool: asyncpg.Pool, *, name: str, relpath: str, width: 
     return image_id
 
 
-async def remove_image_dir(images_dir: Path, image_id: int) -> None:
-    """Delete ``images_dir/<id>`` (the pyramid, partials, originals) off the event loop."""
+async def remove_image_dir(images_dir: Path, image_id: int, remote: str | None = None) -> None:
+    """Delete ``images_dir/<id>`` (the pyramid, partials, originals) off the event loop,
+    and the image's objects in the `remote` store when there is one."""
     target = image_dir(images_dir, image_id)
     await asyncio.to_thread(shutil.rmtree, target, True)
+    if remote:
+        await asyncio.to_thread(delete_remote, remote, image_id)
 
 
 async def log_activity(conn: asyncpg.Pool | asyncpg.Connection, action: str, *,

@@ -38,7 +38,7 @@ from catalog.ratelimit import (
 )
 from catalog.ratelimit import cleanup as throttle_cleanup
 from catalog.state import CATALOG, CatalogState
-from catalog.storage import image_dir
+from catalog.storage import image_dir, remote_image_location
 from catalog.upload_files import sweep_orphans
 from catalog.upload_lock import POOL_SIZE, UPLOAD_LOCKS
 from core.http import BODY_TIMEOUT, Handler, json_response
@@ -102,7 +102,9 @@ def _close_image(app: web.Application, image_id: int) -> None:
     """Drop the tile server's open handles on a changed or deleted image."""
     pixels = app.get(PIXELS)
     if pixels is not None:
-        pixels.forget(image_dir(app[CATALOG].settings.images_dir, image_id))
+        settings = app[CATALOG].settings
+        pixels.forget(remote_image_location(settings.storage.url, image_id) if settings.storage
+                      else image_dir(settings.images_dir, image_id))
 
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -116,6 +116,9 @@ class Settings:
     #: None = in the worker process.  Workers must see the data directory at the
     #: same path (shared file system).
     dask_scheduler: str | None = None
+    #: Object storage for converted images (MICROTOME_STORAGE, ``s3://bucket/prefix``);
+    #: None keeps them under var_dir/images.
+    storage: StorageSettings | None = None
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -288,6 +291,42 @@ def warn_unknown(environ: Mapping[str, str] | None = None) -> list[str]:
     return unknown
 
 
+# -- Storage backends (issue 18: images in object storage) ----------------------------
+KNOWN |= {"MICROTOME_STORAGE", "MICROTOME_STORAGE_DEADLINE_S"}
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where converted images live when not on the local disk, and how long a remote
+    read may keep retrying before the client gets a 503."""
+
+    #: ``s3://bucket/prefix`` (credentials and endpoint: the standard AWS_* variables).
+    url: str = ""
+    #: Retry budget of one remote request, seconds (exponential backoff inside it).
+    deadline_s: float = 10.0
+
+
+def storage_deadline_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """MICROTOME_STORAGE_DEADLINE_S alone (`microtome tiles` / `convert` have no Settings)."""
+    env = _Env(os.environ if environ is None else environ)
+    return float(env.int("MICROTOME_STORAGE_DEADLINE_S", 10, minimum=1, maximum=600))
+
+
+def storage_settings_from_env(environ: Mapping[str, str] | None = None
+                              ) -> StorageSettings | None:
+    """MICROTOME_STORAGE: empty (local images folder) or an ``s3://bucket[/prefix]`` URL."""
+    env = _Env(os.environ if environ is None else environ)
+    url = env.text("MICROTOME_STORAGE", "").strip().rstrip("/")
+    if not url:
+        return None
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "s3":
+        raise SettingsError("MICROTOME_STORAGE", f"must be an s3://bucket/prefix URL, got {url!r}")
+    if not rest.split("/", 1)[0]:
+        raise SettingsError("MICROTOME_STORAGE", "needs a bucket: s3://bucket/prefix")
+    return StorageSettings(url=f"s3://{rest}", deadline_s=storage_deadline_from_env(env.environ))
+
+
 def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Settings from MICROTOME_* variables and DATABASE_URL; keyword overrides win."""
     env = _Env(os.environ if environ is None else environ)
@@ -318,6 +357,7 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "tiles": tile_settings_from_env(env.environ),
         "tile_urls": tile_urls_from_env(env.environ),
         "dask_scheduler": dask_scheduler_from_env(env.environ),
+        "storage": storage_settings_from_env(env.environ),
     }
     values.update(overrides)
     if "secret_key" not in values:

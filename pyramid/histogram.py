@@ -122,8 +122,15 @@ def read_stored(root: Path, version: str) -> bytes | None:
     """The stored document's bytes when it exists and matches ``version``, else None."""
     try:
         raw = (Path(root) / RELPATH).read_bytes()
+    except OSError:
+        return None
+    return _checked(raw, version)
+
+
+def _checked(raw: bytes, version: str) -> bytes | None:
+    try:
         doc = json.loads(raw)
-    except (OSError, ValueError):
+    except ValueError:
         return None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or doc.get("version") != version:
         return None
@@ -150,9 +157,17 @@ def store(root: Path, data: bytes) -> bool:
 
 def load_or_compute(pyr: Pyramid) -> bytes:
     """Stored bytes, else computed now and stored (images converted before histograms)."""
-    raw = read_stored(pyr.root, pyr.meta.version)
+    if pyr.store.remote:
+        # Object storage: written at conversion; an older image's document is
+        # computed but not written back (images there are published whole).
+        try:
+            raw: bytes | None = _checked(pyr.store.get(RELPATH), pyr.meta.version)
+        except KeyError:
+            raw = None
+        return raw if raw is not None else encode(compute(pyr))
+    raw = read_stored(Path(pyr.root), pyr.meta.version)
     if raw is not None:
         return raw
     data = encode(compute(pyr))
-    store(pyr.root, data)  # read-only storage: served from the caller's cache instead
+    store(Path(pyr.root), data)  # read-only storage: served from the caller's cache instead
     return data

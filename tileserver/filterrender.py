@@ -27,7 +27,7 @@ from .tilerequest import TileRequest
 #: Overview level used for Otsu's threshold: the largest with at most this many pixels.
 OTSU_PIXELS = 1 << 20
 _OTSU_MAX = 256
-_otsu_cache: OrderedDict[tuple[Path, str, str], int] = OrderedDict()
+_otsu_cache: OrderedDict[tuple[Path | str, str, str], int] = OrderedDict()
 _otsu_lock = threading.Lock()
 
 
