@@ -233,7 +233,7 @@ async function openMembers() {
       el("td", {}, manager ? el("button", { type: "button", class: "danger", "aria-label": `Remove ${m.username}`, onclick: () => removeMember(m) }, "Remove") : ""))));
   };
   const roleSelect = (m) => {
-    const s = el("select", { "aria-label": `Role of ${m.username}` }, ["viewer", "contributor", "manager"].map((r) => el("option", { value: r, selected: r === m.role }, r)));
+    const s = el("select", { "aria-label": `Role of ${m.username}` }, ["viewer", "contributor", "reviewer", "manager"].map((r) => el("option", { value: r, selected: r === m.role }, r)));
     s.addEventListener("change", async () => {
       try { await api(`projects/${state.id}/members/${m.user_id}`, { method: "PUT", body: { role: s.value } }); toast("Role changed"); } catch (e) { toast(e.message, "error"); render(); }
     });
@@ -246,7 +246,7 @@ async function openMembers() {
     el("label", { for: "member-name", class: "sr-only" }, "User name"),
     el("input", { id: "member-name", name: "username", placeholder: "User name", required: true }),
     el("label", { for: "member-role", class: "sr-only" }, "Role"),
-    el("select", { id: "member-role", name: "role" }, ["viewer", "contributor", "manager"].map((r) => el("option", { value: r }, r))),
+    el("select", { id: "member-role", name: "role" }, ["viewer", "contributor", "reviewer", "manager"].map((r) => el("option", { value: r }, r))),
     el("button", { type: "submit", class: "primary" }, "Add"));
   addForm.addEventListener("submit", async (e) => {
     e.preventDefault();
