@@ -25,7 +25,7 @@ type Conn = asyncpg.Connection | asyncpg.Pool
 Box = tuple[float, float, float, float]
 
 #: Columns the viewport needs (kept small: this is the hot path).
-LIGHT_COLS = "a.id, a.geom, a.kind, a.term_ids, a.user_id"
+LIGHT_COLS = "a.id, a.geom, a.kind, a.term_ids, a.user_id, a.analysis_id"
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
 // Project page: image grid (search, sort, pages), uploads with progress, members.
 import { api, ApiError, items } from "./api.js";
 import { imageCard } from "./images.js";
+import { decorateGrid, setupReview } from "./project_review.js";
 import { TusUpload } from "./tus.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
 const $ = (s) => document.querySelector(s);
 const PAGE = 24;
-const RANK = { viewer: 0, contributor: 1, manager: 2 };
+const RANK = { viewer: 0, contributor: 1, reviewer: 2, manager: 3 };
 const state = { id: idFromPath("projects"), project: null, user: null, offset: 0, total: 0, q: "", sort: "name", pollTimer: null };
 
 function can(role) {
@@ -43,6 +44,7 @@ async function main() {
   $("#share-project").onclick = () => openShareDialog({ project_id: Number(state.id) }, "this project");
   setupList();
   setupUploads();
+  await setupReview(state.id, can("manager"), () => loadImages());
   await loadImages();
 }
 
@@ -85,6 +87,7 @@ export async function loadImages() {
   };
   $("#grid").replaceChildren(...(list.length ? list.map((im) => imageCard(im, actions))
     : [el("p", { class: "empty" }, state.q ? "No image matches this search." : "No images yet. Drop slide files above to upload them.")]));
+  decorateGrid(state.id);
   const pages = Math.max(1, Math.ceil(state.total / PAGE));
   $("#page-info").textContent = `Page ${Math.floor(state.offset / PAGE) + 1} of ${pages}`;
   $("#prev-page").disabled = state.offset === 0;
