@@ -31,8 +31,8 @@ export class LayersPanel {
 
   async load() {
     try {
-      const q = this.ctx.projectId ? `?project=${encodeURIComponent(this.ctx.projectId)}` : "";
-      this.items = (await api(`images/${this.ctx.imageId}/annotations/layers${q}`, { noRedirect: true })).items || [];
+      const q = this.ctx.projectId ? `project=${encodeURIComponent(this.ctx.projectId)}` : "";
+      this.items = (await api(`images/${this.ctx.imageId}/annotations/layers?${q}`, { noRedirect: true })).items || [];
     } catch { this.items = []; }
     this.render();
   }

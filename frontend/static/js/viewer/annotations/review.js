@@ -19,8 +19,8 @@ export class Review {
   async refreshImage() {
     if (!this.requires) { this.badge.hidden = true; return; }
     try {
-      const q = this.ctx.projectId ? `?project=${encodeURIComponent(this.ctx.projectId)}` : "";
-      const r = await api(`images/${this.ctx.imageId}/review${q}`, { noRedirect: true });
+      const q = this.ctx.projectId ? `project=${encodeURIComponent(this.ctx.projectId)}` : "";
+      const r = await api(`images/${this.ctx.imageId}/review?${q}`, { noRedirect: true });
       this.badge.hidden = false;
       this.badge.className = r.reviewed ? "review accepted" : "review pending";
       this.badge.textContent = r.reviewed ? `Reviewed: ${r.accepted} accepted, ${r.rejected} rejected`
