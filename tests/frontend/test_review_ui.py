@@ -164,3 +164,12 @@ def test_review_session(live_server: LiveServer, context: Any, page: Any,
     expect(badge).to_have_attribute("data-reviewed", "true")
     expect(badge).to_contain_text("2 accepted, 1 rejected")
     screenshot(rev, "review-project-grid")
+
+    # The project's statistics and its export of the reviewed layer.
+    rev.click("#project-annotations summary")
+    expect(rev.locator("#project-stats-body table")).to_contain_text("Tumour")
+    rev.check("#project-export-reviewed")
+    with rev.expect_download() as dl:
+        rev.click("#project-export-csv")
+    exported = list(csv.DictReader(Path(dl.value.path()).read_text().splitlines()))
+    assert sorted(int(r["id"]) for r in exported) == sorted([made["ann1"], made["ann2"]])

@@ -2,6 +2,7 @@
 import { api, ApiError, items } from "./api.js";
 import { imageCard } from "./images.js";
 import { decorateGrid, setupReview } from "./project_review.js";
+import { setupProjectAnnotations } from "./project_annotations.js";
 import { TusUpload } from "./tus.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
@@ -45,6 +46,7 @@ async function main() {
   setupList();
   setupUploads();
   await setupReview(state.id, can("manager"), () => loadImages());
+  setupProjectAnnotations(state.id);
   await loadImages();
 }
 
