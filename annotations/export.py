@@ -27,6 +27,8 @@ BATCH = 5000
 CHUNK = 256 * 1024
 
 #: CSV / Excel columns, in order (names kept from the viewer's former client-side CSV).
+#: The centroid is the bounding box's centre, rounded to whole level-0 pixels
+#: (numeric rounding to 0.1 px was a quarter of the export's cost).
 COLUMNS = ("id", "image_id", "project_id", "kind", "term", "author", "analysis_id", "area_um2",
            "perimeter_um", "area_px", "perimeter_px", "centroid_x_px", "centroid_y_px",
            "created_at", "review_status", "reviewed_by", "reviewed_at", "review_reason",
@@ -37,9 +39,9 @@ _SELECT = f"""a.id, a.image_id, a.project_id, a.kind,
          ELSE (SELECT string_agg(t.name, '; ' ORDER BY t.name) FROM terms t
                WHERE t.id = ANY(a.term_ids)) END AS term,
     u.username AS author, a.analysis_id, a.area_um2, a.perimeter_um, a.area_px, a.perimeter_px,
-    round(((((a.sbox[0])[0] + (a.sbox[1])[0]) / 2 - a.image_id * {SHIFT}::float8))::numeric, 1)
+    round(((a.sbox[0])[0] + (a.sbox[1])[0]) / 2 - a.image_id * {SHIFT}::float8)::bigint
         AS centroid_x_px,
-    round((((a.sbox[0])[1] + (a.sbox[1])[1]) / 2)::numeric, 1) AS centroid_y_px,
+    round(((a.sbox[0])[1] + (a.sbox[1])[1]) / 2)::bigint AS centroid_y_px,
     a.created_at, {STATUS_SQL} AS review_status, r.username AS reviewed_by, a.reviewed_at,
     a.review_reason, a.properties::text AS properties"""
 #: One term (nearly every annotation) by a join, not a sub-query per row.

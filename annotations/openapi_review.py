@@ -64,7 +64,7 @@ SCHEMAS: dict[str, Any] = {
         "items": {"type": "array", "items": {"$ref": "#/components/schemas/TableRow"}},
         "next": {"type": ["string", "null"], "description": "cursor of the next page"},
         "sort": {"type": "string"}, "order": {"enum": ["asc", "desc"]},
-        "total": {"type": "integer", "description": "matches, counted up to 100,000"},
+        "total": {"type": "integer", "description": "matches, counted up to 10,000"},
         "total_capped": {"type": "boolean"}}, required=["items", "next", "sort", "order"]),
     "Layers": _obj({"items": {"type": "array", "items": _obj({
         "key": {"type": "string", "description": "user:ID or analysis:ID (the `layers` "
@@ -83,7 +83,7 @@ _PAGE = [
     _q("order", {"enum": ["asc", "desc"]}),
     _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
     _q("after", {"type": "string"}, "the `next` cursor of the previous page"),
-    _q("count", {"type": "boolean", "default": True}, "include total (capped at 100,000)"),
+    _q("count", {"type": "boolean", "default": True}, "include total (capped at 10,000)"),
 ]
 _EXPORT = [_q("format", {"enum": ["csv", "geojson", "xlsx"], "default": "csv"})]
 _409 = {"409": _err("the annotation changed since the version reviewed; detail.current "
