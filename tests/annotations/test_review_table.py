@@ -261,6 +261,27 @@ async def test_layers_stats_and_exports(api: TestClient, world: World, database_
                            expect=200)
     counts = {x["name"]: x["count"] for x in layers["items"]}
     assert counts == {"contributor": 3, "manager": 1}
+    # An analysis run's results are a layer of their own.
+    conn = await asyncpg.connect(database_url)
+    try:
+        run = await conn.fetchval("INSERT INTO analyses (image_id, app, version, status)"
+                                  " VALUES ($1, 'nuclei', '1', 'done') RETURNING id", iid)
+        await conn.execute("UPDATE annotations SET analysis_id = $1 WHERE id = (SELECT max(id)"
+                           " FROM annotations WHERE user_id = $2)", run,
+                           a["contributor"].user_id)
+    finally:
+        await conn.close()
+    _, layers = await call(api, a["viewer"], "GET", f"/api/images/{iid}/annotations/layers",
+                           expect=200)
+    by_key = {x["key"]: x for x in layers["items"]}
+    assert by_key[f"analysis:{run}"]["count"] == 1
+    assert by_key[f"analysis:{run}"]["name"] == f"nuclei #{run}"
+    assert by_key[f"user:{a['contributor'].user_id}"]["count"] == 2
+    for q, n in ((f"layers=analysis:{run}", 1), (f"analysis={run}", 1),
+                 (f"layers=user:{a['contributor'].user_id},analysis:{run}", 3), ("layers=", 0)):
+        _, c = await call(api, a["viewer"], "GET",
+                          f"/api/images/{iid}/annotations/counts?{q}", expect=200)
+        assert c["total"] == n, q
     # The viewport and counts take the same filters as the table (the layer panel).
     _, c = await call(api, a["viewer"], "GET", f"/api/images/{iid}/annotations/counts"
                       f"?layers=user:{a['manager'].user_id}", expect=200)

@@ -2,7 +2,7 @@
 // view), from the server's paginated table (GET …/annotations/table): sorted
 // by any column on the server, keyset pages, filters by term, author and
 // review status; row click goes there; row selection for bulk actions
-// (change term, delete, accept, reject); exports of the current filter as
+// (change term, delete, accept, reject); a few properties per row; exports of the current filter as
 // CSV, GeoJSON and Excel (optionally only the reviewed annotations), and a
 // crop gallery of the page.
 import { api } from "../../api.js";
@@ -11,6 +11,21 @@ import { el, formatDate, toast } from "../../ui.js";
 const PAGE = 25;
 const SORTS = { id: "id", kind: "id", term: "term", author: "author", area: "area", length: "perimeter", date: "created", status: "status" };
 const POLYGONAL = new Set(["polygon", "multipolygon", "rectangle", "ellipse"]);
+
+/** A few of an annotation's properties as "name value" (measurements flattened). */
+export function propsText(props, max = 3) {
+  const out = [];
+  const walk = (o, prefix) => {
+    for (const [k, v] of Object.entries(o || {})) {
+      if (out.length >= max) return;
+      if (v && typeof v === "object" && !Array.isArray(v)) walk(v, prefix ? `${prefix}.${k}` : (k === "measurements" ? "" : k));
+      else if (typeof v === "number") out.push(`${prefix ? `${prefix}.` : ""}${k} ${v.toLocaleString("en", { maximumSignificantDigits: 4 })}`);
+      else if (typeof v === "string" && v.length <= 40) out.push(`${prefix ? `${prefix}.` : ""}${k} ${v}`);
+    }
+  };
+  walk(props, "");
+  return out.join(", ");
+}
 
 export class AnnotationTable {
   /**
@@ -179,7 +194,8 @@ export class AnnotationTable {
       el("td", { class: "num" }, polygonal ? area(um ? r.area_um2 : r.area_px) : ""),
       el("td", { class: "num" }, r.kind === "point" || r.kind === "multipoint" ? "" : len(um ? r.perimeter_um : r.perimeter_px)),
       el("td", { class: "date" }, formatDate(r.created_at)),
-      el("td", { class: `review ${r.review_status}`, title: r.review_reason || "" }, r.review_status));
+      el("td", { class: `review ${r.review_status}`, title: r.review_reason || "" }, r.review_status),
+      el("td", { class: "props", title: JSON.stringify(r.properties || {}) }, propsText(r.properties)));
     }));
     const gallery = this.ctx.gallery && this.showGallery
       ? el("div", { class: "crop-gallery", id: "crop-gallery" }, rows.map((r) => el("button", { type: "button", class: "crop", title: `#${r.id}`, onclick: () => this.goTo(r) },
@@ -194,7 +210,7 @@ export class AnnotationTable {
         this.ctx.gallery ? el("button", { type: "button", id: "toggle-gallery", "aria-pressed": String(Boolean(this.showGallery)), onclick: () => { this.showGallery = !this.showGallery; this.render(); } }, "Crops") : null),
       this.bulkBar(),
       gallery || el("div", { class: "table-scroll" }, el("table", {},
-        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, all), th("id", "#"), th("kind", "Kind"), th("term", "Term"), th("author", "Author"), th("area", "Area"), th("length", "Length / perimeter"), th("date", "Date"), th("status", "Review"))),
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, all), th("id", "#"), th("kind", "Kind"), th("term", "Term"), th("author", "Author"), th("area", "Area"), th("length", "Length / perimeter"), th("date", "Date"), th("status", "Review"), el("th", { scope: "col" }, "Properties"))),
         body)),
       el("div", { class: "row pager" },
         el("button", { type: "button", id: "table-prev", disabled: this.page === 0, onclick: () => { this.page -= 1; this.load(); } }, "‹"),
