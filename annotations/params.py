@@ -143,7 +143,7 @@ def more_filters(q: Mapping[str, str]) -> dict[str, Any]:
     prop = q.get("prop")
     if prop:
         path = tuple(prop.split("."))
-        if len(prop) > MAX_PROP_PATH or not all(path):
+        if len(prop) > MAX_PROP_PATH or not all(path) or not prop.isprintable():
             raise InvalidRequest("prop must be a property name, or a dotted path such as "
                                  "measurements.area", {"field": "prop"})
         lo = number(q, "prop_min", -math.inf, -math.inf, math.inf) if q.get("prop_min") else None

@@ -69,8 +69,10 @@ def parse_action(body: dict[str, Any]) -> tuple[str, str | None]:
     if action not in ACTIONS:
         raise InvalidRequest("action must be accept or reject", {"field": "action"})
     reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
-        raise InvalidRequest(f"reason must be a text of at most {MAX_REASON} characters",
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON
+                               or "\x00" in reason):
+        raise InvalidRequest(f"reason must be a text of at most {MAX_REASON} characters"
+                             " (no NUL)",
                              {"field": "reason"})
     if action == "reject" and not (reason or "").strip():
         raise InvalidRequest("a rejection needs a reason", {"field": "reason"})

@@ -104,13 +104,15 @@ def decode_cursor(token: str, sort: str, desc: bool) -> tuple[Any, int]:
     try:
         if kind == "time":
             value = dt.datetime.fromisoformat(value)
+            value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         elif kind == "int":
-            ok = ok and isinstance(value, int) and not isinstance(value, bool)
+            ok = (ok and isinstance(value, int) and not isinstance(value, bool)
+                  and -(2**63) < value < 2**63)
         elif kind == "float":
             ok = ok and isinstance(value, int | float) and not isinstance(value, bool)
             value = float(value)
         else:
-            ok = ok and isinstance(value, str)
+            ok = ok and value in ("pending", "accepted", "rejected")
     except (TypeError, ValueError):
         ok = False
     if not ok:

@@ -94,6 +94,7 @@ async def test_review_session(api: TestClient, world: World, reviewer: Actor,
     reject = {"action": "reject", "updated_at": two["properties"]["updated_at"]}
     _, err = await call(api, reviewer, "POST", url2, reject, expect=400)
     assert err["detail"]["field"] == "reason"
+    await call(api, reviewer, "POST", url2, {**reject, "reason": "a\u0000b"}, expect=400)
     _, done2 = await call(api, reviewer, "POST", url2, {**reject, "reason": "not tumour"},
                           expect=200)
     assert done2["properties"]["review_reason"] == "not tumour"
@@ -179,6 +180,13 @@ async def test_bulk_actions(api: TestClient, world: World, reviewer: Actor) -> N
     assert all(r["terms"] == [term["id"]] for r in page["items"][:2])
 
 
+def _cursor(value: Any) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
 def _expected(rows: list[dict[str, Any]], sort: str, desc: bool) -> list[int]:
     key = {"id": lambda r: r["id"], "area": lambda r: r["area_px"],
            "perimeter": lambda r: r["perimeter_px"], "created": lambda r: r["created_at"],
@@ -238,7 +246,11 @@ async def test_table_pages_every_sort_and_filter(api: TestClient, world: World,
                      ("status=maybe", "status"), ("from=yesterday", "from"),
                      ("after=garbage", "after"), ("prop_min=3", "prop"),
                      ("prop=a&prop_max=x", "prop_max"), ("term=a", "term"),
-                     ("layers=robot:1", "layers"), ("reviewed=perhaps", "reviewed")):
+                     ("layers=robot:1", "layers"), ("reviewed=perhaps", "reviewed"),
+                     ("prop=a%00b", "prop"), ("from=2020-13-45", "from"),
+                     ("sort=author&after=" + _cursor(["author", False, 2**70, 1]), "after"),
+                     ("sort=status&after=" + _cursor(["status", False, "x\u0000", 1]), "after"),
+                     ("term=99999999999999999999", "term")):
         _, err = await call(api, a["viewer"], "GET", base + "?" + q, expect=400)
         assert err["detail"]["field"] == field, q
     # A cursor of another sort is refused, not misread.
