@@ -62,7 +62,12 @@ SCHEMAS: dict[str, Any] = {
             "terms": {"type": "array", "items": _ID},
             "n_vertices": {"type": "integer"}, "area_px": {"type": "number"},
             "perimeter_px": {"type": "number"}, "area_um2": _NUM_N, "perimeter_um": _NUM_N,
-            "data": {"type": "object"}, "created_at": _TS, "updated_at": _TS})},
+            "data": {"type": "object"}, "created_at": _TS, "updated_at": _TS,
+            "analysis_id": _NID,
+            "review_status": {"enum": ["pending", "accepted", "rejected"]},
+            "reviewed_by": _NID, "reviewed_at": {"type": ["string", "null"],
+                                                 "format": "date-time"},
+            "review_reason": {"type": ["string", "null"]}})},
         description="One annotation as a GeoJSON Feature. " + COORDS),
     "AnnotationCreate": _obj({
         "geometry": _ref("GeoJSONGeometry"), "shape": _ref("Shape"),
@@ -120,12 +125,27 @@ def _op(summary: str, ok: str | None, status: str = "200", body: str | None = No
 
 
 _IDS = {"type": "string", "pattern": r"^\d+(,\d+)*$"}
+#: The filters of the table, layers, counts and exports (beyond the viewport's).
+MORE_FILTERS = [
+    _q("status", {"type": "string"}, "comma-separated review states: pending, accepted, "
+       "rejected"),
+    _q("reviewed", {"type": "boolean"}, "only the reviewed layer (accepted annotations)"),
+    _q("analysis", _IDS, "made by any of these analysis runs"),
+    _q("layers", {"type": "string"}, "shown layers: comma-separated user:ID (drawn by; "
+       "user:0 = no author) and analysis:ID"),
+    _q("from", {"type": "string", "format": "date-time"}, "created at or after (ISO 8601)"),
+    _q("to", {"type": "string", "format": "date-time"}, "created before (ISO 8601)"),
+    _q("prop", {"type": "string"}, "a numeric property (dotted path, e.g. "
+       "measurements.area) that must exist; with prop_min / prop_max a range"),
+    _q("prop_min", {"type": "number"}), _q("prop_max", {"type": "number"}),
+]
 FILTERS = [
     _q("bbox", {"type": "string"}, "x0,y0,x1,y1 in level-0 pixels (default: whole image). "
        + COORDS),
     _q("term", _IDS, "any of these term ids"), _q("user", _IDS, "any of these authors"),
     _q("kind", {"type": "string"}, "comma-separated kinds"), _q("producer", {"type": "string"}),
     _q("project", _ID), _q("untermed", {"type": "boolean"}, "only annotations without a term"),
+    *MORE_FILTERS,
 ]
 _WRITE_Q = [_q("repair", {"type": "boolean", "default": True},
                "repair invalid polygons with make_valid (false: reject with the reason)"),

@@ -87,12 +87,13 @@ def geometry_values(geoms: np.ndarray, precision: int | None, scale: float = 1.0
 
 def light_collection(rows: Sequence[Any], *, scale: float, precision: int | None,
                      next_after: int | None, extra: dict[str, Any]) -> bytes:
-    """A FeatureCollection of viewport rows (id, geom, kind, term_ids, user_id)."""
+    """A FeatureCollection of viewport rows (id, geom, kind, term_ids, user_id, analysis_id:
+    the viewer's layers are by author or analysis)."""
     geoms = shapely.from_wkb(np.asarray([r["geom"] for r in rows], dtype=object))
     values = geometry_values(geoms, precision, scale) if len(rows) else []
     feats = [{"type": "Feature", "id": r["id"], "geometry": g,
               "properties": {"kind": r["kind"], "terms": r["term_ids"],
-                             "user_id": r["user_id"]}}
+                             "user_id": r["user_id"], "analysis_id": r.get("analysis_id")}}
              for r, g in zip(rows, values, strict=True)]
     head = orjson.dumps({"type": "FeatureCollection", "lod": "features",
                          "count": len(rows), "next_after": next_after, **extra})

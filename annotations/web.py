@@ -27,7 +27,7 @@ from core.http import body_chunks, json_response
 from core.pixels import PIXELS
 from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
 
-from . import crops, geojson_io, params, permissions, query, render, store, terms
+from . import crops, geojson_io, params, permissions, query, render, review, store, terms
 from .geometry import ImageFrame, parse_geojson_geometry, prepare
 
 EXECUTOR: web.AppKey[Executor] = web.AppKey("annotations_executor", Executor)
@@ -166,7 +166,11 @@ async def _create(request: web.Request, items: list[Any], project_id: int | None
             recs.append(store.record(frame, p, project_id=pid, user_id=principal.user_id,
                                      producer=_producer(it), term_ids=tids,
                                      properties=_data(it)))
-        return await store.insert_many(conn, recs)
+        ids = await store.insert_many(conn, recs)
+        if pid is not None and principal.user_id is not None and review.may_review(
+                principal, await access.project_role(request, pid)):
+            await review.auto_accept(conn, ids, principal.user_id)
+        return ids
 
 
 async def _features_json(request: web.Request, rows: list[asyncpg.Record]) -> list[Any]:
@@ -206,7 +210,7 @@ async def get_annotation(request: web.Request) -> web.Response:
 async def update_annotation(request: web.Request) -> web.Response:
     pool = _pool(request)
     row = await store.get(pool, path_id(request, "annotation_id"))
-    await permissions.check_edit(request, row)
+    principal = await permissions.check_edit(request, row)
     body = _obj(await _json_body(request, MAX_BODY))
     unknown = set(body) - {"geometry", "shape", "terms", "data"}
     if unknown:
@@ -220,8 +224,13 @@ async def update_annotation(request: web.Request) -> web.Response:
     tids = None
     if "terms" in body:
         tids = await terms.check_term_ids(pool, row["project_id"], _ids(body["terms"], "terms"))
+    changed = prepared is not None or tids is not None
+    reset = changed and row["review_status"] is not None and not review.may_review(
+        principal, await access.project_role(request, row["project_id"])
+        if row["project_id"] else None)
     new = await store.update(pool, row["id"], frame=frame, prepared=prepared, term_ids=tids,
-                             properties=_data(body) if "data" in body else None)
+                             properties=_data(body) if "data" in body else None,
+                             reset_review=reset)
     [feature] = await _features_json(request, [new])
     return json_response(feature)
 
@@ -478,3 +487,5 @@ def setup_annotations(app: web.Application) -> None:
 
     app.cleanup_ctx.append(executor)
     app.router.add_routes(routes())
+    from .web_review import routes as review_routes  # imports this module: here, not on top
+    app.router.add_routes(review_routes())

@@ -25,7 +25,7 @@ def _str(max_len: int, min_len: int = 1, **kw: Any) -> dict[str, Any]:
 
 
 _TS_NULL = {"type": ["string", "null"], "format": "date-time"}
-_ROLE = {"type": "string", "enum": ["manager", "contributor", "viewer"]}
+_ROLE = {"type": "string", "enum": ["manager", "reviewer", "contributor", "viewer"]}
 
 
 def _page(item: str) -> dict[str, Any]:

@@ -33,14 +33,17 @@ MIGRATION_DIRS: tuple[Path, ...] = (_ROOT / "catalog" / "migrations",
 def openapi_document() -> dict[str, Any]:
     """The published /api document: the catalog's with the annotation API merged in."""
     from annotations.openapi import PATHS, SCHEMAS
+    from annotations.openapi_review import PATHS as V_PATHS
+    from annotations.openapi_review import SCHEMAS as V_SCHEMAS
     from catalog import openapi_alignments as alignments
     from catalog import openapi_analyses as analyses
     from catalog.openapi import build_spec
     from retrieval.openapi import PATHS as R_PATHS
     from retrieval.openapi import SCHEMAS as R_SCHEMAS
 
-    return build_spec(extra_paths={**PATHS, **analyses.PATHS, **R_PATHS, **alignments.PATHS},
-                      extra_schemas={**SCHEMAS, **analyses.SCHEMAS, **R_SCHEMAS,
+    return build_spec(extra_paths={**PATHS, **V_PATHS, **analyses.PATHS, **R_PATHS,
+                                   **alignments.PATHS},
+                      extra_schemas={**SCHEMAS, **V_SCHEMAS, **analyses.SCHEMAS, **R_SCHEMAS,
                                      **alignments.SCHEMAS})
 
 

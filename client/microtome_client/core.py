@@ -275,6 +275,14 @@ class AsyncClient:
     async def delete_annotation(self, annotation_id: int) -> None:
         await self._delete(f"/api/annotations/{int(annotation_id)}")
 
+    async def bulk_annotations(self, action: str, ids: Iterable[Any], *,
+                               terms: Iterable[Any] | None = None,
+                               reason: str | None = None) -> int:
+        """accept / reject (reviewers), set_terms / delete on many annotations at once."""
+        from .review import bulk
+
+        return await bulk(self, action, ids, terms=terms, reason=reason)
+
     async def annotation_image(self, annotation_id: int, mode: str = "crop",
                                fmt: str = "png", **params: Any) -> bytes:
         """The annotation's crop or mask picture (``mode`` "crop" | "mask"), encoded."""

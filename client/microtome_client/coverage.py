@@ -94,6 +94,18 @@ COVERAGE: dict[str, str] = {
     "GET /api/annotations/{annotation_id}/mask.jpg": "Annotation.mask",
     "GET /api/annotations/{annotation_id}/mask.webp": "Annotation.mask",
     "GET /api/openapi.json": "AsyncClient.openapi",
+    "POST /api/annotations/{annotation_id}/review": "Annotation.review",
+    "GET /api/annotations/{annotation_id}/reviews": "Annotation.reviews",
+    "GET /api/images/{image_id}/review": "Image.review_status",
+    "GET /api/projects/{project_id}/review": "Project.review_status",
+    "PUT /api/projects/{project_id}/review": "Project.set_requires_review",
+    "POST /api/annotations-bulk": "AsyncClient.bulk_annotations",
+    "GET /api/images/{image_id}/annotations/table": "Image.annotation_table",
+    "GET /api/images/{image_id}/annotations/table/export": "Image.export_table",
+    "GET /api/images/{image_id}/annotations/layers": "Image.layers",
+    "GET /api/projects/{project_id}/annotations/table": "Project.annotation_table",
+    "GET /api/projects/{project_id}/annotations/table/export": "Project.export_table",
+    "GET /api/projects/{project_id}/annotations/stats": "Project.annotation_stats",
 }
 
 #: Pixel routes (not in the OpenAPI document) the client uses.

@@ -220,3 +220,32 @@ class Image(Record):
     async def terms(self) -> list[Term]:
         rows = await self.client.t.json("GET", f"/api/images/{self.id}/terms")
         return [Term.from_json(r, self.client) for r in rows]
+
+    # -- review, table, layers (see `review`) -----------------------------------------
+    async def review_status(self, project: int | None = None) -> dict[str, Any]:
+        """Pending / accepted / rejected counts; ``reviewed`` when nothing is pending."""
+        params = {"project": str(int(project))} if project is not None else None
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/images/{self.id}/review", params=params)
+
+    async def layers(self, project: int | None = None) -> list[dict[str, Any]]:
+        """One layer per author and per analysis run, with counts."""
+        params = {"project": str(int(project))} if project is not None else None
+        return (await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/images/{self.id}/annotations/layers", params=params))["items"]
+
+    def annotation_table(self, *, sort: str = "id", order: str = "asc",
+                         **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Rows of the image's annotation table (measurements, author, review state)."""
+        from .review import table_rows
+
+        return table_rows(self.client, f"/api/images/{self.id}/annotations/table",
+                          sort=sort, order=order, **filters)
+
+    async def export_table(self, path: str | Path, format: str = "csv", **filters: Any
+                           ) -> Path:
+        """The table's filter as CSV, GeoJSON or xlsx (``reviewed=True``: accepted only)."""
+        from .review import export_table
+
+        return await export_table(self.client, f"/api/images/{self.id}/annotations/table/export",
+                                  Path(path), format, filters)

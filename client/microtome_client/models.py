@@ -311,5 +311,28 @@ class Annotation(Record):
     async def crop(self, fmt: str = "png", **params: Any) -> bytes:
         return await self.client.annotation_image(self.id, "crop", fmt, **params)
 
+    @property
+    def review_status(self) -> str | None:
+        return self.properties.get("review_status")
+
+    async def review(self, action: str, *, terms: Sequence[int] | None = None,
+                     reason: str | None = None, updated_at: str | None = None) -> Annotation:
+        """Accept (optionally with new terms) or reject (with a reason): reviewers.
+        The version reviewed is this record's ``updated_at``: if the annotation changed
+        since, the server answers 409 (`Conflict`, its detail holds the current one)."""
+        body: dict[str, Any] = {"action": action,
+                                "updated_at": updated_at or self.properties.get("updated_at")}
+        if terms is not None:
+            body["terms"] = [int(getattr(t, "id", t)) for t in terms]
+        if reason is not None:
+            body["reason"] = reason
+        return Annotation.from_feature(await self.client.t.json(
+            "POST", f"/api/annotations/{self.id}/review", json=body), self.client)
+
+    async def reviews(self) -> list[dict[str, Any]]:
+        """Who reviewed it, when, and what changed."""
+        return (await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/annotations/{self.id}/reviews"))["items"]
+
     async def mask(self, fmt: str = "png", **params: Any) -> bytes:
         return await self.client.annotation_image(self.id, "mask", fmt, **params)

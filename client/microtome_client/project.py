@@ -36,6 +36,41 @@ class Project(Record):
     async def delete(self) -> None:
         await self.client.t.request("DELETE", f"/api/projects/{self.id}")
 
+    # -- review, table, statistics (see `review`) -------------------------------------
+    async def review_status(self) -> dict[str, Any]:
+        """``requires_review`` and each image's review counts."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/projects/{self.id}/review")
+
+    async def set_requires_review(self, value: bool = True) -> dict[str, Any]:
+        """Managers: annotations by non-reviewers stay pending until reviewed."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "PUT", f"/api/projects/{self.id}/review", json={"requires_review": bool(value)})
+
+    def annotation_table(self, *, sort: str = "id", order: str = "asc",
+                         **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Rows of the project's annotation table (``image=`` one of its images)."""
+        from .review import table_rows
+
+        return table_rows(self.client, f"/api/projects/{self.id}/annotations/table",
+                          sort=sort, order=order, **filters)
+
+    async def export_table(self, path: str | Path, format: str = "csv", **filters: Any
+                           ) -> Path:
+        from .review import export_table
+
+        return await export_table(
+            self.client, f"/api/projects/{self.id}/annotations/table/export", Path(path),
+            format, filters)
+
+    async def annotation_stats(self, **filters: Any) -> list[dict[str, Any]]:
+        """Counts and areas per term per image."""
+        from .review import table_params
+
+        return (await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/projects/{self.id}/annotations/stats",
+            params=table_params(filters)))["items"]
+
     def images(self, *, q: str | None = None, status: str | None = None,
                sort: str | None = None, page_size: int = 100) -> AsyncIterator[Image]:
         params = {k: v for k, v in (("q", q), ("status", status), ("sort", sort)) if v}

@@ -1,13 +1,15 @@
 // Project page: image grid (search, sort, pages), uploads with progress, members.
 import { api, ApiError, items } from "./api.js";
 import { imageCard } from "./images.js";
+import { decorateGrid, setupReview } from "./project_review.js";
+import { setupProjectAnnotations } from "./project_annotations.js";
 import { TusUpload } from "./tus.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
 const $ = (s) => document.querySelector(s);
 const PAGE = 24;
-const RANK = { viewer: 0, contributor: 1, manager: 2 };
+const RANK = { viewer: 0, contributor: 1, reviewer: 2, manager: 3 };
 const state = { id: idFromPath("projects"), project: null, user: null, offset: 0, total: 0, q: "", sort: "name", pollTimer: null };
 
 function can(role) {
@@ -43,6 +45,8 @@ async function main() {
   $("#share-project").onclick = () => openShareDialog({ project_id: Number(state.id) }, "this project");
   setupList();
   setupUploads();
+  await setupReview(state.id, can("manager"), () => loadImages());
+  setupProjectAnnotations(state.id);
   await loadImages();
 }
 
@@ -85,6 +89,7 @@ export async function loadImages() {
   };
   $("#grid").replaceChildren(...(list.length ? list.map((im) => imageCard(im, actions))
     : [el("p", { class: "empty" }, state.q ? "No image matches this search." : "No images yet. Drop slide files above to upload them.")]));
+  decorateGrid(state.id);
   const pages = Math.max(1, Math.ceil(state.total / PAGE));
   $("#page-info").textContent = `Page ${Math.floor(state.offset / PAGE) + 1} of ${pages}`;
   $("#prev-page").disabled = state.offset === 0;
@@ -233,7 +238,7 @@ async function openMembers() {
       el("td", {}, manager ? el("button", { type: "button", class: "danger", "aria-label": `Remove ${m.username}`, onclick: () => removeMember(m) }, "Remove") : ""))));
   };
   const roleSelect = (m) => {
-    const s = el("select", { "aria-label": `Role of ${m.username}` }, ["viewer", "contributor", "manager"].map((r) => el("option", { value: r, selected: r === m.role }, r)));
+    const s = el("select", { "aria-label": `Role of ${m.username}` }, ["viewer", "contributor", "reviewer", "manager"].map((r) => el("option", { value: r, selected: r === m.role }, r)));
     s.addEventListener("change", async () => {
       try { await api(`projects/${state.id}/members/${m.user_id}`, { method: "PUT", body: { role: s.value } }); toast("Role changed"); } catch (e) { toast(e.message, "error"); render(); }
     });
@@ -246,7 +251,7 @@ async function openMembers() {
     el("label", { for: "member-name", class: "sr-only" }, "User name"),
     el("input", { id: "member-name", name: "username", placeholder: "User name", required: true }),
     el("label", { for: "member-role", class: "sr-only" }, "Role"),
-    el("select", { id: "member-role", name: "role" }, ["viewer", "contributor", "manager"].map((r) => el("option", { value: r }, r))),
+    el("select", { id: "member-role", name: "role" }, ["viewer", "contributor", "reviewer", "manager"].map((r) => el("option", { value: r }, r))),
     el("button", { type: "submit", class: "primary" }, "Add"));
   addForm.addEventListener("submit", async (e) => {
     e.preventDefault();
