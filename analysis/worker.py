@@ -38,11 +38,15 @@ def register(subparsers: Any) -> None:
                     "Needs an administrator's API key; MICROTOME_URL / MICROTOME_API_KEY "
                     "are not read: pass --server and --api-key.")
     p.add_argument("--server", required=True, metavar="URL")
-    p.add_argument("--api-key", required=True, metavar="KEY")
+    p.add_argument("--api-key", required=True, metavar="KEY",
+                   help="an administrator's API key; - reads it from standard input")
     p.add_argument("--apps", default=None, metavar="NAME[,NAME...]",
                    help="only these apps (default: every installed app)")
+    p.add_argument("--wait", type=float, default=20.0, metavar="S",
+                   help="long-poll: each claim waits up to S seconds on the server for an "
+                        "analysis to be queued, and starts it at once (default 20; 0 = poll)")
     p.add_argument("--poll", type=float, default=1.0, metavar="S",
-                   help="seconds between claims when the queue is empty (default 1)")
+                   help="with --wait 0: seconds between claims when the queue is empty")
     p.add_argument("--once", action="store_true",
                    help="run at most one analysis, then exit (scripts, tests)")
     p.add_argument("--name", default=None, help="worker name shown in the analysis log")
@@ -152,7 +156,7 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
 
 def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: bool = False,
                poll: float = 1.0, name: str | None = None, threads: int = 1,
-               stop: threading.Event | None = None) -> int:
+               stop: threading.Event | None = None, wait: float = 20.0) -> int:
     from microtome_client import Client
 
     installed = available_apps()
@@ -166,11 +170,14 @@ def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: b
     stop = stop or threading.Event()
     with Client(url, api_key=api_key) as client:
         while not stop.is_set():
-            analysis = client.claim_analysis(sorted(installed), worker=name)
+            # A long-poll: the server answers as soon as an analysis is queued
+            # (LISTEN/NOTIFY there), so an idle worker starts within a second.
+            analysis = client.claim_analysis(sorted(installed), worker=name,
+                                             wait=0.0 if once else wait)
             if analysis is None:
                 if once:
                     return 0
-                stop.wait(poll)
+                stop.wait(poll if wait <= 0 else 0.05)
                 continue
             status = process(client, analysis, installed, threads=threads)
             print(f"analysis {analysis.id} ({analysis.app}): {status}", file=sys.stderr)
@@ -181,9 +188,12 @@ def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: b
 
 def run_worker_cli(args: argparse.Namespace) -> int:
     apps = [a.strip() for a in args.apps.split(",") if a.strip()] if args.apps else None
+    # "-": the key arrives on stdin (the local workers of `serve`), not on the
+    # command line where every local user could read it.
+    key = sys.stdin.readline().strip() if args.api_key == "-" else args.api_key
     try:
-        return run_worker(args.server, args.api_key, apps, once=args.once, poll=args.poll,
-                          name=args.name, threads=args.threads)
+        return run_worker(args.server, key, apps, once=args.once, poll=args.poll,
+                          name=args.name, threads=args.threads, wait=args.wait)
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

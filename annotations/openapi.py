@@ -58,6 +58,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": _obj({
             "image_id": _ID, "project_id": _NID, "user_id": _NID,
             "producer": {"type": ["string", "null"]}, "kind": {"enum": _KINDS},
+            "analysis_id": {"type": ["integer", "null"],
+                            "description": "the analysis that produced it (a result)"},
             "shape": {"type": ["object", "null"]},
             "terms": {"type": "array", "items": _ID},
             "n_vertices": {"type": "integer"}, "area_px": {"type": "number"},

@@ -23,7 +23,7 @@ type Conn = asyncpg.Connection | asyncpg.Pool
 COLS = (f"a.id, a.image_id, a.project_id, a.user_id, a.producer, a.kind, a.shape, a.geom, "
         f"a.sbox - point(a.image_id * {SHIFT}::float8, 0) AS bbox, a.n_vertices, a.area_px, "
         f"a.perimeter_px, a.area_um2, a.perimeter_um, a.term_ids, a.properties, a.created_at, "
-        f"a.updated_at")
+        f"a.updated_at, a.analysis_id")
 
 #: Column order of COPY records (see `record`).
 COPY_COLUMNS = ("image_id", "project_id", "user_id", "producer", "kind", "shape", "geom", "sbox",
@@ -153,6 +153,7 @@ def feature(row: asyncpg.Record, geometry_json: str | None = None) -> dict[str, 
         "properties": {
             "image_id": row["image_id"], "project_id": row["project_id"],
             "user_id": row["user_id"], "producer": row["producer"], "kind": row["kind"],
+            "analysis_id": row.get("analysis_id"),
             "shape": row["shape"], "terms": list(row["term_ids"]),
             "n_vertices": row["n_vertices"], "area_px": row["area_px"],
             "perimeter_px": row["perimeter_px"], "area_um2": row["area_um2"],

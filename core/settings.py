@@ -25,6 +25,8 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS",
          "MICROTOME_SESSION_HOURS", "MICROTOME_SESSION_IDLE_MINUTES", "MICROTOME_METRICS_PORT",
          "MICROTOME_TRUSTED_PROXIES"}
+# Analysis apps (issue 16): workers `microtome serve` starts beside itself.
+KNOWN |= {"MICROTOME_LOCAL_WORKERS"}
 
 
 class SettingsError(SystemExit):
@@ -103,6 +105,10 @@ class Settings:
     body_timeout_s: float = 60.0
     #: Idle keep-alive connections kept open at most; the oldest go first.
     max_idle_connections: int = 100
+    # -- analysis apps (issue 16) --
+    #: `microtome worker` processes `serve` starts for queued analyses (0 = none:
+    #: analyses then wait for a worker started elsewhere).
+    local_workers: int = 1
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     #: Where the built front-end assets are.
@@ -261,6 +267,8 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "body_timeout_s": float(env.int("MICROTOME_BODY_TIMEOUT_S", 60, minimum=1)),
         "max_idle_connections": guard.max_idle_connections,
         "tiles": tile_settings_from_env(env.environ),
+        # analysis apps (issue 16)
+        "local_workers": env.int("MICROTOME_LOCAL_WORKERS", 1, maximum=64),
     }
     values.update(overrides)
     if "secret_key" not in values:

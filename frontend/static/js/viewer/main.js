@@ -12,6 +12,7 @@ import { setupShare, resolveShare } from "./share.js";
 import { isTyping, setupShortcutHelp } from "./keys.js";
 import { setupNav } from "./nav.js";
 import { setupAdjust } from "./adjust.js";
+import { setupAnalyses } from "./analyses/panel.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -319,6 +320,7 @@ async function main() {
     .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
   setupShare(state, await annotations);
+  setupAnalyses(state, await annotations).catch((e) => toast(`Analyses are unavailable: ${e.message}`, "error"));
 }
 
 function listSharedImages(shared) {
