@@ -26,6 +26,9 @@ from .runner import Cancelled
 
 #: Seconds a cancelled child gets to stop by itself before it is killed.
 CANCEL_GRACE_S = 5.0
+#: Seconds a child may take to start (imports, first request) before the app's
+#: own timeout starts counting: a loaded machine must not eat the app's time.
+STARTUP_S = 120.0
 
 
 class TimedOut(AnalysisError):
@@ -57,6 +60,7 @@ def _child(job: Job, out_q: Any, stop: Any) -> None:
     try:
         with Client(job.url, api_key=job.api_key) as client:
             raster = ClientRaster(client.image(job.image_id))
+            out_q.put(("started",))
             features, prov = run_app(
                 job.app, raster, job.params, Region(**job.region) if job.region else None,
                 on_progress=lambda f: out_q.put(("progress", f)),
@@ -90,9 +94,10 @@ def run_isolated(job: Job, hb: Any, timeout_s: float) -> tuple[int, float]:
     stop = ctx.Event()
     proc = ctx.Process(target=_child, args=(job, out_q, stop), daemon=True,
                        name=f"microtome-app-{job.app.descriptor.name}")
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + STARTUP_S
     proc.start()
     stop_asked: float | None = None
+    started = False
     try:
         while True:
             try:
@@ -101,7 +106,10 @@ def run_isolated(job: Job, hb: Any, timeout_s: float) -> tuple[int, float]:
                 msg = None
             if msg is not None:
                 kind = msg[0]
-                if kind == "progress":
+                if kind == "started":  # the app's own time starts now
+                    started = True
+                    deadline = time.monotonic() + timeout_s
+                elif kind == "progress":
                     hb.progress(msg[1])
                 elif kind == "log":
                     hb.log(msg[1])
@@ -114,7 +122,8 @@ def run_isolated(job: Job, hb: Any, timeout_s: float) -> tuple[int, float]:
                 continue
             now = time.monotonic()
             if now > deadline:
-                raise TimedOut(f"timed out after {timeout_s:g} s")
+                raise TimedOut(f"timed out after {timeout_s:g} s" if started
+                               else f"the app did not start within {STARTUP_S:g} s")
             if hb.cancelled and stop_asked is None:
                 stop.set()
                 stop_asked = now

@@ -156,7 +156,7 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
                                           attempt=analysis.attempts).status
         except (Cancelled, TimedOut) as e:
             if isinstance(e, TimedOut) or hb.timed_out:
-                msg = f"timed out after {timeout:g} s"
+                msg = e.message if isinstance(e, TimedOut) else f"timed out after {timeout:g} s"
                 hb.log(f"{msg}: the app was stopped")
                 return _fail(client, analysis, msg, hb.flush(), "")
             return "gone" if hb.gone else "cancelled"

@@ -39,7 +39,7 @@ def test_hung_app_is_killed_at_its_timeout(live_server: LiveServer,  # noqa: F81
     assert status == "failed" and a.status == "failed"
     assert a.error == "timed out after 4 s"
     assert "hanging" in a.log  # the child's log lines reached the server
-    assert 4 <= elapsed < 20
+    assert 4 <= elapsed < 60  # the app's 4 s, after the child's start-up
     assert not multiprocessing.active_children()  # the hung process is gone
 
 
