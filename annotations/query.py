@@ -25,6 +25,8 @@ type Conn = asyncpg.Connection | asyncpg.Pool
 Box = tuple[float, float, float, float]
 
 #: Columns the viewport needs (kept small: this is the hot path).
+# analysis_id: the column comes with the analysis migrations (0200), which every
+# installation applies; results of an analysis form one layer in the viewer.
 LIGHT_COLS = "a.id, a.geom, a.kind, a.term_ids, a.user_id, a.analysis_id"
 
 

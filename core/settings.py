@@ -27,6 +27,8 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_TRUSTED_PROXIES"}
 # Scale-out (several servers, domain sharding, dask cluster): issue 18.
 KNOWN |= {"MICROTOME_TILE_URLS", "MICROTOME_DASK_SCHEDULER"}
+# Analysis apps (issue 16): workers `microtome serve` starts beside itself.
+KNOWN |= {"MICROTOME_LOCAL_WORKERS"}
 
 
 class SettingsError(SystemExit):
@@ -105,6 +107,10 @@ class Settings:
     body_timeout_s: float = 60.0
     #: Idle keep-alive connections kept open at most; the oldest go first.
     max_idle_connections: int = 100
+    # -- analysis apps (issue 16) --
+    #: `microtome worker` processes `serve` starts for queued analyses (0 = none:
+    #: analyses then wait for a worker started elsewhere).
+    local_workers: int = 1
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     # --- Scale-out (issue 18) -------------------------------------------------
@@ -358,6 +364,8 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "tile_urls": tile_urls_from_env(env.environ),
         "dask_scheduler": dask_scheduler_from_env(env.environ),
         "storage": storage_settings_from_env(env.environ),
+        # analysis apps (issue 16)
+        "local_workers": env.int("MICROTOME_LOCAL_WORKERS", 1, maximum=64),
     }
     values.update(overrides)
     if "secret_key" not in values:

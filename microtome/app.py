@@ -50,6 +50,7 @@ def openapi_document() -> dict[str, Any]:
 def create_app(settings: Settings) -> web.Application:
     """The whole application.  Every resource lives in a cleanup context."""
     # Imported here so that `microtome convert` does not pay for the web stack.
+    from annotations import analysis_export
     from annotations.web import setup_annotations
     from catalog import api_alignments
     from catalog.api_analyses import setup_analyses
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_annotations(app)
     setup_analyses(app)
     app.router.add_routes(api_alignments.routes())  # side-by-side viewing
+    app.router.add_routes(analysis_export.routes())
     setup_retrieval(app)
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks

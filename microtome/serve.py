@@ -83,8 +83,14 @@ def run_serve(args: argparse.Namespace) -> int:
     def announce() -> None:
         print(f"Microtome is running at {url}  (Ctrl-C to stop)", flush=True)
 
+    app = create_app(settings)
+    if settings.local_workers > 0:
+        from microtome.local_worker import local_url, local_workers
+
+        app.cleanup_ctx.append(local_workers(local_url(args.host, args.port),
+                                             settings.local_workers))
     with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(_serve(create_app(settings), args.host, args.port, announce))
+        asyncio.run(_serve(app, args.host, args.port, announce))
     return 0
 
 

@@ -196,12 +196,16 @@ class AsyncClient:
 
     # Worker side (administrators' API keys; `microtome worker` uses these).
     async def claim_analysis(self, apps: Iterable[str] | None = None,
-                             worker: str = "") -> Analysis | None:
-        """The oldest queued analysis (now 'running' for this worker), or None."""
+                             worker: str = "", wait: float = 0.0) -> Analysis | None:
+        """The oldest queued analysis (now 'running' for this worker), or None;
+        ``wait`` seconds (at most 60) make it a long-poll: the server answers as
+        soon as an analysis is queued, or None after that long."""
         await self._ensure_login()
         body: dict[str, Any] = {"apps": list(apps) if apps is not None else None}
         if worker:
             body["worker"] = worker
+        if wait > 0:
+            body["wait"] = min(float(wait), 60.0)
         resp = await self.t.request("POST", "/api/analysis-queue/claim", json=body)
         if resp.status_code == 204:
             return None

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -114,6 +116,8 @@ class App(Record):
     inputs: list[str] = field(default_factory=list)
     params_schema: dict[str, Any] = field(default_factory=dict)
     timeout: float = 0.0
+    #: In a project's list (``project.apps()``): may its members run it.
+    enabled: bool = True
 
 
 @dataclass
@@ -138,6 +142,10 @@ class Analysis(Record):
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    #: Filled in by ``project.analyses()``.
+    image_name: str | None = None
+    username: str | None = None
+    duration_s: float | None = None
 
     async def refresh(self) -> Analysis:
         return await self.client.analysis(self.id)
@@ -149,6 +157,12 @@ class Analysis(Record):
         """Count, count per term, and mean / median / min / max / histogram per measurement."""
         return await self.client.t.json(  # type: ignore[no-any-return]
             "GET", f"/api/analyses/{self.id}/summary")
+
+    async def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write the analysis' results (GeoJSON, measurements included) to ``path``."""
+        from .annotations import download
+
+        return await download(self.client, f"/api/analyses/{self.id}/export", Path(path))
 
     async def delete(self) -> None:
         """Delete the analysis and every annotation it produced."""

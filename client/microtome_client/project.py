@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .image import Image
-from .models import Member, Record, ShareLink, Term, User
+from .models import Analysis, App, Member, Record, ShareLink, Term, User
 
 if TYPE_CHECKING:
     from .uploads import UploadResult
@@ -85,6 +85,24 @@ class Project(Record):
     async def remove_image(self, image: int | Image) -> None:
         iid = image.id if isinstance(image, Image) else int(image)
         await self.client.t.request("DELETE", f"/api/projects/{self.id}/images/{iid}")
+
+    def analyses(self, page_size: int = 100) -> AsyncIterator[Analysis]:
+        """Every analysis of the project's images, newest first (``image_name``,
+        ``username`` and ``duration_s`` filled in)."""
+        return self.client.paginate(f"/api/projects/{self.id}/analyses", Analysis,
+                                    page_size=page_size)
+
+    async def apps(self) -> list[App]:
+        """The installed apps, each with ``enabled`` for this project."""
+        doc = await self.client.t.json("GET", f"/api/projects/{self.id}/apps")
+        return [App.from_json(a, self.client) for a in doc["items"]]
+
+    async def set_app_enabled(self, app: str | App, enabled: bool) -> App:
+        """Switch an app on or off in this project (managers)."""
+        name = app.name if isinstance(app, App) else app
+        return App.from_json(await self.client.t.json(
+            "PUT", f"/api/projects/{self.id}/apps/{name}", json={"enabled": enabled}),
+            self.client)
 
     def members(self, page_size: int = 100) -> AsyncIterator[Member]:
         return self.client.paginate(f"/api/projects/{self.id}/members", Member,

@@ -14,6 +14,7 @@ import { setupNav } from "./nav.js";
 import { setupAdjust } from "./adjust.js";
 import { FILTER_KEYS, setupFilters } from "./filters.js";
 import { shardTiles } from "./shard.js";
+import { setupAnalyses } from "./analyses/panel.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -323,6 +324,7 @@ async function main() {
     .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
   setupShare(state, await annotations);
+  setupAnalyses(state, await annotations).catch((e) => toast(`Analyses are unavailable: ${e.message}`, "error"));
 }
 
 function listSharedImages(shared) {
