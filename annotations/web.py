@@ -478,3 +478,6 @@ def setup_annotations(app: web.Application) -> None:
 
     app.cleanup_ctx.append(executor)
     app.router.add_routes(routes())
+    from annotations import collab
+
+    collab.setup(app)  # annotation properties; annotation actions to the activity store

@@ -28,3 +28,11 @@ def pyramid_path(images_dir: Path, image_id: int, storage_path: str | None = Non
     if not rel or rel.startswith("/") or ".." in rel.split("/"):
         rel = storage_relpath(image_id)
     return images_dir / rel
+
+
+ATTACHMENTS = "attachments"
+
+
+def attachment_path(images_dir: Path, image_id: int, attachment_id: int) -> Path:
+    """An attached file (report, table) of image `image_id`, kept beside its pyramid."""
+    return image_dir(images_dir, image_id) / ATTACHMENTS / str(int(attachment_id))

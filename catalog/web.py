@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
+from catalog import api_auth, api_images, api_jobs, api_projects, api_share, collab_web, tus
 from catalog.access import ACCESS, require_admin, setup_access
 from catalog.db import DB_POOL, DOWN_ERRORS, create_pool, start_embedded, unavailable
 from catalog.events import EVENTS, AccessEvents, listening
@@ -187,6 +187,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
             await pool.close()
 
     app.cleanup_ctx.append(database)
+    collab_web.setup(app, settings)  # properties, attachments, activity, follow mode
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_routes(api_auth.routes())
     app.router.add_routes(api_projects.routes())

@@ -34,12 +34,14 @@ def openapi_document() -> dict[str, Any]:
     """The published /api document: the catalog's with the annotation API merged in."""
     from annotations.openapi import PATHS, SCHEMAS
     from catalog import openapi_analyses as analyses
+    from catalog import openapi_collab as collab
     from catalog.openapi import build_spec
     from retrieval.openapi import PATHS as R_PATHS
     from retrieval.openapi import SCHEMAS as R_SCHEMAS
 
-    return build_spec(extra_paths={**PATHS, **analyses.PATHS, **R_PATHS},
-                      extra_schemas={**SCHEMAS, **analyses.SCHEMAS, **R_SCHEMAS})
+    return build_spec(extra_paths={**PATHS, **analyses.PATHS, **R_PATHS, **collab.PATHS},
+                      extra_schemas={**SCHEMAS, **analyses.SCHEMAS, **R_SCHEMAS,
+                                     **collab.SCHEMAS})
 
 
 def create_app(settings: Settings) -> web.Application:
