@@ -3,7 +3,7 @@
 Viewers report their position every few seconds; thousands of them would be
 thousands of INSERTs a second if each went on its own.  Events are queued in
 memory (bounded: under overload the newest are counted and dropped rather
-than slowing anything else) and written once a second with one COPY.  The
+than slowing anything else) and written once a second with one INSERT of arrays.  The
 table is partitioned by day: the retention drops whole partitions.
 """
 
@@ -25,6 +25,10 @@ from aiohttp import web
 log = logging.getLogger("catalog.activity")
 
 COLUMNS = ("at", "user_id", "image_id", "session_id", "kind", "x", "y", "w", "h", "detail")
+_INSERT = (f"INSERT INTO activity_events ({', '.join(COLUMNS)})"
+           " SELECT a, u, i, s, k, x, y, w, h, d::jsonb FROM unnest($1::timestamptz[],"
+           " $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::real[], $7::real[],"
+           " $8::real[], $9::real[], $10::text[]) AS t(a, u, i, s, k, x, y, w, h, d)")
 _PART = re.compile(r"^activity_events_p(\d{8})$")
 #: Days of partitions kept ready ahead of today (a clock jump or a quiet night
 #: must never find the partition missing).
@@ -75,7 +79,7 @@ class ActivityWriter:
     pending: list[tuple[Any, ...]] = field(default_factory=list)
     dropped: int = 0
     written: int = 0
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, kind: str, *, user_id: int | None, image_id: int | None,
             session_id: int | None = None, view: tuple[float, float, float, float] | None = None,
@@ -104,16 +108,25 @@ class ActivityWriter:
         return len(batch)
 
     async def _copy(self, batch: list[tuple[Any, ...]]) -> None:
+        # One statement per batch: each column as an array, unnested server-side
+        # (detail travels as text and becomes jsonb there).
+        cols = list(zip(*batch, strict=True))
         async with self.pool.acquire() as conn:
-            await conn.copy_records_to_table("activity_events", records=batch, columns=COLUMNS)
+            await conn.execute(_INSERT, *cols)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
+        """Flush every `interval_s` until `stop`, then once more (never cancelled in
+        the middle of a statement, which would lose the batch)."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval_s)
             try:
                 await self.flush()
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                 log.warning("activity events not written (database unavailable): %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 ACTIVITY: web.AppKey[ActivityWriter] = web.AppKey("activity_writer", ActivityWriter)
@@ -139,16 +152,15 @@ def activity_context(pool_key: web.AppKey[asyncpg.Pool], retention_days: int):  
                     log.warning("activity partition maintenance failed: %s", exc)
                 await asyncio.sleep(3600)
 
-        tasks = [asyncio.create_task(writer.run()), asyncio.create_task(maintain())]
+        runner, maintainer = asyncio.create_task(writer.run()), asyncio.create_task(maintain())
         try:
             yield
         finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-            with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
-                await writer.flush()
+            maintainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintainer
+            writer.stop()  # the last batch is written before the pool closes
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner, 10)
 
     return ctx
