@@ -23,9 +23,10 @@ def _ws_headers(actor):  # type: ignore[no-untyped-def]
     return actor.headers("GET")
 
 
-async def _next(ws, kind: str, timeout: float = 5.0) -> dict:  # type: ignore[no-untyped-def, type-arg]
+async def _next(ws, kind: str, wait_s: float = 5.0) -> dict:  # type: ignore[no-untyped-def, type-arg]
     while True:
-        msg = await asyncio.wait_for(ws.receive(), timeout)
+        async with asyncio.timeout(wait_s):
+            msg = await ws.receive()
         assert msg.type == WSMsgType.TEXT, msg
         data = orjson.loads(msg.data)
         if data["type"] == kind:
