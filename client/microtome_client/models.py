@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .collab import AnnotationCollab
+
 if TYPE_CHECKING:
     from .annotations import GeometryLike
     from .core import AsyncClient
@@ -253,7 +255,7 @@ class ImageMetadata:
 
 
 @dataclass
-class Annotation(Record):
+class Annotation(AnnotationCollab, Record):
     id: int = 0
     geometry: dict[str, Any] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)
