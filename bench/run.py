@@ -42,7 +42,7 @@ WORK = BENCH / "work"
 RESULTS = BENCH / "results"
 
 #: Modules providing extra suites; missing ones are reported as not run.
-EXTRA_SUITES = ("bench.annotations", "bench.formats", "bench.client")
+EXTRA_SUITES = ("bench.annotations", "bench.formats", "bench.client", "bench.activity")
 
 
 @dataclass

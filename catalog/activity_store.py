@@ -122,7 +122,8 @@ class ActivityWriter:
                 await asyncio.wait_for(self._stop.wait(), self.interval_s)
             try:
                 await self.flush()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    asyncpg.InternalClientError, TimeoutError) as exc:
                 log.warning("activity events not written (database unavailable): %s", exc)
 
     def stop(self) -> None:

@@ -42,6 +42,7 @@ RATE, BURST = 5.0, 20.0
 #: Dropped messages after which a flooding client is disconnected.
 FLOOD_LIMIT = 200
 MAX_MSG = 1024
+_STOP: dict[str, Any] = {"type": "stop"}
 
 
 def _check_origin(request: web.Request) -> None:
@@ -63,20 +64,28 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     sample_s = request.app[CATALOG].settings.collab.activity_sample_s
     session_id = int(await request.app[DB_POOL].fetchval("SELECT nextval('activity_session_seq')"))
     uid = principal.user_id
-    if uid is not None:  # anonymous and share-link viewers are recorded, never followed
-        hub.open(uid, principal.username or "", image_id, session_id)
     ws = web.WebSocketResponse(max_msg_size=MAX_MSG, heartbeat=30)
-    try:
-        await ws.prepare(request)
-    except BaseException:
-        if uid is not None:
-            hub.close(uid)
-        raise
+    await ws.prepare(request)
+    sends: set[asyncio.Task[None]] = set()
+
+    def followers_changed(n: int) -> None:
+        # The leader sees who watches (teaching, not spying); sent without waiting.
+        if not ws.closed:
+            task = asyncio.create_task(ws.send_str(orjson.dumps(
+                {"type": "followers", "count": n}).decode()))
+            sends.add(task)
+            task.add_done_callback(sends.discard)
+
+    if uid is not None:  # anonymous and share-link viewers are recorded, never followed
+        try:
+            hub.open(uid, principal.username or "", image_id, session_id, followers_changed)
+        except errors.TooManyRequests:
+            await ws.close(code=1013, message=b"too many live viewers for this user")
+            return ws
     opened = time.monotonic()
     writer.add("open", user_id=uid, image_id=image_id, session_id=session_id,
                detail={"via": principal.via})
     bucket, dropped, last_rec = TokenBucket(RATE, BURST), 0, -1e9
-    followers = -1
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -94,10 +103,6 @@ async def live(request: web.Request) -> web.WebSocketResponse:
                 continue
             if uid is not None:
                 hub.move(uid, image_id, session_id, view)
-                n = hub.followers(uid)
-                if n != followers:  # the leader sees who watches (teaching, not spying)
-                    followers = n
-                    await ws.send_str(orjson.dumps({"type": "followers", "count": n}).decode())
             now = time.monotonic()
             if now - last_rec >= sample_s:
                 last_rec = now
@@ -105,7 +110,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
                            view=view)
     finally:
         if uid is not None:
-            hub.close(uid)
+            hub.close(uid, followers_changed)
         writer.add("close", user_id=uid, image_id=image_id, session_id=session_id,
                    detail={"seconds": round(time.monotonic() - opened, 1)})
     return ws
@@ -128,9 +133,15 @@ async def follow(request: web.Request) -> web.WebSocketResponse:
             async for _msg in ws:  # the follower only listens; this notices the close
                 pass
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            # Stop the sender between two messages, not in the middle of its access
+            # query (a cancelled query can leave a pooled connection unusable).
+            follower.offer(_STOP)
+            try:
+                await asyncio.wait_for(asyncio.shield(sender), 5)
+            except TimeoutError:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
     finally:
         hub.unfollow(leader, follower)
     return ws
@@ -142,6 +153,8 @@ async def _send_views(request: web.Request, ws: web.WebSocketResponse, principal
     allowed: dict[int, bool] = {}
     while not ws.closed:
         msg = await follower.queue.get()
+        if msg is _STOP:
+            return
         image_id = msg.get("image_id")
         if image_id is not None:
             if image_id not in allowed:
@@ -150,7 +163,8 @@ async def _send_views(request: web.Request, ws: web.WebSocketResponse, principal
             if not allowed[image_id]:
                 # The follower may not see this image: not even where the leader looks.
                 msg = {"type": "hidden", "user_id": msg.get("user_id")}
-        await ws.send_str(orjson.dumps(msg).decode())
+        with contextlib.suppress(ConnectionResetError):
+            await ws.send_str(orjson.dumps(msg).decode())
 
 
 async def live_users(request: web.Request) -> web.Response:

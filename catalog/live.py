@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,12 @@ class Presence:
     view: tuple[float, float, float, float] | None = None
     sockets: int = 0
     followers: set[Follower] = field(default_factory=set)
+    #: Called with the follower count when it changes (the leader's sockets are told).
+    watchers: list[Callable[[int], None]] = field(default_factory=list)
+
+    def tell(self) -> None:
+        for cb in list(self.watchers):
+            cb(len(self.followers))
 
     def message(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "view", "user_id": self.user_id,
@@ -93,7 +100,8 @@ class LiveHub:
         #: Followers waiting for a user who is not live (yet).
         self.waiting: dict[int, set[Follower]] = {}
 
-    def open(self, user_id: int, username: str, image_id: int, session_id: int) -> Presence:
+    def open(self, user_id: int, username: str, image_id: int, session_id: int,
+             watcher: Callable[[int], None] | None = None) -> Presence:
         p = self.presence.get(user_id)
         if p is not None and p.sockets >= self.max_sockets_per_user:
             raise errors.TooManyRequests("too many live viewers open for this user",
@@ -103,6 +111,10 @@ class LiveHub:
                                                   time.time())
             p.followers |= self.waiting.pop(user_id, set())
         p.sockets += 1
+        if watcher is not None:
+            p.watchers.append(watcher)
+            if p.followers:
+                watcher(len(p.followers))
         self.move(user_id, image_id, session_id, None)
         return p
 
@@ -119,10 +131,12 @@ class LiveHub:
         for f in p.followers:
             f.offer(msg)
 
-    def close(self, user_id: int) -> None:
+    def close(self, user_id: int, watcher: Callable[[int], None] | None = None) -> None:
         p = self.presence.get(user_id)
         if p is None:
             return
+        if watcher is not None and watcher in p.watchers:
+            p.watchers.remove(watcher)
         p.sockets -= 1
         if p.sockets <= 0:
             del self.presence[user_id]
@@ -140,11 +154,14 @@ class LiveHub:
         group.add(follower)
         follower.offer(p.message() if p is not None
                        else {"type": "offline", "user_id": leader_id})
+        if p is not None:
+            p.tell()
 
     def unfollow(self, leader_id: int, follower: Follower) -> None:
         p = self.presence.get(leader_id)
-        if p is not None:
+        if p is not None and follower in p.followers:
             p.followers.discard(follower)
+            p.tell()
         waiting = self.waiting.get(leader_id)
         if waiting is not None:
             waiting.discard(follower)

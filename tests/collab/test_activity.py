@@ -43,8 +43,8 @@ async def test_live_session_is_recorded_and_followed(client: TestClient, world: 
                                        headers=_ws_headers(a["viewer"]))
     first = await _next(follower, "view")
     assert first["image_id"] == iid and "x" not in first
+    assert (await _next(leader, "followers"))["count"] == 1  # told without asking
     await leader.send_str(orjson.dumps({"x": 10, "y": 20, "w": 300, "h": 200}).decode())
-    assert (await _next(leader, "followers"))["count"] == 1
     got = await _next(follower, "view")
     assert (got["x"], got["y"], got["w"], got["h"]) == (10, 20, 300, 200)
     await leader.send_str("not json")

@@ -12,6 +12,8 @@ import { setupShare, resolveShare } from "./share.js";
 import { isTyping, setupShortcutHelp } from "./keys.js";
 import { setupNav } from "./nav.js";
 import { setupAdjust } from "./adjust.js";
+import { setupLive } from "./live.js";
+import { setupAbout } from "./about.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -318,6 +320,8 @@ async function main() {
   const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user })
     .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
+  setupAbout(state);
+  setupLive(state);
   setupShare(state, await annotations);
 }
 
