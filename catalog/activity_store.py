@@ -80,6 +80,9 @@ class ActivityWriter:
     dropped: int = 0
     written: int = 0
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    #: One flush at a time: batches are written in order, and a caller's flush
+    #: returns only once everything queued before it is stored.
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def add(self, kind: str, *, user_id: int | None, image_id: int | None,
             session_id: int | None = None, view: tuple[float, float, float, float] | None = None,
@@ -94,6 +97,10 @@ class ActivityWriter:
                              orjson.dumps(detail).decode() if detail else None))
 
     async def flush(self) -> int:
+        async with self._lock:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         batch, self.pending = self.pending, []
         if not batch:
             return 0
@@ -143,6 +150,9 @@ def activity_context(pool_key: web.AppKey[asyncpg.Pool], retention_days: int):  
 
         async def maintain() -> None:
             while True:
+                # Start-up has just made today's partitions: the first round is due
+                # in an hour (and does not race the start-up for pool connections).
+                await asyncio.sleep(3600)
                 try:
                     today = _utc_today()
                     await ensure_partitions(pool, today)
@@ -151,7 +161,6 @@ def activity_context(pool_key: web.AppKey[asyncpg.Pool], retention_days: int):  
                         log.info("activity retention dropped %s", ", ".join(gone))
                 except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                     log.warning("activity partition maintenance failed: %s", exc)
-                await asyncio.sleep(3600)
 
         runner, maintainer = asyncio.create_task(writer.run()), asyncio.create_task(maintain())
         try:

@@ -137,5 +137,22 @@ def test_follow_mode(live_server: LiveServer, context: Any, page: Any, browser: 
         screenshot(student, "collab-follow-student")
         student.click("#stop-follow")
         assert student.locator("#live-status").inner_text() == ""
+        # The teacher (a manager) replays where the student looked.
+        student.evaluate("""(() => {
+            const v = window.microtome.state.viewer;
+            v.viewport.fitBounds(v.viewport.imageToViewportRectangle(1000, 1500, 400, 300));
+        })()""")
+        page.wait_for_timeout(3500)  # sent, sampled and written by the batch writer
     finally:
         student_ctx.close()
+    page.wait_for_timeout(1500)
+    page.reload()
+    wait_tiles(page)
+    page.click("#replay-button")
+    page.wait_for_selector("#replay-session option >> text=student", state="attached")
+    value = page.locator("#replay-session option", has_text="student").first.get_attribute(
+        "value")
+    page.select_option("#replay-session", value)
+    page.wait_for_function("document.querySelector('#live-status').textContent"
+                           ".startsWith('Replay finished')", timeout=20_000)
+    assert page.evaluate("window.microtome.replayed") >= 1
