@@ -45,6 +45,14 @@ MAX_MSG = 1024
 _STOP: dict[str, Any] = {"type": "stop"}
 
 
+def _websocket(request: web.Request) -> web.WebSocketResponse:
+    """A WebSocket answer, or a JSON 400 for a plain HTTP request (before any state)."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_MSG, heartbeat=30)
+    if not ws.can_prepare(request).ok:
+        raise errors.InvalidRequest("this endpoint is a WebSocket: send an Upgrade request")
+    return ws
+
+
 def _check_origin(request: web.Request) -> None:
     """Browsers send cookies on cross-site WebSocket handshakes: refuse other origins."""
     from catalog.web import _same_origin
@@ -59,12 +67,12 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     if not image_id:
         raise errors.InvalidRequest("image_id is required", {"field": "image_id"})
     _check_origin(request)
+    ws = _websocket(request)
     principal = await require_image_role(request, image_id, "viewer")
     hub, writer = request.app[LIVE], request.app[ACTIVITY]
     sample_s = request.app[CATALOG].settings.collab.activity_sample_s
     session_id = int(await request.app[DB_POOL].fetchval("SELECT nextval('activity_session_seq')"))
     uid = principal.user_id
-    ws = web.WebSocketResponse(max_msg_size=MAX_MSG, heartbeat=30)
     await ws.prepare(request)
     sends: set[asyncio.Task[None]] = set()
 
@@ -119,13 +127,13 @@ async def live(request: web.Request) -> web.WebSocketResponse:
 async def follow(request: web.Request) -> web.WebSocketResponse:
     leader = path_id(request, "user_id")
     _check_origin(request)
+    ws = _websocket(request)
     principal = await require_user(request)
     if leader == principal.user_id:
         raise errors.InvalidRequest("you cannot follow yourself")
     hub = request.app[LIVE]
     follower = Follower(principal.user_id or 0)
     hub.follow(leader, follower)  # 429 before the upgrade when the leader has too many
-    ws = web.WebSocketResponse(max_msg_size=MAX_MSG, heartbeat=30)
     try:
         await ws.prepare(request)
         sender = asyncio.create_task(_send_views(request, ws, principal, follower))

@@ -63,6 +63,12 @@ def check_value(value: Any, key: str) -> str | None:
     if len(value) > MAX_VALUE:
         raise errors.InvalidRequest(f"property values must be at most {MAX_VALUE} characters",
                                     {"key": key})
+    if not value.isascii():
+        try:
+            value.encode("utf-8")  # lone surrogates (from a query string) are not text
+        except UnicodeEncodeError:
+            raise errors.InvalidRequest("property values must be valid text",
+                                        {"key": key}) from None
     if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
         raise errors.InvalidRequest("property values must not hold control characters",
                                     {"key": key})

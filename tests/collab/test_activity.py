@@ -132,6 +132,10 @@ async def test_flooding_is_dropped_then_disconnected(client: TestClient, world: 
     await ws.send_str("x" * 5000)
     closed = await asyncio.wait_for(ws.receive(), 5)
     assert closed.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR)
+    # A plain HTTP request is a JSON 400, not a half-made socket.
+    status, body = await call(client, a["manager"], "GET",
+                              f"/api/live?image_id={world.image_id}")
+    assert status == 400 and "WebSocket" in body["error"]
 
 
 def test_token_bucket_and_bounded_fanout() -> None:
