@@ -320,6 +320,9 @@ def run(ctx: Any) -> list[dict[str, Any]]:
 def render(records: list[dict[str, Any]]) -> str:
     phases = [r for r in records if r.get("suite") == "activity"]
     summary = next((r for r in records if r.get("suite") == "activity-summary"), None)
+    if not phases:
+        return ("## Activity logging vs tile serving\n\nNot part of this run "
+                "(`python -m bench.activity`).\n")
     lines = ["## Activity logging vs tile serving", "",
              "One `microtome serve` process; tiles from a load-generator process "
              f"(concurrency {TILE_CONCURRENCY}, cached Deep Zoom tiles: the cheapest tiles, "
