@@ -63,6 +63,16 @@ def test_grid_filters_and_sorts_by_property(live_server: LiveServer, context: An
         "els => els.map(e => Number(e.dataset.imageId))")
     assert order == [ids[2], ids[0], ids[1]]  # 100 > 10 > 9: numbers sort as numbers
     screenshot(page, "collab-grid-sorted-by-property")
+    # Managers reach the project dashboard from the project page.
+    page.goto(f"/viewer/{ids[2]}")
+    wait_tiles(page)
+    page.wait_for_timeout(1500)  # the open is written by the batch writer
+    page.goto(f"/projects/{pid}")
+    page.click("#dashboard-link")
+    page.wait_for_selector("#most-viewed tbody a")
+    assert page.locator("#most-viewed tbody a").first.inner_text() == "slide-c"
+    assert "admin" in page.locator("#users tbody").inner_text()
+    screenshot(page, "collab-dashboard")
 
 
 def test_hostile_description_stays_inert(live_server: LiveServer, context: Any, browser: Any,
