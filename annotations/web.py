@@ -489,3 +489,6 @@ def setup_annotations(app: web.Application) -> None:
     app.router.add_routes(routes())
     from .web_review import routes as review_routes  # imports this module: here, not on top
     app.router.add_routes(review_routes())
+    from annotations import collab
+
+    collab.setup(app)  # annotation properties; annotation actions to the activity store

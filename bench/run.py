@@ -51,6 +51,7 @@ EXTRA_SUITES = (
     "bench.scaleout",
     "bench.s3tiles",
     "bench.analysis",
+    "bench.activity",
 )
 
 

@@ -18,6 +18,7 @@ from catalog.access import (
 )
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.properties import grid_query
 from catalog.state import CATALOG
 from core.http import json_response
 from pyramid import errors
@@ -29,7 +30,8 @@ async def list_all(request: web.Request) -> web.Response:
     items, total = await images.list_images(
         request.app[DB_POOL], principal, project_id=None, limit=limit, offset=offset,
         sort=request.query.get("sort"), q=request.query.get("q"),
-        status=request.query.get("status"))
+        status=request.query.get("status"),
+        grid=grid_query(request.query, request.query.get("sort")))
     return json_response(page(items, total, limit, offset))
 
 

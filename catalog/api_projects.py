@@ -19,6 +19,7 @@ from catalog.access import (
 )
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.properties import grid_query
 from catalog.ratelimit import MEMBER_LOOKUPS, too_many
 from catalog.state import CATALOG
 from core.http import json_response
@@ -252,7 +253,8 @@ async def list_project_images(request: web.Request) -> web.Response:
     items, total = await images.list_images(
         request.app[DB_POOL], scope, project_id=project_id,
         limit=limit, offset=offset, sort=request.query.get("sort"), q=request.query.get("q"),
-        status=request.query.get("status"))
+        status=request.query.get("status"),
+        grid=grid_query(request.query, request.query.get("sort")))
     return json_response(page(items, total, limit, offset))
 
 

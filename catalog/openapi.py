@@ -84,6 +84,8 @@ SCHEMAS: dict[str, Any] = {
                   "description": "why the conversion failed (status 'failed'), else null"},
         "urls": _obj({"dzi": {"type": "string"}, "iiif": {"type": "string"},
                       "thumbnail": {"type": "string"}, "viewer": {"type": "string"}}),
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "properties": {"type": "object", "additionalProperties": {"type": "string"}},
     }),
     "ImageUpdate": _obj({"name": _str(255)}),
     "ProjectImageAdd": _obj({"image_id": _ID}),
@@ -148,9 +150,18 @@ def _op(summary: str, ok: str | None, status: str = "200", body: str | None = No
 PAGE_PARAMS = [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
                _q("offset", {"type": "integer", "minimum": 0, "default": 0})]
 IMAGE_LIST_PARAMS = [*PAGE_PARAMS,
-                     _q("sort", {"type": "string",
-                                 "enum": ["id", "-id", "name", "-name", "created_at",
-                                          "-created_at", "updated_at", "-updated_at"]}),
+                     _q("sort", {"type": "string", "anyOf": [
+                         {"enum": ["id", "-id", "name", "-name", "created_at",
+                                   "-created_at", "updated_at", "-updated_at"]},
+                         {"pattern": "^-?prop:.{1,64}$"}]},
+                        "a column, or prop:KEY / -prop:KEY for a property"),
+                     {**_q("prop", {"type": "array", "maxItems": 5,
+                                    "items": {"type": "string", "pattern": "^[^=]+=.*$"}},
+                           "property filter key=value (case-insensitive), repeatable"),
+                      "style": "form", "explode": True},
+                     {**_q("tag", {"type": "array", "maxItems": 5,
+                                   "items": {"type": "string"}}, "tag filter, repeatable"),
+                      "style": "form", "explode": True},
                      _q("q", {"type": "string", "maxLength": 200}, "name contains"),
                      _q("status", SCHEMAS["Image"]["properties"]["status"])]
 _C409 = {"409": _err("conflict")}

@@ -54,3 +54,11 @@ def delete_remote(remote: str, image_id: int) -> None:
     store = open_store(remote_image_location(remote, image_id))
     store.delete_prefix(f"{STORE_NAME}/zarr.json")
     store.delete_prefix("")
+
+
+ATTACHMENTS = "attachments"
+
+
+def attachment_path(images_dir: Path, image_id: int, attachment_id: int) -> Path:
+    """An attached file (report, table) of image `image_id`, kept beside its pyramid."""
+    return image_dir(images_dir, image_id) / ATTACHMENTS / str(int(attachment_id))

@@ -19,6 +19,7 @@ from catalog import (
     api_projects,
     api_share,
     api_tile_urls,
+    collab_web,
     dask_jobs,
     tus,
 )
@@ -206,6 +207,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
             await pool.close()
 
     app.cleanup_ctx.append(database)
+    collab_web.setup(app, settings)  # properties, attachments, activity, follow mode
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_routes(api_auth.routes())
     app.router.add_routes(api_projects.routes())

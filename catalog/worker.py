@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from catalog import jobs
+from catalog import jobs, scanner_props
 from catalog.dask_jobs import with_scheduler
 from catalog.db import connect
 from catalog.images import mark_ready
@@ -213,6 +213,7 @@ async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
         elif alive:
             await asyncio.to_thread(_move_into_place, out_dir, image_dir)
             await mark_ready(conn, job["image_id"], result, checksum)
+            await scanner_props.record(conn, job["image_id"], image_dir / STORE_NAME)
         await conn.execute(
             """UPDATE jobs SET status = CASE WHEN $2 THEN 'done' ELSE 'cancelled' END,
                    progress = 1, error = NULL, finished_at = now()

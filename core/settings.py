@@ -24,7 +24,10 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_OUTAGE_GRACE_S", "MICROTOME_IDLE_TIMEOUT_S", "MICROTOME_BODY_TIMEOUT_S",
          "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS",
          "MICROTOME_SESSION_HOURS", "MICROTOME_SESSION_IDLE_MINUTES", "MICROTOME_METRICS_PORT",
-         "MICROTOME_TRUSTED_PROXIES"}
+         "MICROTOME_TRUSTED_PROXIES",
+         # -- collaboration: properties, attachments, activity, follow mode --
+         "MICROTOME_ATTACHMENT_MAX_MB", "MICROTOME_ACTIVITY_RETENTION_DAYS",
+         "MICROTOME_ACTIVITY_SAMPLE_S", "MICROTOME_FOLLOW_MAX_FOLLOWERS"}
 # Scale-out (several servers, domain sharding, dask cluster): issue 18.
 KNOWN |= {"MICROTOME_TILE_URLS", "MICROTOME_DASK_SCHEDULER"}
 # Analysis apps (issue 16): workers `microtome serve` starts beside itself.
@@ -65,6 +68,32 @@ class TileSettings:
     resolver_ttl: float = 2.0
     #: Cache-Control max-age for tiles and documents whose URL has no version, seconds.
     max_age: int = 3600
+
+
+# -- collaboration: properties, attachments, activity, follow mode --------------------
+@dataclass(frozen=True)
+class CollabSettings:
+    #: Largest file attached to an image (reports, tables), bytes.
+    attachment_max_bytes: int = 50 * 1024**2
+    #: Viewer activity older than this many days is dropped (whole daily partitions).
+    activity_retention_days: int = 365
+    #: A viewer's position is recorded at most once per this many seconds.
+    activity_sample_s: float = 2.0
+    #: Most users following one user's live viewport at once.
+    follow_max_followers: int = 50
+
+
+def collab_settings_from_env(env: _Env) -> CollabSettings:
+    return CollabSettings(
+        attachment_max_bytes=env.int("MICROTOME_ATTACHMENT_MAX_MB", 50, minimum=1,
+                                     maximum=1 << 20) * 1024**2,
+        activity_retention_days=env.int("MICROTOME_ACTIVITY_RETENTION_DAYS", 365, minimum=1,
+                                        maximum=100 * 365),
+        activity_sample_s=float(env.int("MICROTOME_ACTIVITY_SAMPLE_S", 2, minimum=1,
+                                        maximum=3600)),
+        follow_max_followers=env.int("MICROTOME_FOLLOW_MAX_FOLLOWERS", 50, minimum=1,
+                                     maximum=10_000))
+# -- end collaboration ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,8 @@ class Settings:
     #: Object storage for converted images (MICROTOME_STORAGE, ``s3://bucket/prefix``);
     #: None keeps them under var_dir/images.
     storage: StorageSettings | None = None
+    #: Properties, attachments, activity and follow mode.
+    collab: CollabSettings = field(default_factory=CollabSettings)
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -366,6 +397,7 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "storage": storage_settings_from_env(env.environ),
         # analysis apps (issue 16)
         "local_workers": env.int("MICROTOME_LOCAL_WORKERS", 1, maximum=64),
+        "collab": collab_settings_from_env(env),
     }
     values.update(overrides)
     if "secret_key" not in values:

@@ -37,14 +37,15 @@ def openapi_document() -> dict[str, Any]:
     from annotations.openapi_review import SCHEMAS as V_SCHEMAS
     from catalog import openapi_alignments as alignments
     from catalog import openapi_analyses as analyses
+    from catalog import openapi_collab as collab
     from catalog.openapi import build_spec
     from retrieval.openapi import PATHS as R_PATHS
     from retrieval.openapi import SCHEMAS as R_SCHEMAS
 
     return build_spec(extra_paths={**PATHS, **V_PATHS, **analyses.PATHS, **R_PATHS,
-                                   **alignments.PATHS},
+                                   **alignments.PATHS, **collab.PATHS},
                       extra_schemas={**SCHEMAS, **V_SCHEMAS, **analyses.SCHEMAS, **R_SCHEMAS,
-                                     **alignments.SCHEMAS})
+                                     **alignments.SCHEMAS, **collab.SCHEMAS})
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -27,6 +27,7 @@ PAGES: dict[str, str] = {
     "/": "index.html",
     "/login": "login.html",
     "/projects/{project_id}": "project.html",
+    "/projects/{project_id}/dashboard": "dashboard.html",
     "/viewer/{image_id}": "viewer.html",
     "/viewer.html": "viewer.html",
     "/compare": "compare.html",

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .collab import ClientCollab
 from .image import Image
 from .models import Analysis, Annotation, ApiKey, App, Job, Record, ShareLink, Term, User
 from .project import Project
@@ -14,7 +15,7 @@ from .transport import RetryPolicy, Transport
 R = TypeVar("R", bound=Record)
 
 
-class AsyncClient:
+class AsyncClient(ClientCollab):
     """A connection to one Microtome server.
 
     ``AsyncClient(url, api_key=...)`` or ``AsyncClient(url, username=..., password=...)``

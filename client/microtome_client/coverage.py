@@ -110,6 +110,27 @@ COVERAGE: dict[str, str] = {
     "GET /api/projects/{project_id}/annotations/table": "Project.annotation_table",
     "GET /api/projects/{project_id}/annotations/table/export": "Project.export_table",
     "GET /api/projects/{project_id}/annotations/stats": "Project.annotation_stats",
+    # -- collaboration: properties, attachments, activity, follow mode --
+    "GET /api/images/{image_id}/properties": "Image.get_properties",
+    "PATCH /api/images/{image_id}/properties": "Image.set_properties",
+    "GET /api/images/{image_id}/about": "Image.about",
+    "PATCH /api/images/{image_id}/about": "Image.update_about",
+    "GET /api/projects/{project_id}/properties": "Project.get_properties",
+    "PATCH /api/projects/{project_id}/properties": "Project.set_properties",
+    "GET /api/projects/{project_id}/property-keys": "Project.property_keys",
+    "POST /api/projects/{project_id}/properties/import": "Project.import_properties",
+    "GET /api/annotations/{annotation_id}/properties": "Annotation.get_properties",
+    "PATCH /api/annotations/{annotation_id}/properties": "Annotation.set_properties",
+    "GET /api/images/{image_id}/attachments": "Image.attachments",
+    "POST /api/images/{image_id}/attachments": "Image.attach",
+    "GET /api/attachments/{attachment_id}": "AsyncClient.download_attachment",
+    "DELETE /api/attachments/{attachment_id}": "AsyncClient.delete_attachment",
+    "GET /api/live": "Image.live",
+    "GET /api/live/users": "AsyncClient.live_users",
+    "GET /api/users/{user_id}/follow": "AsyncClient.follow",
+    "GET /api/images/{image_id}/activity": "Image.activity",
+    "GET /api/images/{image_id}/activity/sessions": "Image.activity_sessions",
+    "GET /api/projects/{project_id}/dashboard": "Project.dashboard",
 }
 
 #: Pixel routes (not in the OpenAPI document) the client uses.

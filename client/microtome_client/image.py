@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .collab import ImageCollab
 from .models import Analysis, Annotation, ImageMetadata, Job, Record, Term
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Image(Record):
+class Image(ImageCollab, Record):
     id: int = 0
     name: str = ""
     source_filename: str = ""
@@ -34,6 +35,8 @@ class Image(Record):
     created_at: str | None = None
     updated_at: str | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)
     _meta: ImageMetadata | None = field(default=None, repr=False, compare=False)
 
     # -- record ----------------------------------------------------------------------

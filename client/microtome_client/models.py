@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .collab import AnnotationCollab
+
 if TYPE_CHECKING:
     from .annotations import GeometryLike
     from .core import AsyncClient
@@ -267,7 +269,7 @@ class ImageMetadata:
 
 
 @dataclass
-class Annotation(Record):
+class Annotation(AnnotationCollab, Record):
     id: int = 0
     geometry: dict[str, Any] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .collab import ProjectCollab
 from .image import Image
 from .models import Analysis, App, Member, Record, ShareLink, Term, User
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Project(Record):
+class Project(ProjectCollab, Record):
     id: int = 0
     name: str = ""
     description: str = ""

@@ -4,6 +4,7 @@ import { imageCard } from "./images.js";
 import { decorateGrid, setupReview } from "./project_review.js";
 import { setupProjectAnnotations } from "./project_annotations.js";
 import { TusUpload } from "./tus.js";
+import { applyPropertyParams, decorateCards, setupPropertyFilter } from "./propfilter.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
@@ -42,6 +43,8 @@ async function main() {
   $("#delete-project").onclick = deleteProject;
   $("#members-button").onclick = openMembers;
   $("#share-project").hidden = !can("manager");
+  $("#dashboard-link").hidden = !can("manager");
+  $("#dashboard-link").href = `/projects/${encodeURIComponent(state.id)}/dashboard`;
   $("#share-project").onclick = () => openShareDialog({ project_id: Number(state.id) }, "this project");
   setupList();
   setupUploads();
@@ -58,6 +61,7 @@ function setupList() {
     timer = setTimeout(() => { state.q = $("#search").value.trim(); state.offset = 0; loadImages(); }, 250);
   });
   $("#sort").addEventListener("change", () => { state.sort = $("#sort").value; state.offset = 0; loadImages(); });
+  setupPropertyFilter(state.id, $("#sort").parentElement, () => { state.offset = 0; loadImages(); });
   $("#prev-page").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); loadImages(); };
   $("#next-page").onclick = () => { state.offset += PAGE; loadImages(); };
 }
@@ -70,6 +74,7 @@ export async function loadImages() {
   const seq = ++listSeq;
   const q = new URLSearchParams({ limit: PAGE, offset: state.offset, sort: state.sort });
   if (state.q) q.set("q", state.q);
+  applyPropertyParams(q);
   let data;
   try {
     data = await api(`projects/${encodeURIComponent(state.id)}/images?${q}`);
@@ -90,6 +95,7 @@ export async function loadImages() {
   $("#grid").replaceChildren(...(list.length ? list.map((im) => imageCard(im, actions))
     : [el("p", { class: "empty" }, state.q ? "No image matches this search." : "No images yet. Drop slide files above to upload them.")]));
   decorateGrid(state.id);
+  decorateCards($("#grid"), list);
   const pages = Math.max(1, Math.ceil(state.total / PAGE));
   $("#page-info").textContent = `Page ${Math.floor(state.offset / PAGE) + 1} of ${pages}`;
   $("#prev-page").disabled = state.offset === 0;

@@ -15,6 +15,8 @@ import { setupAdjust } from "./adjust.js";
 import { FILTER_KEYS, setupFilters } from "./filters.js";
 import { shardTiles } from "./shard.js";
 import { setupAnalyses } from "./analyses/panel.js";
+import { setupLive } from "./live.js";
+import { setupAbout } from "./about.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -323,6 +325,8 @@ async function main() {
   const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user })
     .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
+  setupAbout(state);
+  setupLive(state);
   setupShare(state, await annotations);
   setupAnalyses(state, await annotations).catch((e) => toast(`Analyses are unavailable: ${e.message}`, "error"));
 }
