@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import images, upload_files
+from catalog import images, trash, upload_files
 from catalog.access import (
     Principal,
     ShareScope,
@@ -119,12 +119,17 @@ async def delete_project(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     principal = await require_project_role(request, project_id, "manager")
     pool = request.app[DB_POOL]
+    settings = request.app[CATALOG].settings
     async with pool.acquire() as conn, conn.transaction():
-        partial = await upload_files.unfinished_of(conn, project_id=project_id)
-        await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
-    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, partial)
+        # Unfinished uploads end now (their bytes are half a file); the rest of the
+        # project, annotations and members included, goes to the trash.
+        partial = await conn.fetch("DELETE FROM uploads WHERE project_id = $1"
+                                   " AND completed_at IS NULL RETURNING id", project_id)
+        trash_id = await trash.move_project(conn, project_id, principal.user_id,
+                                            settings.trash_days)
+    await upload_files.remove_files(settings.uploads_dir, [r["id"] for r in partial])
     await images.log_activity(pool, "project.delete", user_id=principal.user_id,
-                              project_id=project_id)
+                              project_id=project_id, detail={"trash_id": trash_id})
     request.app[CATALOG].forget_access()
     return web.Response(status=204)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
+from catalog import api_auth, api_images, api_jobs, api_projects, api_share, api_trash, trash, tus
 from catalog.access import ACCESS, require_admin, setup_access
 from catalog.db import DB_POOL, DOWN_ERRORS, create_pool, start_embedded, unavailable
 from catalog.events import EVENTS, AccessEvents, listening
@@ -85,6 +86,12 @@ def _apply_event(app: web.Application) -> Callable[[str, Any], None]:
                 principals.clear()
 
     return apply
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _close_image(app: web.Application, image_id: int) -> None:
@@ -170,6 +177,9 @@ def setup_catalog(app: web.Application, settings: Settings, *,
                 log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))
             app[DB_POOL] = pool
             await stack.enter_async_context(listening(dsn, pool, events))
+            await trash.enqueue_purge(pool)  # what fell due while the server was down
+            stack.push_async_callback(_cancel, asyncio.create_task(
+                trash.purge_scheduler(pool)))
             pool_of_workers = None
             if settings.job_workers > 0:
                 from catalog.worker import WorkerPool
@@ -194,3 +204,4 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     app.router.add_routes(api_share.routes())
     app.router.add_routes(api_jobs.routes())
     app.router.add_routes(tus.routes())
+    app.router.add_routes(api_trash.routes())

@@ -25,6 +25,8 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS",
          "MICROTOME_SESSION_HOURS", "MICROTOME_SESSION_IDLE_MINUTES", "MICROTOME_METRICS_PORT",
          "MICROTOME_TRUSTED_PROXIES"}
+# Trash (deleted projects, images, annotation sets): days kept before the purge job.
+KNOWN |= {"MICROTOME_TRASH_DAYS"}
 
 
 class SettingsError(SystemExit):
@@ -103,6 +105,8 @@ class Settings:
     body_timeout_s: float = 60.0
     #: Idle keep-alive connections kept open at most; the oldest go first.
     max_idle_connections: int = 100
+    #: Trash: days a deleted project, image or annotation set stays restorable.
+    trash_days: int = 30
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     #: Where the built front-end assets are.
@@ -261,6 +265,8 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "body_timeout_s": float(env.int("MICROTOME_BODY_TIMEOUT_S", 60, minimum=1)),
         "max_idle_connections": guard.max_idle_connections,
         "tiles": tile_settings_from_env(env.environ),
+        # Trash: 0 purges at the next run of the purge job (every hour).
+        "trash_days": env.int("MICROTOME_TRASH_DAYS", 30, maximum=36500),
     }
     values.update(overrides)
     if "secret_key" not in values:
