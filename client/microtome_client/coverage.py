@@ -91,6 +91,10 @@ COVERAGE: dict[str, str] = {
     "GET /api/annotations/{annotation_id}/mask.jpg": "Annotation.mask",
     "GET /api/annotations/{annotation_id}/mask.webp": "Annotation.mask",
     "GET /api/openapi.json": "AsyncClient.openapi",
+    "GET /api/trash": "AsyncClient.trash",
+    "GET /api/trash/preview": "AsyncClient.delete_preview",
+    "POST /api/trash/{trash_id}/restore": "AsyncClient.restore",
+    "DELETE /api/trash/{trash_id}": "AsyncClient.purge",
 }
 
 #: Pixel routes (not in the OpenAPI document) the client uses.

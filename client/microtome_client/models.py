@@ -182,6 +182,29 @@ class ShareLink(Record):
 
 
 @dataclass
+class TrashItem(Record):
+    """A deleted project, image or set of annotations, restorable until ``purge_after``."""
+
+    id: int = 0
+    kind: str = ""  # "project" | "image" | "annotations"
+    name: str = ""
+    ids: list[int] = field(default_factory=list)
+    project_id: int | None = None
+    image_id: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    deleted_at: str | None = None
+    purge_after: str | None = None
+    deleted_by: int | None = None
+    deleted_by_name: str | None = None
+
+    async def restore(self, force: bool = False) -> dict[str, Any]:
+        return await self.client.restore(self.id, force=force)
+
+    async def purge(self) -> None:
+        await self.client.purge(self.id)
+
+
+@dataclass
 class Term(Record):
     id: int = 0
     project_id: int = 0
