@@ -1,5 +1,6 @@
 // Project page: image grid (search, sort, pages), uploads with progress, members.
 import { api, ApiError, items } from "./api.js";
+import { confirmDelete } from "./deleting.js";
 import { imageCard } from "./images.js";
 import { TusUpload } from "./tus.js";
 import { openShareDialog } from "./viewer/share.js";
@@ -115,17 +116,17 @@ async function retryImage(im) {
 }
 
 async function deleteImage(im) {
-  if (!confirm(`Delete "${im.name}" and its annotations? This cannot be undone.`)) return;
   try {
+    if (!await confirmDelete({ kind: "image", id: im.id, name: im.name })) return;
     await api(`images/${im.id}`, { method: "DELETE" });
-    toast("Image deleted");
+    toast("Image moved to the trash");
     loadImages();
   } catch (e) { toast(`Delete failed: ${e.message}`, "error"); }
 }
 
 async function deleteProject() {
-  if (!confirm(`Delete project "${state.project.name}"? Its images stay in the catalog.`)) return;
   try {
+    if (!await confirmDelete({ kind: "project", id: state.id, name: state.project.name })) return;
     await api(`projects/${state.id}`, { method: "DELETE" });
     location.assign("/");
   } catch (e) { toast(`Delete failed: ${e.message}`, "error"); }
