@@ -83,6 +83,10 @@ SCHEMAS: dict[str, Any] = {
         "version": {"type": "string"}, "created_at": _TS, "updated_at": _TS,
         "error": {"type": ["string", "null"],
                   "description": "why the conversion failed (status 'failed'), else null"},
+        "duplicate_of": {"anyOf": [_obj({"id": _ID, "name": {"type": "string"}}),
+                                   {"type": "null"}],
+                         "description": "an earlier image of the same home project made "
+                                        "from the same file (same checksum)"},
         "urls": _obj({"dzi": {"type": "string"}, "iiif": {"type": "string"},
                       "thumbnail": {"type": "string"}, "viewer": {"type": "string"}}),
     }),

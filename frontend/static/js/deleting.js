@@ -29,7 +29,7 @@ function download(name, data, type = "application/geo+json") {
 }
 
 async function imageFeatures(image) {
-  const res = await api(`/api/images/${image.id}/annotations/export`, { raw: true });
+  const res = await api(`images/${image.id}/annotations/export`, { raw: true });
   if (!res.ok) throw new Error(`export of "${image.name}" failed (${res.status})`);
   const doc = await res.json();
   for (const f of doc.features || []) {

@@ -3,6 +3,7 @@ import { api, ApiError, items } from "./api.js";
 import { confirmDelete } from "./deleting.js";
 import { imageCard } from "./images.js";
 import { TusUpload } from "./tus.js";
+import { refusal, sameNameIn, showRefusal } from "./uploadcheck.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
@@ -82,7 +83,8 @@ export async function loadImages() {
     projectId: state.id,
     onRename: can("contributor") ? renameImage : null,
     onRetry: can("contributor") ? retryImage : null,
-    onDelete: can("manager") ? deleteImage : null,
+    // Contributors may delete what they uploaded: offered on failed images.
+    onDelete: can("contributor") ? deleteImage : null, deleteAny: can("manager"),
   };
   $("#grid").replaceChildren(...(list.length ? list.map((im) => imageCard(im, actions))
     : [el("p", { class: "empty" }, state.q ? "No image matches this search." : "No images yet. Drop slide files above to upload them.")]));
@@ -185,6 +187,19 @@ function uploadOne(file) {
       action.onclick = run;
     }
   };
+  checkFirst(file, row, status, bar, action, run);
+}
+
+// Refused before a byte is sent when the browser can tell why; a file of the same
+// name already in the project asks first.
+async function checkFirst(file, row, status, bar, action, run) {
+  const why = await refusal(file);
+  if (why) { showRefusal(row, status, bar, action, why); return; }
+  const same = await sameNameIn(state.id, file);
+  if (same && !confirm(`"${file.name}" is already in this project (image "${same.name}"). Upload a second copy?`)) {
+    showRefusal(row, status, bar, action, `already in this project as "${same.name}"`);
+    return;
+  }
   run();
 }
 

@@ -39,7 +39,7 @@ function whereToGo(item) {
 
 async function restore(item, force = false) {
   try {
-    await api(`trash/${item.id}/restore${force ? "?force=true" : ""}`, { method: "POST" });
+    await api(`trash/${item.id}/restore` + (force ? "?force=true" : ""), { method: "POST" });
   } catch (e) {
     // A purged project or image: what belonged to it cannot come back; the rest can.
     if (e.status === 409 && !force && /was purged/.test(e.message)
