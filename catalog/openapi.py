@@ -40,7 +40,8 @@ def _page(item: str) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string"}, "detail": {}}, closed=False),
     "User": _obj({"id": _ID, "username": {"type": "string"}, "is_admin": {"type": "boolean"},
-                  "created_at": _TS, "disabled": {"type": "boolean"}}),
+                  "created_at": _TS, "disabled": {"type": "boolean"},
+                  "last_login_at": _TS_NULL}),
     "UserUpdate": _obj({"disabled": {"type": "boolean"}}, required=["disabled"]),
     "PasswordChange": _obj({"current_password": _str(1024),
                             "new_password": _str(1024, min_len=8)},

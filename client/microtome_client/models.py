@@ -49,6 +49,8 @@ class User(Record):
     created_at: str | None = None
     #: An administrator disabled the account (its sessions and keys ended).
     disabled: bool = False
+    #: When the account last logged in (None: never); shown to administrators.
+    last_login_at: str | None = None
 
 
 @dataclass
