@@ -112,6 +112,7 @@ SCHEMAS: dict[str, Any] = {
                        "created_by": {"type": ["integer", "null"]},
                        "created_by_name": {"type": ["string", "null"]}, "created_at": _TS,
                        "expires_at": _TS, "revoked_at": _TS_NULL,
+                       "last_used_at": _TS_NULL,
                        "token": {"type": "string"}, "url": {"type": "string"}},
                       required=["id", "image_id", "project_id", "created_at", "expires_at",
                                 "revoked_at"]),

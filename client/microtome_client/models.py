@@ -176,6 +176,8 @@ class ShareLink(Record):
     created_at: str | None = None
     expires_at: str | None = None
     revoked_at: str | None = None
+    #: When the link was last used (None: never).
+    last_used_at: str | None = None
     token: str | None = None
     url: str | None = None
 

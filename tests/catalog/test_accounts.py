@@ -27,3 +27,19 @@ async def test_first_run_password_rule_and_last_login(client: TestClient) -> Non
     await login(client, "tech")
     _, tech = await call(client, admin, "GET", f"/api/users/{user['id']}", expect=200)
     assert tech["last_login_at"] is not None and tech["last_login_at"] >= seen["admin"]
+
+
+async def test_share_links_record_their_last_use(client: TestClient) -> None:
+    from catalog.access import forget_all
+    from tests.catalog.helpers import Actor, setup_admin
+
+    admin = await setup_admin(client)
+    _, project = await call(client, admin, "POST", "/api/projects", {"name": "P"}, expect=201)
+    _, link = await call(client, admin, "POST", "/api/share-links",
+                         {"project_id": project["id"], "expires_in": 3600}, expect=201)
+    _, links = await call(client, admin, "GET", "/api/share-links", expect=200)
+    assert links["items"][0]["last_used_at"] is None
+    forget_all(client.app)
+    await call(client, Actor("guest", share=link["token"]), "GET", "/api/share", expect=200)
+    _, links = await call(client, admin, "GET", "/api/share-links", expect=200)
+    assert links["items"][0]["last_used_at"] is not None
