@@ -85,7 +85,10 @@ SCHEMAS: dict[str, Any] = {
                                              "items": _ref("AnnotationCreate")},
                              "project_id": _ID}, required=["annotations"]),
     "AnnotationIds": _obj({"ids": {"type": "array", "items": _ID}}),
-    "Deleted": _obj({"deleted": {"type": "integer", "minimum": 0}}),
+    "Deleted": _obj({"deleted": {"type": "integer", "minimum": 0},
+                     "trash_id": {"type": "integer", "minimum": 1,
+                                  "description": "the trash item holding them"}},
+                    required=["deleted"]),
     "AnnotationSearch": _obj({
         "geometry": _ref("GeoJSONGeometry"),
         "predicate": {"enum": ["intersects", "within", "contains"],
@@ -207,7 +210,8 @@ PATHS: dict[str, Any] = {
                     "AnnotationBatch", [_p("image_id"), *_WRITE_Q]),
     },
     "/api/images/{image_id}/annotations/delete": {
-        "post": _op("Delete many annotations (all or nothing)", "Deleted", "200",
+        "post": _op("Delete many annotations (all or nothing) into the trash, as one item",
+                    "Deleted", "200",
                     "AnnotationIds", [_p("image_id")]),
     },
     "/api/images/{image_id}/annotations/search": {

@@ -20,9 +20,10 @@ import asyncpg
 import shapely
 from aiohttp import web
 
-from catalog import access
+from catalog import access, trash
 from catalog.db import DB_POOL
 from catalog.jsonio import load_json, path_id
+from catalog.state import CATALOG
 from core.http import body_chunks, json_response
 from core.pixels import PIXELS
 from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
@@ -258,9 +259,15 @@ async def delete_batch(request: web.Request) -> web.Response:
         await access.require_image_access(request, iid)
         raise Unprocessable("some ids are not annotations of this image",
                             {"missing": sorted(set(ids) - {r["id"] for r in rows})})
+    principal = None
     for r in rows:  # all or nothing: every one must be deletable by the caller
-        await permissions.check_edit(request, r)
-    return json_response({"deleted": await store.delete_many(pool, ids)})
+        principal = await permissions.check_edit(request, r)
+    # A set of annotations goes to the trash as one item (restorable by managers).
+    days = request.app[CATALOG].settings.trash_days
+    async with pool.acquire() as conn, conn.transaction():
+        trash_id = await trash.move_annotations(conn, iid, sorted(set(ids)),
+                                                principal.user_id if principal else None, days)
+    return json_response({"deleted": len(rows), "trash_id": trash_id})
 
 
 # -- queries -------------------------------------------------------------------------

@@ -147,9 +147,11 @@ async def share_principal(app: web.Application, token: str) -> Principal | None:
     cached = state.principals.get(key, _MISS)
     if cached is not _MISS:
         return cached
+    # One round trip checks the link and records its use (for the links page).
     row = await app[DB_POOL].fetchrow(
-        """SELECT id, image_id, project_id, created_by FROM share_links
-           WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()""", payload["i"])
+        """UPDATE share_links SET last_used_at = now()
+           WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()
+           RETURNING id, image_id, project_id, created_by""", payload["i"])
     principal = None
     if row is not None and await _creator_may_share(app, row):
         principal = Principal(None, None, False, "share",

@@ -19,7 +19,10 @@ IMAGE_COLUMNS = """i.id, i.name, i.source_filename, i.format, i.width, i.height,
     CASE WHEN i.status = 'failed' THEN (SELECT j.error FROM jobs j WHERE j.image_id = i.id
                                         ORDER BY j.id DESC LIMIT 1) END AS error,
     i.tags, (SELECT jsonb_object_agg(p.key, p.value) FROM image_properties p
-             WHERE p.image_id = i.id) AS properties"""
+             WHERE p.image_id = i.id) AS properties,
+    (SELECT jsonb_build_object('id', d.id, 'name', d.name) FROM images d
+      WHERE i.checksum IS NOT NULL AND d.checksum = i.checksum AND d.id < i.id
+        AND d.home_project_id = i.home_project_id ORDER BY d.id LIMIT 1) AS duplicate_of"""
 
 SORTS = {"id": "i.id", "name": "lower(i.name)", "created_at": "i.created_at",
          "updated_at": "i.updated_at"}
@@ -33,6 +36,8 @@ def image_json(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     out["error"] = row["error"] if "error" in row.keys() else None
     out["tags"] = list(row["tags"]) if "tags" in row.keys() else []
     out["properties"] = (row["properties"] if "properties" in row.keys() else None) or {}
+    # The same file (checksum) uploaded earlier into the same project, if any.
+    out["duplicate_of"] = row["duplicate_of"] if "duplicate_of" in row.keys() else None
     i = row["id"]
     out["urls"] = {"dzi": f"/dzi/{i}.dzi", "iiif": f"/iiif/3/{i}/info.json",
                    "thumbnail": f"/images/{i}/thumbnail.jpg", "viewer": f"/viewer/{i}"}

@@ -18,6 +18,8 @@ from catalog.openapi_parts import obj as _obj
 from catalog.openapi_parts import operation, ref
 from catalog.openapi_parts import path_param as _path_id
 from catalog.openapi_parts import query_param as _q
+from catalog.openapi_trash import PATHS as TRASH_PATHS
+from catalog.openapi_trash import SCHEMAS as TRASH_SCHEMAS
 
 
 def _str(max_len: int, min_len: int = 1, **kw: Any) -> dict[str, Any]:
@@ -38,7 +40,8 @@ def _page(item: str) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string"}, "detail": {}}, closed=False),
     "User": _obj({"id": _ID, "username": {"type": "string"}, "is_admin": {"type": "boolean"},
-                  "created_at": _TS, "disabled": {"type": "boolean"}}),
+                  "created_at": _TS, "disabled": {"type": "boolean"},
+                  "last_login_at": _TS_NULL}),
     "UserUpdate": _obj({"disabled": {"type": "boolean"}}, required=["disabled"]),
     "PasswordChange": _obj({"current_password": _str(1024),
                             "new_password": _str(1024, min_len=8)},
@@ -82,6 +85,10 @@ SCHEMAS: dict[str, Any] = {
         "version": {"type": "string"}, "created_at": _TS, "updated_at": _TS,
         "error": {"type": ["string", "null"],
                   "description": "why the conversion failed (status 'failed'), else null"},
+        "duplicate_of": {"anyOf": [_obj({"id": _ID, "name": {"type": "string"}}),
+                                   {"type": "null"}],
+                         "description": "an earlier image of the same home project made "
+                                        "from the same file (same checksum)"},
         "urls": _obj({"dzi": {"type": "string"}, "iiif": {"type": "string"},
                       "thumbnail": {"type": "string"}, "viewer": {"type": "string"}}),
         "tags": {"type": "array", "items": {"type": "string"}},
@@ -108,6 +115,7 @@ SCHEMAS: dict[str, Any] = {
                        "created_by": {"type": ["integer", "null"]},
                        "created_by_name": {"type": ["string", "null"]}, "created_at": _TS,
                        "expires_at": _TS, "revoked_at": _TS_NULL,
+                       "last_used_at": _TS_NULL,
                        "token": {"type": "string"}, "url": {"type": "string"}},
                       required=["id", "image_id", "project_id", "created_at", "expires_at",
                                 "revoked_at"]),
@@ -215,7 +223,8 @@ def _paths() -> dict[str, Any]:
             "get": _op("One project", "Project", params=[pid]),
             "patch": _op("Change a project (manager)", "Project", body="ProjectUpdate",
                          params=[pid], extra=_C409),
-            "delete": _op("Delete a project (manager); images stay", None, "204",
+            "delete": _op("Move a project to the trash (manager): its members, terms, "
+                          "annotations and image links go with it; images stay", None, "204",
                           params=[pid])},
         "/api/projects/{project_id}/members": {
             "get": _op("Members and roles (members and admins only)", "MemberPage",
@@ -242,7 +251,8 @@ def _paths() -> dict[str, Any]:
         "/api/images/{image_id}": {
             "get": _op("One image", "Image", params=[iid]),
             "patch": _op("Rename (contributor)", "Image", body="ImageUpdate", params=[iid]),
-            "delete": _op("Delete the image and its files (manager or uploader)", None, "204",
+            "delete": _op("Move the image to the trash with its annotations (manager or "
+                          "uploader); files stay until the purge", None, "204",
                           params=[iid], extra=_C409)},
         "/api/images/{image_id}/signed-url": {
             "post": _op("A short-lived signed token for tile/IIIF/DZI URLs of a private image",
@@ -326,7 +336,7 @@ def build_spec(extra_paths: dict[str, Any] | None = None,
                                 "authenticated writes need the X-CSRF-Token header."},
         "servers": [{"url": "/"}],
         "components": {
-            "schemas": {**SCHEMAS, **(extra_schemas or {})},
+            "schemas": {**SCHEMAS, **TRASH_SCHEMAS, **(extra_schemas or {})},
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "microtome_session"},
                 "apiKey": {"type": "http", "scheme": "bearer"},
@@ -334,7 +344,7 @@ def build_spec(extra_paths: dict[str, Any] | None = None,
             },
         },
         "security": [{"session": []}, {"apiKey": []}, {"share": []}, {}],
-        "paths": {**_paths(), **(extra_paths or {})},
+        "paths": {**_paths(), **TRASH_PATHS, **(extra_paths or {})},
     }
 
 

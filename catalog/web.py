@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,8 +20,10 @@ from catalog import (
     api_projects,
     api_share,
     api_tile_urls,
+    api_trash,
     collab_web,
     dask_jobs,
+    trash,
     tus,
 )
 from catalog.access import ACCESS, require_admin, setup_access
@@ -97,6 +100,12 @@ def _apply_event(app: web.Application) -> Callable[[str, Any], None]:
                 principals.clear()
 
     return apply
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _close_image(app: web.Application, image_id: int) -> None:
@@ -189,6 +198,9 @@ def setup_catalog(app: web.Application, settings: Settings, *,
                 log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))
             app[DB_POOL] = pool
             await stack.enter_async_context(listening(dsn, pool, events))
+            await trash.enqueue_purge(pool)  # what fell due while the server was down
+            stack.push_async_callback(_cancel, asyncio.create_task(
+                trash.purge_scheduler(pool)))
             pool_of_workers = None
             if settings.job_workers > 0:
                 await dask_jobs.report(settings.dask_scheduler)
@@ -216,3 +228,4 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     app.router.add_routes(api_jobs.routes())
     app.router.add_routes(tus.routes())
     app.router.add_routes(api_tile_urls.routes())
+    app.router.add_routes(api_trash.routes())

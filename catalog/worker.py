@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from catalog import jobs, scanner_props
+from catalog import jobs, scanner_props, trash
 from catalog.dask_jobs import with_scheduler
 from catalog.db import connect
 from catalog.images import mark_ready
@@ -111,6 +111,8 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
                       remote: str = "") -> str:
     """Run one claimed job to its end; returns the job's new status ('lost' when
     another attempt took the job over meanwhile: then nothing is published)."""
+    if job["kind"] == trash.PURGE_KIND:
+        return await trash.run_purge_job(conn, job, images_dir, remote or None)
     src, image_id = Path(job["source_path"]), job["image_id"]
     if image_id is None:  # the image was deleted after the job was queued
         await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now()"

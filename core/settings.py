@@ -32,6 +32,8 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
 KNOWN |= {"MICROTOME_TILE_URLS", "MICROTOME_DASK_SCHEDULER"}
 # Analysis apps (issue 16): workers `microtome serve` starts beside itself.
 KNOWN |= {"MICROTOME_LOCAL_WORKERS"}
+# Trash (deleted projects, images, annotation sets): days kept before the purge job.
+KNOWN |= {"MICROTOME_TRASH_DAYS"}
 
 
 class SettingsError(SystemExit):
@@ -140,6 +142,8 @@ class Settings:
     #: `microtome worker` processes `serve` starts for queued analyses (0 = none:
     #: analyses then wait for a worker started elsewhere).
     local_workers: int = 1
+    #: Trash: days a deleted project, image or annotation set stays restorable.
+    trash_days: int = 30
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     # --- Scale-out (issue 18) -------------------------------------------------
@@ -398,6 +402,8 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         # analysis apps (issue 16)
         "local_workers": env.int("MICROTOME_LOCAL_WORKERS", 1, maximum=64),
         "collab": collab_settings_from_env(env),
+        # Trash: 0 purges at the next run of the purge job (every hour).
+        "trash_days": env.int("MICROTOME_TRASH_DAYS", 30, maximum=36500),
     }
     values.update(overrides)
     if "secret_key" not in values:

@@ -34,6 +34,7 @@ PAGES: dict[str, str] = {
     "/share/{token}": "viewer.html",
     "/keys": "keys.html",
     "/links": "links.html",
+    "/trash": "trash.html",
 }
 
 _PAGE_HEADERS = {

@@ -8,7 +8,18 @@ from typing import Any, TypeVar
 
 from .collab import ClientCollab
 from .image import Image
-from .models import Analysis, Annotation, ApiKey, App, Job, Record, ShareLink, Term, User
+from .models import (
+    Analysis,
+    Annotation,
+    ApiKey,
+    App,
+    Job,
+    Record,
+    ShareLink,
+    Term,
+    TrashItem,
+    User,
+)
 from .project import Project
 from .transport import RetryPolicy, Transport
 
@@ -251,6 +262,33 @@ class AsyncClient(ClientCollab):
         """What a share token grants (its images), as the server describes it."""
         return await self.t.json("GET", "/api/share",  # type: ignore[no-any-return]
                                  headers={"X-Share-Token": token}, auth=False)
+
+    # -- trash -----------------------------------------------------------------------
+    def trash(self, kind: str | None = None, page_size: int = 100) -> AsyncIterator[TrashItem]:
+        """Deleted projects, images and annotation sets I may restore (newest first)."""
+        return self.paginate("/api/trash", TrashItem, {"kind": kind} if kind else None,
+                             page_size=page_size)
+
+    async def restore(self, item: int | TrashItem, force: bool = False) -> dict[str, Any]:
+        """Put a trash item back exactly; ``force`` restores what can be when a project
+        or image it belonged to was purged (the answer's ``dropped`` says what not)."""
+        await self._ensure_login()
+        return await self.t.json(  # type: ignore[no-any-return]
+            "POST", f"/api/trash/{_id(item)}/restore",
+            params={"force": "true"} if force else None)
+
+    async def purge(self, item: int | TrashItem) -> None:
+        """Remove a trash item for good (its files too)."""
+        await self._delete(f"/api/trash/{_id(item)}")
+
+    async def delete_preview(self, *, project: int | Project | None = None,
+                             image: int | Image | None = None) -> dict[str, Any]:
+        """What deleting this project or image would take: images, annotations, authors."""
+        await self._ensure_login()
+        params = ({"project_id": _id(project)} if project is not None
+                  else {"image_id": _id(image)})
+        return await self.t.json("GET", "/api/trash/preview",  # type: ignore[no-any-return]
+                                 params=params)
 
     # -- terms and annotations by id -------------------------------------------------
     async def update_term(self, project_id: int, term_id: int, **changes: Any) -> Term:

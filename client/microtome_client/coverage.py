@@ -131,6 +131,10 @@ COVERAGE: dict[str, str] = {
     "GET /api/images/{image_id}/activity": "Image.activity",
     "GET /api/images/{image_id}/activity/sessions": "Image.activity_sessions",
     "GET /api/projects/{project_id}/dashboard": "Project.dashboard",
+    "GET /api/trash": "AsyncClient.trash",
+    "GET /api/trash/preview": "AsyncClient.delete_preview",
+    "POST /api/trash/{trash_id}/restore": "AsyncClient.restore",
+    "DELETE /api/trash/{trash_id}": "AsyncClient.purge",
 }
 
 #: Pixel routes (not in the OpenAPI document) the client uses.

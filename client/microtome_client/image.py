@@ -31,6 +31,8 @@ class Image(ImageCollab, Record):
     status: str = ""
     #: Why a failed image failed (in words a user understands).
     error: str | None = None
+    #: {"id", "name"} of an earlier image of the same project made from the same file.
+    duplicate_of: dict[str, Any] | None = None
     version: str = ""
     created_at: str | None = None
     updated_at: str | None = None

@@ -53,6 +53,8 @@ class User(Record):
     created_at: str | None = None
     #: An administrator disabled the account (its sessions and keys ended).
     disabled: bool = False
+    #: When the account last logged in (None: never); shown to administrators.
+    last_login_at: str | None = None
 
 
 @dataclass
@@ -190,11 +192,36 @@ class ShareLink(Record):
     created_at: str | None = None
     expires_at: str | None = None
     revoked_at: str | None = None
+    #: When the link was last used (None: never).
+    last_used_at: str | None = None
     token: str | None = None
     url: str | None = None
 
     async def revoke(self) -> None:
         await self.client.revoke_share_link(self.id)
+
+
+@dataclass
+class TrashItem(Record):
+    """A deleted project, image or set of annotations, restorable until ``purge_after``."""
+
+    id: int = 0
+    kind: str = ""  # "project" | "image" | "annotations"
+    name: str = ""
+    ids: list[int] = field(default_factory=list)
+    project_id: int | None = None
+    image_id: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    deleted_at: str | None = None
+    purge_after: str | None = None
+    deleted_by: int | None = None
+    deleted_by_name: str | None = None
+
+    async def restore(self, force: bool = False) -> dict[str, Any]:
+        return await self.client.restore(self.id, force=force)
+
+    async def purge(self) -> None:
+        await self.client.purge(self.id)
 
 
 @dataclass

@@ -1,10 +1,12 @@
 // Project page: image grid (search, sort, pages), uploads with progress, members.
 import { api, ApiError, items } from "./api.js";
+import { confirmDelete } from "./deleting.js";
 import { imageCard } from "./images.js";
 import { decorateGrid, setupReview } from "./project_review.js";
 import { setupProjectAnnotations } from "./project_annotations.js";
 import { TusUpload } from "./tus.js";
 import { applyPropertyParams, decorateCards, setupPropertyFilter } from "./propfilter.js";
+import { refusal, sameNameIn, showRefusal } from "./uploadcheck.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
@@ -90,7 +92,8 @@ export async function loadImages() {
     projectId: state.id,
     onRename: can("contributor") ? renameImage : null,
     onRetry: can("contributor") ? retryImage : null,
-    onDelete: can("manager") ? deleteImage : null,
+    // Contributors may delete what they uploaded: offered on failed images.
+    onDelete: can("contributor") ? deleteImage : null, deleteAny: can("manager"),
   };
   $("#grid").replaceChildren(...(list.length ? list.map((im) => imageCard(im, actions))
     : [el("p", { class: "empty" }, state.q ? "No image matches this search." : "No images yet. Drop slide files above to upload them.")]));
@@ -126,17 +129,17 @@ async function retryImage(im) {
 }
 
 async function deleteImage(im) {
-  if (!confirm(`Delete "${im.name}" and its annotations? This cannot be undone.`)) return;
   try {
+    if (!await confirmDelete({ kind: "image", id: im.id, name: im.name })) return;
     await api(`images/${im.id}`, { method: "DELETE" });
-    toast("Image deleted");
+    toast("Image moved to the trash");
     loadImages();
   } catch (e) { toast(`Delete failed: ${e.message}`, "error"); }
 }
 
 async function deleteProject() {
-  if (!confirm(`Delete project "${state.project.name}"? Its images stay in the catalog.`)) return;
   try {
+    if (!await confirmDelete({ kind: "project", id: state.id, name: state.project.name })) return;
     await api(`projects/${state.id}`, { method: "DELETE" });
     location.assign("/");
   } catch (e) { toast(`Delete failed: ${e.message}`, "error"); }
@@ -195,6 +198,19 @@ function uploadOne(file) {
       action.onclick = run;
     }
   };
+  checkFirst(file, row, status, bar, action, run);
+}
+
+// Refused before a byte is sent when the browser can tell why; a file of the same
+// name already in the project asks first.
+async function checkFirst(file, row, status, bar, action, run) {
+  const why = await refusal(file);
+  if (why) { showRefusal(row, status, bar, action, why); return; }
+  const same = await sameNameIn(state.id, file);
+  if (same && !confirm(`"${file.name}" is already in this project (image "${same.name}"). Upload a second copy?`)) {
+    showRefusal(row, status, bar, action, `already in this project as "${same.name}"`);
+    return;
+  }
   run();
 }
 
