@@ -66,6 +66,11 @@ async def test_upload_convert_serve_delete_in_s3(aiohttp_client: ClientFactory, 
         ref = await ref_client.get(f"/dzi/cmu_files/{path}")
         assert (ours.status, ref.status) == (200, 200)
         assert await ours.read() == await ref.read(), path
-    # Deleting the image removes its objects.
+    # Deleting the image moves it to the trash (its objects stay, restorable);
+    # purging it removes its objects.
     await call(client, alice, "DELETE", f"/api/images/{image_id}", expect=204)
+    assert list(open_store(f"{url}/{image_id}").list())
+    _, trash = await call(client, alice, "GET", "/api/trash", expect=200)
+    item = next(t for t in trash["items"] if t["kind"] == "image")
+    await call(client, alice, "DELETE", f"/api/trash/{item['id']}", expect=204)
     assert list(open_store(f"{url}/{image_id}").list()) == []
