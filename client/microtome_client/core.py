@@ -105,6 +105,10 @@ class AsyncClient(ClientCollab):
         body = await self.t.json("GET", "/api/session")
         return User.from_json(body["user"], self)
 
+    async def tile_urls(self) -> list[str]:
+        """Tile base URLs the server hands out (MICROTOME_TILE_URLS); empty: its own origin."""
+        return [str(u) for u in (await self.t.json("GET", "/api/tile-urls"))["items"]]
+
     async def needs_setup(self) -> bool:
         return bool((await self.t.json("GET", "/api/setup"))["needs_setup"])
 

@@ -26,6 +26,7 @@ COVERAGE: dict[str, str] = {
     "GET /api/setup": "AsyncClient.needs_setup",
     "POST /api/setup": "AsyncClient.setup",
     "GET /api/session": "AsyncClient.me",
+    "GET /api/tile-urls": "AsyncClient.tile_urls",
     "POST /api/session": "AsyncClient.login",
     "DELETE /api/session": "AsyncClient.logout",
     "GET /api/users": "AsyncClient.users",

@@ -28,23 +28,31 @@ async function signedIdent(state) {
   }
 }
 
-/** Spread the open image's tile URLs across the configured bases (if any). */
+/** Spread the open image's tile URLs across the configured bases (if any),
+ *  now and for every tile source opened later (filters, planes and channels
+ *  reload the source). */
 export async function shardTiles(state) {
   let bases = [];
   try { bases = (await api("tile-urls", { noRedirect: true })).items || []; } catch { return 0; }
-  const item = state.viewer && state.viewer.world.getItemAt(0);
-  if (!bases.length || !item) return 0;
+  const viewer = state.viewer;
+  if (!bases.length || !viewer) return 0;
   const ident = await signedIdent(state);
   if (!ident) return 0;
-  const source = item.source;
-  const original = source.getTileUrl.bind(source);
   const from = `/dzi/${encodeURIComponent(state.id)}_files/`;
   const to = `/dzi/${encodeURIComponent(ident)}_files/`;
-  source.getTileUrl = (level, x, y) => {
-    const url = original(level, x, y);
-    const path = url.startsWith(from) ? to + url.slice(from.length) : url;
-    return path.startsWith("/") ? pickBase(bases, level, x, y) + path : path;
+  const patch = (item) => {
+    const source = item && item.source;
+    if (!source || source.microtomeSharded) return;
+    const original = source.getTileUrl.bind(source);
+    source.getTileUrl = (level, x, y) => {
+      const url = original(level, x, y);
+      const path = url.startsWith(from) ? to + url.slice(from.length) : url;
+      return path.startsWith("/") ? pickBase(bases, level, x, y) + path : path;
+    };
+    source.microtomeSharded = true;
   };
+  for (let i = 0; i < viewer.world.getItemCount(); i++) patch(viewer.world.getItemAt(i));
+  viewer.world.addHandler("add-item", (e) => patch(e.item));
   window.microtome.tileBases = bases;
   return bases.length;
 }
