@@ -18,7 +18,7 @@ FIND_PYTHON = for c in python3.12 python3.13 python3 $$(ls -d $${PYENV_ROOT:-$$H
 	  $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; \
 	done
 
-.PHONY: help run serve test lint lock bench bench-quick clean samples deps chromium
+.PHONY: help run serve test lint lock bench bench-quick clean samples deps chromium haproxy
 
 help:
 	@echo "make run    - set everything up, convert the sample slides, serve http://$(HOST):$(PORT)"
@@ -44,7 +44,7 @@ $(VENV)/.installed: pyproject.toml client/pyproject.toml requirements-dev.lock
 # Re-resolve requirements-dev.lock after changing dependencies in either pyproject.toml.
 lock: $(VENV)/.installed
 	$(PY) -m pip install --quiet uv
-	$(VENV)/bin/uv pip compile pyproject.toml client/pyproject.toml --extra dev --extra all \
+	UV_CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/uv pip compile pyproject.toml client/pyproject.toml --extra dev --extra all \
 	  --python-version 3.12 --python-platform x86_64-manylinux_2_28 -o requirements-dev.lock
 
 frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
@@ -65,13 +65,21 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's HAProxy: the load balancer of the scale-out tests (two `serve` and two
+# `tiles` processes behind it) and of the 1-vs-2 tile processes benchmark.
+haproxy:
+	@command -v haproxy >/dev/null || { \
+	  echo "installing Debian haproxy for the load-balancer tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq haproxy >/dev/null; }
+
 samples: deps
 	@$(PY) -m microtome.samples $(SAMPLES)
 
 run: deps samples
 	@$(PY) -m microtome serve --host $(HOST) --port $(PORT)
 
-test: deps chromium
+test: deps chromium haproxy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
@@ -85,7 +93,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
-bench: deps $(VENV)/.bench-installed
+bench: deps haproxy $(VENV)/.bench-installed
 	$(PY) -m bench
 
 bench-quick: deps $(VENV)/.bench-installed

@@ -38,17 +38,24 @@ def register(subparsers: Any) -> None:
                     "Needs an administrator's API key; MICROTOME_URL / MICROTOME_API_KEY "
                     "are not read: pass --server and --api-key.")
     p.add_argument("--server", required=True, metavar="URL")
-    p.add_argument("--api-key", required=True, metavar="KEY")
+    p.add_argument("--api-key", required=True, metavar="KEY",
+                   help="an administrator's API key; - reads it from standard input")
     p.add_argument("--apps", default=None, metavar="NAME[,NAME...]",
                    help="only these apps (default: every installed app)")
+    p.add_argument("--wait", type=float, default=20.0, metavar="S",
+                   help="long-poll: each claim waits up to S seconds on the server for an "
+                        "analysis to be queued, and starts it at once (default 20; 0 = poll)")
     p.add_argument("--poll", type=float, default=1.0, metavar="S",
-                   help="seconds between claims when the queue is empty (default 1)")
+                   help="with --wait 0: seconds between claims when the queue is empty")
     p.add_argument("--once", action="store_true",
                    help="run at most one analysis, then exit (scripts, tests)")
     p.add_argument("--name", default=None, help="worker name shown in the analysis log")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="threads per analysis for apps that work tile by tile "
                         "(default: all cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="run the analyses on this dask.distributed cluster "
+                        "(default: MICROTOME_DASK_SCHEDULER, else here)")
     p.set_defaults(func=run_worker_cli)
 
 
@@ -63,6 +70,8 @@ class Heartbeat:
         self.progress_value = 0.0
         self.pending: list[str] = []
         self.cancelled = False
+        #: The analysis no longer exists (deleted, or its image was): stop like a cancel.
+        self.gone = False
         self.timed_out = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,7 +104,13 @@ class Heartbeat:
         return text
 
     def beat(self) -> None:
-        a = self.client.report_analysis(self.id, self.progress_value, self.flush())
+        from microtome_client import NotFound
+
+        try:
+            a = self.client.report_analysis(self.id, self.progress_value, self.flush())
+        except NotFound:
+            self.gone = self.cancelled = True
+            return
         self.cancelled = a.status == "cancelled"
 
     def _loop(self) -> None:
@@ -107,52 +122,80 @@ class Heartbeat:
 
 
 def process(client: Any, analysis: Any, installed: dict[str, App],
-            heartbeat_s: float = HEARTBEAT_S, threads: int = 1) -> str:
-    """Run one claimed analysis to its end; returns its final status."""
+            heartbeat_s: float = HEARTBEAT_S, threads: int = 1,
+            server: tuple[str, str] | None = None) -> str:
+    """Run one claimed analysis to its end; returns its final status.
+
+    With ``server`` (URL, API key) the app runs in a child process that is
+    killed past the app's timeout (see isolated.py); without, in this thread,
+    stopped at its next ``ctx.check()``.
+    """
     from .descriptor import validate_params
-    from .remote import ClientRaster
+    from .isolated import ChildFailed, Job, TimedOut, run_isolated
 
     try:
         app = get_app(analysis.app, analysis.version, installed)
     except AnalysisError as e:
         return client.finish_analysis(analysis.id, "failed", error=e.message,
                                       attempt=analysis.attempts).status
-    with Heartbeat(client, analysis.id, app.descriptor.timeout, heartbeat_s) as hb:
+    timeout = app.descriptor.timeout
+    with Heartbeat(client, analysis.id, timeout, heartbeat_s) as hb, \
+            tempfile.TemporaryDirectory(prefix="microtome-worker-") as tmp:
+        path = Path(tmp) / "results.geojson"
         try:
             params = validate_params(app.descriptor, analysis.params)
             image = client.image(analysis.image_id)
-            region = Region(**analysis.region) if analysis.region else None
-            features, prov = run_app(app, ClientRaster(image), params, region,
-                                     on_progress=hb.progress, on_log=hb.log,
-                                     should_stop=hb.should_stop, workers=max(1, threads))
-            with tempfile.TemporaryDirectory(prefix="microtome-worker-") as tmp:
-                path = Path(tmp) / "results.geojson"
-                write_geojson(path, features, prov)
-                image.import_annotations(
-                    path, producer=f"analysis:{analysis.id}/{analysis.attempts}")
-            hb.log(f"{len(features)} objects in {prov['seconds']:.1f} s")
+            if server is not None:
+                job = Job(app, server[0], server[1], analysis.image_id, params,
+                          analysis.region, str(path), max(1, threads))
+                count, seconds = run_isolated(job, hb, timeout)
+            else:
+                count, seconds = _in_thread(app, image, params, analysis.region, hb,
+                                            threads, path)
+            image.import_annotations(
+                path, producer=f"analysis:{analysis.id}/{analysis.attempts}")
+            hb.log(f"{count} objects in {seconds:.1f} s")
             return client.finish_analysis(analysis.id, "done", log=hb.flush(),
                                           attempt=analysis.attempts).status
-        except Cancelled:
-            if hb.timed_out:
-                msg = f"timed out after {app.descriptor.timeout:g} s"
-                return client.finish_analysis(analysis.id, "failed", error=msg,
-                                              log=hb.flush(), attempt=analysis.attempts).status
-            return "cancelled"
+        except (Cancelled, TimedOut) as e:
+            if isinstance(e, TimedOut) or hb.timed_out:
+                msg = e.message if isinstance(e, TimedOut) else f"timed out after {timeout:g} s"
+                hb.log(f"{msg}: the app was stopped")
+                return _fail(client, analysis, msg, hb.flush(), "")
+            return "gone" if hb.gone else "cancelled"
         except Exception as e:
+            if hb.gone:  # the analysis or its image was deleted: nothing to report
+                return "gone"
             msg = e.message if isinstance(e, AnalysisError) else f"{type(e).__name__}: {e}"
-            try:
-                return client.finish_analysis(analysis.id, "failed", error=msg, log=hb.flush(),
-                                              traceback=traceback.format_exc(),
-                                              attempt=analysis.attempts).status
-            except Exception as e2:  # e.g. cancelled meanwhile (409): nothing to keep
-                print(f"analysis {analysis.id}: {e2}", file=sys.stderr)
-                return "failed"
+            trace = e.trace if isinstance(e, ChildFailed) else traceback.format_exc()
+            return _fail(client, analysis, msg, hb.flush(), trace)
+
+
+def _in_thread(app: App, image: Any, params: dict[str, Any], region: dict[str, int] | None,
+               hb: Heartbeat, threads: int, path: Path) -> tuple[int, float]:
+    from .remote import ClientRaster
+
+    features, prov = run_app(app, ClientRaster(image), params,
+                             Region(**region) if region else None,
+                             on_progress=hb.progress, on_log=hb.log,
+                             should_stop=hb.should_stop, workers=max(1, threads))
+    write_geojson(path, features, prov)
+    return len(features), float(prov["seconds"])
+
+
+def _fail(client: Any, analysis: Any, msg: str, log: str, trace: str) -> str:
+    try:
+        return str(client.finish_analysis(analysis.id, "failed", error=msg, log=log,
+                                          traceback=trace, attempt=analysis.attempts).status)
+    except Exception as e2:  # e.g. cancelled or deleted meanwhile: nothing to keep
+        print(f"analysis {analysis.id}: {e2}", file=sys.stderr)
+        return "failed"
 
 
 def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: bool = False,
                poll: float = 1.0, name: str | None = None, threads: int = 1,
-               stop: threading.Event | None = None) -> int:
+               stop: threading.Event | None = None, wait: float = 20.0,
+               isolate: bool = True) -> int:
     from microtome_client import Client
 
     installed = available_apps()
@@ -166,13 +209,17 @@ def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: b
     stop = stop or threading.Event()
     with Client(url, api_key=api_key) as client:
         while not stop.is_set():
-            analysis = client.claim_analysis(sorted(installed), worker=name)
+            # A long-poll: the server answers as soon as an analysis is queued
+            # (LISTEN/NOTIFY there), so an idle worker starts within a second.
+            analysis = client.claim_analysis(sorted(installed), worker=name,
+                                             wait=0.0 if once else wait)
             if analysis is None:
                 if once:
                     return 0
-                stop.wait(poll)
+                stop.wait(poll if wait <= 0 else 0.05)
                 continue
-            status = process(client, analysis, installed, threads=threads)
+            status = process(client, analysis, installed, threads=threads,
+                             server=(url, api_key) if isolate else None)
             print(f"analysis {analysis.id} ({analysis.app}): {status}", file=sys.stderr)
             if once:
                 return 0 if status == "done" else 1
@@ -181,9 +228,20 @@ def run_worker(url: str, api_key: str, apps: list[str] | None = None, *, once: b
 
 def run_worker_cli(args: argparse.Namespace) -> int:
     apps = [a.strip() for a in args.apps.split(",") if a.strip()] if args.apps else None
+    # "-": the key arrives on stdin (the local workers of `serve`), not on the
+    # command line where every local user could read it.
+    key = sys.stdin.readline().strip() if args.api_key == "-" else args.api_key
     try:
-        return run_worker(args.server, args.api_key, apps, once=args.once, poll=args.poll,
-                          name=args.name, threads=args.threads)
+        from core.settings import dask_scheduler_from_env
+
+        scheduler = getattr(args, "scheduler", None) or dask_scheduler_from_env()
+        if scheduler:  # scale-out hook: analysis/dask_exec.py
+            from .dask_exec import run_on_cluster
+
+            return run_on_cluster(scheduler, args.server, key, apps, once=args.once,
+                                  poll=args.poll, name=args.name, threads=args.threads)
+        return run_worker(args.server, key, apps, once=args.once, poll=args.poll,
+                          name=args.name, threads=args.threads, wait=args.wait)
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -426,21 +426,27 @@ def export_features(rows: Sequence[Any], term_info: dict[int, tuple[str, str]]) 
 
 async def export_chunks(conn: asyncpg.Connection | asyncpg.Pool, image_id: int,
                         project_id: int | None, term_info: dict[int, tuple[str, str]],
-                        executor: Executor | None = None, batch: int = BATCH
-                        ) -> AsyncIterator[bytes]:
-    """The FeatureCollection in pieces, walking the image's annotations by id."""
+                        executor: Executor | None = None, batch: int = BATCH,
+                        analysis_id: int | None = None) -> AsyncIterator[bytes]:
+    """The FeatureCollection in pieces, walking the image's annotations by id
+    (only one analysis' results when `analysis_id` is given)."""
     loop = asyncio.get_running_loop()
     yield b'{"type": "FeatureCollection", "features": [\n'
     after = 0
     first = True
     cond = "a.image_id = $1 AND a.id > $2"
     args: list[Any] = [image_id]
+    extra: list[Any] = []
     if project_id is not None:
-        cond += " AND a.project_id = $4"
+        extra.append(project_id)
+        cond += f" AND a.project_id = ${3 + len(extra)}"
+    if analysis_id is not None:
+        extra.append(analysis_id)
+        cond += f" AND a.analysis_id = ${3 + len(extra)}"
     while True:
         rows = await conn.fetch(
             f"SELECT {store.COLS} FROM annotations a WHERE {cond} ORDER BY a.id LIMIT $3",
-            *args, after, batch, *([project_id] if project_id is not None else []))
+            *args, after, batch, *extra)
         if not rows:
             break
         body = await loop.run_in_executor(executor, export_features, rows, term_info)

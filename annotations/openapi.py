@@ -58,11 +58,17 @@ SCHEMAS: dict[str, Any] = {
         "properties": _obj({
             "image_id": _ID, "project_id": _NID, "user_id": _NID,
             "producer": {"type": ["string", "null"]}, "kind": {"enum": _KINDS},
+            "analysis_id": {"type": ["integer", "null"],
+                            "description": "the analysis that produced it (a result)"},
             "shape": {"type": ["object", "null"]},
             "terms": {"type": "array", "items": _ID},
             "n_vertices": {"type": "integer"}, "area_px": {"type": "number"},
             "perimeter_px": {"type": "number"}, "area_um2": _NUM_N, "perimeter_um": _NUM_N,
-            "data": {"type": "object"}, "created_at": _TS, "updated_at": _TS})},
+            "data": {"type": "object"}, "created_at": _TS, "updated_at": _TS,
+            "review_status": {"enum": ["pending", "accepted", "rejected"]},
+            "reviewed_by": _NID, "reviewed_at": {"type": ["string", "null"],
+                                                 "format": "date-time"},
+            "review_reason": {"type": ["string", "null"]}})},
         description="One annotation as a GeoJSON Feature. " + COORDS),
     "AnnotationCreate": _obj({
         "geometry": _ref("GeoJSONGeometry"), "shape": _ref("Shape"),
@@ -79,7 +85,10 @@ SCHEMAS: dict[str, Any] = {
                                              "items": _ref("AnnotationCreate")},
                              "project_id": _ID}, required=["annotations"]),
     "AnnotationIds": _obj({"ids": {"type": "array", "items": _ID}}),
-    "Deleted": _obj({"deleted": {"type": "integer", "minimum": 0}}),
+    "Deleted": _obj({"deleted": {"type": "integer", "minimum": 0},
+                     "trash_id": {"type": "integer", "minimum": 1,
+                                  "description": "the trash item holding them"}},
+                    required=["deleted"]),
     "AnnotationSearch": _obj({
         "geometry": _ref("GeoJSONGeometry"),
         "predicate": {"enum": ["intersects", "within", "contains"],
@@ -120,12 +129,27 @@ def _op(summary: str, ok: str | None, status: str = "200", body: str | None = No
 
 
 _IDS = {"type": "string", "pattern": r"^\d+(,\d+)*$"}
+#: The filters of the table, layers, counts and exports (beyond the viewport's).
+MORE_FILTERS = [
+    _q("status", {"type": "string"}, "comma-separated review states: pending, accepted, "
+       "rejected"),
+    _q("reviewed", {"type": "boolean"}, "only the reviewed layer (accepted annotations)"),
+    _q("analysis", _IDS, "made by any of these analysis runs"),
+    _q("layers", {"type": "string"}, "shown layers: comma-separated user:ID (drawn by; "
+       "user:0 = no author) and analysis:ID"),
+    _q("from", {"type": "string", "format": "date-time"}, "created at or after (ISO 8601)"),
+    _q("to", {"type": "string", "format": "date-time"}, "created before (ISO 8601)"),
+    _q("prop", {"type": "string"}, "a numeric property (dotted path, e.g. "
+       "measurements.area) that must exist; with prop_min / prop_max a range"),
+    _q("prop_min", {"type": "number"}), _q("prop_max", {"type": "number"}),
+]
 FILTERS = [
     _q("bbox", {"type": "string"}, "x0,y0,x1,y1 in level-0 pixels (default: whole image). "
        + COORDS),
     _q("term", _IDS, "any of these term ids"), _q("user", _IDS, "any of these authors"),
     _q("kind", {"type": "string"}, "comma-separated kinds"), _q("producer", {"type": "string"}),
     _q("project", _ID), _q("untermed", {"type": "boolean"}, "only annotations without a term"),
+    *MORE_FILTERS,
 ]
 _WRITE_Q = [_q("repair", {"type": "boolean", "default": True},
                "repair invalid polygons with make_valid (false: reject with the reason)"),
@@ -186,7 +210,8 @@ PATHS: dict[str, Any] = {
                     "AnnotationBatch", [_p("image_id"), *_WRITE_Q]),
     },
     "/api/images/{image_id}/annotations/delete": {
-        "post": _op("Delete many annotations (all or nothing)", "Deleted", "200",
+        "post": _op("Delete many annotations (all or nothing) into the trash, as one item",
+                    "Deleted", "200",
                     "AnnotationIds", [_p("image_id")]),
     },
     "/api/images/{image_id}/annotations/search": {

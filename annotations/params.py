@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,7 @@ def flag(q: Mapping[str, str], name: str, default: bool = False) -> bool:
         return True
     if raw.lower() in FALSE:
         return False
-    raise InvalidRequest(f"{name} must be true or false")
+    raise InvalidRequest(f"{name} must be true or false", {"field": name})
 
 
 def integer(q: Mapping[str, str], name: str, default: int | None, lo: int, hi: int
@@ -34,9 +35,9 @@ def integer(q: Mapping[str, str], name: str, default: int | None, lo: int, hi: i
     try:
         v = int(raw)
     except ValueError:
-        raise InvalidRequest(f"{name} must be an integer") from None
+        raise InvalidRequest(f"{name} must be an integer", {"field": name}) from None
     if not lo <= v <= hi:
-        raise InvalidRequest(f"{name} must be between {lo} and {hi}")
+        raise InvalidRequest(f"{name} must be between {lo} and {hi}", {"field": name})
     return v
 
 
@@ -47,9 +48,9 @@ def number(q: Mapping[str, str], name: str, default: float, lo: float, hi: float
     try:
         v = float(raw)
     except ValueError:
-        raise InvalidRequest(f"{name} must be a number") from None
+        raise InvalidRequest(f"{name} must be a number", {"field": name}) from None
     if not math.isfinite(v) or not lo <= v <= hi:
-        raise InvalidRequest(f"{name} must be between {lo} and {hi}")
+        raise InvalidRequest(f"{name} must be between {lo} and {hi}", {"field": name})
     return v
 
 
@@ -60,9 +61,10 @@ def id_list(q: Mapping[str, str], name: str) -> tuple[int, ...]:
     try:
         ids = tuple(int(v) for v in raw.split(","))
     except ValueError:
-        raise InvalidRequest(f"{name} must be a comma-separated list of ids") from None
+        raise InvalidRequest(f"{name} must be a comma-separated list of ids",
+                             {"field": name}) from None
     if len(ids) > 1000 or any(not 0 < v < 2**63 for v in ids):
-        raise InvalidRequest(f"{name}: at most 1000 positive ids")
+        raise InvalidRequest(f"{name}: at most 1000 positive ids", {"field": name})
     return ids
 
 
@@ -87,12 +89,69 @@ def filters(q: Mapping[str, str]) -> Filters:
     kinds = tuple(k for k in (q.get("kind") or "").split(",") if k)
     bad = [k for k in kinds if k not in KINDS]
     if bad:
-        raise InvalidRequest(f"unknown kind {bad[0]!r}", {"kinds": list(KINDS)})
+        raise InvalidRequest(f"unknown kind {bad[0]!r}", {"kinds": list(KINDS), "field": "kind"})
     producer = q.get("producer")
     return Filters(term_ids=id_list(q, "term"), user_ids=id_list(q, "user"), kinds=kinds,
                    producer=producer if producer else None,
                    project_id=integer(q, "project", None, 1, 2**63 - 1),
-                   untermed=flag(q, "untermed"))
+                   untermed=flag(q, "untermed"), **more_filters(q))
+
+
+STATUSES = ("pending", "accepted", "rejected")
+MAX_PROP_PATH = 200
+
+
+def when(q: Mapping[str, str], name: str) -> dt.datetime | None:
+    """An ISO 8601 date or date-time; without a zone it is UTC."""
+    raw = q.get(name)
+    if not raw:
+        return None
+    try:
+        v = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an ISO 8601 date or date-time",
+                             {"field": name}) from None
+    return v if v.tzinfo else v.replace(tzinfo=dt.UTC)
+
+
+def _layers(raw: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    users: list[int] = []
+    runs: list[int] = []
+    for part in raw.split(","):
+        if not part:
+            continue
+        kind, _, num = part.partition(":")
+        if kind not in ("user", "analysis") or not num.isdigit() or len(num) > 18:
+            raise InvalidRequest("layers must be a comma-separated list of user:ID and "
+                                 "analysis:ID (user:0 = no author)", {"field": "layers"})
+        (users if kind == "user" else runs).append(int(num))
+    return tuple(users), tuple(runs)
+
+
+def more_filters(q: Mapping[str, str]) -> dict[str, Any]:
+    """Review, layer, date and property-range filters (keyword arguments of Filters)."""
+    statuses = tuple(s for s in (q.get("status") or "").split(",") if s)
+    bad = [s for s in statuses if s not in STATUSES]
+    if bad:
+        raise InvalidRequest(f"unknown status {bad[0]!r}",
+                             {"field": "status", "statuses": list(STATUSES)})
+    out: dict[str, Any] = {"statuses": statuses, "analysis_ids": id_list(q, "analysis"),
+                           "created_from": when(q, "from"), "created_to": when(q, "to")}
+    if "layers" in q:
+        out["layer_users"], out["layer_analyses"] = _layers(q["layers"])
+        out["layers_set"] = True
+    prop = q.get("prop")
+    if prop:
+        path = tuple(prop.split("."))
+        if len(prop) > MAX_PROP_PATH or not all(path) or not prop.isprintable():
+            raise InvalidRequest("prop must be a property name, or a dotted path such as "
+                                 "measurements.area", {"field": "prop"})
+        lo = number(q, "prop_min", -math.inf, -math.inf, math.inf) if q.get("prop_min") else None
+        hi = number(q, "prop_max", math.inf, -math.inf, math.inf) if q.get("prop_max") else None
+        out.update(prop=path, prop_min=lo, prop_max=hi)
+    elif q.get("prop_min") or q.get("prop_max"):
+        raise InvalidRequest("prop_min and prop_max need prop", {"field": "prop"})
+    return out
 
 
 def body_filters(body: dict[str, Any]) -> Filters:

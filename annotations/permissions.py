@@ -63,7 +63,7 @@ async def check_edit(request: web.Request, row: asyncpg.Record | dict[str, Any])
         _exists, role = await access.image_role(request.app[DB_POOL], principal, row["image_id"])
     if role == "manager":
         return principal
-    if role == "contributor" and row["user_id"] == principal.user_id:
+    if role in ("contributor", "reviewer") and row["user_id"] == principal.user_id:
         return principal
     if role is None:
         raise NotFound("annotation not found")

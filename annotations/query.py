@@ -8,6 +8,7 @@ shape run in shapely on the index's candidates.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,9 @@ type Conn = asyncpg.Connection | asyncpg.Pool
 Box = tuple[float, float, float, float]
 
 #: Columns the viewport needs (kept small: this is the hot path).
-LIGHT_COLS = "a.id, a.geom, a.kind, a.term_ids, a.user_id"
+# analysis_id: the column comes with the analysis migrations (0200), which every
+# installation applies; results of an analysis form one layer in the viewer.
+LIGHT_COLS = "a.id, a.geom, a.kind, a.term_ids, a.user_id, a.analysis_id"
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,27 @@ class Filters:
     project_id: int | None = None
     untermed: bool = False                 # only annotations without a term
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Review states: 'pending' (not reviewed yet), 'accepted', 'rejected'.
+    statuses: tuple[str, ...] = ()
+    analysis_ids: tuple[int, ...] = ()
+    #: Layers to show (the viewer's layer panel): drawn by these authors (no
+    #: analysis) or made by these analyses; both empty = no layer filter.
+    layer_users: tuple[int, ...] = ()
+    layer_analyses: tuple[int, ...] = ()
+    layers_set: bool = False
+    created_from: dt.datetime | None = None
+    created_to: dt.datetime | None = None
+    #: A numeric property range: path into `properties` (e.g. measurements.area).
+    prop: tuple[str, ...] = ()
+    prop_min: float | None = None
+    prop_max: float | None = None
 
     @property
     def empty(self) -> bool:
         return not (self.term_ids or self.user_ids or self.kinds or self.untermed
-                    or self.producer is not None or self.project_id is not None)
+                    or self.producer is not None or self.project_id is not None
+                    or self.statuses or self.analysis_ids or self.layers_set
+                    or self.created_from or self.created_to or self.prop)
 
 
 def clamp_box(frame: ImageFrame, box: Box | None) -> Box | None:
@@ -67,7 +86,12 @@ def _where(frame: ImageFrame, box: Box, f: Filters, args: list[Any]) -> str:
     equality tempts the planner into scanning every row of the image.
     """
     args.append(index_box(frame.image_id, *box))
-    conds = [f"a.sbox && ${len(args)}::box"]
+    return " AND ".join([f"a.sbox && ${len(args)}::box", *conditions(f, args)])
+
+
+def conditions(f: Filters, args: list[Any]) -> list[str]:
+    """SQL conditions of the filters (no place); appends their parameters to `args`."""
+    conds = []
     if f.term_ids:
         args.append(list(f.term_ids))
         conds.append(f"a.term_ids && ${len(args)}::bigint[]")
@@ -85,7 +109,47 @@ def _where(frame: ImageFrame, box: Box, f: Filters, args: list[Any]) -> str:
     if f.project_id is not None:
         args.append(f.project_id)
         conds.append(f"a.project_id = ${len(args)}")
-    return " AND ".join(conds)
+    return conds + more_conditions(f, args)
+
+
+#: SQL of the review state (NULL in the table means not reviewed yet).
+STATUS_SQL = "COALESCE(a.review_status, 'pending')"
+
+
+def more_conditions(f: Filters, args: list[Any]) -> list[str]:
+    """Conditions of the review, layer, date and property filters (shared with the table)."""
+    conds = []
+    if f.statuses:
+        args.append(list(f.statuses))
+        conds.append(f"{STATUS_SQL} = ANY(${len(args)}::text[])")
+    if f.analysis_ids:
+        args.append(list(f.analysis_ids))
+        conds.append(f"a.analysis_id = ANY(${len(args)}::bigint[])")
+    if f.layers_set:
+        args += [list(f.layer_users), list(f.layer_analyses)]
+        u, an = len(args) - 1, len(args)
+        conds.append(f"((a.analysis_id IS NULL AND COALESCE(a.user_id, 0) = ANY(${u}::bigint[]))"
+                     f" OR a.analysis_id = ANY(${an}::bigint[]))")
+    if f.created_from is not None:
+        args.append(f.created_from)
+        conds.append(f"a.created_at >= ${len(args)}")
+    if f.created_to is not None:
+        args.append(f.created_to)
+        conds.append(f"a.created_at < ${len(args)}")
+    if f.prop:
+        args.append(list(f.prop))
+        k = len(args)
+        # CASE first: a property that is not a number never reaches the cast.
+        value = (f"(CASE WHEN jsonb_typeof(a.properties #> ${k}::text[]) = 'number' "
+                 f"THEN (a.properties #>> ${k}::text[])::float8 END)")
+        conds.append(f"{value} IS NOT NULL")
+        if f.prop_min is not None:
+            args.append(f.prop_min)
+            conds.append(f"{value} >= ${len(args)}")
+        if f.prop_max is not None:
+            args.append(f.prop_max)
+            conds.append(f"{value} <= ${len(args)}")
+    return conds
 
 
 async def count_upto(conn: Conn, frame: ImageFrame, box: Box, f: Filters, cap: int) -> int:

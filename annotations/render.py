@@ -85,14 +85,22 @@ def geometry_values(geoms: np.ndarray, precision: int | None, scale: float = 1.0
     return out
 
 
+def _light_props(r: Any) -> dict[str, Any]:
+    props = {"kind": r["kind"], "terms": r["term_ids"], "user_id": r["user_id"]}
+    analysis = r.get("analysis_id")
+    if analysis is not None:  # only results carry it: drawn shapes stay as small as before
+        props["analysis_id"] = analysis
+    return props
+
+
 def light_collection(rows: Sequence[Any], *, scale: float, precision: int | None,
                      next_after: int | None, extra: dict[str, Any]) -> bytes:
-    """A FeatureCollection of viewport rows (id, geom, kind, term_ids, user_id)."""
+    """A FeatureCollection of viewport rows (id, geom, kind, term_ids, user_id and,
+    for an analysis' results, analysis_id)."""
     geoms = shapely.from_wkb(np.asarray([r["geom"] for r in rows], dtype=object))
     values = geometry_values(geoms, precision, scale) if len(rows) else []
     feats = [{"type": "Feature", "id": r["id"], "geometry": g,
-              "properties": {"kind": r["kind"], "terms": r["term_ids"],
-                             "user_id": r["user_id"]}}
+              "properties": _light_props(r)}
              for r, g in zip(rows, values, strict=True)]
     head = orjson.dumps({"type": "FeatureCollection", "lod": "features",
                          "count": len(rows), "next_after": next_after, **extra})

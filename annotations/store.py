@@ -23,7 +23,8 @@ type Conn = asyncpg.Connection | asyncpg.Pool
 COLS = (f"a.id, a.image_id, a.project_id, a.user_id, a.producer, a.kind, a.shape, a.geom, "
         f"a.sbox - point(a.image_id * {SHIFT}::float8, 0) AS bbox, a.n_vertices, a.area_px, "
         f"a.perimeter_px, a.area_um2, a.perimeter_um, a.term_ids, a.properties, a.created_at, "
-        f"a.updated_at")
+        f"a.updated_at, a.analysis_id, a.review_status, a.reviewed_by, a.reviewed_at, "
+        f"a.review_reason")
 
 #: Column order of COPY records (see `record`).
 COPY_COLUMNS = ("image_id", "project_id", "user_id", "producer", "kind", "shape", "geom", "sbox",
@@ -110,8 +111,13 @@ async def get(conn: Conn, annotation_id: int) -> asyncpg.Record:
 
 async def update(conn: Conn, annotation_id: int, *, frame: ImageFrame,
                  prepared: Prepared | None, term_ids: Sequence[int] | None,
-                 properties: dict[str, Any] | None) -> asyncpg.Record:
+                 properties: dict[str, Any] | None, reset_review: bool = False
+                 ) -> asyncpg.Record:
     sets = ["updated_at = now()"]
+    if reset_review:
+        # A reviewed annotation whose content its author changed is pending again.
+        sets += ["review_status = NULL", "reviewed_by = NULL", "reviewed_at = NULL",
+                 "review_reason = NULL"]
     args: list[Any] = [annotation_id]
     if prepared is not None:
         p = prepared
@@ -153,12 +159,17 @@ def feature(row: asyncpg.Record, geometry_json: str | None = None) -> dict[str, 
         "properties": {
             "image_id": row["image_id"], "project_id": row["project_id"],
             "user_id": row["user_id"], "producer": row["producer"], "kind": row["kind"],
+            "analysis_id": row.get("analysis_id"),
             "shape": row["shape"], "terms": list(row["term_ids"]),
             "n_vertices": row["n_vertices"], "area_px": row["area_px"],
             "perimeter_px": row["perimeter_px"], "area_um2": row["area_um2"],
             "perimeter_um": row["perimeter_um"], "data": row["properties"],
             "created_at": row["created_at"].isoformat(),
             "updated_at": row["updated_at"].isoformat(),
+            "review_status": row["review_status"] or "pending",
+            "reviewed_by": row["reviewed_by"],
+            "reviewed_at": row["reviewed_at"].isoformat() if row["reviewed_at"] else None,
+            "review_reason": row["review_reason"],
         },
     }
 

@@ -20,14 +20,15 @@ import asyncpg
 import shapely
 from aiohttp import web
 
-from catalog import access
+from catalog import access, trash
 from catalog.db import DB_POOL
 from catalog.jsonio import load_json, path_id
+from catalog.state import CATALOG
 from core.http import body_chunks, json_response
 from core.pixels import PIXELS
 from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
 
-from . import crops, geojson_io, params, permissions, query, render, store, terms
+from . import crops, geojson_io, params, permissions, query, render, review, store, terms
 from .geometry import ImageFrame, parse_geojson_geometry, prepare
 
 EXECUTOR: web.AppKey[Executor] = web.AppKey("annotations_executor", Executor)
@@ -166,7 +167,11 @@ async def _create(request: web.Request, items: list[Any], project_id: int | None
             recs.append(store.record(frame, p, project_id=pid, user_id=principal.user_id,
                                      producer=_producer(it), term_ids=tids,
                                      properties=_data(it)))
-        return await store.insert_many(conn, recs)
+        ids = await store.insert_many(conn, recs)
+        if pid is not None and principal.user_id is not None and review.may_review(
+                principal, await access.project_role(request, pid)):
+            await review.auto_accept(conn, ids, principal.user_id)
+        return ids
 
 
 async def _features_json(request: web.Request, rows: list[asyncpg.Record]) -> list[Any]:
@@ -206,7 +211,7 @@ async def get_annotation(request: web.Request) -> web.Response:
 async def update_annotation(request: web.Request) -> web.Response:
     pool = _pool(request)
     row = await store.get(pool, path_id(request, "annotation_id"))
-    await permissions.check_edit(request, row)
+    principal = await permissions.check_edit(request, row)
     body = _obj(await _json_body(request, MAX_BODY))
     unknown = set(body) - {"geometry", "shape", "terms", "data"}
     if unknown:
@@ -220,8 +225,13 @@ async def update_annotation(request: web.Request) -> web.Response:
     tids = None
     if "terms" in body:
         tids = await terms.check_term_ids(pool, row["project_id"], _ids(body["terms"], "terms"))
+    changed = prepared is not None or tids is not None
+    reset = changed and row["review_status"] is not None and not review.may_review(
+        principal, await access.project_role(request, row["project_id"])
+        if row["project_id"] else None)
     new = await store.update(pool, row["id"], frame=frame, prepared=prepared, term_ids=tids,
-                             properties=_data(body) if "data" in body else None)
+                             properties=_data(body) if "data" in body else None,
+                             reset_review=reset)
     [feature] = await _features_json(request, [new])
     return json_response(feature)
 
@@ -249,9 +259,15 @@ async def delete_batch(request: web.Request) -> web.Response:
         await access.require_image_access(request, iid)
         raise Unprocessable("some ids are not annotations of this image",
                             {"missing": sorted(set(ids) - {r["id"] for r in rows})})
+    principal = None
     for r in rows:  # all or nothing: every one must be deletable by the caller
-        await permissions.check_edit(request, r)
-    return json_response({"deleted": await store.delete_many(pool, ids)})
+        principal = await permissions.check_edit(request, r)
+    # A set of annotations goes to the trash as one item (restorable by managers).
+    days = request.app[CATALOG].settings.trash_days
+    async with pool.acquire() as conn, conn.transaction():
+        trash_id = await trash.move_annotations(conn, iid, sorted(set(ids)),
+                                                principal.user_id if principal else None, days)
+    return json_response({"deleted": len(rows), "trash_id": trash_id})
 
 
 # -- queries -------------------------------------------------------------------------
@@ -478,3 +494,8 @@ def setup_annotations(app: web.Application) -> None:
 
     app.cleanup_ctx.append(executor)
     app.router.add_routes(routes())
+    from .web_review import routes as review_routes  # imports this module: here, not on top
+    app.router.add_routes(review_routes())
+    from annotations import collab
+
+    collab.setup(app)  # annotation properties; annotation actions to the activity store

@@ -42,7 +42,17 @@ WORK = BENCH / "work"
 RESULTS = BENCH / "results"
 
 #: Modules providing extra suites; missing ones are reported as not run.
-EXTRA_SUITES = ("bench.annotations", "bench.formats", "bench.client")
+EXTRA_SUITES = (
+    "bench.annotations",
+    "bench.annotation_table",
+    "bench.formats",
+    "bench.client",
+    "bench.histogram",
+    "bench.scaleout",
+    "bench.s3tiles",
+    "bench.analysis",
+    "bench.activity",
+)
 
 
 @dataclass

@@ -35,7 +35,9 @@ from pyramid import errors
 SESSION_COOKIE = "microtome_session"
 CSRF_HEADER = "X-CSRF-Token"
 SHARE_HEADER = "X-Share-Token"
-ROLES = ("viewer", "contributor", "manager")
+#: In rank order.  A reviewer is a contributor who also accepts or rejects the
+#: annotations of others (annotations/review.py).
+ROLES = ("viewer", "contributor", "reviewer", "manager")
 _RANK = {r: i for i, r in enumerate(ROLES)}
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: How long another process may keep honouring a revoked credential when the
@@ -145,9 +147,11 @@ async def share_principal(app: web.Application, token: str) -> Principal | None:
     cached = state.principals.get(key, _MISS)
     if cached is not _MISS:
         return cached
+    # One round trip checks the link and records its use (for the links page).
     row = await app[DB_POOL].fetchrow(
-        """SELECT id, image_id, project_id, created_by FROM share_links
-           WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()""", payload["i"])
+        """UPDATE share_links SET last_used_at = now()
+           WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()
+           RETURNING id, image_id, project_id, created_by""", payload["i"])
     principal = None
     if row is not None and await _creator_may_share(app, row):
         principal = Principal(None, None, False, "share",
@@ -317,7 +321,7 @@ async def _role_for(pool: asyncpg.Pool, principal: Principal | None,
 
 
 async def project_role(request: web.Request, project_id: int) -> str | None:
-    """'manager' | 'contributor' | 'viewer' | None for the caller on this project."""
+    """'manager' | 'reviewer' | 'contributor' | 'viewer' | None for the caller on this project."""
     principal = await get_principal(request)
     return (await _role_for(_pool(request), principal, project_id))[1]
 
@@ -372,7 +376,7 @@ SELECT i.owner_id,
        (SELECT m.role FROM project_images pi JOIN project_members m
           ON m.project_id = pi.project_id AND m.user_id = $2
          WHERE pi.image_id = i.id AND pi.project_id = i.home_project_id) AS home_role,
-       (SELECT max(CASE m.role WHEN 'manager' THEN 2 WHEN 'contributor' THEN 1 ELSE 0 END)
+       (SELECT max(CASE m.role WHEN 'manager' THEN 2 WHEN 'viewer' THEN 0 ELSE 1 END)
           FROM project_images pi JOIN project_members m
             ON m.project_id = pi.project_id AND m.user_id = $2
          WHERE pi.image_id = i.id) AS rank,

@@ -22,6 +22,8 @@ from catalog.access import (
     require_user,
     role_at_least,
 )
+from catalog.analysis_wakeup import WAKEUP, QueueWakeup, wakeup_ctx
+from catalog.api_analysis_projects import app_disabled_for_image, jsonb_value
 from catalog.db import DB_POOL
 from catalog.jsonio import MAX_BODY, page, page_params, path_id
 from catalog.openapi_analyses import SCHEMAS
@@ -56,8 +58,8 @@ def analysis_json(row: asyncpg.Record, manager: bool = False) -> dict[str, Any]:
     out = {k: row[k] for k in ("id", "image_id", "user_id", "app", "version", "status",
                                "log", "error", "attempts", "result_count")}
     out["traceback"] = row["traceback"] if manager else None
-    out["params"] = orjson.loads(row["params"])
-    out["region"] = orjson.loads(row["region"]) if row["region"] is not None else None
+    out["params"] = jsonb_value(row["params"])
+    out["region"] = jsonb_value(row["region"])
     out["progress"] = float(row["progress"])
     for k in ("created_at", "started_at", "finished_at"):
         out[k] = row[k].isoformat() if row[k] is not None else None
@@ -100,11 +102,12 @@ async def create_analysis(request: web.Request) -> web.Response:
             f"region outside the image ({image['width']}x{image['height']})",
             {"fields": {"region": "outside the image"}})
     d = app.descriptor
+    if await app_disabled_for_image(pool, image_id, d.name):
+        raise errors.Forbidden(f"the app {d.name} is disabled in this image's projects")
     row = await pool.fetchrow(
         f"""INSERT INTO analyses (image_id, user_id, app, version, params, region)
             VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) RETURNING {COLUMNS}""",
-        image_id, principal.user_id, d.name, d.version, orjson.dumps(params).decode(),
-        orjson.dumps(region).decode() if region is not None else None)
+        image_id, principal.user_id, d.name, d.version, params, region)
     return json_response(analysis_json(row), status=201)
 
 
@@ -152,7 +155,7 @@ async def list_analyses(request: web.Request) -> web.Response:
     return json_response(page([analysis_json(r, manager) for r in rows], total, limit, offset))
 
 
-async def _visible(request: web.Request, minimum: str) -> int:
+async def visible_analysis(request: web.Request, minimum: str) -> int:
     """The analysis id, after checking the caller's role on its image (404 if hidden)."""
     analysis_id = path_id(request, "analysis_id")
     image_id = await request.app[DB_POOL].fetchval(
@@ -168,7 +171,7 @@ async def _visible(request: web.Request, minimum: str) -> int:
 
 
 async def get_analysis(request: web.Request) -> web.Response:
-    analysis_id = await _visible(request, "viewer")
+    analysis_id = await visible_analysis(request, "viewer")
     row = await request.app[DB_POOL].fetchrow(
         f"SELECT {COLUMNS} FROM analyses WHERE id = $1", analysis_id)
     if row is None:
@@ -182,7 +185,7 @@ BINS = 20
 async def analysis_summary(request: web.Request) -> web.Response:
     """Count of results, count per term, and per measurement: mean, median,
     min, max and a histogram of BINS equal bins between min and max."""
-    analysis_id = await _visible(request, "viewer")
+    analysis_id = await visible_analysis(request, "viewer")
     pool = request.app[DB_POOL]
     count = await pool.fetchval("SELECT count(*) FROM annotations WHERE analysis_id = $1",
                                 analysis_id)
@@ -222,7 +225,7 @@ async def analysis_summary(request: web.Request) -> web.Response:
 
 
 async def cancel_analysis(request: web.Request) -> web.Response:
-    analysis_id = await _visible(request, "contributor")
+    analysis_id = await visible_analysis(request, "contributor")
     pool = request.app[DB_POOL]
     # Only an unfinished analysis changes; its partial results go with the cancel.
     async with pool.acquire() as conn, conn.transaction():
@@ -242,7 +245,7 @@ async def cancel_analysis(request: web.Request) -> web.Response:
 
 
 async def delete_analysis(request: web.Request) -> web.Response:
-    analysis_id = await _visible(request, "contributor")
+    analysis_id = await visible_analysis(request, "contributor")
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
         # Linked results go by the foreign key; those of a run still in progress
         # (imported, not yet linked) by their producer tag.
@@ -253,10 +256,13 @@ async def delete_analysis(request: web.Request) -> web.Response:
 
 def setup_analyses(app: web.Application) -> None:
     """Discover the installed apps (once) and add the analysis and worker routes."""
-    from catalog import api_analysis_worker
+    from catalog import api_analysis_projects, api_analysis_worker
 
     app[APPS] = available_apps()
+    app[WAKEUP] = QueueWakeup()
+    app.cleanup_ctx.append(wakeup_ctx)
     app.router.add_routes(api_analysis_worker.routes())
+    app.router.add_routes(api_analysis_projects.routes())
     app.router.add_routes(routes())
 
 

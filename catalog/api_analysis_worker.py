@@ -11,6 +11,7 @@ MAX_ATTEMPTS, then failed with the reason.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from aiohttp import web
 from jsonschema import Draft202012Validator
 
 from catalog.access import require_admin
+from catalog.analysis_wakeup import WAKEUP
 from catalog.api_analyses import COLUMNS, analysis_json, drop_results, producer
 from catalog.db import DB_POOL
 from catalog.jsonio import MAX_BODY, path_id
@@ -65,10 +67,30 @@ async def requeue_stale(conn: asyncpg.Connection) -> None:
 
 
 async def claim(request: web.Request) -> web.Response:
+    """The oldest queued analysis, now running for this worker; with ``wait`` > 0 a
+    long-poll: an empty queue answers 204 only after that many seconds, and a
+    newly queued analysis is handed out as soon as its NOTIFY arrives."""
     await require_admin(request)
     body = await _body(request, "AnalysisClaim")
     apps = body.get("apps") or None
-    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+    wakeup = request.app[WAKEUP]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + float(body.get("wait") or 0)
+    while True:
+        event = wakeup.current()  # taken before looking: no notification is missed
+        row = await _claim_one(request.app[DB_POOL], apps, body.get("worker"))
+        remaining = deadline - loop.time()
+        if row is not None or remaining <= 0:
+            break
+        await wakeup.wait(event, remaining)
+    if row is None:
+        return web.Response(status=204)
+    return json_response(analysis_json(row, manager=True))
+
+
+async def _claim_one(pool: asyncpg.Pool, apps: list[str] | None,
+                     worker: str | None) -> asyncpg.Record | None:
+    async with pool.acquire() as conn, conn.transaction():
         await requeue_stale(conn)
         row = await conn.fetchrow(
             f"""UPDATE analyses SET status = 'running', attempts = attempts + 1,
@@ -78,11 +100,10 @@ async def claim(request: web.Request) -> web.Response:
                               AND ($1::text[] IS NULL OR app = ANY($1::text[]))
                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                 RETURNING {COLUMNS}""",
-            apps, f"claimed by {body.get('worker') or 'a worker'}\n")
-        if row is None:
-            return web.Response(status=204)
-        await drop_results(conn, [row["id"]])  # leftovers of an earlier attempt
-    return json_response(analysis_json(row, manager=True))
+            apps, f"claimed by {worker or 'a worker'}\n")
+        if row is not None:
+            await drop_results(conn, [row["id"]])  # leftovers of an earlier attempt
+    return row
 
 
 async def progress(request: web.Request) -> web.Response:

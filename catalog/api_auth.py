@@ -9,6 +9,7 @@ cookie-authenticated writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -34,13 +35,16 @@ from catalog.state import CATALOG
 from core.http import json_response
 from pyramid import errors
 
-USER_COLUMNS = "id, username, is_admin, created_at, disabled_at"
+USER_COLUMNS = "id, username, is_admin, created_at, disabled_at, last_login_at"
 KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at"
+#: Shortest password accepted anywhere (first run included).
+MIN_PASSWORD = 8
 
 
 def _user(row: asyncpg.Record) -> dict[str, Any]:
     out = {k: row[k] for k in ("id", "username", "is_admin", "created_at")}
     out["disabled"] = row["disabled_at"] is not None
+    out["last_login_at"] = row["last_login_at"]
     return out
 
 
@@ -62,9 +66,11 @@ async def _start_session(request: web.Request, user: asyncpg.Record) -> web.Resp
     token, csrf = security.new_token(), security.new_token(16)
     hours = request.app[CATALOG].settings.session_hours
     expires = session_expiry(hours=hours)
-    await request.app[DB_POOL].execute(
-        """INSERT INTO sessions (token_hash, csrf_token, user_id, expires_at)
-           VALUES ($1, $2, $3, $4)""", security.digest(token), csrf, user["id"], expires)
+    async with request.app[DB_POOL].acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO sessions (token_hash, csrf_token, user_id, expires_at)
+               VALUES ($1, $2, $3, $4)""", security.digest(token), csrf, user["id"], expires)
+        await conn.execute("UPDATE users SET last_login_at = now() WHERE id = $1", user["id"])
     resp = json_response({"user": _user(user), "csrf_token": csrf, "expires_at": expires},
                          status=201 if request.path == "/api/setup" else 200)
     resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
@@ -79,6 +85,9 @@ async def setup_status(request: web.Request) -> web.Response:
 
 async def setup_first_admin(request: web.Request) -> web.Response:
     body = await read_json(request, "Credentials", CREDENTIALS_BODY)
+    # The same rule as for every other password (UserCreate, PasswordReset...).
+    if len(body["password"]) < MIN_PASSWORD:
+        raise errors.InvalidRequest(f"the password needs at least {MIN_PASSWORD} characters")
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
         # Serialise concurrent first-run requests: only one admin is created.
@@ -92,21 +101,25 @@ async def setup_first_admin(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, "Credentials", CREDENTIALS_BODY)
     throttle, client = request.app[LOGIN_THROTTLE], client_address(request)
-    throttle.begin(body["username"], client)  # 429 once too many attempts failed
+    pool = request.app[DB_POOL]
+    # 429 once too many attempts failed, counted in the database: on every process.
+    await throttle.begin(pool, body["username"], client)
     try:
-        row = await request.app[DB_POOL].fetchrow(
+        row = await pool.fetchrow(
             f"SELECT {USER_COLUMNS}, password_hash FROM users"
             " WHERE lower(username) = lower($1)", body["username"])
         stored = row["password_hash"] if row else None
         ok = await asyncio.to_thread(security.verify_password, stored, body["password"])
     except BaseException:
-        throttle.abandoned(body["username"], client)
+        # Database gone mid-attempt: the refund may fail too (the window then ends it).
+        with contextlib.suppress(Exception):
+            await asyncio.shield(throttle.abandoned(pool, body["username"], client))
         raise
     if row is None or not ok:
         raise errors.Unauthenticated("wrong user name or password")
     if row["disabled_at"] is not None:
         raise errors.Forbidden("this account is disabled; ask an administrator")
-    throttle.succeeded(body["username"], client)
+    await throttle.succeeded(pool, body["username"], client)
     return await _start_session(request, row)
 
 

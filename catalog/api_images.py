@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from catalog import images, jobs, security
+from catalog import images, jobs, security, trash
 from catalog.access import (
     get_principal,
     image_role,
@@ -18,6 +18,7 @@ from catalog.access import (
 )
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
+from catalog.properties import grid_query
 from catalog.state import CATALOG
 from core.http import json_response
 from pyramid import errors
@@ -29,7 +30,8 @@ async def list_all(request: web.Request) -> web.Response:
     items, total = await images.list_images(
         request.app[DB_POOL], principal, project_id=None, limit=limit, offset=offset,
         sort=request.query.get("sort"), q=request.query.get("q"),
-        status=request.query.get("status"))
+        status=request.query.get("status"),
+        grid=grid_query(request.query, request.query.get("sort")))
     return json_response(page(items, total, limit, offset))
 
 
@@ -71,27 +73,22 @@ async def delete(request: web.Request) -> web.Response:
             "SELECT count(*) FROM jobs WHERE image_id = $1 AND status = 'running'", image_id)
         if busy:
             raise errors.Conflict("the image is being converted; retry when the job ends")
-        await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now()"
-                           " WHERE image_id = $1 AND status = 'queued'", image_id)
-        # Uploaded originals kept for a retry go with the image.
+        await conn.execute(
+            """UPDATE jobs SET status = 'cancelled', finished_at = now(),
+                   error = 'the image was deleted before its conversion ran'
+               WHERE image_id = $1 AND status = 'queued'""", image_id)
+        # Uploaded originals kept for a retry stay with the image in the trash
+        # (its files too); the purge removes them.
         kept = await conn.fetch("SELECT source_path, extra_paths FROM jobs"
                                 " WHERE image_id = $1 AND delete_source", image_id)
-        await conn.execute("DELETE FROM images WHERE id = $1", image_id)
+        paths = [p for r in kept for p in (r["source_path"], *r["extra_paths"])]
+        settings = request.app[CATALOG].settings
+        trash_id = await trash.move_image(conn, image_id, principal.user_id,
+                                          settings.trash_days, paths)
         await images.log_activity(conn, "image.delete", user_id=principal.user_id,
-                                  image_id=image_id)
-    settings = request.app[CATALOG].settings
+                                  image_id=image_id, detail={"trash_id": trash_id})
     request.app[CATALOG].forget_image(image_id)
-    await images.remove_image_dir(settings.images_dir, image_id)
-    paths = [p for r in kept for p in (r["source_path"], *r["extra_paths"])]
-    await asyncio.to_thread(_remove_uploads, settings.uploads_dir, paths)
     return web.Response(status=204)
-
-
-def _remove_uploads(uploads_dir: Path, paths: list[str]) -> None:
-    root = uploads_dir.resolve()
-    for p in map(Path, paths):
-        if p.is_relative_to(root):  # never anything outside the uploads folder
-            p.unlink(missing_ok=True)
 
 
 async def retry(request: web.Request) -> web.Response:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from catalog import images, upload_files
+from catalog import images, trash, upload_files
 from catalog.access import (
     Principal,
     ShareScope,
@@ -20,7 +19,8 @@ from catalog.access import (
 )
 from catalog.db import DB_POOL
 from catalog.jsonio import page, page_params, path_id, read_json
-from catalog.ratelimit import MEMBER_LOOKUPS
+from catalog.properties import grid_query
+from catalog.ratelimit import MEMBER_LOOKUPS, too_many
 from catalog.state import CATALOG
 from core.http import json_response
 from pyramid import errors
@@ -119,12 +119,17 @@ async def delete_project(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     principal = await require_project_role(request, project_id, "manager")
     pool = request.app[DB_POOL]
+    settings = request.app[CATALOG].settings
     async with pool.acquire() as conn, conn.transaction():
-        partial = await upload_files.unfinished_of(conn, project_id=project_id)
-        await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
-    await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, partial)
+        # Unfinished uploads end now (their bytes are half a file); the rest of the
+        # project, annotations and members included, goes to the trash.
+        partial = await conn.fetch("DELETE FROM uploads WHERE project_id = $1"
+                                   " AND completed_at IS NULL RETURNING id", project_id)
+        trash_id = await trash.move_project(conn, project_id, principal.user_id,
+                                            settings.trash_days)
+    await upload_files.remove_files(settings.uploads_dir, [r["id"] for r in partial])
     await images.log_activity(pool, "project.delete", user_id=principal.user_id,
-                              project_id=project_id)
+                              project_id=project_id, detail={"trash_id": trash_id})
     request.app[CATALOG].forget_access()
     return web.Response(status=204)
 
@@ -161,13 +166,14 @@ async def _set_member(conn: asyncpg.Connection, project_id: int, user_id: int,
     """Upsert one membership (keeping a manager); (member row, newly added?, ids of
     unfinished uploads that ended: a viewer adds no images)."""
     await _lock_members(conn, project_id)
+    had = await _managers(conn, project_id)
     row = await conn.fetchrow(
         """INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, $3)
            ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role
            RETURNING user_id, role, added_at, (xmax = 0) AS inserted""",
         project_id, user_id, role)
     assert row is not None
-    await _keep_a_manager(conn, project_id)
+    await _keep_a_manager(conn, project_id, had)
     username = await conn.fetchval("SELECT username FROM users WHERE id = $1", user_id)
     member = {"user_id": row["user_id"], "username": username, "role": row["role"],
               "added_at": row["added_at"]}
@@ -201,18 +207,15 @@ async def add_member_by_name(request: web.Request) -> web.Response:
     principal = await require_project_role(request, project_id, "manager")
     body = await read_json(request, "MemberAdd")
     # Misses are counted per manager: probing many names for existence gets a 429.
-    throttle = request.app[MEMBER_LOOKUPS]
-    waits = throttle.retry_after(principal.user_id)
+    throttle, pool = request.app[MEMBER_LOOKUPS], request.app[DB_POOL]
+    waits = await throttle.retry_after(pool, principal.user_id)
     if waits is not None:
-        seconds = max(1, math.ceil(waits))
-        raise errors.TooManyRequests(f"too many unknown names; try again in {seconds} s",
-                                     {"retry_after": seconds}, retry_after=seconds)
-    pool = request.app[DB_POOL]
+        raise too_many("unknown names", waits)
     async with pool.acquire() as conn, conn.transaction():
         user_id = await conn.fetchval(
             "SELECT id FROM users WHERE lower(username) = lower($1)", body["username"])
         if user_id is None:
-            throttle.add(principal.user_id)
+            await throttle.add(pool, principal.user_id)
             raise errors.NotFound("no user with this name", {"username": body["username"]})
         member, added, ended = await _set_member(conn, project_id, user_id, body["role"])
     await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)
@@ -220,9 +223,15 @@ async def add_member_by_name(request: web.Request) -> web.Response:
     return json_response(member, status=201 if added else 200)
 
 
-async def _keep_a_manager(conn: asyncpg.Connection, project_id: int) -> None:
-    if not await conn.fetchval("SELECT count(*) FROM project_members WHERE project_id = $1"
-                               " AND role = 'manager'", project_id):
+async def _managers(conn: asyncpg.Connection, project_id: int) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM project_members WHERE project_id = $1"
+                                   " AND role = 'manager'", project_id))
+
+
+async def _keep_a_manager(conn: asyncpg.Connection, project_id: int, had: int) -> None:
+    """A change may not take away the last manager.  A project that has none (made by
+    `microtome import` without --owner) may get any first member from an admin."""
+    if had and not await _managers(conn, project_id):
         raise errors.Conflict("a project must keep at least one manager")
 
 
@@ -233,12 +242,13 @@ async def delete_member(request: web.Request) -> web.Response:
     pool = request.app[DB_POOL]
     async with pool.acquire() as conn, conn.transaction():
         await _lock_members(conn, project_id)
+        had = await _managers(conn, project_id)
         status = await conn.execute(
             "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
             project_id, user_id)
         if status.endswith(" 0"):
             raise errors.NotFound("member not found")
-        await _keep_a_manager(conn, project_id)
+        await _keep_a_manager(conn, project_id, had)
         # A removed member's unfinished uploads can no longer complete into it.
         ended = await upload_files.drop_unfinished(conn, project_id, user_id)
     await upload_files.remove_files(request.app[CATALOG].settings.uploads_dir, ended)
@@ -256,7 +266,8 @@ async def list_project_images(request: web.Request) -> web.Response:
     items, total = await images.list_images(
         request.app[DB_POOL], scope, project_id=project_id,
         limit=limit, offset=offset, sort=request.query.get("sort"), q=request.query.get("q"),
-        status=request.query.get("status"))
+        status=request.query.get("status"),
+        grid=grid_query(request.query, request.query.get("sort")))
     return json_response(page(items, total, limit, offset))
 
 

@@ -24,7 +24,7 @@ from pyramid import errors
 
 SHARE_COLUMNS = "id, image_id, project_id, created_by, created_at, expires_at, revoked_at"
 LINK_SELECT = """SELECT s.id, s.image_id, s.project_id, s.created_by, s.created_at, s.expires_at,
-    s.revoked_at, u.username AS created_by_name
+    s.revoked_at, s.last_used_at, u.username AS created_by_name
   FROM share_links s LEFT JOIN users u ON u.id = s.created_by"""
 #: Links the caller ($1 user id, $2 is admin) may see and revoke: their own, every
 #: link of a project they manage, and every link of an image whose home project
@@ -42,6 +42,8 @@ def _link(row: asyncpg.Record, token: str | None = None) -> dict[str, Any]:
                                "expires_at", "revoked_at")}
     if "created_by_name" in row:
         out["created_by_name"] = row["created_by_name"]
+    if "last_used_at" in row:
+        out["last_used_at"] = row["last_used_at"]
     if token is not None:
         out["token"] = token
         out["url"] = (f"/share/{token}" if row["image_id"] is None

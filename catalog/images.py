@@ -10,13 +10,19 @@ from typing import Any
 import asyncpg
 
 from catalog.access import Principal
-from catalog.storage import image_dir, storage_relpath
+from catalog.properties import GridQuery
+from catalog.storage import delete_remote, image_dir, storage_relpath
 from pyramid import errors
 
 IMAGE_COLUMNS = """i.id, i.name, i.source_filename, i.format, i.width, i.height, i.levels,
     i.pixel_size_um, i.channels, i.checksum, i.status, i.version, i.created_at, i.updated_at,
     CASE WHEN i.status = 'failed' THEN (SELECT j.error FROM jobs j WHERE j.image_id = i.id
-                                        ORDER BY j.id DESC LIMIT 1) END AS error"""
+                                        ORDER BY j.id DESC LIMIT 1) END AS error,
+    i.tags, (SELECT jsonb_object_agg(p.key, p.value) FROM image_properties p
+             WHERE p.image_id = i.id) AS properties,
+    (SELECT jsonb_build_object('id', d.id, 'name', d.name) FROM images d
+      WHERE i.checksum IS NOT NULL AND d.checksum = i.checksum AND d.id < i.id
+        AND d.home_project_id = i.home_project_id ORDER BY d.id LIMIT 1) AS duplicate_of"""
 
 SORTS = {"id": "i.id", "name": "lower(i.name)", "created_at": "i.created_at",
          "updated_at": "i.updated_at"}
@@ -28,6 +34,10 @@ def image_json(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     out["channels"] = out["channels"] or []
     # Why a failed image failed (its last job's one-line reason), else null.
     out["error"] = row["error"] if "error" in row.keys() else None
+    out["tags"] = list(row["tags"]) if "tags" in row.keys() else []
+    out["properties"] = (row["properties"] if "properties" in row.keys() else None) or {}
+    # The same file (checksum) uploaded earlier into the same project, if any.
+    out["duplicate_of"] = row["duplicate_of"] if "duplicate_of" in row.keys() else None
     i = row["id"]
     out["urls"] = {"dzi": f"/dzi/{i}.dzi", "iiif": f"/iiif/3/{i}/info.json",
                    "thumbnail": f"/images/{i}/thumbnail.jpg", "viewer": f"/viewer/{i}"}
@@ -59,9 +69,12 @@ def visibility(principal: Principal | None, args: list[Any]) -> str:
 
 async def list_images(pool: asyncpg.Pool, principal: Principal | None, *,
                       project_id: int | None, limit: int, offset: int, sort: str | None,
-                      q: str | None, status: str | None) -> tuple[list[dict[str, Any]], int]:
+                      q: str | None, status: str | None, grid: GridQuery | None = None
+                      ) -> tuple[list[dict[str, Any]], int]:
     args: list[Any] = []
     where = [visibility(principal, args)]
+    if grid is not None:  # property and tag filters (catalog/properties.py)
+        where += grid.conditions(args)
     if project_id is not None:
         args.append(project_id)
         where.append("EXISTS (SELECT 1 FROM project_images pj WHERE pj.image_id = i.id"
@@ -78,16 +91,19 @@ async def list_images(pool: asyncpg.Pool, principal: Principal | None, *,
         args.append(status)
         where.append(f"i.status = ${len(args)}")
     sort = sort or "-created_at"
-    column = SORTS.get(sort.lstrip("-"))
+    by_property = grid is not None and grid.sort_key is not None
+    column = SORTS.get(sort.lstrip("-")) if not by_property else "i.id"
     if column is None:
         raise errors.InvalidRequest("sort must be one of " + ", ".join(
             s for k in SORTS for s in (k, "-" + k)))
     direction = "DESC" if sort.startswith("-") else "ASC"
     cond = " AND ".join(where)
     total = await pool.fetchval(f"SELECT count(*) FROM images i WHERE {cond}", *args)
+    # After the count: the property sort adds a parameter the count does not use.
+    prop_order = grid.order(args) if grid is not None else None
+    order = prop_order or f"{column} {direction}, i.id {direction}"
     rows = await pool.fetch(
-        f"SELECT {IMAGE_COLUMNS} FROM images i WHERE {cond}"
-        f" ORDER BY {column} {direction}, i.id {direction}"
+        f"SELECT {IMAGE_COLUMNS} FROM images i WHERE {cond} ORDER BY {order}"
         f" LIMIT {int(limit)} OFFSET {int(offset)}", *args)
     return [image_json(r) for r in rows], int(total)
 
@@ -160,10 +176,13 @@ async def register_image(pool: asyncpg.Pool, *, name: str, relpath: str, width: 
     return image_id
 
 
-async def remove_image_dir(images_dir: Path, image_id: int) -> None:
-    """Delete ``images_dir/<id>`` (the pyramid, partials, originals) off the event loop."""
+async def remove_image_dir(images_dir: Path, image_id: int, remote: str | None = None) -> None:
+    """Delete ``images_dir/<id>`` (the pyramid, partials, originals) off the event loop,
+    and the image's objects in the `remote` store when there is one."""
     target = image_dir(images_dir, image_id)
     await asyncio.to_thread(shutil.rmtree, target, True)
+    if remote:
+        await asyncio.to_thread(delete_remote, remote, image_id)
 
 
 async def log_activity(conn: asyncpg.Pool | asyncpg.Connection, action: str, *,

@@ -18,6 +18,8 @@ from catalog.openapi_parts import obj as _obj
 from catalog.openapi_parts import operation, ref
 from catalog.openapi_parts import path_param as _path_id
 from catalog.openapi_parts import query_param as _q
+from catalog.openapi_trash import PATHS as TRASH_PATHS
+from catalog.openapi_trash import SCHEMAS as TRASH_SCHEMAS
 
 
 def _str(max_len: int, min_len: int = 1, **kw: Any) -> dict[str, Any]:
@@ -25,7 +27,7 @@ def _str(max_len: int, min_len: int = 1, **kw: Any) -> dict[str, Any]:
 
 
 _TS_NULL = {"type": ["string", "null"], "format": "date-time"}
-_ROLE = {"type": "string", "enum": ["manager", "contributor", "viewer"]}
+_ROLE = {"type": "string", "enum": ["manager", "reviewer", "contributor", "viewer"]}
 
 
 def _page(item: str) -> dict[str, Any]:
@@ -38,7 +40,8 @@ def _page(item: str) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string"}, "detail": {}}, closed=False),
     "User": _obj({"id": _ID, "username": {"type": "string"}, "is_admin": {"type": "boolean"},
-                  "created_at": _TS, "disabled": {"type": "boolean"}}),
+                  "created_at": _TS, "disabled": {"type": "boolean"},
+                  "last_login_at": _TS_NULL}),
     "UserUpdate": _obj({"disabled": {"type": "boolean"}}, required=["disabled"]),
     "PasswordChange": _obj({"current_password": _str(1024),
                             "new_password": _str(1024, min_len=8)},
@@ -48,6 +51,7 @@ SCHEMAS: dict[str, Any] = {
                          "expires_at": _TS}),
     "Credentials": _obj({"username": _str(64), "password": _str(1024)}),
     "SetupStatus": _obj({"needs_setup": {"type": "boolean"}}),
+    "TileUrls": _obj({"items": {"type": "array", "items": {"type": "string"}}}),
     "UserCreate": _obj({"username": _str(64, pattern=r"^[A-Za-z0-9_.@-]+$"),
                         "password": _str(1024, min_len=8), "is_admin": {"type": "boolean"}},
                        required=["username", "password"]),
@@ -81,8 +85,14 @@ SCHEMAS: dict[str, Any] = {
         "version": {"type": "string"}, "created_at": _TS, "updated_at": _TS,
         "error": {"type": ["string", "null"],
                   "description": "why the conversion failed (status 'failed'), else null"},
+        "duplicate_of": {"anyOf": [_obj({"id": _ID, "name": {"type": "string"}}),
+                                   {"type": "null"}],
+                         "description": "an earlier image of the same home project made "
+                                        "from the same file (same checksum)"},
         "urls": _obj({"dzi": {"type": "string"}, "iiif": {"type": "string"},
                       "thumbnail": {"type": "string"}, "viewer": {"type": "string"}}),
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "properties": {"type": "object", "additionalProperties": {"type": "string"}},
     }),
     "ImageUpdate": _obj({"name": _str(255)}),
     "ProjectImageAdd": _obj({"image_id": _ID}),
@@ -105,6 +115,7 @@ SCHEMAS: dict[str, Any] = {
                        "created_by": {"type": ["integer", "null"]},
                        "created_by_name": {"type": ["string", "null"]}, "created_at": _TS,
                        "expires_at": _TS, "revoked_at": _TS_NULL,
+                       "last_used_at": _TS_NULL,
                        "token": {"type": "string"}, "url": {"type": "string"}},
                       required=["id", "image_id", "project_id", "created_at", "expires_at",
                                 "revoked_at"]),
@@ -147,9 +158,18 @@ def _op(summary: str, ok: str | None, status: str = "200", body: str | None = No
 PAGE_PARAMS = [_q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
                _q("offset", {"type": "integer", "minimum": 0, "default": 0})]
 IMAGE_LIST_PARAMS = [*PAGE_PARAMS,
-                     _q("sort", {"type": "string",
-                                 "enum": ["id", "-id", "name", "-name", "created_at",
-                                          "-created_at", "updated_at", "-updated_at"]}),
+                     _q("sort", {"type": "string", "anyOf": [
+                         {"enum": ["id", "-id", "name", "-name", "created_at",
+                                   "-created_at", "updated_at", "-updated_at"]},
+                         {"pattern": "^-?prop:.{1,64}$"}]},
+                        "a column, or prop:KEY / -prop:KEY for a property"),
+                     {**_q("prop", {"type": "array", "maxItems": 5,
+                                    "items": {"type": "string", "pattern": "^[^=]+=.*$"}},
+                           "property filter key=value (case-insensitive), repeatable"),
+                      "style": "form", "explode": True},
+                     {**_q("tag", {"type": "array", "maxItems": 5,
+                                   "items": {"type": "string"}}, "tag filter, repeatable"),
+                      "style": "form", "explode": True},
                      _q("q", {"type": "string", "maxLength": 200}, "name contains"),
                      _q("status", SCHEMAS["Image"]["properties"]["status"])]
 _C409 = {"409": _err("conflict")}
@@ -161,6 +181,9 @@ _TOO_MANY = {**_err("too many failed attempts; detail.retry_after seconds to wai
 def _paths() -> dict[str, Any]:
     pid, iid, uid = _path_id("project_id"), _path_id("image_id"), _path_id("user_id")
     return {
+        "/api/tile-urls": {
+            "get": _op("Tile base URLs for HTTP/1.1 domain sharding (MICROTOME_TILE_URLS;"
+                       " empty: tiles from this origin)", "TileUrls")},
         "/api/setup": {
             "get": _op("Whether the first administrator still has to be created",
                        "SetupStatus"),
@@ -200,7 +223,8 @@ def _paths() -> dict[str, Any]:
             "get": _op("One project", "Project", params=[pid]),
             "patch": _op("Change a project (manager)", "Project", body="ProjectUpdate",
                          params=[pid], extra=_C409),
-            "delete": _op("Delete a project (manager); images stay", None, "204",
+            "delete": _op("Move a project to the trash (manager): its members, terms, "
+                          "annotations and image links go with it; images stay", None, "204",
                           params=[pid])},
         "/api/projects/{project_id}/members": {
             "get": _op("Members and roles (members and admins only)", "MemberPage",
@@ -227,7 +251,8 @@ def _paths() -> dict[str, Any]:
         "/api/images/{image_id}": {
             "get": _op("One image", "Image", params=[iid]),
             "patch": _op("Rename (contributor)", "Image", body="ImageUpdate", params=[iid]),
-            "delete": _op("Delete the image and its files (manager or uploader)", None, "204",
+            "delete": _op("Move the image to the trash with its annotations (manager or "
+                          "uploader); files stay until the purge", None, "204",
                           params=[iid], extra=_C409)},
         "/api/images/{image_id}/signed-url": {
             "post": _op("A short-lived signed token for tile/IIIF/DZI URLs of a private image",
@@ -311,7 +336,7 @@ def build_spec(extra_paths: dict[str, Any] | None = None,
                                 "authenticated writes need the X-CSRF-Token header."},
         "servers": [{"url": "/"}],
         "components": {
-            "schemas": {**SCHEMAS, **(extra_schemas or {})},
+            "schemas": {**SCHEMAS, **TRASH_SCHEMAS, **(extra_schemas or {})},
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "microtome_session"},
                 "apiKey": {"type": "http", "scheme": "bearer"},
@@ -319,7 +344,7 @@ def build_spec(extra_paths: dict[str, Any] | None = None,
             },
         },
         "security": [{"session": []}, {"apiKey": []}, {"share": []}, {}],
-        "paths": {**_paths(), **(extra_paths or {})},
+        "paths": {**_paths(), **TRASH_PATHS, **(extra_paths or {})},
     }
 
 

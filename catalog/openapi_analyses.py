@@ -37,7 +37,11 @@ SCHEMAS: dict[str, Any] = {
         "finished_at": {"anyOf": [TS, {"type": "null"}]}}),
     "AnalysisClaim": obj({"apps": {"type": ["array", "null"], "maxItems": 100,
                                    "items": {"type": "string", "maxLength": 200}},
-                          "worker": {"type": "string", "maxLength": 200}}, required=[]),
+                          "worker": {"type": "string", "maxLength": 200},
+                          "wait": {"type": "number", "minimum": 0, "maximum": 60,
+                                   "description": "long-poll: seconds to wait for an "
+                                                  "analysis when none is queued"}},
+                         required=[]),
     "AnalysisProgress": obj({"progress": {"type": "number", "minimum": 0, "maximum": 1},
                              "log": {"type": "string", "maxLength": 65536}},
                             required=["progress"]),
@@ -63,6 +67,25 @@ SCHEMAS: dict[str, Any] = {
     "AnalysisList": obj({"items": {"type": "array", "items": ref("Analysis")},
                          "total": {"type": "integer"}, "limit": {"type": "integer"},
                          "offset": {"type": "integer"}}),
+    # Per project: the Analyses tab and the apps its managers switch on and off.
+    "ProjectAnalysis": obj({
+        "id": ID, "image_id": ID, "image_name": {"type": "string"},
+        "user_id": {"type": ["integer", "null"]}, "username": {"type": ["string", "null"]},
+        "app": {"type": "string"}, "version": {"type": "string"},
+        "params": {"type": "object"}, "region": {"anyOf": [_REGION, {"type": "null"}]},
+        "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+        "progress": {"type": "number"}, "error": {"type": ["string", "null"]},
+        "attempts": {"type": "integer"}, "result_count": {"type": ["integer", "null"]},
+        "created_at": TS, "started_at": {"anyOf": [TS, {"type": "null"}]},
+        "finished_at": {"anyOf": [TS, {"type": "null"}]},
+        "duration_s": {"type": ["number", "null"]}}),
+    "ProjectAnalysisList": obj({"items": {"type": "array", "items": ref("ProjectAnalysis")},
+                                "total": {"type": "integer"}, "limit": {"type": "integer"},
+                                "offset": {"type": "integer"}}),
+    "ProjectApp": {"allOf": [ref("App"), obj({"enabled": {"type": "boolean"}},
+                                             closed=False)]},
+    "ProjectAppList": obj({"items": {"type": "array", "items": ref("ProjectApp")}}),
+    "ProjectAppSwitch": obj({"enabled": {"type": "boolean"}}),
 }
 
 _T = "analyses"
@@ -109,4 +132,21 @@ PATHS: dict[str, Any] = {
     "/api/analyses/{analysis_id}/cancel": {"post": operation(
         "Cancel a queued or running analysis", "Analysis", status="200", body=None,
         params=[path_param("analysis_id")], tag=_T, write_errors=_W)},
+    "/api/projects/{project_id}/analyses": {"get": operation(
+        "Every analysis of the project's images, newest first (the Analyses tab)",
+        "ProjectAnalysisList", status="200", body=None, params=[path_param("project_id")],
+        tag=_T)},
+    "/api/projects/{project_id}/apps": {"get": operation(
+        "Installed apps and whether the project enables each", "ProjectAppList",
+        status="200", body=None, params=[path_param("project_id")], tag=_T)},
+    "/api/projects/{project_id}/apps/{app}": {"put": operation(
+        "Enable or disable an app in the project (managers)", "ProjectApp", status="200",
+        body="ProjectAppSwitch", tag=_T,
+        params=[path_param("project_id"),
+                {"name": "app", "in": "path", "required": True, "schema": {"type": "string"}}],
+        desc="An app disabled in every project holding an image cannot be run on it "
+             "(403).")},
+    "/api/analyses/{analysis_id}/export": {"get": operation(
+        "The analysis' results as a GeoJSON FeatureCollection (measurements included)",
+        None, status="200", body=None, params=[path_param("analysis_id")], tag=_T)},
 }

@@ -94,8 +94,10 @@ class CatalogResolver:
         state.images.set(image_id, entry)
         return entry
 
-    def _path(self, image_id: int, storage_path: str | None) -> Path:
-        return pyramid_path(self.app[CATALOG].settings.images_dir, image_id, storage_path)
+    def _path(self, image_id: int, storage_path: str | None) -> Path | str:
+        settings = self.app[CATALOG].settings
+        remote = settings.storage.url if settings.storage else None
+        return pyramid_path(settings.images_dir, image_id, storage_path, remote)
 
     async def _allowed(self, principal: Principal | None, image_id: int) -> bool:
         state = self.app[CATALOG]

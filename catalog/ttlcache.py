@@ -1,51 +1,51 @@
-"""A small bounded LRU cache whose entries also expire after a TTL.
+"""A bounded LRU cache whose entries also expire after a TTL.
 
 Used to keep the database off the tile path: credentials → principal,
 (user, image) → allowed, image id → storage path.  A short TTL bounds how
 long a revoked key or membership keeps working in *other* processes; this
 process evicts explicitly on revocation.
+
+Storage, expiry and eviction are cachetools' `TLRUCache` (expired entries go
+first, then the least recently used); ours is the per-entry TTL override and
+the `on_forget` hooks a revocation needs.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from cachetools import TLRUCache
 
 V = TypeVar("V")
-_MISSING = object()
+_MISSING: Any = object()
+
+
+def _expires(_key: Hashable, item: tuple[float, Any], now: float) -> float:
+    return now + item[0]
 
 
 class TTLCache[V]:
     def __init__(self, maxsize: int, ttl: float, clock: Callable[[], float] = time.monotonic):
         self.maxsize = maxsize
         self.ttl = ttl
-        self._clock = clock
-        self._data: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        # Values are stored as (ttl, value) so each entry may carry its own lifetime.
+        self._data: TLRUCache[Hashable, tuple[float, V]] = TLRUCache(
+            max(1, maxsize), ttu=_expires, timer=clock)
         #: Called with the key on an explicit pop(), with None on clear() (never on
         #: expiry): lets a derived cache drop what a revocation invalidates.
         self.on_forget: list[Callable[[Hashable | None], None]] = []
 
     def get(self, key: Hashable, default: V | None = None) -> V | None:
-        item = self._data.get(key)
-        if item is None:
-            return default
-        expires, value = item
-        if expires < self._clock():
-            del self._data[key]
-            return default
-        self._data.move_to_end(key)
-        return value
+        item = self._data.get(key, _MISSING)
+        return default if item is _MISSING else item[1]
 
     def __contains__(self, key: Hashable) -> bool:
-        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+        return key in self._data
 
     def set(self, key: Hashable, value: V, ttl: float | None = None) -> None:
-        self._data[key] = (self._clock() + (self.ttl if ttl is None else ttl), value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
+        self._data[key] = (self.ttl if ttl is None else ttl, value)
 
     def pop(self, key: Hashable) -> None:
         self._data.pop(key, None)
@@ -59,7 +59,7 @@ class TTLCache[V]:
 
     def evict(self, predicate: Callable[[Hashable], bool]) -> None:
         for key in [k for k in self._data if predicate(k)]:
-            del self._data[key]
+            self._data.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._data)

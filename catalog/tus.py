@@ -1,7 +1,10 @@
 """Resumable uploads: the tus 1.0.0 protocol at /api/uploads.
 
 Extensions: creation, termination, checksum (sha1, md5, sha256), expiration.
-Bytes go to ``uploads_dir/<id>``; the database row holds the committed offset.
+Bytes go to ``uploads_dir/<id>`` on the shared data directory; the database
+row holds the committed offset, and a PostgreSQL advisory lock
+(catalog/upload_lock.py) serialises the PATCHes of one upload whichever
+process they reach.
 When the last byte arrives the upload becomes a pending image in its project
 plus a conversion job (the worker removes the file once the image is ready;
 a failed conversion keeps it for a retry).
@@ -36,6 +39,7 @@ from catalog import images, jobs, security, upload_files
 from catalog.access import Principal, require_project_role, require_user
 from catalog.db import DB_POOL
 from catalog.state import CATALOG
+from catalog.upload_lock import UPLOAD_LOCKS, commit_offset, holding
 from core.http import body_chunks, error_response, json_response
 from pyramid import errors
 
@@ -48,7 +52,6 @@ OFFSET_TYPE = "application/offset+octet-stream"
 EXPIRY = dt.timedelta(days=1)
 READ_CHUNK = 1 << 20
 NO_SPACE = "not enough space on the server"
-_LOCKS: web.AppKey[dict[str, asyncio.Lock]] = web.AppKey("tus_locks", dict)
 
 
 def _headers(**extra: str) -> dict[str, str]:
@@ -120,12 +123,19 @@ async def create(request: web.Request) -> web.Response:
     name = (meta.get("name") or filename)[:255]
     upload_id = security.new_token(18)
     path = _upload_path(request, upload_id)
-    await asyncio.to_thread(_create_file, path)
     expires = dt.datetime.now(dt.UTC) + EXPIRY
-    await request.app[DB_POOL].execute(
+    pool = request.app[DB_POOL]
+    # Row first, then file: another process sweeping orphan files at start-up
+    # lists files before rows, so it never takes a new upload's file for one.
+    await pool.execute(
         """INSERT INTO uploads (id, user_id, project_id, filename, length, metadata, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         upload_id, principal.user_id, project_id, filename, length, {"name": name}, expires)
+    try:
+        await asyncio.to_thread(_create_file, path)
+    except BaseException:
+        await asyncio.shield(pool.execute("DELETE FROM uploads WHERE id = $1", upload_id))
+        raise
     resp = web.Response(status=201, headers=_headers(
         Location=f"/api/uploads/{upload_id}", **{"Upload-Expires": _http_date(expires)}))
     if length == 0:
@@ -234,16 +244,14 @@ async def patch(request: web.Request) -> web.Response:
         await require_project_role(request, row["project_id"], "contributor")
     if request.content_type != OFFSET_TYPE:
         return error_response(415, f"Content-Type must be {OFFSET_TYPE}")
-    locks = request.app[_LOCKS]
-    lock = locks.setdefault(row["id"], asyncio.Lock())
-    async with lock:
-        return await _patch_locked(request, row["id"], principal)
+    # The lock is in PostgreSQL: the other PATCHes of this upload may be on other processes.
+    async with holding(request.app[UPLOAD_LOCKS], row["id"]) as conn:
+        return await _patch_locked(request, conn, row["id"], principal)
 
 
-async def _patch_locked(request: web.Request, upload_id: str,
+async def _patch_locked(request: web.Request, conn: asyncpg.Connection, upload_id: str,
                         principal: Principal) -> web.Response:
-    pool = request.app[DB_POOL]
-    row = await pool.fetchrow('SELECT length, "offset", completed_at FROM uploads WHERE id = $1',
+    row = await conn.fetchrow('SELECT length, "offset", completed_at FROM uploads WHERE id = $1',
                               upload_id)
     if row is None:
         raise errors.NotFound("upload not found")
@@ -280,12 +288,14 @@ async def _patch_locked(request: web.Request, upload_id: str,
         broken = True
         if isinstance(exc, asyncio.CancelledError):
             keep = offset if check is not None else offset + written
-            await asyncio.shield(_commit(pool, fh, upload_id, keep))
+            await asyncio.shield(_commit(conn, fh, upload_id, offset, keep))
             raise
     bad_sum = check is not None and not (broken or full) and check[0].digest() != check[1]
     partial = broken or full or stalled is not None
     keep = offset if (too_long or bad_sum or (partial and check is not None)) else offset + written
-    await _commit(pool, fh, upload_id, keep)
+    if not await _commit(conn, fh, upload_id, offset, keep):
+        return error_response(409, "the upload moved on under this request; HEAD and resume",
+                              {"offset": None})
     if full:
         log.warning("upload %s: disk full at offset %d", upload_id, keep)
         resp = error_response(507, NO_SPACE, {"offset": keep})
@@ -302,10 +312,10 @@ async def _patch_locked(request: web.Request, upload_id: str,
     return web.Response(status=204, headers=_headers(**{"Upload-Offset": str(keep)}))
 
 
-async def _commit(pool: asyncpg.Pool, fh: BinaryIO, upload_id: str, keep: int) -> None:
+async def _commit(conn: asyncpg.Connection, fh: BinaryIO, upload_id: str, start: int,
+                  keep: int) -> bool:
     await asyncio.to_thread(_finish, fh, keep)
-    await pool.execute('UPDATE uploads SET "offset" = $2, updated_at = now() WHERE id = $1',
-                       upload_id, keep)
+    return await commit_offset(conn, upload_id, start, keep)
 
 
 async def _complete(request: web.Request, upload_id: str, principal: Principal) -> None:
@@ -331,7 +341,6 @@ async def _complete(request: web.Request, upload_id: str, principal: Principal) 
         await images.log_activity(conn, "upload.complete", user_id=principal.user_id,
                                   image_id=image_id, project_id=up["project_id"],
                                   detail={"filename": up["filename"], "bytes": up["length"]})
-    request.app[_LOCKS].pop(upload_id, None)
 
 
 async def terminate(request: web.Request) -> web.Response:
@@ -339,10 +348,9 @@ async def terminate(request: web.Request) -> web.Response:
     row, _ = await _load(request)
     if row["completed_at"] is not None:
         raise errors.Conflict("the upload is complete and being converted")
-    async with request.app[_LOCKS].setdefault(row["id"], asyncio.Lock()):
-        await request.app[DB_POOL].execute("DELETE FROM uploads WHERE id = $1", row["id"])
+    async with holding(request.app[UPLOAD_LOCKS], row["id"]) as conn:
+        await conn.execute("DELETE FROM uploads WHERE id = $1", row["id"])
         await asyncio.to_thread(_upload_path(request, row["id"]).unlink, True)
-    request.app[_LOCKS].pop(row["id"], None)
     return web.Response(status=204, headers=_headers())
 
 
@@ -365,6 +373,3 @@ async def remove_expired(pool: asyncpg.Pool, uploads_dir: Path) -> int:
         await asyncio.to_thread((uploads_dir / r["id"]).unlink, True)
     return len(rows)
 
-
-def setup(app: web.Application) -> None:
-    app[_LOCKS] = {}

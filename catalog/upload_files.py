@@ -85,4 +85,5 @@ async def may_complete(conn: asyncpg.Connection, upload: asyncpg.Record) -> bool
                     WHERE m.project_id = p.id AND m.user_id = u.id) AS role
            FROM projects p, users u WHERE p.id = $1 AND u.id = $2 FOR SHARE OF p""",
         upload["project_id"], upload["user_id"])
-    return row is not None and (row["admin"] or row["role"] in ("contributor", "manager"))
+    return row is not None and (row["admin"]
+                                or row["role"] in ("contributor", "reviewer", "manager"))

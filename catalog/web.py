@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -12,7 +13,19 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from catalog import api_auth, api_images, api_jobs, api_projects, api_share, tus
+from catalog import (
+    api_auth,
+    api_images,
+    api_jobs,
+    api_projects,
+    api_share,
+    api_tile_urls,
+    api_trash,
+    collab_web,
+    dask_jobs,
+    trash,
+    tus,
+)
 from catalog.access import ACCESS, require_admin, setup_access
 from catalog.db import DB_POOL, DOWN_ERRORS, create_pool, start_embedded, unavailable
 from catalog.events import EVENTS, AccessEvents, listening
@@ -27,9 +40,11 @@ from catalog.ratelimit import (
     FailureCounter,
     LoginThrottle,
 )
+from catalog.ratelimit import cleanup as throttle_cleanup
 from catalog.state import CATALOG, CatalogState
-from catalog.storage import image_dir
+from catalog.storage import image_dir, remote_image_location
 from catalog.upload_files import sweep_orphans
+from catalog.upload_lock import POOL_SIZE, UPLOAD_LOCKS
 from core.http import BODY_TIMEOUT, Handler, json_response
 from core.pixels import PIXELS
 from core.settings import Settings
@@ -87,11 +102,19 @@ def _apply_event(app: web.Application) -> Callable[[str, Any], None]:
     return apply
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _close_image(app: web.Application, image_id: int) -> None:
     """Drop the tile server's open handles on a changed or deleted image."""
     pixels = app.get(PIXELS)
     if pixels is not None:
-        pixels.forget(image_dir(app[CATALOG].settings.images_dir, image_id))
+        settings = app[CATALOG].settings
+        pixels.forget(remote_image_location(settings.storage.url, image_id) if settings.storage
+                      else image_dir(settings.images_dir, image_id))
 
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -148,13 +171,17 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     # the outage grace of the credential.
     app[ACCESS].principals.on_forget.append(app[CATALOG].forget_credential)
     app[LOGIN_THROTTLE] = LoginThrottle()
-    app[MEMBER_LOOKUPS] = FailureCounter(MEMBER_LOOKUP_LIMIT, WINDOW)
-    tus.setup(app)
+    app[MEMBER_LOOKUPS] = FailureCounter("member", MEMBER_LOOKUP_LIMIT, WINDOW)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         dsn = settings.database_url or await start_embedded(settings.var_dir)
         pool = await create_pool(dsn)
         stack = contextlib.AsyncExitStack()
+        # tus PATCHes hold an advisory lock for their whole length: their own
+        # connections, so long uploads never starve the API of pool connections.
+        locks = await create_pool(dsn, min_size=1, max_size=POOL_SIZE)
+        stack.push_async_callback(locks.close)
+        app[UPLOAD_LOCKS] = locks
         try:
             applied = await migrate(pool, migration_dirs)
             if applied:
@@ -162,6 +189,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
             expired = await tus.remove_expired(pool, settings.uploads_dir)
             if expired:
                 log.info("removed %d expired unfinished upload(s)", expired)
+            await throttle_cleanup(pool)
             orphans = await sweep_orphans(pool, settings.uploads_dir)
             if orphans:
                 log.info("removed %d partial upload file(s) without an upload", orphans)
@@ -170,8 +198,12 @@ def setup_catalog(app: web.Application, settings: Settings, *,
                 log.warning("re-queued %d job(s) whose worker had stopped", len(recovered))
             app[DB_POOL] = pool
             await stack.enter_async_context(listening(dsn, pool, events))
+            await trash.enqueue_purge(pool)  # what fell due while the server was down
+            stack.push_async_callback(_cancel, asyncio.create_task(
+                trash.purge_scheduler(pool)))
             pool_of_workers = None
             if settings.job_workers > 0:
+                await dask_jobs.report(settings.dask_scheduler)
                 from catalog.worker import WorkerPool
 
                 pool_of_workers = WorkerPool(dsn, settings, settings.job_workers, db=pool)
@@ -187,6 +219,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
             await pool.close()
 
     app.cleanup_ctx.append(database)
+    collab_web.setup(app, settings)  # properties, attachments, activity, follow mode
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_routes(api_auth.routes())
     app.router.add_routes(api_projects.routes())
@@ -194,3 +227,5 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     app.router.add_routes(api_share.routes())
     app.router.add_routes(api_jobs.routes())
     app.router.add_routes(tus.routes())
+    app.router.add_routes(api_tile_urls.routes())
+    app.router.add_routes(api_trash.routes())

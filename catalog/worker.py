@@ -30,12 +30,15 @@ from typing import Any
 
 import asyncpg
 
-from catalog import jobs
+from catalog import jobs, scanner_props, trash
+from catalog.dask_jobs import with_scheduler
 from catalog.db import connect
 from catalog.images import mark_ready
-from catalog.storage import STORE_NAME
+from catalog.storage import STORE_NAME, remote_pyramid
+from converters.publish import publish
 from core.settings import Settings
 from pyramid import errors
+from pyramid.stores import configure as configure_stores
 
 log = logging.getLogger("catalog.worker")
 #: Seconds between queue polls when no NOTIFY arrives (missed notifications).
@@ -104,9 +107,12 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
-                      images_dir: Path, reserve: int = 0) -> str:
+                      images_dir: Path, reserve: int = 0, scheduler: str | None = None,
+                      remote: str = "") -> str:
     """Run one claimed job to its end; returns the job's new status ('lost' when
     another attempt took the job over meanwhile: then nothing is published)."""
+    if job["kind"] == trash.PURGE_KIND:
+        return await trash.run_purge_job(conn, job, images_dir, remote or None)
     src, image_id = Path(job["source_path"]), job["image_id"]
     if image_id is None:  # the image was deleted after the job was queued
         await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now()"
@@ -120,7 +126,7 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
         latest[0] = float(getattr(p, "fraction", p))
 
     task = asyncio.ensure_future(asyncio.to_thread(
-        run_conversion, src, out_dir, job["options"], on_progress,
+        run_conversion, src, out_dir, with_scheduler(job["options"], scheduler), on_progress,
         [Path(p) for p in job["extra_paths"]], reserve))
     while not task.done():
         await asyncio.wait({task}, timeout=BEAT_S)
@@ -131,7 +137,7 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
     except BaseException as exc:  # every failure is recorded (KeyboardInterrupt re-raised)
         status = await _record_failure(conn, job, exc)
     else:
-        status = await _publish(conn, job, result, checksum, image_dir, out_dir)
+        status = await _publish(conn, job, result, checksum, image_dir, out_dir, remote)
     if status != "done":
         await asyncio.to_thread(shutil.rmtree, out_dir, True)
     if status == "failed":
@@ -188,7 +194,7 @@ def _remove_other_attempts(image_dir: Path) -> None:
 
 
 async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
-                   checksum: str, image_dir: Path, out_dir: Path) -> str:
+                   checksum: str, image_dir: Path, out_dir: Path, remote: str = "") -> str:
     """Make the attempt's pyramid the image's — only while this attempt holds the lease.
 
     The job row stays locked from the lease check to the commit, so a re-queue
@@ -200,9 +206,16 @@ async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
             log.warning("job %s attempt %s lost its lease; not publishing",
                         job["id"], job["attempts"])
             return "lost"
-        if alive:
+        if alive and remote:
+            # Object storage: uploaded with the root document last (readers never
+            # see a partial image); an earlier copy of this id is replaced.
+            await asyncio.to_thread(publish, out_dir / STORE_NAME,
+                                    remote_pyramid(remote, job["image_id"]), True)
+            await mark_ready(conn, job["image_id"], result, checksum)
+        elif alive:
             await asyncio.to_thread(_move_into_place, out_dir, image_dir)
             await mark_ready(conn, job["image_id"], result, checksum)
+            await scanner_props.record(conn, job["image_id"], image_dir / STORE_NAME)
         await conn.execute(
             """UPDATE jobs SET status = CASE WHEN $2 THEN 'done' ELSE 'cancelled' END,
                    progress = 1, error = NULL, finished_at = now()
@@ -210,6 +223,8 @@ async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
     if not alive:
         await asyncio.to_thread(shutil.rmtree, image_dir, True)
         return "cancelled"
+    if remote:
+        await asyncio.to_thread(shutil.rmtree, out_dir, True)
     await asyncio.to_thread(_remove_other_attempts, image_dir)
     return "done"
 
@@ -238,12 +253,13 @@ def die_with_parent(parent: int) -> None:
 
 
 async def worker_loop(dsn: str, images_dir: Path, index: int,
-                      stop: asyncio.Event | None = None, reserve: int = 0) -> None:
+                      stop: asyncio.Event | None = None, reserve: int = 0,
+                      scheduler: str | None = None, remote: str = "") -> None:
     name = jobs.worker_name(index)
     stop = stop or asyncio.Event()
     while not stop.is_set():
         try:
-            await _serve_queue(dsn, images_dir, name, stop, reserve)
+            await _serve_queue(dsn, images_dir, name, stop, reserve, scheduler, remote)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The database restarted or is unreachable: back off and reconnect.
             log.warning("worker %s lost the database (%s); reconnecting", name, exc)
@@ -251,7 +267,7 @@ async def worker_loop(dsn: str, images_dir: Path, index: int,
 
 
 async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Event,
-                       reserve: int) -> None:
+                       reserve: int, scheduler: str | None = None, remote: str = "") -> None:
     conn = await connect(dsn)
     wake = asyncio.Event()
     try:
@@ -265,20 +281,23 @@ async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Even
                 continue
             log.info("worker %s: job %s attempt %s (image %s)", name, job["id"],
                      job["attempts"], job["image_id"])
-            await process_job(conn, job, name, images_dir, reserve)
+            await process_job(conn, job, name, images_dir, reserve, scheduler, remote)
     finally:
         with contextlib.suppress(Exception):
             await conn.close()
 
 
 def worker_main(dsn: str, images_dir: str, index: int, parent: int | None = None,
-                reserve: int = 0) -> None:
+                reserve: int = 0, scheduler: str | None = None, remote: str = "",
+                deadline_s: float = 10.0) -> None:
     """Entry point of a worker process (spawned, so nothing is inherited)."""
     if parent is not None:
         die_with_parent(parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(worker_loop(dsn, Path(images_dir), index, reserve=reserve))
+        configure_stores(deadline_s)
+        asyncio.run(worker_loop(dsn, Path(images_dir), index, reserve=reserve,
+                                scheduler=scheduler, remote=remote))
 
 
 # --------------------------------------------------------------------------- pool side
@@ -293,6 +312,11 @@ class WorkerPool:
         self.size = size
         self.db = db
         self.reserve = settings.disk_reserve_bytes
+        #: Conversions run on this dask cluster (catalog/dask_jobs.py) when set.
+        self.scheduler = settings.dask_scheduler
+        #: MICROTOME_STORAGE: finished pyramids are uploaded there.
+        self.remote = settings.storage.url if settings.storage else ""
+        self.deadline_s = settings.storage.deadline_s if settings.storage else 10.0
         self._ctx = multiprocessing.get_context("spawn")
         # Workers are started from this one long-lived thread: PR_SET_PDEATHSIG
         # fires when the *thread* that started a child ends, so not a pool thread
@@ -310,7 +334,8 @@ class WorkerPool:
     def _spawn(self, index: int) -> Any:
         proc = self._ctx.Process(target=worker_main, name=f"microtome-worker-{index}",
                                  args=(self.dsn, str(self.images_dir), index, os.getpid(),
-                                       self.reserve),
+                                       self.reserve, self.scheduler, self.remote,
+                                       self.deadline_s),
                                  daemon=True)
         proc.start()
         return proc

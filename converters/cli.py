@@ -6,12 +6,15 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pyramid.errors import MicrotomeError
+from pyramid.errors import Conflict, InvalidRequest, MicrotomeError
+from pyramid.stores import check_location, is_remote
 
 from .convert import ConvertOptions, ConvertResult, Progress, _stem, convert
 from .inputs import Source, gather_sources
@@ -25,7 +28,9 @@ def register(subparsers: Any) -> None:
                     "OUTDIR/<stem>.ome.zarr.  Exit 0 all converted, 1 some failed, "
                     "2 usage error.")
     p.add_argument("src", nargs="+", type=Path, metavar="SRC")
-    p.add_argument("-o", "--outdir", type=Path, required=True, metavar="OUTDIR")
+    p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
+                   help="output folder, or s3://bucket/prefix (an s3:// URL ending in "
+                        ".ome.zarr names the image itself when there is one SRC)")
     p.add_argument("--tile-size", type=_tile_size, default=256, metavar="N",
                    help="chunk (tile) side, a power of two (default 256)")
     p.add_argument("--codec", choices=["auto", "jpeg", "zstd"], default="auto",
@@ -149,6 +154,14 @@ def run_convert(args: argparse.Namespace) -> int:
             err.print(f"[red]error:[/red] {s}: no such file or directory", soft_wrap=True)
             return 2
     try:
+        check_location(args.outdir)
+    except InvalidRequest as e:
+        err.print(f"[red]error:[/red] -o {args.outdir}: {e.message}", soft_wrap=True)
+        return 2
+    if is_remote(args.outdir):
+        return _run_remote(args, err)
+    args.outdir = Path(args.outdir)
+    try:
         args.outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         err.print(f"[red]error:[/red] cannot create output folder {args.outdir}: {e.strerror}",
@@ -158,11 +171,7 @@ def run_convert(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/red] output folder {args.outdir} is not writable", soft_wrap=True)
         return 2
     sources, skipped = gather_sources(args.src)
-    options = ConvertOptions(tile_size=args.tile_size, codec=args.codec, quality=args.quality,
-                             ngff=args.ngff, workers=args.workers, scheduler=args.scheduler,
-                             overwrite=args.overwrite,
-                             scene=None if args.scene == "all" else args.scene, mz=args.mz,
-                             mz_tol=args.mz_tol, top_peaks=args.top_peaks)
+    options = _options(args)
     rows: list[dict[str, Any]] = []
     for path, reason in skipped:
         err.print(f"[red]error:[/red] {path}: {reason}", soft_wrap=True)
@@ -171,6 +180,73 @@ def run_convert(args: argparse.Namespace) -> int:
     for src in sources:
         for one, opts in _scene_jobs(src, options, args.scene == "all"):
             rows.append(_convert_one(one, args.outdir, opts, used, err, args.json))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        _summary(rows, err)
+    if not rows:
+        err.print("[red]error:[/red] no input found", soft_wrap=True)
+        return 1
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _options(args: argparse.Namespace) -> ConvertOptions:
+    return ConvertOptions(tile_size=args.tile_size, codec=args.codec, quality=args.quality,
+                          ngff=args.ngff, workers=args.workers, scheduler=args.scheduler,
+                          overwrite=args.overwrite,
+                          scene=None if args.scene == "all" else args.scene, mz=args.mz,
+                          mz_tol=args.mz_tol, top_peaks=args.top_peaks)
+
+
+def _run_remote(args: argparse.Namespace, err: Any) -> int:
+    """Convert into a local scratch folder, then publish each image to the store
+    (root document last: readers never see a half-written image)."""
+    import tempfile
+
+    from core.settings import storage_deadline_from_env
+    from pyramid.stores import StoreUnusable, configure, open_store
+
+    from .publish import image_exists, publish
+
+    configure(storage_deadline_from_env())
+    url = str(args.outdir).rstrip("/")
+    sources, skipped = gather_sources(args.src)
+    named = url.endswith(".ome.zarr") and len(sources) == 1 and args.scene != "all"
+    base = url.rsplit("/", 1)[0] if named else url
+    try:
+        open_store(base).check()
+    except StoreUnusable as e:
+        err.print(f"[red]error:[/red] -o {e}", soft_wrap=True)
+        return 2
+    options = _options(args)
+    rows: list[dict[str, Any]] = []
+    for path, reason in skipped:
+        err.print(f"[red]error:[/red] {path}: {reason}", soft_wrap=True)
+        rows.append({"src": str(path), "ok": False, "error": reason})
+    used: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="microtome-convert-") as scratch:
+        for src in sources:
+            for one, opts in _scene_jobs(src, options, args.scene == "all"):
+                local = _out_path(one, Path(scratch), used)
+                dest = url if named else f"{url}/{local.name}"
+                started = time.monotonic()
+                try:
+                    if image_exists(open_store(dest)) and not opts.overwrite:
+                        raise Conflict("output already exists (use --overwrite)")
+                except MicrotomeError as e:
+                    rows.append(_failed(one, Path(local.name), e, err, started))
+                    continue
+                row = _convert_one(one, Path(scratch), replace(opts, overwrite=True), used,
+                                   err, args.json, local)
+                if row["ok"]:
+                    try:
+                        publish(local, dest, overwrite=opts.overwrite)
+                    except MicrotomeError as e:
+                        row = _failed(one, Path(local.name), e, err, started)
+                    else:
+                        row["path"] = dest
+                rows.append(row)
+                shutil.rmtree(local, ignore_errors=True)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -192,7 +268,7 @@ def _out_path(src: Source, outdir: Path, used: set[str]) -> Path:
 
 
 def _convert_one(src: Source, outdir: Path, options: ConvertOptions, used: set[str],
-                 err: Any, quiet: bool) -> dict[str, Any]:
+                 err: Any, quiet: bool, dst: Path | None = None) -> dict[str, Any]:
     from rich.progress import (
         BarColumn,
         TaskProgressColumn,
@@ -202,7 +278,7 @@ def _convert_one(src: Source, outdir: Path, options: ConvertOptions, used: set[s
     )
     from rich.progress import Progress as Bar
 
-    dst = _out_path(src, outdir, used)
+    dst = dst or _out_path(src, outdir, used)
     label = src.display
     bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
               TextColumn("{task.fields[stage]}"), TextColumn("{task.fields[rate]}"),

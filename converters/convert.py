@@ -24,8 +24,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pyramid import histogram
 from pyramid.errors import Conflict, DiskFull, MicrotomeError, SourceError, StorageError
 from pyramid.layout import Channel, ImageMeta, Level, level_sizes
+from pyramid.reader import open_pyramid
 
 from .base import SourceInfo, SourceReader
 from .build import Builder, PlaneJob, RemoteFetcher, Tally
@@ -366,6 +368,9 @@ def _convert_open(reader: SourceReader, src: Path | Sequence[Path], dst: Path, p
                     json.dumps(original, indent=1, allow_nan=False, default=str).encode())
     report("verifying", 0.97, tally, total)
     verify_output(partial, meta, tally.crcs)
+    # Per-channel histograms for auto-contrast and /images/{id}/histogram, from the
+    # verified pyramid's overview level (pyramid/histogram.py).
+    sink.write_file(histogram.RELPATH, histogram.encode(histogram.compute(open_pyramid(partial))))
     report("syncing", 0.99, tally, total)
     fsync_tree(partial)
     _publish(partial, dst, options.overwrite)

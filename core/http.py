@@ -175,7 +175,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except errors.MicrotomeError as exc:
         resp = error_response(status_for(exc), exc.message, exc.detail)
-        if isinstance(exc, errors.TooManyRequests):
+        if isinstance(exc, errors.TooManyRequests | errors.Unavailable):
             resp.headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, errors.RequestTimeout):
             resp.force_close()  # the rest of that body is never coming: hang up

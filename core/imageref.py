@@ -14,7 +14,8 @@ class ImageRef:
     cache key and ETag.
     """
 
-    path: Path
+    #: A local folder, or the URL of an image in object storage (``s3://...``).
+    path: Path | str
     version: str
     #: Access was granted by a credential (session, key, token, share link):
     #: shared caches must not keep the response.

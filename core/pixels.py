@@ -28,7 +28,7 @@ class PixelSource(Protocol):
         """Run CPU work on pixels off the event loop (the tile server's pool)."""
         ...
 
-    def forget(self, root: Path) -> None:
+    def forget(self, root: Path | str) -> None:
         """Drop opened images stored under `root` (changed or deleted)."""
         ...
 

@@ -25,8 +25,17 @@ KNOWN = {"MICROTOME_VAR", "MICROTOME_HOST", "MICROTOME_PORT", "MICROTOME_SECRET"
          "MICROTOME_MAX_IDLE_CONNECTIONS", "MICROTOME_MAX_IMAGE_PIXELS",
          "MICROTOME_SESSION_HOURS", "MICROTOME_SESSION_IDLE_MINUTES", "MICROTOME_METRICS_PORT",
          "MICROTOME_TRUSTED_PROXIES",
-         # Retrieval (issue 17)
-         "MICROTOME_RETRIEVAL_THREADS"}
+         # -- collaboration: properties, attachments, activity, follow mode --
+         "MICROTOME_ATTACHMENT_MAX_MB", "MICROTOME_ACTIVITY_RETENTION_DAYS",
+         "MICROTOME_ACTIVITY_SAMPLE_S", "MICROTOME_FOLLOW_MAX_FOLLOWERS"}
+# Scale-out (several servers, domain sharding, dask cluster): issue 18.
+KNOWN |= {"MICROTOME_TILE_URLS", "MICROTOME_DASK_SCHEDULER"}
+# Analysis apps (issue 16): workers `microtome serve` starts beside itself.
+KNOWN |= {"MICROTOME_LOCAL_WORKERS"}
+# Trash (deleted projects, images, annotation sets): days kept before the purge job.
+KNOWN |= {"MICROTOME_TRASH_DAYS"}
+# Retrieval (issue 17): background indexing threads.
+KNOWN |= {"MICROTOME_RETRIEVAL_THREADS"}
 
 
 class SettingsError(SystemExit):
@@ -63,6 +72,32 @@ class TileSettings:
     resolver_ttl: float = 2.0
     #: Cache-Control max-age for tiles and documents whose URL has no version, seconds.
     max_age: int = 3600
+
+
+# -- collaboration: properties, attachments, activity, follow mode --------------------
+@dataclass(frozen=True)
+class CollabSettings:
+    #: Largest file attached to an image (reports, tables), bytes.
+    attachment_max_bytes: int = 50 * 1024**2
+    #: Viewer activity older than this many days is dropped (whole daily partitions).
+    activity_retention_days: int = 365
+    #: A viewer's position is recorded at most once per this many seconds.
+    activity_sample_s: float = 2.0
+    #: Most users following one user's live viewport at once.
+    follow_max_followers: int = 50
+
+
+def collab_settings_from_env(env: _Env) -> CollabSettings:
+    return CollabSettings(
+        attachment_max_bytes=env.int("MICROTOME_ATTACHMENT_MAX_MB", 50, minimum=1,
+                                     maximum=1 << 20) * 1024**2,
+        activity_retention_days=env.int("MICROTOME_ACTIVITY_RETENTION_DAYS", 365, minimum=1,
+                                        maximum=100 * 365),
+        activity_sample_s=float(env.int("MICROTOME_ACTIVITY_SAMPLE_S", 2, minimum=1,
+                                        maximum=3600)),
+        follow_max_followers=env.int("MICROTOME_FOLLOW_MAX_FOLLOWERS", 50, minimum=1,
+                                     maximum=10_000))
+# -- end collaboration ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -105,11 +140,31 @@ class Settings:
     body_timeout_s: float = 60.0
     #: Idle keep-alive connections kept open at most; the oldest go first.
     max_idle_connections: int = 100
+    # -- analysis apps (issue 16) --
+    #: `microtome worker` processes `serve` starts for queued analyses (0 = none:
+    #: analyses then wait for a worker started elsewhere).
+    local_workers: int = 1
+    #: Trash: days a deleted project, image or annotation set stays restorable.
+    trash_days: int = 30
     #: Retrieval (issue 17): threads describing queued annotations in the background
     #: in this process (0 = none: only requests and `microtome reindex` describe).
     retrieval_index_threads: int = 1
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
+    # --- Scale-out (issue 18) -------------------------------------------------
+    #: Tile base URLs the catalog hands to viewers (HTTP/1.1 domain sharding:
+    #: browsers open ~6 connections per host, so tiles spread over several host
+    #: names load in parallel); empty = tiles from this server's own origin.
+    tile_urls: tuple[str, ...] = ()
+    #: dask.distributed scheduler (tcp://host:8786) that conversion jobs run on;
+    #: None = in the worker process.  Workers must see the data directory at the
+    #: same path (shared file system).
+    dask_scheduler: str | None = None
+    #: Object storage for converted images (MICROTOME_STORAGE, ``s3://bucket/prefix``);
+    #: None keeps them under var_dir/images.
+    storage: StorageSettings | None = None
+    #: Properties, attachments, activity and follow mode.
+    collab: CollabSettings = field(default_factory=CollabSettings)
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -170,9 +225,22 @@ def _secret(var_dir: Path, env: _Env) -> bytes:
         return path.read_bytes()
     var_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
+    # Written whole under a private name, then linked into place: several processes
+    # starting at once on one data directory all end up with the same key (the
+    # first link wins; the others read it), never with a half-written file.
+    tmp = var_dir / f".secret.key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_bytes()
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 
@@ -229,6 +297,37 @@ def trusted_proxies_from_env(environ: Mapping[str, str] | None = None) -> tuple[
     return _Env(os.environ if environ is None else environ).networks("MICROTOME_TRUSTED_PROXIES")
 
 
+def tile_urls_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """MICROTOME_TILE_URLS: comma-separated http(s) base URLs, no query or fragment."""
+    from urllib.parse import urlsplit
+
+    env = _Env(os.environ if environ is None else environ)
+    raw = env.environ.get("MICROTOME_TILE_URLS", "")
+    urls = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+                or parts.fragment:
+            raise SettingsError("MICROTOME_TILE_URLS",
+                                f"holds {url!r}, not an http(s) base URL like https://t1.example.org")
+    if len(urls) > 16:
+        raise SettingsError("MICROTOME_TILE_URLS", f"lists {len(urls)} URLs; 16 at most")
+    return urls
+
+
+def dask_scheduler_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """MICROTOME_DASK_SCHEDULER: tcp://host:port (or tls://, inproc://) of a dask scheduler."""
+    env = _Env(os.environ if environ is None else environ)
+    value = env.environ.get("MICROTOME_DASK_SCHEDULER", "").strip()
+    if not value:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("tcp", "tls", "inproc", "ws", "wss") or not rest:
+        raise SettingsError("MICROTOME_DASK_SCHEDULER",
+                            f"must look like tcp://host:8786, got {value!r}")
+    return value
+
+
 def warn_unknown(environ: Mapping[str, str] | None = None) -> list[str]:
     """Print (and return) MICROTOME_* variables nothing reads: usually a typo."""
     environ = os.environ if environ is None else environ
@@ -236,6 +335,42 @@ def warn_unknown(environ: Mapping[str, str] | None = None) -> list[str]:
     for name in unknown:
         print(f"warning: {name} is not a Microtome setting (ignored)", file=sys.stderr)
     return unknown
+
+
+# -- Storage backends (issue 18: images in object storage) ----------------------------
+KNOWN |= {"MICROTOME_STORAGE", "MICROTOME_STORAGE_DEADLINE_S"}
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where converted images live when not on the local disk, and how long a remote
+    read may keep retrying before the client gets a 503."""
+
+    #: ``s3://bucket/prefix`` (credentials and endpoint: the standard AWS_* variables).
+    url: str = ""
+    #: Retry budget of one remote request, seconds (exponential backoff inside it).
+    deadline_s: float = 10.0
+
+
+def storage_deadline_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """MICROTOME_STORAGE_DEADLINE_S alone (`microtome tiles` / `convert` have no Settings)."""
+    env = _Env(os.environ if environ is None else environ)
+    return float(env.int("MICROTOME_STORAGE_DEADLINE_S", 10, minimum=1, maximum=600))
+
+
+def storage_settings_from_env(environ: Mapping[str, str] | None = None
+                              ) -> StorageSettings | None:
+    """MICROTOME_STORAGE: empty (local images folder) or an ``s3://bucket[/prefix]`` URL."""
+    env = _Env(os.environ if environ is None else environ)
+    url = env.text("MICROTOME_STORAGE", "").strip().rstrip("/")
+    if not url:
+        return None
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "s3":
+        raise SettingsError("MICROTOME_STORAGE", f"must be an s3://bucket/prefix URL, got {url!r}")
+    if not rest.split("/", 1)[0]:
+        raise SettingsError("MICROTOME_STORAGE", "needs a bucket: s3://bucket/prefix")
+    return StorageSettings(url=f"s3://{rest}", deadline_s=storage_deadline_from_env(env.environ))
 
 
 def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -266,6 +401,14 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "body_timeout_s": float(env.int("MICROTOME_BODY_TIMEOUT_S", 60, minimum=1)),
         "max_idle_connections": guard.max_idle_connections,
         "tiles": tile_settings_from_env(env.environ),
+        "tile_urls": tile_urls_from_env(env.environ),
+        "dask_scheduler": dask_scheduler_from_env(env.environ),
+        "storage": storage_settings_from_env(env.environ),
+        # analysis apps (issue 16)
+        "local_workers": env.int("MICROTOME_LOCAL_WORKERS", 1, maximum=64),
+        "collab": collab_settings_from_env(env),
+        # Trash: 0 purges at the next run of the purge job (every hour).
+        "trash_days": env.int("MICROTOME_TRASH_DAYS", 30, maximum=36500),
         # Retrieval (issue 17)
         "retrieval_index_threads": env.int("MICROTOME_RETRIEVAL_THREADS", 1, maximum=64),
     }

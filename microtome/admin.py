@@ -96,14 +96,41 @@ async def _ensure_project(conn: asyncpg.Connection, name: str, public: bool) -> 
         "INSERT INTO projects (name, public) VALUES ($1, $2) RETURNING id", name, public))
 
 
-async def enqueue_folder(pool: asyncpg.Pool, folder: Path, project: str, public: bool = False
+class UsageError(Exception):
+    """Bad command-line input found once the catalog is open (exit status 2)."""
+
+
+async def _owner_id(conn: asyncpg.Connection, owner: str) -> int:
+    row = await conn.fetchrow(
+        "SELECT id, disabled_at FROM users WHERE lower(username) = lower($1)", owner)
+    if row is None:
+        raise UsageError(f"--owner: no user named {owner!r} (create it first with "
+                         f"`microtome user add {owner}`)")
+    if row["disabled_at"] is not None:
+        raise UsageError(f"--owner: the account {owner!r} is disabled")
+    return int(row["id"])
+
+
+async def enqueue_folder(pool: asyncpg.Pool, folder: Path, project: str, public: bool = False,
+                         owner: str | None = None
                          ) -> tuple[int, list[tuple[str, int | None, str]]]:
-    """Queue a conversion per file; (project id, [(file name, job id or None, note)])."""
+    """Queue a conversion per file; (project id, [(file name, job id or None, note)]).
+
+    `owner` (a user name) becomes a manager of the project and the images'
+    uploader; without one, the project has no member until an admin adds one.
+    """
     from catalog import images, jobs
 
     queued: list[tuple[str, int | None, str]] = []
     async with pool.acquire() as conn, conn.transaction():
+        owner_id = await _owner_id(conn, owner) if owner is not None else None
         project_id = await _ensure_project(conn, project, public)
+        if owner_id is not None:
+            await conn.execute(
+                """INSERT INTO project_members (project_id, user_id, role)
+                   VALUES ($1, $2, 'manager')
+                   ON CONFLICT (project_id, user_id) DO UPDATE SET role = 'manager'""",
+                project_id, owner_id)
         for source in _sources(folder):
             src = source.paths[0]
             path = str(src.resolve())
@@ -124,7 +151,7 @@ async def enqueue_folder(pool: asyncpg.Pool, folder: Path, project: str, public:
                 queued.append((name, int(seen["id"]), note))
                 continue
             image_id = await images.create_pending(
-                conn, name=name, source_filename=src.name, owner_id=None,
+                conn, name=name, source_filename=src.name, owner_id=owner_id,
                 project_id=project_id)
             job_id = await jobs.enqueue(
                 conn, image_id=image_id, source_path=path, project_id=project_id,
@@ -156,13 +183,13 @@ async def _watch(pool: asyncpg.Pool, entries: list[tuple[str, int | None, str]],
 
 
 async def _import(settings: Settings, folder: Path, project: str, workers: int,
-                  quiet: bool, public: bool = False) -> int:
+                  quiet: bool, public: bool = False, owner: str | None = None) -> int:
     from catalog.worker import WorkerPool
 
     pool = await open_db(settings)
     workers_pool = None
     try:
-        project_id, entries = await enqueue_folder(pool, folder, project, public)
+        project_id, entries = await enqueue_folder(pool, folder, project, public, owner)
         if not entries:
             print(f"nothing to import in {folder}")
             return 0
@@ -195,7 +222,8 @@ def _summary(entries: list[tuple[str, int | None, str]], rows: dict[int, Any],
 
 
 def main_import(folder: Path, project: str, *, settings: Settings | None = None,
-                workers: int = 1, quiet: bool = False, public: bool = False) -> int:
+                workers: int = 1, quiet: bool = False, public: bool = False,
+                owner: str | None = None) -> int:
     """`microtome import` as a function (used by `make run` for the samples).
 
     Returns 0 when every file converted, 1 when some failed (each reported on
@@ -207,7 +235,10 @@ def main_import(folder: Path, project: str, *, settings: Settings | None = None,
         return 2
     try:
         return asyncio.run(_import(settings or from_env(), folder, project, workers, quiet,
-                                   public))
+                                   public, owner))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (OSError, asyncpg.PostgresError, RuntimeError) as exc:
         print(f"error: the catalog database cannot be reached: {exc}", file=sys.stderr)
         return 2
@@ -221,8 +252,12 @@ def run_import(args: argparse.Namespace) -> int:
     if not args.project.strip() or len(args.project) > 200:
         print("error: --project needs a name of 1-200 characters", file=sys.stderr)
         return 2
+    owner = args.owner.strip() if args.owner is not None else None
+    if owner is not None and not 1 <= len(owner) <= 64:
+        print("error: --owner needs a user name of 1-64 characters", file=sys.stderr)
+        return 2
     return main_import(folder, args.project.strip(), workers=args.workers, quiet=args.quiet,
-                       public=args.public)
+                       public=args.public, owner=owner)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -244,5 +279,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.add_argument("--public", action="store_true",
                      help="when creating the project, let anyone (even without an account) "
                           "view it")
+    imp.add_argument("--owner", metavar="USER",
+                     help="this existing user becomes a manager of the project and the "
+                          "uploader of its images (without it the project has no member "
+                          "until an administrator adds one)")
     imp.set_defaults(func=run_import)
 

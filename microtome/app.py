@@ -33,19 +33,27 @@ MIGRATION_DIRS: tuple[Path, ...] = (_ROOT / "catalog" / "migrations",
 def openapi_document() -> dict[str, Any]:
     """The published /api document: the catalog's with the annotation API merged in."""
     from annotations.openapi import PATHS, SCHEMAS
+    from annotations.openapi_review import PATHS as V_PATHS
+    from annotations.openapi_review import SCHEMAS as V_SCHEMAS
+    from catalog import openapi_alignments as alignments
     from catalog import openapi_analyses as analyses
+    from catalog import openapi_collab as collab
     from catalog.openapi import build_spec
     from retrieval.openapi import PATHS as R_PATHS
     from retrieval.openapi import SCHEMAS as R_SCHEMAS
 
-    return build_spec(extra_paths={**PATHS, **analyses.PATHS, **R_PATHS},
-                      extra_schemas={**SCHEMAS, **analyses.SCHEMAS, **R_SCHEMAS})
+    return build_spec(extra_paths={**PATHS, **V_PATHS, **analyses.PATHS, **R_PATHS,
+                                   **alignments.PATHS, **collab.PATHS},
+                      extra_schemas={**SCHEMAS, **V_SCHEMAS, **analyses.SCHEMAS, **R_SCHEMAS,
+                                     **alignments.SCHEMAS, **collab.SCHEMAS})
 
 
 def create_app(settings: Settings) -> web.Application:
     """The whole application.  Every resource lives in a cleanup context."""
     # Imported here so that `microtome convert` does not pay for the web stack.
+    from annotations import analysis_export
     from annotations.web import setup_annotations
+    from catalog import api_alignments
     from catalog.api_analyses import setup_analyses
     from catalog.resolver import CatalogResolver
     from catalog.web import setup_catalog
@@ -63,6 +71,8 @@ def create_app(settings: Settings) -> web.Application:
     setup_tiles(app, CatalogResolver(app), settings.tiles)
     setup_annotations(app)
     setup_analyses(app)
+    app.router.add_routes(api_alignments.routes())  # side-by-side viewing
+    app.router.add_routes(analysis_export.routes())
     setup_retrieval(app, settings)
     setup_frontend(app, settings)
     # Runs after every cleanup context has started (they are on_startup hooks

@@ -27,11 +27,14 @@ PAGES: dict[str, str] = {
     "/": "index.html",
     "/login": "login.html",
     "/projects/{project_id}": "project.html",
+    "/projects/{project_id}/dashboard": "dashboard.html",
     "/viewer/{image_id}": "viewer.html",
     "/viewer.html": "viewer.html",
+    "/compare": "compare.html",
     "/share/{token}": "viewer.html",
     "/keys": "keys.html",
     "/links": "links.html",
+    "/trash": "trash.html",
 }
 
 _PAGE_HEADERS = {

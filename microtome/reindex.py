@@ -52,7 +52,8 @@ async def reindex(settings: Settings, project: str | None, threads: int, err: An
                 err.print(f"error: no project {project!r}")
                 return 2
         total = await indexer.requeue(pool, project_id)
-        work = indexer.Indexer(pool, settings.images_dir, threads)
+        work = indexer.Indexer(pool, settings.images_dir, threads, remote=(
+            settings.storage.url if settings.storage else None))
         bar = Progress(TextColumn("describing"), BarColumn(), MofNCompleteColumn(),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                        console=err, disable=quiet or not err.is_terminal)

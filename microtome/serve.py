@@ -11,7 +11,7 @@ import socket
 import sys
 from typing import Any
 
-from core.settings import from_env, warn_unknown
+from core.settings import Settings, from_env, warn_unknown
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -48,6 +48,20 @@ async def _serve(app: Any, host: str, port: int, announce: Any) -> None:
         await runner.cleanup()
 
 
+def _storage_problem(settings: Settings) -> str | None:
+    """MICROTOME_STORAGE must be usable before we start: one clear line otherwise."""
+    if settings.storage is None:
+        return None
+    from pyramid.stores import StoreUnusable, configure, open_store
+
+    configure(settings.storage.deadline_s)
+    try:
+        open_store(settings.storage.url).check()
+    except StoreUnusable as e:
+        return f"MICROTOME_STORAGE {e}"
+    return None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -56,7 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
     warn_unknown()
     # Bad MICROTOME_* values stop here, before anything starts, naming the variable.
     settings = from_env(host=args.host, port=args.port)
-    problem = port_problem(args.host, args.port)
+    problem = port_problem(args.host, args.port) or _storage_problem(settings)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
@@ -69,8 +83,14 @@ def run_serve(args: argparse.Namespace) -> int:
     def announce() -> None:
         print(f"Microtome is running at {url}  (Ctrl-C to stop)", flush=True)
 
+    app = create_app(settings)
+    if settings.local_workers > 0:
+        from microtome.local_worker import local_url, local_workers
+
+        app.cleanup_ctx.append(local_workers(local_url(args.host, args.port),
+                                             settings.local_workers))
     with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(_serve(create_app(settings), args.host, args.port, announce))
+        asyncio.run(_serve(app, args.host, args.port, announce))
     return 0
 
 

@@ -68,7 +68,12 @@ class NotImplementedFeature(MicrotomeError):
 
 
 class Unavailable(MicrotomeError):
-    """A dependency (database, storage) is temporarily unavailable (HTTP 503)."""
+    """A dependency (database, storage) is temporarily unavailable (HTTP 503);
+    clients may retry after `retry_after` seconds (the Retry-After header)."""
+
+    def __init__(self, message: str, detail: Any = None, retry_after: int = 5) -> None:
+        super().__init__(message, detail)
+        self.retry_after = max(1, int(retry_after))
 
 
 class SourceError(MicrotomeError):

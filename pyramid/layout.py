@@ -13,6 +13,7 @@ An image is a directory ``<name>.ome.zarr``:
   the end, index codecs ``bytes`` + ``crc32c``).
 - ``associated/<name>.png``: label, macro, thumbnail images if the source had them.
 - ``metadata/original.json``: the source's own metadata, as read.
+- ``metadata/histogram.json``: per-channel histograms (pyramid/histogram.py).
 
 Pixel coordinates are level-0 pixels, origin top-left, y down.
 """

@@ -22,19 +22,28 @@ import numpy as np
 from .errors import NotFound, StorageError, Unprocessable
 from .layout import EMPTY, ImageMeta, Level, index_nbytes, shard_key, unpack_index
 from .metadata import meta_from_attributes
+from .readahead import BLOCK, RAW, block_ranges
+from .stores import ObjectMissing, Store, is_remote, open_store
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def _load_json(store: Store, key: str) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
-            doc = json.loads(fh.read())
-    except FileNotFoundError as e:
+        doc = json.loads(store.get(key))
+    except ObjectMissing as e:
         raise NotFound("image not found") from e
     except (OSError, ValueError) as e:
         raise StorageError("image metadata is unreadable") from e
     if not isinstance(doc, dict):
         raise StorageError("image metadata is malformed")
     return doc
+
+
+def _try_json(store: Store, key: str) -> dict[str, Any] | None:
+    """The document at ``key``, or None when there is none."""
+    try:
+        return _load_json(store, key)
+    except NotFound:
+        return None
 
 
 def _is_ours(level_doc: dict[str, Any]) -> bool:
@@ -108,8 +117,11 @@ _tokens = itertools.count()
 class Pyramid:
     """An opened image.  Thread-safe: the tile server shares one per image."""
 
-    def __init__(self, root: Path, meta: ImageMeta, direct: bool) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str], meta: ImageMeta, direct: bool,
+                 store: Store | None = None) -> None:
+        #: A local path, or the URL of a remote image (``s3://bucket/prefix/x.ome.zarr``).
+        self.root: Path | str = str(root) if is_remote(root) else Path(root)
+        self.store: Store = store if store is not None else open_store(root)
         self.meta = meta
         self.direct = direct
         self._index_cache: OrderedDict[str, tuple[tuple[int, int], ...] | None] = OrderedDict()
@@ -142,16 +154,14 @@ class Pyramid:
                 return self._index_cache[key]
         per = self.meta.chunks_per_shard_side
         n = index_nbytes(per)
-        path = self.root / key
         try:
-            with open(path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if size < n:
-                    raise StorageError("stored tile data is damaged (short shard)")
-                fh.seek(size - n)
-                idx: tuple[tuple[int, int], ...] | None = unpack_index(fh.read(n), per)
-        except FileNotFoundError:
-            if not (self.root / "zarr.json").exists():
+            # One request (a suffix range on remote stores): no size lookup first.
+            raw, size = self.store.get_suffix(key, n)
+            if size < n or len(raw) != n:
+                raise StorageError("stored tile data is damaged (short shard)")
+            idx: tuple[tuple[int, int], ...] | None = unpack_index(raw, per)
+        except ObjectMissing:
+            if not self.store.exists("zarr.json"):
                 raise NotFound("image not found") from None
             idx = None  # a shard never written: all fill value
         except ValueError as e:
@@ -164,9 +174,9 @@ class Pyramid:
                 self._index_cache.popitem(last=False)
         return idx
 
-    def chunk_bytes(self, level: int, cy: int, cx: int, t: int = 0, c: int = 0,
-                    z: int = 0) -> bytes | None:
-        """The encoded inner chunk at chunk row/col (cy, cx), or None if never written."""
+    def _locate(self, level: int, cy: int, cx: int, t: int, c: int,
+                z: int) -> tuple[str, int, int] | None:
+        """(shard key, offset, nbytes) of an inner chunk, None when never written."""
         if not self.direct:
             raise StorageError("raw chunk access needs our sharded layout")
         lv = self.meta.levels[level]
@@ -178,13 +188,12 @@ class Pyramid:
         offset, nbytes = idx[(cy % per) * per + (cx % per)]
         if offset == EMPTY:
             return None
+        return key, offset, nbytes
+
+    def _read_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[bytes]:
         try:
-            fd = os.open(self.root / key, os.O_RDONLY)
-            try:
-                data = os.pread(fd, nbytes, offset)
-            finally:
-                os.close(fd)
-        except FileNotFoundError:
+            out = self.store.get_ranges(key, ranges)
+        except ObjectMissing:
             # The index was cached but the shard is gone: the image was deleted
             # (or replaced) while being served.
             with self._lock:
@@ -192,9 +201,74 @@ class Pyramid:
             raise NotFound("image not found") from None
         except OSError as e:
             raise StorageError("stored tile data is unreadable") from e
-        if len(data) != nbytes:
+        if any(len(d) != n for d, (_, n) in zip(out, ranges, strict=True)):
             raise StorageError("stored tile data is damaged (truncated shard)")
-        return data
+        return out
+
+    def chunk_bytes(self, level: int, cy: int, cx: int, t: int = 0, c: int = 0,
+                    z: int = 0) -> bytes | None:
+        """The encoded inner chunk at chunk row/col (cy, cx), or None if never written."""
+        if self.store.remote:
+            return self._remote_chunk(level, cy, cx, t, c, z)
+        where = self._locate(level, cy, cx, t, c, z)
+        if where is None:
+            return None
+        key, offset, nbytes = where
+        return self._read_ranges(key, [(offset, nbytes)])[0]
+
+    def _remote_chunk(self, level: int, cy: int, cx: int, t: int, c: int,
+                      z: int) -> bytes | None:
+        """`chunk_bytes` for object storage: hot chunks from memory, misses read with
+        their neighbours in the shard row (one GET per block, see pyramid.readahead)."""
+        key = (self._token, level, cy, cx, t, c, z)
+        hit = RAW.get(key)
+        if hit is not None:
+            return hit
+        where = self._locate(level, cy, cx, t, c, z)
+        if where is None:
+            return None
+        shard, offset, nbytes = where
+        per = self.meta.chunks_per_shard_side
+        row, col = cy % per, cx % per
+        idx = self._shard_index(shard)
+        assert idx is not None
+        cells = block_ranges(idx, per, row, col, EMPTY)
+
+        def fetch() -> None:
+            start = min(off for _, off, _ in cells)
+            end = max(off + n for _, off, n in cells)
+            span = self._read_ranges(shard, [(start, end - start)])[0]
+            for col_, off, n in cells:
+                RAW.put((self._token, level, cy, cx - col + col_, t, c, z),
+                        span[off - start:off - start + n])
+
+        RAW.once((self._token, shard, row, col // BLOCK), fetch)
+        hit = RAW.get(key)
+        if hit is None:  # evicted at once (a tiny cache): read it alone
+            hit = self._read_ranges(shard, [(offset, nbytes)])[0]
+        return hit
+
+    def _prefetch(self, level: int, cells: list[tuple[int, int, int]], t: int,
+                  z: int) -> dict[tuple[int, int, int], np.ndarray]:
+        """Decoded chunks (cy, cx, channel) of a region not yet in the decoded cache,
+        fetched per shard in one coalesced request each (remote stores)."""
+        wanted: dict[str, list[tuple[tuple[int, int, int], int, int]]] = {}
+        out: dict[tuple[int, int, int], np.ndarray] = {}
+        for cy, cx, ch in cells:
+            if DECODED.get((self._token, level, cy, cx, t, ch, z)) is not None:
+                continue
+            where = self._locate(level, cy, cx, t, ch, z)
+            if where is None:
+                continue
+            key, offset, nbytes = where
+            wanted.setdefault(key, []).append(((cy, cx, ch), offset, nbytes))
+        for key, items in wanted.items():
+            datas = self._read_ranges(key, [(off, n) for _, off, n in items])
+            for (cell, _, _), data in zip(items, datas, strict=True):
+                arr = self.decode_chunk(data)
+                DECODED.put((self._token, level, cell[0], cell[1], t, cell[2], z), arr)
+                out[cell] = arr
+        return out
 
     def decode_chunk(self, data: bytes | None, dtype: np.dtype[Any] | None = None) -> np.ndarray:
         """Decode an inner chunk to (T, T, 3) for rgb or (T, T) for nd."""
@@ -231,18 +305,37 @@ class Pyramid:
         chans = [0] if self.meta.kind == "rgb" else (channels or list(range(self.meta.size_c)))
         nc = 3 if self.meta.kind == "rgb" else len(chans)
         out = np.zeros((h, w, nc), dtype=np.dtype(self.meta.dtype))
-        for cy in range(y // ts, (y + h - 1) // ts + 1):
-            for cx in range(x // ts, (x + w - 1) // ts + 1):
+        rows = range(y // ts, (y + h - 1) // ts + 1)
+        cols = range(x // ts, (x + w - 1) // ts + 1)
+        pre: dict[tuple[int, int, int], np.ndarray] = {}
+        if self.store.remote and len(rows) * len(cols) * len(chans) > 1:
+            pre = self._prefetch(level, [(cy, cx, ch) for cy in rows for cx in cols
+                                         for ch in chans], t, z)
+        for cy in rows:
+            for cx in cols:
                 y0, x0 = max(y, cy * ts), max(x, cx * ts)
                 y1, x1 = min(y + h, (cy + 1) * ts), min(x + w, (cx + 1) * ts)
                 for i, ch in enumerate(chans):
-                    tile = self.decoded_chunk(level, cy, cx, t, ch, z)
+                    tile = pre.get((cy, cx, ch))
+                    if tile is None:
+                        tile = self.decoded_chunk(level, cy, cx, t, ch, z)
                     part = tile[y0 - cy * ts:y1 - cy * ts, x0 - cx * ts:x1 - cx * ts]
                     if self.meta.kind == "rgb":
                         out[y0 - y:y1 - y, x0 - x:x1 - x] = part
                     else:
                         out[y0 - y:y1 - y, x0 - x:x1 - x, i] = part
         return out
+
+    def _zarr_location(self, relpath: str) -> Any:
+        """Where zarr finds one level: a path, or a zarr store over the remote object store."""
+        if isinstance(self.root, Path):
+            return str(self.root / relpath)
+        from zarr.storage import ObjectStore
+        from zarr.storage._common import StorePath
+
+        client: Any = getattr(self.store, "_client", None)
+        prefix = getattr(self.store, "prefix", "")
+        return StorePath(ObjectStore(client, read_only=True), f"{prefix}/{relpath}".strip("/"))
 
     def _read_region_zarr(self, lv: Level, x: int, y: int, w: int, h: int, t: int, z: int,
                           channels: list[int] | None) -> np.ndarray:
@@ -251,7 +344,7 @@ class Pyramid:
         arr = self._zarr_arrays.get(lv.path)
         if arr is None:
             try:
-                arr = zarr.open_array(str(self.root / lv.path), mode="r")
+                arr = zarr.open_array(self._zarr_location(lv.path), mode="r")
             except Exception as e:
                 raise StorageError("stored level is unreadable") from e
             self._zarr_arrays[lv.path] = arr
@@ -278,35 +371,38 @@ _NOT_OME = "not an OME-Zarr image"
 
 
 def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
-    """Open an image directory written by us (or any NGFF 0.4/0.5 image zarr can read).
+    """Open an image written by us (or any NGFF 0.4/0.5 image zarr can read), at a local
+    path or a store URL (``s3://bucket/prefix/x.ome.zarr``).
 
     Raises NotFound if there is no image, Unprocessable if the directory is a
     zarr store without NGFF multiscales (a plain array, a bare group),
-    StorageError if it is damaged.
+    StorageError if it is damaged, Unavailable if remote storage does not answer.
     """
-    root = Path(root)
-    v3 = root / "zarr.json"
-    if v3.exists():
-        group = _load_json(v3)
+    store = open_store(root)
+    group = _try_json(store, "zarr.json")
+    if group is not None:
         if group.get("node_type") == "array":
             raise Unprocessable(_NOT_OME + " (a plain zarr array)")
         attrs = group.get("attributes", {})
         level_doc_name = "zarr.json"
-    elif (root / ".zattrs").exists() and not (root / ".zarray").exists():
-        attrs = _load_json(root / ".zattrs")
-        level_doc_name = ".zarray"
-    elif (root / ".zarray").exists() or (root / ".zgroup").exists():
-        raise Unprocessable(_NOT_OME + (" (a plain zarr array)" if (root / ".zarray").exists()
-                                        else " (no NGFF multiscales metadata)"))
     else:
-        raise NotFound("image not found")
+        zattrs = _try_json(store, ".zattrs")
+        is_array = store.exists(".zarray")
+        if zattrs is not None and not is_array:
+            attrs = zattrs
+            level_doc_name = ".zarray"
+        elif is_array or store.exists(".zgroup"):
+            raise Unprocessable(_NOT_OME + (" (a plain zarr array)" if is_array
+                                            else " (no NGFF multiscales metadata)"))
+        else:
+            raise NotFound("image not found")
     if isinstance(attrs, dict) and "multiscales" not in attrs and not (
             isinstance(attrs.get("ome"), dict) and "multiscales" in attrs["ome"]):
         raise Unprocessable(_NOT_OME + " (no NGFF multiscales metadata)")
     try:
         ome = attrs["ome"] if "ome" in attrs else attrs
         datasets = ome["multiscales"][0]["datasets"]
-        docs = [_load_json(root / str(ds["path"]) / level_doc_name) for ds in datasets]
+        docs = [_load_json(store, f"{ds['path']}/{level_doc_name}") for ds in datasets]
         shapes = [tuple(int(s) for s in d["shape"]) for d in docs]
         attrs = dict(attrs)
         ours = dict(attrs.get("microtome", {}))
@@ -325,8 +421,8 @@ def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
         raise
     except (KeyError, IndexError, TypeError, ValueError) as e:
         raise StorageError("image metadata is malformed") from e
-    direct = all(_is_ours(d) for d in docs) and "microtome" in group_attrs_keys(root)
-    pyr = Pyramid(root, meta, direct)
+    direct = all(_is_ours(d) for d in docs) and _ours(group)
+    pyr = Pyramid(root, meta, direct, store)
     pyr.jpeg_quality = _jpeg_quality(docs[0])
     pyr.axes = axes
     return pyr
@@ -353,10 +449,8 @@ def _jpeg_quality(level_doc: dict[str, Any]) -> int | None:
     return None
 
 
-def group_attrs_keys(root: Path) -> set[str]:
-    doc = root / "zarr.json"
-    if not doc.exists():
-        return set()
-    attrs = _load_json(doc).get("attributes", {})
+def _ours(group: dict[str, Any] | None) -> bool:
+    """The group document says Microtome wrote the image (our sharded layout)."""
+    attrs = (group or {}).get("attributes", {})
     ours = attrs.get("microtome", {}) if isinstance(attrs, dict) else {}
-    return {"microtome"} if isinstance(ours, dict) and "tile_size" in ours else set()
+    return isinstance(ours, dict) and "tile_size" in ours

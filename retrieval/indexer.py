@@ -98,17 +98,18 @@ class Indexer:
     """Describes queued annotations of `images_dir` on `threads` threads of its own."""
 
     def __init__(self, pool: asyncpg.Pool, images_dir: Path, threads: int = 1,
-                 batch: int = BATCH) -> None:
-        self.pool, self.images_dir, self.batch = pool, images_dir, batch
+                 batch: int = BATCH, remote: str | None = None) -> None:
+        """`remote`: the object-store URL images live under, when not on local disk."""
+        self.pool, self.images_dir, self.batch, self.remote = pool, images_dir, batch, remote
         self.threads = max(1, threads)
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="retrieval-index")
-        self._opened: OrderedDict[Path, Pyramid] = OrderedDict()
+        self._opened: OrderedDict[Path | str, Pyramid] = OrderedDict()
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _open(self, image_id: int, storage_path: str | None) -> Pyramid:
-        path = pyramid_path(self.images_dir, image_id, storage_path)
+        path = pyramid_path(self.images_dir, image_id, storage_path, self.remote)
         pyr = self._opened.get(path)
         if pyr is None:
             pyr = await self._run(open_pyramid, path)

@@ -244,7 +244,8 @@ def setup_retrieval(app: web.Application, settings: Settings) -> None:
         task = None
         if enabled and settings.retrieval_index_threads > 0:
             state.indexer = Indexer(app[DB_POOL], settings.images_dir,
-                                    settings.retrieval_index_threads)
+                                    settings.retrieval_index_threads,
+                                    remote=settings.storage.url if settings.storage else None)
             task = asyncio.create_task(state.indexer.run_forever(), name="retrieval-indexer")
         try:
             yield

@@ -14,7 +14,7 @@ from core.pixels import PIXELS
 from core.settings import GuardSettings
 from pyramid.reader import Pyramid, configure_decoded_cache
 
-from . import routes_dzi, routes_extra, routes_iiif, routes_msi, routes_raw
+from . import routes_dzi, routes_extra, routes_histogram, routes_iiif, routes_msi, routes_raw
 from .keys import RESOLVER, SERVICE
 from .metrics import METRICS, Metrics
 from .resolver import FolderResolver, Resolver
@@ -43,11 +43,19 @@ class _Pixels:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.app[SERVICE].run(fn, *args)
 
-    def forget(self, root: Path) -> None:
+    def forget(self, root: Path | str) -> None:
         svc = self.app.get(SERVICE)
         if svc is not None:
             svc.images.evict(lambda key: isinstance(key, tuple)
-                             and Path(key[0]).is_relative_to(root))
+                             and _under(key[0], root))
+
+
+def _under(location: Path | str, root: Path | str) -> bool:
+    """``location`` is ``root`` or inside it (local paths and store URLs alike)."""
+    if isinstance(location, Path) and isinstance(root, Path):
+        return location.is_relative_to(root)
+    loc, top = str(location).rstrip("/"), str(root).rstrip("/")
+    return loc == top or loc.startswith(top + "/")
 
 
 def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings) -> None:
@@ -68,6 +76,7 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
     routes_dzi.add_routes(app)
     routes_iiif.add_routes(app)
     routes_extra.add_routes(app)
+    routes_histogram.add_routes(app)
     routes_raw.add_routes(app)
     routes_msi.add_routes(app)
     # Preflight on exactly our tile resources: a catch-all OPTIONS route would
@@ -79,7 +88,7 @@ def setup_tiles(app: web.Application, resolver: Resolver, settings: TileSettings
             resource.add_route("OPTIONS", preflight)
 
 
-def create_tiles_app(root: Path, settings: TileSettings | None = None,
+def create_tiles_app(root: Path | str, settings: TileSettings | None = None,
                      trusted_proxies: Sequence[str] = (),
                      guard: GuardSettings | None = None) -> web.Application:
     """The standalone tile server over a folder of ``*.ome.zarr`` images.
@@ -95,5 +104,5 @@ def create_tiles_app(root: Path, settings: TileSettings | None = None,
                           client_max_size=64 * 1024)
     if guard is not None:
         install_guard(app, guard.idle_timeout_s, guard.max_idle_connections)
-    setup_tiles(app, FolderResolver(Path(root), ttl=settings.resolver_ttl), settings)
+    setup_tiles(app, FolderResolver(root, ttl=settings.resolver_ttl), settings)
     return app

@@ -1,15 +1,19 @@
 """Bounded caches: encoded tiles (by bytes) and opened images (by count).
 
-Both are touched only from the event loop thread, so no locks.
+Storage and eviction are cachetools' LRU; what is ours is the policy around
+it (a single huge answer never flushes the tile cache, concurrent misses of
+an opened image share one load).  Both are touched only from the event loop
+thread, so no locks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from cachetools import LRUCache
 
 V = TypeVar("V")
 
@@ -24,39 +28,38 @@ class Tile:
     passthrough: bool = False
 
 
+def _body_size(tile: Tile) -> int:
+    return len(tile.body)
+
+
 class TileCache:
     """LRU of encoded tiles bounded by total body bytes."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.nbytes = 0
-        self._data: OrderedDict[Hashable, Tile] = OrderedDict()
+        self._data: LRUCache[Hashable, Tile] = LRUCache(max(1, max_bytes), getsizeof=_body_size)
 
     def __len__(self) -> int:
         return len(self._data)
 
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.currsize)
+
     def get(self, key: Hashable) -> Tile | None:
-        tile = self._data.get(key)
-        if tile is not None:
-            self._data.move_to_end(key)
-        return tile
+        # One lookup on the hit path (cachetools' get() tests membership first).
+        try:
+            return self._data[key]
+        except KeyError:
+            return None
 
     def put(self, key: Hashable, tile: Tile) -> None:
-        size = len(tile.body)
-        if size > self.max_bytes // 8:  # one huge IIIF image must not flush every tile
+        if len(tile.body) > self.max_bytes // 8:  # one huge IIIF image must not flush every tile
             return
-        old = self._data.pop(key, None)
-        if old is not None:
-            self.nbytes -= len(old.body)
         self._data[key] = tile
-        self.nbytes += size
-        while self.nbytes > self.max_bytes:
-            _, evicted = self._data.popitem(last=False)
-            self.nbytes -= len(evicted.body)
 
     def clear(self) -> None:
         self._data.clear()
-        self.nbytes = 0
 
 
 class AsyncLRU[V]:
@@ -68,7 +71,7 @@ class AsyncLRU[V]:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._data: OrderedDict[Hashable, V] = OrderedDict()
+        self._data: LRUCache[Hashable, V] = LRUCache(max(1, max_entries))
         self._inflight: dict[Hashable, asyncio.Future[V]] = {}
 
     def __len__(self) -> int:
@@ -77,13 +80,13 @@ class AsyncLRU[V]:
     def evict(self, predicate: Callable[[Hashable], bool]) -> None:
         """Drop the entries whose key matches (an image was deleted or revoked)."""
         for key in [k for k in self._data if predicate(k)]:
-            del self._data[key]
+            self._data.pop(key, None)
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-            return value
+        try:
+            return self._data[key]
+        except KeyError:
+            pass
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -102,8 +105,6 @@ class AsyncLRU[V]:
             del self._inflight[key]
         fut.set_result(value)
         self._data[key] = value
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
         return value
 
     def clear(self) -> None:

@@ -24,10 +24,12 @@ from core.settings import (
     GuardSettings,
     TileSettings,
     guard_settings_from_env,
+    storage_deadline_from_env,
     tile_settings_from_env,
     trusted_proxies_from_env,
     warn_unknown,
 )
+from pyramid.stores import is_remote
 
 log = logging.getLogger("microtome.tiles")
 
@@ -37,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "tiles", help="serve DZI/IIIF tiles from a folder of *.ome.zarr images (no database)",
         description="Tile server alone: the image id is the path under --root without "
                     ".ome.zarr.")
-    p.add_argument("--root", required=True, type=Path, help="folder of *.ome.zarr images")
+    p.add_argument("--root", required=True,
+                   help="folder of *.ome.zarr images, or s3://bucket/prefix (credentials and "
+                        "endpoint from the AWS_* variables)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1,
@@ -78,7 +82,7 @@ def _check_port(host: str, port: int) -> str | None:
     return None
 
 
-def _serve(root: Path, host: str, port: int, settings: TileSettings,
+def _serve(root: Path | str, host: str, port: int, settings: TileSettings,
            trusted_proxies: tuple[str, ...], guard: GuardSettings, reuse_port: bool) -> None:
     """One worker process: an event loop serving the standalone app until SIGINT/SIGTERM,
     slow and idle clients cut off (core.netguard)."""
@@ -97,6 +101,10 @@ def _serve(root: Path, host: str, port: int, settings: TileSettings,
         import uvloop
         factory = uvloop.new_event_loop
 
+    from pyramid import stores
+
+    stores.configure(storage_deadline_from_env())
+
     async def main() -> None:
         app = create_tiles_app(root, settings, trusted_proxies, guard)
         runner = await start_site(app, host, port,
@@ -113,10 +121,11 @@ def _serve(root: Path, host: str, port: int, settings: TileSettings,
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    root: Path = args.root
-    if not root.is_dir():
-        print(f"error: --root {root} is not a directory", file=sys.stderr)
-        return 2
+    problem = _check_root(args.root)
+    if problem:
+        print(f"error: --root {problem[1]}", file=sys.stderr)
+        return problem[0]
+    root: Path | str = args.root if is_remote(args.root) else Path(args.root).resolve()
     if args.workers < 1 or not 0 < args.port < 65536:
         print("error: --workers must be >= 1 and --port in 1..65535", file=sys.stderr)
         return 2
@@ -126,11 +135,11 @@ def run(args: argparse.Namespace) -> int:
     warn_unknown()
     # Bad MICROTOME_* values stop here with a message naming the variable.
     settings = _process_settings(args)
-    problem = _check_port(args.host, args.port)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    taken = _check_port(args.host, args.port)
+    if taken:
+        print(f"error: {taken}", file=sys.stderr)
         return 1
-    worker_args = (root.resolve(), args.host, args.port, settings, trusted_proxies_from_env(),
+    worker_args = (root, args.host, args.port, settings, trusted_proxies_from_env(),
                    guard_settings_from_env(), True)
     print(f"microtome tiles: serving {root} on http://{args.host}:{args.port} "
           f"({args.workers} worker(s), {settings.threads} threads each)", file=sys.stderr)
@@ -138,6 +147,26 @@ def run(args: argparse.Namespace) -> int:
         _serve(*worker_args)
         return 0
     return _supervise(args.workers, worker_args)
+
+
+def _check_root(root: str) -> tuple[int, str] | None:
+    """None when ``root`` can be served, else (exit code, why not): checked once, before
+    any worker starts, so a missing bucket or refused credentials is one clear error."""
+    from pyramid.errors import InvalidRequest
+    from pyramid.stores import StoreUnusable, check_location, configure, open_store
+
+    try:
+        check_location(root)
+    except InvalidRequest as e:
+        return 2, e.message
+    if not is_remote(root):
+        return None if Path(root).is_dir() else (2, f"{root} is not a directory")
+    configure(storage_deadline_from_env())
+    try:
+        open_store(root).check()
+    except StoreUnusable as e:
+        return 1, str(e)
+    return None
 
 
 def _process_settings(args: argparse.Namespace) -> TileSettings:

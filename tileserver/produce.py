@@ -12,7 +12,7 @@ from pyramid.reader import Pyramid
 
 from .cache import Tile
 from .encode import CONTENT_TYPES, apply_quality, encode, rotate
-from .render import render_region
+from .filterrender import render_request
 from .renderparams import RGB
 from .tilemath import is_full_chunk
 from .tilerequest import COLOR_QUALITIES, TileRequest
@@ -50,8 +50,7 @@ def tile(pyr: Pyramid, req: TileRequest, chunk: ChunkRef | None) -> Tile:
         hit = _stored(pyr, chunk)
         if hit is not None:
             return hit
-    pixels = render_region(pyr, req.x, req.y, req.w, req.h, req.out_w, req.out_h, req.render,
-                           req.level)
+    pixels = render_request(pyr, req)
     if req.quality not in COLOR_QUALITIES or req.mirror or req.rotation:
         pixels = rotate(apply_quality(pixels, req.quality), req.mirror, req.rotation)
     return Tile(encode(pixels, req.format, pyr.jpeg_quality), CONTENT_TYPES[req.format])

@@ -70,12 +70,15 @@ def _window_rows(pyr: Pyramid, box: LevelBox, r0: int, r1: int, width: int,
     return pixels[skip:skip + r1 - r0]
 
 
-def render_region(pyr: Pyramid, x: int, y: int, w: int, h: int, out_w: int, out_h: int,
+def render_region(pyr: Pyramid, x: float, y: float, w: float, h: float, out_w: int, out_h: int,
                   params: RenderParams, level: int | None = None) -> np.ndarray:
-    """A level-0 rectangle as (out_h, out_w, 3) uint8 RGB, read from the best level."""
+    """A level-0 rectangle as (out_h, out_w, 3) uint8 RGB, read from the best level.
+
+    Fractional rectangles are fine (filtered tiles add a margin of one output pixel).
+    """
     meta = pyr.meta
     if level is None:
-        level = level_for(meta, x, y, w, h, out_w, out_h)
+        level = level_for(meta, int(x), int(y), math.ceil(w), math.ceil(h), out_w, out_h)
     box = level_box(meta, level, x, y, w, h)
     need_w, need_h = math.ceil(box.fx + box.fw), math.ceil(box.fy + box.fh)
     width, height = max(box.w, need_w), max(box.h, need_h)

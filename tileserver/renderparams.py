@@ -6,7 +6,8 @@ OpenSeadragon; an IIIF info.json's query is carried in its ``id``, see
 tileserver/routes_iiif.py). They apply to multi-channel ("nd") images.  They are
 validated the same way on every image: RGB brightfield images check them
 against their three channels, then ignore them (they do not change the pixels,
-so they change neither the tile cache key nor the ETag).
+so they change neither the tile cache key nor the ETag) -- except `gamma`, which
+on RGB images is a filter of the displayed colours (tileserver/filters.py).
 
 - `t` (`t=0`): time point; default 0.
 - `z` (`z=3`): z plane; default the middle plane.
@@ -28,6 +29,10 @@ Example: `/dzi/{id}.dzi?channels=0,1&windows=0:4000,100:2000&colors=0000FF,00FF0
 (OpenSeadragon repeats the .dzi query on every tile URL) or
 `/iiif/3/{id}/full/max/0/default.png?channels=2&gamma=0.7`.
 
+Image filters (`stain`, `contrast`, `brightness`, `threshold`, `edge`, and
+`gamma` on RGB images) are documented in tileserver/filters.py; they are
+parsed here with the rest and travel in `RenderParams.filters`.
+
 Bad values give 400 on every image.  How the parameters turn into pixels:
 tileserver/render.py.
 """
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -44,7 +49,9 @@ import numpy as np
 from pyramid.errors import InvalidRequest, NotFound
 from pyramid.layout import ImageMeta
 
-RENDER_KEYS = ("t", "z", "channels", "windows", "colors", "gamma")
+from .filters import FILTER_KEYS, NO_FILTERS, Filters, parse_filters
+
+RENDER_KEYS = ("t", "z", "channels", "windows", "colors", "gamma", *FILTER_KEYS)
 _HEX = re.compile(r"[0-9A-Fa-f]{6}")
 _MAX_CHANNELS = 32
 
@@ -61,14 +68,16 @@ class RenderParams:
     gammas: tuple[float, ...]
     #: Per shown channel, from the omero block: low values in full colour.
     inverted: tuple[bool, ...] = ()
+    #: Server-side filters on the displayed RGB (tileserver/filters.py).
+    filters: Filters = NO_FILTERS
 
     def key(self) -> str:
         """Canonical text, part of tile cache keys and ETags (empty for `RGB`)."""
         if not self.channels:
-            return ""
+            return self.filters.key()
         inv = f"i{self.inverted}" if any(self.inverted) else ""
         return (f"t{self.t}z{self.z}c{self.channels}w{self.windows}"
-                f"k{self.colors}g{self.gammas}{inv}")
+                f"k{self.colors}g{self.gammas}{inv}{self.filters.key()}")
 
 
 #: For RGB images: nothing to render (stored chunks can be passed through).
@@ -119,7 +128,11 @@ def parse_render(meta: ImageMeta, query: Mapping[str, str]) -> RenderParams:
     if meta.kind == "rgb" and (not query or not any(k in query for k in RENDER_KEYS)):
         return RGB  # the hot path: a plain tile of a brightfield slide
     params = _parse(meta, query)
-    return RGB if meta.kind == "rgb" else params
+    rgb = meta.kind == "rgb"
+    filters = parse_filters(meta.kind, query, params.gammas if rgb and "gamma" in query else ())
+    if filters == NO_FILTERS:
+        return RGB if rgb else params
+    return replace(RGB if rgb else params, filters=filters)
 
 
 def render_segment(query: Mapping[str, str]) -> str:

@@ -17,7 +17,8 @@ from typing import Protocol
 from aiohttp import web
 
 from core.imageref import ImageRef
-from pyramid.errors import InvalidRequest, NotFound
+from pyramid.errors import InvalidRequest, NotFound, Unavailable
+from pyramid.stores import ObjectMissing, is_remote, join, open_store
 
 __all__ = ["SUFFIX", "FolderResolver", "ImageRef", "Resolver", "check_id"]
 
@@ -59,8 +60,10 @@ class FolderResolver:
     and mtime, which change when a conversion atomically replaces the image.
     """
 
-    def __init__(self, root: Path, ttl: float = 2.0, max_entries: int = 4096) -> None:
-        self.root = Path(root).resolve()
+    def __init__(self, root: Path | str, ttl: float = 2.0, max_entries: int = 4096) -> None:
+        #: A local folder, or an object store URL (``s3://bucket/prefix``).
+        self.root: Path | str = root if is_remote(root) else Path(root).resolve()
+        self.store = open_store(self.root) if is_remote(root) else None
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: OrderedDict[str, tuple[float, ImageRef]] = OrderedDict()
@@ -72,7 +75,14 @@ class FolderResolver:
             return hit[1]
         parts = check_id(image_id)
         loop = asyncio.get_running_loop()
-        ref = await loop.run_in_executor(None, self._lookup, parts)
+        try:
+            ref = await loop.run_in_executor(None, self._lookup, parts)
+        except Unavailable:
+            if hit is None:
+                raise
+            # Remote storage is down: keep serving what we knew (cached tiles
+            # still answer) rather than failing every request of the image.
+            return hit[1]
         self._cache[image_id] = (now + self.ttl, ref)
         self._cache.move_to_end(image_id)
         while len(self._cache) > self.max_entries:
@@ -80,6 +90,9 @@ class FolderResolver:
         return ref
 
     def _lookup(self, parts: list[str]) -> ImageRef:
+        if self.store is not None:
+            return self._lookup_remote(parts)
+        assert isinstance(self.root, Path)
         path = self.root.joinpath(*parts[:-1], parts[-1] + SUFFIX)
         try:
             real = path.resolve()
@@ -93,3 +106,18 @@ class FolderResolver:
         except (OSError, ValueError):
             raise NotFound("image not found") from None
         return ImageRef(path=real, version=f"{st.st_ino:x}-{st.st_mtime_ns:x}")
+
+    def _lookup_remote(self, parts: list[str]) -> ImageRef:
+        """The image's group document decides existence and version (its ETag changes
+        when a conversion publishes a new image: the document is uploaded last)."""
+        assert self.store is not None
+        rel = "/".join([*parts[:-1], parts[-1] + SUFFIX])
+        try:
+            version = self.store.version(f"{rel}/zarr.json")
+        except ObjectMissing:
+            try:
+                version = self.store.version(f"{rel}/.zattrs")  # NGFF 0.4 (zarr v2)
+            except ObjectMissing:
+                raise NotFound("image not found") from None
+        url = join(self.root, rel)
+        return ImageRef(path=url, version=version.strip('"'))

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import imagecodecs
 from aiohttp import web
 
 from core.http import json_response
-from pyramid.errors import InvalidRequest, NotFound, StorageError
+from pyramid.errors import InvalidRequest, MicrotomeError, NotFound, StorageError
 from pyramid.layout import ImageMeta
+from pyramid.stores import REMOTE, ObjectMissing, Store
 
 from .cache import Tile
 from .encode import CONTENT_TYPES, encode
@@ -53,10 +53,10 @@ async def thumbnail_handler(request: web.Request) -> web.StreamResponse:
     return await serve(request, request.match_info["id"], parse)
 
 
-def _associated(path: Path, fmt: str) -> Tile:
+def _associated(store: Store, key: str, fmt: str) -> Tile:
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        data = store.get(key)
+    except ObjectMissing:
         raise NotFound("associated image not found") from None
     except OSError as e:
         raise StorageError("associated image is unreadable") from e
@@ -87,7 +87,7 @@ async def associated_handler(request: web.Request) -> web.StreamResponse:
     if not_modified(request, etag):
         return not_modified_response(etag, cache)
     key = (ref.path, ref.version, "assoc", name, fmt)
-    tile = await svc.produce(key, _associated, ref.path / "associated" / f"{name}.png", fmt)
+    tile = await svc.produce(key, _associated, pyr.store, f"associated/{name}.png", fmt)
     return tile_response(request, tile, etag, cache)
 
 
@@ -113,11 +113,10 @@ def metadata_document(meta: ImageMeta, original: Any, version: str) -> dict[str,
     }
 
 
-def _original(path: Path) -> Any:
+def _original(store: Store) -> Any:
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_ORIGINAL + 1)
-    except OSError:
+        raw = store.get_ranges("metadata/original.json", [(0, MAX_ORIGINAL + 1)])[0]
+    except (ObjectMissing, MicrotomeError, OSError):
         return None
     if len(raw) > MAX_ORIGINAL:
         return {"truncated": True}
@@ -132,7 +131,7 @@ async def metadata_handler(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICE]
     ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
     pyr = await svc.open(ref)
-    original = await svc.run(_original, ref.path / "metadata" / "original.json")
+    original = await svc.run(_original, pyr.store, io=True)
     headers = {CORS: "*", "Cache-Control": cache_control(request, ref, svc.settings.max_age)}
     return json_response(metadata_document(pyr.meta, original, ref.version), headers=headers)
 
@@ -143,6 +142,9 @@ def metrics_response(app: web.Application) -> web.Response:
     extra = {"microtome_tile_cache_bytes": float(svc.tiles.nbytes),
              "microtome_tile_cache_entries": float(len(svc.tiles)),
              "microtome_open_images": float(len(svc.images))}
+    remote = REMOTE.snapshot()
+    extra["microtome_store_remote_requests_total"] = float(remote.gets)
+    extra["microtome_store_remote_bytes_total"] = float(remote.bytes)
     text = app[METRICS].render(extra)
     return web.Response(text=text, content_type="text/plain",
                         headers={"Cache-Control": "no-store"})

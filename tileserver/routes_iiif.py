@@ -21,7 +21,7 @@ from .iiif_params import FORMATS, QUALITIES, Limits, canonical, parse_request
 from .keys import RESOLVER, SERVICE
 from .metrics import instrumented
 from .pipeline import serve
-from .renderparams import RENDER_KEYS, parse_render, parse_segment, render_segment
+from .renderparams import RENDER_KEYS, RGB, parse_render, parse_segment, render_segment
 from .responses import CORS, cache_control, public_origin
 from .tilerequest import TileRequest
 
@@ -112,8 +112,9 @@ async def info_handler(request: web.Request) -> web.StreamResponse:
     pyr = await svc.open(ref)
     base = base_uri(request, version, render=False)
     query = _render_query(request)
-    parse_render(pyr.meta, query)  # 400 for bad rendering parameters, on every image
-    if pyr.meta.kind != "rgb" and (segment := render_segment(query)):
+    params = parse_render(pyr.meta, query)  # 400 for bad rendering parameters, on every image
+    # RGB slides carry the segment only when filters change their pixels.
+    if (pyr.meta.kind != "rgb" or params != RGB) and (segment := render_segment(query)):
         base += f"/{segment}"
     doc = info_document(pyr.meta, base, version, svc.limits)
     headers = {"Content-Type": _info_content_type(request, version), "Vary": "Accept",

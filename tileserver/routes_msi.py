@@ -17,12 +17,13 @@ from aiohttp import web
 
 from core.http import json_response
 from pyramid import spectra
-from pyramid.errors import InvalidRequest
+from pyramid.errors import InvalidRequest, NotImplementedFeature
 
 from .cache import Tile
 from .encode import CONTENT_TYPES, encode
 from .keys import RESOLVER, SERVICE
 from .metrics import instrumented
+from .resolver import ImageRef
 from .responses import CORS, cache_control, not_modified, not_modified_response, tile_response
 from .service import etag_for
 
@@ -49,13 +50,20 @@ def _float(request: web.Request, name: str, required: bool = True) -> float | No
     return value
 
 
+def _local(ref: ImageRef) -> Path:
+    """Spectra are read with zarr from a local folder; remote images have none served."""
+    if not isinstance(ref.path, Path):
+        raise NotImplementedFeature("spectra are served from local storage only")
+    return ref.path
+
+
 @instrumented("spectrum")
 async def spectrum_handler(request: web.Request) -> web.StreamResponse:
     x, y = _int(request, "x"), _int(request, "y")
     svc = request.app[SERVICE]
     ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
     await svc.open(ref)
-    doc = await svc.run(spectra.spectrum, ref.path, x, y, io=True)
+    doc = await svc.run(spectra.spectrum, _local(ref), x, y, io=True)
     headers = {CORS: "*", "Cache-Control": cache_control(request, ref, svc.settings.max_age)}
     return json_response(doc, headers=headers)
 
@@ -84,14 +92,14 @@ async def ion_image_handler(request: web.Request) -> web.StreamResponse:
     await svc.open(ref)
     cache = cache_control(request, ref, svc.settings.max_age)
     if fmt == "json":
-        img = await svc.run(spectra.ion_image_default_tol, ref.path, mz, tol_arg, io=True)
+        img = await svc.run(spectra.ion_image_default_tol, _local(ref), mz, tol_arg, io=True)
         return json_response({"mz": mz, "width": img.shape[1], "height": img.shape[0],
                               "values": img.tolist()},
                              headers={CORS: "*", "Cache-Control": cache})
     etag = etag_for(ref, f"ion/{mz!r}/{tol_arg!r}")
     if not_modified(request, etag):
         return not_modified_response(etag, cache)
-    tile, top = await svc.run(_ion_png, ref.path, mz, tol_arg, io=True)
+    tile, top = await svc.run(_ion_png, _local(ref), mz, tol_arg, io=True)
     return tile_response(request, tile, etag, cache, {"X-Ion-Max": repr(top),
                                                       "Access-Control-Expose-Headers":
                                                       "X-Ion-Max"})

@@ -36,9 +36,11 @@ class TileService:
         self.limits = Limits(settings.max_width, settings.max_height, settings.max_area)
         self.executor = ThreadPoolExecutor(max_workers=settings.threads,
                                            thread_name_prefix="tiles")
-        # Pass-through reads (one pread each) get their own small pool so a viewer's
-        # tiles never wait behind a large IIIF render in the CPU pool.
-        self.io_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tiles-io")
+        # Pass-through reads (one pread each) get their own pool so a viewer's tiles
+        # never wait behind a large IIIF render in the CPU pool.  Sized for object
+        # storage, where a read waits a round trip (and readers of one read-ahead
+        # block wait for each other): waiting threads cost no CPU.
+        self.io_executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tiles-io")
         self.tiles = TileCache(settings.cache_bytes)
         self.images: AsyncLRU[Pyramid] = AsyncLRU(settings.max_open_images)
         self._inflight: dict[Hashable, asyncio.Future[Tile]] = {}

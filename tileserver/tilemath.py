@@ -130,7 +130,7 @@ class LevelBox:
     fh: float
 
 
-def level_box(meta: ImageMeta, level: int, x: int, y: int, w: int, h: int) -> LevelBox:
+def level_box(meta: ImageMeta, level: int, x: float, y: float, w: float, h: float) -> LevelBox:
     """Map a level-0 rectangle onto a stored level (see `LevelBox`).
 
     The fractional box may reach past the level's edge (a Deep Zoom level

@@ -28,6 +28,7 @@ from .models import (
     Member,
     ShareLink,
     Term,
+    TrashItem,
     User,
 )
 from .project import Project
@@ -40,6 +41,6 @@ __all__ = [
     "AuthenticationError", "BadRequest",
     "Client", "Conflict", "ConnectionFailed", "ConversionFailed", "Forbidden", "Image",
     "ImageMetadata", "Job", "Member", "MicrotomeError", "NotFound", "Project", "RateLimited",
-    "RetryPolicy", "ServerError", "ShareLink", "Term", "TooLarge", "Unprocessable",
+    "RetryPolicy", "ServerError", "ShareLink", "Term", "TooLarge", "TrashItem", "Unprocessable",
     "UploadResult", "User", "__version__",
 ]

@@ -251,10 +251,16 @@ async def search(image: Image, geometry: GeometryLike, predicate: str = "interse
 async def export_geojson(image: Image, path: Path, *, project: int | None = None) -> Path:
     """Stream the image's annotations (QuPath-compatible GeoJSON) into ``path``."""
     params = {"project": int(project)} if project is not None else None
+    return await download(image.client, f"/api/images/{image.id}/annotations/export", path,
+                          params)
+
+
+async def download(client: AsyncClient, url: str, path: Path,
+                   params: dict[str, Any] | None = None) -> Path:
+    """Stream a GET answer into ``path`` (written whole or not at all)."""
     part = path.with_name(path.name + ".part")
     try:
-        async with image.client.t.stream("GET", f"/api/images/{image.id}/annotations/export",
-                                         params=params) as resp:
+        async with client.t.stream("GET", url, params=params) as resp:
             fh = await asyncio.to_thread(open, part, "wb")
             with fh:
                 async for chunk in resp.aiter_bytes(1 << 20):

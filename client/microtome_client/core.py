@@ -6,15 +6,27 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .collab import ClientCollab
 from .image import Image
-from .models import Analysis, Annotation, ApiKey, App, Job, Record, ShareLink, Term, User
+from .models import (
+    Analysis,
+    Annotation,
+    ApiKey,
+    App,
+    Job,
+    Record,
+    ShareLink,
+    Term,
+    TrashItem,
+    User,
+)
 from .project import Project
 from .transport import RetryPolicy, Transport
 
 R = TypeVar("R", bound=Record)
 
 
-class AsyncClient:
+class AsyncClient(ClientCollab):
     """A connection to one Microtome server.
 
     ``AsyncClient(url, api_key=...)`` or ``AsyncClient(url, username=..., password=...)``
@@ -92,6 +104,10 @@ class AsyncClient:
         await self._ensure_login()
         body = await self.t.json("GET", "/api/session")
         return User.from_json(body["user"], self)
+
+    async def tile_urls(self) -> list[str]:
+        """Tile base URLs the server hands out (MICROTOME_TILE_URLS); empty: its own origin."""
+        return [str(u) for u in (await self.t.json("GET", "/api/tile-urls"))["items"]]
 
     async def needs_setup(self) -> bool:
         return bool((await self.t.json("GET", "/api/setup"))["needs_setup"])
@@ -196,12 +212,16 @@ class AsyncClient:
 
     # Worker side (administrators' API keys; `microtome worker` uses these).
     async def claim_analysis(self, apps: Iterable[str] | None = None,
-                             worker: str = "") -> Analysis | None:
-        """The oldest queued analysis (now 'running' for this worker), or None."""
+                             worker: str = "", wait: float = 0.0) -> Analysis | None:
+        """The oldest queued analysis (now 'running' for this worker), or None;
+        ``wait`` seconds (at most 60) make it a long-poll: the server answers as
+        soon as an analysis is queued, or None after that long."""
         await self._ensure_login()
         body: dict[str, Any] = {"apps": list(apps) if apps is not None else None}
         if worker:
             body["worker"] = worker
+        if wait > 0:
+            body["wait"] = min(float(wait), 60.0)
         resp = await self.t.request("POST", "/api/analysis-queue/claim", json=body)
         if resp.status_code == 204:
             return None
@@ -247,6 +267,33 @@ class AsyncClient:
         return await self.t.json("GET", "/api/share",  # type: ignore[no-any-return]
                                  headers={"X-Share-Token": token}, auth=False)
 
+    # -- trash -----------------------------------------------------------------------
+    def trash(self, kind: str | None = None, page_size: int = 100) -> AsyncIterator[TrashItem]:
+        """Deleted projects, images and annotation sets I may restore (newest first)."""
+        return self.paginate("/api/trash", TrashItem, {"kind": kind} if kind else None,
+                             page_size=page_size)
+
+    async def restore(self, item: int | TrashItem, force: bool = False) -> dict[str, Any]:
+        """Put a trash item back exactly; ``force`` restores what can be when a project
+        or image it belonged to was purged (the answer's ``dropped`` says what not)."""
+        await self._ensure_login()
+        return await self.t.json(  # type: ignore[no-any-return]
+            "POST", f"/api/trash/{_id(item)}/restore",
+            params={"force": "true"} if force else None)
+
+    async def purge(self, item: int | TrashItem) -> None:
+        """Remove a trash item for good (its files too)."""
+        await self._delete(f"/api/trash/{_id(item)}")
+
+    async def delete_preview(self, *, project: int | Project | None = None,
+                             image: int | Image | None = None) -> dict[str, Any]:
+        """What deleting this project or image would take: images, annotations, authors."""
+        await self._ensure_login()
+        params = ({"project_id": _id(project)} if project is not None
+                  else {"image_id": _id(image)})
+        return await self.t.json("GET", "/api/trash/preview",  # type: ignore[no-any-return]
+                                 params=params)
+
     # -- terms and annotations by id -------------------------------------------------
     async def update_term(self, project_id: int, term_id: int, **changes: Any) -> Term:
         await self._ensure_login()
@@ -274,6 +321,14 @@ class AsyncClient:
 
     async def delete_annotation(self, annotation_id: int) -> None:
         await self._delete(f"/api/annotations/{int(annotation_id)}")
+
+    async def bulk_annotations(self, action: str, ids: Iterable[Any], *,
+                               terms: Iterable[Any] | None = None,
+                               reason: str | None = None) -> int:
+        """accept / reject (reviewers), set_terms / delete on many annotations at once."""
+        from .review import bulk
+
+        return await bulk(self, action, ids, terms=terms, reason=reason)
 
     async def annotation_image(self, annotation_id: int, mode: str = "crop",
                                fmt: str = "png", **params: Any) -> bytes:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .collab import ImageCollab
 from .models import Analysis, Annotation, ImageMetadata, Job, Record, Term
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Image(Record):
+class Image(ImageCollab, Record):
     id: int = 0
     name: str = ""
     source_filename: str = ""
@@ -30,10 +31,14 @@ class Image(Record):
     status: str = ""
     #: Why a failed image failed (in words a user understands).
     error: str | None = None
+    #: {"id", "name"} of an earlier image of the same project made from the same file.
+    duplicate_of: dict[str, Any] | None = None
     version: str = ""
     created_at: str | None = None
     updated_at: str | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)
     _meta: ImageMetadata | None = field(default=None, repr=False, compare=False)
 
     # -- record ----------------------------------------------------------------------
@@ -82,7 +87,34 @@ class Image(Record):
         return await self.client.t.json(  # type: ignore[no-any-return]
             "POST", f"/api/images/{self.id}/signed-url", json={"expires_in": expires_in})
 
+    # -- side-by-side viewing ---------------------------------------------------------
+    async def alignment(self, other: int | Image) -> dict[str, Any]:
+        """How ``other``'s level-0 pixels map onto this image's (identity when none is
+        saved): ``{"tx", "ty", "rotation", "scale", "saved", ...}``."""
+        oid = other.id if isinstance(other, Image) else int(other)
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/images/{self.id}/alignments/{oid}")
+
+    async def set_alignment(self, other: int | Image, *, tx: float = 0.0, ty: float = 0.0,
+                            rotation: float = 0.0, scale: float = 1.0) -> dict[str, Any]:
+        """Save the alignment: ``other``'s pixel p lands on
+        ``scale * R(rotation) * p + (tx, ty)`` here (degrees, clockwise)."""
+        oid = other.id if isinstance(other, Image) else int(other)
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "PUT", f"/api/images/{self.id}/alignments/{oid}",
+            json={"tx": tx, "ty": ty, "rotation": rotation, "scale": scale})
+
+    async def delete_alignment(self, other: int | Image) -> None:
+        oid = other.id if isinstance(other, Image) else int(other)
+        await self.client.t.request("DELETE", f"/api/images/{self.id}/alignments/{oid}")
+
     # -- pixels (see `pixels`) -------------------------------------------------------
+    async def histogram(self) -> dict[str, Any]:
+        """Per-channel histograms from the server (``channels[i]["counts"]``,
+        ``"percentiles"``, ``"min"``, ``"max"``, ...; see the README)."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/images/{self.id}/histogram")
+
     async def fetch_metadata(self) -> ImageMetadata:
         if self._meta is None or self._meta.version != self.version:
             doc = await self.client.t.json("GET", f"/images/{self.id}/metadata")
@@ -193,3 +225,32 @@ class Image(Record):
     async def terms(self) -> list[Term]:
         rows = await self.client.t.json("GET", f"/api/images/{self.id}/terms")
         return [Term.from_json(r, self.client) for r in rows]
+
+    # -- review, table, layers (see `review`) -----------------------------------------
+    async def review_status(self, project: int | None = None) -> dict[str, Any]:
+        """Pending / accepted / rejected counts; ``reviewed`` when nothing is pending."""
+        params = {"project": str(int(project))} if project is not None else None
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/images/{self.id}/review", params=params)
+
+    async def layers(self, project: int | None = None) -> list[dict[str, Any]]:
+        """One layer per author and per analysis run, with counts."""
+        params = {"project": str(int(project))} if project is not None else None
+        return (await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/images/{self.id}/annotations/layers", params=params))["items"]
+
+    def annotation_table(self, *, sort: str = "id", order: str = "asc",
+                         **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Rows of the image's annotation table (measurements, author, review state)."""
+        from .review import table_rows
+
+        return table_rows(self.client, f"/api/images/{self.id}/annotations/table",
+                          sort=sort, order=order, **filters)
+
+    async def export_table(self, path: str | Path, format: str = "csv", **filters: Any
+                           ) -> Path:
+        """The table's filter as CSV, GeoJSON or xlsx (``reviewed=True``: accepted only)."""
+        from .review import export_table
+
+        return await export_table(self.client, f"/api/images/{self.id}/annotations/table/export",
+                                  Path(path), format, filters)

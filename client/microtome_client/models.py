@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from .collab import AnnotationCollab
 
 if TYPE_CHECKING:
     from .annotations import GeometryLike
@@ -49,6 +53,8 @@ class User(Record):
     created_at: str | None = None
     #: An administrator disabled the account (its sessions and keys ended).
     disabled: bool = False
+    #: When the account last logged in (None: never); shown to administrators.
+    last_login_at: str | None = None
 
 
 @dataclass
@@ -114,6 +120,8 @@ class App(Record):
     inputs: list[str] = field(default_factory=list)
     params_schema: dict[str, Any] = field(default_factory=dict)
     timeout: float = 0.0
+    #: In a project's list (``project.apps()``): may its members run it.
+    enabled: bool = True
 
 
 @dataclass
@@ -138,6 +146,10 @@ class Analysis(Record):
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    #: Filled in by ``project.analyses()``.
+    image_name: str | None = None
+    username: str | None = None
+    duration_s: float | None = None
 
     async def refresh(self) -> Analysis:
         return await self.client.analysis(self.id)
@@ -149,6 +161,12 @@ class Analysis(Record):
         """Count, count per term, and mean / median / min / max / histogram per measurement."""
         return await self.client.t.json(  # type: ignore[no-any-return]
             "GET", f"/api/analyses/{self.id}/summary")
+
+    async def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write the analysis' results (GeoJSON, measurements included) to ``path``."""
+        from .annotations import download
+
+        return await download(self.client, f"/api/analyses/{self.id}/export", Path(path))
 
     async def delete(self) -> None:
         """Delete the analysis and every annotation it produced."""
@@ -174,11 +192,36 @@ class ShareLink(Record):
     created_at: str | None = None
     expires_at: str | None = None
     revoked_at: str | None = None
+    #: When the link was last used (None: never).
+    last_used_at: str | None = None
     token: str | None = None
     url: str | None = None
 
     async def revoke(self) -> None:
         await self.client.revoke_share_link(self.id)
+
+
+@dataclass
+class TrashItem(Record):
+    """A deleted project, image or set of annotations, restorable until ``purge_after``."""
+
+    id: int = 0
+    kind: str = ""  # "project" | "image" | "annotations"
+    name: str = ""
+    ids: list[int] = field(default_factory=list)
+    project_id: int | None = None
+    image_id: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    deleted_at: str | None = None
+    purge_after: str | None = None
+    deleted_by: int | None = None
+    deleted_by_name: str | None = None
+
+    async def restore(self, force: bool = False) -> dict[str, Any]:
+        return await self.client.restore(self.id, force=force)
+
+    async def purge(self) -> None:
+        await self.client.purge(self.id)
 
 
 @dataclass
@@ -253,7 +296,7 @@ class ImageMetadata:
 
 
 @dataclass
-class Annotation(Record):
+class Annotation(AnnotationCollab, Record):
     id: int = 0
     geometry: dict[str, Any] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)
@@ -310,6 +353,29 @@ class Annotation(Record):
 
     async def crop(self, fmt: str = "png", **params: Any) -> bytes:
         return await self.client.annotation_image(self.id, "crop", fmt, **params)
+
+    @property
+    def review_status(self) -> str | None:
+        return self.properties.get("review_status")
+
+    async def review(self, action: str, *, terms: Sequence[int] | None = None,
+                     reason: str | None = None, updated_at: str | None = None) -> Annotation:
+        """Accept (optionally with new terms) or reject (with a reason): reviewers.
+        The version reviewed is this record's ``updated_at``: if the annotation changed
+        since, the server answers 409 (`Conflict`, its detail holds the current one)."""
+        body: dict[str, Any] = {"action": action,
+                                "updated_at": updated_at or self.properties.get("updated_at")}
+        if terms is not None:
+            body["terms"] = [int(getattr(t, "id", t)) for t in terms]
+        if reason is not None:
+            body["reason"] = reason
+        return Annotation.from_feature(await self.client.t.json(
+            "POST", f"/api/annotations/{self.id}/review", json=body), self.client)
+
+    async def reviews(self) -> list[dict[str, Any]]:
+        """Who reviewed it, when, and what changed."""
+        return (await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/annotations/{self.id}/reviews"))["items"]
 
     async def mask(self, fmt: str = "png", **params: Any) -> bytes:
         return await self.client.annotation_image(self.id, "mask", fmt, **params)

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .collab import ProjectCollab
 from .image import Image
-from .models import Member, Record, ShareLink, Term, User
+from .models import Analysis, App, Member, Record, ShareLink, Term, User
 
 if TYPE_CHECKING:
     from .uploads import UploadResult
 
 
 @dataclass
-class Project(Record):
+class Project(ProjectCollab, Record):
     id: int = 0
     name: str = ""
     description: str = ""
@@ -36,6 +37,41 @@ class Project(Record):
     async def delete(self) -> None:
         await self.client.t.request("DELETE", f"/api/projects/{self.id}")
 
+    # -- review, table, statistics (see `review`) -------------------------------------
+    async def review_status(self) -> dict[str, Any]:
+        """``requires_review`` and each image's review counts."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/projects/{self.id}/review")
+
+    async def set_requires_review(self, value: bool = True) -> dict[str, Any]:
+        """Managers: annotations by non-reviewers stay pending until reviewed."""
+        return await self.client.t.json(  # type: ignore[no-any-return]
+            "PUT", f"/api/projects/{self.id}/review", json={"requires_review": bool(value)})
+
+    def annotation_table(self, *, sort: str = "id", order: str = "asc",
+                         **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Rows of the project's annotation table (``image=`` one of its images)."""
+        from .review import table_rows
+
+        return table_rows(self.client, f"/api/projects/{self.id}/annotations/table",
+                          sort=sort, order=order, **filters)
+
+    async def export_table(self, path: str | Path, format: str = "csv", **filters: Any
+                           ) -> Path:
+        from .review import export_table
+
+        return await export_table(
+            self.client, f"/api/projects/{self.id}/annotations/table/export", Path(path),
+            format, filters)
+
+    async def annotation_stats(self, **filters: Any) -> list[dict[str, Any]]:
+        """Counts and areas per term per image."""
+        from .review import table_params
+
+        return (await self.client.t.json(  # type: ignore[no-any-return]
+            "GET", f"/api/projects/{self.id}/annotations/stats",
+            params=table_params(filters)))["items"]
+
     def images(self, *, q: str | None = None, status: str | None = None,
                sort: str | None = None, page_size: int = 100) -> AsyncIterator[Image]:
         params = {k: v for k, v in (("q", q), ("status", status), ("sort", sort)) if v}
@@ -50,6 +86,24 @@ class Project(Record):
     async def remove_image(self, image: int | Image) -> None:
         iid = image.id if isinstance(image, Image) else int(image)
         await self.client.t.request("DELETE", f"/api/projects/{self.id}/images/{iid}")
+
+    def analyses(self, page_size: int = 100) -> AsyncIterator[Analysis]:
+        """Every analysis of the project's images, newest first (``image_name``,
+        ``username`` and ``duration_s`` filled in)."""
+        return self.client.paginate(f"/api/projects/{self.id}/analyses", Analysis,
+                                    page_size=page_size)
+
+    async def apps(self) -> list[App]:
+        """The installed apps, each with ``enabled`` for this project."""
+        doc = await self.client.t.json("GET", f"/api/projects/{self.id}/apps")
+        return [App.from_json(a, self.client) for a in doc["items"]]
+
+    async def set_app_enabled(self, app: str | App, enabled: bool) -> App:
+        """Switch an app on or off in this project (managers)."""
+        name = app.name if isinstance(app, App) else app
+        return App.from_json(await self.client.t.json(
+            "PUT", f"/api/projects/{self.id}/apps/{name}", json={"enabled": enabled}),
+            self.client)
 
     def members(self, page_size: int = 100) -> AsyncIterator[Member]:
         return self.client.paginate(f"/api/projects/{self.id}/members", Member,

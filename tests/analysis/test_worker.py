@@ -156,7 +156,7 @@ def test_analyse_with_server_submits_and_waits_for_a_running_worker(
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, daemon=True, kwargs=dict(
         url=live_server.url, api_key=live_server.api_key, apps=["tissue_detection"],
-        poll=0.2, stop=stop))
+        poll=0.2, stop=stop, wait=2.0))
     worker.start()
     try:
         base = ["analyse", "tissue_detection", str(ready_images["CMU-1-Small-Region.svs"]),

@@ -74,7 +74,8 @@ def test_light_collection_document() -> None:
     assert doc["count"] == len(rows) and doc["next_after"] == 9 and doc["bbox"] == [0, 0, 10, 10]
     assert [f["id"] for f in doc["features"]] == [r["id"] for r in rows]
     assert doc["features"][60]["geometry"]["coordinates"][2][0] == [30.0, 30.0]  # 2nd hole
-    assert doc["features"][0]["properties"] == {"kind": "polygon", "terms": [3], "user_id": None}
+    assert doc["features"][0]["properties"] == {"kind": "polygon", "terms": [3], "user_id": None,
+                                              "analysis_id": None}
     empty = orjson.loads(render.light_collection([], scale=1, precision=None, next_after=None,
                                                  extra={}))
     assert empty["features"] == [] and empty["count"] == 0

@@ -238,13 +238,17 @@ async def test_destructive_successes(tile_client: TestClient, world: World,
     # A still-valid signed URL of a deleted image is a clean 404.
     status, _ = await call(tile_client, Actor("anon"), "GET", signed["dzi"])
     assert status == 404
-    assert not image_dir.exists()
+    assert image_dir.exists()  # in the trash: files kept until the purge
     await call(tile_client, manager, "GET", f"/api/images/{world.image_id}", expect=404)
     status, _ = await call(tile_client, manager, "GET", f"/dzi/{world.image_id}.dzi")
     assert status == 404
     await call(tile_client, world.actors["admin"], "DELETE",
                f"/api/projects/{world.project_id}", expect=204)
     await call(tile_client, manager, "GET", f"/api/projects/{world.project_id}", expect=404)
+    _, trash = await call(tile_client, manager, "GET", "/api/trash?kind=image", expect=200)
+    await call(tile_client, manager, "DELETE", f"/api/trash/{trash['items'][0]['id']}",
+               expect=204)
+    assert not image_dir.exists()
 
 
 async def test_tiles_need_no_database_round_trip(tile_client: TestClient, world: World,

@@ -81,3 +81,34 @@ async def test_import_folder(database_url: str, tmp_path: Path, testdata: Path) 
         await conn.close()
     missing = _run(["import", str(tmp_path / "nope"), "--project", "Lab"], database_url, var)
     assert missing.returncode == 2
+
+
+async def test_import_owner(database_url: str, tmp_path: Path, testdata: Path) -> None:
+    """--owner names an existing user, who becomes the project's manager and the images'
+    uploader; an unknown or empty name is a usage error that creates nothing."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "notanimage.txt").symlink_to(testdata / "notanimage.txt")
+    var = tmp_path / "var"
+    unknown = _run(["import", str(folder), "--project", "Owned", "--owner", "nobody",
+                    "--quiet", "--workers", "0"], database_url, var)
+    assert unknown.returncode == 2, unknown.stderr
+    assert "no user named 'nobody'" in unknown.stderr and "microtome user add" in unknown.stderr
+    empty = _run(["import", str(folder), "--project", "Owned", "--owner", " "], database_url,
+                 var)
+    assert empty.returncode == 2 and "--owner" in empty.stderr
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert not await conn.fetchval("SELECT count(*) FROM projects WHERE name = 'Owned'")
+        uid = await conn.fetchval("INSERT INTO users (username) VALUES ('Pathologist')"
+                                  " RETURNING id")
+        out = _run(["import", str(folder), "--project", "Owned", "--owner", "pathologist",
+                    "--quiet"], database_url, var)
+        assert out.returncode == 1, out.stderr  # the one file is not an image
+        members = await conn.fetch(
+            "SELECT m.user_id, m.role FROM project_members m JOIN projects p"
+            " ON p.id = m.project_id WHERE p.name = 'Owned'")
+        assert [(r["user_id"], r["role"]) for r in members] == [(uid, "manager")]
+        assert await conn.fetchval("SELECT owner_id FROM images") == uid
+    finally:
+        await conn.close()

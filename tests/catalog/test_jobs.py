@@ -122,8 +122,11 @@ async def test_failed_conversion_says_why(worker_client: TestClient, testdata: P
     # The original is kept until the image is ready (a retry starts from it)...
     assert (settings.uploads_dir / upload_id).exists()
     assert not (settings.images_dir / str(state["image_id"])).exists()
-    # ...and goes with the image.
+    # ...stays while the image is in the trash, and goes when it is purged.
     await call(client, admin, "DELETE", f"/api/images/{state['image_id']}", expect=204)
+    assert (settings.uploads_dir / upload_id).exists()
+    _, trash = await call(client, admin, "GET", "/api/trash", expect=200)
+    await call(client, admin, "DELETE", f"/api/trash/{trash['items'][0]['id']}", expect=204)
     assert not (settings.uploads_dir / upload_id).exists()
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp.test_utils import TestClient
 
 from catalog.ratelimit import CLIENT_LIMIT, USER_LIMIT, WINDOW, LoginThrottle
+from core.settings import Settings
 from pyramid.errors import TooManyRequests
 from tests.catalog.helpers import ANON, PASSWORD, call, create_user, login, setup_admin
 
@@ -62,31 +65,48 @@ async def test_success_resets_the_name_and_many_names_lock_the_client(
     assert await _login_status(client, "never-tried", "x") == 429
 
 
-def test_throttle_windows_expire_and_memory_is_bounded() -> None:
-    now = [1000.0]
-    t = LoginThrottle(user_limit=2, client_limit=3, window=60, maxsize=50,
-                      clock=lambda: now[0])
-    t.begin("eve", "10.0.0.1")
-    t.begin("Eve", "10.0.0.2")
+async def test_throttle_windows_expire_and_the_table_is_cleaned(client: TestClient) -> None:
+    """Counted in PostgreSQL: windows close by the database clock, closed ones are deleted."""
+    import asyncio
+
+    from catalog.db import DB_POOL
+    from catalog.ratelimit import cleanup
+
+    pool = client.app[DB_POOL]
+    t = LoginThrottle(user_limit=2, client_limit=3, window=1.0)
+    await t.begin(pool, "eve", "10.0.0.1")
+    await t.begin(pool, "Eve", "10.0.0.2")
     try:
-        t.begin("EVE", "10.0.0.3")
+        await t.begin(pool, "EVE", "10.0.0.3")
     except TooManyRequests as exc:
-        assert exc.retry_after == 60 and exc.detail == {"retry_after": 60}
+        assert exc.retry_after == 1 and exc.detail == {"retry_after": 1}  # rounded up, never 0
     else:
         raise AssertionError("third attempt for eve was allowed")
-    now[0] += 59.5
-    try:
-        t.begin("eve", "10.0.0.3")
-    except TooManyRequests as exc:
-        assert exc.retry_after == 1  # rounded up, never 0
-    else:
-        raise AssertionError("eve was unlocked early")
-    now[0] += 1
-    t.begin("eve", "10.0.0.3")  # the window closed: a fresh one
+    await asyncio.sleep(1.1)
+    await t.begin(pool, "eve", "10.0.0.3")  # the window closed: a fresh one
     # A verdict-less attempt (database down) is given back.
-    t.abandoned("eve", "10.0.0.3")
-    t.begin("eve", "10.0.0.3")
-    # Many distinct names and addresses: the counters stay within their bound.
-    for i in range(500):
-        t.begin(f"user{i}", f"192.0.2.{i}")
-    assert len(t.users) <= 50 and len(t.clients) <= 50
+    await t.abandoned(pool, "eve", "10.0.0.3")
+    await t.begin(pool, "eve", "10.0.0.3")
+    for i in range(30):
+        await t.begin(pool, f"user{i}", f"192.0.2.{i}")
+    await asyncio.sleep(1.1)
+    # Every window has closed: the cleanup leaves an empty table (bounded by one window).
+    assert await cleanup(pool) >= 30
+    assert await pool.fetchval("SELECT count(*) FROM throttle_counters") == 0
+
+
+async def test_a_throttle_counted_on_one_process_applies_on_another(
+        aiohttp_client: Any, settings: Settings) -> None:
+    """Two applications (as two `serve` processes) on one database share the counters."""
+    from aiohttp import DummyCookieJar
+
+    from tests.catalog.conftest import make_app
+
+    first = await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
+    second = await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
+    admin = await setup_admin(first)
+    await create_user(first, admin, "dave")
+    for i in range(USER_LIMIT):
+        assert await _login_status(first if i % 2 else second, "dave", "wrong") == 401
+    assert await _login_status(second, "dave", PASSWORD) == 429
+    assert await _login_status(first, "dave", PASSWORD) == 429

@@ -237,3 +237,48 @@ async def test_expired_unfinished_uploads_are_removed(client: TestClient, settin
     assert await remove_expired(pool, settings.uploads_dir) == 1
     assert not (settings.uploads_dir / upload_id).exists()
     assert (await client.head(loc, headers=headers)).status == 404
+
+
+async def test_patches_of_one_upload_on_two_processes_take_turns(
+        aiohttp_client: ClientFactory, settings: Settings) -> None:
+    """Two applications on one database and data directory (two `serve` processes behind
+    a balancer): a PATCH arriving on the second while the first still writes waits for
+    the first's lock in PostgreSQL, then sees the moved offset (409) instead of writing
+    the same bytes again; the upload then resumes on either process."""
+    first = await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
+    second = await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
+    _, key, project_id = await _uploader_world(first)
+    auth = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
+    data = bytes(range(256)) * 4096  # 1 MiB
+    r = await first.post("/api/uploads", headers={
+        **auth, "Upload-Length": str(len(data)),
+        "Upload-Metadata": _meta(filename="a.bin", project_id=str(project_id))})
+    assert r.status == 201
+    loc = r.headers["Location"]
+    patch_headers = {**auth, "Content-Type": "application/offset+octet-stream"}
+    half = len(data) // 2
+    started = asyncio.Event()
+
+    async def slow_body() -> Any:
+        for i in range(0, half, 64 * 1024):
+            yield data[i:i + 64 * 1024]
+            started.set()
+            await asyncio.sleep(0.05)
+
+    slow = asyncio.ensure_future(first.patch(loc, data=slow_body(), headers={
+        **patch_headers, "Upload-Offset": "0"}))
+    await started.wait()
+    # The same bytes again, through the other process, while the first PATCH runs.
+    late = await second.patch(loc, data=data[:half], headers={
+        **patch_headers, "Upload-Offset": "0"})
+    assert late.status == 409, await late.text()
+    assert slow.done() and (await slow).status == 204
+    head = await second.head(loc, headers=auth)
+    assert head.headers["Upload-Offset"] == str(half)
+    r = await second.patch(loc, data=data[half:], headers={
+        **patch_headers, "Upload-Offset": str(half)})
+    assert r.status == 204
+    upload_id = loc.rsplit("/", 1)[1]
+    # The bytes are on the shared data directory, under the upload's id.
+    # Complete: the file stays (the conversion job's source) until converted.
+    assert (settings.uploads_dir / upload_id).read_bytes() == data

@@ -68,7 +68,7 @@ def live_server(pg_server_url: str, template_database: str,
     log = var.parent / "serve.log"
     env = {**os.environ, "DATABASE_URL": with_database(pg_server_url, name),
            "MICROTOME_VAR": str(var), "MICROTOME_JOB_WORKERS": "1",
-           "MICROTOME_TILE_THREADS": "2"}
+           "MICROTOME_TILE_THREADS": "2", "MICROTOME_LOCAL_WORKERS": "0"}
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "microtome", "serve", "--host",
                                  "127.0.0.1", "--port", str(port)], cwd=REPO, env=env,

@@ -62,8 +62,26 @@ def converted_slide(testdata: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
+@pytest.fixture(scope="session")
+def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """multi-channel-z-series.ome.tif (3 channels, 5 planes) converted once per session."""
+    from converters import convert
+
+    out = tmp_path_factory.mktemp("fluo") / "multi-channel-z-series.ome.zarr"
+    convert(testdata / "multi-channel-z-series.ome.tif", out)
+    return out
+
+
 @pytest.fixture
-def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+def server_env() -> dict[str, str]:
+    """Extra environment of the live server; a test module overrides it (e.g. to
+    keep the local analysis worker, off here: most tests run no analysis)."""
+    return {"MICROTOME_LOCAL_WORKERS": "0"}
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path,
+                server_env: dict[str, str]) -> Iterator[LiveServer]:
     """The whole app (`microtome serve`) on a free port with a fresh database."""
     port = free_port()
     var_dir = tmp_path / "var"
@@ -71,7 +89,7 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     log_path = tmp_path / "server.log"
     env = {**os.environ, "DATABASE_URL": database_url, "MICROTOME_VAR": str(var_dir),
            "MICROTOME_JOB_WORKERS": "1", "MICROTOME_TILE_THREADS": "2",
-           "MICROTOME_SECRET": "browser-test-secret", "PYTHONUNBUFFERED": "1"}
+           "MICROTOME_SECRET": "browser-test-secret", "PYTHONUNBUFFERED": "1", **server_env}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "microtome", "serve", "--host", "127.0.0.1",

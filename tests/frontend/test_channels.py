@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.frontend.browser import (
@@ -16,15 +15,6 @@ from tests.frontend.browser import (
     ui_login,
     wait_tiles,
 )
-
-
-@pytest.fixture(scope="session")
-def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from converters import convert
-
-    out = tmp_path_factory.mktemp("fluo") / "multi-channel-z-series.ome.zarr"
-    convert(testdata / "multi-channel-z-series.ome.tif", out)
-    return out
 
 
 def test_channel_panel_drives_rendering(live_server: LiveServer, context: Any, page: Any,

@@ -32,6 +32,7 @@ def test_manager_revokes_a_link_from_the_links_page(live_server: LiveServer, con
     expect(row).to_have_count(1)
     expect(row).to_contain_text("admin")
     expect(row).to_contain_text("active")
+    expect(row).not_to_contain_text("never")  # used once above: its last use is shown
     page.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name=f"Revoke link {link['id']}").click()
     expect(page.locator("#links")).to_contain_text("No share links.")

@@ -70,12 +70,13 @@ tails = st.one_of(
     .map(".".join),
     JUNK)
 RENDER_KEYS = ["t", "z", "channels", "windows", "colors", "gamma", "v", "size", "tile_format",
-               "share", "token"]
+               "share", "token", "stain", "contrast", "brightness", "threshold", "edge"]
 query_values = st.one_of(
     NUMBERS, JUNK,
     st.sampled_from(["0,1,2", "0:255,0:255,0:255", "FF0000,00FF00,0000FF", "0:1e308",
                      "-1e308:1e308", "1:1.0000001", "5:5", "0.05", "20", "0,0,0,0,0,0,0,0,0",
-                     ",".join(["0"] * 1000), "GGGGGG", "0:nan", "jpeg", "webp", "xml"]))
+                     ",".join(["0"] * 1000), "GGGGGG", "0:nan", "jpeg", "webp", "xml",
+                     "H", "dab", "otsu", "sobel", "255", "-1", "1e-400"]))
 # Queries stay under core.http.MAX_QUERY_BYTES here: longer ones are a JSON 400
 # (test_raw_requests_answered_4xx, tests/tileserver/test_long_requests.py).
 queries = st.lists(st.tuples(st.sampled_from(RENDER_KEYS), query_values), max_size=4).map(

@@ -7,6 +7,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from pyramid.layout import Channel
 
@@ -117,13 +118,18 @@ async def test_metrics(client: TestClient, rgb_image: tuple) -> None:
         await client.get("/dzi/slide_files/10/0_0.jpg")
     await client.get("/dzi/slide_files/10/99_0.jpg")
     text = await (await client.get("/metrics")).text()
-    lines = {ln.split("{")[0] + "{" + ln.split("{")[1].split("pid")[0]: ln.rsplit(" ", 1)[1]
-             for ln in text.splitlines() if ln and not ln.startswith("#")}
-    assert lines['microtome_tile_requests_total{route="dzi_tile",status="200",'] == "2"
-    assert lines['microtome_tile_requests_total{route="dzi_tile",status="404",'] == "1"
-    assert lines["microtome_tile_cache_hits_total{"] == "1"
-    assert lines["microtome_tile_passthrough_total{"] == "1"
-    assert 'microtome_tile_request_seconds_bucket{route="dzi_tile",le="+Inf"' in text
+    # Parsed with Prometheus' own text parser: the exposition must be valid, not just look so.
+    samples = {(smp.name, tuple(sorted((k, v) for k, v in smp.labels.items() if k != "pid"))):
+               smp.value for fam in text_string_to_metric_families(text) for smp in fam.samples}
+    assert samples[("microtome_tile_requests_total",
+                    (("route", "dzi_tile"), ("status", "200")))] == 2
+    assert samples[("microtome_tile_requests_total",
+                    (("route", "dzi_tile"), ("status", "404")))] == 1
+    assert samples[("microtome_tile_cache_hits_total", ())] == 1
+    assert samples[("microtome_tile_passthrough_total", ())] == 1
+    assert samples[("microtome_tile_request_seconds_bucket",
+                    (("le", "+Inf"), ("route", "dzi_tile")))] == 3
+    assert samples[("microtome_tile_cache_entries", ())] >= 1
 
 
 async def test_metadata_version_makes_tile_urls_immutable(client: TestClient,

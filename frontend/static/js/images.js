@@ -1,5 +1,6 @@
 // One image in a grid: thumbnail, name, size, pixel size, status, actions.
 import { el, statusBadge } from "./ui.js";
+import { duplicateNote, failureDetails } from "./uploadcheck.js";
 
 export function imageCard(im, actions = {}) {
   const id = encodeURIComponent(im.id);
@@ -16,12 +17,13 @@ export function imageCard(im, actions = {}) {
     el("div", { class: "body" },
       el("a", { class: "name", href, title: im.name }, im.name),
       el("span", { class: "meta" }, [dims, px].filter(Boolean).join(" · ") || "\u00a0"),
-      el("span", {}, statusBadge(im.status || "ready"), im.error ? el("span", { class: "error", style: "font-size:.8rem" }, ` ${im.error}`) : null)),
+      el("span", {}, statusBadge(im.status || "ready"), failureDetails(im.error)),
+      duplicateNote(im, actions.projectId)),
   );
   const buttons = [];
   if (actions.onRetry && im.status === "failed") buttons.push(el("button", { type: "button", "aria-label": `Retry conversion of ${im.name}`, onclick: () => actions.onRetry(im) }, "Retry"));
   if (actions.onRename) buttons.push(el("button", { type: "button", "aria-label": `Rename ${im.name}`, onclick: () => actions.onRename(im) }, "Rename"));
-  if (actions.onDelete) buttons.push(el("button", { type: "button", class: "danger", "aria-label": `Delete ${im.name}`, onclick: () => actions.onDelete(im) }, "Delete"));
+  if (actions.onDelete && (actions.deleteAny !== false || im.status === "failed")) buttons.push(el("button", { type: "button", class: "danger", "aria-label": `Delete ${im.name}`, onclick: () => actions.onDelete(im) }, "Delete"));
   if (buttons.length) card.append(el("div", { class: "actions" }, buttons));
   return card;
 }

@@ -24,6 +24,7 @@ async function loadUsers() {
   const users = items(await api("users?limit=500"));
   $("#users").replaceChildren(...users.map((u) => el("tr", {},
     el("td", {}, u.username), el("td", {}, u.is_admin ? "yes" : ""), el("td", {}, formatDate(u.created_at)),
+    el("td", {}, u.last_login_at ? formatDate(u.last_login_at) : "never"),
     el("td", {}, u.disabled ? el("span", { class: "badge failed" }, "disabled") : el("span", { class: "badge ready" }, "active")),
     el("td", {}, u.id === me.id ? "" : el("span", { class: "row" },
       el("button", { type: "button", "aria-label": `${u.disabled ? "Enable" : "Disable"} user ${u.username}`, onclick: () => setDisabled(u, !u.disabled) }, u.disabled ? "Enable" : "Disable"),
@@ -36,10 +37,22 @@ async function setDisabled(u, disabled) {
   try { await api(`users/${u.id}`, { method: "PATCH", body: { disabled } }); await loadUsers(); } catch (e) { toast(e.message, "error"); }
 }
 
+/** A temporary password: 14 characters from an alphabet without look-alikes. */
+function temporaryPassword() {
+  const alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  const bytes = crypto.getRandomValues(new Uint8Array(14));
+  return Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
+}
+
 async function resetPassword(u) {
-  const password = prompt(`New password for "${u.username}" (8+ characters). Their sessions and API keys end.`);
-  if (!password) return;
-  try { await api(`users/${u.id}/password`, { method: "POST", body: { password } }); toast("Password set"); } catch (e) { toast(e.message, "error"); }
+  if (!confirm(`Reset the password of "${u.username}"? Their sessions and API keys end; you get a temporary password to give them.`)) return;
+  const password = temporaryPassword();
+  try {
+    await api(`users/${u.id}/password`, { method: "POST", body: { password } });
+    $("#temp-password").replaceChildren(el("div", { class: "notice" },
+      el("p", { style: "margin-top:0" }, `Temporary password of ${u.username} (shown once; ask them to change it on the API keys page after logging in):`),
+      el("code", { class: "secret", id: "temp-password-value" }, password)));
+  } catch (e) { toast(e.message, "error"); }
 }
 
 async function deleteUser(u) {

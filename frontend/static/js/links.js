@@ -22,9 +22,10 @@ async function load() {
   $("#links").replaceChildren(...(links.length ? links.map((l) => el("tr", {},
     el("td", {}, target(l)), el("td", {}, l.created_by_name || "(deleted user)"),
     el("td", {}, formatDate(l.created_at)), el("td", {}, formatDate(l.expires_at)),
+    el("td", {}, l.last_used_at ? formatDate(l.last_used_at) : "never"),
     el("td", {}, status(l)),
     el("td", {}, l.revoked_at ? "" : el("button", { type: "button", class: "danger", "aria-label": `Revoke link ${l.id}`, onclick: () => revoke(l) }, "Revoke"))))
-    : [el("tr", {}, el("td", { colspan: "6", class: "empty" }, "No share links."))]));
+    : [el("tr", {}, el("td", { colspan: "7", class: "empty" }, "No share links."))]));
 }
 
 async function revoke(link) {

@@ -26,6 +26,7 @@ async function init() {
     $("#confirm-row").hidden = false;
     $("#password").autocomplete = "new-password";
     $("#password2").required = true;
+    $("#password").placeholder = "8 characters or more";
     $("#login-submit").textContent = "Create account";
   }
   $("#username").focus();
@@ -39,6 +40,10 @@ form.addEventListener("submit", async (e) => {
   const password = form.elements.password.value;
   if (setup && password !== form.elements.password2.value) {
     err.textContent = "The passwords differ.";
+    return;
+  }
+  if (setup && password.length < 8) {
+    err.textContent = "The password needs at least 8 characters.";
     return;
   }
   $("#login-submit").disabled = true;

@@ -1,13 +1,18 @@
 // Project page: image grid (search, sort, pages), uploads with progress, members.
 import { api, ApiError, items } from "./api.js";
+import { confirmDelete } from "./deleting.js";
 import { imageCard } from "./images.js";
+import { decorateGrid, setupReview } from "./project_review.js";
+import { setupProjectAnnotations } from "./project_annotations.js";
 import { TusUpload } from "./tus.js";
+import { applyPropertyParams, decorateCards, setupPropertyFilter } from "./propfilter.js";
+import { refusal, sameNameIn, showRefusal } from "./uploadcheck.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
 const $ = (s) => document.querySelector(s);
 const PAGE = 24;
-const RANK = { viewer: 0, contributor: 1, manager: 2 };
+const RANK = { viewer: 0, contributor: 1, reviewer: 2, manager: 3 };
 const state = { id: idFromPath("projects"), project: null, user: null, offset: 0, total: 0, q: "", sort: "name", pollTimer: null };
 
 function can(role) {
@@ -40,9 +45,13 @@ async function main() {
   $("#delete-project").onclick = deleteProject;
   $("#members-button").onclick = openMembers;
   $("#share-project").hidden = !can("manager");
+  $("#dashboard-link").hidden = !can("manager");
+  $("#dashboard-link").href = `/projects/${encodeURIComponent(state.id)}/dashboard`;
   $("#share-project").onclick = () => openShareDialog({ project_id: Number(state.id) }, "this project");
   setupList();
   setupUploads();
+  await setupReview(state.id, can("manager"), () => loadImages());
+  setupProjectAnnotations(state.id);
   await loadImages();
 }
 
@@ -54,6 +63,7 @@ function setupList() {
     timer = setTimeout(() => { state.q = $("#search").value.trim(); state.offset = 0; loadImages(); }, 250);
   });
   $("#sort").addEventListener("change", () => { state.sort = $("#sort").value; state.offset = 0; loadImages(); });
+  setupPropertyFilter(state.id, $("#sort").parentElement, () => { state.offset = 0; loadImages(); });
   $("#prev-page").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); loadImages(); };
   $("#next-page").onclick = () => { state.offset += PAGE; loadImages(); };
 }
@@ -66,6 +76,7 @@ export async function loadImages() {
   const seq = ++listSeq;
   const q = new URLSearchParams({ limit: PAGE, offset: state.offset, sort: state.sort });
   if (state.q) q.set("q", state.q);
+  applyPropertyParams(q);
   let data;
   try {
     data = await api(`projects/${encodeURIComponent(state.id)}/images?${q}`);
@@ -81,10 +92,13 @@ export async function loadImages() {
     projectId: state.id,
     onRename: can("contributor") ? renameImage : null,
     onRetry: can("contributor") ? retryImage : null,
-    onDelete: can("manager") ? deleteImage : null,
+    // Contributors may delete what they uploaded: offered on failed images.
+    onDelete: can("contributor") ? deleteImage : null, deleteAny: can("manager"),
   };
   $("#grid").replaceChildren(...(list.length ? list.map((im) => imageCard(im, actions))
     : [el("p", { class: "empty" }, state.q ? "No image matches this search." : "No images yet. Drop slide files above to upload them.")]));
+  decorateGrid(state.id);
+  decorateCards($("#grid"), list);
   const pages = Math.max(1, Math.ceil(state.total / PAGE));
   $("#page-info").textContent = `Page ${Math.floor(state.offset / PAGE) + 1} of ${pages}`;
   $("#prev-page").disabled = state.offset === 0;
@@ -115,17 +129,17 @@ async function retryImage(im) {
 }
 
 async function deleteImage(im) {
-  if (!confirm(`Delete "${im.name}" and its annotations? This cannot be undone.`)) return;
   try {
+    if (!await confirmDelete({ kind: "image", id: im.id, name: im.name })) return;
     await api(`images/${im.id}`, { method: "DELETE" });
-    toast("Image deleted");
+    toast("Image moved to the trash");
     loadImages();
   } catch (e) { toast(`Delete failed: ${e.message}`, "error"); }
 }
 
 async function deleteProject() {
-  if (!confirm(`Delete project "${state.project.name}"? Its images stay in the catalog.`)) return;
   try {
+    if (!await confirmDelete({ kind: "project", id: state.id, name: state.project.name })) return;
     await api(`projects/${state.id}`, { method: "DELETE" });
     location.assign("/");
   } catch (e) { toast(`Delete failed: ${e.message}`, "error"); }
@@ -184,6 +198,19 @@ function uploadOne(file) {
       action.onclick = run;
     }
   };
+  checkFirst(file, row, status, bar, action, run);
+}
+
+// Refused before a byte is sent when the browser can tell why; a file of the same
+// name already in the project asks first.
+async function checkFirst(file, row, status, bar, action, run) {
+  const why = await refusal(file);
+  if (why) { showRefusal(row, status, bar, action, why); return; }
+  const same = await sameNameIn(state.id, file);
+  if (same && !confirm(`"${file.name}" is already in this project (image "${same.name}"). Upload a second copy?`)) {
+    showRefusal(row, status, bar, action, `already in this project as "${same.name}"`);
+    return;
+  }
   run();
 }
 
@@ -233,7 +260,7 @@ async function openMembers() {
       el("td", {}, manager ? el("button", { type: "button", class: "danger", "aria-label": `Remove ${m.username}`, onclick: () => removeMember(m) }, "Remove") : ""))));
   };
   const roleSelect = (m) => {
-    const s = el("select", { "aria-label": `Role of ${m.username}` }, ["viewer", "contributor", "manager"].map((r) => el("option", { value: r, selected: r === m.role }, r)));
+    const s = el("select", { "aria-label": `Role of ${m.username}` }, ["viewer", "contributor", "reviewer", "manager"].map((r) => el("option", { value: r, selected: r === m.role }, r)));
     s.addEventListener("change", async () => {
       try { await api(`projects/${state.id}/members/${m.user_id}`, { method: "PUT", body: { role: s.value } }); toast("Role changed"); } catch (e) { toast(e.message, "error"); render(); }
     });
@@ -246,7 +273,7 @@ async function openMembers() {
     el("label", { for: "member-name", class: "sr-only" }, "User name"),
     el("input", { id: "member-name", name: "username", placeholder: "User name", required: true }),
     el("label", { for: "member-role", class: "sr-only" }, "Role"),
-    el("select", { id: "member-role", name: "role" }, ["viewer", "contributor", "manager"].map((r) => el("option", { value: r }, r))),
+    el("select", { id: "member-role", name: "role" }, ["viewer", "contributor", "reviewer", "manager"].map((r) => el("option", { value: r }, r))),
     el("button", { type: "submit", class: "primary" }, "Add"));
   addForm.addEventListener("submit", async (e) => {
     e.preventDefault();

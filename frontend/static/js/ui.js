@@ -102,7 +102,8 @@ export function renderTopbar(user) {
     el("nav", { "aria-label": "Main" },
       user ? el("a", { href: "/" }, "Projects") : null,
       user ? el("a", { href: "/keys" }, user.is_admin ? "API keys & users" : "API keys") : null,
-      user ? el("a", { href: "/links" }, "Share links") : null),
+      user ? el("a", { href: "/links" }, "Share links") : null,
+      user ? el("a", { href: "/trash" }, "Trash") : null),
     el("div", { class: "who" },
       user ? el("span", {}, user.username || user.name || "") : null,
       user ? el("button", { type: "button", onclick: logout }, "Log out")

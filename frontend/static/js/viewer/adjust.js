@@ -2,7 +2,8 @@
 // browser (a CSS filter on OpenSeadragon's canvas, gamma through an SVG
 // transfer function): instant, no tiles refetched, annotations unaffected.
 // The values travel in view links as bri, con and gam.
-import { el } from "../ui.js";
+import { el, toast } from "../ui.js";
+import { fetchHistogram, rgbStretch } from "./autocontrast.js";
 
 export const ADJUST_DEFAULTS = { bri: 1, con: 1, gam: 1 };
 const RANGE = { bri: [0.2, 3], con: [0.2, 3], gam: [0.2, 3] };
@@ -92,6 +93,15 @@ export function setupAdjust(state, { onChange = () => {}, register = () => {} } 
     apply();
     onChange();
   } }, "Reset"));
+  // Auto-contrast from the server's stored histogram (autocontrast.js).
+  box.append(el("button", { type: "button", id: "adjust-auto", onclick: async () => {
+    try {
+      Object.assign(a, rgbStretch(await fetchHistogram(`/images/${encodeURIComponent(state.id)}/histogram`), RANGE.bri));
+    } catch { toast("Could not read the image's histogram", "error"); return; }
+    for (const [k, { input, out }] of Object.entries(inputs)) { input.value = String(a[k]); out.textContent = a[k].toFixed(2); }
+    apply();
+    onChange();
+  } }, "Auto"));
   document.querySelector("#info-panel").after(box);
   register(() => adjustParams(a));
   apply();

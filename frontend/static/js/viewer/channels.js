@@ -2,7 +2,8 @@
 // window sliders, z/t sliders.  Changes are turned into the tile server's
 // rendering query parameters (see tileserver/render.py) and the tiles are
 // reloaded, debounced so dragging a slider does not flood the server.
-import { el } from "../ui.js";
+import { el, toast } from "../ui.js";
+import { channelWindows, fetchHistogram } from "./autocontrast.js";
 
 /**
  * The tile-server query string for these channel settings and plane.
@@ -112,9 +113,19 @@ export function setupChannels(state, reloadTiles, { onChange = () => {}, registe
     };
     lo.addEventListener("input", onWindow);
     hi.addEventListener("input", onWindow);
+    c.setWindow = (a, b) => { lo.value = String(a); hi.value = String(b); onWindow(); };
     box.append(el("div", { class: "channel" },
       onoff, el("label", { for: id, style: "margin:0;color:inherit" }, c.label), colour,
       el("div", { class: "window" }, lo, hi), readout));
+  }
+  if (multi) {
+    // Auto-contrast: every channel's window from the stored histogram (0.5-99.5 %).
+    box.append(el("button", { type: "button", id: "channels-auto", onclick: async () => {
+      let hist;
+      try { hist = await fetchHistogram(`/images/${encodeURIComponent(state.id)}/histogram`); }
+      catch { toast("Could not read the image's histogram", "error"); return; }
+      channelWindows(hist).forEach(([a, b], i) => chans[i] && chans[i].setWindow(a, b));
+    } }, "Auto contrast"));
   }
   // Planes and time points are labelled from 1 as in OMERO and QuPath; the
   // slider value and the URLs stay 0-based.

@@ -12,6 +12,11 @@ import { setupShare, resolveShare } from "./share.js";
 import { isTyping, setupShortcutHelp } from "./keys.js";
 import { setupNav } from "./nav.js";
 import { setupAdjust } from "./adjust.js";
+import { FILTER_KEYS, setupFilters } from "./filters.js";
+import { shardTiles } from "./shard.js";
+import { setupAnalyses } from "./analyses/panel.js";
+import { setupLive } from "./live.js";
+import { setupAbout } from "./about.js";
 import { setupSimilar } from "./similar.js";
 
 const $ = (s) => document.querySelector(s);
@@ -309,18 +314,23 @@ async function main() {
   const ok = await openSource(state.viewer);
   if (!ok) return;
   window.microtome.opened = true;
+  shardTiles(state).catch((e) => console.warn("tile hosts", e));  // MICROTOME_TILE_URLS
   document.querySelector(".viewer-tools").hidden = false;
   paramsToView(state.viewer, new URLSearchParams(location.search));
   setupControls();
   setupChannels(state, reloadTiles, { onChange: syncUrl, register: (fn) => registerLinkPart("channels", ["plane", "time", "channels", "colors", "windows"], fn) });
   if (state.meta.kind === "rgb") setupAdjust(state, { onChange: syncUrl, register: (fn) => registerLinkPart("adjust", ["bri", "con", "gam"], fn) });
+  if (state.meta.kind === "rgb") setupFilters(state, reloadTiles, { onChange: syncUrl, register: (fn) => registerLinkPart("filters", FILTER_KEYS, fn) });
   setupShortcutHelp();
   // The slide stays usable if the annotation layer cannot start.
   const annotations = setupAnnotations(state, { readOnly: Boolean(state.token) || !state.user })
     .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
+  setupAbout(state);
+  setupLive(state);
   if (state.user) setupSimilar(state, { readOnly: Boolean(state.token) }).catch((e) => console.warn("similar", e));
   setupShare(state, await annotations);
+  setupAnalyses(state, await annotations).catch((e) => toast(`Analyses are unavailable: ${e.message}`, "error"));
 }
 
 function listSharedImages(shared) {

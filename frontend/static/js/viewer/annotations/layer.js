@@ -172,6 +172,8 @@ export class AnnotationLayer {
   }
 
   visible(f) {
+    // The layers panel (layers.js) may hide whole authors or analysis runs.
+    if (this.layerVisible && !this.layerVisible(f)) return false;
     if (!f.terms || !f.terms.length) return !this.hiddenTerms.has("none");
     return f.terms.some((t) => !this.hiddenTerms.has(t));
   }
@@ -180,7 +182,7 @@ export class AnnotationLayer {
     const groups = new Map();
     for (const f of this.allFeatures()) {
       if (!this.visible(f)) continue;
-      const color = this.termColor(f.terms);
+      const color = (this.layerColor && this.layerColor(f)) || this.termColor(f.terms);
       let g = groups.get(color);
       if (!g) { g = { color, areasD: [], linesD: [], points: [] }; groups.set(color, g); }
       addToPath(g, f.geometry);

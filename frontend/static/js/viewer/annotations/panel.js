@@ -9,6 +9,8 @@ import { TOOLS, Tools, measureText } from "./tools.js";
 import { bboxOf } from "./geom.js";
 import { Edits } from "./edits.js";
 import { AnnotationTable } from "./table.js";
+import { LayersPanel } from "./layers.js";
+import { Review } from "./review.js";
 import { isTyping } from "../keys.js";
 
 const LIST_LIMIT = 200;
@@ -33,7 +35,7 @@ export const annoApi = {
   // Terms of every project holding the image: readable wherever the image is
   // (share links included), so shared views colour annotations too.
   imageTerms: (imageId) => api(`images/${imageId}/terms`, { noRedirect: true }),
-  counts: (imageId, w, h) => api(`images/${imageId}/annotations/counts?bbox=0,0,${w},${h}`, { noRedirect: true }),
+  counts: (imageId, w, h, extra = "") => api(`images/${imageId}/annotations/counts?bbox=0,0,${w},${h}${extra}`, { noRedirect: true }),
   createTerm: (projectId, body) => api(`projects/${projectId}/terms`, { method: "POST", body }),
   updateTerm: (projectId, id, body) => api(`projects/${projectId}/terms/${id}`, { method: "PATCH", body, noRedirect: true }),
   // Without force the server refuses (409, detail.annotations = how many use it).
@@ -47,7 +49,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   const canvas = document.querySelector("#anno-canvas");
   const measureBox = document.querySelector("#measure");
   const layer = new AnnotationLayer(viewer, canvas, {
-    fetchViewport: (box, scale, signal) => annoApi.viewport(imageId, box, scale, signal),
+    fetchViewport: (box, scale, signal) => annoApi.viewport(imageId, box, scale, signal, layers.query()),
   });
   const ui = { currentTerm: null, projectId: null, terms: [], role: null };
   window.microtome.annotations = layer;
@@ -75,6 +77,20 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   }
 
   layer.canEdit = canEdit;
+  // Layers by author / analysis with filters (layers.js); review (review.js).
+  const layers = new LayersPanel({ imageId, projectId: ui.projectId, layer, onChange: () => { layer.refresh(true); loadCounts(); } });
+  const review = new Review({
+    imageId, projectId: ui.projectId, role: ui.role, user: state.user, terms: () => ui.terms,
+    onReviewed: (f) => {
+      layer.features.set(f.id, { ...toFeature(f), full: true });
+      layer.writes += 1;
+      layer.invalidate();
+      select(f.id);
+      loadCounts();
+      table.refresh();
+    },
+  });
+  window.microtome.review = review;
 
   // -- panel skeleton ---------------------------------------------------------
   const termList = el("ul", { class: "term-list", "aria-label": "Terms" });
@@ -91,8 +107,10 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     el("div", { class: "row" },
       el("label", { for: "anno-opacity", style: "margin:0" }, "Opacity"), opacity,
       el("label", { style: "margin:0;display:flex;gap:.3rem;align-items:center" }, fill, "Filled")),
+    review.badge,
     el("h2", {}, "Terms"), termList,
     readOnly || !ui.projectId ? null : termForm(),
+    layers.box,
     selBox,
     el("h2", { class: "row", style: "justify-content:space-between" }, "In view",
       el("button", { type: "button", id: "open-table", title: "Every annotation of the image, with filters and exports", onclick: () => table.toggle() }, "Table of all")),
@@ -138,7 +156,8 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     clearTimeout(countsTimer);
     countsTimer = setTimeout(async () => {
       if (!meta.width) return;
-      try { ui.counts = await annoApi.counts(imageId, meta.width, meta.height); } catch { ui.counts = null; }
+      try { ui.counts = await annoApi.counts(imageId, meta.width, meta.height, layers.query()); } catch { ui.counts = null; }
+      review.refreshImage();
       renderTerms();
     }, 300);
   }
@@ -232,6 +251,8 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   const table = new AnnotationTable({
     imageId, meta, layer, projectId: ui.projectId, user: state.user,
     terms: () => ui.terms, goTo: (f) => zoomTo(f), gallery: !state.token,
+    canReview: () => review.requires && review.canReview,
+    onChanged: () => { layer.writes += 1; layer.refresh(true); layers.load(); },
   });
   window.microtome.table = table;
 
@@ -276,6 +297,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     if (!f) { selBox.replaceChildren(); measureBox.textContent = ""; return; }
     measureBox.textContent = measureText(f.geometry, meta.pixelUm);
     const editable = canEdit(f);
+    const reviewSlot = el("div", { id: "review-slot" });
     const termSel = el("select", { id: "selected-term", "aria-label": "Term of the selected annotation", disabled: !editable },
       el("option", { value: "" }, "No term"),
       ui.terms.map((t) => el("option", { value: String(t.id), selected: f.terms.includes(t.id) }, t.name)));
@@ -291,7 +313,11 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
       !editable && !readOnly ? el("p", { class: "muted", id: "selected-readonly" }, "Made by someone else: only its author or a project manager can change it.") : null,
       f.error ? el("p", { class: "error" }, f.error, " ",
         el("button", { type: "button", onclick: () => retry(f) }, "Retry"), " ",
-        el("button", { type: "button", onclick: () => edits.discard(f) }, "Discard")) : null].filter(Boolean));
+        el("button", { type: "button", onclick: () => edits.discard(f) }, "Discard")) : null,
+      reviewSlot].filter(Boolean));
+    if (id > 0 && review.requires) {
+      annoApi.get(id).then((full) => { if (layer.selectedId === id) reviewSlot.replaceChildren(review.controls(full) || ""); }).catch(() => {});
+    }
     // Edits need the exact geometry (the viewport may have sent a simplified one).
     if (id > 0 && !readOnly && !f.full) {
       annoApi.get(id).then((full) => {
@@ -370,10 +396,10 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
     tools.setTool("select");
   }
   window.microtome.tools = tools;
-  await loadTerms();
+  await Promise.all([loadTerms(), review.load(), layers.load()]);
   loadCounts();
   let seenWrites = 0;
-  layer.onWrites = () => { if (layer.writes !== seenWrites) { seenWrites = layer.writes; loadCounts(); table.refresh(); } };
+  layer.onWrites = () => { if (layer.writes !== seenWrites) { seenWrites = layer.writes; loadCounts(); table.refresh(); layers.load(); } };
   layer.refresh(true);
   return { role: ui.role, projectId: ui.projectId };
 }

@@ -1,0 +1,138 @@
+"""Run one analysis in a child process the worker can kill.
+
+An app that hangs (a C loop that never calls ``ctx.check()``, a dead lock)
+cannot be stopped from inside its own process; the worker therefore runs it
+in a spawned child that reads pixels through its own client, writes its
+results to a GeoJSON file and sends progress and log lines back on a queue.
+The worker keeps the heart-beat, and ends the child: asked to stop when the
+analysis is cancelled (killed after a grace period), killed at once past the
+app's timeout. Only the worker imports the results, so a killed run leaves
+nothing on the server.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import AnalysisError
+from .registry import App
+from .runner import Cancelled
+
+#: Seconds a cancelled child gets to stop by itself before it is killed.
+CANCEL_GRACE_S = 5.0
+#: Seconds a child may take to start (imports, first request) before the app's
+#: own timeout starts counting: a loaded machine must not eat the app's time.
+STARTUP_S = 120.0
+
+
+class TimedOut(AnalysisError):
+    """The app ran past its descriptor's timeout and was killed."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the child needs, all picklable: the app object travels by reference
+    to its class (an importable module), the server by URL and key."""
+
+    app: App
+    url: str
+    api_key: str
+    image_id: int
+    params: dict[str, Any]
+    region: dict[str, int] | None
+    out: str
+    threads: int
+
+
+def _child(job: Job, out_q: Any, stop: Any) -> None:
+    from microtome_client import Client
+
+    from .features import write_geojson
+    from .remote import ClientRaster
+    from .runner import Region, run_app
+
+    try:
+        with Client(job.url, api_key=job.api_key) as client:
+            raster = ClientRaster(client.image(job.image_id))
+            out_q.put(("started",))
+            features, prov = run_app(
+                job.app, raster, job.params, Region(**job.region) if job.region else None,
+                on_progress=lambda f: out_q.put(("progress", f)),
+                on_log=lambda line: out_q.put(("log", line)),
+                should_stop=stop.is_set, workers=job.threads)
+        write_geojson(Path(job.out), features, prov)
+        out_q.put(("done", len(features), prov["seconds"]))
+    except Cancelled:
+        out_q.put(("cancelled",))
+    except Exception as e:
+        msg = e.message if isinstance(e, AnalysisError) else f"{type(e).__name__}: {e}"
+        out_q.put(("error", msg, traceback.format_exc()))
+
+
+class ChildFailed(AnalysisError):
+    """The app raised in the child; ``trace`` is its traceback."""
+
+    def __init__(self, message: str, trace: str) -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
+def run_isolated(job: Job, hb: Any, timeout_s: float) -> tuple[int, float]:
+    """(result count, seconds) of `job` run in a child; results in ``job.out``.
+
+    `hb` is the worker's heart-beat (``progress``, ``log``, ``cancelled``).
+    Raises Cancelled, TimedOut, or ChildFailed with the child's traceback.
+    """
+    ctx = mp.get_context("spawn")  # no fork: the worker has threads (client, heart-beat)
+    out_q = ctx.Queue()
+    stop = ctx.Event()
+    proc = ctx.Process(target=_child, args=(job, out_q, stop), daemon=True,
+                       name=f"microtome-app-{job.app.descriptor.name}")
+    deadline = time.monotonic() + STARTUP_S
+    proc.start()
+    stop_asked: float | None = None
+    started = False
+    try:
+        while True:
+            try:
+                msg = out_q.get(timeout=0.2)
+            except queue.Empty:
+                msg = None
+            if msg is not None:
+                kind = msg[0]
+                if kind == "started":  # the app's own time starts now
+                    started = True
+                    deadline = time.monotonic() + timeout_s
+                elif kind == "progress":
+                    hb.progress(msg[1])
+                elif kind == "log":
+                    hb.log(msg[1])
+                elif kind == "done":
+                    return int(msg[1]), float(msg[2])
+                elif kind == "cancelled":
+                    raise Cancelled("analysis cancelled")
+                elif kind == "error":
+                    raise ChildFailed(msg[1], msg[2])
+                continue
+            now = time.monotonic()
+            if now > deadline:
+                raise TimedOut(f"timed out after {timeout_s:g} s" if started
+                               else f"the app did not start within {STARTUP_S:g} s")
+            if hb.cancelled and stop_asked is None:
+                stop.set()
+                stop_asked = now
+            if stop_asked is not None and now - stop_asked > CANCEL_GRACE_S:
+                raise Cancelled("analysis cancelled (the app was stopped)")
+            if not proc.is_alive() and out_q.empty():
+                raise AnalysisError(f"the app's process died (exit code {proc.exitcode})")
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(10)
+        out_q.close()

@@ -1,0 +1,164 @@
+"""Handlers: properties of images and projects, image description and tags, CSV import.
+
+Viewers read; managers (of the image's home project, or of the project) write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from catalog import csv_props, describe, properties
+from catalog.access import (
+    image_access,
+    require_image_role,
+    require_project_role,
+)
+from catalog.db import DB_POOL
+from catalog.jsonio import load_json, path_id, read_body
+from core.http import json_response
+from pyramid import errors
+
+
+def _props_json(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"items": rows, "properties": {r["key"]: r["value"] for r in rows}}
+
+
+async def image_properties(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    await require_image_role(request, image_id, "viewer")
+    return json_response(_props_json(await properties.read(request.app[DB_POOL], "image",
+                                                           image_id)))
+
+
+async def patch_image_properties(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    principal = await require_image_role(request, image_id, "manager")
+    changes = properties.check_changes(await load_json(request))
+    pool = request.app[DB_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        await properties.write(conn, "image", image_id, changes, user_id=principal.user_id)
+    return json_response(_props_json(await properties.read(pool, "image", image_id)))
+
+
+async def project_properties(request: web.Request) -> web.Response:
+    project_id = path_id(request, "project_id")
+    await require_project_role(request, project_id, "viewer")
+    return json_response(_props_json(await properties.read(request.app[DB_POOL], "project",
+                                                           project_id)))
+
+
+async def patch_project_properties(request: web.Request) -> web.Response:
+    project_id = path_id(request, "project_id")
+    principal = await require_project_role(request, project_id, "manager")
+    changes = properties.check_changes(await load_json(request))
+    pool = request.app[DB_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        await properties.write(conn, "project", project_id, changes,
+                               user_id=principal.user_id)
+    return json_response(_props_json(await properties.read(pool, "project", project_id)))
+
+
+async def project_property_keys(request: web.Request) -> web.Response:
+    project_id = path_id(request, "project_id")
+    await require_project_role(request, project_id, "viewer")
+    return json_response({"items": await properties.project_keys(request.app[DB_POOL],
+                                                                 project_id)})
+
+
+# -- description and tags --------------------------------------------------------------
+async def _about(request: web.Request, image_id: int) -> dict[str, Any]:
+    row = await request.app[DB_POOL].fetchrow(
+        "SELECT description, tags FROM images WHERE id = $1", image_id)
+    if row is None:
+        raise errors.NotFound("image not found")
+    html = await asyncio.to_thread(describe.render, row["description"])
+    return {"description": row["description"], "description_html": html,
+            "tags": list(row["tags"])}
+
+
+async def get_about(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    await require_image_role(request, image_id, "viewer")
+    return json_response(await _about(request, image_id))
+
+
+async def patch_about(request: web.Request) -> web.Response:
+    image_id = path_id(request, "image_id")
+    await require_image_role(request, image_id, "manager")
+    body = await load_json(request)
+    if not isinstance(body, dict) or not body or set(body) - {"description", "tags"}:
+        raise errors.InvalidRequest("the body may hold 'description' and 'tags'")
+    desc = body.get("description")
+    if desc is not None and (not isinstance(desc, str)
+                             or len(desc) > describe.MAX_DESCRIPTION):
+        raise errors.InvalidRequest(
+            f"description must be text of at most {describe.MAX_DESCRIPTION} characters",
+            {"field": "description"})
+    tags = properties.check_tags(body["tags"]) if "tags" in body else None
+    await request.app[DB_POOL].execute(
+        """UPDATE images SET description = coalesce($2, description),
+               tags = coalesce($3, tags), updated_at = now() WHERE id = $1""",
+        image_id, desc, tags)
+    return json_response(await _about(request, image_id))
+
+
+# -- CSV import ------------------------------------------------------------------------
+async def import_csv(request: web.Request) -> web.Response:
+    """All rows or none: a per-row report either way (422 when any row is wrong)."""
+    project_id = path_id(request, "project_id")
+    principal = await require_project_role(request, project_id, "manager")
+    if request.content_type not in ("text/csv", "text/plain", "application/csv"):
+        raise errors.UnsupportedMediaType("the body must be a CSV file (Content-Type: text/csv)",
+                                          {"content_type": request.content_type})
+    dry_run = request.query.get("dry_run", "") in ("1", "true")
+    raw = await read_body(request, csv_props.MAX_BYTES)
+    parsed = await asyncio.to_thread(lambda: csv_props.parse(csv_props.decode(raw)))
+    pool = request.app[DB_POOL]
+    names = await pool.fetch(
+        """SELECT i.id, lower(i.source_filename) AS f, lower(i.name) AS n, i.home_project_id
+           FROM images i JOIN project_images pi ON pi.image_id = i.id
+           WHERE pi.project_id = $1""", project_id)
+    index: dict[str, list[int]] = {}
+    for r in names:
+        for name in {r["f"], r["n"]} - {""}:
+            index.setdefault(name, []).append(r["id"])
+    csv_props.match(parsed.rows, index)
+    # Writing an image's properties needs its home project's manager role; a project
+    # the image was only linked into cannot change it.
+    home = {r["id"]: r["home_project_id"] == project_id for r in names}
+    for row in parsed.rows:
+        if row.image_id is not None and not home[row.image_id]:
+            acc = await image_access(pool, principal, row.image_id)
+            if acc.role != "manager":
+                row.error = "the image belongs to another project; ask its managers"
+    report = [r.as_json() for r in parsed.rows]
+    if any(r.error for r in parsed.rows):
+        raise errors.Unprocessable("some rows are wrong; nothing was applied",
+                                   {"applied": False, "rows": report})
+    if not dry_run:
+        async with pool.acquire() as conn, conn.transaction():
+            for row in parsed.rows:
+                assert row.image_id is not None
+                if row.properties:
+                    await properties.write(conn, "image", row.image_id, row.properties,
+                                           user_id=principal.user_id, source="csv")
+    return json_response({"applied": not dry_run, "rows": report,
+                          "images": len(parsed.rows),
+                          "properties": sum(len(r.properties) for r in parsed.rows)})
+
+
+def routes() -> list[web.RouteDef]:
+    img, proj = "/api/images/{image_id}", "/api/projects/{project_id}"
+    return [
+        web.get(img + "/properties", image_properties),
+        web.patch(img + "/properties", patch_image_properties),
+        web.get(img + "/about", get_about),
+        web.patch(img + "/about", patch_about),
+        web.get(proj + "/properties", project_properties),
+        web.patch(proj + "/properties", patch_project_properties),
+        web.get(proj + "/property-keys", project_property_keys),
+        web.post(proj + "/properties/import", import_csv),
+    ]

@@ -1,0 +1,20 @@
+"""Wires properties, attachments, the activity store and follow mode into the app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from catalog import api_activity, api_attachments, api_properties
+from catalog.activity_store import activity_context
+from catalog.db import DB_POOL
+from catalog.live import LiveHub
+from core.settings import Settings
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    """Call after the database context: the activity writer needs the pool."""
+    app[api_activity.LIVE] = LiveHub(settings.collab.follow_max_followers)
+    app.cleanup_ctx.append(activity_context(DB_POOL, settings.collab.activity_retention_days))
+    app.router.add_routes(api_properties.routes())
+    app.router.add_routes(api_attachments.routes())
+    app.router.add_routes(api_activity.routes())

@@ -1,0 +1,113 @@
+"""Analyses from the web UI, in Debian chromium (issue 16, "Done when").
+
+On a fresh server whose only worker is the one `microtome serve` starts by
+itself: open the H&E sample, run tissue detection then nucleus detection from
+the Analyse panel (a form generated from each app's schema), watch them
+finish, see the result layer and the count, hide and show the layer, export
+the results; then the project's Analyses tab lists both runs; a bad parameter
+is named next to its field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.frontend.browser import (
+    ADMIN,
+    ConsoleLog,
+    LiveServer,
+    admin_project_slide,
+    screenshot,
+    ui_login,
+    wait_tiles,
+)
+
+
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    return {"MICROTOME_LOCAL_WORKERS": "1"}  # the default of `microtome serve`
+
+
+def _run(page: Any, app: str, timeout_ms: int) -> Any:
+    page.select_option("#analyse-app", app)
+    page.select_option("#analyse-region", "whole")
+    before = page.locator("#analysis-runs li").count()
+    page.click("#analyse-run")
+    expect(page.locator("#analysis-runs li")).to_have_count(before + 1)
+    run = page.locator("#analysis-runs li").first
+    expect(run.locator(".badge")).to_have_text("done", timeout=timeout_ms)
+    return run
+
+
+def test_tissue_then_nuclei_from_the_viewer_then_export(
+        live_server: LiveServer, context: Any, page: Any, converted_slide: Path,
+        tmp_path: Path, console: ConsoleLog) -> None:
+    console.expected.append("status of 400")  # the bad parameter, on purpose
+    _, project, iid = admin_project_slide(context, live_server, converted_slide,
+                                          project="Samples", image="CMU-1-Small-Region")
+    ui_login(page, *ADMIN, next_path=f"/viewer/{iid}?project={project['id']}")
+    wait_tiles(page)
+    expect(page.locator("#analyse-panel")).to_be_visible()
+    # The form follows the app's schema: an enum, numbers with their ranges.
+    page.select_option("#analyse-app", "tissue_detection")
+    expect(page.locator("#param-method")).to_have_value("saturation")
+    expect(page.locator("#param-smoothing")).to_have_attribute("max", "20")
+
+    # A bad value comes back from the server named next to its field.
+    page.fill("#param-smoothing", "50")
+    page.click("#analyse-run")
+    expect(page.locator(".param-error:not([hidden])")).to_contain_text("50")
+    page.fill("#param-smoothing", "2")
+
+    tissue = _run(page, "tissue_detection", 60_000)
+    expect(tissue.locator(".analysis-count")).to_contain_text("objects")
+    nuclei = _run(page, "nucleus_detection", 240_000)
+    count_text = nuclei.locator(".analysis-count").inner_text()
+    count = int(count_text.split()[0])
+    assert count > 500, count_text  # the sample holds thousands of nuclei
+    expect(nuclei.locator(".analysis-summary")).to_contain_text("Nucleus")
+    aid = int(nuclei.get_attribute("data-id"))
+
+    # The layer: nuclei are drawn; hiding that analysis hides them, showing them back.
+    page.evaluate("window.microtome.state.viewer.viewport.zoomTo(window.microtome.state"
+                  ".viewer.world.getItemAt(0).imageToViewportZoom(1))")
+    page.wait_for_function(
+        f"""[...window.microtome.annotations.features.values()].filter(
+            (f) => f.properties.analysis_id === {aid}).length > 20""",
+        timeout=20_000)
+    screenshot(page, "analyse-nuclei")
+    visible = ("[...window.microtome.annotations.allFeatures()].filter((f) => "
+               f"window.microtome.annotations.visible(f) && f.properties.analysis_id === {aid})"
+               ".length")
+    assert page.evaluate(visible) > 20
+    nuclei.get_by_label("Show the results").uncheck()
+    assert page.evaluate(visible) == 0
+    nuclei.get_by_label("Show the results").check()
+    assert page.evaluate(visible) > 20
+
+    # Export: the downloaded GeoJSON holds exactly the counted nuclei, with measurements.
+    with page.expect_download() as dl:
+        nuclei.get_by_role("link", name="Export").click()
+    path = tmp_path / "nuclei.geojson"
+    dl.value.save_as(path)
+    doc = json.loads(path.read_text())
+    assert len(doc["features"]) == count
+    assert "Area µm^2" in json.dumps(doc["features"][0]["properties"], ensure_ascii=False)
+
+    # The project's Analyses tab: both runs, who ran them, a link back to the results.
+    page.goto(f"/projects/{project['id']}")
+    page.click("#analyses-button")
+    rows = page.locator("#analyses-body tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("nucleus_detection")
+    expect(rows.first).to_contain_text(ADMIN[0])
+    expect(rows.first).to_contain_text(f"{count} results")
+    expect(rows.nth(1)).to_contain_text("tissue_detection")
+    expect(page.locator("#project-apps li")).to_have_count(
+        page.locator("#project-apps input[type=checkbox]").count())
+    screenshot(page, "analyse-project-tab")

@@ -1,0 +1,27 @@
+"""Fixtures: one moto S3 server per session, its AWS variables in the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from . import s3server
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[s3server.S3Server]:
+    server = s3server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3: s3server.S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The session server's AWS variables, set for this test (and its subprocesses)."""
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    return {**os.environ, **s3.env}

@@ -1,0 +1,43 @@
+"""``/images/{id}/histogram``: per-channel histograms of an image (JSON).
+
+Answered from the document stored beside the pyramid (pyramid/histogram.py),
+then from the tile cache; an image converted before histograms existed gets
+its document computed once, in the executor, and stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from pyramid import histogram
+from pyramid.reader import Pyramid
+
+from .cache import Tile
+from .keys import RESOLVER, SERVICE
+from .metrics import instrumented
+from .responses import cache_control, not_modified, not_modified_response, tile_response
+from .service import etag_for
+
+
+def _document(pyr: Pyramid) -> Tile:
+    return Tile(histogram.load_or_compute(pyr), "application/json")
+
+
+@instrumented("histogram")
+async def histogram_handler(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICE]
+    ref = await request.app[RESOLVER].resolve(request, request.match_info["id"])
+    pyr = await svc.open(ref)
+    etag = etag_for(ref, "histogram")
+    cache = cache_control(request, ref, svc.settings.max_age)
+    if not_modified(request, etag):
+        return not_modified_response(etag, cache)
+    key = (Path(ref.path), ref.version, "histogram")
+    tile = await svc.produce(key, _document, pyr)
+    return tile_response(request, tile, etag, cache)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/images/{id}/histogram", histogram_handler)
