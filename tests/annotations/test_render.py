@@ -74,8 +74,13 @@ def test_light_collection_document() -> None:
     assert doc["count"] == len(rows) and doc["next_after"] == 9 and doc["bbox"] == [0, 0, 10, 10]
     assert [f["id"] for f in doc["features"]] == [r["id"] for r in rows]
     assert doc["features"][60]["geometry"]["coordinates"][2][0] == [30.0, 30.0]  # 2nd hole
-    assert doc["features"][0]["properties"] == {"kind": "polygon", "terms": [3], "user_id": None,
-                                              "analysis_id": None}
+    # Drawn shapes carry no analysis_id (only an analysis' results do): the
+    # viewport answer stays as small as before.
+    assert doc["features"][0]["properties"] == {"kind": "polygon", "terms": [3], "user_id": None}
+    rows[0]["analysis_id"] = 7
+    doc = orjson.loads(render.light_collection(rows[:1], scale=2.0, precision=2, next_after=None,
+                                               extra={}))
+    assert doc["features"][0]["properties"]["analysis_id"] == 7
     empty = orjson.loads(render.light_collection([], scale=1, precision=None, next_after=None,
                                                  extra={}))
     assert empty["features"] == [] and empty["count"] == 0

@@ -47,7 +47,7 @@ def test_review_table_and_exports(client: Any, live_server: LiveServer,
     assert [row["id"] for row in rows][-1] == made[0].id  # the smallest after its edit
     assert {row["review_status"] for row in rows} == {"accepted", "rejected"}
     assert len(list(project.annotation_table(status=["rejected"]))) == 1
-    assert [x["name"] for x in image.layers()] == [names["contributor"]]
+    assert [x["name"] for x in image.layers(project=project.id)] == [names["contributor"]]
     stats = project.annotation_stats()
     assert sum(s["count"] for s in stats) == 3
     out = image.export_table(tmp_path / "reviewed.csv", reviewed=True, project=project.id)

@@ -22,7 +22,7 @@ export class LayersPanel {
     this.hidden = new Set();
     this.colors = new Map();
     this.filter = { status: "", from: "", to: "", prop: "", min: "", max: "" };
-    this.list = el("ul", { class: "term-list layer-list", id: "layer-list", "aria-label": "Layers" });
+    this.list = el("ul", { class: "layer-list", id: "layer-list", "aria-label": "Layers" });
     this.box = el("details", { id: "layers", class: "layers-panel" },
       el("summary", {}, "Layers and filters"), this.list, this.filters());
     ctx.layer.layerVisible = (f) => f.id < 0 || !this.hidden.has(layerKey(f));
