@@ -50,6 +50,8 @@ def _user(row: asyncpg.Record) -> dict[str, Any]:
 
 async def create_user(pool: asyncpg.Pool | asyncpg.Connection, username: str, password: str,
                       is_admin: bool = False) -> asyncpg.Record:
+    if username.lower() in security.RESERVED_USERNAMES:
+        raise errors.InvalidRequest(f"the user name {username!r} is reserved for the system")
     # argon2 is deliberately slow: hash in a thread, not on the event loop.
     hashed = await asyncio.to_thread(security.hash_password, password)
     try:

@@ -26,6 +26,11 @@ _hasher = PasswordHasher()
 API_KEY_PREFIX = "mt_"
 SEP = "~"
 
+#: The system account of the analysis workers `microtome serve` starts
+#: (microtome/local_worker.py); reserved so no person's account can become it.
+LOCAL_WORKER_USER = "local-worker"
+RESERVED_USERNAMES = frozenset({LOCAL_WORKER_USER})
+
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)

@@ -25,7 +25,7 @@ from catalog.db import DB_POOL
 
 log = logging.getLogger("microtome.local_worker")
 
-USERNAME = "local-worker"
+USERNAME = security.LOCAL_WORKER_USER
 #: Seconds between looks for a first user, and before restarting a dead worker.
 CHECK_S = 2.0
 RESTART_S = 5.0
