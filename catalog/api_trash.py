@@ -7,7 +7,7 @@ from aiohttp import web
 from catalog import trash
 from catalog.access import require_image_access, require_project_role, require_user
 from catalog.db import DB_POOL
-from catalog.jsonio import int_param, page, page_params, path_id
+from catalog.jsonio import int_param, page, page_params, path_id, read_no_body
 from catalog.state import CATALOG
 from core.http import json_response
 from pyramid import errors
@@ -29,6 +29,7 @@ async def restore(request: web.Request) -> web.Response:
     principal = await require_user(request)
     trash_id = path_id(request, "trash_id")
     force = request.query.get("force", "false").lower() in ("1", "true", "yes")
+    await read_no_body(request)
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
         item = await trash.locked_item(conn, principal, trash_id)
         result = await trash.restore(conn, item, force)

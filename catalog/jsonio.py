@@ -132,6 +132,16 @@ async def read_json(request: web.Request, schema: str,
     return value  # type: ignore[no-any-return]
 
 
+async def read_no_body(request: web.Request) -> None:
+    """For operations that take no body: none, or an empty JSON object; anything
+    else is refused (a body silently ignored would hide a client's mistake)."""
+    if not request.body_exists:
+        return
+    value = await load_json(request, 1024)
+    if value not in ({}, None):
+        raise errors.InvalidRequest("this operation takes no request body (or {})")
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value

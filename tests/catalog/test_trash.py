@@ -267,3 +267,16 @@ async def test_restore_of_a_project_whose_name_was_taken(
     item = await only_item(api, a["manager"], "project")
     status, body = await call(api, a["manager"], "POST", f"/api/trash/{item['id']}/restore")
     assert status == 409 and "same name" in body["error"]
+
+
+async def test_restore_refuses_a_body_it_would_ignore(api: TestClient, world: World) -> None:  # noqa: F811
+    a, iid = world.actors, world.image_id
+    await call(api, a["manager"], "DELETE", f"/api/images/{iid}", expect=204)
+    item = await only_item(api, a["manager"], "image")
+    restore = f"/api/trash/{item['id']}/restore"
+    deep = b"[" * 426 + b"]" * 426
+    status, body = await call(api, a["manager"], "POST", restore, data=deep)
+    assert status == 400 and isinstance(body["error"], str)
+    status, body = await call(api, a["manager"], "POST", restore, {"force": "yes please"})
+    assert status == 400 and "no request body" in body["error"]
+    await call(api, a["manager"], "POST", restore, {}, expect=200)
