@@ -26,6 +26,16 @@ def _props_json(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"items": rows, "properties": {r["key"]: r["value"] for r in rows}}
 
 
+async def _apply_changes(request: web.Request, kind: str, owner_id: int,
+                         user_id: int | None) -> web.Response:
+    """Validate the body's changes, write them in one transaction, answer the new set."""
+    changes = properties.check_changes(await load_json(request))
+    pool = request.app[DB_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        await properties.write(conn, kind, owner_id, changes, user_id=user_id)
+    return json_response(_props_json(await properties.read(pool, kind, owner_id)))
+
+
 async def image_properties(request: web.Request) -> web.Response:
     image_id = path_id(request, "image_id")
     await require_image_role(request, image_id, "viewer")
@@ -36,11 +46,7 @@ async def image_properties(request: web.Request) -> web.Response:
 async def patch_image_properties(request: web.Request) -> web.Response:
     image_id = path_id(request, "image_id")
     principal = await require_image_role(request, image_id, "manager")
-    changes = properties.check_changes(await load_json(request))
-    pool = request.app[DB_POOL]
-    async with pool.acquire() as conn, conn.transaction():
-        await properties.write(conn, "image", image_id, changes, user_id=principal.user_id)
-    return json_response(_props_json(await properties.read(pool, "image", image_id)))
+    return await _apply_changes(request, "image", image_id, principal.user_id)
 
 
 async def project_properties(request: web.Request) -> web.Response:
@@ -53,12 +59,7 @@ async def project_properties(request: web.Request) -> web.Response:
 async def patch_project_properties(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     principal = await require_project_role(request, project_id, "manager")
-    changes = properties.check_changes(await load_json(request))
-    pool = request.app[DB_POOL]
-    async with pool.acquire() as conn, conn.transaction():
-        await properties.write(conn, "project", project_id, changes,
-                               user_id=principal.user_id)
-    return json_response(_props_json(await properties.read(pool, "project", project_id)))
+    return await _apply_changes(request, "project", project_id, principal.user_id)
 
 
 async def project_property_keys(request: web.Request) -> web.Response:
