@@ -10,6 +10,9 @@ SAMPLES ?= $(if $(wildcard ../shared/testdata),../shared/testdata,)
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# `make test` runs on this many pytest-xdist workers, a test file's tests together on
+# one worker (tests/conftest.py); PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
 
 # A Python >= 3.12: python3.12/python3.13 on PATH (pyenv shims honour
 # .python-version), then plain python3, then pyenv's own versions.
@@ -80,7 +83,7 @@ run: deps samples
 	@$(PY) -m microtome serve --host $(HOST) --port $(PORT)
 
 test: deps chromium haproxy
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -23,12 +23,56 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO.parent / "shared" / "testdata"
 
 
+#: Folders kept whole on one pytest-xdist worker: their session-wide worlds are costly
+#: to build twice (a live server with uploaded, converted images; a cluster).
+WHOLE_FOLDERS = frozenset({"client", "scaleout"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs the suite on two pytest-xdist workers with ``--dist loadgroup``:
+    the tests of one file run on one worker, in file order (module-scoped fixtures are
+    built once; some tests build on the ones before them), a WHOLE_FOLDERS folder on one
+    worker.  Each worker has its own embedded PostgreSQL, template database, temporary
+    directories and free ports (see the fixtures below).  Without -n the marks do nothing."""
+    tests_dir = REPO / "tests"
+    for item in items:
+        path = Path(str(item.path))
+        if tests_dir not in path.parents:
+            continue
+        rel = path.relative_to(tests_dir)
+        group = rel.parts[0] if rel.parts[0] in WHOLE_FOLDERS else rel.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     if not (TESTDATA / "CMU-1-Small-Region.svs").exists():
         pytest.fail(f"sample files missing: expected ../shared/testdata beside the repo "
                     f"({TESTDATA})")
     return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def cmu_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1-Small-Region.svs converted by our converter (default options), once per
+    session for every folder that serves or reads a real slide.  Shared: read it, or
+    copy it (shutil.copytree) before changing or serving it; its folder holds nothing else."""
+    from converters import convert
+
+    out = tmp_path_factory.mktemp("cmu-pyramid") / "CMU-1-Small-Region.ome.zarr"
+    convert(testdata / "CMU-1-Small-Region.svs", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fluo_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """multi-channel-z-series.ome.tif (3 channels, 5 planes) converted once per session;
+    shared like ``cmu_pyramid``."""
+    from converters import convert
+
+    out = tmp_path_factory.mktemp("fluo-pyramid") / "multi-channel-z-series.ome.zarr"
+    convert(testdata / "multi-channel-z-series.ome.tif", out)
+    return out
 
 
 def with_database(url: str, dbname: str) -> str:

@@ -16,11 +16,9 @@ def cmu_svs() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cmu_zarr(cmu_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from converters import ConvertOptions, convert
-
-    out = tmp_path_factory.mktemp("analysis") / "cmu.ome.zarr"
-    return convert(cmu_svs, out, ConvertOptions(workers=2)).path
+def cmu_zarr(cmu_pyramid: Path) -> Path:
+    """The sample as OME-Zarr: the session's shared conversion (tests/conftest.py), read only."""
+    return cmu_pyramid
 
 
 # The real application on a populated catalog (users with roles, a ready image).

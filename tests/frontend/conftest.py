@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,24 +52,16 @@ def browser(live_server: LiveServer) -> Iterator[Any]:
 
 # -- the slide -----------------------------------------------------------------
 @pytest.fixture(scope="session")
-def converted_slide(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CMU-1-Small-Region.svs as an OME-Zarr pyramid (converted once per session)."""
-    out = tmp_path_factory.mktemp("slide") / "CMU-1-Small-Region.ome.zarr"
-    src = testdata / "CMU-1-Small-Region.svs"
-    from converters import convert
-
-    convert(src, out)
-    return out
+def converted_slide(cmu_pyramid: Path) -> Path:
+    """CMU-1-Small-Region.svs as an OME-Zarr pyramid (the session's shared conversion,
+    tests/conftest.py; register_slide copies it into the server's var/)."""
+    return cmu_pyramid
 
 
 @pytest.fixture(scope="session")
-def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """multi-channel-z-series.ome.tif (3 channels, 5 planes) converted once per session."""
-    from converters import convert
-
-    out = tmp_path_factory.mktemp("fluo") / "multi-channel-z-series.ome.zarr"
-    convert(testdata / "multi-channel-z-series.ome.tif", out)
-    return out
+def fluorescence(fluo_pyramid: Path) -> Path:
+    """multi-channel-z-series.ome.tif (3 channels, 5 planes), the session's shared conversion."""
+    return fluo_pyramid
 
 
 @pytest.fixture
@@ -112,14 +104,44 @@ def console() -> ConsoleLog:
     return ConsoleLog()
 
 
+def _new_context(browser: Any, server: LiveServer, **options: Any) -> Any:
+    """A browser context (own cookies) on the live server: 1280x800 unless `options`
+    say otherwise (they go to Playwright's new_context), 15 s default timeout."""
+    ctx = browser.new_context(**{"base_url": server.url,
+                                 "viewport": {"width": 1280, "height": 800}, **options})
+    ctx.set_default_timeout(15_000)
+    return ctx
+
+
 @pytest.fixture
 def context(browser: Any, live_server: LiveServer) -> Iterator[Any]:
-    ctx = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
-    ctx.set_default_timeout(15_000)
+    ctx = _new_context(browser, live_server)
     try:
         yield ctx
     finally:
         ctx.close()
+
+
+@pytest.fixture
+def other_pages(browser: Any, live_server: LiveServer) -> Iterator[Callable[..., Any]]:
+    """A maker of pages for other users: each call opens a page in a context of its own
+    (keyword arguments go to new_context, e.g. a viewport).  Their console errors fail
+    the test; the contexts are closed after it."""
+    made: list[tuple[Any, ConsoleLog]] = []
+
+    def make(**options: Any) -> Any:
+        ctx = _new_context(browser, live_server, **options)
+        p = ctx.new_page()
+        log = ConsoleLog()
+        watch_console(p, log)
+        made.append((ctx, log))
+        return p
+
+    yield make
+    for ctx, _ in made:
+        ctx.close()
+    bad = [e for _, log in made for e in log.unexpected()]
+    assert not bad, "console errors in the other users' pages:\n" + "\n".join(bad)
 
 
 @pytest.fixture

@@ -9,45 +9,22 @@ panel: hiding an author's layer hides their shapes and their counts.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.frontend.browser import (
     ADMIN,
-    ConsoleLog,
     LiveServer,
     admin_project_slide,
     api_call,
     screenshot,
     ui_login,
     wait_tiles,
-    watch_console,
 )
 
 PASSWORD = "a long enough password"
-
-
-@pytest.fixture
-def other_pages(browser: Any, live_server: LiveServer) -> Iterator[Any]:
-    made: list[tuple[Any, ConsoleLog]] = []
-
-    def make() -> Any:
-        ctx = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
-        ctx.set_default_timeout(15_000)
-        p = ctx.new_page()
-        log = ConsoleLog()
-        watch_console(p, log)
-        made.append((ctx, log))
-        return p
-
-    yield make
-    for ctx, log in made:
-        ctx.close()
-        assert not log.unexpected(), log.unexpected()
 
 
 def _at(p: Any, ix: float, iy: float) -> tuple[float, float]:

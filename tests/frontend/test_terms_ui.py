@@ -17,7 +17,6 @@ from tests.frontend.browser import (
     screenshot,
     ui_login,
     wait_tiles,
-    watch_console,
 )
 
 GREEN = "#30a46c"  # unlike the default yellow, green dominates red here
@@ -48,33 +47,27 @@ def _centre_rgba(page: Any) -> list[int]:
     })()"""))
 
 
-def test_shared_view_uses_term_colours(live_server: LiveServer, browser: Any, context: Any,
-                                       converted_slide: Path) -> None:
+def test_shared_view_uses_term_colours(live_server: LiveServer, context: Any,
+                                       other_pages: Any, converted_slide: Path) -> None:
     seed = _seed(live_server, context, converted_slide)
     link = api_call(context, "POST", "/api/share-links", seed["csrf"],
                     {"image_id": seed["image_id"], "expires_in": 3600})
-    anon = browser.new_context(base_url=live_server.url, viewport={"width": 1000, "height": 700})
-    try:
-        page = anon.new_page()
-        log = ConsoleLog()
-        watch_console(page, log)
-        page.goto(link["url"])
-        wait_tiles(page)
-        page.wait_for_function("window.microtome.annotations"
-                               " && window.microtome.annotations.features.size === 1")
-        # The term is known to the shared view (listed, read-only) ...
-        expect(page.locator(".term-list li", has_text="Stroma")).to_have_count(1)
-        expect(page.locator("#anno-tools")).to_be_hidden()
-        expect(page.locator(".term-edit")).to_have_count(0)  # read-only: no term editing
-        assert page.evaluate("window.microtome.annotations.termColor("
-                             f"[{seed['term']['id']}])") == GREEN
-        # ... and the polygon is painted in its colour, not the default yellow.
-        page.wait_for_timeout(150)
-        r, g, b, a = _centre_rgba(page)
-        assert a > 0 and g > r and g > b, (r, g, b, a)
-        assert not log.unexpected(), log.errors
-    finally:
-        anon.close()
+    # No cookies: an anonymous visitor (console errors fail the test, see other_pages).
+    page = other_pages(viewport={"width": 1000, "height": 700})
+    page.goto(link["url"])
+    wait_tiles(page)
+    page.wait_for_function("window.microtome.annotations"
+                           " && window.microtome.annotations.features.size === 1")
+    # The term is known to the shared view (listed, read-only) ...
+    expect(page.locator(".term-list li", has_text="Stroma")).to_have_count(1)
+    expect(page.locator("#anno-tools")).to_be_hidden()
+    expect(page.locator(".term-edit")).to_have_count(0)  # read-only: no term editing
+    assert page.evaluate("window.microtome.annotations.termColor("
+                         f"[{seed['term']['id']}])") == GREEN
+    # ... and the polygon is painted in its colour, not the default yellow.
+    page.wait_for_timeout(150)
+    r, g, b, a = _centre_rgba(page)
+    assert a > 0 and g > r and g > b, (r, g, b, a)
 
 
 def test_manager_renames_and_deletes_terms(live_server: LiveServer, context: Any, page: Any,

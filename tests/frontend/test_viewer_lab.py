@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from tests.frontend.browser import (
     screenshot,
     ui_login,
     wait_tiles,
-    watch_console,
 )
 
 PASSWORD = "a long enough password"
@@ -83,27 +81,6 @@ def test_nested_same_term_shapes_are_filled(live_server: LiveServer, context: An
 
 
 # -- roles and keyboard ----------------------------------------------------------
-@pytest.fixture
-def other_pages(browser: Any, live_server: LiveServer) -> Iterator[Any]:
-    """Pages of other users (own contexts); their console errors fail the test."""
-    made: list[tuple[Any, ConsoleLog]] = []
-
-    def make() -> Any:
-        ctx = browser.new_context(base_url=live_server.url,
-                                  viewport={"width": 1280, "height": 800})
-        ctx.set_default_timeout(15_000)
-        p = ctx.new_page()
-        log = ConsoleLog()
-        watch_console(p, log)
-        made.append((ctx, log))
-        return p
-
-    yield make
-    for ctx, log in made:
-        ctx.close()
-        assert not log.unexpected(), log.errors
-
-
 def test_ui_offers_what_the_role_can_do(live_server: LiveServer, context: Any, page: Any,
                                         converted_slide: Path, other_pages: Any) -> None:
     csrf, project, iid = admin_project_slide(context, live_server, converted_slide,
@@ -362,15 +339,6 @@ def test_plane_and_channels_kept_in_link(live_server: LiveServer, context: Any, 
     zoom = page.evaluate("""(() => { const v = window.microtome.state.viewer;
         return v.world.getItemAt(0).viewportToImageZoom(v.viewport.getZoom(true)); })()""")
     assert zoom == pytest.approx(0.5, rel=0.02)
-
-
-@pytest.fixture(scope="session")
-def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from converters import convert
-
-    out = tmp_path_factory.mktemp("fluo-links") / "multi-channel-z-series.ome.zarr"
-    convert(testdata / "multi-channel-z-series.ome.tif", out)
-    return out
 
 
 # -- the annotation table -------------------------------------------------------------

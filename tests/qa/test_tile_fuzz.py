@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,12 +124,12 @@ def extra_urls(draw: st.DrawFn) -> str:
 
 
 @pytest.fixture(scope="module")
-def tile_root(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
-    from converters import convert
-
+def tile_root(tmp_path_factory: pytest.TempPathFactory, cmu_pyramid: Path,
+              fluo_pyramid: Path) -> Path:
+    """Copies of the session's conversions of the two samples (tests/conftest.py)."""
     root = tmp_path_factory.mktemp("tile-root")
-    convert(testdata / "CMU-1-Small-Region.svs", root / "cmu.ome.zarr")
-    convert(testdata / "multi-channel-z-series.ome.tif", root / "sub dir" / "mc.ome.zarr")
+    shutil.copytree(cmu_pyramid, root / "cmu.ome.zarr")
+    shutil.copytree(fluo_pyramid, root / "sub dir" / "mc.ome.zarr")
     return root
 
 

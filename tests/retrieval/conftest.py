@@ -87,13 +87,10 @@ def vector_database_url(vector_server_url: str, vector_template: str) -> Iterato
 
 
 @pytest.fixture(scope="session")
-def slide_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CMU-1-Small-Region.svs (2220 x 2967, 0.499 µm/px) as OME-Zarr, converted once."""
-    from converters import convert
-
-    out = tmp_path_factory.mktemp("retrieval-slide") / "CMU-1-Small-Region.ome.zarr"
-    convert(testdata / "CMU-1-Small-Region.svs", out)
-    return out
+def slide_pyramid(cmu_pyramid: Path) -> Path:
+    """CMU-1-Small-Region.svs (2220 x 2967, 0.499 µm/px) as OME-Zarr: the session's shared
+    conversion (tests/conftest.py); each side gets its own copy of it."""
+    return cmu_pyramid
 
 
 @dataclass

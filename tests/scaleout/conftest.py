@@ -82,11 +82,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, small_pyramid_folder: Path) 
 
 
 @pytest.fixture(scope="session")
-def small_pyramid_folder(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
-    from converters import ConvertOptions, convert
+def small_pyramid_folder(tmp_path_factory: pytest.TempPathFactory, cmu_pyramid: Path) -> Path:
+    """The tile processes' folder: a copy of the session's converted sample as cmu.ome.zarr."""
+    import shutil
 
     root = tmp_path_factory.mktemp("tiles-root")
-    convert(testdata / "CMU-1-Small-Region.svs", root / "cmu.ome.zarr", ConvertOptions())
+    shutil.copytree(cmu_pyramid, root / "cmu.ome.zarr")
     return root
 
 

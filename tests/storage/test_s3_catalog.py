@@ -4,6 +4,7 @@ tiles come from there, deleting the image removes its objects."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,6 @@ from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
 from catalog.state import CATALOG
-from converters.convert import convert
 from core.settings import StorageSettings
 from pyramid.stores import open_store
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
@@ -24,7 +24,7 @@ from . import s3server
 
 async def test_upload_convert_serve_delete_in_s3(aiohttp_client: ClientFactory, tmp_path: Path,
                                                  database_url: str, testdata: Path,
-                                                 s3: s3server.S3Server,
+                                                 cmu_pyramid: Path, s3: s3server.S3Server,
                                                  s3_env: dict[str, str]) -> None:
     s3.create_bucket("catalog")
     url = "s3://catalog/microtome/images"
@@ -54,9 +54,10 @@ async def test_upload_convert_serve_delete_in_s3(aiohttp_client: ClientFactory, 
     assert "zarr.json" in keys and "0/zarr.json" in keys
     images_dir = client.app[CATALOG].settings.images_dir
     assert not (images_dir / str(image_id) / "image.ome.zarr").exists()
-    # Tiles from S3 equal the tiles of a local conversion of the same file.
+    # Tiles from S3 equal the tiles of a local conversion of the same file (the
+    # session's, tests/conftest.py: same converter, same default options).
     local = tmp_path / "local" / "cmu.ome.zarr"
-    convert(testdata / "CMU-1-Small-Region.svs", local)
+    shutil.copytree(cmu_pyramid, local)
     from tileserver.app import TileSettings, create_tiles_app
 
     ref_client = await aiohttp_client(create_tiles_app(local.parent, TileSettings(threads=2)))

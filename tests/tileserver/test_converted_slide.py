@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import imagecodecs
@@ -10,14 +11,15 @@ import openslide
 import pytest
 from aiohttp.test_utils import TestClient
 
-from converters.convert import convert
 from tileserver.tilemath import dzi_max_level
 
 
 @pytest.fixture(scope="module")
-def cmu_root(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
+def cmu_root(tmp_path_factory: pytest.TempPathFactory, cmu_pyramid: Path) -> Path:
+    """A folder served by the tile server: a copy of the session's conversion of the slide
+    by our converter (tests/conftest.py) as cmu.ome.zarr."""
     root = tmp_path_factory.mktemp("cmu")
-    convert(testdata / "CMU-1-Small-Region.svs", root / "cmu.ome.zarr")
+    shutil.copytree(cmu_pyramid, root / "cmu.ome.zarr")
     return root
 
 
