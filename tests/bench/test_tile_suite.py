@@ -3,6 +3,7 @@ openslide peer (two processes) each serve exactly the same requests."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,12 @@ import pytest
 from bench import report, run, servers
 
 
-def test_every_server_gets_the_same_requests(tmp_path: Path, testdata: Path,
+def test_every_server_gets_the_same_requests(tmp_path: Path, testdata: Path, cmu_pyramid: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from converters import convert
-
     monkeypatch.setattr(run, "WORK", tmp_path / "work")
     svs = testdata / "CMU-1-Small-Region.svs"
     zroot = tmp_path / "zarr"
-    convert(svs, zroot / "cmu.ome.zarr")
+    shutil.copytree(cmu_pyramid, zroot / "cmu.ome.zarr")  # the session's conversion of svs
     specs = [servers.microtome(zroot, "cmu", 1), servers.openslide_peer(svs, 2, 2)]
     cfg = run.Config(True, 2220, 2967, {"panning": 140, "uniform": 140}, [4], 2.0,
                      ["openslide"], pass_requests=100, pass_cap_s=60.0)
