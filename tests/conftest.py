@@ -57,7 +57,7 @@ def cmu_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """CMU-1-Small-Region.svs converted by our converter (default options), once per
     session for every folder that serves or reads a real slide.  Shared: read it, or
     copy it (shutil.copytree) before changing or serving it; its folder holds nothing else."""
-    from converters import convert
+    from microtome.converters import convert
 
     out = tmp_path_factory.mktemp("cmu-pyramid") / "CMU-1-Small-Region.ome.zarr"
     convert(testdata / "CMU-1-Small-Region.svs", out)
@@ -68,7 +68,7 @@ def cmu_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def fluo_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """multi-channel-z-series.ome.tif (3 channels, 5 planes) converted once per session;
     shared like ``cmu_pyramid``."""
-    from converters import convert
+    from microtome.converters import convert
 
     out = tmp_path_factory.mktemp("fluo-pyramid") / "multi-channel-z-series.ome.zarr"
     convert(testdata / "multi-channel-z-series.ome.tif", out)
@@ -112,8 +112,8 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_database(pg_server_url: str) -> Iterator[str]:
     """Name of a database with every migration applied, dropped at the end."""
-    from catalog.migrate import migrate
     from microtome.app import MIGRATION_DIRS
+    from microtome.catalog.migrate import migrate
 
     name = f"microtome_tmpl_{secrets.token_hex(4)}"
     asyncio.run(_execute(pg_server_url, f'CREATE DATABASE "{name}"'))

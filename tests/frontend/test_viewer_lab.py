@@ -161,7 +161,7 @@ def _another_image(server: LiveServer, like: int, name: str, project_id: int) ->
     """One more catalog image on the same stored pyramid (a second slide of the case)."""
     import asyncpg
 
-    from catalog.images import register_image
+    from microtome.catalog.images import register_image
 
     async def go() -> int:
         pool = await asyncpg.create_pool(server.database_url, min_size=1, max_size=1)

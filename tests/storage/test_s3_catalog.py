@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
-from catalog.state import CATALOG
-from core.settings import StorageSettings
-from pyramid.stores import open_store
+from microtome.catalog.state import CATALOG
+from microtome.core.settings import StorageSettings
+from microtome.pyramid.stores import open_store
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
 from tests.catalog.helpers import call, create_user, setup_admin
 from tests.catalog.test_jobs import _upload
@@ -58,7 +58,7 @@ async def test_upload_convert_serve_delete_in_s3(aiohttp_client: ClientFactory, 
     # session's, tests/conftest.py: same converter, same default options).
     local = tmp_path / "local" / "cmu.ome.zarr"
     shutil.copytree(cmu_pyramid, local)
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     ref_client = await aiohttp_client(create_tiles_app(local.parent, TileSettings(threads=2)))
     cookie = {"Cookie": f"microtome_session={alice.cookie}"}
