@@ -36,6 +36,8 @@ KNOWN |= {"MICROTOME_LOCAL_WORKERS"}
 KNOWN |= {"MICROTOME_TRASH_DAYS"}
 # Retrieval (issue 17): background indexing threads.
 KNOWN |= {"MICROTOME_RETRIEVAL_THREADS"}
+# --- accounts helper (issue 14): password reset links ---
+KNOWN |= {"MICROTOME_RESET_LINK_HOURS"}
 
 
 class SettingsError(SystemExit):
@@ -149,6 +151,9 @@ class Settings:
     #: Retrieval (issue 17): threads describing queued annotations in the background
     #: in this process (0 = none: only requests and `microtome reindex` describe).
     retrieval_index_threads: int = 1
+    # --- accounts helper (issue 14) ---
+    #: Hours a one-time password reset link made by an administrator stays valid.
+    reset_link_hours: int = 72
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     # --- Scale-out (issue 18) -------------------------------------------------
@@ -411,6 +416,9 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "trash_days": env.int("MICROTOME_TRASH_DAYS", 30, maximum=36500),
         # Retrieval (issue 17)
         "retrieval_index_threads": env.int("MICROTOME_RETRIEVAL_THREADS", 1, maximum=64),
+        # --- accounts helper (issue 14) ---
+        "reset_link_hours": env.int("MICROTOME_RESET_LINK_HOURS", 72, minimum=1,
+                                    maximum=24 * 30),
     }
     values.update(overrides)
     if "secret_key" not in values:
