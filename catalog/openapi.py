@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from catalog.openapi_accounts import PATHS as ACCOUNT_PATHS
+from catalog.openapi_accounts import SCHEMAS as ACCOUNT_SCHEMAS
 from catalog.openapi_parts import ERRORS as _ERRORS
 from catalog.openapi_parts import ID as _ID
 from catalog.openapi_parts import TS as _TS
@@ -18,8 +20,6 @@ from catalog.openapi_parts import obj as _obj
 from catalog.openapi_parts import operation, ref
 from catalog.openapi_parts import path_param as _path_id
 from catalog.openapi_parts import query_param as _q
-from catalog.openapi_accounts import PATHS as ACCOUNT_PATHS
-from catalog.openapi_accounts import SCHEMAS as ACCOUNT_SCHEMAS
 from catalog.openapi_trash import PATHS as TRASH_PATHS
 from catalog.openapi_trash import SCHEMAS as TRASH_SCHEMAS
 

@@ -53,7 +53,7 @@ async def test_reset_link_is_single_use_and_forces_a_new_password(
     assert await _forced(client, held)
     for method, path, body in (("POST", "/api/projects", {"name": "x"}),
                                ("POST", "/api/api-keys", {"name": "k2"}),
-                               ("GET", "/api/users/%d" % held.user_id, None)):
+                               ("GET", f"/api/users/{held.user_id}", None)):
         status, got = await call(client, held, method, path, body)
         assert status == 403 and got["detail"]["reason"] == PASSWORD_CHANGE_REASON, got
     # The link: whose it is, then the password rule, then once only.
