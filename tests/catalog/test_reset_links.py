@@ -3,6 +3,10 @@ the administrator's role switch (issue 14, accounts a lab can run)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
 import asyncpg
 from aiohttp.test_utils import TestClient
 
@@ -108,10 +112,21 @@ async def test_newer_link_or_a_password_change_ends_a_link(client: TestClient) -
     assert status == 400
 
 
-async def test_expired_and_wrong_tokens(client: TestClient, database_url: str) -> None:
+async def test_expired_and_wrong_tokens(aiohttp_client: Any, tmp_path: Path,
+                                        database_url: str) -> None:
+    from aiohttp import DummyCookieJar
+
+    from tests.catalog.conftest import make_app, make_settings
+
+    settings = make_settings(tmp_path, database_url, reset_link_hours=5)
+    client = await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
     admin = await setup_admin(client)
     nina = await create_user(client, admin, "nina")
-    token = await _reset_link(client, admin, nina)
+    _, link = await call(client, admin, "POST", f"/api/users/{nina.user_id}/reset-link",
+                         expect=201)
+    left = dt.datetime.fromisoformat(link["expires_at"]) - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(hours=4, minutes=55) < left <= dt.timedelta(hours=5)
+    token = link["token"]
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("UPDATE password_resets SET expires_at = now() - interval '1 s'")

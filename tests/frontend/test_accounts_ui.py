@@ -115,7 +115,8 @@ def test_reset_link_and_my_account(live_server: LiveServer, browser: Any, contex
         lena.fill("#reset-password", "short")
         lena.fill("#reset-password2", "short")
         lena.click("#reset-submit")
-        expect(lena.locator("#reset-error")).to_have_text("The password needs at least 8 characters.")
+        expect(lena.locator("#reset-error")).to_have_text(
+            "The password needs at least 8 characters.")
         lena.fill("#reset-password", "lena chose this one")
         lena.fill("#reset-password2", "lena chose this one")
         lena.click("#reset-submit")
