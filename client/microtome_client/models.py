@@ -55,6 +55,21 @@ class User(Record):
     disabled: bool = False
     #: When the account last logged in (None: never); shown to administrators.
     last_login_at: str | None = None
+    #: Reset by an administrator: every request but the password change is refused
+    #: (Forbidden, reason password_change_required) until a new password is set.
+    must_change_password: bool = False
+
+
+@dataclass
+class Session(Record):
+    """A browser (or client) signed in as me."""
+
+    id: int = 0
+    created_at: str | None = None
+    last_seen_at: str | None = None
+    expires_at: str | None = None
+    #: The session of the request that listed it.
+    current: bool = False
 
 
 @dataclass
