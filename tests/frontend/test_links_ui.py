@@ -54,7 +54,7 @@ def test_accounts_from_my_account_and_users_pages(live_server: LiveServer, conte
     page.fill("#new-password", "a brand new password")
     page.fill("#new-password2", "a brand new password")
     page.click("#password-form button[type=submit]")
-    expect(page.locator("body")).to_contain_text("Password changed")
+    expect(page.locator(".toast")).to_contain_text("Password changed", timeout=30_000)
     # This page's session survives the change (other sessions end: tests/catalog).
     assert context.request.get("/api/session").status == 200
     page.goto("/users")

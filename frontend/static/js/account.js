@@ -47,8 +47,9 @@ async function changePassword(e) {
   }
   f.reset();
   const wasForced = me.must_change_password;
-  saveSession(await api("session"));
-  me = (await api("session")).user;
+  const session = await api("session");
+  saveSession(session);
+  me = session.user;
   if (wasForced) {
     location.assign(safeNext(new URLSearchParams(location.search).get("next") || "/", location.origin));
     return;
