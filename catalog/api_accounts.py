@@ -21,16 +21,23 @@ from typing import Any
 
 from aiohttp import web
 
-from catalog import security
-from catalog.access import SESSION_COOKIE, forget_all, require_admin, require_user
-from catalog.api_auth import _end_access, end_reset_links
-from catalog.db import DB_POOL
-from catalog.images import log_activity
-from catalog.jsonio import CREDENTIALS_BODY, page, page_params, path_id, read_json, read_no_body
-from catalog.ratelimit import FailureCounter, client_address, too_many
-from catalog.state import CATALOG
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog import security
+from microtome.catalog.access import SESSION_COOKIE, forget_all, require_admin, require_user
+from microtome.catalog.api_auth import _end_access, end_reset_links
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.images import log_activity
+from microtome.catalog.jsonio import (
+    CREDENTIALS_BODY,
+    page,
+    page_params,
+    path_id,
+    read_json,
+    read_no_body,
+)
+from microtome.catalog.ratelimit import FailureCounter, client_address, too_many
+from microtome.catalog.state import CATALOG
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 #: Wrong reset tokens allowed per client address per window (the tokens have 256
 #: random bits: this only keeps a scanner from filling the logs and the CPU).

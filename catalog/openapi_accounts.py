@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ID, TS, err, obj, operation, path_param, query_param, ref
+from microtome.catalog.openapi_parts import (
+          ID,
+          TS,
+          err,
+          obj,
+          operation,
+          path_param,
+          query_param,
+          ref,
+)
 
 _TOKEN = {"type": "string", "minLength": 16, "maxLength": 128, "pattern": "^[A-Za-z0-9_-]+$"}
 _PASSWORD = {"type": "string", "minLength": 8, "maxLength": 1024}

@@ -19,9 +19,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from catalog.access import ACCESS as ACCESS_KEY
-from catalog.state import CATALOG
-from core.settings import Settings
+from microtome.catalog.access import ACCESS as ACCESS_KEY
+from microtome.catalog.state import CATALOG
+from microtome.core.settings import Settings
 from tests.catalog.helpers import ANON as ANON_ACTOR
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import World, build_world
@@ -187,7 +187,7 @@ async def test_signed_tile_urls(tile_client: TestClient, world: World) -> None:
 
 
 async def test_expired_signed_url(tile_client: TestClient, world: World) -> None:
-    from catalog.security import tile_token
+    from microtome.catalog.security import tile_token
     from tests.catalog.helpers import SECRET
 
     token = tile_token(SECRET, world.image_id, "1", expires=1)
@@ -756,7 +756,7 @@ async def test_member_lists_are_for_members(tile_client: TestClient, world: Worl
 
 async def test_adding_members_by_name_reveals_and_allows_little(tile_client: TestClient,
                                                                 world: World) -> None:
-    from catalog.ratelimit import MEMBER_LOOKUP_LIMIT
+    from microtome.catalog.ratelimit import MEMBER_LOOKUP_LIMIT
 
     p, manager = world.project_id, world.actors["manager"]
     # Non-managers learn nothing about which names exist.
@@ -952,7 +952,7 @@ async def _db(full: Full, sql: str, *args: Any) -> Any:
 async def _new_image(full: Full) -> int:
     import asyncpg
 
-    from catalog.images import register_image, storage_relpath
+    from microtome.catalog.images import register_image, storage_relpath
 
     pool = await asyncpg.create_pool(full.database_url, min_size=1, max_size=1)
     try:
@@ -1016,7 +1016,7 @@ async def _fresh_reset_token(full: Full, _name: str) -> tuple[dict[str, Any], Ac
 
 async def _own_fresh_session(full: Full, name: str) -> tuple[dict[str, Any], Actor | None]:
     """Signing out everywhere ends the caller's sessions: call with a spare one."""
-    from catalog.security import digest, new_token
+    from microtome.catalog.security import digest, new_token
 
     actor = full.world.actors[name]
     if actor.cookie is None or actor.user_id is None:

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from catalog.access import PASSWORD_CHANGE_REASON, forget_all
-from catalog.api_accounts import RESET_FAILURES
+from microtome.catalog.access import PASSWORD_CHANGE_REASON, forget_all
+from microtome.catalog.api_accounts import RESET_FAILURES
 from tests.catalog.helpers import ANON, PASSWORD, Actor, call, create_user, login, setup_admin
 
 NEW = "a brand new password"
