@@ -178,9 +178,9 @@ def build_colourblind(slide: Path, seed: int = 17) -> list[Region]:
             ref = _jitter(source[int(rng.choice(tissue))][1], rng)
             # Dithered first: equal values (flat glass) would otherwise keep a spiky
             # histogram of their own through the matching.
-            img = img + rng.uniform(-0.5, 0.5, img.shape)
-            img = match_histograms(img, ref, channel_axis=-1)
-            img = np.clip(img, 0, 255).round().astype(np.uint8)
+            dithered = img + rng.uniform(-0.5, 0.5, img.shape)
+            matched = match_histograms(dithered, ref, channel_axis=-1)
+            img = np.clip(matched, 0, 255).round().astype(np.uint8)
             img = _jpeg(img, int(rng.integers(60, 91)))
             native = _resize(img, TARGET_UM / SLIDE_UM)
             for zi, side in enumerate(SIZES_UM):
