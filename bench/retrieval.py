@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from bench.retrieval_set import Region, build, build_colourblind, evaluate
-from retrieval import bovw
-from retrieval.descriptors import WEIGHTS_V1, describe, rgb_histogram
+from microtome.retrieval import bovw
+from microtome.retrieval.descriptors import WEIGHTS_V1, describe, rgb_histogram
 
 REPO = Path(__file__).resolve().parent.parent
 SLIDE = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
@@ -94,10 +94,10 @@ async def index_bench(n: int, queries: int = 200, exact_queries: int = 50,
     import asyncpg
     import pgserver
 
-    from catalog.access import Principal
-    from catalog.migrate import migrate
     from microtome.app import MIGRATION_DIRS
-    from retrieval import index
+    from microtome.catalog.access import Principal
+    from microtome.catalog.migrate import migrate
+    from microtome.retrieval import index
 
     pgdata = Path("/tmp") / f"microtome-bench-retrieval-{time.time_ns()}"
     server = pgserver.get_server(pgdata, cleanup_mode="delete")
@@ -192,7 +192,7 @@ async def index_bench(n: int, queries: int = 200, exact_queries: int = 50,
 async def _exact(pool: Any, who: Any, f: Any, vec: np.ndarray, k: int) -> set[int]:
     """The true k nearest readable (pgvector's distance over every row: `+ 0` keeps
     the planner off the index), the reference of the recall."""
-    from retrieval import index
+    from microtome.retrieval import index
 
     args: list[Any] = ["cstats-v1", np.asarray(vec, dtype=np.float32).tolist()]
     where = index._where(who, f, args)

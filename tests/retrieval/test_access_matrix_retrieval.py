@@ -26,9 +26,9 @@ import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
-from catalog.images import register_image, storage_relpath
 from microtome.app import create_app
-from retrieval import index
+from microtome.catalog.images import register_image, storage_relpath
+from microtome.retrieval import index
 from tests.catalog.conftest import make_settings
 from tests.catalog.conftest import small_pyramid as small_pyramid  # the matrix's image
 from tests.catalog.helpers import Actor, call
@@ -273,7 +273,7 @@ async def test_leaving_the_project_takes_its_neighbours_away(matrix: Matrix) -> 
 
 
 def test_every_retrieval_route_is_in_the_matrix() -> None:
-    from retrieval.openapi import PATHS
+    from microtome.retrieval.openapi import PATHS
 
     covered = {(method.lower(), path) for method, path, _b, _e in CASES}
     documented = {(method, path) for path, ops in PATHS.items() for method in ops}
