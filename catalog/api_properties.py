@@ -1,4 +1,4 @@
-"""Handlers: properties of images and projects, image description and tags, CSV import.
+"""Handlers: properties of images and projects, descriptions, image tags, CSV import.
 
 Viewers read; managers (of the image's home project, or of the project) write.
 """
@@ -106,6 +106,38 @@ async def patch_about(request: web.Request) -> web.Response:
     return json_response(await _about(request, image_id))
 
 
+async def _project_about(request: web.Request, project_id: int) -> dict[str, Any]:
+    desc = await request.app[DB_POOL].fetchval(
+        "SELECT description FROM projects WHERE id = $1", project_id)
+    if desc is None:
+        raise errors.NotFound("project not found")
+    return {"description": desc,
+            "description_html": await asyncio.to_thread(describe.render, desc)}
+
+
+async def get_project_about(request: web.Request) -> web.Response:
+    project_id = path_id(request, "project_id")
+    await require_project_role(request, project_id, "viewer")
+    return json_response(await _project_about(request, project_id))
+
+
+async def patch_project_about(request: web.Request) -> web.Response:
+    """The project's Markdown description (the same column PATCH /projects/{id} sets)."""
+    project_id = path_id(request, "project_id")
+    await require_project_role(request, project_id, "manager")
+    body = await load_json(request)
+    desc = body.get("description") if isinstance(body, dict) else None
+    if (not isinstance(body, dict) or set(body) != {"description"} or not isinstance(desc, str)
+            or len(desc) > describe.MAX_DESCRIPTION):
+        raise errors.InvalidRequest(
+            f"the body must be {{\"description\": text of at most "
+            f"{describe.MAX_DESCRIPTION} characters}}", {"field": "description"})
+    await request.app[DB_POOL].execute(
+        "UPDATE projects SET description = $2, updated_at = now() WHERE id = $1",
+        project_id, desc)
+    return json_response(await _project_about(request, project_id))
+
+
 # -- CSV import ------------------------------------------------------------------------
 async def import_csv(request: web.Request) -> web.Response:
     """All rows or none: a per-row report either way (422 when any row is wrong)."""
@@ -158,6 +190,8 @@ def routes() -> list[web.RouteDef]:
         web.patch(img + "/properties", patch_image_properties),
         web.get(img + "/about", get_about),
         web.patch(img + "/about", patch_about),
+        web.get(proj + "/about", get_project_about),
+        web.patch(proj + "/about", patch_project_about),
         web.get(proj + "/properties", project_properties),
         web.patch(proj + "/properties", patch_project_properties),
         web.get(proj + "/property-keys", project_property_keys),

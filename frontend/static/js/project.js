@@ -4,6 +4,9 @@ import { confirmDelete } from "./deleting.js";
 import { imageCard } from "./images.js";
 import { decorateGrid, setupReview } from "./project_review.js";
 import { setupProjectAnnotations } from "./project_annotations.js";
+import { setupProjectTable } from "./project_table.js";
+import { setupProjectAbout } from "./project_about.js";
+import { decorateCompare, setupCompare } from "./project_compare.js";
 import { TusUpload } from "./tus.js";
 import { applyPropertyParams, decorateCards, setupPropertyFilter } from "./propfilter.js";
 import { refusal, sameNameIn, showRefusal } from "./uploadcheck.js";
@@ -48,10 +51,12 @@ async function main() {
   $("#dashboard-link").hidden = !can("manager");
   $("#dashboard-link").href = `/projects/${encodeURIComponent(state.id)}/dashboard`;
   $("#share-project").onclick = () => openShareDialog({ project_id: Number(state.id) }, "this project");
+  setupProjectAbout(state.id, can("manager"));
   setupList();
   setupUploads();
   await setupReview(state.id, can("manager"), () => loadImages());
   setupProjectAnnotations(state.id);
+  setupProjectTable(state.id, { role: state.project.role, isAdmin: Boolean(state.user.is_admin) });
   await loadImages();
 }
 
@@ -64,6 +69,7 @@ function setupList() {
   });
   $("#sort").addEventListener("change", () => { state.sort = $("#sort").value; state.offset = 0; loadImages(); });
   setupPropertyFilter(state.id, $("#sort").parentElement, () => { state.offset = 0; loadImages(); });
+  setupCompare($("#sort").parentElement);
   $("#prev-page").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); loadImages(); };
   $("#next-page").onclick = () => { state.offset += PAGE; loadImages(); };
 }
@@ -99,6 +105,7 @@ export async function loadImages() {
     : [el("p", { class: "empty" }, state.q ? "No image matches this search." : "No images yet. Drop slide files above to upload them.")]));
   decorateGrid(state.id);
   decorateCards($("#grid"), list);
+  decorateCompare($("#grid"), list);
   const pages = Math.max(1, Math.ceil(state.total / PAGE));
   $("#page-info").textContent = `Page ${Math.floor(state.offset / PAGE) + 1} of ${pages}`;
   $("#prev-page").disabled = state.offset === 0;
