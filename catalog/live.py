@@ -215,7 +215,7 @@ class LiveHub:
     # -- other processes ----------------------------------------------------------------
     def apply_remote(self, origin: str, msg: dict[str, Any]) -> None:
         """A message another process published (catalog/live_relay.py checked its shape)."""
-        kind, uid = msg["t"], msg.get("u")
+        kind, uid = msg["t"], int(msg.get("u") or 0)
         if kind == "hello":
             # A process (re)joined: it knows nothing; tell it what we have.
             for p in self.presence.values():
@@ -223,22 +223,23 @@ class LiveHub:
             for leader in {*self.remote, *self.waiting}:
                 self._send_followers(leader)
         elif kind == "view":
-            p = self.remote.get(uid)
-            if p is None:
-                p = self.remote[uid] = Presence(uid, msg["n"], msg["i"], 0, time.time())
+            rp = self.remote.get(uid)
+            if rp is None:
+                rp = self.remote[uid] = Presence(uid, msg["n"], msg["i"], 0, time.time())
                 if uid not in self.presence:
-                    p.followers |= self.waiting.pop(uid, set())
-            p.username, p.image_id = msg["n"], msg["i"]
-            p.view = tuple(msg["v"]) if msg["v"] is not None else None  # type: ignore[assignment]
+                    rp.followers |= self.waiting.pop(uid, set())
+            rp.username, rp.image_id = msg["n"], msg["i"]
+            v = msg["v"]
+            rp.view = (float(v[0]), float(v[1]), float(v[2]), float(v[3])) if v else None
             if uid not in self.presence:
-                out = p.message()
-                for f in p.followers:
+                out = rp.message()
+                for f in rp.followers:
                     f.offer(out)
         elif kind == "gone":
-            p = self.remote.pop(uid, None)
-            if p is not None and p.followers and uid not in self.presence:
-                self.waiting.setdefault(uid, set()).update(p.followers)
-                for f in p.followers:
+            gone = self.remote.pop(uid, None)
+            if gone is not None and gone.followers and uid not in self.presence:
+                self.waiting.setdefault(uid, set()).update(gone.followers)
+                for f in gone.followers:
                     f.offer({"type": "offline", "user_id": uid})
         elif kind == "followers":
             counts = self.remote_counts.setdefault(uid, {})

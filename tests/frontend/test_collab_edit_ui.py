@@ -226,7 +226,7 @@ def test_layer_colours_are_saved(live_server: LiveServer, context: Any, page: An
 def test_compare_from_the_project_page(live_server: LiveServer, context: Any, page: Any,
                                        converted_slide: Path, tmp_path: Path,
                                        console: ConsoleLog) -> None:
-    csrf, pid, (ia, ib) = _two_slides(context, live_server, converted_slide, tmp_path)
+    _, pid, (ia, ib) = _two_slides(context, live_server, converted_slide, tmp_path)
     ui_login(page, *ADMIN, next_path=f"/projects/{pid}")
     page.wait_for_selector("#grid [data-image-id] .compare-check")
     assert page.locator("#compare-button").is_disabled()

@@ -92,9 +92,9 @@ def test_a_follower_on_one_process_sees_a_leader_on_another(tmp_path: Path,
     procs = [serve_proc(name, var, database_url, tmp_path,
                         extra_env={"MICROTOME_LOCAL_WORKERS": "0"}) for name in ("a", "b")]
     with running(*procs):
-        for p in procs:
-            wait_http(f"http://127.0.0.1:{p.port}/api/openapi.json")
         try:
+            for p in procs:  # a loaded machine starts slowly
+                wait_http(f"http://127.0.0.1:{p.port}/api/openapi.json", timeout=180)
             asyncio.run(_follow_across(*(f"http://127.0.0.1:{p.port}" for p in procs),
                                        database_url))
         except BaseException:
