@@ -109,11 +109,13 @@ class Image(ImageCollab, Record):
         await self.client.t.request("DELETE", f"/api/images/{self.id}/alignments/{oid}")
 
     # -- pixels (see `pixels`) -------------------------------------------------------
-    async def histogram(self) -> dict[str, Any]:
+    async def histogram(self, level: int | None = None) -> dict[str, Any]:
         """Per-channel histograms from the server (``channels[i]["counts"]``,
-        ``"percentiles"``, ``"min"``, ``"max"``, ...; see the README)."""
+        ``"percentiles"``, ``"min"``, ``"max"``, ...; see the README), of the sample
+        level or of `level` (0 = full resolution)."""
         return await self.client.t.json(  # type: ignore[no-any-return]
-            "GET", f"/images/{self.id}/histogram")
+            "GET", f"/images/{self.id}/histogram",
+            params={"level": level} if level is not None else None)
 
     async def fetch_metadata(self) -> ImageMetadata:
         if self._meta is None or self._meta.version != self.version:
