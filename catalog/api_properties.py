@@ -70,6 +70,14 @@ async def project_property_keys(request: web.Request) -> web.Response:
 
 
 # -- description and tags --------------------------------------------------------------
+def _description(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > describe.MAX_DESCRIPTION:
+        raise errors.InvalidRequest(
+            f"description must be text of at most {describe.MAX_DESCRIPTION} characters",
+            {"field": "description"})
+    return value
+
+
 async def _about(request: web.Request, image_id: int) -> dict[str, Any]:
     row = await request.app[DB_POOL].fetchrow(
         "SELECT description, tags FROM images WHERE id = $1", image_id)
@@ -92,12 +100,7 @@ async def patch_about(request: web.Request) -> web.Response:
     body = await load_json(request)
     if not isinstance(body, dict) or not body or set(body) - {"description", "tags"}:
         raise errors.InvalidRequest("the body may hold 'description' and 'tags'")
-    desc = body.get("description")
-    if desc is not None and (not isinstance(desc, str)
-                             or len(desc) > describe.MAX_DESCRIPTION):
-        raise errors.InvalidRequest(
-            f"description must be text of at most {describe.MAX_DESCRIPTION} characters",
-            {"field": "description"})
+    desc = _description(body["description"]) if body.get("description") is not None else None
     tags = properties.check_tags(body["tags"]) if "tags" in body else None
     await request.app[DB_POOL].execute(
         """UPDATE images SET description = coalesce($2, description),
@@ -126,12 +129,10 @@ async def patch_project_about(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     await require_project_role(request, project_id, "manager")
     body = await load_json(request)
-    desc = body.get("description") if isinstance(body, dict) else None
-    if (not isinstance(body, dict) or set(body) != {"description"} or not isinstance(desc, str)
-            or len(desc) > describe.MAX_DESCRIPTION):
-        raise errors.InvalidRequest(
-            f"the body must be {{\"description\": text of at most "
-            f"{describe.MAX_DESCRIPTION} characters}}", {"field": "description"})
+    if not isinstance(body, dict) or set(body) != {"description"}:
+        raise errors.InvalidRequest("the body must be {\"description\": Markdown text}",
+                                    {"field": "description"})
+    desc = _description(body["description"])
     await request.app[DB_POOL].execute(
         "UPDATE projects SET description = $2, updated_at = now() WHERE id = $1",
         project_id, desc)
