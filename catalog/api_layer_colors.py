@@ -14,11 +14,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog.access import require_project_role
-from catalog.db import DB_POOL
-from catalog.jsonio import load_json, path_id
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.access import require_project_role
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import load_json, path_id
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 #: As the viewer names layers (annotations/table.py `layers`).
 LAYER_KEY = re.compile(r"(user|analysis):[0-9]{1,18}")

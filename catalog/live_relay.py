@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 
-from catalog.events import AccessEvents, Channel
-from catalog.live import LiveHub
+from microtome.catalog.events import AccessEvents, Channel
+from microtome.catalog.live import LiveHub
 
-log = logging.getLogger("catalog.live_relay")
+log = logging.getLogger("microtome.catalog.live_relay")
 
 CHANNEL = "microtome_live"
 KINDS = ("hello", "view", "gone", "followers")

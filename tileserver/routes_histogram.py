@@ -12,9 +12,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pyramid import histogram
-from pyramid.errors import InvalidRequest
-from pyramid.reader import Pyramid
+from microtome.pyramid import histogram
+from microtome.pyramid.errors import InvalidRequest
+from microtome.pyramid.reader import Pyramid
 
 from .cache import Tile
 from .keys import RESOLVER, SERVICE

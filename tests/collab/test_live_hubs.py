@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from catalog.live import Follower, LiveHub
-from catalog.live_relay import _valid
+from microtome.catalog.live import Follower, LiveHub
+from microtome.catalog.live_relay import _valid
 
 
 def _pair() -> tuple[LiveHub, LiveHub, list[dict[str, Any]]]:

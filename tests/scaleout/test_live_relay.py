@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from catalog.images import register_image
+from microtome.catalog.images import register_image
 from tests.scaleout.cluster import running, serve_proc, wait_http
 
 PASSWORD = "correct horse battery staple"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pyramid import histogram
-from pyramid.reader import open_pyramid
+from microtome.pyramid import histogram
+from microtome.pyramid.reader import open_pyramid
 
 
 async def test_rgb_histogram_is_computed_once_and_stored(client: TestClient, rgb_image: tuple,
