@@ -371,8 +371,9 @@ _NOT_OME = "not an OME-Zarr image"
 
 
 def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
-    """Open an image written by us (or any NGFF 0.4/0.5 image zarr can read), at a local
-    path or a store URL (``s3://bucket/prefix/x.ome.zarr``).
+    """Open an image written by us (or any NGFF 0.4/0.5 image zarr can read, or one of
+    our TileDB images, pyramid/tiledbstore.py), at a local path or a store URL
+    (``s3://bucket/prefix/x.ome.zarr``).
 
     Raises NotFound if there is no image, Unprocessable if the directory is a
     zarr store without NGFF multiscales (a plain array, a bare group),
@@ -395,6 +396,10 @@ def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
             raise Unprocessable(_NOT_OME + (" (a plain zarr array)" if is_array
                                             else " (no NGFF multiscales metadata)"))
         else:
+            from .tiledbstore import is_tiledb_image, open_tiledb
+
+            if is_tiledb_image(store):  # TileDB arrays: the same interface
+                return open_tiledb(root, store)
             raise NotFound("image not found")
     if isinstance(attrs, dict) and "multiscales" not in attrs and not (
             isinstance(attrs.get("ome"), dict) and "multiscales" in attrs["ome"]):
