@@ -112,7 +112,8 @@ def test_slide_in_s3_through_the_balancer_to_openseadragon_and_shared_throttle(
             assert made.status in (201, 409), made.text()
             first = f"http://127.0.0.1:{world.serve[0].port}"
             second = f"http://127.0.0.1:{world.serve[1].port}"
-            login = page.context.new_page()
+            # A fresh context: no admin cookie (cookies ignore ports).
+            login = browser.new_context().new_page()
             login.goto(f"{first}/login")
             for _ in range(USER_LIMIT):
                 login.fill("#username", user)
