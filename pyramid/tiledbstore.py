@@ -41,8 +41,10 @@ SUFFIX = ".tdb"
 ROOT_DOC = "microtome.json"
 #: The pixel attribute (the name TileDB's bio-imaging format uses).
 ATTR = "intensity"
-#: Rows written per TileDB write call (a multiple of every tile size we use).
+#: Most rows written per TileDB write call (a multiple of every tile size we use),
+#: and the most bytes one write holds in memory.
 STRIP_ROWS = 4096
+STRIP_BYTES = 256 * 1024**2
 FORMAT_VERSION = 1
 
 #: S3 endpoint for TileDB's own client (``host:port`` and scheme), set by `configure`.
@@ -120,6 +122,15 @@ def _schema(meta: ImageMeta, width: int, height: int) -> Any:
                               ctx=ctx)
 
 
+def _strip_rows(meta: ImageMeta, width: int, planes: int) -> int:
+    """Rows per write: whole tiles, at most STRIP_ROWS and about STRIP_BYTES of pixels."""
+    t = meta.tile_size
+    per_row = width * planes * np.dtype(meta.dtype).itemsize * (3 if meta.kind == "rgb"
+                                                                else meta.size_c)
+    rows = min(STRIP_ROWS, STRIP_BYTES // max(1, per_row))
+    return max(t, rows // t * t)
+
+
 def write_pyramid(src: Pyramid, dst: Path,
                   progress: Callable[[float], None] | None = None) -> int:
     """Write ``src`` (any opened image) as a TileDB image folder ``dst``; returns bytes.
@@ -134,30 +145,37 @@ def write_pyramid(src: Pyramid, dst: Path,
     names = [f"l_{i}.tdb" for i in range(len(meta.levels))]
     total = sum(lv.width * lv.height for lv in meta.levels) * max(1, meta.size_t * meta.size_z)
     done = 0
+    planes = meta.size_t * meta.size_z if meta.kind == "nd" else 1
     for i, (lv, name) in enumerate(zip(meta.levels, names, strict=True)):
         uri = str(dst / name)
         tiledb.Array.create(uri, _schema(meta, lv.width, lv.height), ctx=ctx)
+        rows = _strip_rows(meta, lv.width, planes)
         strips = 0
         with tiledb.open(uri, "w", ctx=ctx) as arr:
-            for t in range(meta.size_t if meta.kind == "nd" else 1):
-                for z in range(meta.size_z if meta.kind == "nd" else 1):
-                    for y0 in range(0, lv.height, STRIP_ROWS):
-                        h = min(STRIP_ROWS, lv.height - y0)
-                        block = src.read_region(i, 0, y0, lv.width, h, t=t, z=z)
-                        if meta.kind == "rgb":
-                            arr[y0:y0 + h, 0:lv.width, 0:3] = np.ascontiguousarray(block)
-                        else:
-                            arr[t:t + 1, 0:meta.size_c, z:z + 1, y0:y0 + h, 0:lv.width] = \
-                                np.ascontiguousarray(block.transpose(2, 0, 1))[None, :, None]
-                        strips += 1
-                        done += lv.width * h
-                        if progress is not None:
-                            progress(done / total)
+            for y0 in range(0, lv.height, rows):
+                h = min(rows, lv.height - y0)
+                if meta.kind == "rgb":
+                    block = src.read_region(i, 0, y0, lv.width, h)
+                    arr[y0:y0 + h, 0:lv.width, 0:3] = np.ascontiguousarray(block)
+                else:  # every (t, z) plane of the strip in one write: one fragment
+                    block = np.empty((meta.size_t, meta.size_c, meta.size_z, h, lv.width),
+                                     dtype=np.dtype(meta.dtype))
+                    for t in range(meta.size_t):
+                        for z in range(meta.size_z):
+                            block[t, :, z] = src.read_region(i, 0, y0, lv.width, h, t=t,
+                                                             z=z).transpose(2, 0, 1)
+                    arr[0:meta.size_t, 0:meta.size_c, 0:meta.size_z, y0:y0 + h,
+                        0:lv.width] = block
+                strips += 1
+                done += lv.width * h * planes
+                if progress is not None:
+                    progress(done / total)
             arr.meta["level"] = i
             arr.meta["downsample"] = lv.downsample
-        if strips > 1:  # one fragment per level: reads open one, not dozens
-            tiledb.consolidate(uri, ctx=ctx)
-            tiledb.vacuum(uri, ctx=ctx)
+        if strips > 1:  # disjoint strips: only their metadata is merged (cheap, one read
+            # on open); the pixels are not rewritten
+            tiledb.consolidate(uri, ctx=ctx,
+                               config=tiledb.Config({"sm.consolidation.mode": "fragment_meta"}))
     with tiledb.Group(str(dst), "w", ctx=ctx) as group:
         for name in names:
             group.add(name, name=name.removesuffix(".tdb"), relative=True)
