@@ -50,6 +50,7 @@ EXTRA_SUITES = (
     "bench.histogram",
     "bench.scaleout",
     "bench.s3tiles",
+    "bench.tiledb",
     "bench.analysis",
     "bench.activity",
 )

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,13 @@ def _convert(svs: Path, out: Path, fmt: str) -> float:
         if p.name.endswith((".ome.zarr", ".tdb")):
             p.rename(out / ("slide.tdb" if fmt == "tiledb" else "slide.ome.zarr"))
     return seconds
+
+
+def _tile_url(kind: str) -> Callable[[int, int, int], str]:
+    def url(level: int, col: int, row: int) -> str:
+        return f"/dzi/slide_files/{level}/{col}_{row}.{kind}"
+
+    return url
 
 
 def _stored_bytes(root: Path) -> int:
@@ -89,7 +97,7 @@ def tiles(work: Path, width: int, height: int, n: int, log: Any = print
         for kind in KINDS:
             spec = ServerSpec(name=f"tiledb-bench-{fmt}", setup="", make_argv=argv(roots[fmt]),
                               ready_path="/dzi/slide.dzi",
-                              tile=lambda lv, c, r, k=kind: f"/dzi/slide_files/{lv}/{c}_{r}.{k}")
+                              tile=_tile_url(kind))
             spec.port = free_port()
             spec.proc = Proc(spec.name, spec.make_argv(spec.port, logdir),
                              logdir / f"{spec.name}.log", env=env, cwd=REPO)

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.storage.s3server import S3Server
-
 from tests.scaleout.cluster import (
     Balancer,
     Proc,
@@ -27,6 +25,7 @@ from tests.scaleout.cluster import (
     tiles_proc,
     wait_http,
 )
+from tests.storage.s3server import S3Server
 
 PASSWORD = "correct horse battery staple"
 

@@ -31,13 +31,11 @@ def tiledb_s3(s3_env: dict[str, str]) -> Iterator[None]:
         tiledbstore.configure(None)
 
 
-async def test_tiledb_image_in_s3_serves_the_ome_zarr_pixels(  # type: ignore[no-untyped-def]
-        aiohttp_client, tmp_path: Path, s3: s3server.S3Server, s3_env: dict[str, str],
-        tiledb_s3: None, testdata: Path) -> None:
-    """A 3-channel, 5-plane fluorescence image (the TCZYX layout)."""
-    from pyramid.reader import open_pyramid
-    from tileserver.app import TileSettings, create_tiles_app
-
+@pytest.fixture
+def mc_in_s3(tmp_path: Path, s3: s3server.S3Server, s3_env: dict[str, str],
+             testdata: Path) -> Path:
+    """A 3-channel, 5-plane fluorescence image (the TCZYX layout): converted locally to
+    OME-Zarr (returned) and by the CLI as TileDB into s3://tdbimages/x/mc.tdb."""
     src = testdata / "multi-channel-z-series.ome.tif"
     local = tmp_path / "mc.ome.zarr"
     convert(src, local)
@@ -46,6 +44,15 @@ async def test_tiledb_image_in_s3_serves_the_ome_zarr_pixels(  # type: ignore[no
                            "tiledb", "-o", "s3://tdbimages/x/mc.tdb"], env=s3_env,
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
+    return local
+
+
+async def test_tiledb_image_in_s3_serves_the_ome_zarr_pixels(  # type: ignore[no-untyped-def]
+        aiohttp_client, tmp_path: Path, mc_in_s3: Path, tiledb_s3: None) -> None:
+    from pyramid.reader import open_pyramid
+    from tileserver.app import TileSettings, create_tiles_app
+
+    local = mc_in_s3
     keys = set(open_store("s3://tdbimages/x/mc.tdb").list())
     assert "microtome.json" in keys and "__tiledb_group.tdb" in keys
     assert any(k.startswith("l_0.tdb/__schema/") for k in keys)
