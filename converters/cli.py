@@ -161,6 +161,15 @@ def run_convert(args: argparse.Namespace) -> int:
     except InvalidRequest as e:
         err.print(f"[red]error:[/red] -o {args.outdir}: {e.message}", soft_wrap=True)
         return 2
+    if args.format == "tiledb":
+        from .tiledb_out import tiledb_missing
+
+        missing = tiledb_missing()
+        if missing:  # before converting anything: minutes of work would be wasted
+            from rich.markup import escape
+
+            err.print(f"[red]error:[/red] {escape(missing)}", soft_wrap=True)
+            return 2
     if is_remote(args.outdir):
         return _run_remote(args, err)
     args.outdir = Path(args.outdir)

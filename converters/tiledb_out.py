@@ -9,16 +9,21 @@ complete (a failed transcode leaves no image behind).
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
-import time
 from pathlib import Path
 
 from pyramid.errors import Conflict, StorageError
 from pyramid.reader import open_pyramid
 from pyramid.tiledbstore import SUFFIX, write_pyramid
 
-from .convert import ConvertResult
+
+def tiledb_missing() -> str | None:
+    """Why ``--format tiledb`` cannot work here (the extra not installed), or None."""
+    try:
+        import tiledb  # noqa: F401
+    except ImportError:
+        return "--format tiledb needs TileDB: pip install 'microtome[tiledb]'"
+    return None
 
 
 def tiledb_path(zarr_path: Path) -> Path:
@@ -43,13 +48,3 @@ def transcode(zarr_dir: Path, dst: Path, overwrite: bool = False) -> int:
         shutil.rmtree(dst)
     partial.rename(dst)
     return nbytes
-
-
-def to_tiledb(res: ConvertResult, dst: Path, overwrite: bool = False) -> ConvertResult:
-    """`transcode` a finished conversion and say so in its result (the OME-Zarr stays:
-    the caller removes it)."""
-    started = time.monotonic()
-    nbytes = transcode(res.path, dst, overwrite)
-    return dataclasses.replace(res, path=dst, bytes_written=nbytes,
-                               seconds=res.seconds + time.monotonic() - started,
-                               notes=[*res.notes, "stored as TileDB arrays"])

@@ -132,3 +132,15 @@ async def test_damaged_tiledb_image_is_a_clear_error(  # type: ignore[no-untyped
     assert "malformed" in (await r.json())["error"]
     r = await client.get("/dzi/nothere_files/0/0_0.png")
     assert r.status == 404
+
+
+def test_without_tiledb_installed_the_cli_refuses_before_converting(tmp_path: Path,
+                                                                     testdata: Path) -> None:
+    code = ("import sys; sys.modules['tiledb'] = None; from microtome.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "convert", str(testdata / "sample.jpg"),
+                           "-o", str(tmp_path), "--format", "tiledb"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'microtome[tiledb]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
