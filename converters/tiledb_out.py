@@ -12,9 +12,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pyramid.errors import Conflict, StorageError
-from pyramid.reader import open_pyramid
-from pyramid.tiledbstore import SUFFIX, write_pyramid
+from microtome.pyramid.errors import Conflict, StorageError
+from microtome.pyramid.reader import open_pyramid
+from microtome.pyramid.tiledbstore import SUFFIX, write_pyramid
 
 
 def tiledb_missing() -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pyramid import diskcache, tiledbstore
+from microtome.pyramid import diskcache, tiledbstore
 
 from .settings import RemoteReadSettings, remote_read_settings_from_env
 

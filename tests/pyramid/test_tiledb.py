@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 
-from converters.convert import convert
-from pyramid.reader import open_pyramid
-from pyramid.tiledbstore import TileDBPyramid
-from tileserver.tilemath import dzi_max_level
+from microtome.converters.convert import convert
+from microtome.pyramid.reader import open_pyramid
+from microtome.pyramid.tiledbstore import TileDBPyramid
+from microtome.tileserver.tilemath import dzi_max_level
 
 NAME = "CMU-1-Small-Region"
 
@@ -62,7 +62,7 @@ def test_tiledb_image_opens_with_the_same_pixels(roots: tuple[Path, Path]) -> No
 @pytest.fixture
 async def clients(aiohttp_client,  # type: ignore[no-untyped-def]
                   roots: tuple[Path, Path]) -> tuple[TestClient, TestClient]:
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     zarr_root, tdb_root = roots
     settings = TileSettings(threads=2)
@@ -115,7 +115,7 @@ async def test_damaged_tiledb_image_is_a_clear_error(  # type: ignore[no-untyped
         aiohttp_client, roots: tuple[Path, Path], tmp_path: Path) -> None:
     """A level array gone, or a malformed document: a JSON error naming the damage,
     never a 500 or a hang."""
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     _, tdb_root = roots
     shutil.copytree(tdb_root / f"{NAME}.tdb", tmp_path / "lost.tdb")

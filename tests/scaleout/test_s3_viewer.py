@@ -14,7 +14,7 @@ import re
 import urllib.request
 from typing import Any
 
-from catalog.ratelimit import USER_LIMIT
+from microtome.catalog.ratelimit import USER_LIMIT
 from tests.frontend.browser import CHROMIUM_ARGS, REPO, _ensure_chromium
 from tests.scaleout.conftest import PASSWORD, World
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from converters.convert import convert
-from converters.publish import publish
-from pyramid import diskcache, stores
-from pyramid.readahead import RAW
-from pyramid.reader import DECODED
-from tileserver.tilemath import dzi_max_level
+from microtome.converters.convert import convert
+from microtome.converters.publish import publish
+from microtome.pyramid import diskcache, stores
+from microtome.pyramid.readahead import RAW
+from microtome.pyramid.reader import DECODED
+from microtome.tileserver.tilemath import dzi_max_level
 
 from . import s3server
 
@@ -62,7 +62,7 @@ def _forget_memory() -> None:
 async def test_cold_then_disk_then_served_with_s3_killed(  # type: ignore[no-untyped-def]
         aiohttp_client, tmp_path: Path, testdata: Path, own_s3: s3server.S3Server,
         disk: diskcache.DiskChunkCache) -> None:
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     local = tmp_path / "local" / "cmu.ome.zarr"
     convert(testdata / "CMU-1-Small-Region.svs", local)
@@ -126,7 +126,7 @@ def test_entries_are_bounded_checked_and_evicted_oldest_first(tmp_path: Path) ->
 WRITER = """
 import sys
 from pathlib import Path
-from pyramid.diskcache import DiskChunkCache
+from microtome.pyramid.diskcache import DiskChunkCache
 cache = DiskChunkCache(Path(sys.argv[1]), 400_000)
 me = int(sys.argv[2])
 bad = 0

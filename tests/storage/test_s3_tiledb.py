@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.convert import convert
-from pyramid import tiledbstore
-from pyramid.stores import open_store
-from tileserver.tilemath import dzi_max_level
+from microtome.converters.convert import convert
+from microtome.pyramid import tiledbstore
+from microtome.pyramid.stores import open_store
+from microtome.tileserver.tilemath import dzi_max_level
 
 from . import s3server
 
@@ -22,7 +22,7 @@ from . import s3server
 @pytest.fixture
 def tiledb_s3(s3_env: dict[str, str]) -> Iterator[None]:
     """TileDB's S3 client pointed at the session's server, as `tiles`/`serve` do."""
-    from core.remote import configure_remote_reads
+    from microtome.core.remote import configure_remote_reads
 
     configure_remote_reads(s3_env)
     try:
@@ -49,8 +49,8 @@ def mc_in_s3(tmp_path: Path, s3: s3server.S3Server, s3_env: dict[str, str],
 
 async def test_tiledb_image_in_s3_serves_the_ome_zarr_pixels(  # type: ignore[no-untyped-def]
         aiohttp_client, tmp_path: Path, mc_in_s3: Path, tiledb_s3: None) -> None:
-    from pyramid.reader import open_pyramid
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.pyramid.reader import open_pyramid
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     local = mc_in_s3
     keys = set(open_store("s3://tdbimages/x/mc.tdb").list())
