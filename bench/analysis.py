@@ -4,10 +4,18 @@ Runs the built-in ``nucleus_detection`` app on the H&E sample
 (``CMU-1-Small-Region.svs``, converted to OME-Zarr once) at full resolution,
 reading through the same OME-Zarr raster a local ``microtome analyse`` uses,
 with 1 and 2 tile threads; reports megapixels/s, megapixels/s per core and
-the 2-thread scaling. Dask and multi-process scaling (the issue's 65536 x
-49152 run) are not measured here.
+the 2-thread scaling.
 
-Standalone:  python -m bench.analysis [--reps N]
+On the 65536 x 49152 benchmark slide (bench/slide.py, converted once; both
+cached under bench/data and bench/work like the tile benchmark's): nucleus
+detection as worker processes (`microtome analyse`, one tile thread each) on
+a 4096 x 4096 area, by one process, then by two processes each taking one
+half at the same time (the 1 -> 2 worker scaling); and the peak RSS of one
+worker process analysing areas of two sizes (2048 and 4096 px square) to show
+what memory grows with. Every record carries the load (`uptime`).
+
+Standalone:  python -m bench.analysis [--reps N] [--no-large] [--large-only]
+             (records appended to bench/results/analysis.jsonl)
 From the suite runner:  run(ctx) -> list[dict], render(records) -> str.
 """
 
@@ -25,6 +33,108 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 SAMPLE = BENCH.parent.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
+LARGE = (65536, 49152)
+#: Side of the square analysed on the large slide (the scaling figure), and the
+#: smaller one of the memory figure.
+AREA, SMALL_AREA = 4096, 2048
+
+
+def uptime() -> str:
+    """The machine's load, as `uptime` says it (other helpers share the 2 cores)."""
+    import subprocess
+
+    out = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def large_zarr(log: Callable[[str], None]) -> Path:
+    """The benchmark slide as OME-Zarr: generated and converted once, then cached
+    (bench/data, bench/work/zarr: the tile benchmark's own cache)."""
+    from bench import slide
+    from bench.convert import microtome_convert
+
+    zroot = BENCH / "work" / "zarr"
+    svs_stem = f"bench-{LARGE[0]}x{LARGE[1]}"
+    target = zroot / f"{svs_stem}.ome.zarr"
+    if (target / "zarr.json").exists() or (target / ".zattrs").exists():
+        return target
+    svs = slide.ensure_slide(BENCH / "data", *LARGE, log=log)
+    log(f"analysis: converting {svs.name} once ...")
+    res = microtome_convert(svs, zroot, BENCH / "work" / "logs")
+    if res.get("exit", 0) != 0 or not target.exists():
+        raise RuntimeError(f"conversion of {svs.name} failed: {res}")
+    return target
+
+
+def _worker_run(zarr: Path, region: tuple[int, int, int, int], out: Path,
+                logdir: Path) -> dict[str, Any]:
+    """One worker process: `microtome analyse nucleus_detection` on ``region``, one
+    tile thread; wall time and peak RSS (VmHWM, sampled) of that process."""
+    import json
+    import sys
+
+    from bench.procs import run_measured
+
+    argv = [sys.executable, "-m", "microtome", "analyse", "nucleus_detection", str(zarr),
+            "-o", str(out), "--quiet", "--workers", "1", "--region",
+            ",".join(str(v) for v in region)]
+    res = run_measured(argv, logdir / f"{out.stem}.log", timeout=3 * 3600)
+    if res["exit"] != 0:
+        raise RuntimeError(f"microtome analyse exited {res['exit']} (see {logdir})")
+    res["nuclei"] = len(json.loads(out.read_text())["features"])
+    return res
+
+
+def large(log: Callable[[str], None], record: Callable[[dict[str, Any]], None]) -> None:
+    """Scaling 1 -> 2 worker processes and peak RSS at two area sizes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    zarr = large_zarr(log)
+    logdir = BENCH / "work" / "logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    # Centre of the slide: tissue everywhere (the slide is mirrored real tissue).
+    x0, y0 = LARGE[0] // 2 - AREA // 2, LARGE[1] // 2 - AREA // 2
+    mp = AREA * AREA / 1e6
+    with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
+        t = Path(tmp)
+        small = _worker_run(zarr, (x0, y0, SMALL_AREA, SMALL_AREA), t / "small.geojson",
+                            logdir)
+        load_one = uptime()
+        one = _worker_run(zarr, (x0, y0, AREA, AREA), t / "one.geojson", logdir)
+        load_two = uptime()
+        halves = [(x0, y0, AREA, AREA // 2), (x0, y0 + AREA // 2, AREA, AREA // 2)]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            two = list(pool.map(lambda a: _worker_run(zarr, a[1], t / f"half{a[0]}.geojson",
+                                                      logdir), enumerate(halves)))
+        wall_two = time.perf_counter() - t0
+    base = {"slide": f"{LARGE[0]}x{LARGE[1]}", "area": f"{AREA}x{AREA}"}
+    rec_one = {"suite": "analysis-large", **base, "processes": 1, "megapixels": mp,
+               "wall_s": round(one["wall_s"], 2), "nuclei": one["nuclei"],
+               "mp_per_s": round(mp / one["wall_s"], 3),
+               "mp_per_s_per_core": round(mp / one["wall_s"], 3),
+               "peak_rss_mb": round(one["peak_rss_bytes"] / 1e6, 1), "uptime": load_one,
+               "load_avg": os.getloadavg()[0]}
+    rec_two = {"suite": "analysis-large", **base, "processes": 2, "megapixels": mp,
+               "wall_s": round(wall_two, 2), "nuclei": sum(r["nuclei"] for r in two),
+               "mp_per_s": round(mp / wall_two, 3),
+               "mp_per_s_per_core": round(mp / wall_two / 2, 3),
+               "peak_rss_mb": round(max(r["peak_rss_bytes"] for r in two) / 1e6, 1),
+               "uptime": load_two, "load_avg": os.getloadavg()[0]}
+    for r in (rec_one, rec_two):
+        record(r)
+        log(f"nucleus detection on {r['area']} of the {r['slide']} slide, {r['processes']} "
+            f"worker process(es): {r['mp_per_s']:.2f} MP/s, {r['nuclei']} nuclei "
+            f"({r['uptime']})")
+    record({"suite": "analysis-large-scaling", **base,
+            "ratio": round(one["wall_s"] / wall_two, 3), "uptime": load_two})
+    record({"suite": "analysis-memory", "slide": base["slide"],
+            "sizes": [f"{SMALL_AREA}x{SMALL_AREA}", f"{AREA}x{AREA}"],
+            "megapixels": [SMALL_AREA * SMALL_AREA / 1e6, mp],
+            "nuclei": [small["nuclei"], one["nuclei"]],
+            "peak_rss_mb": [round(small["peak_rss_bytes"] / 1e6, 1),
+                            round(one["peak_rss_bytes"] / 1e6, 1)],
+            "uptime": load_one})
 
 
 def measure(zarr: Path, threads: int, reps: int) -> dict[str, Any]:
@@ -74,6 +184,8 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         ctx.record(rec)
 
     bench(ctx.workdir / "analysis", 1 if ctx.quick else 3, ctx.log, record)
+    if not ctx.quick:
+        large(ctx.log, record)
     return records
 
 
@@ -88,20 +200,55 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"best {r['best_s']:.1f} s (1-min load average {r['load_avg']:.1f})")
         elif r.get("suite") == "analysis-scaling":
             lines.append(f"- 2 threads / 1 thread: **{r['ratio']:.2f}x** (threads in one "
-                         "process; not the 2-process dask figure the issue asks for)")
+                         "process)")
+        elif r.get("suite") == "analysis-large":
+            lines.append(
+                f"- {r['slide']} slide, {r['area']} px at its centre, {r['processes']} worker "
+                f"process(es) of one thread (`microtome analyse`): **{r['mp_per_s']:.2f} "
+                f"MP/s** ({r['mp_per_s_per_core']:.2f} per core), {r['wall_s']:.0f} s, "
+                f"{r['nuclei']} nuclei, peak RSS {r['peak_rss_mb']:.0f} MB per process "
+                f"(`{r['uptime']}`)")
+        elif r.get("suite") == "analysis-large-scaling":
+            lines.append(f"- 2 worker processes / 1: **{r['ratio']:.2f}x** (each process one "
+                         f"half of the area, at the same time; `{r['uptime']}`)")
+        elif r.get("suite") == "analysis-memory":
+            sizes = ", ".join(f"{s}: {m:.0f} MB ({n} nuclei)" for s, m, n in zip(
+                r["sizes"], r["peak_rss_mb"], r["nuclei"], strict=True))
+            lines.append(f"- peak RSS of one worker process by analysed area: {sizes} "
+                         f"(`{r['uptime']}`)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.analysis", description=__doc__)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-large", action="store_true", help="skip the large-slide part")
+    ap.add_argument("--large-only", action="store_true", help="only the large-slide part")
+    ap.add_argument("--out", type=Path, default=BENCH / "results" / "analysis.jsonl",
+                    help="JSON lines the records are appended to")
     args = ap.parse_args(argv)
     if not SAMPLE.exists():
         print(f"error: sample missing: {SAMPLE}", file=sys.stderr)
         return 2
     records: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
-        bench(Path(tmp), args.reps, lambda s: print(s, flush=True), records.append)
+
+    def record(rec: dict[str, Any]) -> None:
+        import json
+
+        rec = {"t": round(time.time(), 1), **rec}
+        records.append(rec)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+    def log(s: str) -> None:
+        print(s, flush=True)
+
+    if not args.large_only:
+        with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
+            bench(Path(tmp), args.reps, log, record)
+    if not args.no_large:
+        large(log, record)
     print(render(records))
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ID, TS, obj, operation, path_param, ref
+from catalog.openapi_parts import ID, TS, obj, operation, path_param, query_param, ref
 
 _REGION = obj({"x": {"type": "integer", "minimum": 0}, "y": {"type": "integer", "minimum": 0},
                "w": {"type": "integer", "minimum": 1}, "h": {"type": "integer", "minimum": 1}},
@@ -21,10 +21,22 @@ SCHEMAS: dict[str, Any] = {
     "AnalysisCreate": obj({"app": {"type": "string", "minLength": 1, "maxLength": 200},
                            "version": {"type": ["string", "null"], "maxLength": 100},
                            "params": {"type": "object"},
-                           "region": {"anyOf": [_REGION, {"type": "null"}]}},
+                           "region": {"anyOf": [_REGION, {"type": "null"}]},
+                           "project": {"anyOf": [ID, {"type": "null"}],
+                                       "description": "the project the results go to "
+                                                      "(default: the image's home project, "
+                                                      "else the first holding it where the "
+                                                      "caller contributes)"}},
                           required=["app"]),
     "Analysis": obj({
-        "id": ID, "image_id": ID, "user_id": {"type": ["integer", "null"]},
+        "id": ID, "image_id": ID,
+        "user_id": {"type": ["integer", "null"],
+                    "description": "who asked for the run: the author of its results"},
+        "project_id": {"type": ["integer", "null"],
+                       "description": "the project its results are written in"},
+        "executor_id": {"type": ["integer", "null"],
+                        "description": "the account of the worker that ran it (last claim)"},
+        "executor": {"type": ["string", "null"], "description": "the worker's name"},
         "app": {"type": "string"}, "version": {"type": "string"},
         "params": {"type": "object"}, "region": {"anyOf": [_REGION, {"type": "null"}]},
         "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
@@ -56,14 +68,24 @@ SCHEMAS: dict[str, Any] = {
                           required=["status", "attempt"]),
     "AnalysisSummary": obj({
         "analysis_id": ID, "count": {"type": "integer"},
-        "terms": {"type": "array", "items": obj({"term_id": ID, "name": {"type": "string"},
-                                                 "count": {"type": "integer"}})},
+        "terms": {"type": "array", "items": obj({
+            "term_id": ID, "name": {"type": "string"}, "count": {"type": "integer"},
+            "measurements": {"type": "object", "description": "mean and median of each "
+                             "measurement over this term's results",
+                             "additionalProperties": obj({"mean": {"type": "number"},
+                                                          "median": {"type": "number"}})}})},
         "measurements": {"type": "object", "additionalProperties": obj({
             "count": {"type": "integer"}, "mean": {"type": "number"},
             "median": {"type": "number"}, "min": {"type": "number"},
             "max": {"type": "number"},
             "histogram": {"type": "array", "items": {"type": "integer"},
                           "description": "20 equal bins from min to max"}})}}),
+    "AnalysisValues": obj({
+        "analysis_id": ID, "measurement": {"type": "string"},
+        "ids": {"type": "array", "items": ID},
+        "values": {"type": "array", "items": {"type": "number"}},
+        "min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]},
+        "truncated": {"type": "boolean", "description": "more than 1,000,000 results"}}),
     "AnalysisList": obj({"items": {"type": "array", "items": ref("Analysis")},
                          "total": {"type": "integer"}, "limit": {"type": "integer"},
                          "offset": {"type": "integer"}}),
@@ -71,6 +93,7 @@ SCHEMAS: dict[str, Any] = {
     "ProjectAnalysis": obj({
         "id": ID, "image_id": ID, "image_name": {"type": "string"},
         "user_id": {"type": ["integer", "null"]}, "username": {"type": ["string", "null"]},
+        "executor": {"type": ["string", "null"], "description": "the worker that ran it"},
         "app": {"type": "string"}, "version": {"type": "string"},
         "params": {"type": "object"}, "region": {"anyOf": [_REGION, {"type": "null"}]},
         "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
@@ -128,6 +151,12 @@ PATHS: dict[str, Any] = {
     "/api/analyses/{analysis_id}/summary": {"get": operation(
         "Results summary: count, count per term, statistics and histogram per measurement",
         "AnalysisSummary", status="200", body=None, params=[path_param("analysis_id")],
+        tag=_T)},
+    "/api/analyses/{analysis_id}/values": {"get": operation(
+        "One measurement of every result (ids and values): colour the layer by it",
+        "AnalysisValues", status="200", body=None,
+        params=[path_param("analysis_id"),
+                query_param("measurement", {"type": "string"}, "a measurement's name")],
         tag=_T)},
     "/api/analyses/{analysis_id}/cancel": {"post": operation(
         "Cancel a queued or running analysis", "Analysis", status="200", body=None,

@@ -8,9 +8,9 @@ import pytest
 from shapely.geometry import Point
 
 from analysis import get_app, run_app, validate_params
-from analysis.apps.nuclei import tile_grid
 from analysis.raster import ArrayRaster, Raster
 from analysis.runner import Region
+from analysis.tiles import tile_grid
 
 from .synth import he_image
 
