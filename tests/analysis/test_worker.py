@@ -248,7 +248,7 @@ def test_results_belong_to_who_pressed_run_and_the_worker_is_the_executor(
         assert {(r["user_id"], r["project_id"]) for r in rows} == {(asker.id, project.id)}
         # A contributor edits only their own annotations: these are theirs.
         mine.annotation(rows[0]["id"]).delete()
-    done.delete()
+        done.delete()
 
 
 def test_pixel_classifier_learns_from_drawn_annotations_on_the_server(
@@ -261,7 +261,7 @@ def test_pixel_classifier_learns_from_drawn_annotations_on_the_server(
     from shapely import contains_xy
     from shapely.geometry import shape
 
-    from tests.analysis.test_pixels import DRAWN, SHAPE, image, truth
+    from tests.analysis.test_pixels import DRAWN, FAST, SHAPE, image, truth
     from tests.client.conftest import unique
 
     tifffile.imwrite(tmp_path / "classes.tif", image(), photometric="rgb", tile=(256, 256),
@@ -275,7 +275,7 @@ def test_pixel_classifier_learns_from_drawn_annotations_on_the_server(
              for t in {d.terms[0] for d in DRAWN}}
     for d in DRAWN:
         img.create_annotation(d.geometry, terms=[terms[d.terms[0].name].id], project=project.id)
-    a = img.analyse("pixel_classifier", {"resolution": 1, "sigma_max": 4,
+    a = img.analyse("pixel_classifier", {"resolution": 1, "sigma_max": 4, **FAST,
                                          "terms": [terms["Tumour"].id, terms["Stroma"].id,
                                                    terms["Glass"].id]})
     assert run_worker(live_server.url, live_server.api_key, ["pixel_classifier"],
