@@ -32,6 +32,9 @@ from pyramid import errors
 STALE_AFTER_S = 60
 MAX_ATTEMPTS = 3
 MAX_LOG = 64 * 1024
+#: Longest a claim is held open: under the 30 s that HTTP clients and proxies
+#: commonly allow a request (a worker simply claims again).
+LONG_POLL_MAX_S = 25.0
 
 
 async def _body(request: web.Request, schema: str) -> dict[str, Any]:
@@ -69,13 +72,14 @@ async def requeue_stale(conn: asyncpg.Connection) -> None:
 async def claim(request: web.Request) -> web.Response:
     """The oldest queued analysis, now running for this worker; with ``wait`` > 0 a
     long-poll: an empty queue answers 204 only after that many seconds, and a
-    newly queued analysis is handed out as soon as its NOTIFY arrives."""
+    newly queued analysis is handed out as soon as its NOTIFY arrives; ``wait`` is
+    capped at LONG_POLL_MAX_S."""
     principal = await require_admin(request)
     body = await _body(request, "AnalysisClaim")
     apps = body.get("apps") or None
     wakeup = request.app[WAKEUP]
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + float(body.get("wait") or 0)
+    deadline = loop.time() + min(float(body.get("wait") or 0), LONG_POLL_MAX_S)
     while True:
         event = wakeup.current()  # taken before looking: no notification is missed
         row = await _claim_one(request.app[DB_POOL], apps, body.get("worker"),

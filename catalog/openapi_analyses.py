@@ -52,7 +52,8 @@ SCHEMAS: dict[str, Any] = {
                           "worker": {"type": "string", "maxLength": 200},
                           "wait": {"type": "number", "minimum": 0, "maximum": 60,
                                    "description": "long-poll: seconds to wait for an "
-                                                  "analysis when none is queued"}},
+                                                  "analysis when none is queued (held "
+                                                  "at most 25 s)"}},
                          required=[]),
     "AnalysisProgress": obj({"progress": {"type": "number", "minimum": 0, "maximum": 1},
                              "log": {"type": "string", "maxLength": 65536}},
@@ -113,6 +114,8 @@ SCHEMAS: dict[str, Any] = {
 
 _T = "analyses"
 _W = {"409": {"description": "the analysis already finished"}}
+#: Worker bodies over 64 KiB (long log lines in multi-byte characters).
+_TOO_LARGE = {"413": {"description": "request body too large"}}
 
 PATHS: dict[str, Any] = {
     "/api/apps": {"get": operation(
@@ -141,13 +144,15 @@ PATHS: dict[str, Any] = {
     "/api/analyses/{analysis_id}/progress": {"post": operation(
         "Worker: heart-beat with progress and log lines; answers the analysis "
         "(status 'cancelled' tells the worker to stop)", "Analysis", status="200",
-        body="AnalysisProgress", params=[path_param("analysis_id")], tag=_T)},
+        body="AnalysisProgress", params=[path_param("analysis_id")], tag=_T,
+        write_errors=_TOO_LARGE)},
     "/api/analyses/{analysis_id}/finish": {"post": operation(
         "Worker: done (links the results imported with producer "
         "'analysis:<id>/<attempt>') or failed (removes them)", "Analysis", status="200",
         body="AnalysisFinish",
         params=[path_param("analysis_id")], tag=_T,
-        write_errors={"409": {"description": "the analysis was cancelled or re-queued"}})},
+        write_errors={"409": {"description": "the analysis was cancelled or re-queued"},
+                      **_TOO_LARGE})},
     "/api/analyses/{analysis_id}/summary": {"get": operation(
         "Results summary: count, count per term, statistics and histogram per measurement",
         "AnalysisSummary", status="200", body=None, params=[path_param("analysis_id")],

@@ -10,6 +10,8 @@ import { schemaForm } from "./form.js";
 import { ResultLayers } from "./results.js";
 
 const POLL_MS = 1000;
+// Positions, not properties of the objects: left out of the summary lines.
+const shown = ([k]) => !/^Centroid /.test(k);
 const ENDED = new Set(["done", "failed", "cancelled"]);
 
 const analysesApi = {
@@ -168,9 +170,9 @@ export async function setupAnalyses(state, annotations = {}) {
     // Per term: its count, and the mean / median of its first measurements.
     const termRows = (s.terms || []).map((t) => el("li", { class: "analysis-term", dataset: { term: t.name } },
       `${t.name}: ${t.count}`,
-      el("ul", {}, ...Object.entries(t.measurements || {}).slice(0, 3).map(([k, v]) =>
+      el("ul", {}, ...Object.entries(t.measurements || {}).filter(shown).slice(0, 3).map(([k, v]) =>
         el("li", {}, `${k}: mean ${fmt(v.mean)}, median ${fmt(v.median)}`)))));
-    const m = Object.entries(s.measurements || {}).slice(0, 4).map(([k, v]) =>
+    const m = Object.entries(s.measurements || {}).filter(shown).slice(0, 4).map(([k, v]) =>
       el("li", {}, `${k}: mean ${fmt(v.mean)}, median ${fmt(v.median)}`));
     return el("div", { class: "analysis-summary" }, el("ul", {}, ...termRows, ...m));
   }
