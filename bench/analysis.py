@@ -97,9 +97,9 @@ def large(log: Callable[[str], None], record: Callable[[dict[str, Any]], None]) 
     mp = AREA * AREA / 1e6
     # One threshold for every run (the app's automatic one, for the whole area): the
     # halves then find exactly the nuclei the whole finds (ownership by centroid).
-    from analysis.apps.nuclei import auto_threshold
-    from analysis.raster import PyramidRaster
-    from analysis.runner import Region
+    from microtome.analysis.apps.nuclei import auto_threshold
+    from microtome.analysis.raster import PyramidRaster
+    from microtome.analysis.runner import Region
 
     threshold = round(auto_threshold(PyramidRaster(zarr), Region(x0, y0, AREA, AREA)), 6)
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
@@ -147,8 +147,8 @@ def large(log: Callable[[str], None], record: Callable[[dict[str, Any]], None]) 
 
 
 def measure(zarr: Path, threads: int, reps: int) -> dict[str, Any]:
-    from analysis import get_app, run_app, validate_params
-    from analysis.raster import PyramidRaster
+    from microtome.analysis import get_app, run_app, validate_params
+    from microtome.analysis.raster import PyramidRaster
 
     app = get_app("nucleus_detection")
     params = validate_params(app.descriptor, {"tile_size": 1024})
@@ -170,7 +170,7 @@ def measure(zarr: Path, threads: int, reps: int) -> dict[str, Any]:
 
 def bench(workdir: Path, reps: int, log: Callable[[str], None],
           record: Callable[[dict[str, Any]], None]) -> None:
-    from converters import ConvertOptions, convert
+    from microtome.converters import ConvertOptions, convert
 
     zarr = workdir / "cmu.ome.zarr"
     if not zarr.exists():
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-large", action="store_true", help="skip the large-slide part")
     ap.add_argument("--large-only", action="store_true", help="only the large-slide part")
-    ap.add_argument("--out", type=Path, default=BENCH / "results" / "analysis.jsonl",
+    ap.add_argument("--out", type=Path, default=BENCH / "results" / "microtome.analysis.jsonl",
                     help="JSON lines the records are appended to")
     args = ap.parse_args(argv)
     if not SAMPLE.exists():

@@ -10,10 +10,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog.api_analyses import visible_analysis
-from catalog.db import DB_POOL
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.api_analyses import visible_analysis
+from microtome.catalog.db import DB_POOL
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 BINS = 20
 #: Results sent by one /values answer at most (a whole-slide nucleus run has

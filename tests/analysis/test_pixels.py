@@ -12,9 +12,9 @@ import pytest
 from shapely import contains_xy
 from shapely.geometry import box
 
-from analysis import AnalysisError, InvalidParams, get_app, run_app, validate_params
-from analysis.raster import ArrayRaster
-from analysis.training import Drawn, TermRef
+from microtome.analysis import AnalysisError, InvalidParams, get_app, run_app, validate_params
+from microtome.analysis.raster import ArrayRaster
+from microtome.analysis.training import Drawn, TermRef
 from microtome.cli import main
 
 from .synth import disc_mask
@@ -97,7 +97,7 @@ def test_learns_the_known_classes_nearly_exactly() -> None:
 def test_coarser_working_level_and_region() -> None:
     app = get_app("pixel_classifier")
     params = validate_params(app.descriptor, {"resolution": 2, "sigma_max": 2, "terms": [1, 2]})
-    from analysis import Region
+    from microtome.analysis import Region
 
     feats, prov = run_app(app, ArrayRaster(image()), params, Region(0, 0, 256, 320),
                           annotations=lambda: DRAWN)
@@ -139,7 +139,7 @@ def test_cli_learns_from_a_geojson_file(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     from shapely.geometry import shape
 
-    from analysis import Feature
+    from microtome.analysis import Feature
 
     feats = [Feature(shape(f["geometry"]), f["properties"]["classification"]["name"])
              for f in doc["features"]]

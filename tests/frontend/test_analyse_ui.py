@@ -153,8 +153,8 @@ def _draw_training(context: Any, csrf: str, pid: int, iid: int, slide: Path) -> 
     from shapely.geometry import box, mapping
     from shapely.ops import unary_union
 
-    from analysis import get_app, run_app, validate_params
-    from analysis.raster import PyramidRaster
+    from microtome.analysis import get_app, run_app, validate_params
+    from microtome.analysis.raster import PyramidRaster
 
     raster = PyramidRaster(slide)
     app = get_app("tissue_detection")
