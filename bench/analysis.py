@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import records
+
 BENCH = Path(__file__).resolve().parent
 SAMPLE = BENCH.parent.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
 
@@ -66,15 +68,8 @@ def bench(workdir: Path, reps: int, log: Callable[[str], None],
         results[1]["mp_per_s"] / results[0]["mp_per_s"], 3)})
 
 
-def run(ctx: Any) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-
-    def record(rec: dict[str, Any]) -> None:
-        records.append(rec)
-        ctx.record(rec)
-
-    bench(ctx.workdir / "analysis", 1 if ctx.quick else 3, ctx.log, record)
-    return records
+def run(ctx: Any) -> None:
+    bench(ctx.workdir / "analysis", 1 if ctx.quick else 3, ctx.log, ctx.record)
 
 
 def render(records: list[dict[str, Any]]) -> str:
@@ -99,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     if not SAMPLE.exists():
         print(f"error: sample missing: {SAMPLE}", file=sys.stderr)
         return 2
-    records: list[dict[str, Any]] = []
+    rec = records.Recording("analysis", f"python -m bench.analysis --reps {args.reps}")
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
-        bench(Path(tmp), args.reps, lambda s: print(s, flush=True), records.append)
-    print(render(records))
+        bench(Path(tmp), args.reps, lambda s: print(s, flush=True), rec.add)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench import records
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -182,40 +182,18 @@ def render(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _update_results(section: str) -> None:
-    path = Path(__file__).parent / "RESULTS.md"
-    text = path.read_text()
-    start = text.find("## Formats")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(prog="bench.formats")
     ap.add_argument("--size", type=int, default=40000)
     ap.add_argument("--msi", type=int, default=128)
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "formats")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "formats.jsonl")
     args = ap.parse_args()
-    recs = [giant_jpeg(args.size, args.work), imzml(args.msi, args.work)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as fh:
-        for r in recs:
-            r["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            r["loadavg"] = list(os.getloadavg())
-            fh.write(json.dumps(r) + "\n")
-    section = render(recs)
-    runner_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    section += (f"\nMeasured with `python -m bench.formats --size {args.size} --msi "
-                f"{args.msi}` (load average at the end {os.getloadavg()[0]:.1f} on 2 shared "
-                f"cores, other agents working; peak RSS of the runner, which generated the "
-                f"inputs, {runner_mb:.0f} MB).\n")
-    _update_results(section)
-    print(section)
+    rec = records.Recording("formats", f"python -m bench.formats --size {args.size} "
+                            f"--msi {args.msi}")
+    rec.add(giant_jpeg(args.size, args.work))
+    rec.add(imzml(args.msi, args.work))
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
 
 
 if __name__ == "__main__":
