@@ -225,6 +225,32 @@ async def _http_suite(base: str, key: str, iid: int, geojson: Path, n: int, requ
 
 # -- SQL level: ours vs PostGIS ------------------------------------------------------------
 
+async def _copy_floor(db: str, workdir: Path, record: Callable[[dict], None]) -> None:
+    """The database's own limit for the same rows: the imported rows, prepared beforehand
+    in a binary COPY file, loaded with COPY into an empty table with the same columns,
+    defaults, constraints and indexes (``LIKE annotations INCLUDING ALL``)."""
+    import asyncpg
+
+    path = workdir / "annotations.copy"
+    conn = await asyncpg.connect(db)
+    try:
+        with path.open("wb") as fh:
+            await conn.copy_from_query("SELECT * FROM annotations", output=fh, format="binary")
+        await conn.execute("CREATE TABLE annotations_floor (LIKE annotations INCLUDING ALL)")
+        n = await conn.fetchval("SELECT count(*) FROM annotations")
+        t0 = time.perf_counter()
+        await conn.copy_to_table("annotations_floor", source=path, format="binary")
+        dt = time.perf_counter() - t0
+        indexes = await conn.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'annotations_floor'")
+        record({"suite": "annotations-copy-floor", "rows": n, "seconds": dt,
+                "rate_per_s": n / dt, "indexes": indexes, "file_bytes": path.stat().st_size})
+        await conn.execute("DROP TABLE annotations_floor")
+    finally:
+        await conn.close()
+        path.unlink(missing_ok=True)
+
+
 async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict], None]) -> None:
     from annotations import query, render, store
     from catalog.db import connect
@@ -315,6 +341,7 @@ def bench(n: int, dsn: str, workdir: Path, log: Callable[[str], None],
                                     db, proc.pid))
         finally:
             proc.stop()
+        asyncio.run(_copy_floor(db, workdir, record))
         asyncio.run(_sql_suite(db, iid, min(requests, 100), record))
 
 
@@ -335,6 +362,14 @@ def render(records: list[dict]) -> str:
                   f"transaction): **{imp['features']:,} polygons in {imp['seconds']:.1f} s = "
                   f"{imp['rate_per_s']:,.0f} polygons/s** ({imp['file_bytes'] / 1e6:.0f} MB).",
                   ""]
+    floor = by.get("annotations-copy-floor")
+    if imp and floor:
+        lines += [f"- Import floor: binary `COPY` of the same {floor['rows']:,} rows, prepared "
+                  f"in a file, into an empty table with the same columns and "
+                  f"{floor['indexes']} indexes: {floor['seconds']:.1f} s = "
+                  f"{floor['rate_per_s']:,.0f} rows/s; the HTTP import runs at "
+                  f"**{imp['rate_per_s'] / floor['rate_per_s']:.2f} of the floor** "
+                  "(goal >= 0.5).", ""]
     st = by.get("annotations-storage")
     if st:
         lines += [f"- Storage: {st['total'] / 1e6:.0f} MB for {st['n']:,} rows "

@@ -52,6 +52,7 @@ EXTRA_SUITES = (
     "bench.s3tiles",
     "bench.analysis",
     "bench.activity",
+    "bench.floor",
 )
 
 #: Suites with a RESULTS.md section that `make bench` does not run (too long, or
