@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 
 from bench import records
-from bench.dbsetup import admin, default_dsn, scratch_database, start_serve
+from bench.dbsetup import admin, default_dsn, scratch_database, seed_member, start_serve
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -101,20 +101,10 @@ def write_geojson(path: Path, n: int) -> int:
 async def _seed(dsn: str) -> tuple[int, int, str]:
     """Migrate, then a user with an API key, a project and the 100k x 100k image."""
     from catalog.db import connect
-    from catalog.migrate import migrate
-    from catalog.security import digest, new_api_key
-    from microtome.app import MIGRATION_DIRS
 
     conn = await connect(dsn)
     try:
-        await migrate(conn, MIGRATION_DIRS)
-        uid = await conn.fetchval(
-            "INSERT INTO users (username, is_admin) VALUES ('bench', false) RETURNING id")
-        key = new_api_key()
-        await conn.execute("INSERT INTO api_keys (user_id, name, prefix, key_hash) "
-                           "VALUES ($1, 'bench', $2, $3)", uid, key[:8], digest(key))
-        pid = await conn.fetchval("INSERT INTO projects (name) VALUES ('bench') RETURNING id")
-        await conn.execute("INSERT INTO project_members VALUES ($1, $2, 'manager')", pid, uid)
+        _uid, pid, key = await seed_member(conn)
         iid = await conn.fetchval(
             """INSERT INTO images (name, width, height, levels, status, pixel_size_um)
                VALUES ('cells', $1, $2, 9, 'ready', $3) RETURNING id""", WIDTH, HEIGHT, PIXEL_UM)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bench.procs import Proc, free_port
 
@@ -39,6 +40,24 @@ def with_db(dsn: str, name: str) -> str:
 
     p = urlsplit(dsn)
     return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
+
+
+async def seed_member(conn: Any) -> tuple[int, int, str]:
+    """Migrate, then a user 'bench' with an API key managing a private project 'bench';
+    returns (user id, project id, API key)."""
+    from catalog.migrate import migrate
+    from catalog.security import digest, new_api_key
+    from microtome.app import MIGRATION_DIRS
+
+    await migrate(conn, MIGRATION_DIRS)
+    uid = await conn.fetchval(
+        "INSERT INTO users (username, is_admin) VALUES ('bench', false) RETURNING id")
+    key = new_api_key()
+    await conn.execute("INSERT INTO api_keys (user_id, name, prefix, key_hash) "
+                       "VALUES ($1, 'bench', $2, $3)", uid, key[:8], digest(key))
+    pid = await conn.fetchval("INSERT INTO projects (name) VALUES ('bench') RETURNING id")
+    await conn.execute("INSERT INTO project_members VALUES ($1, $2, 'manager')", pid, uid)
+    return uid, pid, key
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from statistics import median
 from typing import Any
 
 from bench import records
-from bench.dbsetup import default_dsn, scratch_database, start_serve
+from bench.dbsetup import default_dsn, scratch_database, seed_member, start_serve
 from bench.procs import Proc, free_port, tree_cpu_seconds
 from bench.tilelists import dzi_levels
 
@@ -230,21 +230,11 @@ async def _seed_serve(db: str, var: Path, pyramid: Path, width: int, height: int
     image (its pyramid copied into the catalog's storage)."""
     from catalog.db import connect
     from catalog.images import register_image
-    from catalog.migrate import migrate
-    from catalog.security import digest, new_api_key
     from catalog.storage import storage_relpath
-    from microtome.app import MIGRATION_DIRS
 
     conn = await connect(db)
     try:
-        await migrate(conn, MIGRATION_DIRS)
-        uid = await conn.fetchval(
-            "INSERT INTO users (username, is_admin) VALUES ('bench', false) RETURNING id")
-        key = new_api_key()
-        await conn.execute("INSERT INTO api_keys (user_id, name, prefix, key_hash) "
-                           "VALUES ($1, 'bench', $2, $3)", uid, key[:8], digest(key))
-        pid = await conn.fetchval("INSERT INTO projects (name) VALUES ('bench') RETURNING id")
-        await conn.execute("INSERT INTO project_members VALUES ($1, $2, 'manager')", pid, uid)
+        uid, pid, key = await seed_member(conn)
         token = secrets.token_urlsafe(32)
         await conn.execute("INSERT INTO sessions (token_hash, csrf_token, user_id, expires_at)"
                            " VALUES ($1, 'x', $2, now() + interval '1 day')",
