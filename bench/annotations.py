@@ -100,7 +100,7 @@ def write_geojson(path: Path, n: int) -> int:
 
 async def _seed(dsn: str) -> tuple[int, int, str]:
     """Migrate, then a user with an API key, a project and the 100k x 100k image."""
-    from catalog.db import connect
+    from microtome.catalog.db import connect
 
     conn = await connect(dsn)
     try:
@@ -221,7 +221,7 @@ async def _copy_floor(db: str, workdir: Path, record: Callable[[dict], None]) ->
     defaults, constraints and indexes (``LIKE annotations INCLUDING ALL``)."""
     import asyncpg
 
-    path = workdir / "annotations.copy"
+    path = workdir / "microtome.annotations.copy"
     conn = await asyncpg.connect(db)
     try:
         with path.open("wb") as fh:
@@ -242,8 +242,8 @@ async def _copy_floor(db: str, workdir: Path, record: Callable[[dict], None]) ->
 
 
 async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict], None]) -> None:
-    from annotations import query, render, store
-    from catalog.db import connect
+    from microtome.annotations import query, render, store
+    from microtome.catalog.db import connect
 
     conn = await connect(dsn)
     try:

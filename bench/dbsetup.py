@@ -45,9 +45,9 @@ def with_db(dsn: str, name: str) -> str:
 async def seed_member(conn: Any) -> tuple[int, int, str]:
     """Migrate, then a user 'bench' with an API key managing a private project 'bench';
     returns (user id, project id, API key)."""
-    from catalog.migrate import migrate
-    from catalog.security import digest, new_api_key
     from microtome.app import MIGRATION_DIRS
+    from microtome.catalog.migrate import migrate
+    from microtome.catalog.security import digest, new_api_key
 
     await migrate(conn, MIGRATION_DIRS)
     uid = await conn.fetchval(

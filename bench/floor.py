@@ -146,7 +146,7 @@ def prepare(width: int, height: int, workdir: Path, log: Callable[[str], None]
             ) -> tuple[Path, str]:
     """The generated slide converted to OME-Zarr (cached); returns (root, image id)."""
     from bench import slide
-    from converters import convert
+    from microtome.converters import convert
 
     svs = slide.ensure_slide(BENCH / "data", width, height, log=log)
     root = workdir / "zarr"
@@ -228,9 +228,9 @@ async def _seed_serve(db: str, var: Path, pyramid: Path, width: int, height: int
                       ) -> tuple[int, str, str]:
     """Migrate; a user with an API key and a session in a private project holding the
     image (its pyramid copied into the catalog's storage)."""
-    from catalog.db import connect
-    from catalog.images import register_image
-    from catalog.storage import storage_relpath
+    from microtome.catalog.db import connect
+    from microtome.catalog.images import register_image
+    from microtome.catalog.storage import storage_relpath
 
     conn = await connect(db)
     try:

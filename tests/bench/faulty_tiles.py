@@ -17,7 +17,7 @@ import numpy as np
 from aiohttp import web
 from PIL import Image
 
-from tileserver.app import create_tiles_app
+from microtome.tileserver.app import create_tiles_app
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

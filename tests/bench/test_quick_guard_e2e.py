@@ -24,7 +24,7 @@ def _faulty(root: Path, mode: str) -> ServerSpec:
 
 @pytest.fixture(scope="module")
 def slide(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from converters import convert
+    from microtome.converters import convert
 
     zroot = tmp_path_factory.mktemp("zarr")
     convert(testdata / "CMU-1-Small-Region.svs", zroot / "cmu.ome.zarr")
