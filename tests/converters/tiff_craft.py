@@ -155,10 +155,13 @@ def _jpeg_parts(stream: bytes) -> tuple[dict[int, bytes], dict[tuple[int, int], 
     raise ValueError("no scan in JPEG stream")
 
 
-def write_ojpeg_tiled(path: Path, rgb: np.ndarray, tile: int = 64, quality: int = 95) -> None:
+def write_ojpeg_tiled(path: Path, rgb: np.ndarray, tile: int = 64, quality: int = 95,
+                      tables_in_ifd: bool = True) -> None:
     """Old-style JPEG (compression 6), tiled, 2x2 subsampled YCbCr, tables in the
     IFD (JPEGQTables/DCTables/ACTables), tiles holding only scan data: the
-    layout of old scanners' archives that modern decoders call 'Not a JPEG'."""
+    layout of old scanners' archives that modern decoders call 'Not a JPEG'.
+    ``tables_in_ifd=False``: the tables only in a JPEGInterchangeFormat
+    stream (SOI, DQT, DHT, EOI) instead."""
     h, w = rgb.shape[:2]
     pad = np.pad(rgb, ((0, -h % tile), (0, -w % tile), (0, 0)), mode="edge")
     tb = TiffBuilder()
@@ -188,6 +191,15 @@ def write_ojpeg_tiled(path: Path, rgb: np.ndarray, tile: int = 64, quality: int 
         519: (LONG, [q[0], q[1], q[1]]), 520: (LONG, [dc[0], dc[1], dc[1]]),
         521: (LONG, [ac[0], ac[1], ac[1]]), 530: (SHORT, [2, 2]),
     }
+    if not tables_in_ifd:
+        def seg(code: int, body: bytes) -> bytes:
+            return bytes([0xFF, code]) + struct.pack(">H", len(body) + 2) + body
+        jif = (b"\xff\xd8" + seg(0xDB, b"\x00" + qt[0] + b"\x01" + qt[1])
+               + seg(0xC4, b"\x00" + ht[(0, 0)] + b"\x01" + ht[(0, 1)]
+                     + b"\x10" + ht[(1, 0)] + b"\x11" + ht[(1, 1)]) + b"\xff\xd9")
+        for code in (519, 520, 521):
+            del entries[code]
+        entries.update({513: (LONG, [tb.add(jif)]), 514: (LONG, [len(jif)])})
     path.write_bytes(tb.finish(entries))
 
 
