@@ -132,7 +132,12 @@ SCHEMAS: dict[str, Any] = {
                     "project_id": {"type": ["integer", "null"]},
                     "image_id": {"type": ["integer", "null"]},
                     "job_id": {"type": ["integer", "null"]},
-                    "completed_at": _TS_NULL, "expires_at": _TS}),
+                    "completed_at": _TS_NULL, "expires_at": _TS,
+                    "waiting_for": {"type": "string", "description":
+                                    "one half of an imzML pair with all its bytes: the file "
+                                    "name of the other half it waits for (then one image)"}},
+                   required=["id", "filename", "length", "offset", "project_id", "image_id",
+                             "job_id", "completed_at", "expires_at"]),
 }
 for _name in ("User", "ApiKey", "Project", "Member", "Image", "Job", "ShareLink"):
     SCHEMAS[_name + "Page"] = _page(_name)
