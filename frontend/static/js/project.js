@@ -7,6 +7,7 @@ import { setupProjectAnnotations } from "./project_annotations.js";
 import { TusUpload } from "./tus.js";
 import { applyPropertyParams, decorateCards, setupPropertyFilter } from "./propfilter.js";
 import { refusal, sameNameIn, showRefusal } from "./uploadcheck.js";
+import { missingHalfNote, waitForPair } from "./msiupload.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
@@ -156,10 +157,10 @@ function setupUploads() {
 }
 
 function addFiles(files) {
-  for (const file of files) uploadOne(file);
+  for (const file of files) uploadOne(file, missingHalfNote(file, files));
 }
 
-function uploadOne(file) {
+function uploadOne(file, note = null) {
   const bar = el("progress", { max: "100", value: "0", "aria-label": `Upload progress of ${file.name}` });
   const status = el("span", { class: "status muted" }, "waiting…");
   const action = el("button", { type: "button", "aria-label": `Cancel upload of ${file.name}` }, "Cancel");
@@ -167,6 +168,7 @@ function uploadOne(file) {
     el("div", {}, el("strong", {}, file.name), " ", el("span", { class: "muted" }, formatBytes(file.size)), el("br"), status),
     bar, action);
   $("#uploads").prepend(row);
+  if (note) row.querySelector("div").append(el("br"), el("span", { class: "muted msi-note" }, note));
   const up = new TusUpload(file, {
     metadata: { project_id: String(state.id) },
     onProgress: (sent, total) => {
@@ -185,7 +187,7 @@ function uploadOne(file) {
       bar.value = 0;
       status.textContent = "uploaded; waiting for conversion…";
       action.hidden = true;
-      const info = await api(url.replace(/^\/api\//, ""));
+      const info = await waitForPair(url, await api(url.replace(/^\/api\//, "")), status);
       loadImages();
       await followJob(info, row, bar, status);
     } catch (e) {
