@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from core.settings import Settings, from_env
-from microtome.app import MIGRATION_DIRS
 from pyramid import errors
 
 if TYPE_CHECKING:
@@ -23,6 +22,9 @@ async def open_db(settings: Settings) -> asyncpg.Pool:
     """The catalog pool (embedded server unless DATABASE_URL), migrated."""
     from catalog.db import create_pool, start_embedded
     from catalog.migrate import migrate
+    # Here, not at the top: `microtome convert` loads this module for its
+    # parser and must not pay for importing the whole web application.
+    from microtome.app import MIGRATION_DIRS
 
     dsn = settings.database_url or await start_embedded(settings.var_dir)
     pool = await create_pool(dsn, min_size=1, max_size=4)
