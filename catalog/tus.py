@@ -336,6 +336,7 @@ async def _complete(request: web.Request, upload_id: str, principal: Principal) 
         if not await upload_files.may_complete(conn, up):
             raise errors.Forbidden("you can no longer add images to this project")
         extra: list[str] = []
+        done = [upload_id]
         parts = msi_uploads.half(up["filename"])
         if parts is not None:
             # One half of an imzML pair: an image once both halves are here.
@@ -345,7 +346,7 @@ async def _complete(request: web.Request, upload_id: str, principal: Principal) 
             other_path = str(await asyncio.to_thread(_upload_path(request, other["id"]).resolve))
             if parts[1] == msi_uploads.IBD:  # the .imzML is the source, the .ibd its extra
                 up, other, path, other_path = other, up, Path(other_path), str(path)
-            extra = [other_path]
+            extra, done = [other_path], [up["id"], other["id"]]
         upload_id = up["id"]
         image_id = await images.create_pending(
             conn, name=up["metadata"].get("name") or up["filename"],
@@ -354,7 +355,6 @@ async def _complete(request: web.Request, upload_id: str, principal: Principal) 
         await jobs.enqueue(conn, image_id=image_id, source_path=str(path),
                            project_id=up["project_id"], user_id=up["user_id"],
                            upload_id=upload_id, delete_source=True, extra_paths=extra)
-        done = [upload_id] + ([other["id"]] if extra else [])
         await conn.execute("UPDATE uploads SET completed_at = now(), image_id = $2"
                            " WHERE id = ANY($1)", done, image_id)
         await images.log_activity(conn, "upload.complete", user_id=principal.user_id,

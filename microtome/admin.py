@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 
 async def open_db(settings: Settings) -> asyncpg.Pool:
     """The catalog pool (embedded server unless DATABASE_URL), migrated."""
+    # microtome.app here, not at the top: `microtome convert` loads this
+    # module for its parser and must not pay for importing the web application.
     from catalog.db import create_pool, start_embedded
     from catalog.migrate import migrate
-    # Here, not at the top: `microtome convert` loads this module for its
-    # parser and must not pay for importing the whole web application.
     from microtome.app import MIGRATION_DIRS
 
     dsn = settings.database_url or await start_embedded(settings.var_dir)

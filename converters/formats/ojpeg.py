@@ -147,7 +147,7 @@ class OjpegTiles:
             out += _segment(0xDD, struct.pack(">H", restart & 0xFFFF))
         if self._colorspace == "YCBCR":
             sub = _values(page, _SUBSAMPLING) or [2, 2]
-            hs, vs = (sub + [2])[:2]
+            hs, vs = [*sub, 2][:2]
             if hs not in (1, 2, 4) or vs not in (1, 2, 4):
                 raise SourceError(f"old-style JPEG with chroma subsampling {hs}x{vs} is not "
                                   "supported")
