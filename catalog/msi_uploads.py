@@ -35,14 +35,25 @@ def waiting_for(filename: str) -> str:
     return f"{stem}.ibd" if ext == IMZML else f"{stem}.imzML"
 
 
+async def take_turns(conn: asyncpg.Connection, upload_id: str) -> None:
+    """If ``upload_id`` is one half of a pair, wait for the transaction-scoped
+    lock of its (user, project, stem).  Taken BEFORE any upload row is locked:
+    both halves then lock in the same order (this lock, own row, partner row),
+    so two halves completing at once cannot deadlock."""
+    row = await conn.fetchrow("SELECT filename, user_id, project_id FROM uploads WHERE id = $1",
+                              upload_id)
+    parts = half(row["filename"]) if row is not None else None
+    if row is not None and parts is not None:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 19))",
+                           f"msi:{row['user_id']}:{row['project_id']}:{parts[0]}")
+
+
 async def partner(conn: asyncpg.Connection, up: asyncpg.Record) -> asyncpg.Record | None:
     """The other half of ``up`` with all its bytes, locked; None if not there yet.
-    Call inside a transaction: the lock taken here serialises the two halves."""
+    Call inside the transaction that ran `take_turns` first."""
     parts = half(up["filename"])
     assert parts is not None
     stem, ext = parts
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 19))",
-                       f"msi:{up['user_id']}:{up['project_id']}:{stem}")
     other = IBD if ext == IMZML else IMZML
     rows = await conn.fetch(
         """SELECT * FROM uploads

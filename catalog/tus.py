@@ -330,6 +330,7 @@ async def _complete(request: web.Request, upload_id: str, principal: Principal) 
     # Workers may run with another working directory: store an absolute path.
     path = await asyncio.to_thread(_upload_path(request, upload_id).resolve)
     async with pool.acquire() as conn, conn.transaction():
+        await msi_uploads.take_turns(conn, upload_id)
         up = await conn.fetchrow("SELECT * FROM uploads WHERE id = $1 FOR UPDATE", upload_id)
         if up is None or up["completed_at"] is not None:
             return
