@@ -201,6 +201,22 @@ def test_tiled_old_style_jpeg_several_tiles_across(tmp_path: Path,
         assert psnr(got, ref) > 35
 
 
+def test_tiled_old_style_jpeg_with_restart_markers_numbered_on(tmp_path: Path) -> None:
+    """Tiles cut from one long stream: a restart marker after every MCU row,
+    numbered on from the previous tile (a lone tile would start at RST0)."""
+    h, w = 128, 192
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([(xx * 255) // w, (yy * 255) // h, ((xx // 64) * 80) % 256],
+                   -1).astype(np.uint8)
+    src = tmp_path / "rst.tif"
+    write_ojpeg_tiled(src, rgb, tile=64, restarts=True)
+    got = _level0_rgb(src, tmp_path)
+    for ty in range(0, h, 64):
+        for tx in range(0, w, 64):
+            tile, want = got[ty:ty + 64, tx:tx + 64], rgb[ty:ty + 64, tx:tx + 64]
+            assert psnr(tile, want) > 30, (ty, tx, psnr(tile, want))
+
+
 def test_tiled_old_style_jpeg_without_ifd_tables_several_across_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without tables in the IFD only libtiff could read the tiles, and it
