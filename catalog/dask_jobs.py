@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
-log = logging.getLogger("catalog.dask_jobs")
+log = logging.getLogger("microtome.catalog.dask_jobs")
 
 #: Seconds to wait for the scheduler when checking it at start-up.
 CONNECT_TIMEOUT_S = 10.0

@@ -24,10 +24,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pyramid import histogram
-from pyramid.errors import Conflict, DiskFull, MicrotomeError, SourceError, StorageError
-from pyramid.layout import Channel, ImageMeta, Level, level_sizes
-from pyramid.reader import open_pyramid
+from microtome.pyramid import histogram
+from microtome.pyramid.errors import Conflict, DiskFull, MicrotomeError, SourceError, StorageError
+from microtome.pyramid.layout import Channel, ImageMeta, Level, level_sizes
+from microtome.pyramid.reader import open_pyramid
 
 from .base import SourceInfo, SourceReader
 from .build import Builder, PlaneJob, RemoteFetcher, Tally

@@ -13,8 +13,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from pyramid.errors import StorageError
-from pyramid.layout import ImageMeta
+from microtome.pyramid.errors import StorageError
+from microtome.pyramid.layout import ImageMeta
 
 from .sinks import V2Sink, crc, decode_chunk
 
@@ -67,7 +67,7 @@ def _chunk_reader(root: Path, meta: ImageMeta) -> Callable[[tuple[int, ...]], by
             except OSError:
                 return None
         return read_v2
-    from pyramid.reader import Pyramid
+    from microtome.pyramid.reader import Pyramid
 
     pyr = Pyramid(root, meta, True)
 

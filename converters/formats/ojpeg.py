@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 #: Decoded tiles kept (bytes).
 CACHE_BYTES = 64 << 20

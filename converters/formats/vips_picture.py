@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 from ..base import MAX_SIDE, ChannelInfo, SourceInfo, SourceReader, short_message
 from . import orientation as orient
@@ -61,7 +61,7 @@ def header_size(path: Path) -> tuple[int, int, int] | None:
 
 
 def check_bomb(width: int, height: int) -> None:
-    from core.settings import max_image_pixels
+    from microtome.core.settings import max_image_pixels
 
     if width > MAX_SIDE or height > MAX_SIDE:
         raise SourceError(f"image dimensions {width}x{height} are implausibly large "

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 
-from catalog import jobs
-from catalog.db import DB_POOL, connect
-from catalog.worker import process_job
-from core.settings import Settings
-from pyramid.reader import open_pyramid
+from microtome.catalog import jobs
+from microtome.catalog.db import DB_POOL, connect
+from microtome.catalog.worker import process_job
+from microtome.core.settings import Settings
+from microtome.pyramid.reader import open_pyramid
 from tests.catalog.helpers import Actor, call
 from tests.catalog.test_tus import _tus, _uploader_world
 
@@ -97,7 +97,7 @@ async def test_halves_completing_together_make_one_image(
 
 async def test_lone_half_waits_and_expires(client: TestClient, settings: Settings,
                                            testdata: Path, tmp_path: Path) -> None:
-    from catalog.tus import remove_expired
+    from microtome.catalog.tus import remove_expired
 
     _, key, project_id = await _uploader_world(client)
     me = Actor("k", api_key=key)

@@ -12,10 +12,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from converters import ConvertOptions, convert, open_source
-from converters.cli import main as cli_main
-from pyramid.errors import SourceError
-from pyramid.reader import open_pyramid
+from microtome.converters import ConvertOptions, convert, open_source
+from microtome.converters.cli import main as cli_main
+from microtome.pyramid.errors import SourceError
+from microtome.pyramid.reader import open_pyramid
 
 from .conftest import psnr, read_level
 from .tiff_craft import (
@@ -190,7 +190,7 @@ def test_tiled_old_style_jpeg_several_tiles_across(tmp_path: Path,
             tile, want = got[ty:ty + 64, tx:tx + 64], rgb[ty:ty + 64, tx:tx + 64]
             assert psnr(tile, want) > 30, (ty, tx, psnr(tile, want))
     if w <= 64:
-        from converters.formats.libtiff_rgba import RgbaPage
+        from microtome.converters.formats.libtiff_rgba import RgbaPage
 
         page = RgbaPage(src, 0)
         try:
