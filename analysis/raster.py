@@ -72,7 +72,7 @@ class PyramidRaster(LevelsRaster):
     """An OME-Zarr written by Microtome (or any NGFF pyramid ``open_pyramid`` reads)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        from pyramid.reader import open_pyramid
+        from microtome.pyramid.reader import open_pyramid
 
         self._p = open_pyramid(path)
         meta = self._p.meta

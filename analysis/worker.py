@@ -232,7 +232,7 @@ def run_worker_cli(args: argparse.Namespace) -> int:
     # command line where every local user could read it.
     key = sys.stdin.readline().strip() if args.api_key == "-" else args.api_key
     try:
-        from core.settings import dask_scheduler_from_env
+        from microtome.core.settings import dask_scheduler_from_env
 
         scheduler = getattr(args, "scheduler", None) or dask_scheduler_from_env()
         if scheduler:  # scale-out hook: analysis/dask_exec.py

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from annotations import geojson_io
-from annotations.web import EXECUTOR
-from catalog.api_analyses import visible_analysis
-from catalog.db import DB_POOL
+from microtome.annotations import geojson_io
+from microtome.annotations.web import EXECUTOR
+from microtome.catalog.api_analyses import visible_analysis
+from microtome.catalog.db import DB_POOL
 
 
 async def export_analysis(request: web.Request) -> web.StreamResponse:

@@ -13,12 +13,12 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import access, properties
-from catalog.activity_store import ACTIVITY
-from catalog.db import DB_POOL
-from catalog.jsonio import load_json, path_id
-from core.http import Handler, json_response
-from pyramid import errors
+from microtome.catalog import access, properties
+from microtome.catalog.activity_store import ACTIVITY
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import load_json, path_id
+from microtome.core.http import Handler, json_response
+from microtome.pyramid import errors
 
 
 async def _row(request: web.Request) -> asyncpg.Record:

@@ -13,8 +13,8 @@ import numpy as np
 import shapely
 from PIL import Image, ImageDraw
 
-from pyramid.errors import InvalidRequest
-from pyramid.reader import Pyramid
+from microtome.pyramid.errors import InvalidRequest
+from microtome.pyramid.reader import Pyramid
 
 Mode = Literal["crop", "mask", "alpha"]
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}

@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 import shapely
 
-from pyramid.errors import MicrotomeError, TooLarge, Unprocessable
+from microtome.pyramid.errors import MicrotomeError, TooLarge, Unprocessable
 
 from . import bulk, store, terms
 from .geometry import (

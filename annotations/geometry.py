@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from pyramid.errors import Unprocessable
+from microtome.pyramid.errors import Unprocessable
 
 #: x offset per image id in the stored index box (see migration 0100).
 SHIFT = float(2**26)

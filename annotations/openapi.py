@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ERRORS as _ERRORS
-from catalog.openapi_parts import ID as _ID
-from catalog.openapi_parts import TS as _TS
-from catalog.openapi_parts import err as _err
-from catalog.openapi_parts import json_content as _json
-from catalog.openapi_parts import obj as _obj
-from catalog.openapi_parts import operation
-from catalog.openapi_parts import path_param as _p
-from catalog.openapi_parts import query_param as _q
-from catalog.openapi_parts import ref as _ref
+from microtome.catalog.openapi_parts import ERRORS as _ERRORS
+from microtome.catalog.openapi_parts import ID as _ID
+from microtome.catalog.openapi_parts import TS as _TS
+from microtome.catalog.openapi_parts import err as _err
+from microtome.catalog.openapi_parts import json_content as _json
+from microtome.catalog.openapi_parts import obj as _obj
+from microtome.catalog.openapi_parts import operation
+from microtome.catalog.openapi_parts import path_param as _p
+from microtome.catalog.openapi_parts import query_param as _q
+from microtome.catalog.openapi_parts import ref as _ref
 
 COORDS = ("Coordinates are level-0 image pixels: origin at the top-left corner of the "
           "image, x to the right, y down (as in every tile URL; not Cytomine's "

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ID as _ID
-from catalog.openapi_parts import TS as _TS
-from catalog.openapi_parts import err as _err
-from catalog.openapi_parts import obj as _obj
-from catalog.openapi_parts import operation
-from catalog.openapi_parts import path_param as _p
-from catalog.openapi_parts import query_param as _q
+from microtome.catalog.openapi_parts import ID as _ID
+from microtome.catalog.openapi_parts import TS as _TS
+from microtome.catalog.openapi_parts import err as _err
+from microtome.catalog.openapi_parts import obj as _obj
+from microtome.catalog.openapi_parts import operation
+from microtome.catalog.openapi_parts import path_param as _p
+from microtome.catalog.openapi_parts import query_param as _q
 
 from .openapi import FILTERS
 

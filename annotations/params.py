@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pyramid.errors import InvalidRequest
+from microtome.pyramid.errors import InvalidRequest
 
 from .geometry import KINDS
 from .query import Box, Filters

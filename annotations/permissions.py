@@ -19,10 +19,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import access
-from catalog.access import Principal
-from catalog.db import DB_POOL
-from pyramid.errors import Forbidden, NotFound, Unprocessable
+from microtome.catalog import access
+from microtome.catalog.access import Principal
+from microtome.catalog.db import DB_POOL
+from microtome.pyramid.errors import Forbidden, NotFound, Unprocessable
 
 
 async def write_project(request: web.Request, image_id: int, project_id: int | None

@@ -17,7 +17,7 @@ import asyncpg
 import numpy as np
 import shapely
 
-from pyramid.errors import InvalidRequest
+from microtome.pyramid.errors import InvalidRequest
 
 from .geometry import SHIFT, ImageFrame, index_box
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import asyncpg
 
-from catalog import access
-from catalog.access import Principal
-from pyramid.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from microtome.catalog import access
+from microtome.catalog.access import Principal
+from microtome.pyramid.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
 from . import store
 

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from pyramid.errors import TooLarge, Unprocessable
+from microtome.pyramid.errors import TooLarge, Unprocessable
 
 CHUNK = 1 << 20
 

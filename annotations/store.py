@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 import shapely
 
-from pyramid.errors import NotFound
+from microtome.pyramid.errors import NotFound
 
 from .geometry import SHIFT, ImageFrame, Prepared, check_frame, index_box
 

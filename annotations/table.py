@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from pyramid.errors import InvalidRequest
+from microtome.pyramid.errors import InvalidRequest
 
 from .geometry import SHIFT
 from .query import STATUS_SQL, Filters, conditions

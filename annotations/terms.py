@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from pyramid.errors import Conflict, InvalidRequest, NotFound, Unprocessable
+from microtome.pyramid.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _COLS = "id, project_id, name, color, parent_id, created_at, updated_at"

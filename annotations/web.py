@@ -20,13 +20,13 @@ import asyncpg
 import shapely
 from aiohttp import web
 
-from catalog import access, trash
-from catalog.db import DB_POOL
-from catalog.jsonio import load_json, path_id
-from catalog.state import CATALOG
-from core.http import body_chunks, json_response
-from core.pixels import PIXELS
-from pyramid.errors import InvalidRequest, TooLarge, Unprocessable
+from microtome.catalog import access, trash
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import load_json, path_id
+from microtome.catalog.state import CATALOG
+from microtome.core.http import body_chunks, json_response
+from microtome.core.pixels import PIXELS
+from microtome.pyramid.errors import InvalidRequest, TooLarge, Unprocessable
 
 from . import crops, geojson_io, params, permissions, query, render, review, store, terms
 from .geometry import ImageFrame, parse_geojson_geometry, prepare
@@ -496,6 +496,6 @@ def setup_annotations(app: web.Application) -> None:
     app.router.add_routes(routes())
     from .web_review import routes as review_routes  # imports this module: here, not on top
     app.router.add_routes(review_routes())
-    from annotations import collab
+    from microtome.annotations import collab
 
     collab.setup(app)  # annotation properties; annotation actions to the activity store

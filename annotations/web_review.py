@@ -11,11 +11,11 @@ import asyncio
 import asyncpg
 from aiohttp import web
 
-from catalog import access
-from catalog.db import DB_POOL
-from catalog.jsonio import load_json, path_id
-from core.http import json_response
-from pyramid.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from microtome.catalog import access
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import load_json, path_id
+from microtome.core.http import json_response
+from microtome.pyramid.errors import Conflict, Forbidden, InvalidRequest, NotFound
 
 from . import export, params, permissions, review, store, table, terms
 from .query import Filters

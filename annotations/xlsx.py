@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import IO, Any
 from xml.sax.saxutils import escape
 
-from pyramid.errors import TooLarge
+from microtome.pyramid.errors import TooLarge
 
 #: Excel's limit, header row included.
 MAX_ROWS = 1_048_576

@@ -133,8 +133,8 @@ async def _seed(db: str, viewers: int, images_dir: Path, pyramid: Path
     """A public project with one ready image and `viewers` users with a session each."""
     import asyncpg
 
-    from catalog.images import register_image
-    from catalog.storage import storage_relpath
+    from microtome.catalog.images import register_image
+    from microtome.catalog.storage import storage_relpath
 
     pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
     try:
@@ -187,7 +187,7 @@ def _tiles(base: str, paths_file: Path, seconds: float, log: Path) -> dict[str, 
 def bench(viewers: int, seconds: float, dsn: str, workdir: Path, log: Callable[[str], None],
           record: Callable[[dict[str, Any]], None]) -> None:
     from bench.procs import Proc, free_port, tree_cpu_seconds
-    from converters import convert
+    from microtome.converters import convert
 
     workdir.mkdir(parents=True, exist_ok=True)
     pyramid = workdir / "sample.ome.zarr"

@@ -28,8 +28,8 @@ SAMPLE = BENCH.parent.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
 
 
 def measure(zarr: Path, threads: int, reps: int) -> dict[str, Any]:
-    from analysis import get_app, run_app, validate_params
-    from analysis.raster import PyramidRaster
+    from microtome.analysis import get_app, run_app, validate_params
+    from microtome.analysis.raster import PyramidRaster
 
     app = get_app("nucleus_detection")
     params = validate_params(app.descriptor, {"tile_size": 1024})
@@ -51,7 +51,7 @@ def measure(zarr: Path, threads: int, reps: int) -> dict[str, Any]:
 
 def bench(workdir: Path, reps: int, log: Callable[[str], None],
           record: Callable[[dict[str, Any]], None]) -> None:
-    from converters import ConvertOptions, convert
+    from microtome.converters import ConvertOptions, convert
 
     zarr = workdir / "cmu.ome.zarr"
     if not zarr.exists():

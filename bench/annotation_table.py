@@ -41,11 +41,11 @@ async def _seed(dsn: str, n: int, log: Callable[[str], None]) -> tuple[int, str,
     """Migrate; a user with an API key, authors, terms, the image and n annotations."""
     import shapely
 
-    from annotations.geometry import SHIFT
-    from catalog.db import connect
-    from catalog.migrate import migrate
-    from catalog.security import digest, new_api_key
+    from microtome.annotations.geometry import SHIFT
     from microtome.app import MIGRATION_DIRS
+    from microtome.catalog.db import connect
+    from microtome.catalog.migrate import migrate
+    from microtome.catalog.security import digest, new_api_key
 
     conn = await connect(dsn)
     try:

@@ -117,10 +117,10 @@ def _with_db(dsn: str, name: str) -> str:
 
 async def _seed(dsn: str) -> tuple[int, int, str]:
     """Migrate, then a user with an API key, a project and the 100k x 100k image."""
-    from catalog.db import connect
-    from catalog.migrate import migrate
-    from catalog.security import digest, new_api_key
     from microtome.app import MIGRATION_DIRS
+    from microtome.catalog.db import connect
+    from microtome.catalog.migrate import migrate
+    from microtome.catalog.security import digest, new_api_key
 
     conn = await connect(dsn)
     try:
@@ -243,8 +243,8 @@ async def _http_suite(base: str, key: str, iid: int, geojson: Path, n: int, requ
 # -- SQL level: ours vs PostGIS ------------------------------------------------------------
 
 async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict], None]) -> None:
-    from annotations import query, render, store
-    from catalog.db import connect
+    from microtome.annotations import query, render, store
+    from microtome.catalog.db import connect
 
     conn = await connect(dsn)
     try:

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 _CONVERT = """
 import resource, sys, time
 from pathlib import Path
-from converters import ConvertOptions, convert
+from microtome.converters import ConvertOptions, convert
 t = time.perf_counter()
 convert(Path(sys.argv[1]), Path(sys.argv[2]), ConvertOptions(overwrite=True))
 def peak_mb():  # VmHWM: ru_maxrss survives fork/exec and would show the parent
@@ -105,7 +105,7 @@ def _msi(path: Path, side: int, bins: int) -> None:
 async def _latency(root: Path, side: int, n: int) -> list[float]:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from tileserver.app import create_tiles_app
+    from microtome.tileserver.app import create_tiles_app
 
     client = TestClient(TestServer(create_tiles_app(root)))
     await client.start_server()
@@ -125,7 +125,7 @@ async def _latency(root: Path, side: int, n: int) -> list[float]:
 
 
 def imzml(side: int, work: Path, log: Any = print, bins: int = 4000) -> dict[str, Any]:
-    from converters import convert
+    from microtome.converters import convert
 
     work.mkdir(parents=True, exist_ok=True)
     src = work / f"msi-{side}.imzML"
@@ -145,7 +145,7 @@ def imzml(side: int, work: Path, log: Any = print, bins: int = 4000) -> dict[str
 
 
 def overwrite_options() -> Any:
-    from converters import ConvertOptions
+    from microtome.converters import ConvertOptions
     return ConvertOptions(overwrite=True)
 
 

@@ -48,9 +48,9 @@ def _pct(values: list[float], p: float) -> float:
 
 def measure(workdir: Path, log: Any = print) -> list[dict[str, Any]]:
     from bench.procs import Proc, free_port
-    from converters.convert import convert
-    from pyramid import histogram
-    from pyramid.reader import open_pyramid
+    from microtome.converters.convert import convert
+    from microtome.pyramid import histogram
+    from microtome.pyramid.reader import open_pyramid
 
     root = workdir / "histogram-root"
     shutil.rmtree(root, ignore_errors=True)

@@ -36,7 +36,7 @@ SMALL, LARGE = 50, 450
 async def _drive(root: Path, mode: str, n: int) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     # Cold modes run with no tile cache, so every request reads (and, for
     # `render`, decodes and encodes) again.
@@ -80,8 +80,8 @@ def _slide(root: Path) -> None:
     import imagecodecs
     import numpy as np
 
-    from pyramid.layout import ImageMeta, Level
-    from pyramid.writer import PyramidWriter
+    from microtome.pyramid.layout import ImageMeta, Level
+    from microtome.pyramid.writer import PyramidWriter
 
     yy, xx = np.mgrid[0:1024, 0:1024]
     img = np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.retrieval_set import Region, build, evaluate
-from retrieval import bovw
-from retrieval.descriptors import describe, rgb_histogram
+from microtome.retrieval import bovw
+from microtome.retrieval.descriptors import describe, rgb_histogram
 
 REPO = Path(__file__).resolve().parent.parent
 SLIDE = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
@@ -64,10 +64,10 @@ async def index_bench(n: int, queries: int = 200) -> dict[str, float]:
     import asyncpg
     import pgserver
 
-    from catalog.access import Principal
-    from catalog.migrate import migrate
     from microtome.app import MIGRATION_DIRS
-    from retrieval import index
+    from microtome.catalog.access import Principal
+    from microtome.catalog.migrate import migrate
+    from microtome.retrieval import index
 
     pgdata = Path("/tmp") / f"microtome-bench-retrieval-{time.time_ns()}"
     server = pgserver.get_server(pgdata, cleanup_mode="delete")

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from skimage.color import hed2rgb, rgb2hed
 
-from retrieval.crops import TARGET_UM
+from microtome.retrieval.crops import TARGET_UM
 from tests.retrieval.labelled_tiles import LABELS, TILE
 
 #: Level-0 pixel size of CMU-1-Small-Region.svs.

@@ -154,7 +154,7 @@ def _metric(base: str, name: str) -> float:
 
 
 def _publish(zarr: Path, url: str, env: dict[str, str]) -> float:
-    code = ("import sys; from converters.publish import publish; "
+    code = ("import sys; from microtome.converters.publish import publish; "
             "publish(__import__('pathlib').Path(sys.argv[1]), sys.argv[2], overwrite=True)")
     t0 = time.perf_counter()
     subprocess.run([PY, "-c", code, str(zarr), url], env={**os.environ, **env}, check=True,

@@ -108,7 +108,7 @@ def _measure(procs: list[subprocess.Popen[bytes]], base: str, paths: list[str],
 def _slide(width: int, height: int) -> Path:
     """The bench slide as OME-Zarr, converted once (bench/data/, not in git)."""
     from bench.slide import ensure_slide
-    from converters import ConvertOptions, convert
+    from microtome.converters import ConvertOptions, convert
 
     root = DATA / f"scaleout-{width}x{height}"
     store = root / "slide.ome.zarr"

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import asyncpg
 from aiohttp import web
 
-from catalog import security
-from catalog.db import DB_POOL
-from catalog.state import CATALOG
-from catalog.ttlcache import TTLCache
-from core.settings import Settings
-from pyramid import errors
+from microtome.catalog import security
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.state import CATALOG
+from microtome.catalog.ttlcache import TTLCache
+from microtome.core.settings import Settings
+from microtome.pyramid import errors
 
 SESSION_COOKIE = "microtome_session"
 CSRF_HEADER = "X-CSRF-Token"

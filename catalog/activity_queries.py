@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from pyramid import errors
+from microtome.pyramid import errors
 
 
 def _after(raw: str | None) -> dt.datetime:

@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-log = logging.getLogger("catalog.activity")
+log = logging.getLogger("microtome.catalog.activity")
 
 COLUMNS = ("at", "user_id", "image_id", "session_id", "kind", "x", "y", "w", "h", "detail")
 _INSERT = (f"INSERT INTO activity_events ({', '.join(COLUMNS)})"

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
-from catalog.db import DB_POOL
+from microtome.catalog.db import DB_POOL
 
-log = logging.getLogger("catalog.analysis_wakeup")
+log = logging.getLogger("microtome.catalog.analysis_wakeup")
 
 CHANNEL = "microtome_analysis_queue"
 #: Longest single wait while the listener is down (the fallback poll).

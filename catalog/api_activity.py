@@ -21,20 +21,20 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from catalog.access import (
+from microtome.catalog.access import (
     Principal,
     image_access,
     require_image_role,
     require_project_role,
     require_user,
 )
-from catalog.activity_store import ACTIVITY
-from catalog.db import DB_POOL
-from catalog.jsonio import int_param, path_id
-from catalog.live import Follower, LiveHub, TokenBucket, parse_view
-from catalog.state import CATALOG
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.activity_store import ACTIVITY
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import int_param, path_id
+from microtome.catalog.live import Follower, LiveHub, TokenBucket, parse_view
+from microtome.catalog.state import CATALOG
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 LIVE: web.AppKey[LiveHub] = web.AppKey("live_hub", LiveHub)
 #: Messages a second a viewer may send (positions during a pan), and its burst.
@@ -55,7 +55,7 @@ def _websocket(request: web.Request) -> web.WebSocketResponse:
 
 def _check_origin(request: web.Request) -> None:
     """Browsers send cookies on cross-site WebSocket handshakes: refuse other origins."""
-    from catalog.web import _same_origin
+    from microtome.catalog.web import _same_origin
 
     origin = request.headers.get("Origin")
     if origin is not None and not _same_origin(origin, request.host):
@@ -201,7 +201,7 @@ async def live_users(request: web.Request) -> web.Response:
 async def image_activity(request: web.Request) -> web.Response:
     image_id = path_id(request, "image_id")
     await require_image_role(request, image_id, "manager")
-    from catalog import activity_queries as q
+    from microtome.catalog import activity_queries as q
 
     session = int_param(request, "session_id", 0, 0, 2**63 - 1) or None
     user = int_param(request, "user_id", 0, 0, 2**63 - 1) or None
@@ -214,7 +214,7 @@ async def image_activity(request: web.Request) -> web.Response:
 async def image_sessions(request: web.Request) -> web.Response:
     image_id = path_id(request, "image_id")
     await require_image_role(request, image_id, "manager")
-    from catalog import activity_queries as q
+    from microtome.catalog import activity_queries as q
 
     days = int_param(request, "days", 30, 1, 3650)
     return json_response({"items": await q.sessions(request.app[DB_POOL], image_id, days)})
@@ -223,7 +223,7 @@ async def image_sessions(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     project_id = path_id(request, "project_id")
     await require_project_role(request, project_id, "manager")
-    from catalog import activity_queries as q
+    from microtome.catalog import activity_queries as q
 
     days = int_param(request, "days", 30, 1, 3650)
     return json_response(await q.dashboard(request.app[DB_POOL], project_id, days))

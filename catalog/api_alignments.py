@@ -14,13 +14,13 @@ import asyncpg
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from catalog.access import require_image_role
-from catalog.alignment import Transform
-from catalog.db import DB_POOL
-from catalog.jsonio import load_json, path_id
-from catalog.openapi_alignments import SCHEMAS
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.access import require_image_role
+from microtome.catalog.alignment import Transform
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import load_json, path_id
+from microtome.catalog.openapi_alignments import SCHEMAS
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 _BODY = Draft202012Validator(SCHEMAS["AlignmentUpdate"])
 

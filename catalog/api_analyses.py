@@ -14,21 +14,27 @@ import orjson
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from analysis import AnalysisError, InvalidParams, available_apps, get_app, validate_params
-from catalog.access import (
+from microtome.analysis import (
+    AnalysisError,
+    InvalidParams,
+    available_apps,
+    get_app,
+    validate_params,
+)
+from microtome.catalog.access import (
     get_principal,
     image_role,
     require_image_role,
     require_user,
     role_at_least,
 )
-from catalog.analysis_wakeup import WAKEUP, QueueWakeup, wakeup_ctx
-from catalog.api_analysis_projects import app_disabled_for_image, jsonb_value
-from catalog.db import DB_POOL
-from catalog.jsonio import MAX_BODY, page, page_params, path_id
-from catalog.openapi_analyses import SCHEMAS
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.analysis_wakeup import WAKEUP, QueueWakeup, wakeup_ctx
+from microtome.catalog.api_analysis_projects import app_disabled_for_image, jsonb_value
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import MAX_BODY, page, page_params, path_id
+from microtome.catalog.openapi_analyses import SCHEMAS
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 #: Installed apps, discovered once at start-up (entry points read files: not on the loop).
 APPS = web.AppKey("analysis_apps", dict)
@@ -256,7 +262,7 @@ async def delete_analysis(request: web.Request) -> web.Response:
 
 def setup_analyses(app: web.Application) -> None:
     """Discover the installed apps (once) and add the analysis and worker routes."""
-    from catalog import api_analysis_projects, api_analysis_worker
+    from microtome.catalog import api_analysis_projects, api_analysis_worker
 
     app[APPS] = available_apps()
     app[WAKEUP] = QueueWakeup()

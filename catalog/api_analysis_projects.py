@@ -14,11 +14,11 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from catalog.access import require_project_role
-from catalog.db import DB_POOL
-from catalog.jsonio import MAX_BODY, page, page_params, path_id
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.access import require_project_role
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import MAX_BODY, page, page_params, path_id
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 _LIST = """SELECT a.id, a.image_id, a.user_id, a.app, a.version, a.params, a.region,
                   a.status, a.progress, a.error, a.attempts, a.result_count,
@@ -64,7 +64,7 @@ async def project_analyses(request: web.Request) -> web.Response:
 
 
 async def project_apps(request: web.Request) -> web.Response:
-    from catalog.api_analyses import APPS
+    from microtome.catalog.api_analyses import APPS
 
     project_id = path_id(request, "project_id")
     await require_project_role(request, project_id, "viewer")
@@ -75,7 +75,7 @@ async def project_apps(request: web.Request) -> web.Response:
 
 
 async def set_project_app(request: web.Request) -> web.Response:
-    from catalog.api_analyses import APPS
+    from microtome.catalog.api_analyses import APPS
 
     project_id = path_id(request, "project_id")
     await require_project_role(request, project_id, "manager")

@@ -19,14 +19,14 @@ import orjson
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from catalog.access import require_admin
-from catalog.analysis_wakeup import WAKEUP
-from catalog.api_analyses import COLUMNS, analysis_json, drop_results, producer
-from catalog.db import DB_POOL
-from catalog.jsonio import MAX_BODY, path_id
-from catalog.openapi_analyses import SCHEMAS
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.access import require_admin
+from microtome.catalog.analysis_wakeup import WAKEUP
+from microtome.catalog.api_analyses import COLUMNS, analysis_json, drop_results, producer
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import MAX_BODY, path_id
+from microtome.catalog.openapi_analyses import SCHEMAS
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 #: Seconds without a heart-beat after which a running analysis is re-queued.
 STALE_AFTER_S = 60

@@ -17,15 +17,15 @@ from typing import Any, BinaryIO
 import asyncpg
 from aiohttp import web
 
-from catalog import attachments as att
-from catalog.access import image_role, require_image_role
-from catalog.db import DB_POOL
-from catalog.jsonio import path_id
-from catalog.state import CATALOG
-from catalog.storage import ATTACHMENTS, attachment_path, image_dir
-from catalog.tus import available_bytes
-from core.http import body_chunks, json_response
-from pyramid import errors
+from microtome.catalog import attachments as att
+from microtome.catalog.access import image_role, require_image_role
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import path_id
+from microtome.catalog.state import CATALOG
+from microtome.catalog.storage import ATTACHMENTS, attachment_path, image_dir
+from microtome.catalog.tus import available_bytes
+from microtome.core.http import body_chunks, json_response
+from microtome.pyramid import errors
 
 _COLUMNS = ("a.id, a.image_id, a.filename, a.content_type, a.size, a.sha256, a.created_at,"
             " u.username AS uploaded_by")

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import security, upload_files
-from catalog.access import (
+from microtome.catalog import security, upload_files
+from microtome.catalog.access import (
     SESSION_COOKIE,
     forget_all,
     forget_credential,
@@ -27,13 +27,13 @@ from catalog.access import (
     session_cookie,
     session_expiry,
 )
-from catalog.db import DB_POOL
-from catalog.images import log_activity
-from catalog.jsonio import CREDENTIALS_BODY, page, page_params, path_id, read_json
-from catalog.ratelimit import LOGIN_THROTTLE, client_address
-from catalog.state import CATALOG
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.images import log_activity
+from microtome.catalog.jsonio import CREDENTIALS_BODY, page, page_params, path_id, read_json
+from microtome.catalog.ratelimit import LOGIN_THROTTLE, client_address
+from microtome.catalog.state import CATALOG
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 USER_COLUMNS = "id, username, is_admin, created_at, disabled_at, last_login_at"
 KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at"

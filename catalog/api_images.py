@@ -9,19 +9,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-from catalog import images, jobs, security, trash
-from catalog.access import (
+from microtome.catalog import images, jobs, security, trash
+from microtome.catalog.access import (
     get_principal,
     image_role,
     require_image_access,
     require_image_home,
 )
-from catalog.db import DB_POOL
-from catalog.jsonio import page, page_params, path_id, read_json
-from catalog.properties import grid_query
-from catalog.state import CATALOG
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import page, page_params, path_id, read_json
+from microtome.catalog.properties import grid_query
+from microtome.catalog.state import CATALOG
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 
 async def list_all(request: web.Request) -> web.Response:
@@ -143,7 +143,7 @@ async def image_jobs(request: web.Request) -> web.Response:
     await require_image_access(request, image_id)
     limit, offset = page_params(request)
     pool = request.app[DB_POOL]
-    from catalog.jobs import JOB_COLUMNS, job_json
+    from microtome.catalog.jobs import JOB_COLUMNS, job_json
 
     rows = await pool.fetch(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE image_id = $1 ORDER BY id DESC"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from catalog.access import image_role, require_user
-from catalog.db import DB_POOL
-from catalog.jobs import JOB_COLUMNS, job_json
-from catalog.jsonio import page, page_params, path_id
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.access import image_role, require_user
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jobs import JOB_COLUMNS, job_json
+from microtome.catalog.jsonio import page, page_params, path_id
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 
 async def list_jobs(request: web.Request) -> web.Response:

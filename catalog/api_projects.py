@@ -7,8 +7,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import images, trash, upload_files
-from catalog.access import (
+from microtome.catalog import images, trash, upload_files
+from microtome.catalog.access import (
     Principal,
     ShareScope,
     get_principal,
@@ -17,13 +17,13 @@ from catalog.access import (
     require_project_role,
     require_user,
 )
-from catalog.db import DB_POOL
-from catalog.jsonio import page, page_params, path_id, read_json
-from catalog.properties import grid_query
-from catalog.ratelimit import MEMBER_LOOKUPS, too_many
-from catalog.state import CATALOG
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import page, page_params, path_id, read_json
+from microtome.catalog.properties import grid_query
+from microtome.catalog.ratelimit import MEMBER_LOOKUPS, too_many
+from microtome.catalog.state import CATALOG
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 PROJECT_SELECT = """SELECT p.id, p.name, p.description, p.public, p.created_at, p.updated_at,
     (SELECT count(*) FROM project_images pi WHERE pi.project_id = p.id) AS image_count

@@ -10,16 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
-from catalog import csv_props, describe, properties
-from catalog.access import (
+from microtome.catalog import csv_props, describe, properties
+from microtome.catalog.access import (
     image_access,
     require_image_role,
     require_project_role,
 )
-from catalog.db import DB_POOL
-from catalog.jsonio import load_json, path_id, read_body
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import load_json, path_id, read_body
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 
 def _props_json(rows: list[dict[str, Any]]) -> dict[str, Any]:

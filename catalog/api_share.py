@@ -8,19 +8,19 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from catalog import images, security
-from catalog.access import (
+from microtome.catalog import images, security
+from microtome.catalog.access import (
     forget_all,
     get_principal,
     require_image_role,
     require_project_role,
     require_user,
 )
-from catalog.db import DB_POOL
-from catalog.jsonio import int_param, page, page_params, path_id, read_json
-from catalog.state import CATALOG
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import int_param, page, page_params, path_id, read_json
+from microtome.catalog.state import CATALOG
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 SHARE_COLUMNS = "id, image_id, project_id, created_by, created_at, expires_at, revoked_at"
 LINK_SELECT = """SELECT s.id, s.image_id, s.project_id, s.created_by, s.created_at, s.expires_at,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from catalog.state import CATALOG
-from core.http import json_response
+from microtome.catalog.state import CATALOG
+from microtome.core.http import json_response
 
 
 async def tile_urls(request: web.Request) -> web.Response:

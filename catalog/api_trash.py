@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from catalog import trash
-from catalog.access import require_image_access, require_project_role, require_user
-from catalog.db import DB_POOL
-from catalog.jsonio import int_param, page, page_params, path_id, read_no_body
-from catalog.state import CATALOG
-from core.http import json_response
-from pyramid import errors
+from microtome.catalog import trash
+from microtome.catalog.access import require_image_access, require_project_role, require_user
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.jsonio import int_param, page, page_params, path_id, read_no_body
+from microtome.catalog.state import CATALOG
+from microtome.core.http import json_response
+from microtome.pyramid import errors
 
 KINDS = ("project", "image", "annotations")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from catalog import api_activity, api_attachments, api_properties
-from catalog.activity_store import activity_context
-from catalog.db import DB_POOL
-from catalog.live import LiveHub
-from core.settings import Settings
+from microtome.catalog import api_activity, api_attachments, api_properties
+from microtome.catalog.activity_store import activity_context
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.live import LiveHub
+from microtome.core.settings import Settings
 
 
 def setup(app: web.Application, settings: Settings) -> None:

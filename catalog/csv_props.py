@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog import properties
-from pyramid import errors
+from microtome.catalog import properties
+from microtome.pyramid import errors
 
 MAX_BYTES = 5 * 1024**2
 MAX_ROWS = 10_000

@@ -18,7 +18,9 @@ import asyncio
 import logging
 from typing import Any
 
-log = logging.getLogger("catalog.dask_jobs")
+from microtome.pyramid.optional import require
+
+log = logging.getLogger("microtome.catalog.dask_jobs")
 
 #: Seconds to wait for the scheduler when checking it at start-up.
 CONNECT_TIMEOUT_S = 10.0
@@ -35,7 +37,7 @@ def with_scheduler(options: dict[str, Any] | None, scheduler: str | None) -> dic
 
 
 def _workers_sync(address: str, timeout: float) -> int:
-    from distributed import Client
+    Client = require("distributed", "cluster").Client
 
     with Client(address, timeout=f"{timeout}s") as client:
         return len(client.scheduler_info().get("workers", {}))

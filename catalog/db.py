@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-log = logging.getLogger("catalog.db")
+log = logging.getLogger("microtome.catalog.db")
 
 DB_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("catalog_db_pool", asyncpg.Pool)
 

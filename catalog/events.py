@@ -21,9 +21,9 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from catalog.db import connect
+from microtome.catalog.db import connect
 
-log = logging.getLogger("catalog.events")
+log = logging.getLogger("microtome.catalog.events")
 
 CHANNEL = "microtome_access"
 #: Event kinds: "image" (value: id) - the image changed or went; "access" - some

@@ -9,10 +9,10 @@ from typing import Any
 
 import asyncpg
 
-from catalog.access import Principal
-from catalog.properties import GridQuery
-from catalog.storage import delete_remote, image_dir, storage_relpath
-from pyramid import errors
+from microtome.catalog.access import Principal
+from microtome.catalog.properties import GridQuery
+from microtome.catalog.storage import delete_remote, image_dir, storage_relpath
+from microtome.pyramid import errors
 
 IMAGE_COLUMNS = """i.id, i.name, i.source_filename, i.format, i.width, i.height, i.levels,
     i.pixel_size_um, i.channels, i.checksum, i.status, i.version, i.created_at, i.updated_at,

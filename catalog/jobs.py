@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from pyramid import errors
+from microtome.pyramid import errors
 
 CHANNEL = "microtome_jobs"
 JOB_COLUMNS = """id, kind, status, image_id, project_id, progress, error, attempts,

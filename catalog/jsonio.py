@@ -13,9 +13,9 @@ import orjson
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
-from catalog.openapi import SPEC
-from core.http import body_chunks
-from pyramid import errors
+from microtome.catalog.openapi import SPEC
+from microtome.core.http import body_chunks
+from microtome.pyramid import errors
 
 #: JSON bodies of the catalog API are small; anything bigger is not ours.
 MAX_BODY = 64 * 1024

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyramid import errors
+from microtome.pyramid import errors
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-log = logging.getLogger("catalog.migrate")
+log = logging.getLogger("microtome.catalog.migrate")
 
 _NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_\-]+\.sql$")
 #: Arbitrary but fixed key for pg_advisory_lock ("microtom" in ASCII).

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ERRORS as _ERRORS
-from catalog.openapi_parts import ID as _ID
-from catalog.openapi_parts import TS as _TS
-from catalog.openapi_parts import err as _err
-from catalog.openapi_parts import json_content as _json
-from catalog.openapi_parts import obj as _obj
-from catalog.openapi_parts import operation, ref
-from catalog.openapi_parts import path_param as _path_id
-from catalog.openapi_parts import query_param as _q
-from catalog.openapi_trash import PATHS as TRASH_PATHS
-from catalog.openapi_trash import SCHEMAS as TRASH_SCHEMAS
+from microtome.catalog.openapi_parts import ERRORS as _ERRORS
+from microtome.catalog.openapi_parts import ID as _ID
+from microtome.catalog.openapi_parts import TS as _TS
+from microtome.catalog.openapi_parts import err as _err
+from microtome.catalog.openapi_parts import json_content as _json
+from microtome.catalog.openapi_parts import obj as _obj
+from microtome.catalog.openapi_parts import operation, ref
+from microtome.catalog.openapi_parts import path_param as _path_id
+from microtome.catalog.openapi_parts import query_param as _q
+from microtome.catalog.openapi_trash import PATHS as TRASH_PATHS
+from microtome.catalog.openapi_trash import SCHEMAS as TRASH_SCHEMAS
 
 
 def _str(max_len: int, min_len: int = 1, **kw: Any) -> dict[str, Any]:

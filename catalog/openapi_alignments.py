@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ID, TS, obj, operation, path_param
+from microtome.catalog.openapi_parts import ID, TS, obj, operation, path_param
 
 _NUM = {"type": "number"}
 _FIELDS: dict[str, Any] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ID, TS, obj, operation, path_param, ref
+from microtome.catalog.openapi_parts import ID, TS, obj, operation, path_param, ref
 
 _REGION = obj({"x": {"type": "integer", "minimum": 0}, "y": {"type": "integer", "minimum": 0},
                "w": {"type": "integer", "minimum": 1}, "h": {"type": "integer", "minimum": 1}},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import (
+from microtome.catalog.openapi_parts import (
     ERRORS,
     ID,
     TS,

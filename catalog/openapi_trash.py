@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ID, TS, obj, operation, path_param, query_param, ref
+from microtome.catalog.openapi_parts import ID, TS, obj, operation, path_param, query_param, ref
 
 _COUNT = {"type": "integer", "minimum": 0}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from pyramid import errors
+from microtome.pyramid import errors
 
 MAX_KEY = 64
 MAX_VALUE = 2000

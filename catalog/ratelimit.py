@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiohttp import web
 
-from pyramid import errors
+from microtome.pyramid import errors
 
 #: Failed logins allowed per user name (whatever the client) per window.
 USER_LIMIT = 5

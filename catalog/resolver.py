@@ -29,8 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
-from catalog import security
-from catalog.access import (
+from microtome.catalog import security
+from microtome.catalog.access import (
     SESSION_COOKIE,
     Principal,
     bearer_token,
@@ -40,11 +40,11 @@ from catalog.access import (
     share_token_of,
     user_principal,
 )
-from catalog.db import DB_POOL, unavailable
-from catalog.state import CATALOG
-from catalog.storage import pyramid_path
-from core.imageref import ImageRef
-from pyramid import errors
+from microtome.catalog.db import DB_POOL, unavailable
+from microtome.catalog.state import CATALOG
+from microtome.catalog.storage import pyramid_path
+from microtome.core.imageref import ImageRef
+from microtome.pyramid import errors
 
 
 def split_id(image_id: str) -> tuple[int, str | None]:

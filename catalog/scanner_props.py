@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from catalog import properties
+from microtome.catalog import properties
 
 #: Property key → field of the normalised source metadata.
 FIELDS = {"scanner": "scanner", "acquired": "acquired", "vendor": "vendor",

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from catalog.ttlcache import TTLCache
-from core.settings import Settings
+from microtome.catalog.ttlcache import TTLCache
+from microtome.core.settings import Settings
 
 #: How long an image's (path, version) and a user's access to it are trusted
 #: without asking the database again.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyramid.stores import join, open_store
+from microtome.pyramid.stores import join, open_store
 
 STORE_NAME = "image.ome.zarr"
 

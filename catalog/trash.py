@@ -21,12 +21,12 @@ from typing import Any
 import asyncpg
 from asyncpg import Connection
 
-from catalog import jobs, trash_rows
-from catalog.access import Principal
-from catalog.images import remove_image_dir
-from pyramid import errors
+from microtome.catalog import jobs, trash_rows
+from microtome.catalog.access import Principal
+from microtome.catalog.images import remove_image_dir
+from microtome.pyramid import errors
 
-log = logging.getLogger("catalog.trash")
+log = logging.getLogger("microtome.catalog.trash")
 
 ITEM_COLUMNS = """t.id, t.kind, t.name, t.project_id, t.image_id, t.root_ids, t.summary,
     t.deleted_at, t.purge_after, t.deleted_by, u.username AS deleted_by_name"""

@@ -35,15 +35,15 @@ from typing import Any, BinaryIO
 import asyncpg
 from aiohttp import web
 
-from catalog import images, jobs, security, upload_files
-from catalog.access import Principal, require_project_role, require_user
-from catalog.db import DB_POOL
-from catalog.state import CATALOG
-from catalog.upload_lock import UPLOAD_LOCKS, commit_offset, holding
-from core.http import body_chunks, error_response, json_response
-from pyramid import errors
+from microtome.catalog import images, jobs, security, upload_files
+from microtome.catalog.access import Principal, require_project_role, require_user
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.state import CATALOG
+from microtome.catalog.upload_lock import UPLOAD_LOCKS, commit_offset, holding
+from microtome.core.http import body_chunks, error_response, json_response
+from microtome.pyramid import errors
 
-log = logging.getLogger("catalog.tus")
+log = logging.getLogger("microtome.catalog.tus")
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,checksum,expiration"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from catalog import (
+from microtome.catalog import (
     api_auth,
     api_images,
     api_jobs,
@@ -26,13 +26,13 @@ from catalog import (
     trash,
     tus,
 )
-from catalog.access import ACCESS, require_admin, setup_access
-from catalog.db import DB_POOL, DOWN_ERRORS, create_pool, start_embedded, unavailable
-from catalog.events import EVENTS, AccessEvents, listening
-from catalog.jobs import recover_stale
-from catalog.migrate import migrate
-from catalog.openapi import SPEC
-from catalog.ratelimit import (
+from microtome.catalog.access import ACCESS, require_admin, setup_access
+from microtome.catalog.db import DB_POOL, DOWN_ERRORS, create_pool, start_embedded, unavailable
+from microtome.catalog.events import EVENTS, AccessEvents, listening
+from microtome.catalog.jobs import recover_stale
+from microtome.catalog.migrate import migrate
+from microtome.catalog.openapi import SPEC
+from microtome.catalog.ratelimit import (
     LOGIN_THROTTLE,
     MEMBER_LOOKUP_LIMIT,
     MEMBER_LOOKUPS,
@@ -40,17 +40,17 @@ from catalog.ratelimit import (
     FailureCounter,
     LoginThrottle,
 )
-from catalog.ratelimit import cleanup as throttle_cleanup
-from catalog.state import CATALOG, CatalogState
-from catalog.storage import image_dir, remote_image_location
-from catalog.upload_files import sweep_orphans
-from catalog.upload_lock import POOL_SIZE, UPLOAD_LOCKS
-from core.http import BODY_TIMEOUT, Handler, json_response
-from core.pixels import PIXELS
-from core.settings import Settings
-from pyramid import errors
+from microtome.catalog.ratelimit import cleanup as throttle_cleanup
+from microtome.catalog.state import CATALOG, CatalogState
+from microtome.catalog.storage import image_dir, remote_image_location
+from microtome.catalog.upload_files import sweep_orphans
+from microtome.catalog.upload_lock import POOL_SIZE, UPLOAD_LOCKS
+from microtome.core.http import BODY_TIMEOUT, Handler, json_response
+from microtome.core.pixels import PIXELS
+from microtome.core.settings import Settings
+from microtome.pyramid import errors
 
-log = logging.getLogger("catalog.web")
+log = logging.getLogger("microtome.catalog.web")
 WORKERS: web.AppKey[object] = web.AppKey("catalog_workers", object)
 
 
@@ -204,7 +204,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
             pool_of_workers = None
             if settings.job_workers > 0:
                 await dask_jobs.report(settings.dask_scheduler)
-                from catalog.worker import WorkerPool
+                from microtome.catalog.worker import WorkerPool
 
                 pool_of_workers = WorkerPool(dsn, settings, settings.job_workers, db=pool)
                 await pool_of_workers.start()

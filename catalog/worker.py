@@ -30,17 +30,17 @@ from typing import Any
 
 import asyncpg
 
-from catalog import jobs, scanner_props, trash
-from catalog.dask_jobs import with_scheduler
-from catalog.db import connect
-from catalog.images import mark_ready
-from catalog.storage import STORE_NAME, remote_pyramid
-from converters.publish import publish
-from core.settings import Settings
-from pyramid import errors
-from pyramid.stores import configure as configure_stores
+from microtome.catalog import jobs, scanner_props, trash
+from microtome.catalog.dask_jobs import with_scheduler
+from microtome.catalog.db import connect
+from microtome.catalog.images import mark_ready
+from microtome.catalog.storage import STORE_NAME, remote_pyramid
+from microtome.converters.publish import publish
+from microtome.core.settings import Settings
+from microtome.pyramid import errors
+from microtome.pyramid.stores import configure as configure_stores
 
-log = logging.getLogger("catalog.worker")
+log = logging.getLogger("microtome.catalog.worker")
 #: Seconds between queue polls when no NOTIFY arrives (missed notifications).
 POLL_S = 5.0
 #: Seconds between heartbeats / progress writes of a running job.
@@ -83,7 +83,7 @@ def run_conversion(src: Path, out_dir: Path, options: dict[str, Any] | None,
     if reserve and shutil.disk_usage(out_dir).free < reserve:
         raise errors.DiskFull("free disk space is below the configured reserve")
     # Imported here: the web process never loads the converter stack.
-    from converters import ConvertOptions, convert
+    from microtome.converters import ConvertOptions, convert
 
     try:
         opts = ConvertOptions(**options) if options else None

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 #: Largest side we accept.  Real slides are < 300k px; a header claiming more
 #: than a million pixels on a side is damaged or hostile (decompression bomb).

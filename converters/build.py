@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
-from pyramid.layout import ImageMeta
+from microtome.pyramid.errors import SourceError
+from microtome.pyramid.layout import ImageMeta
 
 from .base import SourceReader
 from .sinks import crc, encode_chunk

@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pyramid.errors import Conflict, InvalidRequest, MicrotomeError
-from pyramid.stores import check_location, is_remote
+from microtome.pyramid.errors import Conflict, InvalidRequest, MicrotomeError
+from microtome.pyramid.stores import check_location, is_remote
 
 from .convert import ConvertOptions, ConvertResult, Progress, _stem, convert
 from .inputs import Source, gather_sources
@@ -203,8 +203,8 @@ def _run_remote(args: argparse.Namespace, err: Any) -> int:
     (root document last: readers never see a half-written image)."""
     import tempfile
 
-    from core.settings import storage_deadline_from_env
-    from pyramid.stores import StoreUnusable, configure, open_store
+    from microtome.core.settings import storage_deadline_from_env
+    from microtome.pyramid.stores import StoreUnusable, configure, open_store
 
     from .publish import image_exists, publish
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import Conflict, MicrotomeError, SourceError
+from microtome.pyramid.errors import Conflict, MicrotomeError, SourceError
 
 #: Codecs a stock Zarr v3 implementation must understand.
 SPEC_CODECS = {"bytes", "zstd", "blosc", "gzip", "sharding_indexed", "transpose", "crc32c"}
@@ -89,7 +89,7 @@ def _convert_portable(src: Path, partial: Path) -> int:
 def _transcode(src: Path, partial: Path, codec: str) -> int:
     import zarr
 
-    from pyramid.reader import open_pyramid
+    from microtome.pyramid.reader import open_pyramid
 
     pyr = open_pyramid(src)  # validates: an NGFF image, not any zarr
     group = zarr.open_group(str(src), mode="r")

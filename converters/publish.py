@@ -14,8 +14,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pyramid.errors import Conflict
-from pyramid.stores import Store, open_store
+from microtome.pyramid.errors import Conflict
+from microtome.pyramid.stores import Store, open_store
 
 #: Root documents, uploaded last (the group's existence means "complete").
 ROOT_DOCS = ("zarr.json", ".zattrs")

@@ -19,9 +19,9 @@ from typing import Any
 import imagecodecs
 import numpy as np
 
-from pyramid.layout import ImageMeta, Level
-from pyramid.metadata import group_attributes
-from pyramid.writer import PyramidWriter
+from microtome.pyramid.layout import ImageMeta, Level
+from microtome.pyramid.metadata import group_attributes
+from microtome.pyramid.writer import PyramidWriter
 
 ZSTD_LEVEL = 3
 #: Chroma is where H&E and IHC stains differ: 4:2:0 subsampling cost 10 dB on

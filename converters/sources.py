@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyramid.errors import SourceError, UnsupportedFormat
+from microtome.pyramid.errors import SourceError, UnsupportedFormat
 
 from .base import SourceReader, check_dimensions, short_message
 

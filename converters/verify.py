@@ -12,8 +12,8 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from pyramid.errors import StorageError
-from pyramid.layout import ImageMeta
+from microtome.pyramid.errors import StorageError
+from microtome.pyramid.layout import ImageMeta
 
 from .sinks import V2Sink, crc, decode_chunk
 
@@ -62,7 +62,7 @@ def _read_chunk(root: Path, meta: ImageMeta, key: tuple[int, ...]) -> bytes | No
             return path.read_bytes()
         except OSError:
             return None
-    from pyramid.reader import Pyramid
+    from microtome.pyramid.reader import Pyramid
 
     pyr = Pyramid(root, meta, True)
     return pyr.chunk_bytes(level, cy, cx, t, c, z)

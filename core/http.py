@@ -18,9 +18,9 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
-from pyramid import errors
+from microtome.pyramid import errors
 
-log = logging.getLogger("core.http")
+log = logging.getLogger("microtome.core.http")
 
 # Request-size limits, kept together.  aiohttp's parser refuses request lines
 # and header fields over 8190 bytes with its own plain-text 400 before any

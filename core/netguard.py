@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from core.http import Handler
+from microtome.core.http import Handler
 
 log = logging.getLogger("microtome.netguard")
 #: Seconds between sweeps.

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from pyramid.reader import Pyramid
+from microtome.pyramid.reader import Pyramid
 
 T = TypeVar("T")
 

@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from core.settings import Settings, from_env
 from microtome.app import MIGRATION_DIRS
-from pyramid import errors
+from microtome.core.settings import Settings, from_env
+from microtome.pyramid import errors
 
 if TYPE_CHECKING:
-    from converters.inputs import Source
+    from microtome.converters.inputs import Source
 
 
 async def open_db(settings: Settings) -> asyncpg.Pool:
     """The catalog pool (embedded server unless DATABASE_URL), migrated."""
-    from catalog.db import create_pool, start_embedded
-    from catalog.migrate import migrate
+    from microtome.catalog.db import create_pool, start_embedded
+    from microtome.catalog.migrate import migrate
 
     dsn = settings.database_url or await start_embedded(settings.var_dir)
     pool = await create_pool(dsn, min_size=1, max_size=4)
@@ -51,8 +51,8 @@ def _read_password(args: argparse.Namespace) -> str | None:
 
 
 async def _user_add(settings: Settings, name: str, password: str, admin: bool) -> int:
-    from catalog.api_auth import create_user
-    from catalog.jsonio import check
+    from microtome.catalog.api_auth import create_user
+    from microtome.catalog.jsonio import check
 
     try:
         check("UserCreate", {"username": name, "password": password, "is_admin": admin})
@@ -83,7 +83,7 @@ def run_user_add(args: argparse.Namespace) -> int:
 def _sources(folder: Path) -> list[Source]:
     """What to convert under `folder`: every file, walked like `microtome convert` does
     (a DICOM series given as several files is one source)."""
-    from converters.inputs import gather_sources
+    from microtome.converters.inputs import gather_sources
 
     return gather_sources([folder])[0]
 
@@ -119,7 +119,7 @@ async def enqueue_folder(pool: asyncpg.Pool, folder: Path, project: str, public:
     `owner` (a user name) becomes a manager of the project and the images'
     uploader; without one, the project has no member until an admin adds one.
     """
-    from catalog import images, jobs
+    from microtome.catalog import images, jobs
 
     queued: list[tuple[str, int | None, str]] = []
     async with pool.acquire() as conn, conn.transaction():
@@ -184,7 +184,7 @@ async def _watch(pool: asyncpg.Pool, entries: list[tuple[str, int | None, str]],
 
 async def _import(settings: Settings, folder: Path, project: str, workers: int,
                   quiet: bool, public: bool = False, owner: str | None = None) -> int:
-    from catalog.worker import WorkerPool
+    from microtome.catalog.worker import WorkerPool
 
     pool = await open_db(settings)
     workers_pool = None

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from analysis import (
+from microtome.analysis import (
     AnalysisError,
     InvalidParams,
     Region,
@@ -27,9 +27,9 @@ from analysis import (
     validate_params,
     write_geojson,
 )
-from analysis.raster import PyramidRaster
-from analysis.registry import broken_apps
-from pyramid.errors import MicrotomeError
+from microtome.analysis.raster import PyramidRaster
+from microtome.analysis.registry import broken_apps
+from microtome.pyramid.errors import MicrotomeError
 
 
 def register(subparsers: Any) -> None:
@@ -89,7 +89,7 @@ def _open_raster(src: Path, quiet: bool) -> Iterator[PyramidRaster]:
     if src.is_dir() and ((src / "zarr.json").exists() or (src / ".zattrs").exists()):
         yield PyramidRaster(src)
         return
-    from converters import ConvertOptions, convert
+    from microtome.converters import ConvertOptions, convert
 
     with tempfile.TemporaryDirectory(prefix="microtome-analyse-") as tmp:
         if not quiet:
@@ -158,7 +158,7 @@ def _submit(args: argparse.Namespace) -> int:
     """Queue the analysis on a server (its workers run it); exit 1 if it fails."""
     from microtome_client import APIError, Client, ConnectionFailed
 
-    from analysis import AppDescriptor
+    from microtome.analysis import AppDescriptor
 
     if not args.api_key:
         print("error: --server needs --api-key", file=sys.stderr)

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from core.http import error_middleware, forwarded_middleware
-from core.netguard import install as install_guard
-from core.settings import Settings
+from microtome.core.http import error_middleware, forwarded_middleware
+from microtome.core.netguard import install as install_guard
+from microtome.core.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -32,15 +32,15 @@ MIGRATION_DIRS: tuple[Path, ...] = (_ROOT / "catalog" / "migrations",
 @cache  # built once: the document is a constant of the installed code
 def openapi_document() -> dict[str, Any]:
     """The published /api document: the catalog's with the annotation API merged in."""
-    from annotations.openapi import PATHS, SCHEMAS
-    from annotations.openapi_review import PATHS as V_PATHS
-    from annotations.openapi_review import SCHEMAS as V_SCHEMAS
-    from catalog import openapi_alignments as alignments
-    from catalog import openapi_analyses as analyses
-    from catalog import openapi_collab as collab
-    from catalog.openapi import build_spec
-    from retrieval.openapi import PATHS as R_PATHS
-    from retrieval.openapi import SCHEMAS as R_SCHEMAS
+    from microtome.annotations.openapi import PATHS, SCHEMAS
+    from microtome.annotations.openapi_review import PATHS as V_PATHS
+    from microtome.annotations.openapi_review import SCHEMAS as V_SCHEMAS
+    from microtome.catalog import openapi_alignments as alignments
+    from microtome.catalog import openapi_analyses as analyses
+    from microtome.catalog import openapi_collab as collab
+    from microtome.catalog.openapi import build_spec
+    from microtome.retrieval.openapi import PATHS as R_PATHS
+    from microtome.retrieval.openapi import SCHEMAS as R_SCHEMAS
 
     return build_spec(extra_paths={**PATHS, **V_PATHS, **analyses.PATHS, **R_PATHS,
                                    **alignments.PATHS, **collab.PATHS},
@@ -51,15 +51,15 @@ def openapi_document() -> dict[str, Any]:
 def create_app(settings: Settings) -> web.Application:
     """The whole application.  Every resource lives in a cleanup context."""
     # Imported here so that `microtome convert` does not pay for the web stack.
-    from annotations import analysis_export
-    from annotations.web import setup_annotations
-    from catalog import api_alignments
-    from catalog.api_analyses import setup_analyses
-    from catalog.resolver import CatalogResolver
-    from catalog.web import setup_catalog
+    from microtome.annotations import analysis_export
+    from microtome.annotations.web import setup_annotations
+    from microtome.catalog import api_alignments
+    from microtome.catalog.api_analyses import setup_analyses
+    from microtome.catalog.resolver import CatalogResolver
+    from microtome.catalog.web import setup_catalog
     from microtome.frontend import setup_frontend
-    from retrieval.web import setup_retrieval
-    from tileserver.app import setup_tiles
+    from microtome.retrieval.web import setup_retrieval
+    from microtome.tileserver.app import setup_tiles
 
     app = web.Application(
         middlewares=[forwarded_middleware(settings.trusted_proxies), error_middleware],
@@ -87,7 +87,7 @@ def _local_metrics(port: int) -> Callable[[web.Application], AsyncIterator[None]
     """/metrics without login on 127.0.0.1:`port` (the public one is admin-only)."""
 
     async def listener(app: web.Application) -> AsyncIterator[None]:
-        from tileserver.routes_extra import metrics_response
+        from microtome.tileserver.routes_extra import metrics_response
 
         async def metrics(_request: web.Request) -> web.Response:
             return metrics_response(app)

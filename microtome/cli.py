@@ -14,14 +14,14 @@ import warnings
 
 # Order is the order shown in --help.
 SUBCOMMAND_MODULES = (
-    "converters.cli",     # convert, info
-    "converters.export",  # export
-    "tileserver.cli",     # tiles
+    "microtome.converters.cli",     # convert, info
+    "microtome.converters.export",  # export
+    "microtome.tileserver.cli",     # tiles
     "microtome.serve",    # serve
     "microtome.admin",    # user, import
     "microtome.reindex",  # reindex
     "microtome.analyse",  # analyse
-    "analysis.worker",    # worker
+    "microtome.analysis.worker",    # worker
 )
 
 

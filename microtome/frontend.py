@@ -16,8 +16,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from core.settings import Settings
-from pyramid import errors
+from microtome.core.settings import Settings
+from microtome.pyramid import errors
 
 FRONTEND_DIR = web.AppKey("frontend_dir", Path)
 

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 from aiohttp import web
 
-from catalog import security
-from catalog.db import DB_POOL
+from microtome.catalog import security
+from microtome.catalog.db import DB_POOL
 
 log = logging.getLogger("microtome.local_worker")
 

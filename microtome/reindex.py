@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from core.settings import Settings, from_env
 from microtome.admin import open_db
+from microtome.core.settings import Settings, from_env
 
 
 async def _project_id(pool: asyncpg.Pool, given: str) -> int | None:
@@ -37,8 +37,8 @@ async def reindex(settings: Settings, project: str | None, threads: int, err: An
         TimeRemainingColumn,
     )
 
-    from retrieval import index, indexer
-    from retrieval.web import DISABLED_MESSAGE
+    from microtome.retrieval import index, indexer
+    from microtome.retrieval.web import DISABLED_MESSAGE
 
     pool = await open_db(settings)
     try:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from core.settings import from_env
+from microtome.core.settings import from_env
 
 PROJECT = "Samples"
 
 
 def synthetic_folder(var_dir: Path) -> Path:
-    from converters.synthetic import write_slide
+    from microtome.converters.synthetic import write_slide
 
     folder = var_dir / "synthetic"
     slide = folder / "synthetic-slide.svs"

@@ -11,7 +11,7 @@ import socket
 import sys
 from typing import Any
 
-from core.settings import Settings, from_env, warn_unknown
+from microtome.core.settings import Settings, from_env, warn_unknown
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -35,8 +35,8 @@ def port_problem(host: str, port: int) -> str | None:
 
 async def _serve(app: Any, host: str, port: int, announce: Any) -> None:
     """Until SIGINT/SIGTERM: the app on host:port, slow and idle clients guarded."""
-    from core.http import parser_limits
-    from core.netguard import start_site
+    from microtome.core.http import parser_limits
+    from microtome.core.netguard import start_site
 
     # Raised parser limits: long requests get our JSON error, not aiohttp's plain text.
     runner = await start_site(app, host, port, handle_signals=True, access_log=None,
@@ -52,7 +52,7 @@ def _storage_problem(settings: Settings) -> str | None:
     """MICROTOME_STORAGE must be usable before we start: one clear line otherwise."""
     if settings.storage is None:
         return None
-    from pyramid.stores import StoreUnusable, configure, open_store
+    from microtome.pyramid.stores import StoreUnusable, configure, open_store
 
     configure(settings.storage.deadline_s)
     try:

@@ -16,9 +16,9 @@ import shapely
 from numpy.typing import NDArray
 from PIL import Image
 
-from annotations.crops import crop_window, pick_level, rasterize
-from pyramid.errors import InvalidRequest
-from pyramid.reader import Pyramid
+from microtome.annotations.crops import crop_window, pick_level, rasterize
+from microtome.pyramid.errors import InvalidRequest
+from microtome.pyramid.reader import Pyramid
 
 #: Micrometres per descriptor pixel (about a 10x objective).
 TARGET_UM = 1.0

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import asyncpg
 import numpy as np
 
-from annotations.geometry import SHIFT
-from catalog.access import Principal
+from microtome.annotations.geometry import SHIFT
+from microtome.catalog.access import Principal
 
 Scope = Literal["image", "project", "all"]
 SCOPES: tuple[Scope, ...] = ("image", "project", "all")

@@ -26,15 +26,15 @@ from typing import Any
 
 import asyncpg
 
-from catalog.db import unavailable
-from catalog.storage import pyramid_path
-from pyramid.errors import MicrotomeError
-from pyramid.reader import Pyramid, open_pyramid
+from microtome.catalog.db import unavailable
+from microtome.catalog.storage import pyramid_path
+from microtome.pyramid.errors import MicrotomeError
+from microtome.pyramid.reader import Pyramid, open_pyramid
 
 from . import index, service
 from .descriptors import FAMILY
 
-log = logging.getLogger("retrieval.indexer")
+log = logging.getLogger("microtome.retrieval.indexer")
 
 #: Annotations claimed (and stored) per batch: one round-trip each way per batch.
 BATCH = 64

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from catalog.openapi_parts import ID as _ID
-from catalog.openapi_parts import err as _err
-from catalog.openapi_parts import obj as _obj
-from catalog.openapi_parts import operation
+from microtome.catalog.openapi_parts import ID as _ID
+from microtome.catalog.openapi_parts import err as _err
+from microtome.catalog.openapi_parts import obj as _obj
+from microtome.catalog.openapi_parts import operation
 
 from .crops import MAX_SIDE, MIN_SIDE, TARGET_UM
 

@@ -16,9 +16,9 @@ import asyncpg
 import numpy as np
 import shapely
 
-from catalog.access import Principal
-from pyramid.errors import InvalidRequest, MicrotomeError
-from pyramid.reader import Pyramid
+from microtome.catalog.access import Principal
+from microtome.pyramid.errors import InvalidRequest, MicrotomeError
+from microtome.pyramid.reader import Pyramid
 
 from . import index
 from .crops import read_crop

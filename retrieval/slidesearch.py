@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from annotations.crops import pick_level
-from pyramid.reader import Pyramid
+from microtome.annotations.crops import pick_level
+from microtome.pyramid.reader import Pyramid
 
 from .crops import _rgb8, px_per_output
 from .descriptors import describe

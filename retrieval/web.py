@@ -19,16 +19,16 @@ import orjson
 import shapely
 from aiohttp import web
 
-from annotations import store
-from annotations.geometry import parse_geojson_geometry
-from annotations.store import bbox_of
-from catalog import access
-from catalog.db import DB_POOL
-from core.http import body_chunks, json_response
-from core.pixels import PIXELS
-from core.settings import Settings
-from pyramid.errors import InvalidRequest, TooLarge, Unavailable
-from pyramid.reader import Pyramid
+from microtome.annotations import store
+from microtome.annotations.geometry import parse_geojson_geometry
+from microtome.annotations.store import bbox_of
+from microtome.catalog import access
+from microtome.catalog.db import DB_POOL
+from microtome.core.http import body_chunks, json_response
+from microtome.core.pixels import PIXELS
+from microtome.core.settings import Settings
+from microtome.pyramid.errors import InvalidRequest, TooLarge, Unavailable
+from microtome.pyramid.reader import Pyramid
 
 from . import index, service
 from .crops import MAX_SIDE, MIN_SIDE, TARGET_UM

@@ -13,10 +13,10 @@ import numpy as np
 import shapely
 from aiohttp import web
 
-from annotations import store
-from catalog import access
-from catalog.db import DB_POOL
-from core.http import json_response
+from microtome.annotations import store
+from microtome.catalog import access
+from microtome.catalog.db import DB_POOL
+from microtome.core.http import json_response
 
 from . import service, slidesearch
 from .descriptors import FAMILY

@@ -68,8 +68,8 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_database(pg_server_url: str) -> Iterator[str]:
     """Name of a database with every migration applied, dropped at the end."""
-    from catalog.migrate import migrate
     from microtome.app import MIGRATION_DIRS
+    from microtome.catalog.migrate import migrate
 
     name = f"microtome_tmpl_{secrets.token_hex(4)}"
     asyncio.run(_execute(pg_server_url, f'CREATE DATABASE "{name}"'))

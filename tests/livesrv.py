@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from aiohttp import web
 
-from core.http import parser_limits
+from microtome.core.http import parser_limits
 
 
 @contextmanager

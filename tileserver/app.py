@@ -8,11 +8,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from core.http import error_middleware, forwarded_middleware
-from core.netguard import install as install_guard
-from core.pixels import PIXELS
-from core.settings import GuardSettings
-from pyramid.reader import Pyramid, configure_decoded_cache
+from microtome.core.http import error_middleware, forwarded_middleware
+from microtome.core.netguard import install as install_guard
+from microtome.core.pixels import PIXELS
+from microtome.core.settings import GuardSettings
+from microtome.pyramid.reader import Pyramid, configure_decoded_cache
 
 from . import routes_dzi, routes_extra, routes_histogram, routes_iiif, routes_msi, routes_raw
 from .keys import RESOLVER, SERVICE

@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from core.settings import (
+from microtome.core.settings import (
     GuardSettings,
     TileSettings,
     guard_settings_from_env,
@@ -29,7 +29,7 @@ from core.settings import (
     trusted_proxies_from_env,
     warn_unknown,
 )
-from pyramid.stores import is_remote
+from microtome.pyramid.stores import is_remote
 
 log = logging.getLogger("microtome.tiles")
 
@@ -92,16 +92,16 @@ def _serve(root: Path | str, host: str, port: int, settings: TileSettings,
 
     from aiohttp import web
 
-    from core.http import parser_limits
-    from core.netguard import start_site
-    from tileserver.app import create_tiles_app
+    from microtome.core.http import parser_limits
+    from microtome.core.netguard import start_site
+    from microtome.tileserver.app import create_tiles_app
 
     factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     with contextlib.suppress(ImportError):  # optional speed-up
         import uvloop
         factory = uvloop.new_event_loop
 
-    from pyramid import stores
+    from microtome.pyramid import stores
 
     stores.configure(storage_deadline_from_env())
 
@@ -152,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
 def _check_root(root: str) -> tuple[int, str] | None:
     """None when ``root`` can be served, else (exit code, why not): checked once, before
     any worker starts, so a missing bucket or refused credentials is one clear error."""
-    from pyramid.errors import InvalidRequest
-    from pyramid.stores import StoreUnusable, check_location, configure, open_store
+    from microtome.pyramid.errors import InvalidRequest
+    from microtome.pyramid.stores import StoreUnusable, check_location, configure, open_store
 
     try:
         check_location(root)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyramid.reader import Pyramid
+from microtome.pyramid.reader import Pyramid
 
 from .filters import NO_FILTERS, Filters, finish, grey, otsu, point_ops
 from .render import BAND_PIXELS, render_region

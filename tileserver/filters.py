@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pyramid.errors import InvalidRequest
+from microtome.pyramid.errors import InvalidRequest
 
 FILTER_KEYS = ("stain", "contrast", "brightness", "threshold", "edge")
 STAINS = ("H", "E", "DAB")

@@ -12,8 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from pyramid.errors import InvalidRequest, NotImplementedFeature
-from pyramid.layout import ImageMeta
+from microtome.pyramid.errors import InvalidRequest, NotImplementedFeature
+from microtome.pyramid.layout import ImageMeta
 
 from .renderparams import RGB, RenderParams
 from .tilemath import level_for

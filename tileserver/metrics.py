@@ -28,8 +28,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from core.http import status_for
-from pyramid.errors import MicrotomeError
+from microtome.core.http import status_for
+from microtome.pyramid.errors import MicrotomeError
 
 #: Latency histogram upper bounds, seconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

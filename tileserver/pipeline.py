@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from pyramid.layout import ImageMeta
+from microtome.pyramid.layout import ImageMeta
 
 from .keys import RESOLVER, SERVICE
 from .responses import cache_control, not_modified, not_modified_response, tile_response

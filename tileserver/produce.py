@@ -8,7 +8,7 @@ never queue behind renders.
 
 from __future__ import annotations
 
-from pyramid.reader import Pyramid
+from microtome.pyramid.reader import Pyramid
 
 from .cache import Tile
 from .encode import CONTENT_TYPES, apply_quality, encode, rotate

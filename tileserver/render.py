@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from pyramid.reader import Pyramid
+from microtome.pyramid.reader import Pyramid
 
 from .bands import resample_banded
 from .encode import resample

@@ -46,8 +46,8 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from pyramid.errors import InvalidRequest, NotFound
-from pyramid.layout import ImageMeta
+from microtome.pyramid.errors import InvalidRequest, NotFound
+from microtome.pyramid.layout import ImageMeta
 
 from .filters import FILTER_KEYS, NO_FILTERS, Filters, parse_filters
 

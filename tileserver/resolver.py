@@ -16,9 +16,9 @@ from typing import Protocol
 
 from aiohttp import web
 
-from core.imageref import ImageRef
-from pyramid.errors import InvalidRequest, NotFound, Unavailable
-from pyramid.stores import ObjectMissing, is_remote, join, open_store
+from microtome.core.imageref import ImageRef
+from microtome.pyramid.errors import InvalidRequest, NotFound, Unavailable
+from microtome.pyramid.stores import ObjectMissing, is_remote, join, open_store
 
 __all__ = ["SUFFIX", "FolderResolver", "ImageRef", "Resolver", "check_id"]
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from core.http import json_response
-from pyramid.errors import InvalidRequest
-from pyramid.layout import ImageMeta
+from microtome.core.http import json_response
+from microtome.pyramid.errors import InvalidRequest
+from microtome.pyramid.layout import ImageMeta
 
 from .encode import CONTENT_TYPES
 from .keys import RESOLVER, SERVICE

@@ -9,10 +9,10 @@ from typing import Any
 import imagecodecs
 from aiohttp import web
 
-from core.http import json_response
-from pyramid.errors import InvalidRequest, MicrotomeError, NotFound, StorageError
-from pyramid.layout import ImageMeta
-from pyramid.stores import REMOTE, ObjectMissing, Store
+from microtome.core.http import json_response
+from microtome.pyramid.errors import InvalidRequest, MicrotomeError, NotFound, StorageError
+from microtome.pyramid.layout import ImageMeta
+from microtome.pyramid.stores import REMOTE, ObjectMissing, Store
 
 from .cache import Tile
 from .encode import CONTENT_TYPES, encode

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pyramid import histogram
-from pyramid.reader import Pyramid
+from microtome.pyramid import histogram
+from microtome.pyramid.reader import Pyramid
 
 from .cache import Tile
 from .keys import RESOLVER, SERVICE

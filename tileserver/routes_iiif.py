@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 
-from pyramid.errors import NotFound
-from pyramid.layout import ImageMeta
+from microtome.pyramid.errors import NotFound
+from microtome.pyramid.layout import ImageMeta
 
 from .iiif_params import FORMATS, QUALITIES, Limits, canonical, parse_request
 from .keys import RESOLVER, SERVICE

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from aiohttp import web
 
-from core.http import json_response
-from pyramid import spectra
-from pyramid.errors import InvalidRequest, NotImplementedFeature
+from microtome.core.http import json_response
+from microtome.pyramid import spectra
+from microtome.pyramid.errors import InvalidRequest, NotImplementedFeature
 
 from .cache import Tile
 from .encode import CONTENT_TYPES, encode

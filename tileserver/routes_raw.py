@@ -24,9 +24,9 @@ from collections.abc import Mapping
 import numpy as np
 from aiohttp import web
 
-from pyramid.errors import InvalidRequest, TooLarge
-from pyramid.layout import ImageMeta
-from pyramid.reader import Pyramid
+from microtome.pyramid.errors import InvalidRequest, TooLarge
+from microtome.pyramid.layout import ImageMeta
+from microtome.pyramid.reader import Pyramid
 
 from .keys import RESOLVER, SERVICE
 from .metrics import instrumented

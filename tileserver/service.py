@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from pyramid.reader import Pyramid, open_pyramid
+from microtome.pyramid.reader import Pyramid, open_pyramid
 
 from . import produce
 from .cache import AsyncLRU, Tile, TileCache

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from core.settings import TileSettings
+from microtome.core.settings import TileSettings
 
 __all__ = ["TileSettings"]

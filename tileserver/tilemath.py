@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pyramid.errors import NotFound
-from pyramid.layout import ImageMeta
+from microtome.pyramid.errors import NotFound
+from microtome.pyramid.layout import ImageMeta
 
 from .renderparams import RGB, RenderParams
 from .tilerequest import TileRequest

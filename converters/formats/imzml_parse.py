@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 #: Binary data types (PSI-MS / imagingMS accessions).
 _DTYPES = {"MS:1000521": "<f4", "MS:1000523": "<f8", "IMS:1100000": "<i4",

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 from ..base import ChannelInfo, SourceInfo, SourceReader
 from .imzml_parse import ImzmlDoc, Spectrum, normalise_uuid, parse_imzml, read_array
@@ -175,7 +175,7 @@ class ImzmlReader(SourceReader):
         return np.ascontiguousarray(block)
 
     def write_beside(self, root: Path) -> None:
-        from pyramid.spectra import PIXEL_CHUNK, SpectraWriter
+        from microtome.pyramid.spectra import PIXEL_CHUNK, SpectraWriter
 
         d = self.doc
         attrs = {"tolerance": self.tol, "channels_mz": self.mzs}

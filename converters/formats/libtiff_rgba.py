@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 #: Decoded segments kept (bytes).
 CACHE_BYTES = 64 << 20

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 from ..base import ChannelInfo, SourceInfo, SourceReader, check_decoded_size, clean_json
 

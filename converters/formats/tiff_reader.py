@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 from ..base import ChannelInfo, SourceInfo, SourceReader, clean_json, short_message
 from . import orientation as orient

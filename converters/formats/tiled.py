@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 #: Decoded tiles kept (bytes): a 4096-px shard of 240-px RGB tiles is ~56 MB.
 CACHE_BYTES = 96 << 20

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
+from microtome.pyramid.optional import missing_extra_message
 
 from ..base import MAX_SIDE, ChannelInfo, SourceInfo, SourceReader, short_message
 from . import orientation as orient
@@ -37,7 +38,10 @@ _configured = False
 
 def _vips() -> Any:
     global _configured
-    import pyvips
+    try:
+        import pyvips
+    except ImportError as e:
+        raise SourceError(missing_extra_message("vips")) from e
 
     with _setup_lock:
         if not _configured:
@@ -61,7 +65,7 @@ def header_size(path: Path) -> tuple[int, int, int] | None:
 
 
 def check_bomb(width: int, height: int) -> None:
-    from core.settings import max_image_pixels
+    from microtome.core.settings import max_image_pixels
 
     if width > MAX_SIDE or height > MAX_SIDE:
         raise SourceError(f"image dimensions {width}x{height} are implausibly large "

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.errors import SourceError
+from microtome.pyramid.errors import SourceError
 
 from ..base import SourceReader
 

@@ -17,7 +17,7 @@ def cmu_svs() -> Path:
 
 @pytest.fixture(scope="session")
 def cmu_zarr(cmu_svs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from converters import ConvertOptions, convert
+    from microtome.converters import ConvertOptions, convert
 
     out = tmp_path_factory.mktemp("analysis") / "cmu.ome.zarr"
     return convert(cmu_svs, out, ConvertOptions(workers=2)).path

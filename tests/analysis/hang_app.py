@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from analysis import AppDescriptor
+from microtome.analysis import AppDescriptor
 
 
 class HangApp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import AppDescriptor, InvalidParams, coerce_cli_params, validate_params
+from microtome.analysis import AppDescriptor, InvalidParams, coerce_cli_params, validate_params
 
 SCHEMA = {
     "type": "object", "additionalProperties": False, "required": ["mode"],

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import get_app, run_app, validate_params
-from analysis.raster import ArrayRaster
-from analysis.registry import discover
+from microtome.analysis import get_app, run_app, validate_params
+from microtome.analysis.raster import ArrayRaster
+from microtome.analysis.registry import discover
 
 from .synth import he_image
 

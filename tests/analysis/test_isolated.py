@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from microtome_client import Client, NotFound
 
-from analysis.worker import process
+from microtome.analysis.worker import process
 from tests.analysis.hang_app import HangApp
 from tests.analysis.test_worker import _sql
 from tests.client.conftest import LiveServer, live_server, ready_images  # noqa: F401

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from catalog.db import DB_POOL
-from catalog.security import digest
+from microtome.catalog.db import DB_POOL
+from microtome.catalog.security import digest
 from microtome.local_worker import USERNAME, local_url, worker_key
 
 

@@ -16,7 +16,7 @@ async def test_no_blocking_calls(api: TestClient, world: World) -> None:
     c, admin = world.actors["contributor"], world.actors["admin"]
     iid = world.image_id
     await asyncio.gather(*(api.get("/api/apps", headers=c.headers("GET")) for _ in range(10)))
-    with blockbuster_ctx(["catalog", "analysis"]):
+    with blockbuster_ctx(["microtome.catalog", "microtome.analysis"]):
         await call(api, c, "GET", "/api/apps", expect=200)
         _, a = await call(api, c, "POST", f"/api/images/{iid}/analyses",
                           {"app": "nucleus_detection", "params": {"min_area": 5}},

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from shapely.geometry import Point
 
-from analysis import get_app, run_app, validate_params
-from analysis.apps.nuclei import tile_grid
-from analysis.raster import ArrayRaster, Raster
-from analysis.runner import Region
+from microtome.analysis import get_app, run_app, validate_params
+from microtome.analysis.apps.nuclei import tile_grid
+from microtome.analysis.raster import ArrayRaster, Raster
+from microtome.analysis.runner import Region
 
 from .synth import he_image
 
@@ -94,7 +94,7 @@ def test_tile_borders_cut_through_nuclei_found_once() -> None:
 
 
 def test_cancel_stops_between_tiles() -> None:
-    from analysis.runner import Cancelled
+    from microtome.analysis.runner import Cancelled
 
     raster = ArrayRaster(he_image((1024, 1024), [(100.0, 100.0, 8.0)], seed=1), mpp=0.5)
     app = get_app("nucleus_detection")
@@ -135,7 +135,7 @@ def test_tile_grid_partitions_the_region(region: Region, tile: int) -> None:
 
 
 def test_real_sample_nuclei(cmu_zarr: object) -> None:
-    from analysis.raster import PyramidRaster
+    from microtome.analysis.raster import PyramidRaster
 
     raster = PyramidRaster(cmu_zarr)  # type: ignore[arg-type]
     features = detect(raster, Region(600, 1200, 600, 600))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from skimage.color import hed2rgb
 
-from analysis import InvalidParams, get_app, run_app, validate_params
-from analysis.apps.positive import OD_SCALE, REGION_CLASS, h_score
-from analysis.raster import ArrayRaster
-from analysis.runner import Region
+from microtome.analysis import InvalidParams, get_app, run_app, validate_params
+from microtome.analysis.apps.positive import OD_SCALE, REGION_CLASS, h_score
+from microtome.analysis.raster import ArrayRaster
+from microtome.analysis.runner import Region
 
 from .synth import disc_mask
 

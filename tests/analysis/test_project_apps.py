@@ -10,7 +10,7 @@ import time
 import orjson
 from aiohttp.test_utils import TestClient
 
-from catalog.db import connect
+from microtome.catalog.db import connect
 from tests.catalog.helpers import call
 from tests.catalog.world import World
 

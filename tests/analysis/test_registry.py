@@ -6,8 +6,8 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from analysis import UnknownApp, available_apps, get_app
-from analysis.registry import ENTRY_POINT_GROUP, discover
+from microtome.analysis import UnknownApp, available_apps, get_app
+from microtome.analysis.registry import ENTRY_POINT_GROUP, discover
 
 
 def test_builtin_apps_are_installed_entry_points() -> None:
@@ -19,11 +19,12 @@ def test_builtin_apps_are_installed_entry_points() -> None:
 
 
 def test_broken_third_party_entry_points_do_not_hide_the_others() -> None:
-    eps = [EntryPoint("tissue_detection", "analysis.apps.tissue:TissueDetection",
+    eps = [EntryPoint("tissue_detection", "microtome.analysis.apps.tissue:TissueDetection",
                       ENTRY_POINT_GROUP),
            EntryPoint("missing", "no_such_module_xyz:App", ENTRY_POINT_GROUP),
-           EntryPoint("notanapp", "analysis.features:feature_collection", ENTRY_POINT_GROUP),
-           EntryPoint("again", "analysis.apps.tissue:TissueDetection", ENTRY_POINT_GROUP)]
+           EntryPoint("notanapp", "microtome.analysis.features:feature_collection",
+                      ENTRY_POINT_GROUP),
+           EntryPoint("again", "microtome.analysis.apps.tissue:TissueDetection", ENTRY_POINT_GROUP)]
     apps, broken = discover(lambda: eps)
     assert list(apps) == ["tissue_detection"]
     assert set(broken) == {"missing", "notanapp", "again"}

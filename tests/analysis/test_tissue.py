@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon, box
 
-from analysis import get_app, run_app, validate_params
-from analysis.errors import AnalysisError
-from analysis.raster import ArrayRaster, Raster
-from analysis.runner import Region
+from microtome.analysis import get_app, run_app, validate_params
+from microtome.analysis.errors import AnalysisError
+from microtome.analysis.raster import ArrayRaster, Raster
+from microtome.analysis.runner import Region
 
 from .synth import disc_mask, he_image
 
@@ -88,7 +88,7 @@ def test_blank_slide_has_no_tissue() -> None:
 
 
 def test_real_sample(cmu_zarr: object) -> None:
-    from analysis.raster import PyramidRaster
+    from microtome.analysis.raster import PyramidRaster
 
     raster = PyramidRaster(cmu_zarr)  # type: ignore[arg-type]
     features = run(raster)

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from microtome_client import Client, Conflict, NotFound
 
-from analysis.worker import run_worker
+from microtome.analysis.worker import run_worker
 from microtome.cli import main
 from tests.client.conftest import LiveServer, live_server, ready_images  # noqa: F401
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from catalog.db import connect
+from microtome.catalog.db import connect
 
 
 @dataclass
@@ -82,8 +82,8 @@ async def world(api: TestClient, tmp_path: Path, database_url: str,
     import shutil
     import time
 
-    from catalog.images import storage_relpath
-    from catalog.security import digest, new_api_key, share_token
+    from microtome.catalog.images import storage_relpath
+    from microtome.catalog.security import digest, new_api_key, share_token
     from tests.catalog.helpers import ANON, SECRET, Actor
 
     settings = make_settings(tmp_path, database_url)

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from pyramid.reader import open_pyramid
+from microtome.pyramid.reader import open_pyramid
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import World
 

@@ -9,10 +9,10 @@ import asyncpg
 import numpy as np
 import orjson
 
-from annotations import bulk, geojson_io, store
-from annotations.geojson_io import ImportOptions
-from annotations.geometry import ImageFrame, prepare
-from pyramid.errors import Unprocessable
+from microtome.annotations import bulk, geojson_io, store
+from microtome.annotations.geojson_io import ImportOptions
+from microtome.annotations.geometry import ImageFrame, prepare
+from microtome.pyramid.errors import Unprocessable
 
 from .conftest import Seed
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
+from microtome.tileserver.keys import SERVICE
 from tests.catalog.helpers import call
 from tests.catalog.world import World
-from tileserver.keys import SERVICE
 
 
 async def test_crops_share_the_tile_services_open_image(api: TestClient, world: World) -> None:

@@ -10,9 +10,9 @@ import orjson
 import pytest
 import shapely
 
-from annotations import geojson_io, store, terms
-from annotations.geojson_io import ImportOptions
-from pyramid.errors import MicrotomeError, TooLarge, Unprocessable
+from microtome.annotations import geojson_io, store, terms
+from microtome.annotations.geojson_io import ImportOptions
+from microtome.pyramid.errors import MicrotomeError, TooLarge, Unprocessable
 
 from .conftest import Seed
 

@@ -7,14 +7,14 @@ import math
 import pytest
 import shapely
 
-from annotations.geometry import (
+from microtome.annotations.geometry import (
     MAX_VERTICES,
     ImageFrame,
     geometry_from_shape,
     parse_geojson_geometry,
     prepare,
 )
-from pyramid.errors import Unprocessable
+from microtome.pyramid.errors import Unprocessable
 
 FRAME = ImageFrame(image_id=1, width=1000, height=800, pixel_size_um=0.5)
 SQUARE = {"type": "Polygon", "coordinates": [[[10, 10], [110, 10], [110, 60], [10, 60], [10, 10]]]}
@@ -114,7 +114,7 @@ def test_unclosed_ring_is_closed_and_z_dropped() -> None:
 def test_morton_order_keeps_neighbours_together() -> None:
     import numpy as np
 
-    from annotations.geometry import morton_order
+    from microtome.annotations.geometry import morton_order
 
     xs = np.array([900.0, 10, 910, 20, 500])
     ys = np.array([900.0, 10, 905, 15, 500])
@@ -125,7 +125,7 @@ def test_morton_order_keeps_neighbours_together() -> None:
 def test_imports_relax_the_collector_without_stopping_it() -> None:
     import gc
 
-    from annotations.geojson_io import IMPORT_GC_THRESHOLDS, gc_relaxed
+    from microtome.annotations.geojson_io import IMPORT_GC_THRESHOLDS, gc_relaxed
 
     before = gc.get_threshold()
     with gc_relaxed():

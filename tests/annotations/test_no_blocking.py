@@ -25,7 +25,7 @@ async def test_no_blocking_calls(api: TestClient, world: World) -> None:
     # connection, which is asyncpg's business, not ours.
     await asyncio.gather(*(api.get(f"/api/images/{iid}/annotations/counts",
                                    headers=a.headers("GET")) for _ in range(10)))
-    with blockbuster_ctx(["annotations"]):
+    with blockbuster_ctx(["microtome.annotations"]):
         _, term = await call(api, a, "POST", f"/api/projects/{pid}/terms", {"name": "U"},
                              expect=201)
         _, ann = await call(api, a, "POST", f"/api/images/{iid}/annotations",

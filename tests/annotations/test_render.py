@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import shapely
 
-from annotations import render
+from microtome.annotations import render
 
 
 def _mixed() -> list[shapely.Geometry]:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from catalog.security import digest, new_api_key
+from microtome.catalog.security import digest, new_api_key
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import World
 

@@ -7,8 +7,8 @@ import time
 
 from aiohttp.test_utils import TestClient
 
-from catalog.db import connect
-from catalog.security import share_token
+from microtome.catalog.db import connect
+from microtome.catalog.security import share_token
 from tests.catalog.helpers import SECRET, Actor, call
 from tests.catalog.world import World
 

@@ -6,10 +6,10 @@ import asyncpg
 import pytest
 import shapely
 
-from annotations import query, store, terms
-from annotations.geometry import prepare
-from annotations.query import Filters
-from pyramid.errors import Conflict, Unprocessable
+from microtome.annotations import query, store, terms
+from microtome.annotations.geometry import prepare
+from microtome.annotations.query import Filters
+from microtome.pyramid.errors import Conflict, Unprocessable
 
 from .conftest import Seed
 

@@ -12,7 +12,7 @@ from bench import report, run, servers
 
 def test_every_server_gets_the_same_requests(tmp_path: Path, testdata: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from converters import convert
+    from microtome.converters import convert
 
     monkeypatch.setattr(run, "WORK", tmp_path / "work")
     svs = testdata / "CMU-1-Small-Region.svs"

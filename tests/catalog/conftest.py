@@ -10,10 +10,10 @@ import pytest
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient
 
-from catalog.web import setup_catalog
-from core.http import error_middleware
-from core.settings import Settings
 from microtome.app import MIGRATION_DIRS, openapi_document
+from microtome.catalog.web import setup_catalog
+from microtome.core.http import error_middleware
+from microtome.core.settings import Settings
 from tests.catalog.helpers import SECRET
 
 
@@ -31,8 +31,8 @@ def make_app(settings: Settings, tiles: bool = False) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     setup_catalog(app, settings, migration_dirs=MIGRATION_DIRS, openapi=openapi_document())
     if tiles:
-        from catalog.resolver import CatalogResolver
-        from tileserver.app import setup_tiles
+        from microtome.catalog.resolver import CatalogResolver
+        from microtome.tileserver.app import setup_tiles
 
         setup_tiles(app, CatalogResolver(app), settings.tiles)
     return app
@@ -58,7 +58,7 @@ def small_pyramid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import numpy as np
     import tifffile
 
-    from converters import convert
+    from microtome.converters import convert
 
     root = tmp_path_factory.mktemp("pyramid")
     yy, xx = np.mgrid[0:500, 0:700]

@@ -17,9 +17,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from catalog.access import ACCESS as ACCESS_KEY
-from catalog.state import CATALOG
-from core.settings import Settings
+from microtome.catalog.access import ACCESS as ACCESS_KEY
+from microtome.catalog.state import CATALOG
+from microtome.core.settings import Settings
 from tests.catalog.helpers import ANON as ANON_ACTOR
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import World, build_world
@@ -185,7 +185,7 @@ async def test_signed_tile_urls(tile_client: TestClient, world: World) -> None:
 
 
 async def test_expired_signed_url(tile_client: TestClient, world: World) -> None:
-    from catalog.security import tile_token
+    from microtome.catalog.security import tile_token
     from tests.catalog.helpers import SECRET
 
     token = tile_token(SECRET, world.image_id, "1", expires=1)
@@ -754,7 +754,7 @@ async def test_member_lists_are_for_members(tile_client: TestClient, world: Worl
 
 async def test_adding_members_by_name_reveals_and_allows_little(tile_client: TestClient,
                                                                 world: World) -> None:
-    from catalog.ratelimit import MEMBER_LOOKUP_LIMIT
+    from microtome.catalog.ratelimit import MEMBER_LOOKUP_LIMIT
 
     p, manager = world.project_id, world.actors["manager"]
     # Non-managers learn nothing about which names exist.

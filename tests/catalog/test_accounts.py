@@ -30,7 +30,7 @@ async def test_first_run_password_rule_and_last_login(client: TestClient) -> Non
 
 
 async def test_share_links_record_their_last_use(client: TestClient) -> None:
-    from catalog.access import forget_all
+    from microtome.catalog.access import forget_all
     from tests.catalog.helpers import Actor, setup_admin
 
     admin = await setup_admin(client)

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from catalog.images import register_image
+from microtome.catalog.images import register_image
 from tests.catalog.helpers import Actor, call, create_user, login, setup_admin
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from catalog.security import digest
+from microtome.catalog.security import digest
 from tests.catalog.helpers import ANON, PASSWORD, Actor, call, create_user, login, setup_admin
 
 
@@ -73,7 +73,7 @@ async def test_expired_session_is_anonymous(client: TestClient, database_url: st
         await conn.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
     finally:
         await conn.close()
-    from catalog.access import forget_all
+    from microtome.catalog.access import forget_all
 
     forget_all(client.app)
     await call(client, admin, "GET", "/api/session", expect=401)

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from catalog.db import DB_POOL
-from core.settings import Settings
+from microtome.catalog.db import DB_POOL
+from microtome.core.settings import Settings
 from tests.catalog.helpers import PASSWORD, Actor, call
 from tests.catalog.world import World, build_world
 
@@ -168,7 +168,7 @@ async def test_max_size_anonymous_body_does_not_stall_tiles(app_client: TestClie
     a tile request still answers promptly: the big bodies are parsed off the loop."""
     import time
 
-    from annotations.web import SEARCH_BODY
+    from microtome.annotations.web import SEARCH_BODY
 
     await call(app_client, world.actors["manager"], "PATCH",
                f"/api/projects/{world.project_id}", {"public": True}, expect=200)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 
-from catalog.security import verify_password
+from microtome.catalog.security import verify_password
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 from tusclient import client as tus_client
 
-from catalog.state import CATALOG
+from microtome.catalog.state import CATALOG
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
 from tests.catalog.helpers import Actor, call, setup_admin
 from tests.catalog.smallfs import SmallDisk, small_disk

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from catalog.db import connect
+from microtome.catalog.db import connect
 from tests.catalog.helpers import call
 from tests.catalog.world import _direct_user
 

@@ -17,12 +17,12 @@ from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 from tusclient import client as tus_client
 
-from catalog import images, jobs, storage
-from catalog.db import create_pool
-from catalog.state import CATALOG
-from catalog.worker import WorkerPool
-from core.settings import Settings
-from pyramid.reader import open_pyramid
+from microtome.catalog import images, jobs, storage
+from microtome.catalog.db import create_pool
+from microtome.catalog.state import CATALOG
+from microtome.catalog.worker import WorkerPool
+from microtome.core.settings import Settings
+from microtome.pyramid.reader import open_pyramid
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
 from tests.catalog.helpers import Actor, call, create_user, setup_admin
 
@@ -255,8 +255,8 @@ def test_workers_exit_when_their_server_is_killed(tmp_path: Path, database_url: 
     code = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
-        "from catalog.worker import WorkerPool\n"
-        "from core.settings import Settings\n"
+        "from microtome.catalog.worker import WorkerPool\n"
+        "from microtome.core.settings import Settings\n"
         "async def main():\n"
         "    wp = WorkerPool(sys.argv[1], Settings(var_dir=Path(sys.argv[2])), 1)\n"
         "    await wp.start()\n"

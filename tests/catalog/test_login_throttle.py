@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from catalog.ratelimit import CLIENT_LIMIT, USER_LIMIT, WINDOW, LoginThrottle
-from core.settings import Settings
-from pyramid.errors import TooManyRequests
+from microtome.catalog.ratelimit import CLIENT_LIMIT, USER_LIMIT, WINDOW, LoginThrottle
+from microtome.core.settings import Settings
+from microtome.pyramid.errors import TooManyRequests
 from tests.catalog.helpers import ANON, PASSWORD, call, create_user, login, setup_admin
 
 
@@ -69,8 +69,8 @@ async def test_throttle_windows_expire_and_the_table_is_cleaned(client: TestClie
     """Counted in PostgreSQL: windows close by the database clock, closed ones are deleted."""
     import asyncio
 
-    from catalog.db import DB_POOL
-    from catalog.ratelimit import cleanup
+    from microtome.catalog.db import DB_POOL
+    from microtome.catalog.ratelimit import cleanup
 
     pool = client.app[DB_POOL]
     t = LoginThrottle(user_limit=2, client_limit=3, window=1.0)

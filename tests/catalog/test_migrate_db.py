@@ -14,9 +14,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from catalog.db import create_pool
-from catalog.migrate import discover, migrate
 from microtome.app import MIGRATION_DIRS
+from microtome.catalog.db import create_pool
+from microtome.catalog.migrate import discover, migrate
 
 
 @pytest.fixture
@@ -112,7 +112,8 @@ def test_embedded_server_start_twice_and_stale_pid(tmp_path_factory: pytest.Temp
     var.mkdir()
     try:
         code = (
-            "import asyncio, sys; from pathlib import Path; from catalog.db import start_embedded\n"
+            "import asyncio, sys; from pathlib import Path\n"
+            "from microtome.catalog.db import start_embedded\n"
             "async def main():\n"
             "    a, b = await asyncio.gather(start_embedded(Path(sys.argv[1])),"
             " start_embedded(Path(sys.argv[1])))\n"
@@ -148,7 +149,7 @@ def _stop_if_running(pgdata: Path) -> None:
     """Stop the postmaster this test started, by its pid, if a failure left it running."""
     import signal
 
-    from catalog.db import _pid_is_postgres
+    from microtome.catalog.db import _pid_is_postgres
 
     try:
         pid = int((pgdata / "postmaster.pid").read_text().split()[0])

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient
 from blockbuster import blockbuster_ctx
 
-from core.settings import Settings
+from microtome.core.settings import Settings
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import build_world
 
@@ -22,7 +22,7 @@ def _meta(**kw: str) -> str:
 async def test_no_blocking_calls(tile_client: TestClient, settings: Settings,
                                  database_url: str, small_pyramid: Path) -> None:
     client = tile_client
-    with blockbuster_ctx(["catalog"]):
+    with blockbuster_ctx(["microtome.catalog"]):
         world = await build_world(client, settings, database_url, small_pyramid)
         manager = world.actors["manager"]
         i, p = world.image_id, world.project_id

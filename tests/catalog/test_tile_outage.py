@@ -18,9 +18,9 @@ import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
-from catalog.access import ACCESS
-from catalog.images import register_image, storage_relpath
-from catalog.state import CATALOG
+from microtome.catalog.access import ACCESS
+from microtome.catalog.images import register_image, storage_relpath
+from microtome.catalog.state import CATALOG
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
 from tests.catalog.helpers import Actor, call, create_user, login, setup_admin
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
-from core.settings import SettingsError, dask_scheduler_from_env, tile_urls_from_env
+from microtome.core.settings import SettingsError, dask_scheduler_from_env, tile_urls_from_env
 from tests.catalog.conftest import make_app, make_settings
 from tests.catalog.helpers import ANON, call
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from catalog import jobs, trash
-from catalog.db import connect
-from catalog.images import storage_relpath
-from catalog.worker import process_job
+from microtome.catalog import jobs, trash
+from microtome.catalog.db import connect
+from microtome.catalog.images import storage_relpath
+from microtome.catalog.worker import process_job
 from tests.annotations.conftest import api, world  # noqa: F401
 from tests.catalog.helpers import Actor, call
 from tests.catalog.world import World

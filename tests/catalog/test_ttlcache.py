@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from catalog.ttlcache import TTLCache
+from microtome.catalog.ttlcache import TTLCache
 
 
 class Clock:

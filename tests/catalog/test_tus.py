@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from tusclient import client as tus_client
 from tusclient.uploader import Uploader
 
-from core.settings import Settings
+from microtome.core.settings import Settings
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
 from tests.catalog.helpers import Actor, call, create_user, setup_admin
 
@@ -220,8 +220,8 @@ async def test_configured_size_limit(small_limit_client: TestClient) -> None:
 
 async def test_expired_unfinished_uploads_are_removed(client: TestClient, settings: Settings,
                                                       database_url: str) -> None:
-    from catalog.db import DB_POOL
-    from catalog.tus import remove_expired
+    from microtome.catalog.db import DB_POOL
+    from microtome.catalog.tus import remove_expired
 
     _, key, project_id = await _uploader_world(client)
     headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}

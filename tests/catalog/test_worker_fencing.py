@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from catalog import images, jobs, storage
-from catalog.db import create_pool
-from catalog.worker import process_job
-from pyramid.reader import open_pyramid
+from microtome.catalog import images, jobs, storage
+from microtome.catalog.db import create_pool
+from microtome.catalog.worker import process_job
+from microtome.pyramid.reader import open_pyramid
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,8 +124,8 @@ def test_busy_worker_dies_with_its_server(tmp_path: Path, database_url: str) -> 
     code = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
-        "from catalog.worker import WorkerPool\n"
-        "from core.settings import Settings\n"
+        "from microtome.catalog.worker import WorkerPool\n"
+        "from microtome.core.settings import Settings\n"
         "async def main():\n"
         "    wp = WorkerPool(sys.argv[1], Settings(var_dir=Path(sys.argv[2])), 1)\n"
         "    await wp.start()\n"

@@ -10,10 +10,10 @@ from pathlib import Path
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from catalog.access import forget_all
-from catalog.images import register_image, storage_relpath
-from catalog.security import digest, new_token, share_token
-from core.settings import Settings
+from microtome.catalog.access import forget_all
+from microtome.catalog.images import register_image, storage_relpath
+from microtome.catalog.security import digest, new_token, share_token
+from microtome.core.settings import Settings
 from tests.catalog.helpers import ANON, SECRET, Actor, call, setup_admin
 
 

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient
 
-from annotations.web import setup_annotations
-from core.settings import Settings
+from microtome.annotations.web import setup_annotations
+from microtome.core.settings import Settings
 from tests.catalog.conftest import ClientFactory, make_app, make_settings, small_pyramid  # noqa: F401
 from tests.catalog.world import World, build_world
 

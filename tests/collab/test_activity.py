@@ -12,9 +12,14 @@ import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient
 
-from catalog import api_activity
-from catalog.activity_store import ACTIVITY, drop_expired, ensure_partitions, partition_name
-from catalog.live import LiveHub, TokenBucket
+from microtome.catalog import api_activity
+from microtome.catalog.activity_store import (
+    ACTIVITY,
+    drop_expired,
+    ensure_partitions,
+    partition_name,
+)
+from microtome.catalog.live import LiveHub, TokenBucket
 from tests.catalog.helpers import call
 from tests.catalog.world import World
 
@@ -143,8 +148,8 @@ def test_token_bucket_and_bounded_fanout() -> None:
     assert [b.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert b.take(0.5) and not b.take(0.5)
     hub = LiveHub(max_followers=2)
-    from catalog.live import Follower
-    from pyramid import errors
+    from microtome.catalog.live import Follower
+    from microtome.pyramid import errors
 
     hub.open(1, "teacher", 5, 1)
     f1, f2, f3 = Follower(2), Follower(3), Follower(4)

@@ -7,7 +7,7 @@ from dataclasses import replace
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
-from core.settings import CollabSettings, Settings
+from microtome.core.settings import CollabSettings, Settings
 from tests.catalog.conftest import ClientFactory
 from tests.catalog.helpers import call
 from tests.catalog.world import World, build_world

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from catalog import describe
-from catalog.images import register_image
+from microtome.catalog import describe
+from microtome.catalog.images import register_image
 from tests.catalog.helpers import call
 from tests.catalog.world import World
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from catalog import attachments, scanner_props
+from microtome.catalog import attachments, scanner_props
 
 
 def test_scanner_properties_from_normalised_metadata() -> None:

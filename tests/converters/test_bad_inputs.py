@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import tifffile
 
-from converters import ConvertOptions, convert
-from pyramid.errors import SourceError, StorageError
+from microtome.converters import ConvertOptions, convert
+from microtome.pyramid.errors import SourceError, StorageError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str | Path, prefix: list[str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    cmd = [*(prefix or []), sys.executable, "-m", "converters.cli", *map(str, args)]
+    cmd = [*(prefix or []), sys.executable, "-m", "microtome.converters.cli", *map(str, args)]
     env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
@@ -193,7 +193,7 @@ def test_full_disk(testdata: Path, tiny_disk: Path) -> None:
 def test_full_disk_simulated(testdata: Path, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The same path without a mount: the shard writer hits ENOSPC half way."""
-    from converters import sinks
+    from microtome.converters import sinks
 
     calls = {"n": 0}
     real = sinks.V3Sink.write_shard
@@ -232,13 +232,13 @@ def test_sigint_to_cli_leaves_nothing(tmp_path: Path) -> None:
     import signal
     import time
 
-    from converters.synthetic import write_slide
+    from microtome.converters.synthetic import write_slide
 
     src = write_slide(tmp_path / "big.tiff", 4000, 3000)
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "converters.cli", "convert", str(src), "-o",
-                             str(out), "--workers", "1", "--tile-size", "64"],
+    proc = subprocess.Popen([sys.executable, "-m", "microtome.converters.cli", "convert", str(src),
+                             "-o", str(out), "--workers", "1", "--tile-size", "64"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 60
@@ -255,7 +255,7 @@ def test_sigint_to_cli_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_source_error_messages_are_one_line(testdata: Path) -> None:
-    from converters import open_source
+    from microtome.converters import open_source
     for name in ("truncated.jpg", "unopenable.tiff", "notanimage.txt"):
         with pytest.raises(SourceError) as ei:
             open_source(testdata / name)

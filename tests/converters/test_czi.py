@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from pylibCZIrw import czi as pyczi
 
-from converters import ConvertOptions, convert, detect, open_source
-from converters.cli import main as cli_main
-from pyramid.errors import SourceError
-from pyramid.reader import open_pyramid
+from microtome.converters import ConvertOptions, convert, detect, open_source
+from microtome.converters.cli import main as cli_main
+from microtome.pyramid.errors import SourceError
+from microtome.pyramid.reader import open_pyramid
 
 from .conftest import read_level
 

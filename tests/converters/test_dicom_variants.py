@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from converters import ConvertOptions, convert, open_source
+from microtome.converters import ConvertOptions, convert, open_source
 
 from .conftest import read_level
 from .dicom_craft import write_wsi

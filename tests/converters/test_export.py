@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import zarr
 
-from converters import ConvertOptions, convert
-from converters.export import check_portable, export
 from microtome.cli import main as microtome_main
-from pyramid.errors import SourceError
+from microtome.converters import ConvertOptions, convert
+from microtome.converters.export import check_portable, export
+from microtome.pyramid.errors import SourceError
 
 #: Reused between runs (pip's and npm's caches make the first creation quick too).
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "microtome-tests"

@@ -12,9 +12,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from converters import ConvertOptions, ConvertResult, convert, detect, open_source
-from pyramid.errors import SourceError
-from pyramid.reader import open_pyramid
+from microtome.converters import ConvertOptions, ConvertResult, convert, detect, open_source
+from microtome.pyramid.errors import SourceError
+from microtome.pyramid.reader import open_pyramid
 
 from .conftest import psnr, read_level
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from converters import ConvertOptions, convert, open_source
-from pyramid.errors import SourceError
+from microtome.converters import ConvertOptions, convert, open_source
+from microtome.pyramid.errors import SourceError
 
 from .conftest import psnr, read_level
 
@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parents[2]
 _CHILD = """
 import json, resource, sys
 from pathlib import Path
-from converters.formats import vips_picture as vp
+from microtome.converters.formats import vips_picture as vp
 vp.BANDED_ABOVE_BYTES = vp.BANDED_ABOVE_PIXELS = int(sys.argv[3])
 from PIL import Image
 Image.MAX_IMAGE_PIXELS = None  # the yardstick run decodes whole through Pillow
-from converters import ConvertOptions, convert
-from converters.sources import open_source
+from microtome.converters import ConvertOptions, convert
+from microtome.converters.sources import open_source
 with open_source(Path(sys.argv[1])) as r:
     notes = r.info.notes
 convert(Path(sys.argv[1]), Path(sys.argv[2]), ConvertOptions(workers=2))
@@ -84,7 +84,7 @@ def test_large_jpeg_converts_in_bands_with_bounded_memory(tmp_path: Path) -> Non
 
 
 def test_banded_reader_matches_pillow_with_exif_orientation(tmp_path: Path) -> None:
-    from converters.formats.vips_picture import VipsPicture
+    from microtome.converters.formats.vips_picture import VipsPicture
 
     yy, xx = np.mgrid[0:90, 0:130]
     img = np.stack([xx * 2, yy * 2, (xx + yy)], -1).astype(np.uint8)
@@ -105,7 +105,7 @@ def test_banded_reader_matches_pillow_with_exif_orientation(tmp_path: Path) -> N
 
 
 def test_banded_png_keeps_16_bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from converters.formats import vips_picture as vp
+    from microtome.converters.formats import vips_picture as vp
     monkeypatch.setattr(vp, "BANDED_ABOVE_BYTES", 1)
     data = np.random.default_rng(0).integers(0, 65535, (70, 90, 3)).astype(np.uint16)
     import imagecodecs

@@ -15,12 +15,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pyimzml.ImzMLParser import ImzMLParser
 
-from converters import ConvertOptions, convert, open_source
-from converters.cli import main as cli_main
-from pyramid import spectra
-from pyramid.errors import SourceError, UnsupportedFormat
-from pyramid.reader import open_pyramid
-from tileserver.app import create_tiles_app
+from microtome.converters import ConvertOptions, convert, open_source
+from microtome.converters.cli import main as cli_main
+from microtome.pyramid import spectra
+from microtome.pyramid.errors import SourceError, UnsupportedFormat
+from microtome.pyramid.reader import open_pyramid
+from microtome.tileserver.app import create_tiles_app
 
 from .conftest import read_level
 

@@ -11,11 +11,11 @@ import openslide
 import pytest
 import zarr
 
-from converters import ConvertOptions, convert
-from converters.cli import main as cli_main
-from converters.synthetic import write_slide
-from pyramid.errors import SourceError
-from pyramid.reader import open_pyramid
+from microtome.converters import ConvertOptions, convert
+from microtome.converters.cli import main as cli_main
+from microtome.converters.synthetic import write_slide
+from microtome.pyramid.errors import SourceError
+from microtome.pyramid.reader import open_pyramid
 
 from .conftest import psnr, read_level
 
@@ -119,7 +119,7 @@ def test_synthetic_slide_is_an_aperio_pyramid(tmp_path: Path) -> None:
 
 
 def test_synthetic_cli_from_real_sample(testdata: Path, tmp_path: Path) -> None:
-    from converters.synthetic import main
+    from microtome.converters.synthetic import main
     out = tmp_path / "t.tiff"
     assert main([str(out), "--width", "3000", "--height", "2500", "--from",
                  str(testdata / "CMU-1-Small-Region.svs")]) == 0
@@ -197,7 +197,7 @@ def test_cli_info(testdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_microtome_cli_registers_convert_and_info() -> None:
     import argparse
 
-    from converters.cli import register
+    from microtome.converters.cli import register
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(["convert", "a.svs", "-o", "out", "--workers", "2",
@@ -213,7 +213,7 @@ def test_aligned_source_jpeg_tiles_are_copied(tmp_path: Path) -> None:
     import imagecodecs
     import tifffile
 
-    from converters import open_source
+    from microtome.converters import open_source
 
     src = write_slide(tmp_path / "s.tiff", 1500, 1100)
     res = convert(src, tmp_path / "c.ome.zarr")
@@ -241,7 +241,7 @@ def test_abbreviated_svs_tiles_merge_into_standalone_jpegs(testdata: Path) -> No
     import imagecodecs
     import tifffile
 
-    from converters.formats.tiled import TiledPage
+    from microtome.converters.formats.tiled import TiledPage
 
     src = testdata / "CMU-1-Small-Region.svs"
     with tifffile.TiffFile(src) as tif:
@@ -267,13 +267,13 @@ def test_peak_memory_is_bounded(testdata: Path, tmp_path: Path) -> None:
     import sys
 
     src = tmp_path / "m.tiff"
-    from converters.synthetic import main as synth
+    from microtome.converters.synthetic import main as synth
 
     assert synth([str(src), "--width", "24576", "--height", "16384", "--from",
                   str(testdata / "CMU-1-Small-Region.svs")]) == 0
     # VmHWM (kB) of the child itself: ru_maxrss survives fork/exec, so it would
     # report the (large) pytest parent instead.
-    code = ("import sys; from pathlib import Path; from converters import convert; "
+    code = ("import sys; from pathlib import Path; from microtome.converters import convert; "
             "convert(Path(sys.argv[1]), Path(sys.argv[2])); "
             "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))"
             ".split()[1])")

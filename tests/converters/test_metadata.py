@@ -12,9 +12,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from converters import convert, open_source
-from converters.cli import main as cli_main
-from converters.formats.vendor_meta import iso_date
+from microtome.converters import convert, open_source
+from microtome.converters.cli import main as cli_main
+from microtome.converters.formats.vendor_meta import iso_date
 
 
 def test_aperio_date_and_scanner(testdata: Path, tmp_path: Path) -> None:

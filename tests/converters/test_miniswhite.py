@@ -11,9 +11,9 @@ import tifffile
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from converters import ConvertOptions, convert
-from pyramid.reader import open_pyramid
-from tileserver.app import TileSettings, create_tiles_app
+from microtome.converters import ConvertOptions, convert
+from microtome.pyramid.reader import open_pyramid
+from microtome.tileserver.app import TileSettings, create_tiles_app
 
 from .conftest import read_level
 

@@ -12,10 +12,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from converters import ConvertOptions, convert, open_source
-from converters.cli import main as cli_main
-from pyramid.errors import SourceError
-from pyramid.reader import open_pyramid
+from microtome.converters import ConvertOptions, convert, open_source
+from microtome.converters.cli import main as cli_main
+from microtome.pyramid.errors import SourceError
+from microtome.pyramid.reader import open_pyramid
 
 from .conftest import psnr, read_level
 from .tiff_craft import (

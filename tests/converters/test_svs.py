@@ -11,8 +11,15 @@ import openslide
 import pytest
 import zarr
 
-from converters import ConvertOptions, ConvertResult, Progress, convert, detect, open_source
-from pyramid.reader import open_pyramid
+from microtome.converters import (
+    ConvertOptions,
+    ConvertResult,
+    Progress,
+    convert,
+    detect,
+    open_source,
+)
+from microtome.pyramid.reader import open_pyramid
 
 from .conftest import psnr, read_level
 
@@ -84,7 +91,7 @@ def test_svs_pixels_match_openslide(testdata: Path, cmu: tuple[Path, ConvertResu
 def test_svs_levels_are_area_averages(testdata: Path, cmu: tuple[Path, ConvertResult]) -> None:
     """Level n == 2x2 area average of level n-1 computed from the source pixels
     (exact arithmetic checked in test_pyramid_math), then JPEG-coded once."""
-    from converters.build import downsample2
+    from microtome.converters.build import downsample2
 
     out, _ = cmu
     slide = openslide.OpenSlide(str(testdata / "CMU-1-Small-Region.svs"))
@@ -135,7 +142,7 @@ def test_inner_chunks_are_standalone_jpegs(cmu: tuple[Path, ConvertResult]) -> N
 
 
 def test_refuses_existing_output_unless_overwrite(testdata: Path, tmp_path: Path) -> None:
-    from pyramid.errors import Conflict
+    from microtome.pyramid.errors import Conflict
 
     dst = tmp_path / "s.ome.zarr"
     first = convert(testdata / "small.svs", dst)

@@ -10,9 +10,9 @@ import numpy as np
 import openslide
 import pytest
 
-from converters import convert, detect
-from pyramid.errors import SourceError
-from pyramid.reader import open_pyramid
+from microtome.converters import convert, detect
+from microtome.pyramid.errors import SourceError
+from microtome.pyramid.reader import open_pyramid
 
 from . import vendor_fakes
 from .conftest import psnr

@@ -197,7 +197,7 @@ def write_logluv(path: Path, rgb: np.ndarray) -> None:
     Python writer produces."""
     import ctypes
 
-    from converters.formats.libtiff_rgba import libtiff
+    from microtome.converters.formats.libtiff_rgba import libtiff
 
     lib = libtiff()
     lib.TIFFSetField.restype = ctypes.c_int

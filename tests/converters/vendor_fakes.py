@@ -15,7 +15,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from converters.synthetic import Pattern, _tiles
+from microtome.converters.synthetic import Pattern, _tiles
 
 PAT = Pattern()
 T = 256

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import SettingsError, from_env, tile_settings_from_env, warn_unknown
+from microtome.core.settings import SettingsError, from_env, tile_settings_from_env, warn_unknown
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("core", "pyramid", "converters", "tileserver", "catalog", "annotations", "retrieval",

@@ -98,8 +98,8 @@ def register_slide(server: LiveServer, pyramid: Path, *, name: str,
     """Put a converted pyramid into the server's catalog as a ready image."""
     import asyncpg
 
-    from catalog.images import register_image
-    from pyramid.reader import open_pyramid
+    from microtome.catalog.images import register_image
+    from microtome.pyramid.reader import open_pyramid
 
     rel = f"seed/{pyramid.name}"
     dst = server.var_dir / "images" / rel

@@ -56,7 +56,7 @@ def converted_slide(testdata: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """CMU-1-Small-Region.svs as an OME-Zarr pyramid (converted once per session)."""
     out = tmp_path_factory.mktemp("slide") / "CMU-1-Small-Region.ome.zarr"
     src = testdata / "CMU-1-Small-Region.svs"
-    from converters import convert
+    from microtome.converters import convert
 
     convert(src, out)
     return out
@@ -65,7 +65,7 @@ def converted_slide(testdata: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """multi-channel-z-series.ome.tif (3 channels, 5 planes) converted once per session."""
-    from converters import convert
+    from microtome.converters import convert
 
     out = tmp_path_factory.mktemp("fluo") / "multi-channel-z-series.ome.zarr"
     convert(testdata / "multi-channel-z-series.ome.tif", out)

@@ -53,7 +53,7 @@ def test_upload_resumes_after_a_dropped_connection(
 
     # -- a slide still converting: the viewer says so, then opens by itself ------
     async def pending(conn: Any) -> int:
-        from catalog.images import create_pending
+        from microtome.catalog.images import create_pending
 
         return int(await create_pending(conn, name="slow slide", source_filename="slow.svs",
                                         owner_id=None, project_id=project["id"]))
@@ -64,8 +64,8 @@ def test_upload_resumes_after_a_dropped_connection(
     screenshot(page, "11-converting")
 
     async def finish(conn: Any) -> None:
-        from catalog.images import storage_relpath
-        from pyramid.reader import open_pyramid
+        from microtome.catalog.images import storage_relpath
+        from microtome.pyramid.reader import open_pyramid
 
         dst = live_server.var_dir / "images" / storage_relpath(image_id)
         dst.parent.mkdir(parents=True, exist_ok=True)

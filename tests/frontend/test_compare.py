@@ -33,8 +33,8 @@ SHIFT = (300, 200)
 def shifted_slide(converted_slide: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import tifffile
 
-    from converters.convert import convert
-    from pyramid.reader import open_pyramid
+    from microtome.converters.convert import convert
+    from microtome.pyramid.reader import open_pyramid
 
     pyr = open_pyramid(converted_slide)
     w, h = pyr.meta.width, pyr.meta.height

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.layout import Channel
+from microtome.pyramid.layout import Channel
 from tests.frontend.browser import ARTIFACTS, CHROMIUM_ARGS, _ensure_chromium
 from tests.frontend.test_osd_dzi_iiif import COMPARE, LOADED, OPEN_BOTH, OSD
 from tests.tileserver.conftest import build_nd

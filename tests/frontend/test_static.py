@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from core.http import error_middleware
-from core.settings import Settings
+from microtome.core.http import error_middleware
+from microtome.core.settings import Settings
 from microtome.frontend import resolve_asset, setup_frontend
 
 

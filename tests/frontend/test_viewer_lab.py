@@ -184,7 +184,7 @@ def _another_image(server: LiveServer, like: int, name: str, project_id: int) ->
     """One more catalog image on the same stored pyramid (a second slide of the case)."""
     import asyncpg
 
-    from catalog.images import register_image
+    from microtome.catalog.images import register_image
 
     async def go() -> int:
         pool = await asyncpg.create_pool(server.database_url, min_size=1, max_size=1)
@@ -366,7 +366,7 @@ def test_plane_and_channels_kept_in_link(live_server: LiveServer, context: Any, 
 
 @pytest.fixture(scope="session")
 def fluorescence(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from converters import convert
+    from microtome.converters import convert
 
     out = tmp_path_factory.mktemp("fluo-links") / "multi-channel-z-series.ome.zarr"
     convert(testdata / "multi-channel-z-series.ome.tif", out)

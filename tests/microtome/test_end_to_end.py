@@ -17,8 +17,8 @@ import numpy as np
 import openslide
 from aiohttp.test_utils import TestClient
 
-from core.settings import from_env
 from microtome.app import create_app
+from microtome.core.settings import from_env
 
 SVS = "CMU-1-Small-Region.svs"
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.http import MAX_REQUEST_LINE_BYTES
+from microtome.core.http import MAX_REQUEST_LINE_BYTES
 from tests.tileserver.test_long_requests import (
     _free_port,
     assert_json_400,

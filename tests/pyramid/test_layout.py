@@ -12,9 +12,9 @@ import zarr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyramid.layout import ImageMeta, Level, level_sizes, pack_shard, unpack_index
-from pyramid.reader import open_pyramid
-from pyramid.writer import PyramidWriter
+from microtome.pyramid.layout import ImageMeta, Level, level_sizes, pack_shard, unpack_index
+from microtome.pyramid.reader import open_pyramid
+from microtome.pyramid.writer import PyramidWriter
 
 
 @given(st.integers(1, 10**6), st.integers(1, 10**6), st.sampled_from([256, 512]))

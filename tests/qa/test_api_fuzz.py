@@ -35,9 +35,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from catalog.images import register_image, storage_relpath
-from core.settings import from_env
 from microtome.app import create_app
+from microtome.catalog.images import register_image, storage_relpath
+from microtome.core.settings import from_env
 from tests.livesrv import live_app
 
 EXAMPLES_PER_OPERATION = 25
@@ -54,7 +54,7 @@ DELETE_ORDER = ["/api/analyses/", "/api/annotations/", "/api/attachments/",
 
 
 def _pyramid(tmp: Path) -> Path:
-    from converters import convert
+    from microtome.converters import convert
 
     yy, xx = np.mgrid[0:300, 0:400]
     rgb = np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)

@@ -13,8 +13,8 @@ from typing import Any
 
 import requests
 
-from core.settings import from_env
 from microtome.app import create_app
+from microtome.core.settings import from_env
 from tests.livesrv import live_app
 from tests.qa.test_api_fuzz import _pyramid, _seed
 

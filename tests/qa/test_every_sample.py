@@ -15,7 +15,7 @@ import tifffile
 from PIL import Image
 
 from microtome.cli import main
-from pyramid.reader import open_pyramid
+from microtome.pyramid.reader import open_pyramid
 
 TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata"
 

@@ -27,7 +27,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from microtome.cli import main
-from pyramid.reader import open_pyramid
+from microtome.pyramid.reader import open_pyramid
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 YY, XX = np.mgrid[0:300, 0:400]
@@ -286,8 +286,8 @@ def test_concurrent_conversions_to_one_output(tmp_path: Path, testdata: Path) ->
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    from converters import convert
-    from pyramid.errors import Conflict
+    from microtome.converters import convert
+    from microtome.pyramid.errors import Conflict
 
     src = testdata / "CMU-1-Small-Region.svs"
     dst = tmp_path / "out" / "cmu.ome.zarr"

@@ -20,7 +20,7 @@ from ome_zarr.io import parse_url
 from ome_zarr.writer import write_image
 from yarl import URL
 
-from tileserver.app import TileSettings, create_tiles_app
+from microtome.tileserver.app import TileSettings, create_tiles_app
 
 YY, XX = np.mgrid[0:600, 0:800]
 RGB_CYX = np.stack([XX % 256, YY % 256, (XX + YY) % 256]).astype(np.uint8)
@@ -120,8 +120,8 @@ async def test_zarr_that_is_not_an_image_is_a_clean_4xx(client: TestClient, name
 
 
 def test_zarr_v2_group_without_multiscales_is_not_an_image(tmp_path: Path) -> None:
-    from pyramid.errors import Unprocessable
-    from pyramid.reader import open_pyramid
+    from microtome.pyramid.errors import Unprocessable
+    from microtome.pyramid.reader import open_pyramid
 
     group = zarr.open_group(str(tmp_path / "g2"), mode="w", zarr_format=2)
     group.create_array("0", data=RGB_CYX[0])

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from microtome.tileserver.app import TileSettings, create_tiles_app
 from tests.livesrv import live_app
-from tileserver.app import TileSettings, create_tiles_app
 
 IDS = ["cmu", "sub%20dir%2Fmc", "nope", "sub%20dir", "%2e%2e%2fcmu", "cmu%00", "..",
        "sub%20dir%2F..%2F..%2Fcmu", "%2Fetc%2Fpasswd", "cmu.ome.zarr", "c" * 3000,
@@ -124,7 +124,7 @@ def extra_urls(draw: st.DrawFn) -> str:
 
 @pytest.fixture(scope="module")
 def tile_root(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
-    from converters import convert
+    from microtome.converters import convert
 
     root = tmp_path_factory.mktemp("tile-root")
     convert(testdata / "CMU-1-Small-Region.svs", root / "cmu.ome.zarr")

@@ -21,9 +21,9 @@ import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
-from catalog.db import connect
-from core.settings import Settings
 from microtome.app import MIGRATION_DIRS, create_app
+from microtome.catalog.db import connect
+from microtome.core.settings import Settings
 from tests.catalog.conftest import make_settings
 from tests.catalog.helpers import ANON, Actor
 from tests.conftest import _execute, with_database
@@ -56,7 +56,7 @@ def vector_server_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def vector_template(vector_server_url: str) -> Iterator[str]:
-    from catalog.migrate import migrate
+    from microtome.catalog.migrate import migrate
 
     name = f"microtome_vtmpl_{secrets.token_hex(4)}"
     asyncio.run(_execute(vector_server_url, f'CREATE DATABASE "{name}"'))
@@ -89,7 +89,7 @@ def vector_database_url(vector_server_url: str, vector_template: str) -> Iterato
 @pytest.fixture(scope="session")
 def slide_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """CMU-1-Small-Region.svs (2220 x 2967, 0.499 µm/px) as OME-Zarr, converted once."""
-    from converters import convert
+    from microtome.converters import convert
 
     out = tmp_path_factory.mktemp("retrieval-slide") / "CMU-1-Small-Region.ome.zarr"
     convert(testdata / "CMU-1-Small-Region.svs", out)
@@ -117,8 +117,8 @@ class RWorld:
 
 
 async def _side(conn: asyncpg.Connection, settings: Settings, pyramid: Path, name: str) -> Side:
-    from catalog.images import storage_relpath
-    from catalog.security import digest, new_api_key
+    from microtome.catalog.images import storage_relpath
+    from microtome.catalog.security import digest, new_api_key
 
     uid = await conn.fetchval("INSERT INTO users (username) VALUES ($1) RETURNING id", name)
     key = new_api_key()

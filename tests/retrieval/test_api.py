@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from catalog.db import DB_POOL
-from retrieval.web import STATE
+from microtome.catalog.db import DB_POOL
+from microtome.retrieval.web import STATE
 from tests.catalog.helpers import Actor
 from tests.retrieval.conftest import RWorld, annotate, tile_polygon
 from tests.retrieval.labelled_tiles import LABELS
@@ -172,8 +172,8 @@ async def test_regions_too_small_or_too_large_are_400_with_the_limits(rworld: RW
 async def test_a_share_link_reads_only_its_image(rworld: RWorld) -> None:
     import time
 
-    from catalog.db import connect
-    from catalog.security import share_token
+    from microtome.catalog.db import connect
+    from microtome.catalog.security import share_token
     from tests.catalog.helpers import SECRET
 
     w = rworld
@@ -209,7 +209,7 @@ async def test_no_blocking_calls_in_retrieval(rworld: RWorld) -> None:
     # Grow the pool first (asyncpg stats ~/.pgpass when it connects: not our code).
     await asyncio.gather(*(w.client.get(f"/api/images/{w.alice.image_id}/terms", headers=h)
                            for _ in range(10)))
-    with blockbuster_ctx(["retrieval"]):
+    with blockbuster_ctx(["microtome.retrieval"]):
         await similar(w, w.alice.actor, annotation_id=next(iter(labels)), k=5)
         await similar(w, w.alice.actor, image_id=w.alice.image_id,
                       geometry=tile_polygon(2, 2), k=5)
@@ -251,7 +251,7 @@ def test_the_migration_vector_size_is_the_descriptor_size() -> None:
     import re
 
     from microtome.app import MIGRATION_DIRS
-    from retrieval.descriptors import DIM
+    from microtome.retrieval.descriptors import DIM
 
     sql = next(d for d in MIGRATION_DIRS if d.parent.name == "retrieval").joinpath(
         "0150_annotation_descriptors.sql").read_text()

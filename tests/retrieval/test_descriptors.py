@@ -9,9 +9,9 @@ import openslide
 import pytest
 from PIL import Image
 
-from pyramid.errors import InvalidRequest
-from retrieval.crops import MAX_SIDE, MIN_SIDE, output_size, px_per_output
-from retrieval.descriptors import DIM, describe, rgb_histogram
+from microtome.pyramid.errors import InvalidRequest
+from microtome.retrieval.crops import MAX_SIDE, MIN_SIDE, output_size, px_per_output
+from microtome.retrieval.descriptors import DIM, describe, rgb_histogram
 from tests.retrieval.labelled_tiles import LABELS, TILE
 
 PIXEL_UM = 0.499  # the slide's level-0 pixel size
@@ -113,7 +113,7 @@ def test_same_class_tiles_rank_first_and_beat_the_rgb_baseline(tiles: dict) -> N
 
 def test_bag_of_visual_words_learned_on_the_slide_ranks_same_class_first(
         tiles: dict, testdata: Path) -> None:
-    from retrieval import bovw
+    from microtome.retrieval import bovw
 
     # Unsupervised: the codebook sees random (unlabelled) tiles of the same slide.
     rng = np.random.default_rng(1)

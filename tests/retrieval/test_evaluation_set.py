@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.retrieval_set import Region, build, evaluate
-from retrieval.descriptors import describe, rgb_histogram
+from microtome.retrieval.descriptors import describe, rgb_histogram
 
 #: Precision of a random ranking on this set (~ a third of the candidates share the class).
 RANDOM = 0.31

@@ -8,8 +8,8 @@ import asyncpg
 import numpy as np
 import pytest
 
-from catalog.access import Principal
-from retrieval import index
+from microtome.catalog.access import Principal
+from microtome.retrieval import index
 
 N = 1500
 FAMILY = "cstats-v1"

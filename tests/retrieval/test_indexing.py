@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from microtome.reindex import reindex
-from retrieval import indexer
-from retrieval.web import STATE
+from microtome.retrieval import indexer
+from microtome.retrieval.web import STATE
 from tests.retrieval.conftest import RWorld, annotate, make_world, tile_polygon
 from tests.retrieval.labelled_tiles import LABELS
 

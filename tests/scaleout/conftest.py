@@ -83,7 +83,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, small_pyramid_folder: Path) 
 
 @pytest.fixture(scope="session")
 def small_pyramid_folder(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
-    from converters import ConvertOptions, convert
+    from microtome.converters import ConvertOptions, convert
 
     root = tmp_path_factory.mktemp("tiles-root")
     convert(testdata / "CMU-1-Small-Region.svs", root / "cmu.ome.zarr", ConvertOptions())

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from catalog.ratelimit import USER_LIMIT
+from microtome.catalog.ratelimit import USER_LIMIT
 from tests.scaleout.cluster import wait_http
 from tests.scaleout.conftest import PASSWORD, World
 

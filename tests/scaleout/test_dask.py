@@ -39,8 +39,8 @@ def _tasks_run(cluster: Any) -> dict[str, int]:
 async def test_conversion_job_runs_on_the_cluster(aiohttp_client: Any, tmp_path: Path,
                                                   database_url: str, cluster: Any,
                                                   testdata: Path) -> None:
-    from catalog import jobs
-    from catalog.db import DB_POOL
+    from microtome.catalog import jobs
+    from microtome.catalog.db import DB_POOL
 
     before = sum(_tasks_run(cluster).values())
     settings = make_settings(tmp_path, database_url, job_workers=1,

@@ -36,7 +36,7 @@ def test_processes_starting_together_share_one_generated_secret(tmp_path: Path) 
     persisted there, even when they start at the same moment."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from core.settings import _Env, _secret
+    from microtome.core.settings import _Env, _secret
 
     with ThreadPoolExecutor(8) as pool:
         keys = list(pool.map(lambda _: _secret(tmp_path / "var", _Env({})), range(16)))

@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
-from catalog.state import CATALOG
-from converters.convert import convert
-from core.settings import StorageSettings
-from pyramid.stores import open_store
+from microtome.catalog.state import CATALOG
+from microtome.converters.convert import convert
+from microtome.core.settings import StorageSettings
+from microtome.pyramid.stores import open_store
 from tests.catalog.conftest import ClientFactory, make_app, make_settings
 from tests.catalog.helpers import call, create_user, setup_admin
 from tests.catalog.test_jobs import _upload
@@ -57,7 +57,7 @@ async def test_upload_convert_serve_delete_in_s3(aiohttp_client: ClientFactory, 
     # Tiles from S3 equal the tiles of a local conversion of the same file.
     local = tmp_path / "local" / "cmu.ome.zarr"
     convert(testdata / "CMU-1-Small-Region.svs", local)
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     ref_client = await aiohttp_client(create_tiles_app(local.parent, TileSettings(threads=2)))
     cookie = {"Cookie": f"microtome_session={alice.cookie}"}

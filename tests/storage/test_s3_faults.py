@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from converters.convert import convert
-from converters.publish import publish
-from pyramid import stores
-from tileserver.tilemath import dzi_max_level
+from microtome.converters.convert import convert
+from microtome.converters.publish import publish
+from microtome.pyramid import stores
+from microtome.tileserver.tilemath import dzi_max_level
 
 from . import s3server
 
@@ -50,7 +50,7 @@ def own_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[s3server.S3Server]:
 @pytest.fixture
 async def client(aiohttp_client, own_s3: s3server.S3Server,  # type: ignore[no-untyped-def]
                  local_cmu: Path) -> TestClient:
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     own_s3.create_bucket("faults")
     publish(local_cmu, "s3://faults/img/cmu.ome.zarr")

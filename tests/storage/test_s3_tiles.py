@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from converters.convert import convert
-from pyramid.stores import REMOTE, open_store
-from tileserver.tilemath import dzi_max_level
+from microtome.converters.convert import convert
+from microtome.pyramid.stores import REMOTE, open_store
+from microtome.tileserver.tilemath import dzi_max_level
 
 from . import s3server
 
@@ -43,7 +43,7 @@ def _env(s3: s3server.S3Server) -> dict[str, str]:
 @pytest.fixture
 async def clients(aiohttp_client, converted: tuple[Path, str],  # type: ignore[no-untyped-def]
                   s3_env: dict[str, str]) -> tuple[TestClient, TestClient]:
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     local, url = converted
     settings = TileSettings(threads=2)
@@ -103,7 +103,7 @@ def test_every_object_uploaded_and_no_silent_replace(converted: tuple[Path, str]
 def test_publish_order_root_document_last(tmp_path: Path, s3: s3server.S3Server,
                                           s3_env: dict[str, str], testdata: Path) -> None:
     """A reader polling during the upload sees no image until every object is there."""
-    from converters import publish as pub
+    from microtome.converters import publish as pub
 
     convert(testdata / "boxes.tiff", tmp_path / "b.ome.zarr")
     s3.create_bucket("order")
@@ -140,9 +140,9 @@ async def test_ngff_04_image_in_s3_reads_through_zarr(  # type: ignore[no-untype
         s3_env: dict[str, str], testdata: Path) -> None:
     """An image not in our sharded layout (NGFF 0.4, zarr v2) is read through zarr's
     own object-store adapter: same pixels as from the local copy."""
-    from converters.convert import ConvertOptions
-    from converters.publish import publish
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.converters.convert import ConvertOptions
+    from microtome.converters.publish import publish
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     local = tmp_path / "v2" / "cmu.ome.zarr"
     convert(testdata / "CMU-1-Small-Region.svs", local, ConvertOptions(ngff="0.4"))

@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from pyramid.layout import Channel, ImageMeta, Level, level_sizes
-from pyramid.writer import PyramidWriter
-from tileserver.app import TileSettings, create_tiles_app
+from microtome.pyramid.layout import Channel, ImageMeta, Level, level_sizes
+from microtome.pyramid.writer import PyramidWriter
+from microtome.tileserver.app import TileSettings, create_tiles_app
 
 
 def downsample2(a: np.ndarray) -> np.ndarray:

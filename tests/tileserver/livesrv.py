@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from microtome.tileserver.app import TileSettings, create_tiles_app
 from tests.livesrv import live_app
-from tileserver.app import TileSettings, create_tiles_app
 
 
 @contextmanager

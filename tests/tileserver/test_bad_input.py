@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from core.http import status_for
-from pyramid.errors import StorageError
-from pyramid.layout import index_nbytes
+from microtome.core.http import status_for
+from microtome.pyramid.errors import StorageError
+from microtome.pyramid.layout import index_nbytes
 
 #: Damaged storage is the server's problem, not the client's: whatever status the
 #: shared error table gives StorageError (422), never a 500.
@@ -181,8 +181,8 @@ async def test_image_deleted_while_served(client: TestClient, rgb_image: tuple,
 
 @pytest.mark.parametrize("name", ["..", "a/../b", "/abs", "a\\b", "a\x00b", ""])
 def test_check_id_rejects(name: str) -> None:
-    from pyramid.errors import InvalidRequest, NotFound
-    from tileserver.resolver import check_id
+    from microtome.pyramid.errors import InvalidRequest, NotFound
+    from microtome.tileserver.resolver import check_id
 
     with pytest.raises((InvalidRequest, NotFound)):
         check_id(name)
@@ -199,7 +199,7 @@ async def test_symlink_out_of_root_is_not_served(client: TestClient, rgb_image: 
 async def test_image_deleted_behind_a_trusting_resolver(
         aiohttp_client, rgb_image: tuple, tiles_root: Path) -> None:  # type: ignore[no-untyped-def]
     """Even while the id → image resolution is still cached, reads of a deleted image are 404s."""
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     client = await aiohttp_client(create_tiles_app(tiles_root, TileSettings(resolver_ttl=600)))
     for url in ("/dzi/slide_files/10/0_0.jpg", "/dzi/slide_files/10/1_0.jpg"):

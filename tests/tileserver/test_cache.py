@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tileserver.cache import AsyncLRU, Tile, TileCache
+from microtome.tileserver.cache import AsyncLRU, Tile, TileCache
 
 
 def _tile(n: int) -> Tile:

@@ -10,8 +10,8 @@ import openslide
 import pytest
 from aiohttp.test_utils import TestClient
 
-from converters.convert import convert
-from tileserver.tilemath import dzi_max_level
+from microtome.converters.convert import convert
+from microtome.tileserver.tilemath import dzi_max_level
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def cmu_root(tmp_path_factory: pytest.TempPathFactory, testdata: Path) -> Path:
 
 @pytest.fixture
 async def cmu_client(aiohttp_client, cmu_root: Path) -> TestClient:  # type: ignore[no-untyped-def]
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     return await aiohttp_client(create_tiles_app(cmu_root, TileSettings(threads=2)))
 

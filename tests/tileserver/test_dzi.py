@@ -10,8 +10,8 @@ import numpy as np
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from pyramid.reader import open_pyramid
-from tileserver.tilemath import dzi_level_size, dzi_max_level
+from microtome.pyramid.reader import open_pyramid
+from microtome.tileserver.tilemath import dzi_level_size, dzi_max_level
 
 
 def block_mean(img: np.ndarray, d: int) -> np.ndarray:

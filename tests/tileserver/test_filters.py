@@ -15,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from skimage import color, data, filters
 
-from pyramid.reader import open_pyramid
-from tileserver import filterrender
-from tileserver.filters import Filters, finish, point_ops
+from microtome.pyramid.reader import open_pyramid
+from microtome.tileserver import filterrender
+from microtome.tileserver.filters import Filters, finish, point_ops
 
 from .conftest import build_rgb
 

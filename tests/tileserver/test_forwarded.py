@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from pyramid.layout import ImageMeta
-from tileserver.app import TileSettings, create_tiles_app
+from microtome.pyramid.layout import ImageMeta
+from microtome.tileserver.app import TileSettings, create_tiles_app
 
 FORWARDED = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
 

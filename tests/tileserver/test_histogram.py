@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from aiohttp.test_utils import TestClient
 
-from pyramid import histogram
-from pyramid.reader import open_pyramid
+from microtome.pyramid import histogram
+from microtome.pyramid.reader import open_pyramid
 
 
 async def test_rgb_histogram_is_computed_once_and_stored(client: TestClient, rgb_image: tuple,

@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyramid.errors import InvalidRequest, NotImplementedFeature
-from pyramid.reader import open_pyramid
-from tileserver.iiif_params import Limits, parse_region, parse_rotation, parse_size
+from microtome.pyramid.errors import InvalidRequest, NotImplementedFeature
+from microtome.pyramid.reader import open_pyramid
+from microtome.tileserver.iiif_params import Limits, parse_region, parse_rotation, parse_size
 
 LIM = Limits(8192, 8192, 4096 * 4096)
 
@@ -201,7 +201,7 @@ async def test_ids_follow_the_reverse_proxy(aiohttp_client: Any, tiles_root: Pat
                                             rgb_image: tuple) -> None:
     """Behind a trusted proxy (MICROTOME_TRUSTED_PROXIES) the URLs point through it;
     test_forwarded.py shows that nobody else's headers are believed."""
-    from tileserver.app import TileSettings, create_tiles_app
+    from microtome.tileserver.app import TileSettings, create_tiles_app
 
     client = await aiohttp_client(create_tiles_app(tiles_root, TileSettings(threads=2),
                                                    ("127.0.0.0/8", "::1")))
@@ -226,10 +226,10 @@ async def test_credentialed_requests_are_privately_cached(client: TestClient,
 
 
 def test_passthrough_is_decided_without_io(rgb_image: tuple, tiles_root: Path) -> None:
-    from tileserver.iiif_params import parse_request
-    from tileserver.produce import chunk_for
-    from tileserver.tilemath import dzi_tile
-    from tileserver.tilerequest import TileRequest
+    from microtome.tileserver.iiif_params import parse_request
+    from microtome.tileserver.produce import chunk_for
+    from microtome.tileserver.tilemath import dzi_tile
+    from microtome.tileserver.tilerequest import TileRequest
 
     pyr = open_pyramid(tiles_root / "slide.ome.zarr")
 

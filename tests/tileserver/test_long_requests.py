@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.http import MAX_QUERY_BYTES, MAX_REQUEST_LINE_BYTES
+from microtome.core.http import MAX_QUERY_BYTES, MAX_REQUEST_LINE_BYTES
 
 from .conftest import build_rgb, gradient_rgb
 

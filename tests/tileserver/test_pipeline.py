@@ -9,8 +9,8 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tileserver import routes_dzi
-from tileserver.keys import SERVICE
+from microtome.tileserver import routes_dzi
+from microtome.tileserver.keys import SERVICE
 
 
 async def _get(client: TestClient, url: str, **kw: object) -> tuple[int, str, bytes]:

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyramid import reader
-from pyramid.layout import Channel, ImageMeta, Level
-from pyramid.reader import open_pyramid
-from pyramid.writer import PyramidWriter
-from tileserver import render
-from tileserver.bands import resample_banded
-from tileserver.encode import resample
-from tileserver.render import render_region
-from tileserver.renderparams import parse_render
+from microtome.pyramid import reader
+from microtome.pyramid.layout import Channel, ImageMeta, Level
+from microtome.pyramid.reader import open_pyramid
+from microtome.pyramid.writer import PyramidWriter
+from microtome.tileserver import render
+from microtome.tileserver.bands import resample_banded
+from microtome.tileserver.encode import resample
+from microtome.tileserver.render import render_region
+from microtome.tileserver.renderparams import parse_render
 
 from .conftest import build_rgb, gradient_rgb
 

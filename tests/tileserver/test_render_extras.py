@@ -9,7 +9,7 @@ import numpy as np
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from pyramid.layout import Channel
+from microtome.pyramid.layout import Channel
 
 from .conftest import build_nd
 

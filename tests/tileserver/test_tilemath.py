@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pyramid.errors import NotFound
-from pyramid.layout import ImageMeta, Level, level_sizes
-from tileserver.tilemath import (
+from microtome.pyramid.errors import NotFound
+from microtome.pyramid.layout import ImageMeta, Level, level_sizes
+from microtome.tileserver.tilemath import (
     best_level,
     dzi_level_size,
     dzi_max_level,
@@ -90,7 +90,7 @@ def test_fit_within() -> None:
 
 
 def test_level_for_accepts_ceil_rounded_edge_sizes() -> None:
-    from tileserver.tilemath import level_for
+    from microtome.tileserver.tilemath import level_for
 
     meta = _meta(1000, 700)  # downsamples 1, 2, 4
     assert level_for(meta, 0, 0, 1000, 700, 250, 175) == 2
@@ -106,7 +106,7 @@ def test_level_for_accepts_ceil_rounded_edge_sizes() -> None:
        st.integers(1, 2000), st.integers(1, 2000))
 def test_level_for_never_loses_more_than_the_edge_pixel(x: int, y: int, w: int, h: int,
                                                         ow: int, oh: int) -> None:
-    from tileserver.tilemath import level_for
+    from microtome.tileserver.tilemath import level_for
 
     meta = _meta(1000, 700)
     w, h = min(w, 1000 - x), min(h, 700 - y)

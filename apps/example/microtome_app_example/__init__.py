@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from shapely.geometry import box
 
-from analysis import AppDescriptor, Feature, RunContext
-from analysis.raster import coarsest_level_at_least
+from microtome.analysis import AppDescriptor, Feature, RunContext
+from microtome.analysis.raster import coarsest_level_at_least
 
 __all__ = ["StainGrid"]
 
