@@ -1,8 +1,8 @@
 """Uploads that explain themselves (issue 14, item 6), in Debian chromium: files the
 browser can judge are refused before a byte is sent, with the reason; a file already
 in the project (same SHA-256, hashed in the browser, or same name) asks first, and the
-second copy says which image it duplicates; a failed conversion keeps its reason (plain words, the server's text behind a toggle)
-after a reload, with Retry and Delete."""
+second copy says which image it duplicates; a failed conversion keeps its reason (plain
+words, the server's text behind a toggle) after a reload, with Retry and Delete."""
 
 from __future__ import annotations
 
