@@ -60,6 +60,7 @@ EXTRA_SUITES = (
 #: their record and regenerate RESULTS.md.
 STANDALONE_SUITES = (
     "bench.retrieval",
+    "bench.formats_slide",  # python -m bench.formats slide (minutes per conversion)
 )
 
 
