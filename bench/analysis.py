@@ -15,7 +15,7 @@ worker process analysing areas of two sizes (2048 and 4096 px square) to show
 what memory grows with. Every record carries the load (`uptime`).
 
 Standalone:  python -m bench.analysis [--reps N] [--no-large] [--large-only]
-             (records appended to bench/results/analysis.jsonl)
+             (saved as the analysis and analysis_large records, bench/records/)
 From the suite runner:  run(ctx) -> list[dict], render(records) -> str.
 """
 
@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench import records
 
 BENCH = Path(__file__).resolve().parent
 SAMPLE = BENCH.parent.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
@@ -185,17 +187,8 @@ def bench(workdir: Path, reps: int, log: Callable[[str], None],
         results[1]["mp_per_s"] / results[0]["mp_per_s"], 3)})
 
 
-def run(ctx: Any) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-
-    def record(rec: dict[str, Any]) -> None:
-        records.append(rec)
-        ctx.record(rec)
-
-    bench(ctx.workdir / "analysis", 1 if ctx.quick else 3, ctx.log, record)
-    if not ctx.quick:
-        large(ctx.log, record)
-    return records
+def run(ctx: Any) -> None:
+    bench(ctx.workdir / "analysis", 1 if ctx.quick else 3, ctx.log, ctx.record)
 
 
 def render(records: list[dict[str, Any]]) -> str:
@@ -235,32 +228,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-large", action="store_true", help="skip the large-slide part")
     ap.add_argument("--large-only", action="store_true", help="only the large-slide part")
-    ap.add_argument("--out", type=Path, default=BENCH / "results" / "microtome.analysis.jsonl",
-                    help="JSON lines the records are appended to")
     args = ap.parse_args(argv)
     if not SAMPLE.exists():
         print(f"error: sample missing: {SAMPLE}", file=sys.stderr)
         return 2
-    records: list[dict[str, Any]] = []
-
-    def record(rec: dict[str, Any]) -> None:
-        import json
-
-        rec = {"t": round(time.time(), 1), **rec}
-        records.append(rec)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-
     def log(s: str) -> None:
         print(s, flush=True)
 
     if not args.large_only:
+        rec = records.Recording("analysis", f"python -m bench.analysis --reps {args.reps}")
         with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
-            bench(Path(tmp), args.reps, log, record)
+            bench(Path(tmp), args.reps, log, rec.add)
+        print(render(rec.figures))
+        print(f"wrote {records.save_and_report(rec)}")
     if not args.no_large:
-        large(log, record)
-    print(render(records))
+        big = records.Recording("analysis_large", "python -m bench.analysis --large-only")
+        large(log, big.add)
+        print(render(big.figures))
+        print(f"wrote {records.save_and_report(big)}")
     return 0
 
 
