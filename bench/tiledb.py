@@ -12,15 +12,14 @@ cache is not dropped), the same list again is "warm".  Two tile kinds: JPEG
 and PNG (both decode pixels and encode).
 
 Standalone:  python -m bench.tiledb [--quick] [--size WxH] [--tiles N]
-Raw records: bench/results/tiledb.jsonl (one JSON object per line, with the
-load average).  From the suite runner (bench.run.EXTRA_SUITES): run(ctx),
-render(records).
+Saved as the ``tiledb`` record (bench/records/tiledb.json, with the load
+average; RESULTS.md is generated from it).  From the suite runner
+(bench.run.EXTRA_SUITES): run(ctx), render(records).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -30,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench import records
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -180,19 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--size", default=None, help="slide WIDTHxHEIGHT")
     ap.add_argument("--tiles", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=BENCH / "results" / "tiledb.jsonl")
     args = ap.parse_args(argv)
     w, h = ((int(v) for v in args.size.lower().split("x")) if args.size else
             ((8192, 6144) if args.quick else (16384, 12288)))
     n = args.tiles or (800 if args.quick else 1500)
-    recs = tiles(WORK / "tiledb", w, h, n)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as fh:
-        for r in recs:
-            r["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            r["loadavg"] = list(os.getloadavg())
-            fh.write(json.dumps(r) + "\n")
-    print(render(recs))
+    rec = records.Recording("tiledb", "python -m bench.tiledb"
+                            + (" --quick" if args.quick else "")
+                            + (f" --size {args.size}" if args.size else "")
+                            + (f" --tiles {args.tiles}" if args.tiles else ""))
+    for r in tiles(WORK / "tiledb", w, h, n):
+        r["loadavg"] = list(os.getloadavg())
+        rec.add(r)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 
