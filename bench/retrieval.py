@@ -8,7 +8,8 @@ protocols; describing time per region (one thread) gives the indexing throughput
 Index (``--vectors N``, default 100k): N unit vectors with random access split
 over two users, on the embedded PostgreSQL with pgvector: insert throughput,
 HNSW build time, p50/p95 latency of k=20 searches with the access filter, HNSW vs
-exact, and the recall of HNSW.  Writes bench/results/retrieval.md.
+exact, and the recall of HNSW.  Saves bench/records/retrieval.json and regenerates
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from bench import records
 from bench.retrieval_set import Region, build, evaluate
 from microtome.retrieval import bovw
 from microtome.retrieval.descriptors import describe, rgb_histogram
 
 REPO = Path(__file__).resolve().parent.parent
 SLIDE = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
-OUT = Path(__file__).parent / "results" / "retrieval.md"
 
 
 def families(regions: list[Region]) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -135,9 +137,17 @@ async def index_bench(n: int, queries: int = 200) -> dict[str, float]:
         server.cleanup()
 
 
-def render(rows: list[dict[str, object]]) -> str:
+def render(figures: list[dict[str, Any]]) -> str:
+    """The RESULTS.md section from the record's figures (quality rows, index figures)."""
+    rows = [f for f in figures if f.get("kind", "quality") == "quality"]
+    idx = next((f for f in figures if f.get("kind") == "index"), None)
+    text = render_quality(rows) if rows else "## Retrieval\n"
+    return text + ("\n" + render_index(idx) if idx else "")
+
+
+def render_quality(rows: list[dict[str, Any]]) -> str:
     """The quality table (Markdown)."""
-    lines = ["# Retrieval benchmark (`python -m bench.retrieval`)", "",
+    lines = ["## Retrieval (`python -m bench.retrieval`)", "",
              "Evaluation set: bench/retrieval_set.py (396 regions: 33 hand-labelled tiles of "
              "CMU-1-Small-Region x 2 sizes x 2 simulated scanners x 3 stain batches). "
              "*any*: neighbours from other tiles; *cross*: from other tiles of another stain "
@@ -153,7 +163,7 @@ def render(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_index(idx: dict[str, float]) -> str:
+def render_index(idx: dict[str, Any]) -> str:
     """The index table (Markdown), starting with the line "Index: ..."."""
     lines = [f"Index: {int(idx['n']):,} descriptors (pgvector HNSW, embedded "
              f"PostgreSQL), k = 20 with the access filter, {int(idx['queries'])} queries per "
@@ -172,23 +182,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vectors", type=int, default=100_000, help="index size (0: skip)")
     ap.add_argument("--queries", type=int, default=200, help="searches timed per method")
     ap.add_argument("--no-quality", action="store_true",
-                    help="only the index part (replaces it in the existing results file)")
+                    help="only the index part (the quality figures of the last record stay)")
     ap.add_argument("--slide", type=Path, default=SLIDE)
     args = ap.parse_args(argv)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    text = ""
+    rec = records.Recording("retrieval", "python -m bench.retrieval "
+                            f"--vectors {args.vectors} --queries {args.queries}"
+                            f"{' --no-quality' if args.no_quality else ''}")
     if not args.no_quality:
         regions = build(args.slide)
         print(f"{len(regions)} regions", flush=True)
-        text = render(quality(regions))
-        OUT.write_text(text)  # kept even if the index part is interrupted
-    elif OUT.exists():
-        text = OUT.read_text().split("\nIndex: ")[0].rstrip("\n") + "\n"
+        for row in quality(regions):
+            rec.add({"kind": "quality", **row})
+        rec.save()  # kept even if the index part is interrupted
+    else:
+        last = records.load("retrieval") or {}
+        rec.figures = [f for f in last.get("figures", []) if f.get("kind") == "quality"]
     if args.vectors:
-        idx = asyncio.run(index_bench(args.vectors, args.queries))
-        text = text + "\n" + render_index(idx)
-        OUT.write_text(text)
-    print(text)
+        rec.add({"kind": "index", **asyncio.run(index_bench(args.vectors, args.queries))})
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 

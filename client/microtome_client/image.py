@@ -67,13 +67,18 @@ class Image(ImageCollab, Record):
 
     async def analyse(self, app: str, params: dict[str, Any] | None = None, *,
                       version: str | None = None,
-                      region: tuple[int, int, int, int] | None = None) -> Analysis:
+                      region: tuple[int, int, int, int] | None = None,
+                      project: int | None = None) -> Analysis:
         """Queue the analysis app ``app`` on this image (contributor or above).
 
         ``region`` is (x, y, w, h) in full-resolution pixels; wrong parameters
-        raise `BadRequest` whose ``detail["fields"]`` names each one.
+        raise `BadRequest` whose ``detail["fields"]`` names each one. The results
+        are yours, in ``project`` (default: the image's home project, else the
+        first holding it where you contribute).
         """
         body: dict[str, Any] = {"app": app, "params": params or {}}
+        if project is not None:
+            body["project"] = int(project)
         if version is not None:
             body["version"] = version
         if region is not None:

@@ -9,7 +9,8 @@ import { setupProjectAbout } from "./project_about.js";
 import { decorateCompare, setupCompare } from "./project_compare.js";
 import { TusUpload } from "./tus.js";
 import { applyPropertyParams, decorateCards, setupPropertyFilter } from "./propfilter.js";
-import { refusal, sameNameIn, showRefusal } from "./uploadcheck.js";
+import { identicalIn, refusal, sameNameIn, sha256Of, showRefusal } from "./uploadcheck.js";
+import { missingHalfNote, waitForPair } from "./msiupload.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
@@ -163,10 +164,10 @@ function setupUploads() {
 }
 
 function addFiles(files) {
-  for (const file of files) uploadOne(file);
+  for (const file of files) uploadOne(file, missingHalfNote(file, files));
 }
 
-function uploadOne(file) {
+function uploadOne(file, note = null) {
   const bar = el("progress", { max: "100", value: "0", "aria-label": `Upload progress of ${file.name}` });
   const status = el("span", { class: "status muted" }, "waiting…");
   const action = el("button", { type: "button", "aria-label": `Cancel upload of ${file.name}` }, "Cancel");
@@ -174,6 +175,7 @@ function uploadOne(file) {
     el("div", {}, el("strong", {}, file.name), " ", el("span", { class: "muted" }, formatBytes(file.size)), el("br"), status),
     bar, action);
   $("#uploads").prepend(row);
+  if (note) row.querySelector("div").append(el("br"), el("span", { class: "muted msi-note" }, note));
   const up = new TusUpload(file, {
     metadata: { project_id: String(state.id) },
     onProgress: (sent, total) => {
@@ -192,7 +194,7 @@ function uploadOne(file) {
       bar.value = 0;
       status.textContent = "uploaded; waiting for conversion…";
       action.hidden = true;
-      const info = await api(url.replace(/^\/api\//, ""));
+      const info = await waitForPair(url, await api(url.replace(/^\/api\//, "")), status);
       loadImages();
       await followJob(info, row, bar, status);
     } catch (e) {
@@ -208,11 +210,25 @@ function uploadOne(file) {
   checkFirst(file, row, status, bar, action, run);
 }
 
-// Refused before a byte is sent when the browser can tell why; a file of the same
-// name already in the project asks first.
+// Refused before a byte is sent when the browser can tell why; a file with the same
+// content (SHA-256, the checksum the server keeps) or the same name already in the
+// project asks first.
 async function checkFirst(file, row, status, bar, action, run) {
   const why = await refusal(file);
   if (why) { showRefusal(row, status, bar, action, why); return; }
+  status.textContent = "checking for an identical file…";
+  const digest = await sha256Of(file, (p) => {
+    status.textContent = `checking for an identical file… ${Math.round(p * 100)}%`;
+  }, action);
+  const twin = await identicalIn(state.id, digest);
+  if (twin) {
+    if (!confirm(`An identical file (same content) is already in this project: image "${twin.name}". Upload a second copy?`)) {
+      showRefusal(row, status, bar, action, `identical to "${twin.name}", already in this project`);
+      return;
+    }
+    run();
+    return;
+  }
   const same = await sameNameIn(state.id, file);
   if (same && !confirm(`"${file.name}" is already in this project (image "${same.name}"). Upload a second copy?`)) {
     showRefusal(row, status, bar, action, `already in this project as "${same.name}"`);
