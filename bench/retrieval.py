@@ -8,7 +8,7 @@ protocols; describing time per region (one thread) gives the indexing throughput
 Index (``--vectors N``, default 100k): N unit vectors with random access split
 over two users, on the embedded PostgreSQL with pgvector: insert throughput,
 HNSW build time, p50/p95 latency of k=20 searches with the access filter, HNSW vs
-exact, and the recall of HNSW.  Writes bench/results/retrieval.md.
+exact, and the recall of HNSW.  Saves the ``retrieval`` record (bench/records/).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,14 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from bench import records as bench_records
 from bench.retrieval_set import Region, build, build_colourblind, evaluate
 from microtome.retrieval import bovw
 from microtome.retrieval.descriptors import WEIGHTS_V1, describe, rgb_histogram
 
 REPO = Path(__file__).resolve().parent.parent
 SLIDE = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
-OUT = Path(__file__).parent / "results" / "retrieval.md"
-RAW = Path(__file__).parent / "results" / "retrieval.jsonl"
 
 
 def families(regions: list[Region]) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -259,9 +258,12 @@ def render(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(records: list[dict[str, Any]]) -> None:
-    RAW.write_text("".join(json.dumps(r) + "\n" for r in records))
-    OUT.write_text(render(records))
+def _write(figures: list[dict[str, Any]], command: str) -> None:
+    """Save the ``retrieval`` record (bench/records/) and regenerate RESULTS.md."""
+    rec = bench_records.Recording("retrieval", command)
+    for f in figures:
+        rec.add(f)
+    bench_records.save_and_report(rec)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the quality part (keeps the index records of the last run)")
     ap.add_argument("--slide", type=Path, default=SLIDE)
     args = ap.parse_args(argv)
-    RAW.parent.mkdir(parents=True, exist_ok=True)
-    old = [json.loads(line) for line in RAW.read_text().splitlines()] if RAW.exists() else []
+    last = bench_records.load("retrieval")
+    old = list(last["figures"]) if last else []
+    command = "python -m bench.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
     records = [r for r in old if (args.no_quality and r.get("suite") == "retrieval-quality")
                or (args.no_index and r.get("suite") == "retrieval-index")]
     if not args.no_quality:
@@ -287,11 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             regions = builder(args.slide)
             print(f"{name}: {len(regions)} regions", flush=True)
             records += quality(regions, name)
-            _write(records)  # kept even if a later part is interrupted
+            _write(records, command)  # kept even if a later part is interrupted
     if not args.no_index:
         for n in args.vectors:
             records.append(asyncio.run(index_bench(n, args.queries, args.exact_queries)))
-            _write(records)
+            _write(records, command)
     print(render(records))
     return 0
 

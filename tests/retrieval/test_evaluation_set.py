@@ -39,7 +39,7 @@ def test_the_default_family_matches_tissue_across_stains_scanners_and_sizes(
     assert p10_any > RANDOM + 0.55 and vote_any > 0.9
     assert p10_cross > RANDOM + 0.5 and vote_cross > 0.85
     # The baseline is computed by the same protocol (and measures about as well: this
-    # set's classes differ in colour; see bench/results/retrieval.md).
+    # set's classes differ in colour; see bench/RESULTS.md).
     base = np.stack([rgb_histogram(r.rgb) for r in regions])
     assert evaluate(base, regions, 10, cross=True)[0] > RANDOM + 0.5
 

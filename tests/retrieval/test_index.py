@@ -116,7 +116,7 @@ async def test_the_v2_migration_drops_v1_vectors_and_queues_every_annotation(
     searched again, so they go, and every annotation waits to be described anew."""
     from pathlib import Path
 
-    import retrieval
+    from microtome import retrieval
 
     iid = await pool.fetchval("INSERT INTO images (name, width, height, status) "
                               "VALUES ('m', 100, 100, 'ready') RETURNING id")
