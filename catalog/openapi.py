@@ -141,7 +141,12 @@ SCHEMAS: dict[str, Any] = {
                     "project_id": {"type": ["integer", "null"]},
                     "image_id": {"type": ["integer", "null"]},
                     "job_id": {"type": ["integer", "null"]},
-                    "completed_at": _TS_NULL, "expires_at": _TS}),
+                    "completed_at": _TS_NULL, "expires_at": _TS,
+                    "waiting_for": {"type": "string", "description":
+                                    "one half of an imzML pair with all its bytes: the file "
+                                    "name of the other half it waits for (then one image)"}},
+                   required=["id", "filename", "length", "offset", "project_id", "image_id",
+                             "job_id", "completed_at", "expires_at"]),
 }
 for _name in ("User", "ApiKey", "Project", "Member", "Image", "Job", "ShareLink"):
     SCHEMAS[_name + "Page"] = _page(_name)
@@ -180,7 +185,10 @@ IMAGE_LIST_PARAMS = [*PAGE_PARAMS,
                                    "items": {"type": "string"}}, "tag filter, repeatable"),
                       "style": "form", "explode": True},
                      _q("q", {"type": "string", "maxLength": 200}, "name contains"),
-                     _q("status", SCHEMAS["Image"]["properties"]["status"])]
+                     _q("status", SCHEMAS["Image"]["properties"]["status"]),
+                     _q("checksum", {"type": "string", "pattern": "^(sha256:)?[0-9a-fA-F]{64}$"},
+                        "only images made from a file with this SHA-256 (the upload "
+                        "dialog asks before sending an identical file twice)")]
 _C409 = {"409": _err("conflict")}
 _TOO_MANY = {**_err("too many failed attempts; detail.retry_after seconds to wait"),
              "headers": {"Retry-After": {"description": "seconds to wait before retrying",

@@ -424,3 +424,38 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
     if "secret_key" not in values:
         values["secret_key"] = _secret(Path(str(values["var_dir"])), env)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+# --- scale (helper scale, issue 18: local disk cache of remote chunks, TileDB on S3) ---
+KNOWN |= {"MICROTOME_CHUNK_CACHE_DIR", "MICROTOME_CHUNK_CACHE_MB"}
+
+
+@dataclass(frozen=True)
+class RemoteReadSettings:
+    """How this process reads images in object storage, beyond the byte store itself."""
+
+    #: Folder of the shared local disk cache of remote chunks; None = off.
+    chunk_cache_dir: Path | None = None
+    #: Bound of that folder, bytes (all processes of the host together).
+    chunk_cache_bytes: int = 1024 * 1024**2
+    #: The S3 endpoint (standard AWS_ENDPOINT_URL) and region (AWS_REGION): TileDB's own
+    #: S3 client is told them (obstore reads the AWS variables itself).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+
+def remote_read_settings_from_env(environ: Mapping[str, str] | None = None
+                                  ) -> RemoteReadSettings:
+    """MICROTOME_CHUNK_CACHE_DIR (empty: no disk cache), MICROTOME_CHUNK_CACHE_MB
+    (default 1024), and the AWS endpoint/region for TileDB images on S3."""
+    env = _Env(os.environ if environ is None else environ)
+    folder = env.text("MICROTOME_CHUNK_CACHE_DIR", "").strip()
+    if folder and "://" in folder:
+        raise SettingsError("MICROTOME_CHUNK_CACHE_DIR", f"must be a local folder, got {folder!r}")
+    size_mb = env.int("MICROTOME_CHUNK_CACHE_MB", 1024, minimum=1, maximum=1 << 24)
+    endpoint = env.text("AWS_ENDPOINT_URL_S3", "") or env.text("AWS_ENDPOINT_URL", "")
+    region = env.text("AWS_REGION", "") or env.text("AWS_DEFAULT_REGION", "")
+    return RemoteReadSettings(chunk_cache_dir=Path(folder).resolve() if folder else None,
+                              chunk_cache_bytes=size_mb * 1024**2,
+                              s3_endpoint_url=endpoint.strip() or None,
+                              s3_region=region.strip() or None)

@@ -31,6 +31,19 @@ def testdata() -> Path:
     return TESTDATA
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[object]:
+    """One real S3 API server (moto's, tests/storage/s3server.py) per session, shared by
+    tests/storage and tests/scaleout so a run starts it once."""
+    from tests.storage import s3server
+
+    server = s3server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def with_database(url: str, dbname: str) -> str:
     """The same server URL pointing at another database."""
     parts = urlsplit(url)

@@ -101,9 +101,11 @@ def _serve(root: Path | str, host: str, port: int, settings: TileSettings,
         import uvloop
         factory = uvloop.new_event_loop
 
+    from microtome.core.remote import configure_remote_reads
     from microtome.pyramid import stores
 
     stores.configure(storage_deadline_from_env())
+    configure_remote_reads()
 
     async def main() -> None:
         app = create_tiles_app(root, settings, trusted_proxies, guard)

@@ -145,7 +145,13 @@ class Analysis(Record):
 
     id: int = 0
     image_id: int = 0
+    #: Who asked for the run: the author of its results.
     user_id: int | None = None
+    #: The project its results are written in.
+    project_id: int | None = None
+    #: The account and name of the worker that ran it (its last claim).
+    executor_id: int | None = None
+    executor: str | None = None
     app: str = ""
     version: str = ""
     params: dict[str, Any] = field(default_factory=dict)
@@ -173,9 +179,16 @@ class Analysis(Record):
         return await self.client.cancel_analysis(self.id)
 
     async def summary(self) -> dict[str, Any]:
-        """Count, count per term, and mean / median / min / max / histogram per measurement."""
+        """Count; per term the count and each measurement's mean and median; per
+        measurement mean / median / min / max / histogram."""
         return await self.client.t.json(  # type: ignore[no-any-return]
             "GET", f"/api/analyses/{self.id}/summary")
+
+    async def values(self, measurement: str) -> dict[int, float]:
+        """One measurement of every result that has it: annotation id → value."""
+        doc = await self.client.t.json("GET", f"/api/analyses/{self.id}/values",
+                                       params={"measurement": measurement})
+        return dict(zip(doc["ids"], doc["values"], strict=True))
 
     async def export(self, path: str | os.PathLike[str]) -> Path:
         """Write the analysis' results (GeoJSON, measurements included) to ``path``."""
