@@ -170,6 +170,8 @@ class Settings:
     storage: StorageSettings | None = None
     #: Properties, attachments, activity and follow mode.
     collab: CollabSettings = field(default_factory=CollabSettings)
+    #: Disk cache of remote chunks, TileDB's S3 endpoint (core/remote.py applies it).
+    remote: RemoteReadSettings = field(default_factory=lambda: RemoteReadSettings())
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -412,6 +414,7 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         # analysis apps (issue 16)
         "local_workers": env.int("MICROTOME_LOCAL_WORKERS", 1, maximum=64),
         "collab": collab_settings_from_env(env),
+        "remote": remote_read_settings_from_env(env.environ),
         # Trash: 0 purges at the next run of the purge job (every hour).
         "trash_days": env.int("MICROTOME_TRASH_DAYS", 30, maximum=36500),
         # Retrieval (issue 17)

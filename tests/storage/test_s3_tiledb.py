@@ -23,8 +23,9 @@ from . import s3server
 def tiledb_s3(s3_env: dict[str, str]) -> Iterator[None]:
     """TileDB's S3 client pointed at the session's server, as `tiles`/`serve` do."""
     from microtome.core.remote import configure_remote_reads
+    from microtome.core.settings import remote_read_settings_from_env
 
-    configure_remote_reads(s3_env)
+    configure_remote_reads(remote_read_settings_from_env(s3_env))
     try:
         yield
     finally:
