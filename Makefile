@@ -87,7 +87,7 @@ test: deps chromium haproxy
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core pyramid converters tileserver catalog annotations analysis retrieval microtome bench client/microtome_client
+	$(VENV)/bin/mypy microtome bench client/microtome_client
 	$(VENV)/bin/lint-imports
 
 # Peers' Python packages (large_image) come from the `bench` extra; Debian's

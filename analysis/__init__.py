@@ -12,6 +12,12 @@ HTTP API through the Python client), so the same code runs in
 server or the catalog.
 """
 
+
+if __name__ != "microtome.analysis":
+    # Installed under one namespace; a bare `import analysis` from the source tree would
+    # load a second copy whose exception types and caches differ from the server's.
+    raise ImportError("import microtome.analysis, not analysis: Microtome's packages live "
+                      "under the microtome namespace (see docs/ARCHITECTURE.md)")
 from .descriptor import AppDescriptor, coerce_cli_params, validate_params
 from .errors import AnalysisError, InvalidParams, UnknownApp
 from .features import Feature, feature_collection, write_geojson

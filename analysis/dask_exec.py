@@ -15,6 +15,8 @@ import sys
 import threading
 from typing import Any
 
+from microtome.pyramid.optional import require
+
 from .registry import available_apps
 
 
@@ -37,8 +39,8 @@ def run_on_cluster(scheduler: str, url: str, api_key: str, apps: list[str] | Non
                    once: bool = False, poll: float = 1.0, name: str | None = None,
                    threads: int = 1, stop: threading.Event | None = None) -> int:
     """Claim analyses and run them on the cluster until stopped (or one, with `once`)."""
-    from distributed import Client as DaskClient
-    from distributed import wait
+    distributed = require("distributed", "cluster")
+    DaskClient, wait = distributed.Client, distributed.wait
     from microtome_client import Client
 
     installed = sorted(available_apps() if not apps else set(apps) & set(available_apps()))

@@ -48,6 +48,8 @@ class Job:
     region: dict[str, int] | None
     out: str
     threads: int
+    #: The project the run was asked in: where its training annotations are read.
+    project_id: int | None = None
 
 
 def _child(job: Job, out_q: Any, stop: Any) -> None:
@@ -56,16 +58,19 @@ def _child(job: Job, out_q: Any, stop: Any) -> None:
     from .features import write_geojson
     from .remote import ClientRaster
     from .runner import Region, run_app
+    from .training import from_client
 
     try:
         with Client(job.url, api_key=job.api_key) as client:
-            raster = ClientRaster(client.image(job.image_id))
+            image = client.image(job.image_id)
+            raster = ClientRaster(image)
             out_q.put(("started",))
             features, prov = run_app(
                 job.app, raster, job.params, Region(**job.region) if job.region else None,
                 on_progress=lambda f: out_q.put(("progress", f)),
                 on_log=lambda line: out_q.put(("log", line)),
-                should_stop=stop.is_set, workers=job.threads)
+                should_stop=stop.is_set, workers=job.threads,
+                annotations=lambda: from_client(image, job.project_id))
         write_geojson(Path(job.out), features, prov)
         out_q.put(("done", len(features), prov["seconds"]))
     except Cancelled:

@@ -48,6 +48,9 @@ class RunContext:
     should_stop: Callable[[], bool] = lambda: False
     #: Threads an app may use for independent pieces (tiles); 1 = sequential.
     workers: int = 1
+    #: The annotations people drew on the image (`training.Drawn`), for apps that
+    #: learn from them; fetched only when an app asks.
+    annotations: Callable[[], list[Any]] = lambda: []
     log_lines: list[str] = field(default_factory=list)
 
     def progress(self, fraction: float) -> None:

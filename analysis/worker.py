@@ -147,13 +147,17 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
             image = client.image(analysis.image_id)
             if server is not None:
                 job = Job(app, server[0], server[1], analysis.image_id, params,
-                          analysis.region, str(path), max(1, threads))
+                          analysis.region, str(path), max(1, threads),
+                          getattr(analysis, "project_id", None))
                 count, seconds = run_isolated(job, hb, timeout)
             else:
                 count, seconds = _in_thread(app, image, params, analysis.region, hb,
-                                            threads, path)
+                                            threads, path, getattr(analysis, "project_id", None))
+            # Into the project the run was asked in; the server gives the results
+            # to the person who asked when it links them (finish).
             image.import_annotations(
-                path, producer=f"analysis:{analysis.id}/{analysis.attempts}")
+                path, producer=f"analysis:{analysis.id}/{analysis.attempts}",
+                project=getattr(analysis, "project_id", None))
             hb.log(f"{count} objects in {seconds:.1f} s")
             return client.finish_analysis(analysis.id, "done", log=hb.flush(),
                                           attempt=analysis.attempts).status
@@ -172,13 +176,16 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
 
 
 def _in_thread(app: App, image: Any, params: dict[str, Any], region: dict[str, int] | None,
-               hb: Heartbeat, threads: int, path: Path) -> tuple[int, float]:
+               hb: Heartbeat, threads: int, path: Path, project_id: int | None = None
+               ) -> tuple[int, float]:
     from .remote import ClientRaster
+    from .training import from_client
 
     features, prov = run_app(app, ClientRaster(image), params,
                              Region(**region) if region else None,
                              on_progress=hb.progress, on_log=hb.log,
-                             should_stop=hb.should_stop, workers=max(1, threads))
+                             should_stop=hb.should_stop, workers=max(1, threads),
+                             annotations=lambda: from_client(image, project_id))
     write_geojson(path, features, prov)
     return len(features), float(prov["seconds"])
 

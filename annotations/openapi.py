@@ -139,9 +139,12 @@ MORE_FILTERS = [
        "user:0 = no author) and analysis:ID"),
     _q("from", {"type": "string", "format": "date-time"}, "created at or after (ISO 8601)"),
     _q("to", {"type": "string", "format": "date-time"}, "created before (ISO 8601)"),
-    _q("prop", {"type": "string"}, "a numeric property (dotted path, e.g. "
-       "measurements.area) that must exist; with prop_min / prop_max a range"),
+    _q("prop", {"type": "string"}, "a property (dotted path, e.g. measurements.area): "
+       "with prop_value equal to a text; otherwise a number, with prop_min / prop_max in "
+       "a range"),
     _q("prop_min", {"type": "number"}), _q("prop_max", {"type": "number"}),
+    _q("prop_value", {"type": "string", "maxLength": 2000}, "with prop: the property equals "
+       "this text (case-insensitive; numbers compare as their text)"),
 ]
 FILTERS = [
     _q("bbox", {"type": "string"}, "x0,y0,x1,y1 in level-0 pixels (default: whole image). "

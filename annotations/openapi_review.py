@@ -79,7 +79,8 @@ SCHEMAS: dict[str, Any] = {
 
 _TABLE_FILTERS = [f for f in FILTERS if f["name"] != "bbox"]
 _PAGE = [
-    _q("sort", {"enum": ["id", "created", "area", "perimeter", "author", "term", "status"]}),
+    _q("sort", {"enum": ["id", "image", "kind", "created", "area", "perimeter", "author",
+                         "term", "status"]}),
     _q("order", {"enum": ["asc", "desc"]}),
     _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
     _q("after", {"type": "string"}, "the `next` cursor of the previous page"),

@@ -99,6 +99,8 @@ def filters(q: Mapping[str, str]) -> Filters:
 
 STATUSES = ("pending", "accepted", "rejected")
 MAX_PROP_PATH = 200
+#: As long as a property value may be (catalog/properties.py).
+MAX_PROP_VALUE = 2000
 
 
 def when(q: Mapping[str, str], name: str) -> dt.datetime | None:
@@ -148,9 +150,13 @@ def more_filters(q: Mapping[str, str]) -> dict[str, Any]:
                                  "measurements.area", {"field": "prop"})
         lo = number(q, "prop_min", -math.inf, -math.inf, math.inf) if q.get("prop_min") else None
         hi = number(q, "prop_max", math.inf, -math.inf, math.inf) if q.get("prop_max") else None
-        out.update(prop=path, prop_min=lo, prop_max=hi)
-    elif q.get("prop_min") or q.get("prop_max"):
-        raise InvalidRequest("prop_min and prop_max need prop", {"field": "prop"})
+        value = q.get("prop_value")
+        if value is not None and (len(value) > MAX_PROP_VALUE or not value.isprintable()):
+            raise InvalidRequest(f"prop_value must be printable text of at most "
+                                 f"{MAX_PROP_VALUE} characters", {"field": "prop_value"})
+        out.update(prop=path, prop_min=lo, prop_max=hi, prop_value=value or None)
+    elif q.get("prop_min") or q.get("prop_max") or q.get("prop_value"):
+        raise InvalidRequest("prop_min, prop_max and prop_value need prop", {"field": "prop"})
     return out
 
 

@@ -55,6 +55,8 @@ class Filters:
     prop: tuple[str, ...] = ()
     prop_min: float | None = None
     prop_max: float | None = None
+    #: The property equals this text (case-insensitive), whatever its JSON type.
+    prop_value: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -89,66 +91,64 @@ def _where(frame: ImageFrame, box: Box, f: Filters, args: list[Any]) -> str:
     return " AND ".join([f"a.sbox && ${len(args)}::box", *conditions(f, args)])
 
 
-def conditions(f: Filters, args: list[Any]) -> list[str]:
-    """SQL conditions of the filters (no place); appends their parameters to `args`."""
-    conds = []
-    if f.term_ids:
-        args.append(list(f.term_ids))
-        conds.append(f"a.term_ids && ${len(args)}::bigint[]")
-    if f.untermed:
-        conds.append("cardinality(a.term_ids) = 0")
-    if f.user_ids:
-        args.append(list(f.user_ids))
-        conds.append(f"a.user_id = ANY(${len(args)}::bigint[])")
-    if f.kinds:
-        args.append(list(f.kinds))
-        conds.append(f"a.kind = ANY(${len(args)}::text[])")
-    if f.producer is not None:
-        args.append(f.producer)
-        conds.append(f"a.producer = ${len(args)}")
-    if f.project_id is not None:
-        args.append(f.project_id)
-        conds.append(f"a.project_id = ${len(args)}")
-    return conds + more_conditions(f, args)
-
-
 #: SQL of the review state (NULL in the table means not reviewed yet).
 STATUS_SQL = "COALESCE(a.review_status, 'pending')"
+#: (field of Filters, SQL with {} for its parameter): one array parameter each.
+_ARRAY_FILTERS = (
+    ("term_ids", "a.term_ids && {}::bigint[]"),
+    ("user_ids", "a.user_id = ANY({}::bigint[])"),
+    ("kinds", "a.kind = ANY({}::text[])"),
+    ("statuses", STATUS_SQL + " = ANY({}::text[])"),
+    ("analysis_ids", "a.analysis_id = ANY({}::bigint[])"),
+)
+#: (field of Filters, SQL with {} for its parameter): one scalar parameter each, when set.
+_SCALAR_FILTERS = (
+    ("producer", "a.producer = {}"),
+    ("project_id", "a.project_id = {}"),
+    ("created_from", "a.created_at >= {}"),
+    ("created_to", "a.created_at < {}"),
+)
 
 
-def more_conditions(f: Filters, args: list[Any]) -> list[str]:
-    """Conditions of the review, layer, date and property filters (shared with the table)."""
-    conds = []
-    if f.statuses:
-        args.append(list(f.statuses))
-        conds.append(f"{STATUS_SQL} = ANY(${len(args)}::text[])")
-    if f.analysis_ids:
-        args.append(list(f.analysis_ids))
-        conds.append(f"a.analysis_id = ANY(${len(args)}::bigint[])")
+def _param(args: list[Any], value: Any) -> str:
+    args.append(value)
+    return f"${len(args)}"
+
+
+def conditions(f: Filters, args: list[Any]) -> list[str]:
+    """SQL conditions of the filters (no place); appends their parameters to `args`."""
+    conds = [sql.format(_param(args, list(getattr(f, name))))
+             for name, sql in _ARRAY_FILTERS if getattr(f, name)]
+    conds += [sql.format(_param(args, getattr(f, name)))
+              for name, sql in _SCALAR_FILTERS if getattr(f, name) is not None]
+    if f.untermed:
+        conds.append("cardinality(a.term_ids) = 0")
     if f.layers_set:
-        args += [list(f.layer_users), list(f.layer_analyses)]
-        u, an = len(args) - 1, len(args)
-        conds.append(f"((a.analysis_id IS NULL AND COALESCE(a.user_id, 0) = ANY(${u}::bigint[]))"
-                     f" OR a.analysis_id = ANY(${an}::bigint[]))")
-    if f.created_from is not None:
-        args.append(f.created_from)
-        conds.append(f"a.created_at >= ${len(args)}")
-    if f.created_to is not None:
-        args.append(f.created_to)
-        conds.append(f"a.created_at < ${len(args)}")
+        u, an = _param(args, list(f.layer_users)), _param(args, list(f.layer_analyses))
+        conds.append(f"((a.analysis_id IS NULL AND COALESCE(a.user_id, 0) = ANY({u}::bigint[]))"
+                     f" OR a.analysis_id = ANY({an}::bigint[]))")
     if f.prop:
-        args.append(list(f.prop))
-        k = len(args)
+        conds += _property_conditions(f, args)
+    return conds
+
+
+def _property_conditions(f: Filters, args: list[Any]) -> list[str]:
+    """A property's value: equal to a text (case-insensitive), and/or in a numeric range.
+    With neither, the property must be a number (the layers panel's range filter)."""
+    path = _param(args, list(f.prop))
+    conds = []
+    if f.prop_value is not None:
+        want = _param(args, f.prop_value)
+        conds.append(f"lower(a.properties #>> {path}::text[]) = lower({want})")
+    if f.prop_value is None or f.prop_min is not None or f.prop_max is not None:
         # CASE first: a property that is not a number never reaches the cast.
-        value = (f"(CASE WHEN jsonb_typeof(a.properties #> ${k}::text[]) = 'number' "
-                 f"THEN (a.properties #>> ${k}::text[])::float8 END)")
+        value = (f"(CASE WHEN jsonb_typeof(a.properties #> {path}::text[]) = 'number' "
+                 f"THEN (a.properties #>> {path}::text[])::float8 END)")
         conds.append(f"{value} IS NOT NULL")
         if f.prop_min is not None:
-            args.append(f.prop_min)
-            conds.append(f"{value} >= ${len(args)}")
+            conds.append(f"{value} >= {_param(args, f.prop_min)}")
         if f.prop_max is not None:
-            args.append(f.prop_max)
-            conds.append(f"{value} <= ${len(args)}")
+            conds.append(f"{value} <= {_param(args, f.prop_max)}")
     return conds
 
 

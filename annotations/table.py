@@ -21,7 +21,7 @@ import orjson
 
 from microtome.pyramid.errors import InvalidRequest
 
-from .geometry import SHIFT
+from .geometry import KINDS, SHIFT
 from .query import STATUS_SQL, Filters, conditions
 
 type Conn = asyncpg.Connection | asyncpg.Pool
@@ -29,6 +29,8 @@ type Conn = asyncpg.Connection | asyncpg.Pool
 #: sort name → (SQL on one image, SQL across a project, kind of value)
 SORTS: dict[str, tuple[str, str, str]] = {
     "id": ("a.id", "a.id", "int"),
+    "image": ("a.image_id", "a.image_id", "int"),
+    "kind": ("a.kind", "a.kind", "kind"),
     "created": ("a.created_at", "a.created_at", "time"),
     "area": ("a.area_px", "COALESCE(a.area_um2, 0)", "float"),
     "perimeter": ("a.perimeter_px", "COALESCE(a.perimeter_um, 0)", "float"),
@@ -111,6 +113,8 @@ def decode_cursor(token: str, sort: str, desc: bool) -> tuple[Any, int]:
         elif kind == "float":
             ok = ok and isinstance(value, int | float) and not isinstance(value, bool)
             value = float(value)
+        elif kind == "kind":
+            ok = ok and value in KINDS
         else:
             ok = ok and value in ("pending", "accepted", "rejected")
     except (TypeError, ValueError):

@@ -1,8 +1,10 @@
 """``python -m bench`` (make bench) and ``python -m bench --quick`` (make bench-quick).
 
 Full: generates the 65536 x 49152 slide (cached), times our conversion and
-vips, runs the tile, IIIF and thumbnail suites against every peer, writes
-``bench/results/full.jsonl`` and regenerates ``bench/RESULTS.md``.
+vips, runs the tile, IIIF and thumbnail suites against every peer and the
+extra suites, saves each suite's raw record in ``bench/records/<suite>.json``
+and regenerates ``bench/RESULTS.md`` from all records (``--report-only``: only
+that).
 Quick (< 2 min): a 32768 x 24576 slide, Microtome vs the openslide server at
 concurrency 32, written to ``bench/results/quick.jsonl`` and compared with
 ``bench/results/quick-baseline.json`` (exit 1 when a ratio drops > 20%).
@@ -15,8 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
-from bench import guard, report
-from bench.run import RESULTS, Config, run
+from bench import guard, records, report
+from bench.run import RESULTS, WORK, Config, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,14 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-extra-suites", action="store_true",
                     help="skip plug-in suites such as bench/annotations.py")
     ap.add_argument("--report-only", action="store_true",
-                    help="regenerate RESULTS.md from bench/results/full.jsonl")
+                    help="regenerate RESULTS.md from the records in bench/records/")
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop every server we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    full_jsonl = RESULTS / "full.jsonl"
-    results_md = Path(__file__).parent / "RESULTS.md"
     if args.report_only:
-        results_md.write_text(report.render(report.load(full_jsonl)))
+        print(f"wrote {report.write_results()}")
         return 0
     cfg = Config.quick_() if args.quick else Config.full()
     if args.pass_seconds:
@@ -60,17 +60,23 @@ def main(argv: list[str] | None = None) -> int:
         cfg.extra_suites = False
     if args.reuse_conversions:
         cfg.convert_always = False
-    out = RESULTS / ("quick.jsonl" if args.quick else "full.jsonl")
-    def checkpoint(records: list[dict]) -> None:
-        if not args.quick:
-            results_md.write_text(report.render(records))
+    # The full run streams its lines to bench/work/full.jsonl; its record is saved
+    # at each checkpoint. The quick run's lines stay in bench/results/ for the guard.
+    out = RESULTS / "quick.jsonl" if args.quick else WORK / "full.jsonl"
+    tiles = records.Recording("tiles", " ".join(["python -m bench", *(argv or sys.argv[1:])]))
 
-    records = run(cfg, out, checkpoint)
+    def checkpoint(recs: list[dict]) -> None:
+        if not args.quick:
+            tiles.figures = list(recs)
+            tiles.save()
+            report.write_results()
+
+    recs = run(cfg, out, checkpoint)
     if args.quick:
-        return guard.check(report.quick_summary(records), RESULTS / "quick-baseline.json",
+        return guard.check(report.quick_summary(recs), RESULTS / "quick-baseline.json",
                            args.update_baseline)
-    results_md.write_text(report.render(records))
-    print(f"wrote {results_md}")
+    checkpoint(recs)
+    print(f"wrote {Path(__file__).parent / 'RESULTS.md'}")
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import os
 import random
 import secrets
 import shutil
@@ -35,10 +34,12 @@ from typing import Any
 
 import orjson
 
+from bench import records
+from bench.dbsetup import default_dsn, scratch_database, start_serve
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 SAMPLE = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
-DEFAULT_DSN = "postgresql://postgres@localhost:5432/postgres"
 INTERVAL_S = 2.0
 TILE_CONCURRENCY = 16
 
@@ -111,23 +112,6 @@ def viewer_main(args: argparse.Namespace) -> int:
 
 
 # -- set-up ----------------------------------------------------------------------------
-async def _admin(dsn: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _with_db(dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    p = urlsplit(dsn)
-    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
-
-
 async def _seed(db: str, viewers: int, images_dir: Path, pyramid: Path
                 ) -> tuple[int, list[str], int]:
     """A public project with one ready image and `viewers` users with a session each."""
@@ -186,7 +170,7 @@ def _tiles(base: str, paths_file: Path, seconds: float, log: Path) -> dict[str, 
 
 def bench(viewers: int, seconds: float, dsn: str, workdir: Path, log: Callable[[str], None],
           record: Callable[[dict[str, Any]], None]) -> None:
-    from bench.procs import Proc, free_port, tree_cpu_seconds
+    from bench.procs import tree_cpu_seconds
     from microtome.converters import convert
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -194,104 +178,94 @@ def bench(viewers: int, seconds: float, dsn: str, workdir: Path, log: Callable[[
     if not (pyramid / "zarr.json").exists():
         shutil.rmtree(pyramid, ignore_errors=True)
         convert(SAMPLE, pyramid)
-    dbname = f"microtome_bench_act_{os.getpid()}"
-    asyncio.run(_admin(dsn, f'CREATE DATABASE "{dbname}"'))
-    db = _with_db(dsn, dbname)
     var = workdir / "var"
     shutil.rmtree(var, ignore_errors=True)
     server = viewer_proc = None
-    try:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        server = Proc("microtome", [sys.executable, "-m", "microtome", "serve", "--port",
-                                    str(port)], workdir / "serve.log",
-                      env={"DATABASE_URL": db, "MICROTOME_VAR": str(var),
-                           "MICROTOME_JOB_WORKERS": "0"}, cwd=REPO)
-        server.start()
-        server.wait_ready(base + "/api/openapi.json")
-        iid, tokens, _pid = asyncio.run(_seed(db, viewers, var / "images", pyramid))
-        paths_file = workdir / "tiles.txt"
-        paths_file.write_text("\n".join(_tile_paths(iid, 2220, 2967, 2_000_000)))
-        tokens_file = workdir / "tokens.txt"
-        tokens_file.write_text("\n".join(tokens))
-        _tiles(base, paths_file, 3, workdir / "warm.log")  # fill the tile cache
-        results: dict[str, dict[str, Any]] = {}
+    with scratch_database(dsn, "microtome_bench_act") as db:
+        try:
+            server, base = start_serve(db, workdir, var)
+            iid, tokens, _pid = asyncio.run(_seed(db, viewers, var / "images", pyramid))
+            paths_file = workdir / "tiles.txt"
+            paths_file.write_text("\n".join(_tile_paths(iid, 2220, 2967, 2_000_000)))
+            tokens_file = workdir / "tokens.txt"
+            tokens_file.write_text("\n".join(tokens))
+            _tiles(base, paths_file, 3, workdir / "warm.log")  # fill the tile cache
+            results: dict[str, dict[str, Any]] = {}
 
-        def phase(name: str, tiles: bool, viewers_on: bool) -> None:
-            assert viewer_proc is not None
-            viewer_proc.send_signal(signal.SIGUSR2 if viewers_on else signal.SIGUSR1)
-            time.sleep(INTERVAL_S if viewers_on else 0.5)  # steady state
-            cpu0, t0 = tree_cpu_seconds(server.pid), time.perf_counter()
-            vcpu0 = tree_cpu_seconds(viewer_proc.pid)
-            if tiles:
-                res = _tiles(base, paths_file, seconds, workdir / f"{name}.log")
-            else:
-                time.sleep(seconds)
-                res = {}
-            wall = time.perf_counter() - t0
-            cpu = tree_cpu_seconds(server.pid) - cpu0
-            rec = {"suite": "activity", "phase": name, "viewers": viewers if viewers_on
-                   else 0, "seconds": wall,
-                   "viewer_process_cpu_pct": 100 * (tree_cpu_seconds(viewer_proc.pid) - vcpu0)
-                   / wall, "server_cpu_s": cpu,
-                   "server_cpu_pct": 100 * cpu / wall, "tiles_per_s": res.get("rps", 0.0),
-                   "tile_p50_ms": res.get("p50_ms"), "tile_p99_ms": res.get("p99_ms"),
-                   "tile_errors": res.get("errors", 0),
-                   "server_cpu_ms_per_tile": (1000 * cpu / res["ok"]) if res.get("ok")
-                   else None}
-            results[name] = rec
-            record(rec)
-            log(f"{name}: {rec['tiles_per_s']:.0f} tiles/s, server CPU "
-                f"{rec['server_cpu_pct']:.1f}% of a core")
+            def phase(name: str, tiles: bool, viewers_on: bool) -> None:
+                assert viewer_proc is not None
+                viewer_proc.send_signal(signal.SIGUSR2 if viewers_on else signal.SIGUSR1)
+                time.sleep(INTERVAL_S if viewers_on else 0.5)  # steady state
+                cpu0, t0 = tree_cpu_seconds(server.pid), time.perf_counter()
+                vcpu0 = tree_cpu_seconds(viewer_proc.pid)
+                if tiles:
+                    res = _tiles(base, paths_file, seconds, workdir / f"{name}.log")
+                else:
+                    time.sleep(seconds)
+                    res = {}
+                wall = time.perf_counter() - t0
+                cpu = tree_cpu_seconds(server.pid) - cpu0
+                rec = {"suite": "activity", "phase": name, "viewers": viewers if viewers_on
+                       else 0, "seconds": wall,
+                       "viewer_process_cpu_pct": 100 * (tree_cpu_seconds(viewer_proc.pid) - vcpu0)
+                       / wall, "server_cpu_s": cpu,
+                       "server_cpu_pct": 100 * cpu / wall, "tiles_per_s": res.get("rps", 0.0),
+                       "tile_p50_ms": res.get("p50_ms"), "tile_p99_ms": res.get("p99_ms"),
+                       "tile_errors": res.get("errors", 0),
+                       "server_cpu_ms_per_tile": (1000 * cpu / res["ok"]) if res.get("ok")
+                       else None}
+                results[name] = rec
+                record(rec)
+                log(f"{name}: {rec['tiles_per_s']:.0f} tiles/s, server CPU "
+                    f"{rec['server_cpu_pct']:.1f}% of a core")
 
-        viewer_proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.activity", "--viewer-process", "--base", base,
-             "--tokens", str(tokens_file), "--image", str(iid), "--interval",
-             str(INTERVAL_S)], cwd=REPO, stdout=subprocess.PIPE, stderr=open(
-                workdir / "viewers.log", "w"), text=True, start_new_session=True)
-        assert viewer_proc.stdout is not None
-        ready = orjson.loads(viewer_proc.stdout.readline() or "{}")
-        log(f"viewers connected: {ready}")
-        time.sleep(INTERVAL_S * 2)  # every viewer has sent once: steady state
-        events0 = asyncio.run(_count(db))
-        # A B B A: drift on a shared machine hits both sides alike.  In A phases the
-        # viewers stay connected but silent (their sockets cost nothing while idle).
-        phase("tiles, viewers silent", True, False)
-        phase("tiles + viewers", True, True)
-        phase("viewers only", False, True)
-        phase("tiles + viewers (2)", True, True)
-        phase("tiles, viewers silent (2)", True, False)
-        viewer_proc.terminate()
-        sent = orjson.loads(viewer_proc.stdout.readline() or "{}").get("sent", 0)
-        viewer_proc.wait(10)
-        viewer_proc = None
-        time.sleep(2)  # the batch writer's last flush
-        events = asyncio.run(_count(db)) - events0
+            viewer_proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.activity", "--viewer-process", "--base", base,
+                 "--tokens", str(tokens_file), "--image", str(iid), "--interval",
+                 str(INTERVAL_S)], cwd=REPO, stdout=subprocess.PIPE, stderr=open(
+                    workdir / "viewers.log", "w"), text=True, start_new_session=True)
+            assert viewer_proc.stdout is not None
+            ready = orjson.loads(viewer_proc.stdout.readline() or "{}")
+            log(f"viewers connected: {ready}")
+            time.sleep(INTERVAL_S * 2)  # every viewer has sent once: steady state
+            events0 = asyncio.run(_count(db))
+            # A B B A: drift on a shared machine hits both sides alike.  In A phases the
+            # viewers stay connected but silent (their sockets cost nothing while idle).
+            phase("tiles, viewers silent", True, False)
+            phase("tiles + viewers", True, True)
+            phase("viewers only", False, True)
+            phase("tiles + viewers (2)", True, True)
+            phase("tiles, viewers silent (2)", True, False)
+            viewer_proc.terminate()
+            sent = orjson.loads(viewer_proc.stdout.readline() or "{}").get("sent", 0)
+            viewer_proc.wait(10)
+            viewer_proc = None
+            time.sleep(2)  # the batch writer's last flush
+            events = asyncio.run(_count(db)) - events0
 
-        def mean(names: list[str], key: str) -> float:
-            return sum(results[n][key] for n in names) / len(names)
+            def mean(names: list[str], key: str) -> float:
+                return sum(results[n][key] for n in names) / len(names)
 
-        without = ["tiles, viewers silent", "tiles, viewers silent (2)"]
-        with_ = ["tiles + viewers", "tiles + viewers (2)"]
-        base_rate = mean(without, "tiles_per_s")
-        with_rate = mean(with_, "tiles_per_s")
-        summary = {"suite": "activity-summary", "viewers": viewers,
-                   "connected": ready.get("ready", 0), "connect_errors": ready.get("errors"),
-                   "interval_s": INTERVAL_S, "messages_sent": sent,
-                   "events_recorded_during_phases": events,
-                   "tiles_per_s_without": base_rate, "tiles_per_s_with": with_rate,
-                   "tile_throughput_change_pct": 100 * (with_rate - base_rate) / base_rate,
-                   "server_cpu_ms_per_tile_without": mean(without, "server_cpu_ms_per_tile"),
-                   "server_cpu_ms_per_tile_with": mean(with_, "server_cpu_ms_per_tile"),
-                   "viewers_only_cpu_pct_of_core": results["viewers only"]["server_cpu_pct"]}
-        record(summary)
-        log(f"summary: {summary}")
-    finally:
-        if viewer_proc is not None:
-            viewer_proc.kill()
-        if server is not None:
-            server.stop()
-        asyncio.run(_admin(dsn, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+            without = ["tiles, viewers silent", "tiles, viewers silent (2)"]
+            with_ = ["tiles + viewers", "tiles + viewers (2)"]
+            base_rate = mean(without, "tiles_per_s")
+            with_rate = mean(with_, "tiles_per_s")
+            summary = {"suite": "activity-summary", "viewers": viewers,
+                       "connected": ready.get("ready", 0), "connect_errors": ready.get("errors"),
+                       "interval_s": INTERVAL_S, "messages_sent": sent,
+                       "events_recorded_during_phases": events,
+                       "tiles_per_s_without": base_rate, "tiles_per_s_with": with_rate,
+                       "tile_throughput_change_pct": 100 * (with_rate - base_rate) / base_rate,
+                       "server_cpu_ms_per_tile_without": mean(without, "server_cpu_ms_per_tile"),
+                       "server_cpu_ms_per_tile_with": mean(with_, "server_cpu_ms_per_tile"),
+                       "viewers_only_cpu_pct_of_core": results["viewers only"]["server_cpu_pct"]}
+            record(summary)
+            log(f"summary: {summary}")
+        finally:
+            if viewer_proc is not None:
+                viewer_proc.kill()
+            if server is not None:
+                server.stop()
 
 
 async def _count(db: str) -> int:
@@ -304,17 +278,10 @@ async def _count(db: str) -> int:
         await conn.close()
 
 
-def run(ctx: Any) -> list[dict[str, Any]]:
+def run(ctx: Any) -> None:
     """Entry point for `python -m bench` (bench.run.SuiteContext)."""
-    records: list[dict[str, Any]] = []
-
-    def record(rec: dict[str, Any]) -> None:
-        records.append(rec)
-        ctx.record(rec)
-
-    bench(1000, 10.0 if ctx.quick else 20.0, os.environ.get("DATABASE_URL") or DEFAULT_DSN,
-          ctx.workdir / "activity", ctx.log, record)
-    return records
+    bench(1000, 10.0 if ctx.quick else 20.0, default_dsn(), ctx.workdir / "activity",
+          ctx.log, ctx.record)
 
 
 def render(records: list[dict[str, Any]]) -> str:
@@ -361,9 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     ap.add_argument("--viewers", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
-    ap.add_argument("--dsn", default=os.environ.get("DATABASE_URL") or DEFAULT_DSN)
+    ap.add_argument("--dsn", default=default_dsn())
     ap.add_argument("--workdir", type=Path, default=BENCH / "work" / "activity")
-    ap.add_argument("--out", type=Path, default=None, help="write the Markdown section here")
     ap.add_argument("--viewer-process", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--base", help=argparse.SUPPRESS)
     ap.add_argument("--tokens", help=argparse.SUPPRESS)
@@ -372,18 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.viewer_process:
         return viewer_main(args)
-    records: list[dict[str, Any]] = []
+    rec = records.Recording("activity", "python -m bench.activity "
+                            f"--viewers {args.viewers} --seconds {args.seconds:g}")
 
-    def record(rec: dict[str, Any]) -> None:
-        records.append(rec)
-        print(orjson.dumps(rec).decode(), flush=True)
+    def record(fig: dict[str, Any]) -> None:
+        rec.add(fig)
+        print(orjson.dumps(fig).decode(), flush=True)
 
     bench(args.viewers, args.seconds, args.dsn, args.workdir,
           lambda m: print(m, file=sys.stderr, flush=True), record)
-    text = render(records)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +28,9 @@ from typing import Any
 
 import orjson
 
-from bench.annotations import DEFAULT_DSN, REPO, _admin, _pct, _with_db
+from bench import records
+from bench.annotations import _pct
+from bench.dbsetup import default_dsn, scratch_database, start_serve
 
 BENCH = Path(__file__).resolve().parent
 SORTS = ("id", "created", "area", "perimeter", "author", "term", "status")
@@ -151,46 +152,25 @@ async def _http(base: str, key: str, iid: int, term: int, n: int, requests: int,
 
 def bench(n: int, dsn: str, workdir: Path, log: Callable[[str], None],
           record: Callable[[dict], None], requests: int = 30) -> None:
-    from bench.procs import Proc, free_port
-
     workdir.mkdir(parents=True, exist_ok=True)
-    dbname = f"microtome_bench_table_{os.getpid()}"
-    asyncio.run(_admin(dsn, f'CREATE DATABASE "{dbname}"'))
-    db = _with_db(dsn, dbname)
-    proc = None
-    try:
+    with scratch_database(dsn, "microtome_bench_table") as db:
         log(f"writing {n:,} annotations")
         t0 = time.perf_counter()
         iid, key, term = asyncio.run(_seed(db, n, log))
         record({"suite": "annotation-table-load", "rows": n,
                 "seconds": time.perf_counter() - t0})
-        port = free_port()
-        proc = Proc("microtome", [sys.executable, "-m", "microtome", "serve", "--port",
-                                  str(port)], workdir / "serve.log",
-                    env={"DATABASE_URL": db, "MICROTOME_VAR": str(workdir / "var"),
-                         "MICROTOME_JOB_WORKERS": "0"}, cwd=REPO)
-        proc.start()
-        base = f"http://127.0.0.1:{port}"
-        proc.wait_ready(base + "/api/openapi.json")
-        asyncio.run(_http(base, key, iid, term, n, requests, record))
-    finally:
-        if proc is not None:
+        proc, base = start_serve(db, workdir)
+        try:
+            asyncio.run(_http(base, key, iid, term, n, requests, record))
+        finally:
             proc.stop()
-        asyncio.run(_admin(dsn, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
 
 
-def run(ctx: Any) -> list[dict]:
+def run(ctx: Any) -> None:
     """Entry point for `python -m bench` (bench.run.SuiteContext)."""
-    records: list[dict] = []
-
-    def record(rec: dict) -> None:
-        records.append(rec)
-        ctx.record(rec)
-
-    bench(100_000 if ctx.quick else 1_000_000,
-          os.environ.get("DATABASE_URL") or DEFAULT_DSN, ctx.workdir / "annotation-table",
-          ctx.log, record, requests=10 if ctx.quick else 30)
-    return records
+    bench(100_000 if ctx.quick else 1_000_000, default_dsn(),
+          ctx.workdir / "annotation-table", ctx.log, ctx.record,
+          requests=10 if ctx.quick else 30)
 
 
 def render(records: list[dict]) -> str:
@@ -234,29 +214,22 @@ def render(records: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="number of annotations")
-    ap.add_argument("--dsn", default=os.environ.get("DATABASE_URL") or DEFAULT_DSN,
+    ap.add_argument("--dsn", default=default_dsn(),
                     help="a PostgreSQL server where a scratch database may be created")
     ap.add_argument("--workdir", type=Path, default=BENCH / "work" / "annotation-table")
     ap.add_argument("--requests", type=int, default=30)
-    ap.add_argument("--out", type=Path, default=None, help="write the Markdown section here")
     args = ap.parse_args(argv)
-    records: list[dict] = []
+    rec = records.Recording("annotation_table", "python -m bench.annotation_table "
+                            f"--n {args.n} --requests {args.requests}")
 
-    def record(rec: dict) -> None:
-        records.append(rec)
-        print(orjson.dumps(rec).decode(), flush=True)
+    def record(fig: dict) -> None:
+        rec.add(fig)
+        print(orjson.dumps(fig).decode(), flush=True)
 
-    started = time.time()
-    load0 = os.getloadavg()
     bench(args.n, args.dsn, args.workdir, lambda m: print(m, file=sys.stderr, flush=True),
           record, args.requests)
-    md = render(records)
-    md += (f"\nRun: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
-           f"{time.time() - started:.0f} s; load average at start {load0[0]:.1f}, at end "
-           f"{os.getloadavg()[0]:.1f} (2 cores shared with other work).\n")
-    if args.out:
-        args.out.write_text(md)
-    print(md)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 

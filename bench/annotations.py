@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import statistics
 import sys
 import time
@@ -31,6 +30,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+from bench import records
+from bench.dbsetup import admin, default_dsn, scratch_database, seed_member, start_serve
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -42,7 +44,6 @@ CLASSES = [("Tumor", [200, 0, 0]), ("Stroma", [150, 200, 150]),
 SCREEN = (1920, 1080)
 #: (name, image px per screen px): cell level, overview of a region, whole slide.
 ZOOMS = [("working (2x)", 2.0), ("region (8x)", 8.0), ("whole slide", None)]
-DEFAULT_DSN = "postgresql://postgres@localhost:5432/postgres"
 
 
 # -- data ------------------------------------------------------------------------------
@@ -97,41 +98,13 @@ def write_geojson(path: Path, n: int) -> int:
 
 # -- database --------------------------------------------------------------------------
 
-async def _admin(dsn: str, *sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        for s in sql:
-            await conn.execute(s)
-    finally:
-        await conn.close()
-
-
-def _with_db(dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    p = urlsplit(dsn)
-    return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
-
-
 async def _seed(dsn: str) -> tuple[int, int, str]:
     """Migrate, then a user with an API key, a project and the 100k x 100k image."""
-    from microtome.app import MIGRATION_DIRS
     from microtome.catalog.db import connect
-    from microtome.catalog.migrate import migrate
-    from microtome.catalog.security import digest, new_api_key
 
     conn = await connect(dsn)
     try:
-        await migrate(conn, MIGRATION_DIRS)
-        uid = await conn.fetchval(
-            "INSERT INTO users (username, is_admin) VALUES ('bench', false) RETURNING id")
-        key = new_api_key()
-        await conn.execute("INSERT INTO api_keys (user_id, name, prefix, key_hash) "
-                           "VALUES ($1, 'bench', $2, $3)", uid, key[:8], digest(key))
-        pid = await conn.fetchval("INSERT INTO projects (name) VALUES ('bench') RETURNING id")
-        await conn.execute("INSERT INTO project_members VALUES ($1, $2, 'manager')", pid, uid)
+        _uid, pid, key = await seed_member(conn)
         iid = await conn.fetchval(
             """INSERT INTO images (name, width, height, levels, status, pixel_size_um)
                VALUES ('cells', $1, $2, 9, 'ready', $3) RETURNING id""", WIDTH, HEIGHT, PIXEL_UM)
@@ -196,7 +169,7 @@ async def _http_suite(base: str, key: str, iid: int, geojson: Path, n: int, requ
         # What autovacuum does shortly after a bulk load (visibility map for
         # index-only scans, hint bits); timed and reported, not hidden.
         t0 = time.perf_counter()
-        await _admin(db, "VACUUM (ANALYZE) annotations")
+        await admin(db, "VACUUM (ANALYZE) annotations")
         record({"suite": "annotations-vacuum", "seconds": time.perf_counter() - t0})
 
         rng = np.random.default_rng(11)
@@ -241,6 +214,32 @@ async def _http_suite(base: str, key: str, iid: int, geojson: Path, n: int, requ
 
 
 # -- SQL level: ours vs PostGIS ------------------------------------------------------------
+
+async def _copy_floor(db: str, workdir: Path, record: Callable[[dict], None]) -> None:
+    """The database's own limit for the same rows: the imported rows, prepared beforehand
+    in a binary COPY file, loaded with COPY into an empty table with the same columns,
+    defaults, constraints and indexes (``LIKE annotations INCLUDING ALL``)."""
+    import asyncpg
+
+    path = workdir / "microtome.annotations.copy"
+    conn = await asyncpg.connect(db)
+    try:
+        with path.open("wb") as fh:
+            await conn.copy_from_query("SELECT * FROM annotations", output=fh, format="binary")
+        await conn.execute("CREATE TABLE annotations_floor (LIKE annotations INCLUDING ALL)")
+        n = await conn.fetchval("SELECT count(*) FROM annotations")
+        t0 = time.perf_counter()
+        await conn.copy_to_table("annotations_floor", source=path, format="binary")
+        dt = time.perf_counter() - t0
+        indexes = await conn.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'annotations_floor'")
+        record({"suite": "annotations-copy-floor", "rows": n, "seconds": dt,
+                "rate_per_s": n / dt, "indexes": indexes, "file_bytes": path.stat().st_size})
+        await conn.execute("DROP TABLE annotations_floor")
+    finally:
+        await conn.close()
+        path.unlink(missing_ok=True)
+
 
 async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict], None]) -> None:
     from microtome.annotations import query, render, store
@@ -317,60 +316,30 @@ async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict],
 
 def bench(n: int, dsn: str, workdir: Path, log: Callable[[str], None],
           record: Callable[[dict], None], requests: int = 200, budget_s: float = 30.0) -> None:
-    from bench.procs import Proc, free_port
-
     workdir.mkdir(parents=True, exist_ok=True)
     geojson = workdir / f"cells-{n}.geojson"
     if not geojson.exists():
         t0 = time.perf_counter()
         size = write_geojson(geojson, n)
         log(f"generated {n} cells, {size / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s")
-    dbname = f"microtome_bench_ann_{os.getpid()}"
-    try:
-        asyncio.run(_admin(dsn, f'CREATE DATABASE "{dbname}"'))
-    except Exception as e:  # no server there: the embedded one, as in the product
-        import pgserver
-
-        log(f"no PostgreSQL at the given DSN ({type(e).__name__}); using an embedded one")
-        dsn = str(pgserver.get_server(workdir / "pg", cleanup_mode="stop").get_uri("postgres"))
-        asyncio.run(_admin(dsn, f'CREATE DATABASE "{dbname}"'))
-    db = _with_db(dsn, dbname)
-    proc = None
-    try:
+    with scratch_database(dsn, "microtome_bench_ann", workdir, log) as db:
         iid, _pid, key = asyncio.run(_seed(db))
-        port = free_port()
-        proc = Proc("microtome", [sys.executable, "-m", "microtome", "serve", "--port",
-                                  str(port)], workdir / "serve.log",
-                    env={"DATABASE_URL": db, "MICROTOME_VAR": str(workdir / "var"),
-                         "MICROTOME_JOB_WORKERS": "0"}, cwd=REPO)
-        proc.start()
-        base = f"http://127.0.0.1:{port}"
-        proc.wait_ready(base + "/api/openapi.json")
-        log(f"server up on {base}; importing {n} cells")
-        asyncio.run(_http_suite(base, key, iid, geojson, n, requests, budget_s, record, db,
-                                proc.pid))
-        proc.stop()
-        proc = None
-        asyncio.run(_sql_suite(db, iid, min(requests, 100), record))
-    finally:
-        if proc is not None:
+        proc, base = start_serve(db, workdir)
+        try:
+            log(f"server up on {base}; importing {n} cells")
+            asyncio.run(_http_suite(base, key, iid, geojson, n, requests, budget_s, record,
+                                    db, proc.pid))
+        finally:
             proc.stop()
-        asyncio.run(_admin(dsn, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+        asyncio.run(_copy_floor(db, workdir, record))
+        asyncio.run(_sql_suite(db, iid, min(requests, 100), record))
 
 
-def run(ctx: Any) -> list[dict]:
+def run(ctx: Any) -> None:
     """Entry point for `python -m bench` (bench.run.SuiteContext)."""
-    records: list[dict] = []
-
-    def record(rec: dict) -> None:
-        records.append(rec)
-        ctx.record(rec)
-
     n = 50_000 if ctx.quick else 1_000_000
-    bench(n, os.environ.get("DATABASE_URL") or DEFAULT_DSN, ctx.workdir / "annotations",
-          ctx.log, record, requests=50 if ctx.quick else 200,
-          budget_s=min(30.0, ctx.pass_seconds * 4))
-    return records
+    bench(n, default_dsn(), ctx.workdir / "annotations", ctx.log, ctx.record,
+          requests=50 if ctx.quick else 200, budget_s=min(30.0, ctx.pass_seconds * 4))
 
 
 def render(records: list[dict]) -> str:
@@ -383,6 +352,14 @@ def render(records: list[dict]) -> str:
                   f"transaction): **{imp['features']:,} polygons in {imp['seconds']:.1f} s = "
                   f"{imp['rate_per_s']:,.0f} polygons/s** ({imp['file_bytes'] / 1e6:.0f} MB).",
                   ""]
+    floor = by.get("annotations-copy-floor")
+    if imp and floor:
+        lines += [f"- Import floor: binary `COPY` of the same {floor['rows']:,} rows, prepared "
+                  f"in a file, into an empty table with the same columns and "
+                  f"{floor['indexes']} indexes: {floor['seconds']:.1f} s = "
+                  f"{floor['rate_per_s']:,.0f} rows/s; the HTTP import runs at "
+                  f"**{imp['rate_per_s'] / floor['rate_per_s']:.2f} of the floor** "
+                  "(goal >= 0.5).", ""]
     st = by.get("annotations-storage")
     if st:
         lines += [f"- Storage: {st['total'] / 1e6:.0f} MB for {st['n']:,} rows "
@@ -426,30 +403,23 @@ def render(records: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="number of cells")
-    ap.add_argument("--dsn", default=os.environ.get("DATABASE_URL") or DEFAULT_DSN,
+    ap.add_argument("--dsn", default=default_dsn(),
                     help="a PostgreSQL server where a scratch database may be created")
     ap.add_argument("--workdir", type=Path, default=BENCH / "work" / "annotations")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--budget", type=float, default=30.0, help="seconds per viewport set")
-    ap.add_argument("--out", type=Path, default=None, help="write the Markdown section here")
     args = ap.parse_args(argv)
-    records: list[dict] = []
+    rec = records.Recording("annotations", "python -m bench.annotations "
+                            f"--n {args.n} --requests {args.requests} --budget {args.budget:g}")
 
-    def record(rec: dict) -> None:
-        records.append(rec)
-        print(orjson.dumps(rec).decode(), flush=True)
+    def record(fig: dict) -> None:
+        rec.add(fig)
+        print(orjson.dumps(fig).decode(), flush=True)
 
-    started = time.time()
-    load0 = os.getloadavg()
     bench(args.n, args.dsn, args.workdir, lambda m: print(m, file=sys.stderr, flush=True),
           record, args.requests, args.budget)
-    md = render(records)
-    md += (f"\nRun: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
-           f"{time.time() - started:.0f} s; load average at start {load0[0]:.1f}, at end "
-           f"{os.getloadavg()[0]:.1f} (2 cores shared with other work).\n")
-    if args.out:
-        args.out.write_text(md)
-    print(md)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 

@@ -29,24 +29,13 @@ from typing import Any
 
 import orjson
 
+from bench import records
+from bench.dbsetup import default_dsn, scratch_database, start_serve
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 REGION = 4096
 Record = Callable[[dict[str, Any]], None]
-
-
-def _server(db: str, workdir: Path) -> tuple[Any, str]:
-    from bench.procs import Proc, free_port
-
-    port = free_port()
-    proc = Proc("microtome", [sys.executable, "-m", "microtome", "serve", "--port", str(port)],
-                workdir / "serve.log", env={"DATABASE_URL": db,
-                                            "MICROTOME_VAR": str(workdir / "var"),
-                                            "MICROTOME_JOB_WORKERS": "1"}, cwd=REPO)
-    proc.start()
-    base = f"http://127.0.0.1:{port}"
-    proc.wait_ready(base + "/api/openapi.json")
-    return proc, base
 
 
 def bench_region(client: Any, slide: Path, image: Any, reps: int, record: Record) -> None:
@@ -166,48 +155,35 @@ def bench(workdir: Path, dsn: str, *, quick: bool, log: Callable[[str], None],
           record: Record) -> None:
     from microtome_client import Client
 
-    from bench.annotations import _admin, _seed, _with_db
+    from bench.annotations import _seed
     from bench.slide import ensure_slide
 
     workdir.mkdir(parents=True, exist_ok=True)
-    dbname = f"microtome_bench_client_{os.getpid()}"
-    asyncio.run(_admin(dsn, f'CREATE DATABASE "{dbname}"'))
-    db = _with_db(dsn, dbname)
-    proc = None
-    try:
+    with scratch_database(dsn, "microtome_bench_client") as db:
         fake_iid, project, key = asyncio.run(_seed(db))  # + a 100k x 100k pixel-less image
-        proc, base = _server(db, workdir)
-        log(f"server up on {base}")
-        slide = ensure_slide(BENCH / "data", 16384, 12288, log=log)
-        with Client(base, api_key=key, timeout=120) as client:
-            t0 = time.perf_counter()
-            (up,) = client.upload(slide, project=project, progress=False, reupload=True,
-                                  state_file=workdir / "state.json", wait_timeout=1800)
-            assert up.ok, up.error
-            log(f"slide uploaded and converted in {time.perf_counter() - t0:.0f} s")
-            bench_region(client, slide, up.image, 3 if quick else 5, record)
-            bench_upload(base, key, project, workdir, 100 if quick else 500, record)
-            bench_annotations(client, base, key, fake_iid, workdir,
-                              20_000 if quick else 100_000, 5_000 if quick else 20_000, record)
-    finally:
-        if proc is not None:
+        proc, base = start_serve(db, workdir, job_workers=1)
+        try:
+            log(f"server up on {base}")
+            slide = ensure_slide(BENCH / "data", 16384, 12288, log=log)
+            with Client(base, api_key=key, timeout=120) as client:
+                t0 = time.perf_counter()
+                (up,) = client.upload(slide, project=project, progress=False, reupload=True,
+                                      state_file=workdir / "state.json", wait_timeout=1800)
+                assert up.ok, up.error
+                log(f"slide uploaded and converted in {time.perf_counter() - t0:.0f} s")
+                bench_region(client, slide, up.image, 3 if quick else 5, record)
+                bench_upload(base, key, project, workdir, 100 if quick else 500, record)
+                bench_annotations(client, base, key, fake_iid, workdir,
+                                  20_000 if quick else 100_000, 5_000 if quick else 20_000,
+                                  record)
+        finally:
             proc.stop()
-        asyncio.run(_admin(dsn, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
 
 
-def run(ctx: Any) -> list[dict[str, Any]]:
+def run(ctx: Any) -> None:
     """Entry point for `python -m bench` (bench.run.SuiteContext)."""
-    from bench.annotations import DEFAULT_DSN
-
-    records: list[dict[str, Any]] = []
-
-    def record(rec: dict[str, Any]) -> None:
-        records.append(rec)
-        ctx.record(rec)
-
-    bench(ctx.workdir / "client", os.environ.get("DATABASE_URL") or DEFAULT_DSN,
-          quick=ctx.quick, log=ctx.log, record=record)
-    return records
+    bench(ctx.workdir / "client", default_dsn(), quick=ctx.quick, log=ctx.log,
+          record=ctx.record)
 
 
 def render(records: list[dict[str, Any]]) -> str:
@@ -238,33 +214,22 @@ def render(records: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.annotations import DEFAULT_DSN
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller upload and import")
-    ap.add_argument("--dsn", default=os.environ.get("DATABASE_URL") or DEFAULT_DSN)
+    ap.add_argument("--dsn", default=default_dsn())
     ap.add_argument("--workdir", type=Path, default=BENCH / "work" / "client")
-    ap.add_argument("--out", type=Path, help="write the Markdown section here")
     args = ap.parse_args(argv)
-    records: list[dict[str, Any]] = []
+    rec = records.Recording("client", "python -m bench.client"
+                            f"{' --quick' if args.quick else ''}", quick=args.quick)
 
-    def record(rec: dict[str, Any]) -> None:
-        records.append(rec)
-        print(orjson.dumps(rec).decode(), flush=True)
+    def record(fig: dict[str, Any]) -> None:
+        rec.add(fig)
+        print(orjson.dumps(fig).decode(), flush=True)
 
-    started = time.time()
-    load0 = os.getloadavg()[0]
     bench(args.workdir, args.dsn, quick=args.quick,
           log=lambda m: print(m, file=sys.stderr, flush=True), record=record)
-    md = render(records) + (
-        f"\nRun: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
-        f"{time.time() - started:.0f} s, `python -m bench.client"
-        f"{' --quick' if args.quick else ''}`;"
-        f" load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end (2 cores shared "
-        f"with other work).\n")
-    if args.out:
-        args.out.write_text(md)
-    print(md)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 

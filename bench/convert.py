@@ -9,6 +9,7 @@ x2 pyramid input.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -51,10 +52,32 @@ def microtome_convert(slide: Path, outdir: Path, logdir: Path, quality: int = 75
         shutil.rmtree(target)
     outdir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "microtome", "convert", str(slide), "-o", str(outdir),
-            "--quality", str(quality)]
-    res = run_measured(argv, logdir / "microtome-convert.log")
+            "--quality", str(quality), "--json"]
+    log = logdir / "microtome-convert.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    res = run_measured(argv, log)
     if res["exit"] == 0 and target.exists():
         res["output_bytes"] = du(target)
         res["files"] = sum(1 for p in target.rglob("*") if p.is_file())
+        res.update(copied_chunks(log.read_text()))
     res["command"] = f"microtome convert SLIDE -o OUTDIR --quality {quality}"
     return res
+
+
+def copied_chunks(log: str) -> dict:
+    """From ``microtome convert --json`` output (mixed with its log lines): how many
+    level-0 chunks were copied from the source's own JPEG tiles, of how many."""
+    start = log.find("[\n")
+    if start < 0:
+        return {}
+    try:
+        rows, _ = json.JSONDecoder().raw_decode(log, start)
+    except ValueError:
+        return {}
+    row = rows[0] if rows else {}
+    if "copied_chunks" not in row or not row.get("tile_size"):
+        return {}
+    t = row["tile_size"]
+    return {"copied_chunks": row["copied_chunks"],
+            "level0_chunks": -(-row["width"] // t) * -(-row["height"] // t)}

@@ -20,6 +20,7 @@ APT = {
     "vips": "libvips-tools",
     "lighttpd": "lighttpd",
     "iipsrv": "iipimage-server",
+    "wrk": "wrk",  # bench.floor's low-overhead client
 }
 PIP_LARGE_IMAGE = ["large-image>=1.30", "large-image-source-openslide>=1.30"]
 

@@ -8,8 +8,14 @@
   bins) written with pyimzML; conversion time, then the latency of
   ``/images/{id}/spectrum`` through the real tile app over loopback HTTP.
 
+- Benchmark slide: libvips ``tiffsave`` pyramid (512-px tiles, Q90) against
+  ``microtome convert`` (default, and ``--tile-size 512``), optionally with
+  an older commit's tree as the baseline in the same pass (``slide_speed``).
+
 Standalone:  python -m bench.formats [--size 40000] [--msi 128] [--out FILE]
-(updates the "Formats" section of bench/RESULTS.md).  From the suite runner:
+(updates the "Formats" section of bench/RESULTS.md);
+python -m bench.formats slide [--width W --height H] [--baseline DIR]
+(appends its raw record only).  From the suite runner:
 run(ctx) -> list[dict], render(records) -> str.
 """
 
@@ -17,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench import records
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,6 +89,63 @@ def giant_jpeg(size: int, work: Path, log: Any = print) -> dict[str, Any]:
     return {"suite": "formats-giant-jpeg", "width": size, "height": size,
             "file_mb": src.stat().st_size / 1e6, "ours_s": ours_s, "ours_peak_mb": ours_mb,
             "vips_s": vips_s, "vips_peak_mb": vips_mb}
+
+
+_VIPS_SLIDE = """
+import sys
+import pyvips
+pyvips.Image.new_from_file(sys.argv[1], access="sequential").tiffsave(
+    sys.argv[2], tile=True, pyramid=True, compression="jpeg", Q=90, tile_width=512,
+    tile_height=512, bigtiff=True)
+"""
+
+
+def _convert_argv(src: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "microtome", "convert", str(src), "-o", str(out),
+            "--overwrite", *extra]
+
+
+def slide_speed(width: int, height: int, work: Path, log: Any = print,
+                baseline: Path | None = None) -> dict[str, Any]:
+    """The benchmark slide (bench/slide.py: Aperio-style, 256-px JPEG tiles)
+    converted back to back, each in its own process: libvips' ``tiffsave``
+    pyramid (512-px JPEG tiles, Q90: the peer the issue names), ``microtome
+    convert`` as it is (level-0 tiles copied) and with ``--tile-size 512``
+    (every tile decoded and re-encoded).  With ``baseline`` (a source tree of
+    an older commit), its two conversions run in the same pass, so the
+    improvement is measured under the same load.  Wall and CPU seconds (user
+    + sys of the process, less sensitive to the machine's load) and peak RSS."""
+    from bench.procs import run_measured
+    from bench.slide import ensure_slide
+
+    work.mkdir(parents=True, exist_ok=True)
+    src = ensure_slide(work, width, height, log=log)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    runs: dict[str, list[str]] = {
+        "vips": [sys.executable, "-c", _VIPS_SLIDE, str(src), str(work / "vips.tif")],
+        "ours": _convert_argv(src, work / "ours"),
+        "ours_512": _convert_argv(src, work / "ours512", "--tile-size", "512"),
+    }
+    envs = {k: env for k in runs}
+    if baseline is not None:
+        runs["before"] = _convert_argv(src, work / "before")
+        runs["before_512"] = _convert_argv(src, work / "before512", "--tile-size", "512")
+        envs.update({k: dict(os.environ, PYTHONPATH=str(baseline))
+                     for k in ("before", "before_512")})
+    out: dict[str, Any] = {"suite": "formats-slide-speed", "width": width, "height": height,
+                           "megapixels": width * height / 1e6}
+    for name, argv in runs.items():
+        log(f"formats: slide speed, {name}")
+        res = run_measured(argv, work / f"{name}.log", env=envs[name])
+        if res["exit"] != 0:
+            raise RuntimeError(f"{name} failed (see {work / (name + '.log')})")
+        out[f"{name}_wall_s"] = res["wall_s"]
+        out[f"{name}_cpu_s"] = res["cpu_s"]
+        out[f"{name}_peak_mb"] = res["peak_rss_bytes"] / 1e6
+    for name in [k for k in runs if k != "vips"]:
+        for what in ("wall", "cpu"):
+            out[f"{name}_{what}_ratio"] = out[f"{name}_{what}_s"] / out[f"vips_{what}_s"]
+    return out
 
 
 def _msi(path: Path, side: int, bins: int) -> None:
@@ -172,6 +235,27 @@ def render(records: list[dict[str, Any]]) -> str:
             f"{g['ours_s']:.1f} s | {g['ours_peak_mb']:.0f} MB |",
             f"| libvips `tiffsave` pyramid (256-px JPEG tiles, Q90) | {g['vips_s']:.1f} s | "
             f"{g['vips_peak_mb']:.0f} MB |", ""]
+    sp = by.get("formats-slide-speed")
+    if sp:
+        lines += [f"- Benchmark slide ({sp['width']} x {sp['height']}, Aperio-style 256-px "
+                  "JPEG tiles), each conversion in its own process, back to back "
+                  "(ratio = time / libvips' time in the same pass):", "",
+                  "| | wall | ratio | CPU | ratio | peak RSS |", "|---|---:|---:|---:|---:|---:|",
+                  f"| libvips `tiffsave` pyramid (512-px JPEG tiles, Q90) | "
+                  f"{sp['vips_wall_s']:.1f} s | 1 | {sp['vips_cpu_s']:.1f} s | 1 | "
+                  f"{sp['vips_peak_mb']:.0f} MB |"]
+        labels = {"ours": "`microtome convert` (level-0 tiles copied)",
+                  "ours_512": "`microtome convert --tile-size 512` (all re-encoded)",
+                  "before": "the same, before (baseline commit)",
+                  "before_512": "`--tile-size 512`, before (baseline commit)"}
+        for key, label in labels.items():
+            if f"{key}_wall_s" in sp:
+                lines.append(f"| {label} | {sp[key + '_wall_s']:.1f} s | "
+                             f"{sp[key + '_wall_ratio']:.2f} | {sp[key + '_cpu_s']:.1f} s | "
+                             f"{sp[key + '_cpu_ratio']:.2f} | {sp[key + '_peak_mb']:.0f} MB |")
+        if "loadavg" in sp:
+            lines.append(f"\nLoad average {sp['loadavg'][0]:.1f} (2 cores, shared).")
+        lines.append("")
     m = by.get("formats-imzml")
     if m:
         lines += [f"- imzML, continuous, {m['side']} x {m['side']} pixels x {m['bins']} m/z "
@@ -182,40 +266,42 @@ def render(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _update_results(section: str) -> None:
-    path = Path(__file__).parent / "RESULTS.md"
-    text = path.read_text()
-    start = text.find("## Formats")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
+def slide_main(argv: list[str]) -> None:
+    """``python -m bench.formats slide [--width W --height H] [--baseline DIR]``: the
+    benchmark slide converted by us and by libvips (and an older tree) side by side;
+    saved as the ``formats_slide`` record (bench/records/formats_slide.json)."""
+    ap = argparse.ArgumentParser(prog="bench.formats slide")
+    ap.add_argument("--width", type=int, default=16384)
+    ap.add_argument("--height", type=int, default=12288)
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="source tree of an older commit (git archive REV | tar -x -C DIR)")
+    ap.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "slide-speed")
+    args = ap.parse_args(argv)
+    rec = records.Recording("formats_slide", "python -m bench.formats slide "
+                            f"--width {args.width} --height {args.height}"
+                            + (f" --baseline {args.baseline}" if args.baseline else ""))
+    fig = slide_speed(args.width, args.height, args.work, baseline=args.baseline)
+    fig["loadavg"] = list(os.getloadavg())
+    rec.add(fig)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["slide"]:
+        slide_main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(prog="bench.formats")
     ap.add_argument("--size", type=int, default=40000)
     ap.add_argument("--msi", type=int, default=128)
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "formats")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "formats.jsonl")
     args = ap.parse_args()
-    recs = [giant_jpeg(args.size, args.work), imzml(args.msi, args.work)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as fh:
-        for r in recs:
-            r["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            r["loadavg"] = list(os.getloadavg())
-            fh.write(json.dumps(r) + "\n")
-    section = render(recs)
-    runner_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    section += (f"\nMeasured with `python -m bench.formats --size {args.size} --msi "
-                f"{args.msi}` (load average at the end {os.getloadavg()[0]:.1f} on 2 shared "
-                f"cores, other agents working; peak RSS of the runner, which generated the "
-                f"inputs, {runner_mb:.0f} MB).\n")
-    _update_results(section)
-    print(section)
+    rec = records.Recording("formats", f"python -m bench.formats --size {args.size} "
+                            f"--msi {args.msi}")
+    rec.add(giant_jpeg(args.size, args.work))
+    rec.add(imzml(args.msi, args.work))
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
 
 
 if __name__ == "__main__":

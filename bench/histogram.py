@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import records
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 SAMPLE = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
@@ -144,18 +146,6 @@ def render(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _update_results(section: str) -> None:
-    path = BENCH / "RESULTS.md"
-    text = path.read_text()
-    start = text.find("## Image adjustments")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    path.write_text(text)
-
-
 def run(ctx: Any) -> None:
     for rec in measure(ctx.workdir, ctx.log):
         ctx.record(rec)
@@ -163,13 +153,12 @@ def run(ctx: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=BENCH / "results" / "histogram.jsonl")
-    args = ap.parse_args(argv)
-    work = BENCH / "work"
-    records = measure(work)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("".join(json.dumps(r) + "\n" for r in records))
-    _update_results(render(records))
+    ap.parse_args(argv)
+    rec = records.Recording("histogram", "python -m bench.histogram")
+    for fig in measure(BENCH / "work"):
+        rec.add(fig)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 

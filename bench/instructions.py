@@ -11,7 +11,10 @@ imports cancel out:
 
 Each pass is a fixed list over a synthetic slide: `warm` re-requests tiles
 already in the tile cache (the handler, key, ETag and cache path alone),
-`cold` asks for distinct tiles the first time (pass-through reads included).
+`cold` asks for distinct tiles the first time (pass-through reads included),
+`floor` sends the same URLs to bench/peers/floor_server.py's app (one fixed
+JPEG of the slide's from memory): what aiohttp and the client cost alone, so
+`warm` minus `floor` is Microtome's own work per cached tile.
 Compare two checkouts with the same command; the figures are only comparable
 on the same Python and library versions.
 
@@ -41,7 +44,12 @@ async def _drive(root: Path, mode: str, n: int) -> None:
     # Cold modes run with no tile cache, so every request reads (and, for
     # `render`, decodes and encodes) again.
     settings = TileSettings() if mode == "warm" else TileSettings(cache_bytes=0)
-    client = TestClient(TestServer(create_tiles_app(root, settings)))
+    app = create_tiles_app(root, settings)
+    if mode == "floor":
+        from bench.peers.floor_server import make_app
+
+        app = make_app((root / "floor.jpg").read_bytes())
+    client = TestClient(TestServer(app))
     await client.start_server()
     try:
         # 1024x1024 with 256-px tiles: DZI level 10 holds 4x4 stored chunks.
@@ -106,13 +114,14 @@ def _slide(root: Path) -> None:
                             block[:part.shape[0], :part.shape[1]] = part
                             chunks[(r, c)] = bytes(imagecodecs.jpeg8_encode(block, level=90))
                 writer.write_shard(lv, sy, sx, chunks)
+    (root / "floor.jpg").write_bytes(bytes(imagecodecs.jpeg8_encode(img[:256, :256], level=90)))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", nargs=3, metavar=("ROOT", "MODE", "N"), help=argparse.SUPPRESS)
-    ap.add_argument("--modes", default="warm,cold,render",
+    ap.add_argument("--modes", default="warm,floor,cold,render",
                     help="comma-separated passes to count (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.child:

@@ -30,7 +30,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def replay(base: str, paths: list[str], concurrency: int, max_seconds: float,
-                 request_timeout: float = 30.0) -> dict:
+                 request_timeout: float = 30.0, headers: dict[str, str] | None = None) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     nbytes = 0
@@ -60,7 +60,7 @@ async def replay(base: str, paths: list[str], concurrency: int, max_seconds: flo
     client_timeout = aiohttp.ClientTimeout(total=request_timeout)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout,
-                                     auto_decompress=False) as session:
+                                     auto_decompress=False, headers=headers) as session:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N paths")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-seconds", type=float, default=10.0)
+    ap.add_argument("--header", action="append", default=[],
+                    help="'Name: value' sent with every request (e.g. a session cookie)")
     args = ap.parse_args(argv)
+    headers = dict((k.strip(), v.strip()) for k, v in (h.split(":", 1) for h in args.header))
     paths = args.paths.read_text().split()
     if args.limit:
         paths = paths[: args.limit]
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result = runner(replay(args.base, paths, args.concurrency, args.max_seconds))
+    result = runner(replay(args.base, paths, args.concurrency, args.max_seconds,
+                           headers=headers or None))
     json.dump(result, sys.stdout)
     print()
     return 0

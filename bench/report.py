@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean, median
+
+from bench import records as records_mod
 
 OURS = "microtome"
 
@@ -186,6 +189,34 @@ def same_pixels_lines(records: list[dict]) -> list[str]:
     return lines
 
 
+def copied_line(records: list[dict]) -> str:
+    """Where this run's conversion copied source tiles, as measured."""
+    conv = next((r for r in records if r.get("suite") == "convert"
+                 and r.get("tool") == "microtome"), None)
+    if conv is None or "copied_chunks" not in conv:
+        return ("This run did not record how many tiles its conversion copied (a reused "
+                "conversion, or a record from before that was counted).")
+    c, n = conv["copied_chunks"], conv["level0_chunks"]
+    return (f"In this run's conversion {c:,} of the {n:,} full-resolution chunks were the "
+            f"source's JPEG tiles copied as they are ({c / n:.0%}); every lower level was "
+            "encoded once at conversion.")
+
+
+def same_resources(srv: dict, cfg: dict) -> list[str]:
+    """The process counts of this record's servers, checked rather than asserted."""
+    workers = cfg.get("ours_workers", 2)
+    setups = {k: v for k, v in srv.get("servers", {}).items() if k != OURS}
+    unequal = [k for k, v in setups.items()
+               if not re.search(rf"\b{workers} (?:\w+ )?process", v)]
+    if unequal:
+        return [f"- **Not the same resources in this record**: {', '.join(unequal)} ran with "
+                f"fewer processes than Microtome's {workers} tile workers (see 'What ran'; "
+                "the record predates equal process counts) — re-run `make bench`."]
+    return [f"- Same resources: every server runs {workers} processes, as many as Microtome "
+            "has tile workers (the Python peers on one port, each with its own thread pool "
+            "and slide handle; IIPImage that many FastCGI processes)."]
+
+
 def losses(records: list[dict]) -> list[str]:
     """Every comparison where a peer beat us on throughput, stated plainly."""
     out = []
@@ -264,22 +295,57 @@ def machine_lines(m: dict, end: dict) -> list[str]:
     ]
 
 
-def extra_sections(records: list[dict]) -> list[str]:
-    lines = []
-    for r in records:
-        if r.get("suite") == "extra":
-            lines.append(f"- `{r['module']}`: {r['status']}")
-    if lines:
-        lines = ["## Other suites", "", *lines]
-    from bench.run import EXTRA_SUITES
+def provenance(doc: dict) -> str:
+    """Where and when a record was measured, for the line under its section title."""
+    load = doc.get("load") or {}
+    m = doc.get("machine") or {}
+    where = f"; {m['cores']} cores ({m.get('cpu_model', '?')})" if m.get("cores") else ""
+    imported = (f" Imported unchanged from the earlier raw file {doc['imported_from']}."
+                if doc.get("imported_from") else "")
+    return (f"*Measured {doc.get('date', '?')} at commit {doc.get('commit', '?')} with "
+            f"`{doc.get('command', '?')}`{' (quick)' if doc.get('quick') else ''}{where}; "
+            f"load average {_load(load.get('start'))} at start, {_load(load.get('end'))} "
+            f"at end.{imported}*")
 
-    for name in EXTRA_SUITES:
+
+def suite_section(name: str, doc: dict | None, failures: dict[str, str]) -> list[str]:
+    """One suite's section from its record: its module's render(figures) with the
+    provenance line under the title; a suite with no record says how to make one."""
+    from bench.run import STANDALONE_SUITES
+
+    short = name.removeprefix("bench.")
+    failed = failures.get(name)
+    if doc is None:
+        how = "" if name in STANDALONE_SUITES else " (or `make bench`)"
+        lines = [f"## {short}", "", f"No record yet: run `python -m {name}`{how}."]
+    else:
+        mod = importlib.import_module(name)
+        body = mod.render(doc.get("figures", [])).strip("\n").splitlines() or [f"## {short}"]
+        title, rest = body[0], body[1:]
+        if not title.startswith("## "):
+            title, rest = f"## {short}", body
+        lines = [title, "", provenance(doc), *rest]
+    if failed:
+        lines += ["", f"**The last full run could not measure this suite** ({failed}); "
+                  "the figures above are from the date they state."]
+    return lines
+
+
+def suite_names() -> list[str]:
+    """Every suite with a section in RESULTS.md, in order."""
+    from bench.run import EXTRA_SUITES, STANDALONE_SUITES
+
+    return [*EXTRA_SUITES, *STANDALONE_SUITES]
+
+
+def extra_sections(failures: dict[str, str], directory: Path | None = None) -> list[str]:
+    lines: list[str] = []
+    for name in suite_names():
         if importlib.util.find_spec(name) is None:
             continue
-        mod = importlib.import_module(name)
-        if hasattr(mod, "render"):
-            lines += ["", mod.render(records)]
-    return lines or ["## Other suites", "", "None."]
+        doc = records_mod.load(name.removeprefix("bench."), directory)
+        lines += ["", *suite_section(name, doc, failures)]
+    return lines
 
 
 def pass_lines(records: list[dict], cfg: dict) -> list[str]:
@@ -307,7 +373,10 @@ def pass_lines(records: list[dict], cfg: dict) -> list[str]:
     return out
 
 
-def render(records: list[dict]) -> str:
+def render(records: list[dict], doc: dict | None = None,
+           directory: Path | None = None) -> str:
+    """RESULTS.md: the tile run's ``records`` (with its record document ``doc``), then
+    every other suite's section from its own record in ``directory``."""
     m = _one(records, "machine")
     end = _one(records, "end")
     srv = _one(records, "servers")
@@ -316,14 +385,21 @@ def render(records: list[dict]) -> str:
     sizes = {k: v for k, v in _one(records, "lists").items() if k in ("panning", "uniform")}
     sizes = sizes or cfg.get("list_sizes", {})
     status = end.get("status", srv.get("status", {}))
+    failures = {r["module"]: r["status"] for r in records
+                if r.get("suite") == "extra" and r.get("status") != "ok"}
+    measured = [provenance(doc), ""] if doc else []
     lines = [
         "# Microtome benchmark results",
         "",
-        "Regenerated by `make bench` (`python -m bench`); raw records in "
-        "`bench/results/full.jsonl`. Numbers are from one real run on the machine below.",
+        "Generated by `make bench` (`python -m bench`; `python -m bench --report-only` "
+        "re-renders) from the raw records in `bench/records/` — nothing here is written by "
+        "hand. Each section says when, at which commit and under which load its figures "
+        "were measured; a suite not run in the last full run keeps its last record and "
+        "date.",
         "",
-        "## Machine",
+        "## Tiles, IIIF and conversion: machine",
         "",
+        *measured,
         *machine_lines(m, end),
         "",
         "**Noise warning.** This machine has 2 cores, and other agents were building and testing "
@@ -355,10 +431,10 @@ def render(records: list[dict]) -> str:
         "`vips tiffsave --tile --pyramid` of it (x2 levels, JPEG Q75), Microtome reads its "
         "OME-Zarr conversion of it (`--quality 75`). JPEG generations between the "
         "scanner-style source and the bytes sent: the Python peers one (per request); "
-        "IIPImage two (vips, then iipsrv per tile); Microtome none at full resolution (the "
-        "converter copies the source's own JPEG tiles when they line up with its chunk grid, "
-        "as here) and one on the lower levels (at conversion). Pixels and bytes are compared "
-        "below.",
+        "IIPImage two (vips, then iipsrv per tile); Microtome none at full resolution where "
+        "the converter copies the source's own JPEG tiles (it does when they line up with "
+        "its chunk grid and tables) and one on the lower levels (at conversion). "
+        f"{copied_line(records)} Pixels and bytes are compared below.",
         "- Same tiles: one seeded list, mapped onto each server's URL scheme (Deep Zoom for all "
         "four); same tile size (256, overlap 0) and same JPEG quality (75).",
         "- Same conditions: loopback, same client, same concurrency, same requests, ABBA order, "
@@ -366,9 +442,7 @@ def render(records: list[dict]) -> str:
         "- Each server runs as its authors intend: caches on where the server has them "
         "(large_image's tile cache, IIPImage's tile cache, Microtome's LRU and stored-chunk "
         "pass-through); the openslide server has none, as in openslide-python's example.",
-        "- Same resources: every server runs as many processes as Microtome has tile workers "
-        "(shown above: the Python peers are that many processes on one port, each with its "
-        "own thread pool and slide handle; IIPImage that many FastCGI processes).",
+        *same_resources(srv, cfg),
         "- Differences that remain: Microtome did its JPEG work at conversion time, the peers "
         "do it per request — that is the design being measured, and conversion cost is "
         "reported separately.",
@@ -397,10 +471,19 @@ def render(records: list[dict]) -> str:
         "",
         *convert_table(records),
         "",
-        *extra_sections(records),
+        *extra_sections(failures, directory),
         "",
     ]
     return "\n".join(lines)
+
+
+def write_results(directory: Path | None = None, out: Path | None = None) -> Path:
+    """Regenerate RESULTS.md whole from every record in ``directory``."""
+    doc = records_mod.load("tiles", directory) or {}
+    text = render(doc.get("figures", []), doc, directory)
+    path = out or Path(__file__).resolve().parent / "RESULTS.md"
+    path.write_text(text)
+    return path
 
 
 def spread(values: list[float]) -> float:

@@ -8,59 +8,88 @@ protocols; describing time per region (one thread) gives the indexing throughput
 Index (``--vectors N``, default 100k): N unit vectors with random access split
 over two users, on the embedded PostgreSQL with pgvector: insert throughput,
 HNSW build time, p50/p95 latency of k=20 searches with the access filter, HNSW vs
-exact, and the recall of HNSW.  Writes bench/results/retrieval.md.
+exact, and the recall of HNSW.  Saves the ``retrieval`` record (bench/records/).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bench.retrieval_set import Region, build, evaluate
+from bench import records as bench_records
+from bench.retrieval_set import Region, build, build_colourblind, evaluate
 from microtome.retrieval import bovw
-from microtome.retrieval.descriptors import describe, rgb_histogram
+from microtome.retrieval.descriptors import WEIGHTS_V1, describe, rgb_histogram
 
 REPO = Path(__file__).resolve().parent.parent
 SLIDE = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
-OUT = Path(__file__).parent / "results" / "retrieval.md"
 
 
 def families(regions: list[Region]) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Each family as a function of a crop; BoVW's codebook is fitted (unsupervised) on
-    the as-stained regions, as a project's would be on its own tissue."""
+    the set's first variant of each region, as a project's would be on its own tissue."""
     codebook = bovw.fit_codebook([r.rgb for r in regions if r.stain == 0 and r.size == 0])
 
     def combo(rgb: np.ndarray) -> np.ndarray:
         v = np.concatenate([describe(rgb), bovw.describe(rgb, codebook)]) / np.sqrt(2)
         return v.astype(np.float32)
 
-    return {"rgb-histogram (baseline)": rgb_histogram, "cstats-v1": describe,
-            "bovw-ert-v1": lambda rgb: bovw.describe(rgb, codebook), "cstats+bovw": combo}
+    return {"rgb-histogram (baseline)": rgb_histogram,
+            "cstats-v1": functools.partial(describe, weights=WEIGHTS_V1),
+            "cstats-v2 (default)": describe,
+            "bovw-ert-v1": lambda rgb: bovw.describe(rgb, codebook), "cstats-v2+bovw": combo}
 
 
-def quality(regions: list[Region]) -> list[dict[str, object]]:
+def quality(regions: list[Region], dataset: str, log: Callable[[str], None] = print
+            ) -> list[dict[str, Any]]:
+    """One record per family on one evaluation set (raw figures)."""
     rows = []
     for name, fn in families(regions).items():
         t0 = time.perf_counter()
         vecs = np.stack([fn(r.rgb) for r in regions])
         ms = (time.perf_counter() - t0) * 1000 / len(regions)
-        row: dict[str, object] = {"family": name, "ms_per_region": ms}
+        row: dict[str, Any] = {"suite": "retrieval-quality", "dataset": dataset,
+                               "family": name, "regions": len(regions),
+                               "ms_per_region": ms, "load_average": os.getloadavg()[0]}
         for protocol in ("any", "cross"):
             cross = protocol == "cross"
             row[f"p5_{protocol}"], _ = evaluate(vecs, regions, 5, cross)
             row[f"p10_{protocol}"], row[f"vote_{protocol}"] = evaluate(vecs, regions, 10, cross)
         rows.append(row)
-        print(f"{name:26} " + " ".join(f"{k}={v:.3f}" for k, v in row.items()
-                                        if isinstance(v, float)), flush=True)
+        log(f"{dataset:12} {name:26} " + " ".join(
+            f"{k}={v:.3f}" for k, v in row.items() if k[:2] in ("p5", "p1", "vo")))
     return rows
 
 
-async def index_bench(n: int, queries: int = 200) -> dict[str, float]:
+async def _bulk_descriptors(pool: Any, ids: list[int], centres: np.ndarray,
+                            rng: np.random.Generator, ts: Any) -> None:
+    """Clustered unit vectors for `ids`, COPYed straight into the table (no indexer,
+    no per-row HNSW insert: the index is built afterwards, as a reindex of a big
+    import would want)."""
+    for start in range(0, len(ids), 50_000):
+        chunk = ids[start:start + 50_000]
+        v = centres[rng.integers(0, len(centres), len(chunk))]
+        v = v + 0.6 * rng.normal(size=v.shape)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        await pool.copy_records_to_table(
+            "annotation_descriptors", columns=["annotation_id", "family", "vec",
+                                               "source_updated_at"],
+            records=[(i, "cstats-v1", x.astype(np.float32).tolist(), ts)
+                     for i, x in zip(chunk, v, strict=True)])
+
+
+async def index_bench(n: int, queries: int = 200, exact_queries: int = 50,
+                      log: Callable[[str], None] = print) -> dict[str, Any]:
+    """N descriptors on a fresh embedded PostgreSQL with pgvector: HNSW vs exact."""
     import asyncpg
     import pgserver
 
@@ -96,20 +125,40 @@ async def index_bench(n: int, queries: int = 200) -> dict[str, float]:
                FROM generate_series(0, $3 - 1) g ORDER BY g RETURNING id""",
             images[0], images[1], n)]
         import_s = time.perf_counter() - t0
+        log(f"{n:,} annotations inserted in {import_s:.0f} s")
         ts = await pool.fetchval("SELECT updated_at FROM annotations LIMIT 1")
         rng = np.random.default_rng(0)
         # Clustered vectors (like descriptors of a few tissue classes), not uniform noise.
         centres = rng.normal(size=(50, 100))
+        await pool.execute("DROP INDEX annotation_descriptors_hnsw_idx")
         t0 = time.perf_counter()
-        for start in range(0, n, 5000):
-            chunk = ids[start:start + 5000]
-            v = centres[rng.integers(0, 50, len(chunk))]
-            v = v + 0.6 * rng.normal(size=v.shape)
-            v /= np.linalg.norm(v, axis=1, keepdims=True)
-            await index.store(pool, "cstats-v1", [(i, x, ts) for i, x in zip(chunk, v,
-                                                                           strict=True)])
-        store_s = time.perf_counter() - t0
+        await _bulk_descriptors(pool, ids, centres, rng, ts)
+        copy_s = time.perf_counter() - t0
+        log(f"{n:,} descriptors copied in {copy_s:.0f} s")
+        t0 = time.perf_counter()
+        async with pool.acquire() as conn:
+            await conn.execute("SET maintenance_work_mem = '6GB'")
+            await conn.execute("SET max_parallel_maintenance_workers = 1")
+            await conn.execute("CREATE INDEX annotation_descriptors_hnsw_idx ON "
+                               "annotation_descriptors USING hnsw "
+                               "(embedding vector_cosine_ops)")
+        build_s = time.perf_counter() - t0
+        log(f"HNSW built in {build_s:.0f} s")
         await pool.execute("ANALYZE")
+        # The write side with the index in place: descriptors stored as the indexer does.
+        extra = [r["id"] for r in await pool.fetch(
+            """INSERT INTO annotations (image_id, kind, geom, sbox, n_vertices, area_px,
+                                        perimeter_px)
+               SELECT $1::bigint, 'point', '\\x00'::bytea, box(point(0, 0), point(1, 1)),
+                      1, 0, 0 FROM generate_series(1, 1000) RETURNING id""", images[0])]
+        ts2 = await pool.fetchval("SELECT updated_at FROM annotations WHERE id = $1", extra[0])
+        v = centres[rng.integers(0, 50, len(extra))] + 0.6 * rng.normal(size=(len(extra), 100))
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        t0 = time.perf_counter()
+        for start in range(0, len(extra), 64):  # the indexer's batches
+            await index.store(pool, "cstats-v1", [(i, x, ts2) for i, x in zip(
+                extra[start:start + 64], v[start:start + 64], strict=True)])
+        store_s = time.perf_counter() - t0
         lat: dict[str, list[float]] = {"hnsw": [], "exact": []}
         recall = []
         for q in range(queries):
@@ -117,78 +166,136 @@ async def index_bench(n: int, queries: int = 200) -> dict[str, float]:
             vec /= np.linalg.norm(vec)
             who = users[q % 2]
             f = index.Filter("all", images[q % 2], ())
-            got = {}
-            for method, use in (("hnsw", True), ("exact", False)):
+            t0 = time.perf_counter()
+            rows, _m = await index.nearest(pool, who, f, "cstats-v1", vec, 20, True)
+            lat["hnsw"].append((time.perf_counter() - t0) * 1000)
+            if q < exact_queries:
                 t0 = time.perf_counter()
-                rows, _m = await index.nearest(pool, who, f, "cstats-v1", vec, 20, use)
-                lat[method].append((time.perf_counter() - t0) * 1000)
-                got[method] = {r["id"] for r in rows}
-            recall.append(len(got["hnsw"] & got["exact"]) / 20)
+                exact = await _exact(pool, who, f, vec, 20)
+                lat["exact"].append((time.perf_counter() - t0) * 1000)
+                recall.append(len({r["id"] for r in rows} & exact) / 20)
         await pool.close()
-        return {"n": n, "queries": queries, "import_per_s": n / import_s,
-                "store_per_s": n / store_s,
+        return {"suite": "retrieval-index", "n": n, "k": 20, "queries": queries,
+                "exact_queries": exact_queries, "import_per_s": n / import_s,
+                "copy_per_s": n / copy_s, "hnsw_build_s": build_s,
+                "store_per_s": len(extra) / store_s,
                 "hnsw_p50_ms": float(np.percentile(lat["hnsw"], 50)),
                 "hnsw_p95_ms": float(np.percentile(lat["hnsw"], 95)),
+                "hnsw_p99_ms": float(np.percentile(lat["hnsw"], 99)),
                 "exact_p50_ms": float(np.percentile(lat["exact"], 50)),
-                "recall": float(np.mean(recall))}
+                "recall": float(np.mean(recall)), "load_average": os.getloadavg()[0]}
     finally:
         server.cleanup()
 
 
-def render(rows: list[dict[str, object]]) -> str:
-    """The quality table (Markdown)."""
-    lines = ["# Retrieval benchmark (`python -m bench.retrieval`)", "",
-             "Evaluation set: bench/retrieval_set.py (396 regions: 33 hand-labelled tiles of "
-             "CMU-1-Small-Region x 2 sizes x 2 simulated scanners x 3 stain batches). "
-             "*any*: neighbours from other tiles; *cross*: from other tiles of another stain "
-             "batch. Vote: the similarity-weighted vote of the 10 nearest picks the right "
-             "term. Random ranking: ~0.31.", "",
-             "| family | P@5 any | P@10 any | vote any | P@5 cross | P@10 cross | vote cross "
-             "| ms/region | regions/s (1 thread) |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ms = float(r["ms_per_region"])  # type: ignore[arg-type]
-        keys = ("p5_any", "p10_any", "vote_any", "p5_cross", "p10_cross", "vote_cross")
-        cells = " | ".join(f"{float(r[k]):.3f}" for k in keys)  # type: ignore[arg-type]
-        lines.append(f"| {r['family']} | {cells} | {ms:.1f} | {1000 / ms:.0f} |")
+async def _exact(pool: Any, who: Any, f: Any, vec: np.ndarray, k: int) -> set[int]:
+    """The true k nearest readable (pgvector's distance over every row: `+ 0` keeps
+    the planner off the index), the reference of the recall."""
+    from microtome.retrieval import index
+
+    args: list[Any] = ["cstats-v1", np.asarray(vec, dtype=np.float32).tolist()]
+    where = index._where(who, f, args)
+    args.append(k)
+    rows = await pool.fetch(
+        f"""SELECT a.id FROM annotation_descriptors d JOIN annotations a
+              ON a.id = d.annotation_id
+            WHERE d.family = $1 AND d.source_updated_at = a.updated_at AND {where}
+            ORDER BY (d.embedding <=> $2::real[]::vector) + 0, a.id LIMIT ${len(args)}""",
+        *args)
+    return {r["id"] for r in rows}
+
+
+#: The evaluation sets: name -> (builder, what it is, the protocol that ranks families).
+SETS: dict[str, tuple[Callable[[Path], list[Region]], str, str]] = {
+    "stains": (build, "396 regions: 33 hand-labelled tiles of CMU-1-Small-Region x 2 sizes "
+               "x 2 simulated scanners x 3 stain batches; *cross*: neighbours from other "
+               "tiles of another stain batch", "cross"),
+    "colourblind": (build_colourblind, "396 regions: the same 33 tiles x 6 variants "
+                    "(random stain jitter, blur, per-channel histogram matched to a random "
+                    "tissue tile, JPEG) x 2 sizes: colour marginals carry no class; *any*: "
+                    "neighbours from other tiles", "any"),
+}
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """Markdown of the raw records (quality per set, then the index sizes)."""
+    lines = ["## Retrieval (`python -m bench.retrieval`)", ""]
+    quality_rows = [r for r in records if r.get("suite") == "retrieval-quality"]
+    for name, (_b, what, ranking) in SETS.items():
+        rows = [r for r in quality_rows if r["dataset"] == name]
+        if not rows:
+            continue
+        base = next((float(r[f"p10_{ranking}"]) for r in rows
+                     if str(r["family"]).startswith("rgb-histogram")), None)
+        lines += [f"Set **{name}** ({what}). Ranked by P@10 {ranking}; vote: the "
+                  "similarity-weighted vote of the 10 nearest picks the right term.", "",
+                  "| family | P@10 any | vote any | P@10 cross | vote cross "
+                  "| vs baseline (P@10, points) | ms/region | load |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            delta = "" if base is None else f"{100 * (float(r[f'p10_{ranking}']) - base):+.1f}"
+            lines.append(
+                f"| {r['family']} | {float(r['p10_any']):.3f} | {float(r['vote_any']):.3f} | "
+                f"{float(r['p10_cross']):.3f} | {float(r['vote_cross']):.3f} | {delta} | "
+                f"{float(r['ms_per_region']):.1f} | {float(r['load_average']):.1f} |")
+        lines.append("")
+    idx = [r for r in records if r.get("suite") == "retrieval-index"]
+    if idx:
+        lines += ["Index (pgvector HNSW on the embedded PostgreSQL; descriptors COPYed in, "
+                  "index built after; k = 20 with the access filter, timed through "
+                  "`retrieval.index.nearest`; exact = pgvector distance over every "
+                  "readable row, the reference of the recall):", "",
+                  "| descriptors | HNSW build s | store /s (indexed) | HNSW p50 ms "
+                  "| HNSW p95 ms | HNSW p99 ms | exact p50 ms | recall@20 | load |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(idx, key=lambda r: int(r["n"])):
+            lines.append(
+                f"| {int(r['n']):,} | {float(r['hnsw_build_s']):.0f} | "
+                f"{float(r['store_per_s']):.0f} | {float(r['hnsw_p50_ms']):.1f} | "
+                f"{float(r['hnsw_p95_ms']):.1f} | {float(r['hnsw_p99_ms']):.1f} | "
+                f"{float(r['exact_p50_ms']):.0f} | {float(r['recall']):.3f} | "
+                f"{float(r['load_average']):.1f} |")
     return "\n".join(lines) + "\n"
 
 
-def render_index(idx: dict[str, float]) -> str:
-    """The index table (Markdown), starting with the line "Index: ..."."""
-    lines = [f"Index: {int(idx['n']):,} descriptors (pgvector HNSW, embedded "
-             f"PostgreSQL), k = 20 with the access filter, {int(idx['queries'])} queries per "
-             "method (exact: the dot product in SQL, as without pgvector):", "",
-             "| bulk annotation insert /s | descriptor store /s | HNSW p50 ms | HNSW p95 ms "
-             "| exact p50 ms | recall@20 HNSW vs exact |", "|---|---|---|---|---|---|",
-             f"| {idx['import_per_s']:,.0f} | {idx['store_per_s']:,.0f} | "
-             f"{idx['hnsw_p50_ms']:.1f} | {idx['hnsw_p95_ms']:.1f} | "
-             f"{idx['exact_p50_ms']:.1f} | {idx['recall']:.3f} |"]
-    return "\n".join(lines) + "\n"
+def _write(figures: list[dict[str, Any]], command: str) -> None:
+    """Save the ``retrieval`` record (bench/records/) and regenerate RESULTS.md."""
+    rec = bench_records.Recording("retrieval", command)
+    for f in figures:
+        rec.add(f)
+    bench_records.save_and_report(rec)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.retrieval",
                                  description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=100_000, help="index size (0: skip)")
-    ap.add_argument("--queries", type=int, default=200, help="searches timed per method")
+    ap.add_argument("--vectors", type=int, nargs="*", default=[100_000, 1_000_000],
+                    help="index sizes (none: skip the index part)")
+    ap.add_argument("--queries", type=int, default=200, help="HNSW searches timed per size")
+    ap.add_argument("--exact-queries", type=int, default=50,
+                    help="of which also run exactly (recall)")
     ap.add_argument("--no-quality", action="store_true",
-                    help="only the index part (replaces it in the existing results file)")
+                    help="only the index part (keeps the quality records of the last run)")
+    ap.add_argument("--no-index", action="store_true",
+                    help="only the quality part (keeps the index records of the last run)")
     ap.add_argument("--slide", type=Path, default=SLIDE)
     args = ap.parse_args(argv)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    text = ""
+    last = bench_records.load("retrieval")
+    old = list(last["figures"]) if last else []
+    command = "python -m bench.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
+    records = [r for r in old if (args.no_quality and r.get("suite") == "retrieval-quality")
+               or (args.no_index and r.get("suite") == "retrieval-index")]
     if not args.no_quality:
-        regions = build(args.slide)
-        print(f"{len(regions)} regions", flush=True)
-        text = render(quality(regions))
-        OUT.write_text(text)  # kept even if the index part is interrupted
-    elif OUT.exists():
-        text = OUT.read_text().split("\nIndex: ")[0].rstrip("\n") + "\n"
-    if args.vectors:
-        idx = asyncio.run(index_bench(args.vectors, args.queries))
-        text = text + "\n" + render_index(idx)
-        OUT.write_text(text)
-    print(text)
+        for name, (builder, _what, _rank) in SETS.items():
+            regions = builder(args.slide)
+            print(f"{name}: {len(regions)} regions", flush=True)
+            records += quality(regions, name)
+            _write(records, command)  # kept even if a later part is interrupted
+    if not args.no_index:
+        for n in args.vectors:
+            records.append(asyncio.run(index_bench(n, args.queries, args.exact_queries)))
+            _write(records, command)
+    print(render(records))
     return 0
 
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import convert, deps, machine, servers, slide, tilelists
+from bench import convert, deps, machine, records, servers, slide, tilelists
 from bench.procs import tree_cpu_seconds
 from bench.servers import ServerSpec
 
@@ -50,8 +50,19 @@ EXTRA_SUITES = (
     "bench.histogram",
     "bench.scaleout",
     "bench.s3tiles",
+    "bench.tiledb",
     "bench.analysis",
     "bench.activity",
+    "bench.floor",
+)
+
+#: Suites with a RESULTS.md section that `make bench` does not run (too long, or
+#: needing the embedded PostgreSQL with pgvector): run on their own, they save
+#: their record and regenerate RESULTS.md.
+STANDALONE_SUITES = (
+    "bench.retrieval",
+    "bench.formats_slide",  # python -m bench.formats slide (minutes per conversion)
+    "bench.analysis_large",  # python -m bench.analysis --large-only (the 65536 x 49152 slide)
 )
 
 
@@ -100,7 +111,8 @@ class Config:
 @dataclass
 class SuiteContext:
     """What an extra suite gets: where to work, how long a pass may take, a logger,
-    and `record` to emit one JSON line."""
+    and `record` to add one figure (a dict) to the suite's record
+    (``bench/records/<suite>.json``, saved when its ``run`` returns)."""
 
     quick: bool
     workdir: Path
@@ -112,6 +124,9 @@ class SuiteContext:
 
 @dataclass
 class Recorder:
+    """The tile run's records: streamed as JSON lines to ``path`` as they come (an
+    interrupted run keeps them) and kept for the record document."""
+
     path: Path
     records: list[dict] = field(default_factory=list)
 
@@ -276,18 +291,28 @@ def extras_suite(cfg: Config, specs: list[ServerSpec], record: Recorder) -> None
             spec.stop()
 
 
-def extra_suites(cfg: Config, record: Recorder) -> None:
-    ctx = SuiteContext(cfg.quick, WORK, WORK / "logs", cfg.pass_seconds, log, record)
+def extra_suites(cfg: Config, record: Recorder, report: Callable[[], None],
+                 directory: Path | None = None) -> None:
+    """Each extra suite into its own record; a failing one keeps its last record (the
+    failure is noted in the tile run's records), and RESULTS.md is re-rendered after
+    each suite."""
     for name in EXTRA_SUITES:
         if importlib.util.find_spec(name) is None:
             record({"suite": "extra", "module": name, "status": "not present"})
             continue
         mod = importlib.import_module(name)
+        rec = records.Recording(name.removeprefix("bench."), "python -m bench",
+                                quick=cfg.quick, directory=directory)
+        ctx = SuiteContext(cfg.quick, WORK, WORK / "logs", cfg.pass_seconds, log, rec)
         try:
             mod.run(ctx)
         except Exception as exc:
             record({"suite": "extra", "module": name, "status": f"failed: {exc!r}"})
             log(f"{name} failed: {exc!r}")
+            continue
+        rec.save()
+        record({"suite": "extra", "module": name, "status": "ok"})
+        report()
 
 
 def _stale(target: Path) -> bool:
@@ -364,7 +389,8 @@ def _no_checkpoint(records: list[dict]) -> None:
 def run(cfg: Config, out: Path,
         checkpoint: Callable[[list[dict]], None] = _no_checkpoint) -> list[dict]:
     """Run every suite; ``checkpoint`` gets the records so far after each long suite
-    (the full run re-renders RESULTS.md there, so an interrupted run still reports)."""
+    (the full run saves the tile record and re-renders RESULTS.md there, so an
+    interrupted run still reports)."""
     record = Recorder(out)
     t0 = time.time()
     log(f"bench: {'quick' if cfg.quick else 'full'} run, results -> {out}")
@@ -396,7 +422,7 @@ def run(cfg: Config, out: Path,
             extras_suite(cfg, specs, record)
             checkpoint(record.records)
         if not cfg.quick and cfg.extra_suites:
-            extra_suites(cfg, record)
+            extra_suites(cfg, record, lambda: checkpoint(record.records))
     finally:
         for s in specs:
             s.stop()

@@ -33,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench import records
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PY = sys.executable
@@ -286,13 +288,6 @@ def render(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _last_run(path: Path) -> list[dict[str, Any]]:
-    """The records of the last run in ``path`` (a run starts with its s3-clients record)."""
-    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    starts = [i for i, r in enumerate(recs) if r.get("suite") == "s3-clients"]
-    return recs[starts[-1]:] if starts else recs
-
-
 def main(argv: list[str] | None = None) -> int:
     from bench.run import WORK
 
@@ -301,45 +296,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--size", default=None, help="slide WIDTHxHEIGHT")
     ap.add_argument("--tiles", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=BENCH / "results" / "s3.jsonl")
-    ap.add_argument("--report-only", action="store_true",
-                    help="re-render the RESULTS.md section from the last run in --out")
     args = ap.parse_args(argv)
-    if args.report_only:
-        _update_results(render(_last_run(args.out)))
-        return 0
     w, h = ((int(v) for v in args.size.lower().split("x")) if args.size else
             ((16384, 12288) if args.quick else (32768, 24576)))
     n = args.tiles or (1500 if args.quick else 3000)
     work = WORK / "s3"
+    rec = records.Recording("s3tiles", f"python -m bench.s3tiles --size {w}x{h} --tiles {n}",
+                            quick=args.quick)
     with Moto(work / "logs") as moto:
-        recs = [clients(moto)]
-        print(json.dumps(recs[0]), flush=True)
-        recs += tiles(moto, work, w, h, n)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as fh:
-        for r in recs:
-            r["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-            r["loadavg"] = list(os.getloadavg())
-            fh.write(json.dumps(r) + "\n")
-    text = render(recs)
-    print(text)
-    _update_results(text)
+        rec.add(clients(moto))
+        print(json.dumps(rec.figures[0]), flush=True)
+        for fig in tiles(moto, work, w, h, n):
+            rec.add(fig)
+    print(render(rec.figures))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
-
-
-def _update_results(section: str) -> None:
-    """Replace (or append) this suite's section of RESULTS.md."""
-    path = BENCH / "RESULTS.md"
-    text = path.read_text()
-    head = section.splitlines()[0]
-    start = text.find(head)
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ converted to OME-Zarr once and cached under bench/data/):
   cache off, same request list, order 1-2-2-1 and averaged) and HAProxy's own
   CPU per tile.
 The machine's load average is recorded with the figures: other work on a
-shared machine lowers every number, the ratio most.  Writes
-``bench/results/scaleout.json`` and prints a Markdown table.
+shared machine lowers every number, the ratio most.  Saves the record
+``bench/records/scaleout.json`` (RESULTS.md is regenerated) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import records
 from bench.procs import free_port, tree_cpu_seconds
 from bench.tilelists import panning
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
-RESULTS = Path(__file__).resolve().parent / "results" / "scaleout.json"
 
 
 def _wait(url: str, timeout: float = 60) -> None:
@@ -258,20 +258,6 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     return [res]
 
 
-def update_results(res: dict[str, Any]) -> None:
-    """Put this run's section into bench/RESULTS.md (replacing an older one)."""
-    path = Path(__file__).resolve().parent / "RESULTS.md"
-    text = path.read_text()
-    section = render([{**res, "suite": "scaleout"}])
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.scaleout",
                                  description=__doc__.splitlines()[0] if __doc__ else None)
@@ -280,11 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="16384x12288", help="slide WIDTHxHEIGHT")
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
-    res = measure(args.seconds, args.concurrency, width, height)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=1) + "\n")
-    update_results(res)
-    print(markdown(res))
+    rec = records.Recording("scaleout", f"python -m bench.scaleout --seconds {args.seconds:g} "
+                            f"--concurrency {args.concurrency} --size {args.size}")
+    rec.add({**measure(args.seconds, args.concurrency, width, height), "suite": "scaleout"})
+    print(markdown(rec.figures[0]))
+    print(f"wrote {records.save_and_report(rec)}")
     return 0
 
 

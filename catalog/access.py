@@ -45,6 +45,12 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PRINCIPAL_TTL = 10.0
 #: SQL suffix on ``users`` lookups: disabled accounts are nobody.
 _ACTIVE = " AND disabled_at IS NULL"
+#: What a user who must change their password may still do (method, path).
+PASSWORD_CHANGE_ROUTES = frozenset({
+    ("GET", "/api/session"), ("DELETE", "/api/session"), ("POST", "/api/account/password"),
+    ("GET", "/api/account/sessions"), ("DELETE", "/api/account/sessions")})
+#: ``detail.reason`` of the 403 answered to everything else meanwhile.
+PASSWORD_CHANGE_REASON = "password_change_required"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class Principal:
     csrf_token: str | None = None
     #: Session or API key row id (logout, key revocation).
     credential_id: int | None = None
+    #: An administrator reset the account: nothing but the password change (and
+    #: the session itself) works until the user sets a new password.
+    must_change: bool = False
 
 
 @dataclass
@@ -112,12 +121,13 @@ async def _from_api_key(pool: asyncpg.Pool, key: str) -> Principal | None:
         """UPDATE api_keys k SET last_used_at = now()
            FROM users u WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id
              AND u.disabled_at IS NULL
-           RETURNING k.id, u.id AS user_id, u.username, u.is_admin""",
+           RETURNING k.id, u.id AS user_id, u.username, u.is_admin,
+                     u.must_change_password""",
         security.digest(key))
     if row is None:
         return None
     return Principal(row["user_id"], row["username"], row["is_admin"], "apikey",
-                     credential_id=row["id"])
+                     credential_id=row["id"], must_change=row["must_change_password"])
 
 
 async def _from_session(pool: asyncpg.Pool, token: str, idle_minutes: int) -> Principal | None:
@@ -129,12 +139,14 @@ async def _from_session(pool: asyncpg.Pool, token: str, idle_minutes: int) -> Pr
            WHERE s.token_hash = $1 AND u.id = s.user_id AND s.expires_at > now()
              AND s.last_seen_at > now() - make_interval(mins => $2)
              AND u.disabled_at IS NULL
-           RETURNING s.id, s.csrf_token, u.id AS user_id, u.username, u.is_admin""",
+           RETURNING s.id, s.csrf_token, u.id AS user_id, u.username, u.is_admin,
+                     u.must_change_password""",
         security.digest(token), idle_minutes)
     if row is None:
         return None
     return Principal(row["user_id"], row["username"], row["is_admin"], "session",
-                     csrf_token=row["csrf_token"], credential_id=row["id"])
+                     csrf_token=row["csrf_token"], credential_id=row["id"],
+                     must_change=row["must_change_password"])
 
 
 async def share_principal(app: web.Application, token: str) -> Principal | None:
@@ -276,6 +288,11 @@ async def get_principal(request: web.Request) -> Principal | None:
         if not principal.csrf_token or not hmac.compare_digest(
                 sent, principal.csrf_token.encode()):
             raise errors.Forbidden("missing or wrong X-CSRF-Token header")
+    if (principal is not None and principal.must_change
+            and (request.method, request.path) not in PASSWORD_CHANGE_ROUTES):
+        raise errors.Forbidden("an administrator reset this account: set a new password"
+                               " first (POST /api/account/password)",
+                               {"reason": PASSWORD_CHANGE_REASON})
     request[_REQ_KEY] = principal
     return principal
 

@@ -39,14 +39,25 @@ def partition_name(day: dt.date) -> str:
     return f"activity_events_p{day:%Y%m%d}"
 
 
+#: pg_advisory_xact_lock key of partition creation ("mt-parts" in ASCII).
+_PARTITION_LOCK = 0x6D742D7061727473
+
+
 async def ensure_partitions(conn: asyncpg.Pool | asyncpg.Connection, today: dt.date,
                             ahead: int = AHEAD_DAYS) -> None:
-    for i in range(-1, ahead + 1):
-        day = today + dt.timedelta(days=i)
-        nxt = day + dt.timedelta(days=1)
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF activity_events"
-            f" FOR VALUES FROM ('{day.isoformat()}') TO ('{nxt.isoformat()}')")
+    async with contextlib.AsyncExitStack() as stack:
+        c = (await stack.enter_async_context(conn.acquire())
+             if isinstance(conn, asyncpg.Pool) else conn)
+        await stack.enter_async_context(c.transaction())
+        # Two `serve` processes starting together would both find a partition
+        # missing and one CREATE would fail ("already exists"): one at a time.
+        await c.execute("SELECT pg_advisory_xact_lock($1)", _PARTITION_LOCK)
+        for i in range(-1, ahead + 1):
+            day = today + dt.timedelta(days=i)
+            nxt = day + dt.timedelta(days=1)
+            await c.execute(
+                f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF activity_events"
+                f" FOR VALUES FROM ('{day.isoformat()}') TO ('{nxt.isoformat()}')")
 
 
 async def drop_expired(conn: asyncpg.Pool | asyncpg.Connection, today: dt.date,

@@ -181,7 +181,7 @@ async def live_users(request: web.Request) -> web.Response:
     pool, hub = request.app[DB_POOL], request.app[LIVE]
     allowed: dict[int, bool] = {}
     out: list[dict[str, Any]] = []
-    for p in list(hub.presence.values()):
+    for p in hub.live():  # this process's viewers and those the others announced
         if p.user_id == principal.user_id:
             continue
         if p.image_id not in allowed:
@@ -191,7 +191,7 @@ async def live_users(request: web.Request) -> web.Response:
                 is not None
         if allowed[p.image_id]:
             out.append({"user_id": p.user_id, "username": p.username, "image_id": p.image_id,
-                        "followers": len(p.followers)})
+                        "followers": len(p.followers) + p.remote_followers})
             if len(out) >= 200:
                 break
     return json_response({"items": out})

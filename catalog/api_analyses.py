@@ -24,6 +24,7 @@ from microtome.analysis import (
 from microtome.catalog.access import (
     get_principal,
     image_role,
+    project_role,
     require_image_role,
     require_user,
     role_at_least,
@@ -39,8 +40,9 @@ from microtome.pyramid import errors
 #: Installed apps, discovered once at start-up (entry points read files: not on the loop).
 APPS = web.AppKey("analysis_apps", dict)
 
-COLUMNS = ("id, image_id, user_id, app, version, params, region, status, progress, log, "
-           "error, traceback, attempts, result_count, created_at, started_at, finished_at")
+COLUMNS = ("id, image_id, user_id, project_id, executor_id, executor, app, version, params, "
+           "region, status, progress, log, error, traceback, attempts, result_count, "
+           "created_at, started_at, finished_at")
 FINISHED = ("done", "failed", "cancelled")
 
 
@@ -61,8 +63,9 @@ async def drop_results(conn: asyncpg.Connection, ids: list[int]) -> None:
 
 def analysis_json(row: asyncpg.Record, manager: bool = False) -> dict[str, Any]:
     """The public form; a failed run's traceback only for the image's managers."""
-    out = {k: row[k] for k in ("id", "image_id", "user_id", "app", "version", "status",
-                               "log", "error", "attempts", "result_count")}
+    out = {k: row[k] for k in ("id", "image_id", "user_id", "project_id", "executor_id",
+                               "executor", "app", "version", "status", "log", "error",
+                               "attempts", "result_count")}
     out["traceback"] = row["traceback"] if manager else None
     out["params"] = jsonb_value(row["params"])
     out["region"] = jsonb_value(row["region"])
@@ -110,11 +113,39 @@ async def create_analysis(request: web.Request) -> web.Response:
     d = app.descriptor
     if await app_disabled_for_image(pool, image_id, d.name):
         raise errors.Forbidden(f"the app {d.name} is disabled in this image's projects")
+    project_id = await _results_project(request, image_id, body.get("project"))
     row = await pool.fetchrow(
-        f"""INSERT INTO analyses (image_id, user_id, app, version, params, region)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) RETURNING {COLUMNS}""",
-        image_id, principal.user_id, d.name, d.version, params, region)
+        f"""INSERT INTO analyses (image_id, user_id, project_id, app, version, params, region)
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) RETURNING {COLUMNS}""",
+        image_id, principal.user_id, project_id, d.name, d.version, params, region)
     return json_response(analysis_json(row), status=201)
+
+
+async def _results_project(request: web.Request, image_id: int, wanted: int | None
+                           ) -> int | None:
+    """The project the results are written in, for the person asking: the one named
+    (it must hold the image and they must be a contributor there), else the image's
+    home project or the first other one holding it where they are; None outside projects.
+    The worker imports into it, so terms resolve in the asker's project, not the
+    first one the worker's account may write to."""
+    pool = request.app[DB_POOL]
+    if wanted is not None:
+        if not await pool.fetchval("SELECT 1 FROM project_images WHERE project_id = $1"
+                                   " AND image_id = $2", wanted, image_id):
+            raise errors.InvalidRequest("the image is not in this project",
+                                        {"fields": {"project": "does not hold the image"}})
+        if not role_at_least(await project_role(request, wanted), "contributor"):
+            raise errors.Forbidden("running an analysis needs the contributor role "
+                                   "in that project")
+        return wanted
+    for (pid,) in await pool.fetch(
+            """SELECT pi.project_id FROM project_images pi JOIN images i ON i.id = pi.image_id
+               WHERE pi.image_id = $1
+               ORDER BY pi.project_id IS DISTINCT FROM i.home_project_id, pi.project_id""",
+            image_id):
+        if role_at_least(await project_role(request, pid), "contributor"):
+            return int(pid)
+    return None
 
 
 _BODY = Draft202012Validator(SCHEMAS["AnalysisCreate"])
@@ -185,51 +216,6 @@ async def get_analysis(request: web.Request) -> web.Response:
     return json_response(analysis_json(row, await _is_manager(request, row["image_id"])))
 
 
-BINS = 20
-
-
-async def analysis_summary(request: web.Request) -> web.Response:
-    """Count of results, count per term, and per measurement: mean, median,
-    min, max and a histogram of BINS equal bins between min and max."""
-    analysis_id = await visible_analysis(request, "viewer")
-    pool = request.app[DB_POOL]
-    count = await pool.fetchval("SELECT count(*) FROM annotations WHERE analysis_id = $1",
-                                analysis_id)
-    terms = await pool.fetch(
-        """SELECT t.id, t.name, count(*) AS n FROM annotations a
-           CROSS JOIN LATERAL unnest(a.term_ids) AS u(tid) JOIN terms t ON t.id = u.tid
-           WHERE a.analysis_id = $1 GROUP BY t.id, t.name ORDER BY n DESC, t.name""",
-        analysis_id)
-    rows = await pool.fetch(
-        f"""WITH v AS (
-              SELECT m.key, (m.value)::float8 AS x FROM annotations a
-              CROSS JOIN LATERAL jsonb_each(a.properties -> 'measurements') AS m(key, value)
-              WHERE a.analysis_id = $1 AND jsonb_typeof(a.properties -> 'measurements')
-                    = 'object' AND jsonb_typeof(m.value) = 'number'),
-            s AS (SELECT key, count(*) AS n, avg(x) AS mean, min(x) AS lo, max(x) AS hi,
-                         percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS median
-                  FROM v GROUP BY key),
-            h AS (SELECT v.key, least(width_bucket(v.x, s.lo, s.hi, {BINS}), {BINS}) AS b,
-                         count(*) AS n
-                  FROM v JOIN s USING (key) WHERE s.hi > s.lo GROUP BY 1, 2)
-            SELECT s.*, (SELECT array_agg(ARRAY[h.b, h.n] ORDER BY h.b) FROM h
-                         WHERE h.key = s.key) AS hist
-            FROM s ORDER BY s.key""", analysis_id)
-    measurements = {}
-    for r in rows:
-        counts = [0] * BINS
-        for b, n in r["hist"] or []:
-            counts[b - 1] = n
-        if r["hist"] is None:
-            counts[0] = r["n"]  # every value equal
-        measurements[r["key"]] = {"count": r["n"], "mean": r["mean"], "median": r["median"],
-                                  "min": r["lo"], "max": r["hi"], "histogram": counts}
-    return json_response({"analysis_id": analysis_id, "count": count,
-                          "terms": [{"term_id": t["id"], "name": t["name"], "count": t["n"]}
-                                    for t in terms],
-                          "measurements": measurements})
-
-
 async def cancel_analysis(request: web.Request) -> web.Response:
     analysis_id = await visible_analysis(request, "contributor")
     pool = request.app[DB_POOL]
@@ -262,13 +248,14 @@ async def delete_analysis(request: web.Request) -> web.Response:
 
 def setup_analyses(app: web.Application) -> None:
     """Discover the installed apps (once) and add the analysis and worker routes."""
-    from microtome.catalog import api_analysis_projects, api_analysis_worker
+    from microtome.catalog import api_analysis_projects, api_analysis_results, api_analysis_worker
 
     app[APPS] = available_apps()
     app[WAKEUP] = QueueWakeup()
     app.cleanup_ctx.append(wakeup_ctx)
     app.router.add_routes(api_analysis_worker.routes())
     app.router.add_routes(api_analysis_projects.routes())
+    app.router.add_routes(api_analysis_results.routes())
     app.router.add_routes(routes())
 
 
@@ -277,6 +264,5 @@ def routes() -> list[web.RouteDef]:
             web.get("/api/images/{image_id}/analyses", list_analyses),
             web.post("/api/images/{image_id}/analyses", create_analysis),
             web.get("/api/analyses/{analysis_id}", get_analysis),
-            web.get("/api/analyses/{analysis_id}/summary", analysis_summary),
             web.delete("/api/analyses/{analysis_id}", delete_analysis),
             web.post("/api/analyses/{analysis_id}/cancel", cancel_analysis)]

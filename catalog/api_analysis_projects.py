@@ -23,7 +23,7 @@ from microtome.pyramid import errors
 _LIST = """SELECT a.id, a.image_id, a.user_id, a.app, a.version, a.params, a.region,
                   a.status, a.progress, a.error, a.attempts, a.result_count,
                   a.created_at, a.started_at, a.finished_at,
-                  i.name AS image_name, u.username
+                  i.name AS image_name, u.username, a.executor
            FROM analyses a
            JOIN project_images pi ON pi.image_id = a.image_id AND pi.project_id = $1
            JOIN images i ON i.id = a.image_id
@@ -37,8 +37,9 @@ def jsonb_value(v: Any) -> Any:
 
 
 def _row_json(r: asyncpg.Record) -> dict[str, Any]:
-    out = {k: r[k] for k in ("id", "image_id", "image_name", "user_id", "username", "app",
-                             "version", "status", "error", "attempts", "result_count")}
+    out = {k: r[k] for k in ("id", "image_id", "image_name", "user_id", "username",
+                             "executor", "app", "version", "status", "error", "attempts",
+                             "result_count")}
     out["params"] = jsonb_value(r["params"])
     out["region"] = jsonb_value(r["region"])
     out["progress"] = float(r["progress"])

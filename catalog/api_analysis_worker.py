@@ -32,6 +32,9 @@ from microtome.pyramid import errors
 STALE_AFTER_S = 60
 MAX_ATTEMPTS = 3
 MAX_LOG = 64 * 1024
+#: Longest a claim is held open: under the 30 s that HTTP clients and proxies
+#: commonly allow a request (a worker simply claims again).
+LONG_POLL_MAX_S = 25.0
 
 
 async def _body(request: web.Request, schema: str) -> dict[str, Any]:
@@ -69,16 +72,18 @@ async def requeue_stale(conn: asyncpg.Connection) -> None:
 async def claim(request: web.Request) -> web.Response:
     """The oldest queued analysis, now running for this worker; with ``wait`` > 0 a
     long-poll: an empty queue answers 204 only after that many seconds, and a
-    newly queued analysis is handed out as soon as its NOTIFY arrives."""
-    await require_admin(request)
+    newly queued analysis is handed out as soon as its NOTIFY arrives; ``wait`` is
+    capped at LONG_POLL_MAX_S."""
+    principal = await require_admin(request)
     body = await _body(request, "AnalysisClaim")
     apps = body.get("apps") or None
     wakeup = request.app[WAKEUP]
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + float(body.get("wait") or 0)
+    deadline = loop.time() + min(float(body.get("wait") or 0), LONG_POLL_MAX_S)
     while True:
         event = wakeup.current()  # taken before looking: no notification is missed
-        row = await _claim_one(request.app[DB_POOL], apps, body.get("worker"))
+        row = await _claim_one(request.app[DB_POOL], apps, body.get("worker"),
+                               principal.user_id)
         remaining = deadline - loop.time()
         if row is not None or remaining <= 0:
             break
@@ -89,18 +94,21 @@ async def claim(request: web.Request) -> web.Response:
 
 
 async def _claim_one(pool: asyncpg.Pool, apps: list[str] | None,
-                     worker: str | None) -> asyncpg.Record | None:
+                     worker: str | None, executor_id: int | None) -> asyncpg.Record | None:
+    """The worker's account and name are recorded as the executor; the analysis'
+    user_id (who asked) stays the author of its results."""
     async with pool.acquire() as conn, conn.transaction():
         await requeue_stale(conn)
         row = await conn.fetchrow(
             f"""UPDATE analyses SET status = 'running', attempts = attempts + 1,
                        started_at = now(), heartbeat_at = now(), progress = 0,
+                       executor_id = $3, executor = $4,
                        log = log || $2
                 WHERE id = (SELECT id FROM analyses WHERE status = 'queued'
                               AND ($1::text[] IS NULL OR app = ANY($1::text[]))
                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                 RETURNING {COLUMNS}""",
-            apps, f"claimed by {worker or 'a worker'}\n")
+            apps, f"claimed by {worker or 'a worker'}\n", executor_id, worker)
         if row is not None:
             await drop_results(conn, [row["id"]])  # leftovers of an earlier attempt
     return row
@@ -155,8 +163,11 @@ async def _finish_running(conn: asyncpg.Connection, analysis_id: int,
     done = body["status"] == "done"
     count = None
     if done:
+        # The worker imported them under its own account: linking gives them to the
+        # person who asked for the run (NULL if that account was deleted meanwhile).
         count = await conn.fetchval(
-            """WITH linked AS (UPDATE annotations SET analysis_id = $1
+            """WITH linked AS (UPDATE annotations SET analysis_id = $1,
+                                   user_id = (SELECT user_id FROM analyses WHERE id = $1)
                                WHERE producer = $2 RETURNING 1)
                SELECT count(*) FROM linked""", analysis_id, producer(analysis_id, body["attempt"]))
     else:

@@ -35,7 +35,8 @@ from microtome.catalog.state import CATALOG
 from microtome.core.http import json_response
 from microtome.pyramid import errors
 
-USER_COLUMNS = "id, username, is_admin, created_at, disabled_at, last_login_at"
+USER_COLUMNS = ("id, username, is_admin, created_at, disabled_at, last_login_at,"
+                " must_change_password")
 KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, revoked_at"
 #: Shortest password accepted anywhere (first run included).
 MIN_PASSWORD = 8
@@ -45,19 +46,27 @@ def _user(row: asyncpg.Record) -> dict[str, Any]:
     out = {k: row[k] for k in ("id", "username", "is_admin", "created_at")}
     out["disabled"] = row["disabled_at"] is not None
     out["last_login_at"] = row["last_login_at"]
+    out["must_change_password"] = row["must_change_password"]
     return out
 
 
+async def end_reset_links(conn: asyncpg.Pool | asyncpg.Connection, user_id: int) -> None:
+    """The user's unused reset links stop working (a newer one, or a new password)."""
+    await conn.execute("UPDATE password_resets SET revoked_at = now() WHERE user_id = $1"
+                       " AND used_at IS NULL AND revoked_at IS NULL", user_id)
+
+
 async def create_user(pool: asyncpg.Pool | asyncpg.Connection, username: str, password: str,
-                      is_admin: bool = False) -> asyncpg.Record:
+                      is_admin: bool = False, must_change: bool = False) -> asyncpg.Record:
     if username.lower() in security.RESERVED_USERNAMES:
         raise errors.InvalidRequest(f"the user name {username!r} is reserved for the system")
     # argon2 is deliberately slow: hash in a thread, not on the event loop.
     hashed = await asyncio.to_thread(security.hash_password, password)
     try:
         row = await pool.fetchrow(
-            f"""INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3)
-                RETURNING {USER_COLUMNS}""", username, hashed, is_admin)
+            f"""INSERT INTO users (username, password_hash, is_admin, must_change_password)
+                VALUES ($1, $2, $3, $4) RETURNING {USER_COLUMNS}""",
+            username, hashed, is_admin, must_change)
     except asyncpg.UniqueViolationError:
         raise errors.Conflict("a user with this name already exists") from None
     assert row is not None
@@ -165,7 +174,8 @@ async def add_user(request: web.Request) -> web.Response:
     await require_admin(request)
     body = await read_json(request, "UserCreate")
     row = await create_user(request.app[DB_POOL], body["username"], body["password"],
-                            bool(body.get("is_admin", False)))
+                            bool(body.get("is_admin", False)),
+                            must_change=bool(body.get("must_change_password", False)))
     return json_response(_user(row), status=201)
 
 
@@ -210,7 +220,8 @@ async def _end_access(conn: asyncpg.Pool | asyncpg.Connection, user_id: int, *,
 
 
 async def change_password(request: web.Request) -> web.Response:
-    """The caller's own password; their other sessions end (this one stays)."""
+    """The caller's own password; their other sessions end (this one stays), and so
+    does a forced change after an administrator's reset."""
     principal = await require_user(request)
     assert principal.user_id is not None  # require_user
     body = await read_json(request, "PasswordChange", CREDENTIALS_BODY)
@@ -222,8 +233,9 @@ async def change_password(request: web.Request) -> web.Response:
     hashed = await asyncio.to_thread(security.hash_password, body["new_password"])
     keep = principal.credential_id if principal.via == "session" else None
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1",
-                           principal.user_id, hashed)
+        await conn.execute("UPDATE users SET password_hash = $2, must_change_password = false"
+                           " WHERE id = $1", principal.user_id, hashed)
+        await end_reset_links(conn, principal.user_id)
         await _end_access(conn, principal.user_id, keep_session=keep, keys=False)
         await log_activity(conn, "user.password", user_id=principal.user_id)
     forget_all(request.app)
@@ -231,16 +243,19 @@ async def change_password(request: web.Request) -> web.Response:
 
 
 async def reset_password(request: web.Request) -> web.Response:
-    """An administrator sets a new password: every session and API key of the user ends."""
+    """An administrator sets a temporary password: every session and API key of the
+    user ends, and they must choose their own password at the next sign-in."""
     user_id = path_id(request, "user_id")
     admin = await require_admin(request)
     body = await read_json(request, "PasswordReset", CREDENTIALS_BODY)
     hashed = await asyncio.to_thread(security.hash_password, body["password"])
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
-        status = await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1",
+        status = await conn.execute("UPDATE users SET password_hash = $2,"
+                                    " must_change_password = true WHERE id = $1",
                                     user_id, hashed)
         if status.endswith(" 0"):
             raise errors.NotFound("user not found")
+        await end_reset_links(conn, user_id)
         await _end_access(conn, user_id)
         await log_activity(conn, "user.password_reset", user_id=admin.user_id,
                            detail={"user": user_id})
@@ -249,23 +264,33 @@ async def reset_password(request: web.Request) -> web.Response:
 
 
 async def update_user(request: web.Request) -> web.Response:
-    """Disable (sessions and API keys end at once) or re-enable an account; admin only."""
+    """Disable (sessions and API keys end at once) or re-enable an account, or make
+    it an administrator or not; admin only."""
     user_id = path_id(request, "user_id")
     admin = await require_admin(request)
     body = await read_json(request, "UserUpdate")
-    if user_id == admin.user_id and body.get("disabled"):
+    disabled, make_admin = body.get("disabled"), body.get("is_admin")
+    if user_id == admin.user_id and disabled:
         raise errors.Conflict("you cannot disable yourself")
+    if user_id == admin.user_id and make_admin is False:
+        raise errors.Conflict("you cannot take away your own administrator role")
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            f"""UPDATE users SET disabled_at = CASE WHEN $2 THEN COALESCE(disabled_at, now())
-                                                   ELSE NULL END
-                WHERE id = $1 RETURNING {USER_COLUMNS}""", user_id, bool(body["disabled"]))
+            f"""UPDATE users SET
+                  disabled_at = CASE WHEN $2::boolean IS NULL THEN disabled_at
+                                     WHEN $2 THEN COALESCE(disabled_at, now()) ELSE NULL END,
+                  is_admin = COALESCE($3::boolean, is_admin)
+                WHERE id = $1 RETURNING {USER_COLUMNS}""", user_id, disabled, make_admin)
         if row is None:
             raise errors.NotFound("user not found")
-        if body["disabled"]:
+        if disabled:
             await _end_access(conn, user_id)
-        await log_activity(conn, "user.disable" if body["disabled"] else "user.enable",
-                           user_id=admin.user_id, detail={"user": user_id})
+        if disabled is not None:
+            await log_activity(conn, "user.disable" if disabled else "user.enable",
+                               user_id=admin.user_id, detail={"user": user_id})
+        if make_admin is not None:
+            await log_activity(conn, "user.role", user_id=admin.user_id,
+                               detail={"user": user_id, "is_admin": make_admin})
     forget_all(request.app)
     return json_response(_user(row))
 

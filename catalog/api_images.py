@@ -30,7 +30,7 @@ async def list_all(request: web.Request) -> web.Response:
     items, total = await images.list_images(
         request.app[DB_POOL], principal, project_id=None, limit=limit, offset=offset,
         sort=request.query.get("sort"), q=request.query.get("q"),
-        status=request.query.get("status"),
+        status=request.query.get("status"), checksum=request.query.get("checksum"),
         grid=grid_query(request.query, request.query.get("sort")))
     return json_response(page(items, total, limit, offset))
 

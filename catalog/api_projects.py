@@ -266,7 +266,7 @@ async def list_project_images(request: web.Request) -> web.Response:
     items, total = await images.list_images(
         request.app[DB_POOL], scope, project_id=project_id,
         limit=limit, offset=offset, sort=request.query.get("sort"), q=request.query.get("q"),
-        status=request.query.get("status"),
+        status=request.query.get("status"), checksum=request.query.get("checksum"),
         grid=grid_query(request.query, request.query.get("sort")))
     return json_response(page(items, total, limit, offset))
 

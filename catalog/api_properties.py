@@ -1,4 +1,4 @@
-"""Handlers: properties of images and projects, image description and tags, CSV import.
+"""Handlers: properties of images and projects, descriptions, image tags, CSV import.
 
 Viewers read; managers (of the image's home project, or of the project) write.
 """
@@ -70,6 +70,14 @@ async def project_property_keys(request: web.Request) -> web.Response:
 
 
 # -- description and tags --------------------------------------------------------------
+def _description(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > describe.MAX_DESCRIPTION:
+        raise errors.InvalidRequest(
+            f"description must be text of at most {describe.MAX_DESCRIPTION} characters",
+            {"field": "description"})
+    return value
+
+
 async def _about(request: web.Request, image_id: int) -> dict[str, Any]:
     row = await request.app[DB_POOL].fetchrow(
         "SELECT description, tags FROM images WHERE id = $1", image_id)
@@ -92,18 +100,43 @@ async def patch_about(request: web.Request) -> web.Response:
     body = await load_json(request)
     if not isinstance(body, dict) or not body or set(body) - {"description", "tags"}:
         raise errors.InvalidRequest("the body may hold 'description' and 'tags'")
-    desc = body.get("description")
-    if desc is not None and (not isinstance(desc, str)
-                             or len(desc) > describe.MAX_DESCRIPTION):
-        raise errors.InvalidRequest(
-            f"description must be text of at most {describe.MAX_DESCRIPTION} characters",
-            {"field": "description"})
+    desc = _description(body["description"]) if body.get("description") is not None else None
     tags = properties.check_tags(body["tags"]) if "tags" in body else None
     await request.app[DB_POOL].execute(
         """UPDATE images SET description = coalesce($2, description),
                tags = coalesce($3, tags), updated_at = now() WHERE id = $1""",
         image_id, desc, tags)
     return json_response(await _about(request, image_id))
+
+
+async def _project_about(request: web.Request, project_id: int) -> dict[str, Any]:
+    desc = await request.app[DB_POOL].fetchval(
+        "SELECT description FROM projects WHERE id = $1", project_id)
+    if desc is None:
+        raise errors.NotFound("project not found")
+    return {"description": desc,
+            "description_html": await asyncio.to_thread(describe.render, desc)}
+
+
+async def get_project_about(request: web.Request) -> web.Response:
+    project_id = path_id(request, "project_id")
+    await require_project_role(request, project_id, "viewer")
+    return json_response(await _project_about(request, project_id))
+
+
+async def patch_project_about(request: web.Request) -> web.Response:
+    """The project's Markdown description (the same column PATCH /projects/{id} sets)."""
+    project_id = path_id(request, "project_id")
+    await require_project_role(request, project_id, "manager")
+    body = await load_json(request)
+    if not isinstance(body, dict) or set(body) != {"description"}:
+        raise errors.InvalidRequest("the body must be {\"description\": Markdown text}",
+                                    {"field": "description"})
+    desc = _description(body["description"])
+    await request.app[DB_POOL].execute(
+        "UPDATE projects SET description = $2, updated_at = now() WHERE id = $1",
+        project_id, desc)
+    return json_response(await _project_about(request, project_id))
 
 
 # -- CSV import ------------------------------------------------------------------------
@@ -158,6 +191,8 @@ def routes() -> list[web.RouteDef]:
         web.patch(img + "/properties", patch_image_properties),
         web.get(img + "/about", get_about),
         web.patch(img + "/about", patch_about),
+        web.get(proj + "/about", get_project_about),
+        web.patch(proj + "/about", patch_project_about),
         web.get(proj + "/properties", project_properties),
         web.patch(proj + "/properties", patch_project_properties),
         web.get(proj + "/property-keys", project_property_keys),

@@ -18,6 +18,8 @@ import asyncio
 import logging
 from typing import Any
 
+from microtome.pyramid.optional import require
+
 log = logging.getLogger("microtome.catalog.dask_jobs")
 
 #: Seconds to wait for the scheduler when checking it at start-up.
@@ -35,7 +37,7 @@ def with_scheduler(options: dict[str, Any] | None, scheduler: str | None) -> dic
 
 
 def _workers_sync(address: str, timeout: float) -> int:
-    from distributed import Client
+    Client = require("distributed", "cluster").Client
 
     with Client(address, timeout=f"{timeout}s") as client:
         return len(client.scheduler_info().get("workers", {}))

@@ -6,6 +6,9 @@ membership change, a revoked link or key, a deleted user or image), the
 process that made the change evicts its own caches and sends a notification;
 every other process evicts the same entries as soon as it arrives, instead of
 waiting for the TTL (which stays as the fallback if the listener is down).
+
+The same connection carries other channels (`AccessEvents.channels`, e.g. the
+live viewers' relay): one listening connection per process whatever listens.
 """
 
 from __future__ import annotations
@@ -35,6 +38,17 @@ KINDS = ("image", "access", "all", "cred")
 Apply = Callable[[str, Any], None]
 
 
+class Channel:
+    """Another channel on the listener's connection: `received(payload)` for each
+    notification, `connected()` after each (re)connection."""
+
+    def received(self, payload: str) -> None:
+        raise NotImplementedError
+
+    def connected(self) -> None:
+        """Called once listening (again): anything sent meanwhile was missed."""
+
+
 class AccessEvents:
     """Publishes access events and applies the ones other processes send."""
 
@@ -46,6 +60,8 @@ class AccessEvents:
         self.conn: asyncpg.Connection | None = None
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Other channels listened to on the same connection (name → handler).
+        self.channels: dict[str, Channel] = {}
 
     def publish(self, kind: str, value: Any = None) -> None:
         """Apply here now, and tell the other processes (fire and forget)."""
@@ -53,18 +69,24 @@ class AccessEvents:
         if self.pool is None:
             return
         payload = orjson.dumps({"o": self.origin, "k": kind, "v": value}).decode()
-        task = asyncio.get_running_loop().create_task(self._send(self.pool, payload))
+        self.notify(CHANNEL, payload)
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Send a notification on `channel` (fire and forget; dropped when not connected)."""
+        if self.pool is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(self.pool, payload, channel))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, pool: asyncpg.Pool, payload: str) -> None:
+    async def _send(self, pool: asyncpg.Pool, payload: str, channel: str = CHANNEL) -> None:
         try:
             conn = self.conn
             if conn is not None and not conn.is_closed():
                 async with self._send_lock:
-                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                    await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
             else:
-                await pool.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                await pool.execute("SELECT pg_notify($1, $2)", channel, payload)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
             log.warning("could not broadcast an access change (others wait for the"
                         " cache TTL): %s", exc)
@@ -95,9 +117,14 @@ async def _listen_forever(dsn: str, events: AccessEvents, ready: asyncio.Event) 
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
             await conn.add_listener(CHANNEL, on_notify)
+            for name, handler in events.channels.items():
+                await conn.add_listener(
+                    name, lambda _c, _p, _n, payload, h=handler: h.received(payload))
             events.conn = conn
             # Whatever happened while we were not listening is unknown: forget all.
             events.apply("all", None)
+            for handler in events.channels.values():
+                handler.connected()
             ready.set()
             await lost.wait()
         except asyncio.CancelledError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ IMAGE_COLUMNS = """i.id, i.name, i.source_filename, i.format, i.width, i.height,
 SORTS = {"id": "i.id", "name": "lower(i.name)", "created_at": "i.created_at",
          "updated_at": "i.updated_at"}
 STATUSES = ("pending", "converting", "ready", "failed")
+_SHA256 = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
 def image_json(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in ("id", "name", "source_filename", "format", "width", "height",
                                "levels", "pixel_size_um", "channels", "checksum", "status",
@@ -69,8 +71,8 @@ def visibility(principal: Principal | None, args: list[Any]) -> str:
 
 async def list_images(pool: asyncpg.Pool, principal: Principal | None, *,
                       project_id: int | None, limit: int, offset: int, sort: str | None,
-                      q: str | None, status: str | None, grid: GridQuery | None = None
-                      ) -> tuple[list[dict[str, Any]], int]:
+                      q: str | None, status: str | None, grid: GridQuery | None = None,
+                      checksum: str | None = None) -> tuple[list[dict[str, Any]], int]:
     args: list[Any] = []
     where = [visibility(principal, args)]
     if grid is not None:  # property and tag filters (catalog/properties.py)
@@ -85,6 +87,13 @@ async def list_images(pool: asyncpg.Pool, principal: Principal | None, *,
         # ILIKE with the user's text escaped: '%', '_' and '\' are literal.
         args.append("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         where.append(f"i.name ILIKE ${len(args)}")
+    if checksum is not None:
+        m = _SHA256.fullmatch(checksum)
+        if m is None:
+            raise errors.InvalidRequest("checksum must be a SHA-256 in hex (64 characters, "
+                                        "optionally after 'sha256:')")
+        args.append("sha256:" + m.group(1).lower())  # as the conversion job stores it
+        where.append(f"i.checksum = ${len(args)}")
     if status:
         if status not in STATUSES:
             raise errors.InvalidRequest("status must be one of " + ", ".join(STATUSES))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from microtome.catalog.openapi_accounts import PATHS as ACCOUNT_PATHS
+from microtome.catalog.openapi_accounts import SCHEMAS as ACCOUNT_SCHEMAS
 from microtome.catalog.openapi_parts import ERRORS as _ERRORS
 from microtome.catalog.openapi_parts import ID as _ID
 from microtome.catalog.openapi_parts import TS as _TS
@@ -41,8 +43,14 @@ SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string"}, "detail": {}}, closed=False),
     "User": _obj({"id": _ID, "username": {"type": "string"}, "is_admin": {"type": "boolean"},
                   "created_at": _TS, "disabled": {"type": "boolean"},
-                  "last_login_at": _TS_NULL}),
-    "UserUpdate": _obj({"disabled": {"type": "boolean"}}, required=["disabled"]),
+                  "last_login_at": _TS_NULL,
+                  "must_change_password": {
+                      "type": "boolean",
+                      "description": "reset by an administrator: every other request is 403"
+                                     " (detail.reason password_change_required) until the"
+                                     " user sets a new password"}}),
+    "UserUpdate": _obj({"disabled": {"type": "boolean"}, "is_admin": {"type": "boolean"}},
+                       required=[], minProperties=1),
     "PasswordChange": _obj({"current_password": _str(1024),
                             "new_password": _str(1024, min_len=8)},
                            required=["current_password", "new_password"]),
@@ -53,7 +61,8 @@ SCHEMAS: dict[str, Any] = {
     "SetupStatus": _obj({"needs_setup": {"type": "boolean"}}),
     "TileUrls": _obj({"items": {"type": "array", "items": {"type": "string"}}}),
     "UserCreate": _obj({"username": _str(64, pattern=r"^[A-Za-z0-9_.@-]+$"),
-                        "password": _str(1024, min_len=8), "is_admin": {"type": "boolean"}},
+                        "password": _str(1024, min_len=8), "is_admin": {"type": "boolean"},
+                        "must_change_password": {"type": "boolean"}},
                        required=["username", "password"]),
     "ApiKey": _obj({"id": _ID, "name": {"type": "string"}, "prefix": {"type": "string"},
                     "created_at": _TS, "last_used_at": _TS_NULL, "revoked_at": _TS_NULL}),
@@ -132,7 +141,12 @@ SCHEMAS: dict[str, Any] = {
                     "project_id": {"type": ["integer", "null"]},
                     "image_id": {"type": ["integer", "null"]},
                     "job_id": {"type": ["integer", "null"]},
-                    "completed_at": _TS_NULL, "expires_at": _TS}),
+                    "completed_at": _TS_NULL, "expires_at": _TS,
+                    "waiting_for": {"type": "string", "description":
+                                    "one half of an imzML pair with all its bytes: the file "
+                                    "name of the other half it waits for (then one image)"}},
+                   required=["id", "filename", "length", "offset", "project_id", "image_id",
+                             "job_id", "completed_at", "expires_at"]),
 }
 for _name in ("User", "ApiKey", "Project", "Member", "Image", "Job", "ShareLink"):
     SCHEMAS[_name + "Page"] = _page(_name)
@@ -171,7 +185,10 @@ IMAGE_LIST_PARAMS = [*PAGE_PARAMS,
                                    "items": {"type": "string"}}, "tag filter, repeatable"),
                       "style": "form", "explode": True},
                      _q("q", {"type": "string", "maxLength": 200}, "name contains"),
-                     _q("status", SCHEMAS["Image"]["properties"]["status"])]
+                     _q("status", SCHEMAS["Image"]["properties"]["status"]),
+                     _q("checksum", {"type": "string", "pattern": "^(sha256:)?[0-9a-fA-F]{64}$"},
+                        "only images made from a file with this SHA-256 (the upload "
+                        "dialog asks before sending an identical file twice)")]
 _C409 = {"409": _err("conflict")}
 _TOO_MANY = {**_err("too many failed attempts; detail.retry_after seconds to wait"),
              "headers": {"Retry-After": {"description": "seconds to wait before retrying",
@@ -201,10 +218,12 @@ def _paths() -> dict[str, Any]:
         "/api/users/{user_id}": {
             "get": _op("One user (admin or self)", "User", params=[uid]),
             "delete": _op("Delete a user (admin)", None, "204", params=[uid]),
-            "patch": _op("Disable or re-enable a user (admin); disabling ends their sessions"
-                         " and API keys at once", "User", body="UserUpdate", params=[uid])},
+            "patch": _op("Disable or re-enable a user, or change their role (is_admin);"
+                         " admin only. Disabling ends their sessions and API keys at once",
+                         "User", body="UserUpdate", params=[uid])},
         "/api/users/{user_id}/password": {
-            "post": _op("Set a user's password (admin); ends all their sessions and API keys",
+            "post": _op("Set a temporary password (admin); ends all their sessions and API"
+                        " keys, and the user must set their own at the next sign-in",
                         None, "204", "PasswordReset", params=[uid])},
         "/api/account/password": {
             "post": _op("Change my password; my other sessions end", None, "204",
@@ -336,7 +355,8 @@ def build_spec(extra_paths: dict[str, Any] | None = None,
                                 "authenticated writes need the X-CSRF-Token header."},
         "servers": [{"url": "/"}],
         "components": {
-            "schemas": {**SCHEMAS, **TRASH_SCHEMAS, **(extra_schemas or {})},
+            "schemas": {**SCHEMAS, **TRASH_SCHEMAS, **ACCOUNT_SCHEMAS,
+                        **(extra_schemas or {})},
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "microtome_session"},
                 "apiKey": {"type": "http", "scheme": "bearer"},
@@ -344,7 +364,7 @@ def build_spec(extra_paths: dict[str, Any] | None = None,
             },
         },
         "security": [{"session": []}, {"apiKey": []}, {"share": []}, {}],
-        "paths": {**_paths(), **TRASH_PATHS, **(extra_paths or {})},
+        "paths": {**_paths(), **TRASH_PATHS, **ACCOUNT_PATHS, **(extra_paths or {})},
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from microtome.catalog.openapi_parts import ID, TS, obj, operation, path_param, ref
+from microtome.catalog.openapi_parts import ID, TS, obj, operation, path_param, query_param, ref
 
 _REGION = obj({"x": {"type": "integer", "minimum": 0}, "y": {"type": "integer", "minimum": 0},
                "w": {"type": "integer", "minimum": 1}, "h": {"type": "integer", "minimum": 1}},
@@ -21,10 +21,22 @@ SCHEMAS: dict[str, Any] = {
     "AnalysisCreate": obj({"app": {"type": "string", "minLength": 1, "maxLength": 200},
                            "version": {"type": ["string", "null"], "maxLength": 100},
                            "params": {"type": "object"},
-                           "region": {"anyOf": [_REGION, {"type": "null"}]}},
+                           "region": {"anyOf": [_REGION, {"type": "null"}]},
+                           "project": {"anyOf": [ID, {"type": "null"}],
+                                       "description": "the project the results go to "
+                                                      "(default: the image's home project, "
+                                                      "else the first holding it where the "
+                                                      "caller contributes)"}},
                           required=["app"]),
     "Analysis": obj({
-        "id": ID, "image_id": ID, "user_id": {"type": ["integer", "null"]},
+        "id": ID, "image_id": ID,
+        "user_id": {"type": ["integer", "null"],
+                    "description": "who asked for the run: the author of its results"},
+        "project_id": {"type": ["integer", "null"],
+                       "description": "the project its results are written in"},
+        "executor_id": {"type": ["integer", "null"],
+                        "description": "the account of the worker that ran it (last claim)"},
+        "executor": {"type": ["string", "null"], "description": "the worker's name"},
         "app": {"type": "string"}, "version": {"type": "string"},
         "params": {"type": "object"}, "region": {"anyOf": [_REGION, {"type": "null"}]},
         "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
@@ -40,7 +52,8 @@ SCHEMAS: dict[str, Any] = {
                           "worker": {"type": "string", "maxLength": 200},
                           "wait": {"type": "number", "minimum": 0, "maximum": 60,
                                    "description": "long-poll: seconds to wait for an "
-                                                  "analysis when none is queued"}},
+                                                  "analysis when none is queued (held "
+                                                  "at most 25 s)"}},
                          required=[]),
     "AnalysisProgress": obj({"progress": {"type": "number", "minimum": 0, "maximum": 1},
                              "log": {"type": "string", "maxLength": 65536}},
@@ -56,14 +69,24 @@ SCHEMAS: dict[str, Any] = {
                           required=["status", "attempt"]),
     "AnalysisSummary": obj({
         "analysis_id": ID, "count": {"type": "integer"},
-        "terms": {"type": "array", "items": obj({"term_id": ID, "name": {"type": "string"},
-                                                 "count": {"type": "integer"}})},
+        "terms": {"type": "array", "items": obj({
+            "term_id": ID, "name": {"type": "string"}, "count": {"type": "integer"},
+            "measurements": {"type": "object", "description": "mean and median of each "
+                             "measurement over this term's results",
+                             "additionalProperties": obj({"mean": {"type": "number"},
+                                                          "median": {"type": "number"}})}})},
         "measurements": {"type": "object", "additionalProperties": obj({
             "count": {"type": "integer"}, "mean": {"type": "number"},
             "median": {"type": "number"}, "min": {"type": "number"},
             "max": {"type": "number"},
             "histogram": {"type": "array", "items": {"type": "integer"},
                           "description": "20 equal bins from min to max"}})}}),
+    "AnalysisValues": obj({
+        "analysis_id": ID, "measurement": {"type": "string"},
+        "ids": {"type": "array", "items": ID},
+        "values": {"type": "array", "items": {"type": "number"}},
+        "min": {"type": ["number", "null"]}, "max": {"type": ["number", "null"]},
+        "truncated": {"type": "boolean", "description": "more than 1,000,000 results"}}),
     "AnalysisList": obj({"items": {"type": "array", "items": ref("Analysis")},
                          "total": {"type": "integer"}, "limit": {"type": "integer"},
                          "offset": {"type": "integer"}}),
@@ -71,6 +94,7 @@ SCHEMAS: dict[str, Any] = {
     "ProjectAnalysis": obj({
         "id": ID, "image_id": ID, "image_name": {"type": "string"},
         "user_id": {"type": ["integer", "null"]}, "username": {"type": ["string", "null"]},
+        "executor": {"type": ["string", "null"], "description": "the worker that ran it"},
         "app": {"type": "string"}, "version": {"type": "string"},
         "params": {"type": "object"}, "region": {"anyOf": [_REGION, {"type": "null"}]},
         "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
@@ -90,6 +114,8 @@ SCHEMAS: dict[str, Any] = {
 
 _T = "analyses"
 _W = {"409": {"description": "the analysis already finished"}}
+#: Worker bodies over 64 KiB (long log lines in multi-byte characters).
+_TOO_LARGE = {"413": {"description": "request body too large"}}
 
 PATHS: dict[str, Any] = {
     "/api/apps": {"get": operation(
@@ -118,16 +144,24 @@ PATHS: dict[str, Any] = {
     "/api/analyses/{analysis_id}/progress": {"post": operation(
         "Worker: heart-beat with progress and log lines; answers the analysis "
         "(status 'cancelled' tells the worker to stop)", "Analysis", status="200",
-        body="AnalysisProgress", params=[path_param("analysis_id")], tag=_T)},
+        body="AnalysisProgress", params=[path_param("analysis_id")], tag=_T,
+        write_errors=_TOO_LARGE)},
     "/api/analyses/{analysis_id}/finish": {"post": operation(
         "Worker: done (links the results imported with producer "
         "'analysis:<id>/<attempt>') or failed (removes them)", "Analysis", status="200",
         body="AnalysisFinish",
         params=[path_param("analysis_id")], tag=_T,
-        write_errors={"409": {"description": "the analysis was cancelled or re-queued"}})},
+        write_errors={"409": {"description": "the analysis was cancelled or re-queued"},
+                      **_TOO_LARGE})},
     "/api/analyses/{analysis_id}/summary": {"get": operation(
         "Results summary: count, count per term, statistics and histogram per measurement",
         "AnalysisSummary", status="200", body=None, params=[path_param("analysis_id")],
+        tag=_T)},
+    "/api/analyses/{analysis_id}/values": {"get": operation(
+        "One measurement of every result (ids and values): colour the layer by it",
+        "AnalysisValues", status="200", body=None,
+        params=[path_param("analysis_id"),
+                query_param("measurement", {"type": "string"}, "a measurement's name")],
         tag=_T)},
     "/api/analyses/{analysis_id}/cancel": {"post": operation(
         "Cancel a queued or running analysis", "Analysis", status="200", body=None,

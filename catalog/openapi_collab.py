@@ -45,6 +45,17 @@ SCHEMAS: dict[str, Any] = {
                              "tags": {"type": "array", "maxItems": 50,
                                       "items": {"type": "string", "maxLength": 40}}},
                             required=[], minProperties=1),
+    "ProjectAbout": obj({"description": {"type": "string", "description": "Markdown source"},
+                         "description_html": {"type": "string",
+                                              "description": "rendered and sanitised"}}),
+    "ProjectAboutUpdate": obj({"description": {"type": "string", "maxLength": 20000}}),
+    "LayerColors": obj({"project_id": ID, "colors": {
+        "type": "object", "description": "layer key (user:ID, analysis:ID) → #rrggbb",
+        "additionalProperties": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}}}),
+    "LayerColorChanges": {
+        "type": "object", "minProperties": 1, "maxProperties": 200,
+        "description": "layer key (user:ID or analysis:ID) → '#rrggbb', or null to forget",
+        "additionalProperties": {"type": ["string", "null"], "pattern": "^#[0-9a-fA-F]{6}$"}},
     "CsvRow": obj({"row": {"type": "integer"}, "file": {"type": "string"},
                    "image_id": {"type": ["integer", "null"]},
                    "status": {"enum": ["ok", "error"]}, "error": {"type": ["string", "null"]},
@@ -126,6 +137,16 @@ def _paths() -> dict[str, Any]:
             "get": _op("Properties of a project", "Properties", params=[pid]),
             "patch": _op("Set or remove properties of a project (manager)", "Properties",
                          body="PropertyChanges", params=[pid])},
+        "/api/projects/{project_id}/about": {
+            "get": _op("Description of a project (Markdown and sanitised HTML)",
+                       "ProjectAbout", params=[pid]),
+            "patch": _op("Change the project's description (manager)", "ProjectAbout",
+                         body="ProjectAboutUpdate", params=[pid])},
+        "/api/projects/{project_id}/layer-colors": {
+            "get": _op("My saved colours of the viewer's layers in this project",
+                       "LayerColors", params=[pid]),
+            "patch": _op("Save or forget my layer colours (any reader; personal)",
+                         "LayerColors", body="LayerColorChanges", params=[pid])},
         "/api/projects/{project_id}/property-keys": {
             "get": _op("Property keys used by the project's images (grid filters)",
                        "PropertyKeys", params=[pid])},

@@ -6,7 +6,8 @@ row holds the committed offset, and a PostgreSQL advisory lock
 (catalog/upload_lock.py) serialises the PATCHes of one upload whichever
 process they reach.
 When the last byte arrives the upload becomes a pending image in its project
-plus a conversion job (the worker removes the file once the image is ready;
+(the two halves of an imzML pair: one image once both are here, see
+catalog/msi_uploads.py) plus a conversion job (the worker removes the file once the image is ready;
 a failed conversion keeps it for a retry).
 
 Disk space: a creation whose ``Upload-Length`` does not fit in the free space
@@ -35,7 +36,7 @@ from typing import Any, BinaryIO
 import asyncpg
 from aiohttp import web
 
-from microtome.catalog import images, jobs, security, upload_files
+from microtome.catalog import images, jobs, msi_uploads, security, upload_files
 from microtome.catalog.access import Principal, require_project_role, require_user
 from microtome.catalog.db import DB_POOL
 from microtome.catalog.state import CATALOG
@@ -184,7 +185,9 @@ async def _load(request: web.Request) -> tuple[asyncpg.Record, Principal]:
     if len(upload_id) > 64:
         raise errors.NotFound("upload not found")
     row = await request.app[DB_POOL].fetchrow(
-        """SELECT u.*, (SELECT max(id) FROM jobs j WHERE j.upload_id = u.id) AS job_id
+        """SELECT u.*, COALESCE((SELECT max(id) FROM jobs j WHERE j.upload_id = u.id),
+                                (SELECT max(id) FROM jobs j WHERE j.image_id = u.image_id))
+                       AS job_id
            FROM uploads u WHERE u.id = $1""", upload_id)
     if row is None or (row["user_id"] != principal.user_id and not principal.is_admin):
         raise errors.NotFound("upload not found")
@@ -201,9 +204,12 @@ async def head(request: web.Request) -> web.Response:
 
 async def state(request: web.Request) -> web.Response:
     row, _ = await _load(request)
-    return json_response({k: row[k] for k in ("id", "filename", "length", "offset",
-                                               "project_id", "image_id", "job_id",
-                                               "completed_at", "expires_at")})
+    doc = {k: row[k] for k in ("id", "filename", "length", "offset", "project_id", "image_id",
+                               "job_id", "completed_at", "expires_at")}
+    if (row["completed_at"] is None and row["offset"] == row["length"]
+            and msi_uploads.half(row["filename"]) is not None):
+        doc["waiting_for"] = msi_uploads.waiting_for(row["filename"])
+    return json_response(doc)
 
 
 def _checksum(request: web.Request) -> tuple[Any, bytes] | None:
@@ -324,20 +330,34 @@ async def _complete(request: web.Request, upload_id: str, principal: Principal) 
     # Workers may run with another working directory: store an absolute path.
     path = await asyncio.to_thread(_upload_path(request, upload_id).resolve)
     async with pool.acquire() as conn, conn.transaction():
+        await msi_uploads.take_turns(conn, upload_id)
         up = await conn.fetchrow("SELECT * FROM uploads WHERE id = $1 FOR UPDATE", upload_id)
         if up is None or up["completed_at"] is not None:
             return
         if not await upload_files.may_complete(conn, up):
             raise errors.Forbidden("you can no longer add images to this project")
+        extra: list[str] = []
+        done = [upload_id]
+        parts = msi_uploads.half(up["filename"])
+        if parts is not None:
+            # One half of an imzML pair: an image once both halves are here.
+            other = await msi_uploads.partner(conn, up)
+            if other is None:
+                return
+            other_path = str(await asyncio.to_thread(_upload_path(request, other["id"]).resolve))
+            if parts[1] == msi_uploads.IBD:  # the .imzML is the source, the .ibd its extra
+                up, other, path, other_path = other, up, Path(other_path), str(path)
+            extra, done = [other_path], [up["id"], other["id"]]
+        upload_id = up["id"]
         image_id = await images.create_pending(
             conn, name=up["metadata"].get("name") or up["filename"],
             source_filename=up["filename"], owner_id=up["user_id"],
             project_id=up["project_id"])
         await jobs.enqueue(conn, image_id=image_id, source_path=str(path),
                            project_id=up["project_id"], user_id=up["user_id"],
-                           upload_id=upload_id, delete_source=True)
-        await conn.execute("UPDATE uploads SET completed_at = now(), image_id = $2 WHERE id = $1",
-                           upload_id, image_id)
+                           upload_id=upload_id, delete_source=True, extra_paths=extra)
+        await conn.execute("UPDATE uploads SET completed_at = now(), image_id = $2"
+                           " WHERE id = ANY($1)", done, image_id)
         await images.log_activity(conn, "upload.complete", user_id=principal.user_id,
                                   image_id=image_id, project_id=up["project_id"],
                                   detail={"filename": up["filename"], "bytes": up["length"]})

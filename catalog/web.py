@@ -14,6 +14,7 @@ import asyncpg
 from aiohttp import web
 
 from microtome.catalog import (
+    api_accounts,
     api_auth,
     api_images,
     api_jobs,
@@ -222,6 +223,7 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     collab_web.setup(app, settings)  # properties, attachments, activity, follow mode
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_routes(api_auth.routes())
+    app.router.add_routes(api_accounts.routes())
     app.router.add_routes(api_projects.routes())
     app.router.add_routes(api_images.routes())
     app.router.add_routes(api_share.routes())

@@ -97,8 +97,9 @@ def run_conversion(src: Path, out_dir: Path, options: dict[str, Any] | None,
     return result, checksum
 
 
-def _cleanup_source(src: Path) -> None:
-    src.unlink(missing_ok=True)
+def _cleanup_source(src: Path, extra: list[Path]) -> None:
+    for path in (src, *extra):  # the rest of a multi-file source (an imzML's .ibd)
+        path.unlink(missing_ok=True)
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -145,7 +146,7 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
     # An uploaded original is kept until the image is ready: a failed conversion
     # can be retried from it (POST /api/images/{id}/retry).
     if job["delete_source"] and status == "done":
-        await asyncio.to_thread(_cleanup_source, src)
+        await asyncio.to_thread(_cleanup_source, src, [Path(p) for p in job["extra_paths"]])
     return status
 
 

@@ -97,6 +97,22 @@ def downsample2(a: np.ndarray) -> np.ndarray:
     return (sf / 4).astype(dt)
 
 
+def half_decode(jpeg: bytes, tile: int) -> np.ndarray | None:
+    """A baseline JPEG tile decoded at half size in the DCT domain (libjpeg-turbo
+    scaled IDCT): for levels built above copied level-0 tiles, about half the
+    work of a full decode plus a 2x2 average.  Differs from the area average of
+    the full decode by less than JPEG's own loss (measured in
+    tests/converters/test_svs.py); None if the stream does not decode to
+    (tile/2, tile/2, 3)."""
+    import imagecodecs
+
+    try:
+        out = np.asarray(imagecodecs.jpeg8_decode(jpeg, scale=2))
+    except Exception:
+        return None
+    return out if out.shape == (tile // 2, tile // 2, 3) and out.dtype == np.uint8 else None
+
+
 class Builder:
     """Builds every level of one `PlaneJob` into a sink."""
 
@@ -184,24 +200,33 @@ class Builder:
         t, s = self.meta.tile_size, self.meta.shard_size
         by, bx = r * t, c * t
         bh, bw = min(t, h - by), min(t, w - bx)
+        raw = None
+        if level == 0 and self.copy_jpeg and src is None:
+            raw = self.reader.raw_tile(sx * s + bx, sy * s + by, t)
+        # A copied whole tile's pixels are only needed at half size (the next
+        # level): libjpeg-turbo decodes them there directly (DCT scaling).
+        half = (half_decode(raw, t) if raw is not None and parent is not None
+                and (bh, bw) == (t, t) else None)
+        block: np.ndarray | None = None
         if src is not None:
             block = src[by:by + bh, bx:bx + bw]
-        else:
+        elif half is None:
             block = self._read(job, sx * s + bx, sy * s + by, bw, bh)
-        raw = None
-        if level == 0 and self.copy_jpeg:
-            raw = self.reader.raw_tile(sx * s + bx, sy * s + by, t)
         if raw is not None:
             out = [raw]  # the source's own JPEG: no generation loss, no encode
             with self.tally.lock:
                 self.tally.copied += 1
         else:
+            assert block is not None
             out = encode_chunk(self.meta, block, self.quality, self.sink.ngff)
         if parent is not None:
-            half = downsample2(block)
+            if half is None:
+                assert block is not None
+                half = downsample2(block)
             y0, x0 = poff[0] + by // 2, poff[1] + bx // 2
             parent[y0:y0 + half.shape[0], x0:x0 + half.shape[1]] = half
         if level == self.last and self.meta.kind == "nd":
+            assert block is not None
             self._record_range(job, block)
         return out
 

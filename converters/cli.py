@@ -39,6 +39,9 @@ def register(subparsers: Any) -> None:
                    help="JPEG quality 1-100 (default 90)")
     p.add_argument("--ngff", choices=["0.5", "0.4"], default="0.5",
                    help="OME-Zarr version: 0.5 (zarr v3, default) or 0.4 (zarr v2)")
+    p.add_argument("--format", choices=["ome-zarr", "tiledb"], default="ome-zarr",
+                   help="ome-zarr (default): OUTDIR/<stem>.ome.zarr; tiledb: the same "
+                        "pixels as TileDB arrays in OUTDIR/<stem>.tdb (needs the tiledb extra)")
     p.add_argument("--workers", type=_positive, default=None, metavar="N",
                    help="threads (default: all cores)")
     p.add_argument("--scheduler", default=None, metavar="ADDR",
@@ -158,6 +161,15 @@ def run_convert(args: argparse.Namespace) -> int:
     except InvalidRequest as e:
         err.print(f"[red]error:[/red] -o {args.outdir}: {e.message}", soft_wrap=True)
         return 2
+    if args.format == "tiledb":
+        from .tiledb_out import tiledb_missing
+
+        missing = tiledb_missing()
+        if missing:  # before converting anything: minutes of work would be wasted
+            from rich.markup import escape
+
+            err.print(f"[red]error:[/red] {escape(missing)}", soft_wrap=True)
+            return 2
     if is_remote(args.outdir):
         return _run_remote(args, err)
     args.outdir = Path(args.outdir)
@@ -179,7 +191,8 @@ def run_convert(args: argparse.Namespace) -> int:
     used: set[str] = set()
     for src in sources:
         for one, opts in _scene_jobs(src, options, args.scene == "all"):
-            rows.append(_convert_one(one, args.outdir, opts, used, err, args.json))
+            rows.append(_convert_one(one, args.outdir, opts, used, err, args.json,
+                                     tiledb=args.format == "tiledb"))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -211,7 +224,9 @@ def _run_remote(args: argparse.Namespace, err: Any) -> int:
     configure(storage_deadline_from_env())
     url = str(args.outdir).rstrip("/")
     sources, skipped = gather_sources(args.src)
-    named = url.endswith(".ome.zarr") and len(sources) == 1 and args.scene != "all"
+    tiledb = args.format == "tiledb"
+    named = (url.endswith(".tdb" if tiledb else ".ome.zarr") and len(sources) == 1
+             and args.scene != "all")
     base = url.rsplit("/", 1)[0] if named else url
     try:
         open_store(base).check()
@@ -228,6 +243,10 @@ def _run_remote(args: argparse.Namespace, err: Any) -> int:
         for src in sources:
             for one, opts in _scene_jobs(src, options, args.scene == "all"):
                 local = _out_path(one, Path(scratch), used)
+                if tiledb:
+                    from .tiledb_out import tiledb_path
+
+                    local = tiledb_path(local)
                 dest = url if named else f"{url}/{local.name}"
                 started = time.monotonic()
                 try:
@@ -237,7 +256,7 @@ def _run_remote(args: argparse.Namespace, err: Any) -> int:
                     rows.append(_failed(one, Path(local.name), e, err, started))
                     continue
                 row = _convert_one(one, Path(scratch), replace(opts, overwrite=True), used,
-                                   err, args.json, local)
+                                   err, args.json, local, tiledb=tiledb)
                 if row["ok"]:
                     try:
                         publish(local, dest, overwrite=opts.overwrite)
@@ -268,7 +287,12 @@ def _out_path(src: Source, outdir: Path, used: set[str]) -> Path:
 
 
 def _convert_one(src: Source, outdir: Path, options: ConvertOptions, used: set[str],
-                 err: Any, quiet: bool, dst: Path | None = None) -> dict[str, Any]:
+                 err: Any, quiet: bool, dst: Path | None = None,
+                 tiledb: bool = False) -> dict[str, Any]:
+    """Convert one source to ``dst`` (default OUTDIR/<stem>.ome.zarr); with ``tiledb``
+    to OUTDIR/<stem>.tdb through an OME-Zarr scratch conversion beside it."""
+    if tiledb:
+        return _convert_tiledb(src, outdir, options, used, err, quiet, dst)
     from rich.progress import (
         BarColumn,
         TaskProgressColumn,
@@ -309,6 +333,38 @@ def _convert_one(src: Source, outdir: Path, options: ConvertOptions, used: set[s
     if not quiet and not err.is_terminal:
         err.print(f"converted {label} -> {dst} ({res.seconds:.1f} s)")
     return {"src": label, "ok": True, **_result_row(res)}
+
+
+def _convert_tiledb(src: Source, outdir: Path, options: ConvertOptions, used: set[str],
+                    err: Any, quiet: bool, dst: Path | None) -> dict[str, Any]:
+    import tempfile
+
+    from .tiledb_out import tiledb_path, transcode
+
+    zarr = dst.with_name(dst.name.removesuffix(".tdb") + ".ome.zarr") if dst \
+        else _out_path(src, outdir, used)
+    final = dst or tiledb_path(zarr)
+    started = time.monotonic()
+    if final.exists() and not options.overwrite:
+        return _failed(src, final, Conflict("output already exists (use --overwrite)"), err,
+                       started)
+    with tempfile.TemporaryDirectory(prefix=".tiledb-scratch-", dir=final.parent) as scratch:
+        row = _convert_one(src, Path(scratch), replace(options, overwrite=True), used, err,
+                           True, Path(scratch) / zarr.name)
+        if not row["ok"]:
+            row["path"] = str(final)
+            return row
+        try:
+            row["bytes_written"] = transcode(Path(scratch) / zarr.name, final,
+                                             options.overwrite)
+        except (MicrotomeError, OSError, ImportError) as e:
+            return _failed(src, final, e, err, started)
+    row["path"] = str(final)
+    row["seconds"] = round(time.monotonic() - started, 3)
+    row["format_stored"] = "tiledb"
+    if not quiet and not err.is_terminal:
+        err.print(f"converted {src.display} -> {final} ({row['seconds']:.1f} s)")
+    return row
 
 
 def _failed(src: Source, dst: Path, e: BaseException, err: Any,

@@ -27,6 +27,7 @@ import numpy as np
 from microtome.pyramid import histogram
 from microtome.pyramid.errors import Conflict, DiskFull, MicrotomeError, SourceError, StorageError
 from microtome.pyramid.layout import Channel, ImageMeta, Level, level_sizes
+from microtome.pyramid.optional import missing_extra_message
 from microtome.pyramid.reader import open_pyramid
 
 from .base import SourceInfo, SourceReader
@@ -413,8 +414,8 @@ def _build_distributed(reader: SourceReader, meta: ImageMeta, sink: Any,
     """
     try:
         from distributed import Client
-    except ImportError as e:  # pragma: no cover - dask[distributed] is a dependency
-        raise ValueError("--scheduler needs dask.distributed") from e
+    except ImportError as e:
+        raise ValueError(missing_extra_message("cluster")) from e
     try:
         client = Client(options.scheduler, timeout="5s")
     except Exception as e:

@@ -17,8 +17,9 @@ from pathlib import Path
 from microtome.pyramid.errors import Conflict
 from microtome.pyramid.stores import Store, open_store
 
-#: Root documents, uploaded last (the group's existence means "complete").
-ROOT_DOCS = ("zarr.json", ".zattrs")
+#: Root documents, uploaded last (the group's existence means "complete");
+#: ``microtome.json`` is a TileDB image's (pyramid/tiledbstore.py).
+ROOT_DOCS = ("zarr.json", ".zattrs", "microtome.json")
 #: Parallel uploads (object stores reward concurrency; each shard is one PUT).
 UPLOAD_THREADS = 16
 

@@ -63,13 +63,17 @@ def _probe_dicom(p: Probe) -> str | None:
 
 
 def _probe_imzml(p: Probe) -> str | None:
-    from .formats.imzml_reader import is_imzml
+    from .formats.imzml_reader import is_imzml, xml_half
 
     if p.single_file:
         return "imzml" if is_imzml(p.head) else None
+    if len(p.paths) != 2 or not all(q.is_file() for q in p.paths):
+        return None
     suffixes = sorted(q.suffix.lower() for q in p.paths)
-    return "imzml" if suffixes == [".ibd", ".imzml"] and all(q.is_file() for q in p.paths) \
-        else None
+    if suffixes == [".ibd", ".imzml"]:
+        return "imzml"
+    # Uploaded halves are stored without their names: told apart by content.
+    return "imzml" if xml_half(p.paths) is not None else None
 
 
 def _probe_zip(p: Probe) -> str | None:

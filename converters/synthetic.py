@@ -1,6 +1,6 @@
 """Write a synthetic Aperio-style pyramidal tiled JPEG (Big)TIFF, streaming.
 
-    python -m converters.synthetic OUT.tiff [--width W --height H]
+    python -m microtome.converters.synthetic OUT.tiff [--width W --height H]
         [--from SAMPLE_IMAGE] [--tile 256] [--quality 80] [--mpp 0.25]
 
 Tiles are produced one at a time (constant memory whatever the size): either
@@ -118,7 +118,7 @@ def write_slide(out: Path, width: int, height: int, tile: int = 256, quality: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m converters.synthetic",
+    p = argparse.ArgumentParser(prog="python -m microtome.converters.synthetic",
                                 description="Write a synthetic Aperio-style pyramidal TIFF.")
     p.add_argument("out", type=Path)
     p.add_argument("--width", type=int, default=8192)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from microtome.pyramid.errors import StorageError
@@ -40,9 +41,10 @@ def verify_output(root: Path, meta: ImageMeta, crcs: dict[tuple[int, ...], int])
     levels_seen = {p[0] for p in planes}
     if levels_seen != set(range(len(meta.levels))):
         raise StorageError("verification failed: some levels were not written")
+    reader = _chunk_reader(root, meta)
     for plane in planes:
         for key in _sample(by_plane[plane], per, rng):
-            data = _read_chunk(root, meta, key)
+            data = reader(key)
             if data is None or crc(data) != crcs[key]:
                 raise StorageError(f"verification failed: chunk {key} differs from what "
                                    "was written")
@@ -53,19 +55,26 @@ def verify_output(root: Path, meta: ImageMeta, crcs: dict[tuple[int, ...], int])
     _check_with_zarr(root, meta)
 
 
-def _read_chunk(root: Path, meta: ImageMeta, key: tuple[int, ...]) -> bytes | None:
-    level, t, c, z, cy, cx = key
+def _chunk_reader(root: Path, meta: ImageMeta) -> Callable[[tuple[int, ...]], bytes | None]:
+    """Reads one stored chunk by key; the store is opened once for all of them."""
     if meta.ngff == "0.4":
         sink = V2Sink(root, meta, 0)
-        path = root / sink.chunk_key(meta.levels[level], cy, cx, t, c, z)
-        try:
-            return path.read_bytes()
-        except OSError:
-            return None
+
+        def read_v2(key: tuple[int, ...]) -> bytes | None:
+            level, t, c, z, cy, cx = key
+            try:
+                return (root / sink.chunk_key(meta.levels[level], cy, cx, t, c, z)).read_bytes()
+            except OSError:
+                return None
+        return read_v2
     from microtome.pyramid.reader import Pyramid
 
     pyr = Pyramid(root, meta, True)
-    return pyr.chunk_bytes(level, cy, cx, t, c, z)
+
+    def read_v3(key: tuple[int, ...]) -> bytes | None:
+        level, t, c, z, cy, cx = key
+        return pyr.chunk_bytes(level, cy, cx, t, c, z)
+    return read_v3
 
 
 def _check_with_zarr(root: Path, meta: ImageMeta) -> None:

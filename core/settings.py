@@ -36,6 +36,8 @@ KNOWN |= {"MICROTOME_LOCAL_WORKERS"}
 KNOWN |= {"MICROTOME_TRASH_DAYS"}
 # Retrieval (issue 17): background indexing threads.
 KNOWN |= {"MICROTOME_RETRIEVAL_THREADS"}
+# --- accounts helper (issue 14): password reset links ---
+KNOWN |= {"MICROTOME_RESET_LINK_HOURS"}
 
 
 class SettingsError(SystemExit):
@@ -149,6 +151,9 @@ class Settings:
     #: Retrieval (issue 17): threads describing queued annotations in the background
     #: in this process (0 = none: only requests and `microtome reindex` describe).
     retrieval_index_threads: int = 1
+    # --- accounts helper (issue 14) ---
+    #: Hours a one-time password reset link made by an administrator stays valid.
+    reset_link_hours: int = 72
     #: The tile server's section.
     tiles: TileSettings = field(default_factory=TileSettings)
     # --- Scale-out (issue 18) -------------------------------------------------
@@ -165,6 +170,8 @@ class Settings:
     storage: StorageSettings | None = None
     #: Properties, attachments, activity and follow mode.
     collab: CollabSettings = field(default_factory=CollabSettings)
+    #: Disk cache of remote chunks, TileDB's S3 endpoint (core/remote.py applies it).
+    remote: RemoteReadSettings = field(default_factory=lambda: RemoteReadSettings())
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -407,12 +414,51 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         # analysis apps (issue 16)
         "local_workers": env.int("MICROTOME_LOCAL_WORKERS", 1, maximum=64),
         "collab": collab_settings_from_env(env),
+        "remote": remote_read_settings_from_env(env.environ),
         # Trash: 0 purges at the next run of the purge job (every hour).
         "trash_days": env.int("MICROTOME_TRASH_DAYS", 30, maximum=36500),
         # Retrieval (issue 17)
         "retrieval_index_threads": env.int("MICROTOME_RETRIEVAL_THREADS", 1, maximum=64),
+        # --- accounts helper (issue 14) ---
+        "reset_link_hours": env.int("MICROTOME_RESET_LINK_HOURS", 72, minimum=1,
+                                    maximum=24 * 30),
     }
     values.update(overrides)
     if "secret_key" not in values:
         values["secret_key"] = _secret(Path(str(values["var_dir"])), env)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+# --- scale (helper scale, issue 18: local disk cache of remote chunks, TileDB on S3) ---
+KNOWN |= {"MICROTOME_CHUNK_CACHE_DIR", "MICROTOME_CHUNK_CACHE_MB"}
+
+
+@dataclass(frozen=True)
+class RemoteReadSettings:
+    """How this process reads images in object storage, beyond the byte store itself."""
+
+    #: Folder of the shared local disk cache of remote chunks; None = off.
+    chunk_cache_dir: Path | None = None
+    #: Bound of that folder, bytes (all processes of the host together).
+    chunk_cache_bytes: int = 1024 * 1024**2
+    #: The S3 endpoint (standard AWS_ENDPOINT_URL) and region (AWS_REGION): TileDB's own
+    #: S3 client is told them (obstore reads the AWS variables itself).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+
+def remote_read_settings_from_env(environ: Mapping[str, str] | None = None
+                                  ) -> RemoteReadSettings:
+    """MICROTOME_CHUNK_CACHE_DIR (empty: no disk cache), MICROTOME_CHUNK_CACHE_MB
+    (default 1024), and the AWS endpoint/region for TileDB images on S3."""
+    env = _Env(os.environ if environ is None else environ)
+    folder = env.text("MICROTOME_CHUNK_CACHE_DIR", "").strip()
+    if folder and "://" in folder:
+        raise SettingsError("MICROTOME_CHUNK_CACHE_DIR", f"must be a local folder, got {folder!r}")
+    size_mb = env.int("MICROTOME_CHUNK_CACHE_MB", 1024, minimum=1, maximum=1 << 24)
+    endpoint = env.text("AWS_ENDPOINT_URL_S3", "") or env.text("AWS_ENDPOINT_URL", "")
+    region = env.text("AWS_REGION", "") or env.text("AWS_DEFAULT_REGION", "")
+    return RemoteReadSettings(chunk_cache_dir=Path(folder).resolve() if folder else None,
+                              chunk_cache_bytes=size_mb * 1024**2,
+                              s3_endpoint_url=endpoint.strip() or None,
+                              s3_region=region.strip() or None)

@@ -14,6 +14,9 @@ const copies = [
   ["openseadragon/build/openseadragon/openseadragon.min.js", "openseadragon/openseadragon.min.js"],
   ["openseadragon/build/openseadragon/images", "openseadragon/images"],
   ["openseadragon/LICENSE.txt", "openseadragon/LICENSE.txt"],
+  // SHA-256 of a file before it is uploaded (the "identical file" question), in a worker.
+  ["hash-wasm/dist/sha256.umd.min.js", "hash-wasm/sha256.umd.min.js"],
+  ["hash-wasm/LICENSE", "hash-wasm/LICENSE"],
 ];
 
 rmSync(vendor, { recursive: true, force: true });

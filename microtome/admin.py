@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from microtome.app import MIGRATION_DIRS
 from microtome.core.settings import Settings, from_env
 from microtome.pyramid import errors
 
@@ -21,6 +20,9 @@ if TYPE_CHECKING:
 
 async def open_db(settings: Settings) -> asyncpg.Pool:
     """The catalog pool (embedded server unless DATABASE_URL), migrated."""
+    # microtome.app here, not at the top: `microtome convert` loads this
+    # module for its parser and must not pay for importing the web application.
+    from microtome.app import MIGRATION_DIRS
     from microtome.catalog.db import create_pool, start_embedded
     from microtome.catalog.migrate import migrate
 

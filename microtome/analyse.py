@@ -50,6 +50,10 @@ def register(subparsers: Any) -> None:
                    help="require this version of the app")
     p.add_argument("--region", type=_region, default=None, metavar="X,Y,W,H",
                    help="analyse only this rectangle (full-resolution pixels)")
+    p.add_argument("--training", type=Path, default=None, metavar="GEOJSON",
+                   help="annotations to learn from, for apps that learn (pixel_classifier): "
+                        "a GeoJSON FeatureCollection whose features carry a "
+                        "classification (QuPath) or microtome terms")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="threads for apps that work tile by tile (default: all cores)")
     p.add_argument("--server", default=None, metavar="URL",
@@ -98,6 +102,12 @@ def _open_raster(src: Path, quiet: bool) -> Iterator[PyramidRaster]:
         yield PyramidRaster(out.path)
 
 
+def _training(path: Path | None) -> Any:
+    from microtome.analysis.training import from_geojson
+
+    return (lambda: from_geojson(path)) if path is not None else (lambda: [])
+
+
 def _progress(quiet: bool) -> Any:
     last = [-1]
 
@@ -139,6 +149,7 @@ def run_analyse(args: argparse.Namespace) -> int:
         with _open_raster(args.src, args.quiet) as raster:
             features, prov = run_app(app, raster, params, args.region,
                                      workers=max(1, args.workers),
+                                     annotations=_training(args.training),
                                      on_progress=_progress(args.quiet),
                                      on_log=(lambda s: None) if args.quiet else
                                      (lambda s: print(f"  {s}", file=sys.stderr)))

@@ -35,6 +35,9 @@ PAGES: dict[str, str] = {
     "/keys": "keys.html",
     "/links": "links.html",
     "/trash": "trash.html",
+    "/users": "users.html",
+    "/account": "account.html",
+    "/reset": "reset.html",
 }
 
 _PAGE_HEADERS = {

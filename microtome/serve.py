@@ -11,6 +11,7 @@ import socket
 import sys
 from typing import Any
 
+from microtome.core.remote import configure_remote_reads
 from microtome.core.settings import Settings, from_env, warn_unknown
 
 
@@ -70,6 +71,7 @@ def run_serve(args: argparse.Namespace) -> int:
     warn_unknown()
     # Bad MICROTOME_* values stop here, before anything starts, naming the variable.
     settings = from_env(host=args.host, port=args.port)
+    configure_remote_reads(settings.remote)  # disk cache of remote chunks, TileDB's S3
     problem = port_problem(args.host, args.port) or _storage_problem(settings)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

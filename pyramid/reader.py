@@ -19,6 +19,7 @@ from typing import Any
 import imagecodecs
 import numpy as np
 
+from . import diskcache
 from .errors import NotFound, StorageError, Unprocessable
 from .layout import EMPTY, ImageMeta, Level, index_nbytes, shard_key, unpack_index
 from .metadata import meta_from_attributes
@@ -224,6 +225,12 @@ class Pyramid:
         hit = RAW.get(key)
         if hit is not None:
             return hit
+        disk = diskcache.DISK
+        if disk is not None:
+            hit = disk.get(self._disk_key(level, cy, cx, t, c, z))
+            if hit is not None:
+                RAW.put(key, hit)
+                return hit
         where = self._locate(level, cy, cx, t, c, z)
         if where is None:
             return None
@@ -239,8 +246,10 @@ class Pyramid:
             end = max(off + n for _, off, n in cells)
             span = self._read_ranges(shard, [(start, end - start)])[0]
             for col_, off, n in cells:
-                RAW.put((self._token, level, cy, cx - col + col_, t, c, z),
-                        span[off - start:off - start + n])
+                data = span[off - start:off - start + n]
+                RAW.put((self._token, level, cy, cx - col + col_, t, c, z), data)
+                if disk is not None:
+                    disk.put(self._disk_key(level, cy, cx - col + col_, t, c, z), data)
 
         RAW.once((self._token, shard, row, col // BLOCK), fetch)
         hit = RAW.get(key)
@@ -248,15 +257,27 @@ class Pyramid:
             hit = self._read_ranges(shard, [(offset, nbytes)])[0]
         return hit
 
+    def _disk_key(self, level: int, cy: int, cx: int, t: int, c: int, z: int) -> str:
+        """The chunk's name in the shared disk cache: location, pixel version, chunk."""
+        return diskcache.DiskChunkCache.key(self.root, self.meta.version, level, cy, cx, t, c, z)
+
     def _prefetch(self, level: int, cells: list[tuple[int, int, int]], t: int,
                   z: int) -> dict[tuple[int, int, int], np.ndarray]:
         """Decoded chunks (cy, cx, channel) of a region not yet in the decoded cache,
         fetched per shard in one coalesced request each (remote stores)."""
         wanted: dict[str, list[tuple[tuple[int, int, int], int, int]]] = {}
         out: dict[tuple[int, int, int], np.ndarray] = {}
+        disk = diskcache.DISK
         for cy, cx, ch in cells:
             if DECODED.get((self._token, level, cy, cx, t, ch, z)) is not None:
                 continue
+            if disk is not None:
+                hit = disk.get(self._disk_key(level, cy, cx, t, ch, z))
+                if hit is not None:
+                    arr = self.decode_chunk(hit)
+                    DECODED.put((self._token, level, cy, cx, t, ch, z), arr)
+                    out[(cy, cx, ch)] = arr
+                    continue
             where = self._locate(level, cy, cx, t, ch, z)
             if where is None:
                 continue
@@ -265,6 +286,8 @@ class Pyramid:
         for key, items in wanted.items():
             datas = self._read_ranges(key, [(off, n) for _, off, n in items])
             for (cell, _, _), data in zip(items, datas, strict=True):
+                if disk is not None:
+                    disk.put(self._disk_key(level, cell[0], cell[1], t, cell[2], z), data)
                 arr = self.decode_chunk(data)
                 DECODED.put((self._token, level, cell[0], cell[1], t, cell[2], z), arr)
                 out[cell] = arr
@@ -371,8 +394,9 @@ _NOT_OME = "not an OME-Zarr image"
 
 
 def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
-    """Open an image written by us (or any NGFF 0.4/0.5 image zarr can read), at a local
-    path or a store URL (``s3://bucket/prefix/x.ome.zarr``).
+    """Open an image written by us (or any NGFF 0.4/0.5 image zarr can read, or one of
+    our TileDB images, pyramid/tiledbstore.py), at a local path or a store URL
+    (``s3://bucket/prefix/x.ome.zarr``).
 
     Raises NotFound if there is no image, Unprocessable if the directory is a
     zarr store without NGFF multiscales (a plain array, a bare group),
@@ -395,6 +419,10 @@ def open_pyramid(root: str | os.PathLike[str]) -> Pyramid:
             raise Unprocessable(_NOT_OME + (" (a plain zarr array)" if is_array
                                             else " (no NGFF multiscales metadata)"))
         else:
+            from .tiledbstore import is_tiledb_image, open_tiledb
+
+            if is_tiledb_image(store):  # TileDB arrays: the same interface
+                return open_tiledb(root, store)
             raise NotFound("image not found")
     if isinstance(attrs, dict) and "multiscales" not in attrs and not (
             isinstance(attrs.get("ome"), dict) and "multiscales" in attrs["ome"]):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import InvalidRequest, Unavailable
+from .optional import require
 
 #: ``scheme://`` at the start of a location (a local path never has one).
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -148,6 +149,7 @@ def open_store(location: str | os.PathLike[str]) -> Store:
         return LocalStore(Path(location))
     url = str(location)
     check_location(url)
+    require("obstore", "s3")
     bucket, _, prefix = url[5:].partition("/")
     return S3Store(bucket, prefix.strip("/"), deadline_s=_DEADLINE_S)
 

@@ -222,7 +222,9 @@ async def suggest_term(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    """Whether retrieval is on (the web UI says so when it is not)."""
+    """Whether retrieval is on (the web UI says so when it is not).  Open to anyone,
+    but credentials that are sent must be valid (401 otherwise, as everywhere)."""
+    await access.get_principal(request)
     state = request.app[STATE]
     return json_response({"enabled": state.enabled, "descriptor": FAMILY,
                           "message": None if state.enabled else DISABLED_MESSAGE,

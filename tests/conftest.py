@@ -75,6 +75,19 @@ def fluo_pyramid(testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[object]:
+    """One real S3 API server (moto's, tests/storage/s3server.py) per session, shared by
+    tests/storage and tests/scaleout so a run starts it once."""
+    from tests.storage import s3server
+
+    server = s3server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def with_database(url: str, dbname: str) -> str:
     """The same server URL pointing at another database."""
     parts = urlsplit(url)

@@ -24,6 +24,7 @@ from microtome.core.settings import (
     GuardSettings,
     TileSettings,
     guard_settings_from_env,
+    remote_read_settings_from_env,
     storage_deadline_from_env,
     tile_settings_from_env,
     trusted_proxies_from_env,
@@ -101,9 +102,11 @@ def _serve(root: Path | str, host: str, port: int, settings: TileSettings,
         import uvloop
         factory = uvloop.new_event_loop
 
+    from microtome.core.remote import configure_remote_reads
     from microtome.pyramid import stores
 
     stores.configure(storage_deadline_from_env())
+    configure_remote_reads(remote_read_settings_from_env())  # the tiles command's section
 
     async def main() -> None:
         app = create_tiles_app(root, settings, trusted_proxies, guard)

@@ -1,7 +1,7 @@
 """Image id → stored pyramid: the one seam between the tile server and its host.
 
 `Resolver` is the protocol; `FolderResolver` serves a folder of
-``*.ome.zarr`` directories (``microtome tiles``); the catalog provides its
+``*.ome.zarr`` (and TileDB ``*.tdb``) directories (``microtome tiles``); the catalog provides its
 own resolver for ``microtome serve``.
 """
 
@@ -23,6 +23,9 @@ from microtome.pyramid.stores import ObjectMissing, is_remote, join, open_store
 __all__ = ["SUFFIX", "FolderResolver", "ImageRef", "Resolver", "check_id"]
 
 SUFFIX = ".ome.zarr"
+#: Images stored as TileDB arrays: ``<id>.tdb`` with its document (pyramid/tiledbstore.py).
+TILEDB_SUFFIX = ".tdb"
+TILEDB_DOC = "microtome.json"
 #: Longest accepted image id, characters.
 MAX_ID_LENGTH = 1024
 
@@ -102,7 +105,22 @@ class FolderResolver:
             try:
                 st = os.stat(real / "zarr.json")
             except FileNotFoundError:
-                st = os.stat(real / ".zattrs")  # NGFF 0.4 (zarr v2)
+                try:
+                    st = os.stat(real / ".zattrs")  # NGFF 0.4 (zarr v2)
+                except FileNotFoundError:
+                    return self._lookup_tiledb(parts)
+        except (OSError, ValueError):
+            raise NotFound("image not found") from None
+        return ImageRef(path=real, version=f"{st.st_ino:x}-{st.st_mtime_ns:x}")
+
+    def _lookup_tiledb(self, parts: list[str]) -> ImageRef:
+        """``<id>.tdb``: an image stored as TileDB arrays (pyramid/tiledbstore.py)."""
+        assert isinstance(self.root, Path)
+        try:
+            real = self.root.joinpath(*parts[:-1], parts[-1] + TILEDB_SUFFIX).resolve()
+            if not real.is_relative_to(self.root):
+                raise NotFound("image not found")
+            st = os.stat(real / TILEDB_DOC)
         except (OSError, ValueError):
             raise NotFound("image not found") from None
         return ImageRef(path=real, version=f"{st.st_ino:x}-{st.st_mtime_ns:x}")
@@ -118,6 +136,10 @@ class FolderResolver:
             try:
                 version = self.store.version(f"{rel}/.zattrs")  # NGFF 0.4 (zarr v2)
             except ObjectMissing:
-                raise NotFound("image not found") from None
+                rel = "/".join([*parts[:-1], parts[-1] + TILEDB_SUFFIX])
+                try:
+                    version = self.store.version(f"{rel}/{TILEDB_DOC}")
+                except ObjectMissing:
+                    raise NotFound("image not found") from None
         url = join(self.root, rel)
         return ImageRef(path=url, version=version.strip('"'))

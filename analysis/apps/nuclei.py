@@ -12,15 +12,19 @@ centroid, so a nucleus cut by a tile border is found exactly once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from shapely import affinity
 
 from ..descriptor import AppDescriptor
+from ..errors import InvalidParams
 from ..features import Feature
 from ..raster import Raster, coarsest_level_at_least
 from ..runner import Region, RunContext, area_in_px2, length_in_px
+from ..tiles import map_tiles, owns, tile_grid, window
 from ..vectorize import label_polygons
 from .tissue import tissue_score
 
@@ -87,13 +91,6 @@ def auto_threshold(raster: Raster, region: Region) -> float:
     return float(threshold_otsu(values))
 
 
-def tile_grid(region: Region, tile: int) -> Iterator[Region]:
-    for y in range(region.y, region.y + region.h, tile):
-        for x in range(region.x, region.x + region.w, tile):
-            yield Region(x, y, min(tile, region.x + region.w - x),
-                         min(tile, region.y + region.h - y))
-
-
 def segment(h: np.ndarray, threshold: float, min_area_px: float, max_area_px: float,
             split_px: float) -> np.ndarray:
     """Label image of nuclei in one window (hematoxylin density → labels)."""
@@ -135,59 +132,68 @@ def _measure(poly: Any, h: np.ndarray, e: np.ndarray, lab: np.ndarray, i: int,
     return m
 
 
-def detect_in_tile(raster: Raster, core: Region, margin: int, params: dict[str, Any],
-                   threshold: float) -> list[Feature]:
-    """Nuclei whose centroid lies in ``core`` (read with ``margin`` around it)."""
-    x0, y0 = max(0, core.x - margin), max(0, core.y - margin)
-    x1 = min(raster.width, core.x + core.w + margin)
-    y1 = min(raster.height, core.y + core.h + margin)
-    rgb = raster.read(0, x0, y0, x1 - x0, y1 - y0)
-    h, e = hematoxylin(rgb)
-    lab = segment(h, threshold, area_in_px2(params["min_area"], raster),
-                  area_in_px2(params["max_area"], raster),
-                  length_in_px(params["split_distance"], raster))
-    out = []
+@dataclass
+class TileCells:
+    """Nuclei segmented in one tile's window; ``cells`` are those the tile owns."""
+
+    x0: int
+    y0: int
+    labels: np.ndarray
+    #: (label, polygon in window pixels, centroid x, centroid y in level-0 pixels)
+    cells: list[tuple[int, Any, float, float]]
+
+
+def cells_in_tile(raster: Raster, core: Region, p: dict[str, Any], threshold: float,
+                  density: np.ndarray, x0: int, y0: int) -> TileCells:
+    """Segment ``density`` (of the window read at x0, y0 around ``core``) and keep
+    the nuclei whose centroid lies in ``core``."""
+    lab = segment(density, threshold, area_in_px2(p["min_area"], raster),
+                  area_in_px2(p["max_area"], raster), length_in_px(p["split_distance"], raster))
+    cells = []
     for i, poly in label_polygons(lab, simplify=0.3):
         c = poly.centroid
         cx, cy = c.x + x0, c.y + y0
-        # Half-open ownership: tiles' cores partition the region, so each
-        # nucleus has exactly one owner.
-        if not (core.x <= cx < core.x + core.w and core.y <= cy < core.y + core.h):
-            continue
-        from shapely import affinity
+        if owns(core, cx, cy):
+            cells.append((i, poly, cx, cy))
+    return TileCells(x0, y0, lab, cells)
 
-        poly0 = affinity.translate(poly, x0, y0)
-        m = _measure(poly, h, e, lab, i, raster.mpp)
+
+def read_window(raster: Raster, core: Region, margin: int) -> tuple[np.ndarray, Region]:
+    """Level-0 RGB of ``core`` grown by ``margin`` (clipped), and that window."""
+    win = window(core, margin, raster.width, raster.height)
+    return raster.read(0, win.x, win.y, win.w, win.h), win
+
+
+def detect_in_tile(raster: Raster, core: Region, margin: int, params: dict[str, Any],
+                   threshold: float) -> list[Feature]:
+    """Nuclei whose centroid lies in ``core`` (read with ``margin`` around it)."""
+    rgb, win = read_window(raster, core, margin)
+    h, e = hematoxylin(rgb)
+    tile = cells_in_tile(raster, core, params, threshold, h, win.x, win.y)
+    out = []
+    for i, poly, cx, cy in tile.cells:
+        m = _measure(poly, h, e, tile.labels, i, raster.mpp)
         m |= {"Centroid X px": cx, "Centroid Y px": cy}
-        out.append(Feature(poly0, "Nucleus", BLUE, m, "detection"))
+        out.append(Feature(affinity.translate(poly, win.x, win.y), "Nucleus", BLUE, m,
+                           "detection"))
     return out
 
 
-def _map_tiles(ctx: RunContext, tiles: list[Region],
-               fn: Callable[[Region], list[Feature]]) -> list[list[Feature]]:
-    """fn over the tiles, on ``ctx.workers`` threads (the heavy steps of
-    scikit-image and scipy release the GIL), results in tile order so that a run
-    gives the same output whatever the thread count; stops at a cancel."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    out: list[list[Feature]] = [[] for _ in tiles]
-    if ctx.workers <= 1:
-        for n, core in enumerate(tiles):
-            ctx.check()
-            out[n] = fn(core)
-            ctx.progress((n + 1) / len(tiles))
-        return out
-    with ThreadPoolExecutor(ctx.workers, thread_name_prefix="nuclei") as pool:
-        futures = {pool.submit(fn, core): n for n, core in enumerate(tiles)}
-        try:
-            for done, fut in enumerate(as_completed(futures), start=1):
-                out[futures[fut]] = fut.result()
-                ctx.progress(done / len(tiles))
-                ctx.check()
-        finally:
-            for fut in futures:
-                fut.cancel()
-    return out
+def run_tiles(ctx: RunContext, name: str, auto: Callable[[Raster, Region], float],
+              detect: Callable[..., list[Feature]]) -> tuple[list[Feature], float]:
+    """The tile loop of the nucleus apps: parameters checked, the threshold (given or
+    ``auto`` on the region), the grid with a nucleus-wide overlap, ``detect`` per tile."""
+    p, raster = ctx.params, ctx.raster
+    if p["min_area"] >= p["max_area"]:
+        raise InvalidParams({"max_area": "must be larger than min_area"})
+    threshold = p["threshold"]
+    if threshold is None:
+        threshold = auto(raster, ctx.region)
+    margin = max(1, math.ceil(length_in_px(p["max_diameter"], raster)))
+    tiles = list(tile_grid(ctx.region, p["tile_size"]))
+    ctx.log(f"{name}: threshold {threshold:.3f}, {len(tiles)} tiles, overlap {margin} px")
+    per_tile = map_tiles(ctx, tiles, lambda core: detect(raster, core, margin, p, threshold))
+    return [f for tile_features in per_tile for f in tile_features], threshold
 
 
 class NucleusDetection:
@@ -200,19 +206,6 @@ class NucleusDetection:
         params_schema=SCHEMA, inputs=("image", "region"), timeout=3600)
 
     def run(self, ctx: RunContext) -> list[Feature]:
-        p, raster = ctx.params, ctx.raster
-        if p["min_area"] >= p["max_area"]:
-            from ..errors import InvalidParams
-            raise InvalidParams({"max_area": "must be larger than min_area"})
-        threshold = p["threshold"]
-        if threshold is None:
-            threshold = auto_threshold(raster, ctx.region)
-        margin = max(1, math.ceil(length_in_px(p["max_diameter"], raster)))
-        tiles = list(tile_grid(ctx.region, p["tile_size"]))
-        ctx.log(f"nucleus detection: threshold {threshold:.3f}, {len(tiles)} tiles, "
-                f"overlap {margin} px")
-        per_tile = _map_tiles(ctx, tiles, lambda core: detect_in_tile(
-            raster, core, margin, p, threshold))
-        features = [f for tile_features in per_tile for f in tile_features]
+        features, _ = run_tiles(ctx, "nucleus detection", auto_threshold, detect_in_tile)
         ctx.log(f"{len(features)} nuclei")
         return features

@@ -22,9 +22,9 @@ from ..descriptor import AppDescriptor
 from ..errors import InvalidParams
 from ..features import Feature
 from ..raster import Raster, coarsest_level_at_least
-from ..runner import Region, RunContext, area_in_px2, length_in_px
-from ..vectorize import label_polygons
-from .nuclei import _map_tiles, segment, tile_grid
+from ..runner import Region, RunContext
+from .nuclei import SCHEMA as NUCLEUS_SCHEMA
+from .nuclei import cells_in_tile, read_window, run_tiles
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -39,16 +39,9 @@ SCHEMA: dict[str, Any] = {
                   "title": "DAB OD for 2+ (moderate)"},
         "dab_3": {"type": "number", "minimum": 0, "maximum": 3, "default": 0.6,
                   "title": "DAB OD for 3+ (strong)"},
-        "min_area": {"type": "number", "minimum": 0, "default": 10.0,
-                     "title": "Minimum nucleus area (µm²)"},
-        "max_area": {"type": "number", "exclusiveMinimum": 0, "default": 400.0,
-                     "title": "Maximum nucleus area (µm²)"},
-        "split_distance": {"type": "number", "exclusiveMinimum": 0, "default": 2.5,
-                           "title": "Minimum distance between nucleus centres (µm)"},
-        "max_diameter": {"type": "number", "exclusiveMinimum": 0, "default": 25.0,
-                         "title": "Largest nucleus diameter (µm); the tile overlap"},
-        "tile_size": {"type": "integer", "minimum": 256, "maximum": 4096, "default": 1024,
-                      "title": "Tile side (pixels)"},
+        # Segmentation and tiling: the nucleus app's parameters.
+        **{k: NUCLEUS_SCHEMA["properties"][k] for k in (
+            "min_area", "max_area", "split_distance", "max_diameter", "tile_size")},
     },
 }
 
@@ -112,21 +105,14 @@ def auto_threshold(raster: Raster, region: Region) -> float:
 def detect_in_tile(raster: Raster, core: Region, margin: int, p: dict[str, Any],
                    threshold: float) -> list[Feature]:
     """Graded nuclei whose centroid lies in ``core`` (read with ``margin``)."""
-    x0, y0 = max(0, core.x - margin), max(0, core.y - margin)
-    x1 = min(raster.width, core.x + core.w + margin)
-    y1 = min(raster.height, core.y + core.h + margin)
-    hem, dab = stains(raster.read(0, x0, y0, x1 - x0, y1 - y0))
-    lab = segment(hem + dab, threshold, area_in_px2(p["min_area"], raster),
-                  area_in_px2(p["max_area"], raster), length_in_px(p["split_distance"], raster))
+    rgb, win = read_window(raster, core, margin)
+    hem, dab = stains(rgb)
+    tile = cells_in_tile(raster, core, p, threshold, hem + dab, win.x, win.y)
     cuts = (p["dab_1"], p["dab_2"], p["dab_3"])
     mpp = raster.mpp
     out = []
-    for i, poly in label_polygons(lab, simplify=0.3):
-        c = poly.centroid
-        cx, cy = c.x + x0, c.y + y0
-        if not (core.x <= cx < core.x + core.w and core.y <= cy < core.y + core.h):
-            continue
-        sel = interior(lab == i)
+    for i, poly, cx, cy in tile.cells:
+        sel = interior(tile.labels == i)
         dab_mean = float(dab[sel].mean())
         g = grade(dab_mean, cuts)
         m = {"DAB OD mean": dab_mean, "Hematoxylin OD mean": float(hem[sel].mean()),
@@ -135,7 +121,7 @@ def detect_in_tile(raster: Raster, core: Region, margin: int, p: dict[str, Any],
         if mpp:
             m["Area µm^2"] = poly.area * mpp * mpp
         name, color = GRADES[g]
-        out.append(Feature(affinity.translate(poly, x0, y0), name, color, m, "detection"))
+        out.append(Feature(affinity.translate(poly, win.x, win.y), name, color, m, "detection"))
     return out
 
 
@@ -161,21 +147,10 @@ class PositiveCellDetection:
         params_schema=SCHEMA, inputs=("image", "region"), timeout=3600)
 
     def run(self, ctx: RunContext) -> list[Feature]:
-        p, raster = ctx.params, ctx.raster
-        if p["min_area"] >= p["max_area"]:
-            raise InvalidParams({"max_area": "must be larger than min_area"})
+        p = ctx.params
         if not p["dab_1"] < p["dab_2"] < p["dab_3"]:
             raise InvalidParams({"dab_2": "the DAB thresholds must increase: 1+ < 2+ < 3+"})
-        threshold = p["threshold"]
-        if threshold is None:
-            threshold = auto_threshold(raster, ctx.region)
-        margin = max(1, math.ceil(length_in_px(p["max_diameter"], raster)))
-        tiles = list(tile_grid(ctx.region, p["tile_size"]))
-        ctx.log(f"positive cell detection: nucleus threshold {threshold:.3f}, "
-                f"{len(tiles)} tiles")
-        per_tile = _map_tiles(ctx, tiles, lambda core: detect_in_tile(
-            raster, core, margin, p, threshold))
-        cells = [f for t in per_tile for f in t]
+        cells, _ = run_tiles(ctx, "positive cell detection", auto_threshold, detect_in_tile)
         summary = region_summary(ctx.region, cells)
         ctx.log(f"{len(cells)} nuclei, {summary.measurements['Positive %']:.1f}% positive, "
                 f"H-score {summary.measurements['H-score']:.1f}")

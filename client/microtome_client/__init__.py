@@ -26,6 +26,7 @@ from .models import (
     ImageMetadata,
     Job,
     Member,
+    Session,
     ShareLink,
     Term,
     TrashItem,
@@ -41,6 +42,7 @@ __all__ = [
     "AuthenticationError", "BadRequest",
     "Client", "Conflict", "ConnectionFailed", "ConversionFailed", "Forbidden", "Image",
     "ImageMetadata", "Job", "Member", "MicrotomeError", "NotFound", "Project", "RateLimited",
-    "RetryPolicy", "ServerError", "ShareLink", "Term", "TooLarge", "TrashItem", "Unprocessable",
+    "RetryPolicy", "ServerError", "Session", "ShareLink", "Term", "TooLarge", "TrashItem",
+    "Unprocessable",
     "UploadResult", "User", "__version__",
 ]

@@ -96,6 +96,26 @@ class ProjectCollab:
         return _props(await _c(self).t.json("PATCH", f"/api/projects/{_id(self)}/properties",
                                             json=body))
 
+    async def about(self) -> dict[str, Any]:
+        """``{"description", "description_html"}``: the Markdown and its sanitised HTML."""
+        return await _c(self).t.json("GET", f"/api/projects/{_id(self)}/about")  # type: ignore[no-any-return]
+
+    async def update_about(self, *, description: str) -> dict[str, Any]:
+        """Change the project's Markdown description (managers)."""
+        return await _c(self).t.json(  # type: ignore[no-any-return]
+            "PATCH", f"/api/projects/{_id(self)}/about", json={"description": description})
+
+    async def layer_colors(self) -> dict[str, str]:
+        """My saved viewer layer colours in this project: ``{"user:3": "#aabbcc"}``."""
+        body = await _c(self).t.json("GET", f"/api/projects/{_id(self)}/layer-colors")
+        return dict(body["colors"])
+
+    async def set_layer_colors(self, changes: Mapping[str, str | None]) -> dict[str, str]:
+        """Save (``"#rrggbb"``) or forget (None) layer colours; answers the whole set."""
+        body = await _c(self).t.json("PATCH", f"/api/projects/{_id(self)}/layer-colors",
+                                     json=dict(changes))
+        return dict(body["colors"])
+
     async def property_keys(self) -> dict[str, int]:
         """Keys used by the project's images, with how many images carry each."""
         body = await _c(self).t.json("GET", f"/api/projects/{_id(self)}/property-keys")

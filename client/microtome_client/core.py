@@ -15,6 +15,7 @@ from .models import (
     App,
     Job,
     Record,
+    Session,
     ShareLink,
     Term,
     TrashItem,
@@ -143,6 +144,36 @@ class AsyncClient(ClientCollab):
         """Admin: set a user's password; every session and API key of theirs ends."""
         await self.t.request("POST", f"/api/users/{_id(user)}/password",
                              json={"password": password})
+
+    async def set_user_admin(self, user: int | User, is_admin: bool = True) -> User:
+        """Admin: make a user an administrator, or not (not yourself)."""
+        return User.from_json(await self.t.json(
+            "PATCH", f"/api/users/{_id(user)}", json={"is_admin": is_admin}), self)
+
+    async def create_reset_link(self, user: int | User) -> dict[str, Any]:
+        """Admin: a one-time password reset link (``url``, ``token``, ``expires_at``);
+        the user's sessions and keys end and they must set a new password."""
+        await self._ensure_login()
+        return dict(await self.t.json("POST", f"/api/users/{_id(user)}/reset-link"))
+
+    async def check_reset_link(self, token: str) -> dict[str, Any]:
+        """Whose account a reset token resets (``username``, ``expires_at``); NotFound
+        when it is unknown, used, replaced or expired (``detail.reason``)."""
+        return dict(await self.t.json("POST", "/api/password-reset/check",
+                                      json={"token": token}, auth=False))
+
+    async def use_reset_link(self, token: str, new_password: str) -> None:
+        """Set the password with a reset token (works once); needs no login."""
+        await self.t.request("POST", "/api/password-reset",
+                             json={"token": token, "new_password": new_password}, auth=False)
+
+    def sessions(self, page_size: int = 100) -> AsyncIterator[Session]:
+        """Where I am signed in (``current`` marks this client's own session)."""
+        return self.paginate("/api/account/sessions", Session, page_size=page_size)
+
+    async def sign_out_everywhere(self) -> None:
+        """End every session of mine, this client's too (API keys stay)."""
+        await self._delete("/api/account/sessions")
 
     async def set_user_disabled(self, user: int | User, disabled: bool = True) -> User:
         """Admin: disable (sessions and API keys end at once) or re-enable an account."""

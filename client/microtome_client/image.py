@@ -67,13 +67,18 @@ class Image(ImageCollab, Record):
 
     async def analyse(self, app: str, params: dict[str, Any] | None = None, *,
                       version: str | None = None,
-                      region: tuple[int, int, int, int] | None = None) -> Analysis:
+                      region: tuple[int, int, int, int] | None = None,
+                      project: int | None = None) -> Analysis:
         """Queue the analysis app ``app`` on this image (contributor or above).
 
         ``region`` is (x, y, w, h) in full-resolution pixels; wrong parameters
-        raise `BadRequest` whose ``detail["fields"]`` names each one.
+        raise `BadRequest` whose ``detail["fields"]`` names each one. The results
+        are yours, in ``project`` (default: the image's home project, else the
+        first holding it where you contribute).
         """
         body: dict[str, Any] = {"app": app, "params": params or {}}
+        if project is not None:
+            body["project"] = int(project)
         if version is not None:
             body["version"] = version
         if region is not None:
@@ -109,11 +114,13 @@ class Image(ImageCollab, Record):
         await self.client.t.request("DELETE", f"/api/images/{self.id}/alignments/{oid}")
 
     # -- pixels (see `pixels`) -------------------------------------------------------
-    async def histogram(self) -> dict[str, Any]:
+    async def histogram(self, level: int | None = None) -> dict[str, Any]:
         """Per-channel histograms from the server (``channels[i]["counts"]``,
-        ``"percentiles"``, ``"min"``, ``"max"``, ...; see the README)."""
+        ``"percentiles"``, ``"min"``, ``"max"``, ...; see the README), of the sample
+        level or of `level` (0 = full resolution)."""
         return await self.client.t.json(  # type: ignore[no-any-return]
-            "GET", f"/images/{self.id}/histogram")
+            "GET", f"/images/{self.id}/histogram",
+            params={"level": level} if level is not None else None)
 
     async def fetch_metadata(self) -> ImageMetadata:
         if self._meta is None or self._meta.version != self.version:

@@ -55,6 +55,21 @@ class User(Record):
     disabled: bool = False
     #: When the account last logged in (None: never); shown to administrators.
     last_login_at: str | None = None
+    #: Reset by an administrator: every request but the password change is refused
+    #: (Forbidden, reason password_change_required) until a new password is set.
+    must_change_password: bool = False
+
+
+@dataclass
+class Session(Record):
+    """A browser (or client) signed in as me."""
+
+    id: int = 0
+    created_at: str | None = None
+    last_seen_at: str | None = None
+    expires_at: str | None = None
+    #: The session of the request that listed it.
+    current: bool = False
 
 
 @dataclass
@@ -130,7 +145,13 @@ class Analysis(Record):
 
     id: int = 0
     image_id: int = 0
+    #: Who asked for the run: the author of its results.
     user_id: int | None = None
+    #: The project its results are written in.
+    project_id: int | None = None
+    #: The account and name of the worker that ran it (its last claim).
+    executor_id: int | None = None
+    executor: str | None = None
     app: str = ""
     version: str = ""
     params: dict[str, Any] = field(default_factory=dict)
@@ -158,9 +179,16 @@ class Analysis(Record):
         return await self.client.cancel_analysis(self.id)
 
     async def summary(self) -> dict[str, Any]:
-        """Count, count per term, and mean / median / min / max / histogram per measurement."""
+        """Count; per term the count and each measurement's mean and median; per
+        measurement mean / median / min / max / histogram."""
         return await self.client.t.json(  # type: ignore[no-any-return]
             "GET", f"/api/analyses/{self.id}/summary")
+
+    async def values(self, measurement: str) -> dict[int, float]:
+        """One measurement of every result that has it: annotation id → value."""
+        doc = await self.client.t.json("GET", f"/api/analyses/{self.id}/values",
+                                       params={"measurement": measurement})
+        return dict(zip(doc["ids"], doc["values"], strict=True))
 
     async def export(self, path: str | os.PathLike[str]) -> Path:
         """Write the analysis' results (GeoJSON, measurements included) to ``path``."""

@@ -208,10 +208,17 @@ class _Uploader:
         return upload_id, image_id
 
     async def _image_id(self, upload_id: str) -> int:
-        for _ in range(50):  # completion is committed before the last PATCH answers
+        tries = 0
+        while tries < 50:  # completion is committed before the last PATCH answers
             st = await self.client.upload_state(upload_id)
             if st.get("image_id"):
                 return int(st["image_id"])
+            if st.get("waiting_for"):
+                # One half of an imzML pair: the image comes when the other half
+                # (sent in this same call, see upload_files) has all its bytes.
+                await asyncio.sleep(0.5)
+                continue
+            tries += 1
             await asyncio.sleep(0.1)
         raise MicrotomeError(f"upload {upload_id} complete but no image was created")
 
@@ -262,6 +269,22 @@ def _bars(paths: list[Path]) -> tuple[Progress, Callable[[], None]]:
     return update, close
 
 
+def lone_msi_halves(files: list[Path]) -> dict[Path, str]:
+    """imzML images are two files (X.imzML + X.ibd) the server joins into one
+    image; a half given without the other would wait on the server until it
+    expires, so it is refused here with the file it needs."""
+    names = {p.name.lower() for p in files}
+    out: dict[Path, str] = {}
+    for p in files:
+        ext = p.suffix.lower()
+        if ext in (".imzml", ".ibd") and p.stem:
+            other = p.stem + (".ibd" if ext == ".imzml" else ".imzML")
+            if other.lower() not in names:
+                out[p] = (f"{p.name} is one half of a mass spectrometry image: "
+                          f"upload {other} with it")
+    return out
+
+
 async def upload_files(client: AsyncClient, project_id: int,
                        paths: str | Path | Iterable[str | Path], *, wait: bool = True,
                        progress: bool | Progress = True, parallel: int = 3,
@@ -283,9 +306,13 @@ async def upload_files(client: AsyncClient, project_id: int,
         report, close = _bars(files)
     up = _Uploader(client, project_id, StateFile(state_file), report, chunk_size)
     sem = asyncio.Semaphore(max(1, parallel))
+    lone = lone_msi_halves(files)
 
     async def one(path: Path) -> UploadResult:
         result = UploadResult(path)
+        if path in lone:
+            result.error = lone[path]
+            return result
         try:
             async with sem:
                 result.upload_id, image_id = await up.send(path, reupload)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from microtome.pyramid.errors import SourceError
+from microtome.pyramid.optional import missing_extra_message
 
 from ..base import ChannelInfo, SourceInfo, SourceReader, clean_json, short_message
 
@@ -53,7 +54,10 @@ def _float(v: Any) -> float | None:
 
 class CziReader(SourceReader):
     def __init__(self, path: Path) -> None:
-        from pylibCZIrw import czi as pyczi
+        try:
+            from pylibCZIrw import czi as pyczi
+        except ImportError as e:
+            raise SourceError(missing_extra_message("czi")) from e
 
         self._lock = threading.Lock()
         try:

@@ -42,9 +42,24 @@ def find_ibd(imzml: Path) -> Path | None:
     return None
 
 
+def xml_half(paths: Sequence[Path]) -> Path | None:
+    """Of two files named without extensions (an uploaded pair), the one that is
+    the imzML XML when exactly one of them is; else None."""
+    if len(paths) != 2:
+        return None
+    xml = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            if is_imzml(fh.read(512)):
+                xml.append(path)
+    return xml[0] if len(xml) == 1 else None
+
+
 def split_pair(paths: Sequence[Path]) -> tuple[Path, Path]:
     """(imzML, ibd) from one .imzML path or an uploaded pair."""
     ibd = [p for p in paths if p.suffix.lower() == ".ibd"]
+    if not ibd and len(paths) == 2 and (xml := xml_half(paths)) is not None:
+        ibd = [p for p in paths if p != xml]
     imz = [p for p in paths if p not in ibd]
     if len(imz) != 1:
         raise SourceError("expected one .imzML file and its .ibd")

@@ -194,8 +194,9 @@ class TiffReader(SourceReader):
         if self._orientation != 1:
             self.info.notes.append(f"TIFF orientation {self._orientation} applied")
         if self._rgba is not None:
-            self.info.notes.append(f"{comp_name} / {photometric} decoded through libtiff "
-                                   "(8-bit RGB)")
+            how = ("tile by tile from the IFD's JPEG tables"
+                   if type(self._rgba).__name__ == "OjpegTiles" else "through libtiff")
+            self.info.notes.append(f"{comp_name} / {photometric} decoded {how} (8-bit RGB)")
         self._bits = bits
         if (self._rgba is None and len(series.pages) == 1 and axes in ("YX", "YXS")
                 and page.is_tiled and dtype != np.bool_ and not series.is_multifile):
@@ -383,12 +384,26 @@ def _fallback(path: Path, series: Any, page: Any) -> Any:
         return None
     if len(series.pages) != 1 or page.tiledepth > 1:
         return None  # planes of a multi-page file: only the normal path reads those
-    if comp == 6 and page.is_tiled and int(page.imagewidth) > int(page.tilewidth):
+    if comp == 6 and page.is_tiled:
         # libtiff's OJPEG decoder numbers tiled data by tile rows: with several
         # tiles across, every tile of a row after the first comes back as the
-        # first one.  Wrong pixels would be worse than a refusal.
-        raise SourceError("tiled old-style JPEG with several tiles across is not supported "
-                          "(convert it to a modern TIFF first)")
+        # first one.  Tiles with their tables in the IFD are decoded here
+        # instead, one JPEG stream per tile (formats/ojpeg.py).
+        from .ojpeg import OjpegTiles, has_ifd_tables
+
+        if has_ifd_tables(page):
+            ojpeg = OjpegTiles(path, page)
+            try:
+                ojpeg.read(0, 0, 1, 1)
+            except SourceError:
+                ojpeg.close()
+                raise
+            return ojpeg
+        if int(page.imagewidth) > int(page.tilewidth):
+            # Wrong pixels would be worse than a refusal.
+            raise SourceError("tiled old-style JPEG without JPEG tables in the IFD and with "
+                              "several tiles across is not supported (convert it to a "
+                              "modern TIFF first)")
     from .libtiff_rgba import RgbaPage
 
     try:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from microtome.pyramid.errors import SourceError
+from microtome.pyramid.optional import missing_extra_message
 
 from ..base import MAX_SIDE, ChannelInfo, SourceInfo, SourceReader, short_message
 from . import orientation as orient
@@ -37,7 +38,10 @@ _configured = False
 
 def _vips() -> Any:
     global _configured
-    import pyvips
+    try:
+        import pyvips
+    except ImportError as e:
+        raise SourceError(missing_extra_message("vips")) from e
 
     with _setup_lock:
         if not _configured:

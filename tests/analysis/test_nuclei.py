@@ -8,9 +8,9 @@ import pytest
 from shapely.geometry import Point
 
 from microtome.analysis import get_app, run_app, validate_params
-from microtome.analysis.apps.nuclei import tile_grid
 from microtome.analysis.raster import ArrayRaster, Raster
 from microtome.analysis.runner import Region
+from microtome.analysis.tiles import tile_grid
 
 from .synth import he_image
 

@@ -22,7 +22,8 @@ def test_broken_third_party_entry_points_do_not_hide_the_others() -> None:
     eps = [EntryPoint("tissue_detection", "microtome.analysis.apps.tissue:TissueDetection",
                       ENTRY_POINT_GROUP),
            EntryPoint("missing", "no_such_module_xyz:App", ENTRY_POINT_GROUP),
-           EntryPoint("notanapp", "microtome.analysis.features:feature_collection", ENTRY_POINT_GROUP),
+           EntryPoint("notanapp", "microtome.analysis.features:feature_collection",
+                      ENTRY_POINT_GROUP),
            EntryPoint("again", "microtome.analysis.apps.tissue:TissueDetection", ENTRY_POINT_GROUP)]
     apps, broken = discover(lambda: eps)
     assert list(apps) == ["tissue_detection"]

@@ -65,9 +65,22 @@ def test_nuclei_on_a_region_through_the_http_raster(
                       once=True) == 0
     done = c.analysis(a.id)
     assert done.status == "done" and done.result_count > 20
-    s = done.summary()["measurements"]
+    summary = done.summary()
+    s = summary["measurements"]
     assert s["Area µm^2"]["min"] <= s["Area µm^2"]["median"] <= s["Area µm^2"]["max"]
     assert sum(s["Circularity"]["histogram"]) == done.result_count
+    # Per term: mean and median of each measurement (one term here: all of them).
+    (nucleus,) = summary["terms"]
+    assert nucleus["name"] == "Nucleus" and nucleus["count"] == done.result_count
+    assert nucleus["measurements"]["Area µm^2"]["mean"] == pytest.approx(s["Area µm^2"]["mean"])
+    assert nucleus["measurements"]["Area µm^2"]["median"] == pytest.approx(
+        s["Area µm^2"]["median"])
+    # One measurement of every result, by annotation id: what the viewer colours by.
+    areas = done.values("Area µm^2")
+    rows = _sql(live_server, "SELECT id, (properties->'measurements'->>'Area µm^2')::float8 AS v"
+                " FROM annotations WHERE analysis_id = $1", a.id)
+    assert areas == pytest.approx({r["id"]: r["v"] for r in rows})
+    assert done.values("no such measurement") == {}
     done.delete()
 
 
@@ -199,3 +212,84 @@ def test_presumed_dead_worker_cannot_add_to_the_new_attempt(
                 "OR producer LIKE $2", a.id, f"analysis:{a.id}/%")
     assert [r["producer"] for r in rows] == [f"analysis:{a.id}/2"]
     done.delete()
+
+
+def test_results_belong_to_who_pressed_run_and_the_worker_is_the_executor(
+        live_server: LiveServer, ready_images: dict[str, int], c: Any) -> None:  # noqa: F811
+    """A contributor asks; a worker elsewhere with an administrator's API key runs it:
+    the run and its annotations are the contributor's (who may then edit them as
+    their own), the worker's account and name are recorded as the executor."""
+    from microtome_client import BadRequest
+
+    from tests.client.conftest import PASSWORD, unique
+
+    project = c.project(ready_images["project"])
+    name = unique("asker")
+    asker = c.create_user(name, PASSWORD)
+    project.add_member(name, "contributor")
+    admin = c.me()
+    with Client(live_server.url, username=name, password=PASSWORD) as mine:
+        image = mine.image(ready_images["CMU-1-Small-Region.svs"])
+        with pytest.raises(BadRequest) as bad:
+            image.analyse("tissue_detection", project=10**9)
+        assert "project" in bad.value.detail["fields"]
+        a = image.analyse("tissue_detection", {"min_area": 5000})
+        assert a.user_id == asker.id and a.project_id == project.id
+        assert a.executor_id is None and a.executor is None
+        assert main(["worker", "--server", live_server.url, "--api-key",
+                     live_server.api_key, "--once", "--apps", "tissue_detection",
+                     "--name", "remote-1"]) == 0
+        done = mine.analysis(a.id)
+        assert done.status == "done" and done.result_count >= 1
+        assert done.user_id == asker.id and done.project_id == project.id
+        assert done.executor_id == admin.id and done.executor == "remote-1"
+        rows = _sql(live_server, "SELECT id, user_id, project_id FROM annotations"
+                    " WHERE analysis_id = $1", a.id)
+        assert {(r["user_id"], r["project_id"]) for r in rows} == {(asker.id, project.id)}
+        # A contributor edits only their own annotations: these are theirs.
+        mine.annotation(rows[0]["id"]).delete()
+        done.delete()
+
+
+def test_pixel_classifier_learns_from_drawn_annotations_on_the_server(
+        live_server: LiveServer, c: Any, tmp_path: Any) -> None:  # noqa: F811
+    """The synthetic image with known classes, uploaded; polygons drawn with terms in a
+    project; the worker (a child process reading through HTTP) learns them and writes
+    the classes back as annotations with those terms, in that project."""
+    import numpy as np
+    import tifffile
+    from shapely import contains_xy
+    from shapely.geometry import shape
+
+    from tests.analysis.test_pixels import DRAWN, FAST, SHAPE, image, truth
+    from tests.client.conftest import unique
+
+    tifffile.imwrite(tmp_path / "classes.tif", image(), photometric="rgb", tile=(256, 256),
+                     compression="jpeg", compressionargs={"level": 95})  # → RGB kind
+    project = c.create_project(unique("pixels"))
+    (up,) = c.upload([tmp_path / "classes.tif"], project=project.id, progress=False,
+                     state_file=tmp_path / "state.json")
+    assert up.ok, up.error
+    img = c.image(up.image.id)
+    terms = {t.name: project.create_term(t.name, t.color)
+             for t in {d.terms[0] for d in DRAWN}}
+    for d in DRAWN:
+        img.create_annotation(d.geometry, terms=[terms[d.terms[0].name].id], project=project.id)
+    a = img.analyse("pixel_classifier", {"resolution": 1, "sigma_max": 4, **FAST,
+                                         "terms": [terms["Tumour"].id, terms["Stroma"].id,
+                                                   terms["Glass"].id]})
+    assert run_worker(live_server.url, live_server.api_key, ["pixel_classifier"],
+                      once=True) == 0
+    done = c.analysis(a.id)
+    assert done.status == "done", (done.error, done.log)
+    by_id = {t.id: n for n, t in terms.items()}
+    labels = np.zeros(SHAPE, np.uint8)
+    ys, xs = np.mgrid[:SHAPE[0], :SHAPE[1]] + 0.5
+    code = {"Glass": 1, "Stroma": 2, "Tumour": 3}
+    results = [r for r in img.annotations(project=project.id)
+               if r.properties.get("analysis_id") == a.id]
+    assert len(results) == done.result_count
+    for r in results:
+        (tid,) = r.properties["terms"]
+        labels[contains_xy(shape(r.geometry), xs, ys)] = code[by_id[tid]]
+    assert (labels == truth()).mean() >= 0.98

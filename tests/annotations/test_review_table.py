@@ -188,7 +188,8 @@ def _cursor(value: Any) -> str:
 
 
 def _expected(rows: list[dict[str, Any]], sort: str, desc: bool) -> list[int]:
-    key = {"id": lambda r: r["id"], "area": lambda r: r["area_px"],
+    key = {"id": lambda r: r["id"], "image": lambda r: r["image_id"],
+           "kind": lambda r: r["kind"], "area": lambda r: r["area_px"],
            "perimeter": lambda r: r["perimeter_px"], "created": lambda r: r["created_at"],
            "author": lambda r: r["user_id"] or 0,
            "term": lambda r: r["terms"][0] if r["terms"] else 0,
@@ -205,8 +206,11 @@ async def test_table_pages_every_sort_and_filter(api: TestClient, world: World,
     sizes = [7, 3, 9, 3, 5, 12, 1, 3, 8, 6, 2, 10, 4]
     for i, s in enumerate(sizes):
         who = a["contributor"] if i % 3 else a["manager"]
-        await draw(api, who, world, square(20 * i, 30, s), terms=[term["id"]] if i % 2 else [],
-                   data={"measurements": {"score": i}, "label": "x"})
+        # Every fourth a line: the kind sort has two kinds to order.
+        geometry = (square(20 * i, 30, s) if i % 4 else
+                    {"type": "LineString", "coordinates": [[20 * i, 30], [20 * i + s, 40]]})
+        await draw(api, who, world, geometry, terms=[term["id"]] if i % 2 else [],
+                   data={"measurements": {"score": i}, "label": "x" if i % 5 else "Tumour"})
     _, whole = await call(api, a["viewer"], "GET", base + "?limit=1000", expect=200)
     everything = whole["items"]
     assert whole["total"] == len(sizes) and whole["next"] is None
@@ -214,7 +218,8 @@ async def test_table_pages_every_sort_and_filter(api: TestClient, world: World,
                {"action": "accept", "ids": [r["id"] for r in everything[:4]]}, expect=200)
     _, whole = await call(api, a["viewer"], "GET", base + "?limit=1000", expect=200)
     everything = whole["items"]
-    for sort in ("id", "area", "perimeter", "created", "author", "term", "status"):
+    for sort in ("id", "image", "kind", "area", "perimeter", "created", "author", "term",
+                 "status"):
         for desc in (False, True):
             seen: list[int] = []
             after = None
@@ -238,13 +243,21 @@ async def test_table_pages_every_sort_and_filter(api: TestClient, world: World,
     assert len(await ids("status=pending")) == 6
     assert len(await ids("prop=measurements.score&prop_min=3&prop_max=5")) == 3
     assert await ids("prop=label") == []  # a text property is never in a numeric range
+    # Key/value: equal text, case-insensitive; numbers compare as their text.
+    assert len(await ids("prop=label&prop_value=tumour")) == 3  # i = 0, 5, 10
+    assert len(await ids("prop=label&prop_value=x")) == len(sizes) - 3
+    assert len(await ids("prop=measurements.score&prop_value=7")) == 1
+    assert await ids("prop=label&prop_value=nothing") == []
     assert len(await ids("from=2000-01-01&to=2999-01-01")) == len(sizes)
     assert await ids("from=2999-01-01") == []
     assert len(await ids(f"layers=user:{a['manager'].user_id}")) == 5
 
     for q, field in (("sort=bogus", "sort"), ("order=up", "order"), ("limit=0", "limit"),
                      ("status=maybe", "status"), ("from=yesterday", "from"),
-                     ("after=garbage", "after"), ("prop_min=3", "prop"),
+                     ("after=garbage", "after"), ("prop_min=3", "prop"), ("prop_value=x", "prop"),
+                     ("prop=label&prop_value=" + "x" * 2001, "prop_value"),
+                     ("prop=label&prop_value=a%00b", "prop_value"),
+                     ("sort=kind&after=" + _cursor(["kind", False, "blob", 1]), "after"),
                      ("prop=a&prop_max=x", "prop_max"), ("term=a", "term"),
                      ("layers=robot:1", "layers"), ("reviewed=perhaps", "reviewed"),
                      ("prop=a%00b", "prop"), ("from=2020-13-45", "from"),

@@ -10,6 +10,8 @@ response is JSON and documented (helpers.call checks it against OpenAPI).
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -887,3 +889,340 @@ async def test_partial_uploads_go_with_their_project_or_user(
     stray.write_bytes(b"x" * 100)
     await aiohttp_client(make_app(settings), cookie_jar=DummyCookieJar())
     assert not stray.exists()
+
+
+# --- Routes of the later sessions (trash, review, properties, attachments, description
+# and tags, activity, live, alignments, per-project analyses and app switches) and the
+# account routes.  The full application (annotations, analyses, alignments) with a
+# reviewer among the actors.  A refused write must leave the database as it was: every
+# table is compared before and after (columns that record mere use excluded).  The
+# matrix test takes ~50 s at load 22: about twenty argon2 hashes and verifications
+# (the password routes, for every actor) are deliberately slow. ---
+
+ORDER2 = ("anonymous", "outsider", "viewer", "contributor", "reviewer", "manager", "admin",
+          "share")
+#: Public routes: no credential is looked at, so a bad one changes nothing.
+PUBLIC_BAD = {"share_expired": None, "revoked_key": None}
+
+
+def exp2(*codes: int | None, bad: dict[str, int | None] | None = None
+         ) -> dict[str, int | None]:
+    return {**dict(zip(ORDER2, codes, strict=True)), **(BAD_CREDENTIALS if bad is None else bad)}
+
+
+R_PROJECT = exp2(401, 404, 200, 200, 200, 200, 200, 404)
+R_IMAGE = exp2(401, 404, 200, 200, 200, 200, 200, 200)
+M_PROJECT = exp2(401, 404, 403, 403, 403, 200, 200, 404)
+M_IMAGE = exp2(401, 404, 403, 403, 403, 200, 200, 403)
+W_IMAGE = exp2(401, 404, 403, 200, 200, 200, 200, 403)
+USER = exp2(401, 200, 200, 200, 200, 200, 200, 403)
+ADMIN = exp2(401, 403, 403, 403, 403, 403, 200, 403)
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+@dataclass
+class Full:
+    client: TestClient
+    world: World
+    database_url: str
+    ids: dict[str, Any] = field(default_factory=dict)
+    seq: list[int] = field(default_factory=lambda: [0])
+    conn: Any = None  # for the table snapshots, opened on first use
+
+    def next(self) -> int:
+        self.seq[0] += 1
+        return self.seq[0]
+
+
+#: Per-actor preparation of a case whose success changes the world: fresh objects
+#: (substitutions) and, optionally, the credentials to call with.
+Prepare = Callable[[Full, str], Awaitable[tuple[dict[str, Any], Actor | None]]]
+
+
+async def _db(full: Full, sql: str, *args: Any) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(full.database_url)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def _new_image(full: Full) -> int:
+    import asyncpg
+
+    from microtome.catalog.images import register_image, storage_relpath
+
+    pool = await asyncpg.create_pool(full.database_url, min_size=1, max_size=1)
+    try:
+        image_id = await register_image(pool, name=f"extra-{full.next()}", relpath="pending",
+                                        width=700, height=500, levels=2,
+                                        project_id=full.world.project_id)
+        await pool.execute("UPDATE images SET storage_path = $2, status = 'ready'"
+                           " WHERE id = $1", image_id, storage_relpath(image_id))
+    finally:
+        await pool.close()
+    full.client.app[CATALOG].forget_access()
+    return int(image_id)
+
+
+async def _annotation(full: Full) -> dict[str, Any]:
+    _, ann = await call(full.client, full.world.actors["contributor"], "POST",
+                        f"/api/images/{full.world.image_id}/annotations",
+                        {"geometry": {"type": "Point", "coordinates": [5, 5 + full.next()]}},
+                        expect=201, validate=False)
+    return dict(ann)
+
+
+async def _fresh_annotation(full: Full, _name: str) -> tuple[dict[str, Any], Actor | None]:
+    ann = await _annotation(full)
+    return {"{A}": ann["id"], "{AT}": ann["properties"]["updated_at"]}, None
+
+
+async def _fresh_trash(full: Full, _name: str) -> tuple[dict[str, Any], Actor | None]:
+    image_id = await _new_image(full)
+    manager = full.world.actors["manager"]
+    await call(full.client, manager, "DELETE", f"/api/images/{image_id}", expect=204)
+    _, items = await call(full.client, manager, "GET", "/api/trash?kind=image", expect=200)
+    mine = [t for t in items["items"] if image_id in t["ids"]]
+    return {"{T}": mine[0]["id"]}, None
+
+
+async def _fresh_attachment(full: Full, _name: str) -> tuple[dict[str, Any], Actor | None]:
+    _, att = await call(full.client, full.world.actors["contributor"], "POST",
+                        f"/api/images/{full.world.image_id}/attachments?filename=r.pdf",
+                        data=PDF, content_type="application/octet-stream", expect=201)
+    return {"{F}": att["id"]}, None
+
+
+async def _fresh_user(full: Full, _name: str) -> tuple[dict[str, Any], Actor | None]:
+    user = await _direct_user_of(full, f"target-{full.next()}")
+    return {"{X}": user.user_id}, None
+
+
+async def _direct_user_of(full: Full, name: str) -> Actor:
+    from tests.catalog.world import _direct_user
+
+    return await _direct_user(full.database_url, name)
+
+
+async def _fresh_reset_token(full: Full, _name: str) -> tuple[dict[str, Any], Actor | None]:
+    user = await _direct_user_of(full, f"forgetful-{full.next()}")
+    _, link = await call(full.client, full.world.actors["admin"], "POST",
+                         f"/api/users/{user.user_id}/reset-link", expect=201)
+    return {"{TOKEN}": link["token"]}, None
+
+
+async def _own_fresh_session(full: Full, name: str) -> tuple[dict[str, Any], Actor | None]:
+    """Signing out everywhere ends the caller's sessions: call with a spare one."""
+    from microtome.catalog.security import digest, new_token
+
+    actor = full.world.actors[name]
+    if actor.cookie is None or actor.user_id is None:
+        return {}, None
+    token, csrf = new_token(), new_token(16)
+    await _db(full, "INSERT INTO sessions (token_hash, csrf_token, user_id, expires_at)"
+              " VALUES ($1, $2, $3, now() + interval '1 hour') RETURNING id",
+              digest(token), csrf, actor.user_id)
+    return {}, Actor(f"{name}-spare", actor.user_id, cookie=token, csrf=csrf)
+
+
+# (method, path, body, expectations, per-actor preparation).  {P} project, {I} image,
+# {J} a second image of the project, {A}/{AT} an annotation of the contributor and its
+# version, {T} a trash item (an image of the project), {F} an attachment of the
+# contributor, {X} a user nobody else uses, {V} the viewer, {APP} an installed app.
+LATER_CASES: list[tuple[str, str, Any, dict[str, int | None], Prepare | None]] = [
+    # trash
+    ("GET", "/api/trash", None, USER, None),
+    ("GET", "/api/trash/preview?project_id={P}", None, M_PROJECT, None),
+    ("GET", "/api/trash/preview?image_id={I}", None, W_IMAGE, None),
+    ("POST", "/api/trash/{T}/restore", None, exp2(401, 404, 403, 403, 403, 200, 200, 403),
+     _fresh_trash),
+    ("DELETE", "/api/trash/{T}", None, exp2(401, 404, 403, 403, 403, 204, 204, 403),
+     _fresh_trash),
+    # review
+    ("POST", "/api/annotations/{A}/review", {"action": "accept", "updated_at": "{AT}"},
+     exp2(401, 404, 403, 403, 200, 200, 200, 403), _fresh_annotation),
+    ("POST", "/api/annotations/{A}/review",
+     {"action": "reject", "updated_at": "{AT}", "reason": "not a nucleus"},
+     exp2(401, 404, 403, 403, 200, 200, 200, 403), _fresh_annotation),
+    ("GET", "/api/annotations/{A}/reviews", None, R_IMAGE, None),
+    ("GET", "/api/images/{I}/review", None, R_IMAGE, None),
+    ("GET", "/api/projects/{P}/review", None, R_PROJECT, None),
+    ("PUT", "/api/projects/{P}/review", {"requires_review": True}, M_PROJECT, None),
+    # properties, description and tags
+    ("GET", "/api/images/{I}/properties", None, R_IMAGE, None),
+    ("PATCH", "/api/images/{I}/properties", {"stain": "HE"}, M_IMAGE, None),
+    ("GET", "/api/images/{I}/about", None, R_IMAGE, None),
+    ("PATCH", "/api/images/{I}/about", {"description": "*liver*", "tags": ["liver"]},
+     M_IMAGE, None),
+    ("GET", "/api/projects/{P}/properties", None, R_PROJECT, None),
+    ("PATCH", "/api/projects/{P}/properties", {"cohort": "A"}, M_PROJECT, None),
+    ("GET", "/api/projects/{P}/property-keys", None, R_PROJECT, None),
+    ("GET", "/api/annotations/{A}/properties", None, R_IMAGE, None),
+    ("PATCH", "/api/annotations/{A}/properties", {"grade": 2},
+     exp2(401, 404, 403, 200, 200, 200, 200, 403), None),
+    # attachments
+    ("GET", "/api/images/{I}/attachments", None, R_IMAGE, None),
+    ("GET", "/api/attachments/{F}", None, R_IMAGE, None),
+    ("DELETE", "/api/attachments/{F}", None, exp2(401, 404, 403, 204, 403, 204, 204, 403),
+     _fresh_attachment),
+    # activity
+    ("GET", "/api/images/{I}/activity", None, M_IMAGE, None),
+    ("GET", "/api/images/{I}/activity/sessions", None, M_IMAGE, None),
+    ("GET", "/api/projects/{P}/dashboard", None, M_PROJECT, None),
+    ("GET", "/api/live/users", None, USER, None),
+    # image alignments (both images in the project; the share link opens only {I})
+    ("GET", "/api/images/{I}/alignments/{J}", None, exp2(401, 404, 200, 200, 200, 200, 200,
+                                                         404), None),
+    ("PUT", "/api/images/{I}/alignments/{J}", {"tx": 10, "ty": -5},
+     exp2(401, 404, 403, 200, 200, 200, 200, 403), None),
+    ("DELETE", "/api/images/{I}/alignments/{J}", None,
+     exp2(401, 404, 403, 204, 204, 204, 204, 403), None),
+    # per-project analyses and app switches
+    ("GET", "/api/projects/{P}/analyses", None, R_PROJECT, None),
+    ("GET", "/api/projects/{P}/apps", None, R_PROJECT, None),
+    ("PUT", "/api/projects/{P}/apps/{APP}", {"enabled": False}, M_PROJECT, None),
+    # accounts
+    ("GET", "/api/users/{V}", None, exp2(401, 404, 200, 404, 404, 404, 200, 403), None),
+    ("PATCH", "/api/users/{X}", {"is_admin": True}, ADMIN, _fresh_user),
+    ("PATCH", "/api/users/{X}", {"disabled": True}, ADMIN, _fresh_user),
+    ("DELETE", "/api/users/{X}", None, exp2(401, 403, 403, 403, 403, 403, 204, 403),
+     _fresh_user),
+    ("POST", "/api/users/{X}/password", {"password": "temporary password"},
+     exp2(401, 403, 403, 403, 403, 403, 204, 403), _fresh_user),
+    ("POST", "/api/users/{X}/reset-link", None, exp2(401, 403, 403, 403, 403, 403, 201, 403),
+     _fresh_user),
+    ("POST", "/api/account/password",
+     {"current_password": "not my password", "new_password": "long enough"},
+     exp2(401, 403, 403, 403, 403, 403, 403, 403), None),
+    ("GET", "/api/account/sessions", None, USER, None),
+    ("POST", "/api/password-reset/check", {"token": "{TOKEN}"},
+     exp2(*[200] * 8, bad={"share_expired": 200, "revoked_key": 200}), _fresh_reset_token),
+    ("POST", "/api/password-reset", {"token": "{TOKEN}", "new_password": "chosen by me"},
+     exp2(*[204] * 8, bad={"share_expired": 204, "revoked_key": 204}), _fresh_reset_token),
+    # Last: signing out everywhere ends every session of the user, the world's too.
+    ("DELETE", "/api/account/sessions", None, exp2(401, 204, 204, 204, 204, 204, 204, 403),
+     _own_fresh_session),
+]
+
+
+_SNAPSHOT_SQL: list[str] = []
+
+
+async def _snapshot(full: Full) -> dict[str, str]:
+    """A digest of every table's rows, without the columns that only record use."""
+    import asyncpg
+
+    if full.conn is None:
+        full.conn = await asyncpg.connect(full.database_url)
+    conn = full.conn
+    if not _SNAPSHOT_SQL:
+        tables = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'throttle_counters' ORDER BY tablename")]
+        _SNAPSHOT_SQL.append(" UNION ALL ".join(
+            f"""SELECT '{t}' AS t, md5(coalesce(string_agg(j, '|' ORDER BY j), ''))
+                  FROM (SELECT (to_jsonb(x) - 'last_seen_at' - 'last_used_at')::text AS j
+                          FROM "{t}" x) s""" for t in tables))
+    return {r[0]: r[1] for r in await conn.fetch(_SNAPSHOT_SQL[0])}
+
+
+@pytest.fixture
+async def full(aiohttp_client: Any, settings: Settings, database_url: str,
+               small_pyramid: Path) -> AsyncIterator[Full]:
+    from aiohttp import DummyCookieJar
+
+    from microtome.app import create_app
+    from tests.catalog.world import _direct_user
+
+    client = await aiohttp_client(create_app(settings), cookie_jar=DummyCookieJar())
+    world = await build_world(client, settings, database_url, small_pyramid)
+    out = Full(client, world, database_url)
+    reviewer = await _direct_user(database_url, "reviewer")
+    manager = world.actors["manager"]
+    await call(client, manager, "PUT",
+               f"/api/projects/{world.project_id}/members/{reviewer.user_id}",
+               {"role": "reviewer"}, expect=200)
+    world.actors["reviewer"] = reviewer
+    await call(client, manager, "PUT", f"/api/projects/{world.project_id}/review",
+               {"requires_review": True}, expect=200)
+    ann = await _annotation(out)
+    _, att = await call(client, world.actors["contributor"], "POST",
+                        f"/api/images/{world.image_id}/attachments?filename=r.pdf",
+                        data=PDF, content_type="application/octet-stream", expect=201)
+    _, apps = await call(client, manager, "GET", "/api/apps", expect=200)
+    out.ids = {"{P}": world.project_id, "{I}": world.image_id, "{J}": await _new_image(out),
+               "{A}": ann["id"], "{AT}": ann["properties"]["updated_at"], "{F}": att["id"],
+               "{V}": world.actors["viewer"].user_id, "{APP}": apps["items"][0]["name"]}
+    yield out
+    if out.conn is not None:
+        await out.conn.close()
+
+
+def _subst(value: Any, ids: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        if value in ids:
+            return ids[value]
+        for k, v in ids.items():
+            value = value.replace(k, str(v))
+        return value
+    if isinstance(value, dict):
+        return {k: _subst(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_subst(v, ids) for v in value]
+    return value
+
+
+async def test_later_routes_access_matrix(full: Full) -> None:
+    # The comparison sees a write (else "unchanged" would prove nothing).
+    before = await _snapshot(full)
+    await call(full.client, full.world.actors["manager"], "PATCH",
+               f"/api/images/{full.world.image_id}/about", {"tags": ["seen"]}, expect=200)
+    assert before != await _snapshot(full)
+    failures = []
+    for method, template, body, expected, prepare in LATER_CASES:
+        for name, want in expected.items():
+            if want is None:
+                continue
+            ids, actor = dict(full.ids), full.world.actors[name]
+            if prepare is not None:
+                fresh, spare = await prepare(full, name)
+                ids.update(fresh)
+                actor = spare or actor
+            path = _subst(template, ids)
+            refused_write = method != "GET" and want >= 400
+            before = await _snapshot(full) if refused_write else None
+            status, got = await call(full.client, actor, method, path, _subst(body, ids))
+            if status != want:
+                failures.append(f"{name:13} {method} {template}: {status} (want {want}) {got}")
+            if before is not None:
+                after = await _snapshot(full)
+                changed = sorted(t for t in after if after[t] != before.get(t))
+                if changed:
+                    failures.append(f"{name:13} {method} {template}: refused ({status}) but"
+                                    f" changed {changed}")
+    assert not failures, "\n".join(failures)
+
+
+async def test_live_socket_matrix(full: Full) -> None:
+    """The live-viewer socket opens for readers of the image only."""
+    import aiohttp
+
+    want = {"anonymous": 401, "outsider": 404, "viewer": 101, "contributor": 101,
+            "reviewer": 101, "manager": 101, "admin": 101, "share": 101,
+            "share_expired": 401, "revoked_key": 401}
+    got = {}
+    base = str(full.client.make_url("/"))
+    for name, _ in want.items():
+        actor = full.world.actors[name]
+        headers = {**actor.headers("GET"), "Origin": base.rstrip("/")}
+        try:
+            ws = await full.client.ws_connect(f"/api/live?image_id={full.world.image_id}",
+                                              headers=headers)
+            got[name] = 101
+            await ws.close()
+        except aiohttp.WSServerHandshakeError as e:
+            got[name] = e.status
+    assert got == want

@@ -112,7 +112,8 @@ def test_embedded_server_start_twice_and_stale_pid(tmp_path_factory: pytest.Temp
     var.mkdir()
     try:
         code = (
-            "import asyncio, sys; from pathlib import Path; from microtome.catalog.db import start_embedded\n"
+            "import asyncio, sys; from pathlib import Path\n"
+            "from microtome.catalog.db import start_embedded\n"
             "async def main():\n"
             "    a, b = await asyncio.gather(start_embedded(Path(sys.argv[1])),"
             " start_embedded(Path(sys.argv[1])))\n"

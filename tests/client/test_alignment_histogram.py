@@ -53,6 +53,9 @@ def test_histogram(client: Any, ready_images: dict[str, int]) -> None:
     doc = image.histogram()
     assert [c["label"] for c in doc["channels"]] == ["R", "G", "B"]
     assert all(sum(c["counts"]) == c["count"] > 0 for c in doc["channels"])
+    full = image.histogram(level=0)
+    assert full["sample"]["level"] == 0 and full["channels"][0]["count"] == \
+        full["sample"]["width"] * full["sample"]["height"]
     fluo = client.image(ready_images["fluo16.tif"]).histogram()
     assert fluo["dtype"] == "uint16" and len(fluo["channels"]) == 3
     with pytest.raises(NotFound):

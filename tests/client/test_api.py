@@ -110,6 +110,31 @@ def test_accounts_passwords_and_disabling(client: Any, live_server: LiveServer) 
         assert again.me().username == name
 
 
+def test_reset_link_forced_change_roles_and_sessions(client: Any,
+                                                     live_server: LiveServer) -> None:
+    name = unique("dora")
+    user = client.create_user(name, PASSWORD)
+    link = client.create_reset_link(user)
+    assert link["url"].endswith(f"/reset#token={link['token']}")
+    with Client(live_server.url) as anonymous:
+        assert anonymous.check_reset_link(link["token"])["username"] == name
+        with Client(live_server.url, username=name, password=PASSWORD) as held:
+            assert held.me().must_change_password
+            with pytest.raises(Forbidden) as info:
+                list(held.projects())
+            assert info.value.detail["reason"] == "password_change_required"
+        anonymous.use_reset_link(link["token"], PASSWORD + "4")
+        with pytest.raises(NotFound):
+            anonymous.use_reset_link(link["token"], PASSWORD + "5")
+    assert client.set_user_admin(user, True).is_admin
+    with Client(live_server.url, username=name, password=PASSWORD + "4") as dora:
+        assert not dora.me().must_change_password
+        assert [s.current for s in dora.sessions()] == [True]
+        dora.sign_out_everywhere()
+        with pytest.raises(AuthenticationError):
+            dora.me()
+
+
 def test_permissions_become_exceptions(client: Any, live_server: LiveServer) -> None:
     name = unique("bob")
     client.create_user(name, PASSWORD)

@@ -26,6 +26,13 @@ def test_properties_about_csv_attachments(client: Any, ready_images: dict[str, i
     about = image.update_about(description="*x* <script>alert(1)</script>", tags=["t1"])
     assert "<script" not in about["description_html"] and about["tags"] == ["t1"]
     assert project.set_properties(study="S")["study"] == "S"
+    about = project.update_about(description="# Plan\n<script>x</script>")
+    assert "<h1>Plan</h1>" in about["description_html"] and "<script" not in \
+        about["description_html"] and project.about() == about
+    assert project.set_layer_colors({"user:1": "#AA0000", "analysis:2": "#00bb00"}) == {
+        "user:1": "#aa0000", "analysis:2": "#00bb00"}
+    assert project.set_layer_colors({"analysis:2": None}) == project.layer_colors() == {
+        "user:1": "#aa0000"}
     assert project.property_keys()["stain"] == 1
     name = image.source_filename
     report = project.import_properties(f"file,grade\n{name},2\n".encode(), dry_run=True)

@@ -116,3 +116,17 @@ def test_dropped_connection_mid_upload_resumes_in_place(
     assert any(0 < o < size for o in offsets), offsets  # resumed from the server's offset
     assert offsets[-1] == size
     assert [i.id for i in project.images()] == [result.image.id]
+
+
+def test_imzml_pair_uploads_as_one_image_and_a_lone_half_is_refused(
+        client: Any, testdata: Path, tmp_path: Path) -> None:
+    pair = [testdata / "Example_Continuous.ibd", testdata / "Example_Continuous.imzML"]
+    project = client.create_project(unique("msi"))
+    results = project.upload(pair, progress=False, state_file=tmp_path / "s.json")
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert results[0].image.id == results[1].image.id  # one image for both files
+    image = results[1].image
+    assert image.status == "ready" and (image.width, image.height) == (3, 3)
+    assert [i.name for i in project.images()] == ["Example_Continuous.imzML"]
+    (lone,) = project.upload(pair[1], progress=False, state_file=tmp_path / "t.json")
+    assert not lone.ok and "upload Example_Continuous.ibd with it" in lone.error

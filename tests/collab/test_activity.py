@@ -213,3 +213,23 @@ async def test_annotation_actions_and_properties(client: TestClient, world: Worl
                          f"/api/projects/{world.project_id}/dashboard", expect=200)
     assert sum(d["count"] for d in dash["annotations_per_day"]) == 0  # it was deleted
     assert {u["username"]: u["annotation_actions"] for u in dash["users"]}["contributor"] == 3
+
+
+async def test_partitions_made_by_processes_starting_together(client: TestClient, world: World,
+                                                              database_url: str) -> None:
+    """Several `serve` processes on one database create the same partitions at start-up."""
+    day = dt.date(2031, 5, 1)  # days nobody made yet
+    pools = [await asyncpg.create_pool(database_url, min_size=1, max_size=1) for _ in range(6)]
+    try:
+        for attempt in range(3):
+            await asyncio.gather(*(ensure_partitions(p, day + dt.timedelta(days=10 * attempt))
+                                   for p in pools))
+    finally:
+        for p in pools:
+            await p.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL",
+                                   partition_name(day + dt.timedelta(days=23))) is True
+    finally:
+        await conn.close()

@@ -237,8 +237,8 @@ def test_sigint_to_cli_leaves_nothing(tmp_path: Path) -> None:
     src = write_slide(tmp_path / "big.tiff", 4000, 3000)
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "microtome.converters.cli", "convert", str(src), "-o",
-                             str(out), "--workers", "1", "--tile-size", "64"],
+    proc = subprocess.Popen([sys.executable, "-m", "microtome.converters.cli", "convert", str(src),
+                             "-o", str(out), "--workers", "1", "--tile-size", "64"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 60

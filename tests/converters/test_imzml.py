@@ -136,6 +136,24 @@ def test_pair_as_two_files_and_as_zip(testdata: Path, tmp_path: Path) -> None:
     assert spectra.spectrum(out2, 2, 2) == spectra.spectrum(out, 2, 2)
 
 
+@pytest.mark.parametrize("ibd_first", [False, True])
+def test_pair_stored_without_names_is_told_apart_by_content(
+        testdata: Path, tmp_path: Path, ibd_first: bool) -> None:
+    """Uploaded halves are kept under random names with no extension."""
+    xml, ibd = tmp_path / "Kx3f9", tmp_path / "Qm81z"
+    shutil.copy(testdata / "Example_Continuous.imzML", xml)
+    shutil.copy(testdata / "Example_Continuous.ibd", ibd)
+    out = tmp_path / "noname.ome.zarr"
+    res = convert([ibd, xml] if ibd_first else [xml, ibd], out)
+    ref = tmp_path / "named.ome.zarr"
+    convert([testdata / "Example_Continuous.imzML", testdata / "Example_Continuous.ibd"], ref)
+    assert res.format == "imzml"
+    assert np.array_equal(read_level(out, 0), read_level(ref, 0))
+    # Two files neither of which is the XML are no pair.
+    with pytest.raises(UnsupportedFormat):
+        open_source([ibd, testdata / "Example_Continuous.ibd"])
+
+
 def _cli_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     rc = cli_main(["convert", *args, "--json"])
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]

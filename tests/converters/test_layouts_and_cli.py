@@ -282,3 +282,33 @@ def test_peak_memory_is_bounded(testdata: Path, tmp_path: Path) -> None:
                          cwd=repo, capture_output=True, text=True, timeout=600, check=True)
     peak_mb = int(out.stdout.strip()) / 1024
     assert peak_mb < 900, peak_mb
+
+
+def test_levels_above_copied_tiles_come_from_half_size_decodes(testdata: Path,
+                                                               tmp_path: Path) -> None:
+    """Whole copied tiles are decoded straight at half size (libjpeg-turbo's
+    DCT scaling) for level 1 instead of full decode + 2x2 average: the
+    levels differ from exact area averages by far less than the JPEG coding
+    of the levels themselves."""
+    import openslide
+    import tifffile
+
+    from microtome.converters import open_source
+    from microtome.converters.build import downsample2
+
+    with openslide.OpenSlide(str(testdata / "CMU-1-Small-Region.svs")) as s:
+        tissue = np.asarray(s.read_region((0, 0), 0, (1280, 1024)).convert("RGB"))
+    src = tmp_path / "tissue.tiff"
+    tifffile.imwrite(src, tissue, tile=(256, 256), compression="jpeg",
+                     compressionargs={"level": 80}, photometric="rgb")
+    fast = convert(src, tmp_path / "f.ome.zarr")
+    exact = convert(src, tmp_path / "x.ome.zarr", ConvertOptions(copy_jpeg=False))
+    assert fast.copied_chunks == 5 * 4 and exact.copied_chunks == 0
+    with open_source(src) as r:
+        ref = downsample2(r.read_region(0, 0, 1280, 1024))
+    got = read_level(tmp_path / "f.ome.zarr", 1).transpose(1, 2, 0)
+    want = read_level(tmp_path / "x.ome.zarr", 1).transpose(1, 2, 0)
+    assert got.shape == want.shape == ref.shape
+    assert not np.array_equal(got, want)  # the scaled decode was used
+    assert psnr(got, ref) >= 40 and psnr(got, ref) >= psnr(want, ref) - 1.5, (
+        psnr(got, ref), psnr(want, ref))

@@ -167,17 +167,69 @@ def test_tiled_old_style_jpeg_with_tables_in_the_ifd(tmp_path: Path) -> None:
         assert psnr(got[ty:ty + 64], rgb[ty:ty + 64]) > 30, ty
 
 
-def test_tiled_old_style_jpeg_several_tiles_across_is_refused(
+@pytest.mark.parametrize("size", [(150, 203), (64, 128), (200, 64)],
+                         ids=["grid-with-edges", "one-row", "one-column"])
+def test_tiled_old_style_jpeg_several_tiles_across(tmp_path: Path,
+                                                   size: tuple[int, int]) -> None:
+    """libtiff returns the first tile of a row for the others there; each tile
+    is decoded from the IFD's tables instead.  Every tile is compared with
+    the image it was encoded from (distinct content per tile, so a repeated
+    tile would fail), and with libtiff where libtiff is right (one across)."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([(xx * 255) // w, (yy * 255) // h, ((xx // 64) * 80 + (yy // 64) * 40) % 256],
+                   -1).astype(np.uint8)
+    src = tmp_path / "ojpeg.tif"
+    write_ojpeg_tiled(src, rgb, tile=64)
+    with open_source(src) as r:
+        assert any("IFD's JPEG tables" in n for n in r.info.notes), r.info.notes
+    got = _level0_rgb(src, tmp_path)
+    assert got.shape == rgb.shape
+    for ty in range(0, h, 64):
+        for tx in range(0, w, 64):
+            tile, want = got[ty:ty + 64, tx:tx + 64], rgb[ty:ty + 64, tx:tx + 64]
+            assert psnr(tile, want) > 30, (ty, tx, psnr(tile, want))
+    if w <= 64:
+        from microtome.converters.formats.libtiff_rgba import RgbaPage
+
+        page = RgbaPage(src, 0)
+        try:
+            ref = page.read(0, 0, w, h)[..., :3]
+        finally:
+            page.close()
+        # libtiff upsamples chroma by replication, libjpeg-turbo smoothly
+        assert psnr(got, ref) > 35
+
+
+def test_tiled_old_style_jpeg_with_restart_markers_numbered_on(tmp_path: Path) -> None:
+    """Tiles cut from one long stream: a restart marker after every MCU row,
+    numbered on from the previous tile (a lone tile would start at RST0)."""
+    h, w = 128, 192
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([(xx * 255) // w, (yy * 255) // h, ((xx // 64) * 80) % 256],
+                   -1).astype(np.uint8)
+    src = tmp_path / "rst.tif"
+    write_ojpeg_tiled(src, rgb, tile=64, restarts=True)
+    got = _level0_rgb(src, tmp_path)
+    for ty in range(0, h, 64):
+        for tx in range(0, w, 64):
+            tile, want = got[ty:ty + 64, tx:tx + 64], rgb[ty:ty + 64, tx:tx + 64]
+            assert psnr(tile, want) > 30, (ty, tx, psnr(tile, want))
+
+
+def test_tiled_old_style_jpeg_without_ifd_tables_several_across_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """libtiff returns the first tile of a row for the others there: refuse
-    rather than store wrong pixels."""
+    """Without tables in the IFD only libtiff could read the tiles, and it
+    repeats a row's first tile: refused with the reason, nothing written."""
     yy, xx = np.mgrid[0:64, 0:128]
     rgb = np.stack([xx, yy, (xx + yy)], -1).astype(np.uint8)
     src = tmp_path / "wide.tif"
-    write_ojpeg_tiled(src, rgb, tile=64)
+    write_ojpeg_tiled(src, rgb, tile=64, tables_in_ifd=False)
     rc = cli_main(["convert", str(src), "-o", str(tmp_path / "out"), "--json"])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert rc == 1 and len(err) == 1 and "several tiles across" in err[0], err
+    assert rc == 1 and len(err) == 1, err
+    assert "without JPEG tables in the IFD and with several tiles across" in err[0], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_ojpeg_with_broken_tables_fails_with_one_line(tmp_path: Path) -> None:

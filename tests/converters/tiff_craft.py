@@ -155,21 +155,50 @@ def _jpeg_parts(stream: bytes) -> tuple[dict[int, bytes], dict[tuple[int, int], 
     raise ValueError("no scan in JPEG stream")
 
 
-def write_ojpeg_tiled(path: Path, rgb: np.ndarray, tile: int = 64, quality: int = 95) -> None:
+def _pillow_jpeg_with_restarts(block: np.ndarray, quality: int) -> bytes:
+    """Baseline 4:2:0 JPEG with a restart marker after every MCU row (libjpeg
+    through Pillow; the same standard tables for every block)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(block).save(buf, "JPEG", quality=quality, subsampling=2,
+                                restart_marker_rows=1)
+    return buf.getvalue()
+
+
+def _shift_restarts(scan: bytes, by: int) -> bytes:
+    """Renumber the scan's RSTn markers to continue a longer stream's count."""
+    out = bytearray(scan)
+    for i in range(len(out) - 1):
+        if out[i] == 0xFF and 0xD0 <= out[i + 1] <= 0xD7:
+            out[i + 1] = 0xD0 + (out[i + 1] - 0xD0 + by) % 8
+    return bytes(out)
+
+
+def write_ojpeg_tiled(path: Path, rgb: np.ndarray, tile: int = 64, quality: int = 95,
+                      tables_in_ifd: bool = True, restarts: bool = False) -> None:
     """Old-style JPEG (compression 6), tiled, 2x2 subsampled YCbCr, tables in the
     IFD (JPEGQTables/DCTables/ACTables), tiles holding only scan data: the
-    layout of old scanners' archives that modern decoders call 'Not a JPEG'."""
+    layout of old scanners' archives that modern decoders call 'Not a JPEG'.
+    ``tables_in_ifd=False``: the tables only in a JPEGInterchangeFormat
+    stream (SOI, DQT, DHT, EOI) instead."""
     h, w = rgb.shape[:2]
     pad = np.pad(rgb, ((0, -h % tile), (0, -w % tile), (0, 0)), mode="edge")
     tb = TiffBuilder()
     offsets, counts, tables = [], [], None
     for y in range(0, h, tile):
         for x in range(0, w, tile):
-            stream = bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(pad[y:y + tile,
-                                                                             x:x + tile]),
-                                                    level=quality, subsampling=(2, 2),
-                                                    optimize=False))
+            block = np.ascontiguousarray(pad[y:y + tile, x:x + tile])
+            if restarts:
+                stream = _pillow_jpeg_with_restarts(block, quality)
+            else:
+                stream = bytes(imagecodecs.jpeg8_encode(block, level=quality,
+                                                        subsampling=(2, 2), optimize=False))
             qt, ht, scan = _jpeg_parts(stream)
+            if restarts:  # as if cut from one long stream: numbering goes on
+                scan = _shift_restarts(scan, len(offsets) * (tile // 16 - 1))
             # libjpeg's standard tables are the same for every tile
             tables = tables or (qt, ht)
             offsets.append(tb.add(scan))
@@ -184,10 +213,20 @@ def write_ojpeg_tiled(path: Path, rgb: np.ndarray, tile: int = 64, quality: int 
         259: (SHORT, [6]), 262: (SHORT, [6]), 277: (SHORT, [3]), 284: (SHORT, [1]),
         322: (LONG, [tile]), 323: (LONG, [tile]), 324: (LONG, offsets),
         325: (LONG, counts), 512: (SHORT, [1]),
-        515: (SHORT, [(tile // 16) ** 2]),  # restart interval: MCUs per tile
+        # restart interval: MCUs per tile, or per MCU row with restarts
+        515: (SHORT, [tile // 16 if restarts else (tile // 16) ** 2]),
         519: (LONG, [q[0], q[1], q[1]]), 520: (LONG, [dc[0], dc[1], dc[1]]),
         521: (LONG, [ac[0], ac[1], ac[1]]), 530: (SHORT, [2, 2]),
     }
+    if not tables_in_ifd:
+        def seg(code: int, body: bytes) -> bytes:
+            return bytes([0xFF, code]) + struct.pack(">H", len(body) + 2) + body
+        jif = (b"\xff\xd8" + seg(0xDB, b"\x00" + qt[0] + b"\x01" + qt[1])
+               + seg(0xC4, b"\x00" + ht[(0, 0)] + b"\x01" + ht[(0, 1)]
+                     + b"\x10" + ht[(1, 0)] + b"\x11" + ht[(1, 1)]) + b"\xff\xd9")
+        for code in (519, 520, 521):
+            del entries[code]
+        entries.update({513: (LONG, [tb.add(jif)]), 514: (LONG, [len(jif)])})
     path.write_bytes(tb.finish(entries))
 
 

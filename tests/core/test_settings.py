@@ -28,6 +28,8 @@ PRODUCT = ("core", "pyramid", "converters", "tileserver", "catalog", "annotation
     ("MICROTOME_SECRET", "short"),
     ("MICROTOME_TRUSTED_PROXIES", "10.0.0.1, proxy.example"),
     ("MICROTOME_SESSION_IDLE_MINUTES", "0"),
+    ("MICROTOME_RESET_LINK_HOURS", "0"),
+    ("MICROTOME_RESET_LINK_HOURS", "a week"),
 ])
 def test_bad_value_names_the_variable(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(SettingsError) as info:

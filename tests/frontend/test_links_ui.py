@@ -43,19 +43,21 @@ def test_manager_revokes_a_link_from_the_links_page(live_server: LiveServer, con
     assert not console.unexpected(), console.errors
 
 
-def test_accounts_from_the_keys_page(live_server: LiveServer, context: Any, page: Any,
-                                     console: ConsoleLog) -> None:
+def test_accounts_from_my_account_and_users_pages(live_server: LiveServer, context: Any,
+                                                 page: Any, console: ConsoleLog) -> None:
     """Change one's password; an administrator disables and re-enables a user."""
     csrf = api_setup_admin(context)
     api_call(context, "POST", "/api/users", csrf,
              {"username": "lab-user", "password": "lab-user-pass-1"})
-    ui_login(page, *ADMIN, next_path="/keys")
+    ui_login(page, *ADMIN, next_path="/account")
     page.fill("#current-password", ADMIN[1])
     page.fill("#new-password", "a brand new password")
+    page.fill("#new-password2", "a brand new password")
     page.click("#password-form button[type=submit]")
-    expect(page.locator("body")).to_contain_text("Password changed")
+    expect(page.locator(".toast")).to_contain_text("Password changed", timeout=30_000)
     # This page's session survives the change (other sessions end: tests/catalog).
     assert context.request.get("/api/session").status == 200
+    page.goto("/users")
     row = page.locator("#users tr", has_text="lab-user")
     page.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Disable user lab-user").click()

@@ -196,11 +196,14 @@ def test_full_ui_flow(live_server: LiveServer, browser: Any, context: Any, page:
     page.click("#key-form button")
     prefix = page.locator("#keys code").first.inner_text()[:6]
     expect(page.locator("#new-key-value")).to_contain_text(prefix)
+    screenshot(page, "07-keys")
+    page.goto("/users")
     page.fill("#user-name", "bob")
     page.fill("#user-password", "bob-password-1")
+    page.uncheck("#user-must-change")  # bob keeps this password (no forced change)
     page.click("#user-form button")
     expect(page.locator("#users")).to_contain_text("bob")
-    screenshot(page, "07-keys-and-users")
+    screenshot(page, "07-users")
 
     other = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
     try:

@@ -1,11 +1,12 @@
 """Uploads that explain themselves (issue 14, item 6), in Debian chromium: files the
 browser can judge are refused before a byte is sent, with the reason; a file already
-in the project asks first, and the second copy says which image it duplicates; a
-failed conversion keeps its reason (plain words, the server's text behind a toggle)
-after a reload, with Retry and Delete."""
+in the project (same SHA-256, hashed in the browser, or same name) asks first, and the
+second copy says which image it duplicates; a failed conversion keeps its reason (plain
+words, the server's text behind a toggle) after a reload, with Retry and Delete."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from tests.frontend.browser import (
 )
 
 
-def _png() -> bytes:
-    rng = np.random.default_rng(7)
+def _png(seed: int = 7) -> bytes:
+    rng = np.random.default_rng(seed)
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
@@ -74,6 +75,7 @@ def test_uploads_explain_themselves(live_server: LiveServer, context: Any, page:
     expect(page.locator("#uploads li[data-file='field.png'][data-state='ready']")
            ).to_have_count(2, timeout=120_000)
     assert asked and "already in this project" in asked[0] and "second copy" in asked[0]
+    assert "identical file (same content)" in asked[0], asked[0]
     page.reload()
     copy = page.locator(".tile-card", has_text="Same file as")
     expect(copy).to_have_count(1)
@@ -90,6 +92,37 @@ def test_uploads_explain_themselves(live_server: LiveServer, context: Any, page:
                                           "buffer": png}])
     expect(page.locator("#uploads li[data-state='refused']", has_text="field.png")
            ).to_contain_text("already in this project")
+
+    # The same content under another name is recognised by its SHA-256, computed in the
+    # browser before sending; a new name with other content is only asked about by name.
+    sent = len(uploads)
+    asked.clear()
+
+    def decline(d: Any) -> None:
+        asked.append(d.message)
+        d.dismiss()
+
+    page.once("dialog", decline)
+    page.set_input_files("#file-input", [{"name": "renamed.png", "mimeType": "image/png",
+                                          "buffer": png}])
+    expect(page.locator("#uploads li[data-file='renamed.png']")).to_have_attribute(
+        "data-state", "refused")
+    expect(page.locator("#uploads li[data-file='renamed.png']")).to_contain_text(
+        'identical to "field.png"')
+    assert asked and 'identical file (same content)' in asked[0] and '"field.png"' in asked[0]
+    assert len(uploads) == sent
+    digest = hashlib.sha256(png).hexdigest()
+    found = context.request.get(f"/api/projects/{project['id']}/images?checksum={digest}").json()
+    assert found["total"] == 2
+    bad = context.request.get(f"/api/projects/{project['id']}/images?checksum=abc")
+    assert bad.status == 400 and "SHA-256" in bad.json()["error"]
+    asked.clear()
+    page.once("dialog", decline)
+    page.set_input_files("#file-input", [{"name": "field.png", "mimeType": "image/png",
+                                          "buffer": _png(seed=8)}])
+    expect(page.locator("#uploads li[data-file='field.png'][data-state='refused']")
+           ).to_have_count(2)
+    assert asked and "already in this project" in asked[0] and "identical" not in asked[0]
 
     # Bytes the browser cannot judge fail on the server; the reason survives a reload.
     page.set_input_files("#file-input", [{"name": "scan.bin",

@@ -50,7 +50,9 @@ DELETE_ORDER = ["/api/analyses/", "/api/annotations/", "/api/attachments/",
                 "/api/share-links/", "/api/trash/", "/api/uploads/",
                 "/api/projects/{project_id}/members/",
                 "/api/projects/{project_id}/images/", "/api/images/", "/api/projects/",
-                "/api/api-keys/", "/api/users/", "/api/session"]
+                "/api/api-keys/", "/api/users/",
+                "/api/account/sessions",
+                "/api/session"]
 
 
 def _pyramid(tmp: Path) -> Path:

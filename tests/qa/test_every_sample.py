@@ -88,6 +88,23 @@ def test_every_sample_is_classified() -> None:
     assert not unknown, f"new sample files not covered by this test: {sorted(unknown)}"
 
 
+def test_every_file_sources_md_lists_is_there_and_classified() -> None:
+    """SOURCES.md's tables name the samples (``a, b`` for a pair): each must be
+    in the folder and covered here, so a sample cannot go missing unnoticed."""
+    import re
+
+    listed: set[str] = set()
+    for line in (TESTDATA / "SOURCES.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and line.lstrip().startswith("|") and not set(cells[0]) <= {"-", " "}:
+            listed |= {n.strip() for n in cells[0].split(",") if re.search(r"\.\w+$", n.strip())}
+    assert len(listed) >= 18, sorted(listed)  # the parse found the tables
+    present = {p.name for p in TESTDATA.iterdir() if p.is_file()}
+    assert not listed - present, f"listed in SOURCES.md but missing: {sorted(listed - present)}"
+    covered = set(CONVERTS) | set(REFUSED) | PART_OF_ANOTHER
+    assert not listed - covered, f"not covered by this test: {sorted(listed - covered)}"
+
+
 def _level0(root: Path) -> np.ndarray:
     pyr = open_pyramid(root)
     m = pyr.meta

@@ -12,7 +12,7 @@ from microtome.catalog.access import Principal
 from microtome.retrieval import index
 
 N = 1500
-FAMILY = "cstats-v1"
+FAMILY = "cstats-v2"
 
 
 async def _world(pool: asyncpg.Pool) -> tuple[Principal, Principal, int, int, list[int],
@@ -108,3 +108,31 @@ async def test_the_queue_follows_annotation_versions(pool: asyncpg.Pool) -> None
     assert await queued() is None
     await pool.execute("DELETE FROM annotations WHERE id = $1", aid)
     assert await pool.fetchval("SELECT count(*) FROM annotation_descriptors") == 0
+
+
+async def test_the_v2_migration_drops_v1_vectors_and_queues_every_annotation(
+        pool: asyncpg.Pool) -> None:
+    """Migration 0170 (default family cstats-v1 -> cstats-v2): old vectors are never
+    searched again, so they go, and every annotation waits to be described anew."""
+    from pathlib import Path
+
+    from microtome import retrieval
+
+    iid = await pool.fetchval("INSERT INTO images (name, width, height, status) "
+                              "VALUES ('m', 100, 100, 'ready') RETURNING id")
+    ids = [r["id"] for r in await pool.fetch(
+        """INSERT INTO annotations (image_id, kind, geom, sbox, n_vertices, area_px,
+                                    perimeter_px)
+           SELECT $1, 'point', '\\x00'::bytea, box(point(0, 0), point(1, 1)), 1, 0, 0
+           FROM generate_series(1, 3) RETURNING id""", iid)]
+    ts = await pool.fetchval("SELECT updated_at FROM annotations WHERE id = $1", ids[0])
+    vec = np.ones(100, np.float32) / 10
+    await index.store(pool, "cstats-v1", [(i, vec, ts) for i in ids])
+    await index.store(pool, FAMILY, [(ids[0], vec, ts)])
+    assert await pool.fetchval("SELECT count(*) FROM retrieval_queue") == 0
+    sql = (Path(retrieval.__file__).parent / "migrations" / "0170_cstats_v2.sql").read_text()
+    await pool.execute(sql)
+    families = await pool.fetch("SELECT annotation_id, family FROM annotation_descriptors")
+    assert [(r["annotation_id"], r["family"]) for r in families] == [(ids[0], FAMILY)]
+    queued = await pool.fetch("SELECT annotation_id FROM retrieval_queue ORDER BY 1")
+    assert [r["annotation_id"] for r in queued] == ids

@@ -170,12 +170,15 @@ def serve_proc(name: str, var: Path, db_url: str, logs: Path, job_workers: int =
                 env, logs / f"{name}.log")
 
 
-def tiles_proc(name: str, root: Path, logs: Path, threads: int | None = None) -> Proc:
+def tiles_proc(name: str, root: Path | str, logs: Path, threads: int | None = None,
+               extra_env: dict[str, str] | None = None) -> Proc:
+    """`microtome tiles --root ROOT` (a folder or an s3:// URL; AWS variables in extra_env)."""
     port = free_port()
     cmd = [sys.executable, "-m", "microtome", "tiles", "--root", str(root), "--port", str(port)]
     if threads:
         cmd += ["--threads", str(threads)]
-    env = {**os.environ, "MICROTOME_TRUSTED_PROXIES": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MICROTOME_TRUSTED_PROXIES": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+           **(extra_env or {})}
     return Proc(name, port, cmd, env, logs / f"{name}.log")
 
 

@@ -1,22 +1,13 @@
-"""Fixtures: one moto S3 server per session, its AWS variables in the environment."""
+"""Fixtures: the session's moto S3 server (``s3``, tests/conftest.py), its AWS
+variables in the environment."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
 from . import s3server
-
-
-@pytest.fixture(scope="session")
-def s3() -> Iterator[s3server.S3Server]:
-    server = s3server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -118,7 +118,10 @@ def test_start_up_errors(s3: s3server.S3Server) -> None:
     # A server that checks signatures and knows no keys: every credential is wrong.
     strict = s3server.start({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     try:
-        proc = _tiles("s3://any/images", {**env, "AWS_ENDPOINT_URL": strict.endpoint})
+        # A refusal is not retried: the longer deadline only covers a slow start of
+        # this fresh server on a loaded machine (2 s was seen to run out at load 23).
+        proc = _tiles("s3://any/images", {**env, "AWS_ENDPOINT_URL": strict.endpoint,
+                                          "MICROTOME_STORAGE_DEADLINE_S": "20"})
     finally:
         strict.stop()
     assert proc.returncode == 1

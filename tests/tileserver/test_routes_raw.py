@@ -81,7 +81,7 @@ async def test_no_blocking_calls_on_the_event_loop(
         client: TestClient, rgb_image: tuple, nd_image: tuple) -> None:  # type: ignore[type-arg]
     from blockbuster import blockbuster_ctx
 
-    with blockbuster_ctx(["microtome.tileserver", "pyramid", "microtome"]):
+    with blockbuster_ctx(["microtome"]):
         for url, status in [("/images/fluo/region.npy?x=0&y=0&w=200&h=150", 200),  # cold
                             ("/images/slide/region.tif?x=0&y=0&w=600&h=500&level=1", 200),
                             ("/images/slide/region.npy?x=0&y=0&w=1001&h=5", 400)]:

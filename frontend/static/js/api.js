@@ -68,10 +68,21 @@ export async function api(path, opts = {}) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!res.ok) {
+    if (res.status === 403 && data && data.detail && data.detail.reason === PASSWORD_CHANGE_REASON) toPasswordChange();
     const msg = (data && (data.error || data.message)) || `${res.status} ${res.statusText}`;
     throw new ApiError(res.status, msg, data && data.detail);
   }
   return data;
+}
+
+/** The 403 reason while an administrator's reset asks for a new password first. */
+export const PASSWORD_CHANGE_REASON = "password_change_required";
+
+/** To My account, where the new password is set, and back here afterwards. */
+export function toPasswordChange() {
+  if (location.pathname === "/account") return;
+  const next = location.pathname + location.search + location.hash;
+  location.assign(`/account?next=${encodeURIComponent(next)}`);
 }
 
 export function toLogin() {

@@ -50,7 +50,8 @@ form.addEventListener("submit", async (e) => {
   try {
     const res = await api(setup ? "setup" : "session", { method: "POST", body: { username, password }, noRedirect: true });
     saveSession(res);
-    location.assign(nextUrl());
+    // Reset by an administrator: the new password comes first.
+    location.assign(res.user.must_change_password ? `/account?next=${encodeURIComponent(nextUrl())}` : nextUrl());
   } catch (ex) {
     err.textContent = ex.status === 401 ? "Wrong user name or password."
       : ex.status === 429 ? `Too many failed attempts. Try again in ${waitText(ex.detail && ex.detail.retry_after)}.`

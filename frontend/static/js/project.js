@@ -4,9 +4,13 @@ import { confirmDelete } from "./deleting.js";
 import { imageCard } from "./images.js";
 import { decorateGrid, setupReview } from "./project_review.js";
 import { setupProjectAnnotations } from "./project_annotations.js";
+import { setupProjectTable } from "./project_table.js";
+import { setupProjectAbout } from "./project_about.js";
+import { decorateCompare, setupCompare } from "./project_compare.js";
 import { TusUpload } from "./tus.js";
 import { applyPropertyParams, decorateCards, setupPropertyFilter } from "./propfilter.js";
-import { refusal, sameNameIn, showRefusal } from "./uploadcheck.js";
+import { identicalIn, refusal, sameNameIn, sha256Of, showRefusal } from "./uploadcheck.js";
+import { missingHalfNote, waitForPair } from "./msiupload.js";
 import { openShareDialog } from "./viewer/share.js";
 import { currentUser, el, formatBytes, idFromPath, renderTopbar, toast } from "./ui.js";
 
@@ -48,10 +52,12 @@ async function main() {
   $("#dashboard-link").hidden = !can("manager");
   $("#dashboard-link").href = `/projects/${encodeURIComponent(state.id)}/dashboard`;
   $("#share-project").onclick = () => openShareDialog({ project_id: Number(state.id) }, "this project");
+  setupProjectAbout(state.id, can("manager"));
   setupList();
   setupUploads();
   await setupReview(state.id, can("manager"), () => loadImages());
   setupProjectAnnotations(state.id);
+  setupProjectTable(state.id, { role: state.project.role, isAdmin: Boolean(state.user.is_admin) });
   await loadImages();
 }
 
@@ -64,6 +70,7 @@ function setupList() {
   });
   $("#sort").addEventListener("change", () => { state.sort = $("#sort").value; state.offset = 0; loadImages(); });
   setupPropertyFilter(state.id, $("#sort").parentElement, () => { state.offset = 0; loadImages(); });
+  setupCompare($("#sort").parentElement);
   $("#prev-page").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); loadImages(); };
   $("#next-page").onclick = () => { state.offset += PAGE; loadImages(); };
 }
@@ -99,6 +106,7 @@ export async function loadImages() {
     : [el("p", { class: "empty" }, state.q ? "No image matches this search." : "No images yet. Drop slide files above to upload them.")]));
   decorateGrid(state.id);
   decorateCards($("#grid"), list);
+  decorateCompare($("#grid"), list);
   const pages = Math.max(1, Math.ceil(state.total / PAGE));
   $("#page-info").textContent = `Page ${Math.floor(state.offset / PAGE) + 1} of ${pages}`;
   $("#prev-page").disabled = state.offset === 0;
@@ -156,10 +164,10 @@ function setupUploads() {
 }
 
 function addFiles(files) {
-  for (const file of files) uploadOne(file);
+  for (const file of files) uploadOne(file, missingHalfNote(file, files));
 }
 
-function uploadOne(file) {
+function uploadOne(file, note = null) {
   const bar = el("progress", { max: "100", value: "0", "aria-label": `Upload progress of ${file.name}` });
   const status = el("span", { class: "status muted" }, "waiting…");
   const action = el("button", { type: "button", "aria-label": `Cancel upload of ${file.name}` }, "Cancel");
@@ -167,6 +175,7 @@ function uploadOne(file) {
     el("div", {}, el("strong", {}, file.name), " ", el("span", { class: "muted" }, formatBytes(file.size)), el("br"), status),
     bar, action);
   $("#uploads").prepend(row);
+  if (note) row.querySelector("div").append(el("br"), el("span", { class: "muted msi-note" }, note));
   const up = new TusUpload(file, {
     metadata: { project_id: String(state.id) },
     onProgress: (sent, total) => {
@@ -185,7 +194,7 @@ function uploadOne(file) {
       bar.value = 0;
       status.textContent = "uploaded; waiting for conversion…";
       action.hidden = true;
-      const info = await api(url.replace(/^\/api\//, ""));
+      const info = await waitForPair(url, await api(url.replace(/^\/api\//, "")), status);
       loadImages();
       await followJob(info, row, bar, status);
     } catch (e) {
@@ -201,11 +210,25 @@ function uploadOne(file) {
   checkFirst(file, row, status, bar, action, run);
 }
 
-// Refused before a byte is sent when the browser can tell why; a file of the same
-// name already in the project asks first.
+// Refused before a byte is sent when the browser can tell why; a file with the same
+// content (SHA-256, the checksum the server keeps) or the same name already in the
+// project asks first.
 async function checkFirst(file, row, status, bar, action, run) {
   const why = await refusal(file);
   if (why) { showRefusal(row, status, bar, action, why); return; }
+  status.textContent = "checking for an identical file…";
+  const digest = await sha256Of(file, (p) => {
+    status.textContent = `checking for an identical file… ${Math.round(p * 100)}%`;
+  }, action);
+  const twin = await identicalIn(state.id, digest);
+  if (twin) {
+    if (!confirm(`An identical file (same content) is already in this project: image "${twin.name}". Upload a second copy?`)) {
+      showRefusal(row, status, bar, action, `identical to "${twin.name}", already in this project`);
+      return;
+    }
+    run();
+    return;
+  }
   const same = await sameNameIn(state.id, file);
   if (same && !confirm(`"${file.name}" is already in this project (image "${same.name}"). Upload a second copy?`)) {
     showRefusal(row, status, bar, action, `already in this project as "${same.name}"`);

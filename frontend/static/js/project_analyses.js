@@ -42,7 +42,7 @@ async function loadRuns() {
       a.status === "running" ? ` ${Math.round(a.progress * 100)}%` : "",
       a.error ? el("div", { class: "muted" }, a.error) : null),
     el("td", {}, duration(a.duration_s)),
-    el("td", {}, a.username || "–"),
+    el("td", { title: a.executor ? `ran on ${a.executor}` : "" }, a.username || "–"),
     el("td", {}, formatDate(a.created_at)),
     el("td", { class: "params" }, paramsText(a)),
     el("td", {}, resultsLink(a)))));

@@ -1,5 +1,5 @@
 // Small DOM helpers shared by the pages.
-import { api, setCsrf } from "./api.js";
+import { api, setCsrf, toPasswordChange } from "./api.js";
 
 /** el("button", {class: "x", onclick: f}, "text", child) → element. */
 export function el(tag, attrs = {}, ...children) {
@@ -86,6 +86,7 @@ export async function currentUser() {
   try {
     const me = await api("session", { noRedirect: true });
     saveSession(me);
+    if (me.user.must_change_password) toPasswordChange();
     return me.user;
   } catch (e) {
     if (e.status === 401) { saveSession(null); return null; }
@@ -101,9 +102,11 @@ export function renderTopbar(user) {
     el("a", { class: "brand", href: "/" }, el("img", { src: "/static/img/favicon.svg", alt: "" }), "Microtome"),
     el("nav", { "aria-label": "Main" },
       user ? el("a", { href: "/" }, "Projects") : null,
-      user ? el("a", { href: "/keys" }, user.is_admin ? "API keys & users" : "API keys") : null,
+      user ? el("a", { href: "/keys" }, "API keys") : null,
       user ? el("a", { href: "/links" }, "Share links") : null,
-      user ? el("a", { href: "/trash" }, "Trash") : null),
+      user ? el("a", { href: "/trash" }, "Trash") : null,
+      user && user.is_admin ? el("a", { href: "/users" }, "Users") : null,
+      user ? el("a", { href: "/account" }, "My account") : null),
     el("div", { class: "who" },
       user ? el("span", {}, user.username || user.name || "") : null,
       user ? el("button", { type: "button", onclick: logout }, "Log out")

@@ -83,6 +83,39 @@ export async function sameNameIn(projectId, file) {
   } catch { return null; }
 }
 
+/**
+ * SHA-256 of the file, hashed in a worker with progress; null when the user skips it
+ * (`skip` is a button shown meanwhile) or the browser cannot (the exact check then
+ * follows the conversion, see `duplicateNote`).
+ */
+export function sha256Of(file, onProgress, skip) {
+  return new Promise((resolve) => {
+    let worker;
+    try { worker = new Worker("/static/js/hashworker.js"); } catch { resolve(null); return; }
+    const done = (value) => { worker.terminate(); resolve(value); };
+    if (skip) {
+      skip.textContent = "Skip check";
+      skip.setAttribute("aria-label", `Skip the duplicate check of ${file.name}`);
+      skip.onclick = () => done(null);
+    }
+    worker.onmessage = (ev) => {
+      if (ev.data.progress !== undefined) onProgress(ev.data.progress);
+      else done(ev.data.digest || null);
+    };
+    worker.onerror = (ev) => { ev.preventDefault(); done(null); };
+    worker.postMessage({ file });
+  });
+}
+
+/** An image of this project made from a file with exactly this content, if any. */
+export async function identicalIn(projectId, digest) {
+  if (!digest) return null;
+  try {
+    const data = await api(`projects/${projectId}/images?limit=1&checksum=${digest}`);
+    return items(data)[0] || null;
+  } catch { return null; }
+}
+
 /** "Same file as X" on an image card, with a link to the earlier copy. */
 export function duplicateNote(im, projectId) {
   if (!im.duplicate_of) return null;

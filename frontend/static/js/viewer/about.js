@@ -1,15 +1,20 @@
 // The image's description (Markdown rendered and sanitised by the server), tags,
-// properties and attached files; managers edit properties, contributors attach files.
+// properties and attached files; managers edit the description, tags and
+// properties (propedit.js), contributors attach files.
 import { api, authHeaders, items } from "../api.js";
+import { descriptionEditor, tagsEditor } from "../propedit.js";
 import { el, formatBytes, toast } from "../ui.js";
 
 async function render(app, panel) {
   const id = encodeURIComponent(app.id);
   const [about, props, files] = await Promise.all([
     api(`images/${id}/about`), api(`images/${id}/properties`), api(`images/${id}/attachments`)]);
-  const desc = el("div", { class: "description" });
-  // Safe: the server renders with raw HTML disabled and sanitises with an allow-list.
-  desc.innerHTML = about.description_html;
+  const editable = Boolean(app.user && !app.token);
+  const patchAbout = (body) => api(`images/${id}/about`, { method: "PATCH", body });
+  const desc = descriptionEditor({ id: "image-description", editable, load: async () => about,
+    save: (description) => patchAbout({ description }) });
+  const tags = tagsEditor({ id: "image-tags", editable, load: async () => about.tags,
+    save: async (want) => (await patchAbout({ tags: want })).tags });
   const rows = items(props).map((p) => el("tr", {}, el("th", { scope: "row" }, p.key), el("td", {}, p.value),
     el("td", { class: "muted" }, p.source === "user" ? "" : p.source)));
   const addForm = el("form", { id: "prop-form", class: "row" },
@@ -33,8 +38,7 @@ async function render(app, panel) {
     if (!resp.ok) toast((await resp.json().catch(() => ({}))).error || `upload failed (${resp.status})`, "error");
     await render(app, panel);
   });
-  panel.replaceChildren(el("h2", {}, "About"), desc,
-    about.tags.length ? el("p", { class: "tags" }, about.tags.map((t) => el("span", { class: "badge" }, t))) : null,
+  panel.replaceChildren(el("h2", {}, "About"), desc, tags,
     el("table", { class: "props", id: "image-properties" }, el("tbody", {}, rows)),
     app.user && !app.token ? addForm : null,
     el("h3", {}, "Attachments"),

@@ -18,6 +18,7 @@ import { setupAnalyses } from "./analyses/panel.js";
 import { setupLive } from "./live.js";
 import { setupAbout } from "./about.js";
 import { setupSimilar } from "./similar.js";
+import { setupMsi } from "./msi.js";
 
 const $ = (s) => document.querySelector(s);
 const state = { id: null, meta: null, image: null, viewer: null, token: null, user: null, renderQuery: "" };
@@ -327,6 +328,7 @@ async function main() {
     .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
   setupAbout(state);
+  setupMsi(state);
   setupLive(state);
   if (state.user) setupSimilar(state, { readOnly: Boolean(state.token) }).catch((e) => console.warn("similar", e));
   setupShare(state, await annotations);

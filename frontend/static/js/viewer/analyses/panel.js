@@ -5,10 +5,13 @@
 // count per term, and can be shown, hidden, exported, re-run or deleted.
 import { api, ApiError, items } from "../../api.js";
 import { el, toast } from "../../ui.js";
+import { MeasureColours } from "./colour.js";
 import { schemaForm } from "./form.js";
 import { ResultLayers } from "./results.js";
 
 const POLL_MS = 1000;
+// Positions, not properties of the objects: left out of the summary lines.
+const shown = ([k]) => !/^Centroid /.test(k);
 const ENDED = new Set(["done", "failed", "cancelled"]);
 
 const analysesApi = {
@@ -46,9 +49,10 @@ export async function setupAnalyses(state, annotations = {}) {
   // Viewers see the runs; the server has the last word on Run (403).
   const canRun = annotations.role !== "viewer";
   const results = new ResultLayers(layer);
+  const colours = new MeasureColours(layer);
   const section = el("section", { id: "analyse-panel", "aria-labelledby": "analyse-title" });
   document.querySelector(".sidepanel").append(section);
-  window.microtome.analyses = { results, runs: new Map() };
+  window.microtome.analyses = { results, colours, runs: new Map() };
 
   let apps = [];
   try {
@@ -94,6 +98,7 @@ export async function setupAnalyses(state, annotations = {}) {
     }
     const body = { app: appSelect.value, params: form.values() };
     if (region) body.region = region;
+    if (projectId) body.project = Number(projectId); // results go to the project being viewed
     runButton.disabled = true;
     try {
       form.showErrors({});
@@ -148,7 +153,7 @@ export async function setupAnalyses(state, annotations = {}) {
         el("label", { style: "display:flex;gap:.3rem;align-items:center;margin:0" }, show, "Show"),
         el("span", { class: "analysis-count" }, `${a.result_count ?? 0} objects`),
         el("a", { class: "button", href: `/api/analyses/${a.id}/export`, download: `analysis-${a.id}.geojson` }, "Export")));
-      if (r.summary) parts.push(summaryBox(r.summary));
+      if (r.summary) parts.push(...[summaryBox(r.summary), colourBox(a, r.summary)].filter(Boolean));
     }
     if (a.error) parts.push(el("p", { class: "error analysis-error" }, a.error));
     if (a.log) parts.push(el("details", { open: running || undefined }, el("summary", {}, "Log"), el("pre", { class: "analysis-log" }, a.log)));
@@ -162,10 +167,32 @@ export async function setupAnalyses(state, annotations = {}) {
   }
 
   function summaryBox(s) {
-    const termRows = (s.terms || []).map((t) => el("li", {}, `${t.name}: ${t.count}`));
-    const m = Object.entries(s.measurements || {}).slice(0, 4).map(([k, v]) =>
+    // Per term: its count, and the mean / median of its first measurements.
+    const termRows = (s.terms || []).map((t) => el("li", { class: "analysis-term", dataset: { term: t.name } },
+      `${t.name}: ${t.count}`,
+      el("ul", {}, ...Object.entries(t.measurements || {}).filter(shown).slice(0, 3).map(([k, v]) =>
+        el("li", {}, `${k}: mean ${fmt(v.mean)}, median ${fmt(v.median)}`)))));
+    const m = Object.entries(s.measurements || {}).filter(shown).slice(0, 4).map(([k, v]) =>
       el("li", {}, `${k}: mean ${fmt(v.mean)}, median ${fmt(v.median)}`));
     return el("div", { class: "analysis-summary" }, el("ul", {}, ...termRows, ...m));
+  }
+
+  /** "Colour by": term colours or one measurement, with its legend. */
+  function colourBox(a, s) {
+    const keys = Object.keys(s.measurements || {});
+    if (!keys.length) return null;
+    const legendBox = el("div", { class: "analysis-legend" });
+    const show = () => legendBox.replaceChildren(...[colours.legend(a.id)].filter(Boolean));
+    const select = el("select", { class: "analysis-colour-by", "aria-label": `Colour ${a.app} #${a.id} by`,
+      onchange: async (e) => {
+        try { await colours.colourBy(a.id, e.target.value); } catch (ex) { toast(`Could not colour: ${ex.message}`, "error"); }
+        show();
+      } },
+    el("option", { value: "" }, "Terms"),
+    ...keys.map((k) => el("option", { value: k, selected: colours.keyOf(a.id) === k || undefined }, k)));
+    show();
+    return el("div", { class: "analysis-colour" },
+      el("label", { style: "display:flex;gap:.4rem;align-items:center;margin:0" }, "Colour by", select), legendBox);
   }
 
   async function track(a) {
@@ -193,6 +220,7 @@ export async function setupAnalyses(state, annotations = {}) {
   async function rerun(a) {
     const body = { app: a.app, version: a.version, params: a.params };
     if (a.region) body.region = a.region;
+    if (a.project_id) body.project = a.project_id;
     try { track(await analysesApi.create(imageId, body)); } catch (e) { toast(`Could not re-run: ${e.message}`, "error"); }
   }
 

@@ -182,7 +182,9 @@ export class AnnotationLayer {
     const groups = new Map();
     for (const f of this.allFeatures()) {
       if (!this.visible(f)) continue;
-      const color = (this.layerColor && this.layerColor(f)) || this.termColor(f.terms);
+      // An analysis coloured by a measurement (analyses/colour.js), else its layer's colour.
+      const color = (this.measureColor && this.measureColor(f))
+        || (this.layerColor && this.layerColor(f)) || this.termColor(f.terms);
       let g = groups.get(color);
       if (!g) { g = { color, areasD: [], linesD: [], points: [] }; groups.set(color, g); }
       addToPath(g, f.geometry);

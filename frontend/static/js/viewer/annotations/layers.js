@@ -3,9 +3,11 @@
 // and coloured; filters by review status, date and a numeric property range.
 // What is shown is asked of the server with the same filters (viewport and
 // per-term counts take `layers`, `status`, `from`, `to`, `prop`, `prop_min`,
-// `prop_max`), and hidden at once here while the next answer comes.
+// `prop_max`), and hidden at once here while the next answer comes.  Colours
+// picked here are saved per user per project (/api/projects/{id}/layer-colors)
+// when a user is logged in with a project, so a reload keeps them.
 import { api } from "../../api.js";
-import { el } from "../../ui.js";
+import { el, toast } from "../../ui.js";
 
 /** The layer key of a viewport feature (as the server names layers). */
 export function layerKey(f) {
@@ -15,7 +17,7 @@ export function layerKey(f) {
 }
 
 export class LayersPanel {
-  /** @param ctx {imageId, projectId, layer, onChange()} */
+  /** @param ctx {imageId, projectId, layer, onChange(), saveColors: bool} */
   constructor(ctx) {
     this.ctx = ctx;
     this.items = [];
@@ -29,7 +31,30 @@ export class LayersPanel {
     ctx.layer.layerColor = (f) => this.colors.get(layerKey(f)) || null;
   }
 
+  colorsUrl() {
+    return this.ctx.saveColors && this.ctx.projectId ? `projects/${encodeURIComponent(this.ctx.projectId)}/layer-colors` : null;
+  }
+
+  /** The saved colours (once per page): drawn with them from the first frame on. */
+  async loadColors() {
+    const url = this.colorsUrl();
+    if (!url || this.colorsLoaded) return;
+    this.colorsLoaded = true;
+    try {
+      const saved = (await api(url, { noRedirect: true })).colors || {};
+      for (const [k, c] of Object.entries(saved)) if (!this.colors.has(k)) this.colors.set(k, c);
+      this.ctx.layer.invalidate();
+    } catch { /* unsaved colours still work for this page */ }
+  }
+
+  async saveColor(key, color) {
+    const url = this.colorsUrl();
+    if (!url) return;
+    try { await api(url, { method: "PATCH", body: { [key]: color }, noRedirect: true }); } catch (e) { toast(`The colour was not saved: ${e.message}`, "error"); }
+  }
+
   async load() {
+    await this.loadColors();
     try {
       const q = this.ctx.projectId ? `project=${encodeURIComponent(this.ctx.projectId)}` : "";
       this.items = (await api(`images/${this.ctx.imageId}/annotations/layers?${q}`, { noRedirect: true })).items || [];
@@ -68,8 +93,8 @@ export class LayersPanel {
       vis.addEventListener("change", () => { if (vis.checked) this.hidden.delete(l.key); else this.hidden.add(l.key); this.changed(); });
       const color = el("input", { type: "color", value: this.colors.get(l.key) || "#3b82f6", "aria-label": `Colour of ${l.name}`, title: "Colour this layer (instead of its terms' colours)" });
       color.addEventListener("input", () => { this.colors.set(l.key, color.value); this.ctx.layer.invalidate(); });
-      const reset = el("button", { type: "button", class: "link", title: "Back to the terms' colours", "aria-label": `Term colours for ${l.name}`, hidden: !this.colors.has(l.key), onclick: () => { this.colors.delete(l.key); this.render(); this.ctx.layer.invalidate(); } }, "↺");
-      color.addEventListener("change", () => this.render());
+      const reset = el("button", { type: "button", class: "link", title: "Back to the terms' colours", "aria-label": `Term colours for ${l.name}`, hidden: !this.colors.has(l.key), onclick: () => { this.colors.delete(l.key); this.render(); this.ctx.layer.invalidate(); this.saveColor(l.key, null); } }, "↺");
+      color.addEventListener("change", () => { this.colors.set(l.key, color.value); this.render(); this.saveColor(l.key, color.value); });
       return el("li", { dataset: { layer: l.key } }, vis, color,
         el("span", { style: "flex:1" }, l.kind === "analysis" ? `⚙ ${l.name}` : l.name, el("span", { class: "muted" }, ` ${l.count}`)), reset);
     }));

@@ -11,6 +11,7 @@ import { Edits } from "./edits.js";
 import { AnnotationTable } from "./table.js";
 import { LayersPanel } from "./layers.js";
 import { Review } from "./review.js";
+import { setupAnnotationProps } from "./props.js";
 import { isTyping } from "../keys.js";
 
 const LIST_LIMIT = 200;
@@ -78,7 +79,7 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
 
   layer.canEdit = canEdit;
   // Layers by author / analysis with filters (layers.js); review (review.js).
-  const layers = new LayersPanel({ imageId, projectId: ui.projectId, layer, onChange: () => { layer.refresh(true); loadCounts(); } });
+  const layers = new LayersPanel({ imageId, projectId: ui.projectId, layer, saveColors: Boolean(state.user) && !state.token, onChange: () => { layer.refresh(true); loadCounts(); } });
   const review = new Review({
     imageId, projectId: ui.projectId, role: ui.role, user: state.user, terms: () => ui.terms,
     onReviewed: (f) => {
@@ -116,6 +117,9 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
       el("button", { type: "button", id: "open-table", title: "Every annotation of the image, with filters and exports", onclick: () => table.toggle() }, "Table of all")),
     annoList,
   ].filter(Boolean));
+
+  // The selection's properties (props.js): contributors of the project edit them.
+  setupAnnotationProps(selBox, { editable: () => !readOnly && ["contributor", "reviewer", "manager"].includes(ui.role) });
 
   function termForm() {
     const f = el("form", { class: "row", "aria-label": "Add a term", style: "margin-top:.4rem" },
@@ -401,6 +405,9 @@ export async function setupAnnotations(state, { readOnly = false } = {}) {
   let seenWrites = 0;
   layer.onWrites = () => { if (layer.writes !== seenWrites) { seenWrites = layer.writes; loadCounts(); table.refresh(); layers.load(); } };
   layer.refresh(true);
+  // A link from the project's annotation table: #annotation-ID opens on it, selected.
+  const linked = /^#annotation-(\d+)$/.exec(location.hash);
+  if (linked) annoApi.get(linked[1]).then(zoomTo).catch((e) => toast(`Could not open annotation ${linked[1]}: ${e.message}`, "error"));
   return { role: ui.role, projectId: ui.projectId };
 }
 
