@@ -188,10 +188,13 @@ def _move_into_place(out_dir: Path, image_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _remove_other_attempts(image_dir: Path) -> None:
-    """After publishing: folders of crashed or superseded attempts are garbage."""
+def _remove_other_attempts(image_dir: Path, keep: Path) -> None:
+    """Folders of crashed or superseded attempts are garbage once an attempt holding the
+    lease publishes: removed before the job is marked done, so that a job seen 'done'
+    never leaves them behind (a stop right after the commit would)."""
     for p in image_dir.glob(ATTEMPT_PREFIX + "*"):
-        shutil.rmtree(p, ignore_errors=True)
+        if p != keep:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
@@ -207,6 +210,8 @@ async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
             log.warning("job %s attempt %s lost its lease; not publishing",
                         job["id"], job["attempts"])
             return "lost"
+        if alive:
+            await asyncio.to_thread(_remove_other_attempts, image_dir, out_dir)
         if alive and remote:
             # Object storage: uploaded with the root document last (readers never
             # see a partial image); an earlier copy of this id is replaced.
@@ -217,6 +222,8 @@ async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
             await asyncio.to_thread(_move_into_place, out_dir, image_dir)
             await mark_ready(conn, job["image_id"], result, checksum)
             await scanner_props.record(conn, job["image_id"], image_dir / STORE_NAME)
+        if alive:  # the attempt's own folder: emptied by the rename, or the S3 upload's source
+            await asyncio.to_thread(shutil.rmtree, out_dir, True)
         await conn.execute(
             """UPDATE jobs SET status = CASE WHEN $2 THEN 'done' ELSE 'cancelled' END,
                    progress = 1, error = NULL, finished_at = now()
@@ -224,9 +231,6 @@ async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
     if not alive:
         await asyncio.to_thread(shutil.rmtree, image_dir, True)
         return "cancelled"
-    if remote:
-        await asyncio.to_thread(shutil.rmtree, out_dir, True)
-    await asyncio.to_thread(_remove_other_attempts, image_dir)
     return "done"
 
 
