@@ -16,6 +16,7 @@ COVERAGE: dict[str, str] = {
     "POST /api/analyses/{analysis_id}/cancel": "AsyncClient.cancel_analysis",
     "DELETE /api/analyses/{analysis_id}": "AsyncClient.delete_analysis",
     "GET /api/analyses/{analysis_id}/summary": "Analysis.summary",
+    "GET /api/analyses/{analysis_id}/values": "Analysis.values",
     "POST /api/analysis-queue/claim": "AsyncClient.claim_analysis",
     "POST /api/analyses/{analysis_id}/progress": "AsyncClient.report_analysis",
     "POST /api/analyses/{analysis_id}/finish": "AsyncClient.finish_analysis",

@@ -20,6 +20,9 @@ def test_apps_and_an_analysis_lifecycle(live_server: LiveServer,
         assert a.region == {"x": 0, "y": 0, "w": 500, "h": 400}
         assert c.analysis(a.id).app == "tissue_detection"
         assert a.id in [x.id for x in image.analyses()]
+        assert a.values("area_um2") == {}  # queued: no results to colour by yet
+        with pytest.raises(BadRequest):
+            a.values("")
         assert a.cancel().status == "cancelled"
         a.delete()
         with pytest.raises(NotFound):

@@ -198,6 +198,8 @@ def test_case_navigation(live_server: LiveServer, context: Any, page: Any,
     page.keyboard.press("[")
     page.wait_for_url(f"**/viewer/{second}?project={pid}")
     wait_tiles(page)
+    # The neighbours are known once the position shows (the keys act on them).
+    expect(page.locator("#image-position")).to_have_text("2 of 3")
     page.keyboard.press("[")
     page.wait_for_url(f"**/viewer/{third}?project={pid}")
     wait_tiles(page)
