@@ -1060,6 +1060,11 @@ LATER_CASES: list[tuple[str, str, Any, dict[str, int | None], Prepare | None]] =
     ("GET", "/api/projects/{P}/properties", None, R_PROJECT, None),
     ("PATCH", "/api/projects/{P}/properties", {"cohort": "A"}, M_PROJECT, None),
     ("GET", "/api/projects/{P}/property-keys", None, R_PROJECT, None),
+    ("GET", "/api/projects/{P}/about", None, R_PROJECT, None),
+    ("PATCH", "/api/projects/{P}/about", {"description": "*cohort A*"}, M_PROJECT, None),
+    # saved layer colours: every reader of the project keeps their own
+    ("GET", "/api/projects/{P}/layer-colors", None, R_PROJECT, None),
+    ("PATCH", "/api/projects/{P}/layer-colors", {"user:1": "#aabbcc"}, R_PROJECT, None),
     ("GET", "/api/annotations/{A}/properties", None, R_IMAGE, None),
     ("PATCH", "/api/annotations/{A}/properties", {"grade": 2},
      exp2(401, 404, 403, 200, 200, 200, 200, 403), None),
