@@ -31,6 +31,8 @@ def test_msi_upload_spectrum_and_ion_image(live_server: LiveServer, context: Any
     csrf = api_setup_admin(context)
     project = api_call(context, "POST", "/api/projects", csrf, {"name": "MSI"})
     ui_login(page, *ADMIN, next_path=f"/projects/{project['id']}")
+    # The file input listens once the page knows the role (it then shows the section).
+    expect(page.locator("#upload-section")).to_be_visible()
 
     # The data half alone: uploaded, then it says what it waits for.
     page.set_input_files("#file-input", [str(testdata / PAIR[1])])
