@@ -202,7 +202,11 @@ def test_layer_colours_are_saved(live_server: LiveServer, context: Any, page: An
     wait_tiles(page)
     page.click("#layers summary")
     swatch = page.locator(f"#layer-list li[data-layer='user:{me}'] input[type=color]")
-    swatch.fill("#ff8800")
+    # the colour applies at once; the PATCH that saves it completes later
+    with page.expect_response(lambda r: "/layer-colors" in r.url
+                              and r.request.method == "PATCH") as saving:
+        swatch.fill("#ff8800")
+    assert saving.value.ok
     page.wait_for_function(f"window.microtome.annotations.layerColor("
                            f"{{id: 1, properties: {{user_id: {me}}}}}) === '#ff8800'")
     saved = api_call(context, "GET", f"/api/projects/{pid}/layer-colors", csrf)
