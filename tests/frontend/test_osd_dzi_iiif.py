@@ -59,6 +59,21 @@ COMPARE = """
 """
 
 
+def open_side_by_side(page: Any, dzi_url: str, iiif_url: str) -> dict[str, Any]:
+    """Open the DZI and the IIIF source in two OpenSeadragon viewers side by side,
+    wait until both are fully drawn, and compare their canvases (COMPARE)."""
+    page.set_content(
+        "<body style='margin:0;display:flex;gap:20px'>"
+        "<div id=a style='width:520px;height:600px'></div>"
+        "<div id=b style='width:520px;height:600px'></div></body>")
+    page.add_script_tag(path=str(OSD))
+    page.evaluate(OPEN_BOTH, [dzi_url, iiif_url])
+    page.wait_for_function(LOADED, timeout=30_000)
+    assert page.evaluate("window.failures") == []
+    result: dict[str, Any] = page.evaluate(COMPARE)
+    return result
+
+
 def test_openseadragon_dzi_and_iiif_show_the_same_pixels(converted_slide: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -70,17 +85,9 @@ def test_openseadragon_dzi_and_iiif_show_the_same_pixels(converted_slide: Path) 
             page = browser.new_page(viewport={"width": 1100, "height": 620})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.set_content(
-                "<body style='margin:0;display:flex;gap:20px'>"
-                "<div id=a style='width:520px;height:600px'></div>"
-                "<div id=b style='width:520px;height:600px'></div></body>")
-            page.add_script_tag(path=str(OSD))
             base = f"http://{host}"
-            page.evaluate(OPEN_BOTH, [f"{base}/dzi/{name}.dzi",
-                                      f"{base}/iiif/3/{name}/info.json"])
-            page.wait_for_function(LOADED, timeout=30_000)
-            assert page.evaluate("window.failures") == []
-            result: dict[str, Any] = page.evaluate(COMPARE)
+            result = open_side_by_side(page, f"{base}/dzi/{name}.dzi",
+                                       f"{base}/iiif/3/{name}/info.json")
             page.screenshot(path=str(ARTIFACTS / "osd-dzi-vs-iiif.png"))
         finally:
             browser.close()

@@ -10,13 +10,12 @@ in the ``id``.  A multi-channel image opened through IIIF with
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from microtome.pyramid.layout import Channel
 from tests.frontend.browser import ARTIFACTS, CHROMIUM_ARGS, _ensure_chromium
-from tests.frontend.test_osd_dzi_iiif import COMPARE, LOADED, OPEN_BOTH, OSD
+from tests.frontend.test_osd_dzi_iiif import open_side_by_side
 from tests.tileserver.conftest import build_nd
 from tests.tileserver.livesrv import live_server
 
@@ -40,17 +39,9 @@ def test_iiif_viewer_keeps_render_parameters(tmp_path: Path) -> None:
             iiif_tiles: list[str] = []
             page.on("request", lambda r: iiif_tiles.append(r.url)
                     if "/iiif/" in r.url and "info.json" not in r.url else None)
-            page.set_content(
-                "<body style='margin:0;display:flex;gap:20px'>"
-                "<div id=a style='width:520px;height:600px'></div>"
-                "<div id=b style='width:520px;height:600px'></div></body>")
-            page.add_script_tag(path=str(OSD))
             base = f"http://{host}"
-            page.evaluate(OPEN_BOTH, [f"{base}/dzi/nd.dzi?{QUERY}",
-                                      f"{base}/iiif/3/nd/info.json?{QUERY}"])
-            page.wait_for_function(LOADED, timeout=30_000)
-            assert page.evaluate("window.failures") == []
-            result: dict[str, Any] = page.evaluate(COMPARE)
+            result = open_side_by_side(page, f"{base}/dzi/nd.dzi?{QUERY}",
+                                       f"{base}/iiif/3/nd/info.json?{QUERY}")
             green = page.evaluate("""() => {
               const c = window.viewers[1].drawer.canvas;
               const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
