@@ -10,6 +10,7 @@ much faster than migrating per test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -103,18 +104,14 @@ async def _execute(url: str, *statements: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server where tests may CREATE DATABASE; its 'postgres' database URL."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        yield with_database(external, "postgres")
-        return
+@contextlib.contextmanager
+def embedded_server(prefix: str) -> Iterator[str]:
+    """An embedded pgserver for this test process; its 'postgres' database URL."""
     import pgserver
 
     # Short path: the server's unix socket lives in the data directory and
     # socket paths are limited to ~100 bytes.
-    pgdata = Path("/tmp") / f"microtome-test-pg-{os.getpid()}"
+    pgdata = Path("/tmp") / f"{prefix}-{os.getpid()}"
     server = pgserver.get_server(pgdata, cleanup_mode="delete")
     try:
         yield server.get_uri("postgres")
@@ -122,17 +119,17 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def template_database(pg_server_url: str) -> Iterator[str]:
-    """Name of a database with every migration applied, dropped at the end."""
+@contextlib.contextmanager
+def migrated_template(server_url: str, prefix: str) -> Iterator[str]:
+    """Name of a database on the server with every migration applied, dropped at the end."""
     from microtome.app import MIGRATION_DIRS
     from microtome.catalog.migrate import migrate
 
-    name = f"microtome_tmpl_{secrets.token_hex(4)}"
-    asyncio.run(_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    asyncio.run(_execute(server_url, f'CREATE DATABASE "{name}"'))
 
     async def _migrate() -> None:
-        conn = await asyncpg.connect(with_database(pg_server_url, name))
+        conn = await asyncpg.connect(with_database(server_url, name))
         try:
             await migrate(conn, MIGRATION_DIRS)
         finally:
@@ -142,15 +139,40 @@ def template_database(pg_server_url: str) -> Iterator[str]:
     try:
         yield name
     finally:
-        asyncio.run(_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def copy_of(server_url: str, template: str, prefix: str) -> Iterator[str]:
+    """URL of a fresh database copied from the template, dropped at the end."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    asyncio.run(_execute(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield with_database(server_url, name)
+    finally:
+        asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server where tests may CREATE DATABASE; its 'postgres' database URL."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield with_database(external, "postgres")
+        return
+    with embedded_server("microtome-test-pg") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server_url: str) -> Iterator[str]:
+    """Name of a database with every migration applied, dropped at the end."""
+    with migrated_template(pg_server_url, "microtome_tmpl") as name:
+        yield name
 
 
 @pytest.fixture
 def database_url(pg_server_url: str, template_database: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"microtome_test_{secrets.token_hex(6)}"
-    asyncio.run(_execute(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    try:
-        yield with_database(pg_server_url, name)
-    finally:
-        asyncio.run(_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with copy_of(pg_server_url, template_database, "microtome_test") as url:
+        yield url

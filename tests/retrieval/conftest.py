@@ -9,8 +9,6 @@ tests start their own embedded pgserver, which ships it.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,12 +19,12 @@ import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient
 
-from microtome.app import MIGRATION_DIRS, create_app
+from microtome.app import create_app
 from microtome.catalog.db import connect
 from microtome.core.settings import Settings
 from tests.catalog.conftest import make_settings
 from tests.catalog.helpers import ANON, Actor
-from tests.conftest import _execute, with_database
+from tests.conftest import copy_of, embedded_server, migrated_template
 from tests.retrieval.labelled_tiles import LABELS, TILE
 
 
@@ -44,46 +42,20 @@ def vector_server_url(pg_server_url: str) -> Iterator[str]:
     if asyncio.run(_offers_vector(pg_server_url)):
         yield pg_server_url
         return
-    import pgserver
-
-    pgdata = Path("/tmp") / f"microtome-test-pgv-{os.getpid()}"
-    server = pgserver.get_server(pgdata, cleanup_mode="delete")
-    try:
-        yield server.get_uri("postgres")
-    finally:
-        server.cleanup()
+    with embedded_server("microtome-test-pgv") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def vector_template(vector_server_url: str) -> Iterator[str]:
-    from microtome.catalog.migrate import migrate
-
-    name = f"microtome_vtmpl_{secrets.token_hex(4)}"
-    asyncio.run(_execute(vector_server_url, f'CREATE DATABASE "{name}"'))
-
-    async def _migrate() -> None:
-        conn = await asyncpg.connect(with_database(vector_server_url, name))
-        try:
-            await migrate(conn, MIGRATION_DIRS)
-        finally:
-            await conn.close()
-
-    asyncio.run(_migrate())
-    try:
+    with migrated_template(vector_server_url, "microtome_vtmpl") as name:
         yield name
-    finally:
-        asyncio.run(_execute(vector_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
 def vector_database_url(vector_server_url: str, vector_template: str) -> Iterator[str]:
-    name = f"microtome_vtest_{secrets.token_hex(6)}"
-    asyncio.run(_execute(vector_server_url,
-                         f'CREATE DATABASE "{name}" TEMPLATE "{vector_template}"'))
-    try:
-        yield with_database(vector_server_url, name)
-    finally:
-        asyncio.run(_execute(vector_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with copy_of(vector_server_url, vector_template, "microtome_vtest") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
