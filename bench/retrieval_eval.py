@@ -27,6 +27,7 @@ names the query's class, leave one out).  Saves the ``retrieval_eval`` record.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -231,7 +232,7 @@ def run(slide: Path = SLIDE, log: Callable[[str], None] = print,
                                  ms[f"cstats {p}"]),
             }
             if codebook is not None:
-                bv, bms = _timed(lambda rgb_: bovw.describe(rgb_, codebook),
+                bv, bms = _timed(functools.partial(bovw.describe, codebook=codebook),
                                  [crops[p][i] for i in test])
                 fams["bovw-ert-v1"] = (np.stack(bv), bms)
                 v2 = fams["cstats-v2"][0]
@@ -301,7 +302,8 @@ def render(figures: list[dict[str, Any]]) -> str:
             delta = "" if base is None else f"{100 * (r['p10_macro'] - base):+.1f}"
             shown = f"**{fam} (default)**" if fam == default else fam
             lines.append(f"| {p} | {shown} | {r['p10_macro']:.3f} | {r['p10_micro']:.3f} | "
-                         f"{r['p10n_macro']:.3f} | {r['vote_macro']:.3f} | {r['vote_micro']:.3f} | {delta} | {folds} | "
+                         f"{r['p10n_macro']:.3f} | {r['vote_macro']:.3f} | "
+                         f"{r['vote_micro']:.3f} | {delta} | {folds} | "
                          f"{r['ms_per_region']:.1f} | {r['load_average']:.1f} |")
     if default is not None:
         for p in PROTOCOLS:
