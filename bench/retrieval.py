@@ -28,7 +28,7 @@ import numpy as np
 from bench import records as bench_records
 from bench.retrieval_set import Region, build, build_colourblind, evaluate
 from microtome.retrieval import bovw
-from microtome.retrieval.descriptors import WEIGHTS_V1, describe, rgb_histogram
+from microtome.retrieval.descriptors import WEIGHTS, WEIGHTS_V1, describe, rgb_histogram
 
 REPO = Path(__file__).resolve().parent.parent
 SLIDE = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
@@ -40,12 +40,13 @@ def families(regions: list[Region]) -> dict[str, Callable[[np.ndarray], np.ndarr
     codebook = bovw.fit_codebook([r.rgb for r in regions if r.stain == 0 and r.size == 0])
 
     def combo(rgb: np.ndarray) -> np.ndarray:
-        v = np.concatenate([describe(rgb), bovw.describe(rgb, codebook)]) / np.sqrt(2)
+        v = np.concatenate([describe(rgb, weights=WEIGHTS),
+                            bovw.describe(rgb, codebook)]) / np.sqrt(2)
         return v.astype(np.float32)
 
     return {"rgb-histogram (baseline)": rgb_histogram,
-            "cstats-v1": functools.partial(describe, weights=WEIGHTS_V1),
-            "cstats-v2 (default)": describe,
+            "cstats-v1 (default)": functools.partial(describe, weights=WEIGHTS_V1),
+            "cstats-v2": functools.partial(describe, weights=WEIGHTS),
             "bovw-ert-v1": lambda rgb: bovw.describe(rgb, codebook), "cstats-v2+bovw": combo}
 
 

@@ -61,6 +61,7 @@ EXTRA_SUITES = (
 #: their record and regenerate RESULTS.md.
 STANDALONE_SUITES = (
     "bench.retrieval",
+    "bench.retrieval_eval",  # python -m bench.retrieval_eval (held-out, hand-labelled tissue)
     "bench.formats_slide",  # python -m bench.formats slide (minutes per conversion)
     "bench.analysis_large",  # python -m bench.analysis --large-only (the 65536 x 49152 slide)
 )

@@ -462,3 +462,32 @@ def remote_read_settings_from_env(environ: Mapping[str, str] | None = None
                               chunk_cache_bytes=size_mb * 1024**2,
                               s3_endpoint_url=endpoint.strip() or None,
                               s3_region=region.strip() or None)
+
+
+# --- retrieval descriptor family (issue 17) ---------------------------------------------
+KNOWN |= {"MICROTOME_RETRIEVAL_DESCRIPTOR"}
+
+#: Descriptor families the server can describe and search with (retrieval.descriptors).
+#: Both are 100 values long, the length of the index column; the bag of visual words
+#: (retrieval.bovw) is not servable (longer vectors, and no per-project codebook store).
+RETRIEVAL_DESCRIPTORS = ("cstats-v1", "cstats-v2")
+
+
+@dataclass(frozen=True)
+class RetrievalDescriptorSettings:
+    #: The family every annotation is described and searched with.  Chosen by the
+    #: held-out benchmark on hand-labelled tissue (bench/retrieval_eval.py).  After a
+    #: change, run `microtome reindex`: until then searches find only the annotations
+    #: already described with the new family (and describe up to 32 more per request).
+    family: str = "cstats-v1"
+
+
+def retrieval_descriptor_settings_from_env(environ: Mapping[str, str] | None = None
+                                           ) -> RetrievalDescriptorSettings:
+    """MICROTOME_RETRIEVAL_DESCRIPTOR: one of RETRIEVAL_DESCRIPTORS (default cstats-v1)."""
+    env = _Env(os.environ if environ is None else environ)
+    family = env.text("MICROTOME_RETRIEVAL_DESCRIPTOR", "cstats-v1").strip()
+    if family not in RETRIEVAL_DESCRIPTORS:
+        raise SettingsError("MICROTOME_RETRIEVAL_DESCRIPTOR",
+                            f"must be one of {', '.join(RETRIEVAL_DESCRIPTORS)}, got {family!r}")
+    return RetrievalDescriptorSettings(family)

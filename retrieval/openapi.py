@@ -14,7 +14,8 @@ from .crops import MAX_SIDE, MIN_SIDE, TARGET_UM
 _NID = {"type": ["integer", "null"], "minimum": 1}
 _SCORE = {"type": "number", "description": "cosine similarity of the descriptors (1: same)"}
 _META = {
-    "descriptor": {"type": "string", "description": "descriptor family used (cstats-v2)"},
+    "descriptor": {"type": "string", "description": "descriptor family used "
+                   "(MICROTOME_RETRIEVAL_DESCRIPTOR; cstats-v1 by default)"},
     "method": {"type": "string", "enum": ["hnsw", "exact"],
                "description": "hnsw: pgvector's approximate index; exact: a full scan"},
     "pending": {"type": "integer", "minimum": 0,
