@@ -120,15 +120,17 @@ def dumps(model: PixelModel) -> bytes:
         parts["missing"].append(nodes["missing_go_to_left"].astype(np.uint8)
                                 if "missing_go_to_left" in (nodes.dtype.names or ())
                                 else np.zeros(len(nodes), np.uint8))
-        parts["value"].append(np.asarray(state["values"], np.float64).reshape(len(nodes), -1)[:, :k])
+        values = np.asarray(state["values"], np.float64).reshape(len(nodes), -1)
+        parts["value"].append(values[:, :k])
         offsets.append(offsets[-1] + len(nodes))
     arrays = {name: np.concatenate(v) if v else np.zeros((0, k) if name == "value" else 0,
                                                          _MEMBERS[name])
               for name, v in parts.items()}
     meta = json.dumps(model.meta, ensure_ascii=False, sort_keys=True).encode()
     buf = io.BytesIO()
-    np.savez_compressed(buf, meta=np.frombuffer(meta, np.uint8),
-                        offsets=np.asarray(offsets, np.int64), **arrays)
+    members: dict[str, Any] = {"meta": np.frombuffer(meta, np.uint8),
+                               "offsets": np.asarray(offsets, np.int64), **arrays}
+    np.savez_compressed(buf, **members)
     return buf.getvalue()
 
 
@@ -217,9 +219,9 @@ def loads(data: bytes) -> PixelModel:
         raise
     except Exception as e:  # zip, npy header, pickle refused: all mean "not a model"
         raise _bad(f"{type(e).__name__}: {str(e)[:200]}") from None
-    for k, dt in _MEMBERS.items():
-        if arrays[k].dtype != np.dtype(dt):
-            raise _bad(f"{k} is {arrays[k].dtype}, not {np.dtype(dt)}")
+    for name, dt in _MEMBERS.items():
+        if arrays[name].dtype != np.dtype(dt):
+            raise _bad(f"{name} is {arrays[name].dtype}, not {np.dtype(dt)}")
     if arrays["meta"].ndim != 1 or len(arrays["meta"]) > MAX_META_BYTES:
         raise _bad("meta")
     try:

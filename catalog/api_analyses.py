@@ -21,6 +21,7 @@ from microtome.analysis import (
     get_app,
     validate_params,
 )
+from microtome.catalog import api_analysis_models
 from microtome.catalog.access import (
     get_principal,
     image_role,
@@ -29,7 +30,6 @@ from microtome.catalog.access import (
     require_user,
     role_at_least,
 )
-from microtome.catalog import api_analysis_models
 from microtome.catalog.analysis_wakeup import WAKEUP, QueueWakeup, wakeup_ctx
 from microtome.catalog.api_analysis_projects import app_disabled_for_image, jsonb_value
 from microtome.catalog.db import DB_POOL

@@ -204,7 +204,7 @@ class Analysis(Record):
         """Write the model this analysis trained to ``path`` (apply it elsewhere with
         ``microtome analyse pixel_classifier SRC --param model=PATH``)."""
         data = await self.client.analysis_model(self.id)
-        Path(path).write_bytes(data)
+        await asyncio.to_thread(Path(path).write_bytes, data)
         return Path(path)
 
     async def wait(self, limit_s: float = 3600.0, poll: float = 0.5) -> Analysis:

@@ -146,6 +146,22 @@ def test_tissue_then_nuclei_from_the_viewer_then_export(
         page.locator("#project-apps input[type=checkbox]").count())
     screenshot(page, "analyse-project-tab")
 
+    # The model that classifier run trained is offered by the form (the project's
+    # trained models) and applied again: nothing is learnt the second time.
+    trained = int(pixels.get_attribute("data-id"))
+    page.goto(f"/viewer/{iid}?project={project['id']}")
+    wait_tiles(page)
+    page.select_option("#analyse-app", "pixel_classifier")
+    expect(page.locator(f"#param-model option[value='{trained}']")).to_contain_text("Cells")
+    page.select_option("#param-model", str(trained))
+    before = page.locator("#analysis-runs li").count()
+    page.click("#analyse-run")
+    expect(page.locator("#analysis-runs li")).to_have_count(before + 1)
+    applied = page.locator("#analysis-runs li").first
+    expect(applied.locator(".badge")).to_have_text("done", timeout=120_000)
+    expect(applied.locator(".analysis-term[data-term='Glass']")).to_be_visible()
+    assert f"model {trained}" in applied.locator(".analysis-log").text_content()
+
 
 def _draw_training(context: Any, csrf: str, pid: int, iid: int, slide: Path) -> None:
     """Two terms, Cells and Glass, each with one polygon drawn well inside tissue or
