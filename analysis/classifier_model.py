@@ -213,6 +213,17 @@ def loads(data: bytes) -> PixelModel:
                 raise _bad("unexpected members " + ", ".join(sorted(names))[:200])
             if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
                 raise _bad("too large once unpacked")
+            for i in infos:  # a header may not claim more than its member holds
+                with z.open(i) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise _bad(f"{i.filename}: .npy version {version}")
+                if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > i.file_size:
+                    raise _bad(f"{i.filename} claims more than it holds")
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in _MEMBERS}
     except ModelError:

@@ -221,3 +221,22 @@ def test_a_model_from_another_app_is_refused(trained: bytes) -> None:
     with pytest.raises(AnalysisError, match="someone_elses_app"):
         run_app(app, ArrayRaster(painted(truth_b(), 5)),
                 validate_params(app.descriptor, {"model": 3}), load_model=lambda r: other)
+
+
+def test_a_header_claiming_a_huge_array_is_refused_before_allocating(trained: bytes) -> None:
+    """A member whose .npy header claims 10^12 values in a few bytes: refused from
+    the header alone (no terabyte allocation attempted)."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(trained)) as src, zipfile.ZipFile(buf, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "threshold.npy":
+                out = io.BytesIO()
+                np.lib.format.write_array_header_1_0(
+                    out, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+                data = out.getvalue() + bytes(64)
+            dst.writestr(info.filename, data)
+    with pytest.raises(ModelError, match="claims more than it holds"):
+        loads(buf.getvalue())
