@@ -50,13 +50,14 @@ class Job:
     threads: int
     #: The project the run was asked in: where its training annotations are read.
     project_id: int | None = None
+    analysis_id: int | None = None
 
 
 def _child(job: Job, out_q: Any, stop: Any) -> None:
     from microtome_client import Client
 
     from .features import write_geojson
-    from .remote import ClientRaster
+    from .remote import ClientRaster, model_loader, model_path, project_terms
     from .runner import Region, run_app
     from .training import from_client
 
@@ -70,7 +71,11 @@ def _child(job: Job, out_q: Any, stop: Any) -> None:
                 on_progress=lambda f: out_q.put(("progress", f)),
                 on_log=lambda line: out_q.put(("log", line)),
                 should_stop=stop.is_set, workers=job.threads,
-                annotations=lambda: from_client(image, job.project_id))
+                annotations=lambda: from_client(image, job.project_id),
+                load_model=model_loader(client), terms=project_terms(image, job.project_id),
+                on_model=model_path(job.out).write_bytes,
+                source={"image_id": job.image_id, "analysis_id": job.analysis_id,
+                        "project_id": job.project_id})
         write_geojson(Path(job.out), features, prov)
         out_q.put(("done", len(features), prov["seconds"]))
     except Cancelled:

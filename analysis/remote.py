@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,3 +37,35 @@ class ClientRaster(LevelsRaster):
         if out.shape[:2] != (h, w):
             raise AnalysisError(f"server answered {out.shape[:2]} pixels for {h}x{w}")
         return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def model_loader(client: Any) -> Any:
+    """``ctx.load_model`` on a worker: the model an earlier analysis saved, by its id,
+    through the API (the server checked at submission that the asker may read it)."""
+    def load(ref: Any) -> bytes:
+        from microtome_client import NotFound
+
+        if isinstance(ref, bool) or not isinstance(ref, int):
+            raise AnalysisError(f"model {str(ref)[:100]!r}: on a server, give the id of an "
+                                "earlier pixel-classifier analysis")
+        try:
+            return bytes(client.analysis_model(ref))
+        except NotFound:
+            raise AnalysisError(f"model {ref}: analysis {ref} has no saved model (deleted "
+                                "since this run was asked?)") from None
+    return load
+
+
+def project_terms(image: Any, project_id: int | None) -> Any:
+    """``ctx.terms`` on a worker: the terms of the project the results go to."""
+    from .training import TermRef
+
+    def terms() -> list[TermRef]:
+        return [TermRef(t.id, t.name, t.color) for t in image.terms()
+                if project_id is None or t.project_id == project_id]
+    return terms
+
+
+def model_path(results: str | Path) -> Path:
+    """Where a run that trains writes its model, beside its results file."""
+    return Path(results).with_name("model.npz")

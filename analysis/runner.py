@@ -32,6 +32,10 @@ class Region:
         return cls(x, y, w, h)
 
 
+def _no_models(ref: Any) -> bytes:
+    raise AnalysisError(f"model {ref!r}: no model can be read here")
+
+
 class Cancelled(AnalysisError):
     """The run was cancelled between two steps (``RunContext.check``)."""
 
@@ -51,6 +55,18 @@ class RunContext:
     #: The annotations people drew on the image (`training.Drawn`), for apps that
     #: learn from them; fetched only when an app asks.
     annotations: Callable[[], list[Any]] = lambda: []
+    #: A model the app trained (bytes, e.g. `classifier_model.dumps`): kept by the
+    #: caller (the worker uploads it as the analysis' model, the CLI writes a file).
+    on_model: Callable[[bytes], None] = lambda data: None
+    #: The bytes of an earlier model named by a parameter (an analysis id on a
+    #: server, a file path locally); raises `AnalysisError` when there is none.
+    load_model: Callable[[Any], bytes] = field(default=lambda ref: _no_models(ref))
+    #: The terms (`training.TermRef`) of the project the results go to: how the
+    #: classes of a re-applied model find their terms there.
+    terms: Callable[[], list[Any]] = lambda: []
+    #: Where the run comes from (image_id, analysis_id, project_id or file): a
+    #: trained model's provenance.
+    source: dict[str, Any] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
 
     def progress(self, fraction: float) -> None:

@@ -148,11 +148,13 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
             if server is not None:
                 job = Job(app, server[0], server[1], analysis.image_id, params,
                           analysis.region, str(path), max(1, threads),
-                          getattr(analysis, "project_id", None))
+                          getattr(analysis, "project_id", None), analysis.id)
                 count, seconds = run_isolated(job, hb, timeout)
             else:
                 count, seconds = _in_thread(app, image, params, analysis.region, hb,
-                                            threads, path, getattr(analysis, "project_id", None))
+                                            threads, path, getattr(analysis, "project_id", None),
+                                            client, analysis.id)
+            _upload_model(client, analysis, path, hb)
             # Into the project the run was asked in; the server gives the results
             # to the person who asked when it links them (finish).
             image.import_annotations(
@@ -176,18 +178,40 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
 
 
 def _in_thread(app: App, image: Any, params: dict[str, Any], region: dict[str, int] | None,
-               hb: Heartbeat, threads: int, path: Path, project_id: int | None = None
-               ) -> tuple[int, float]:
-    from .remote import ClientRaster
+               hb: Heartbeat, threads: int, path: Path, project_id: int | None = None,
+               client: Any = None, analysis_id: int | None = None) -> tuple[int, float]:
+    from .remote import ClientRaster, model_loader, model_path, project_terms
     from .training import from_client
 
     features, prov = run_app(app, ClientRaster(image), params,
                              Region(**region) if region else None,
                              on_progress=hb.progress, on_log=hb.log,
                              should_stop=hb.should_stop, workers=max(1, threads),
-                             annotations=lambda: from_client(image, project_id))
+                             annotations=lambda: from_client(image, project_id),
+                             load_model=model_loader(client),
+                             terms=project_terms(image, project_id),
+                             on_model=model_path(path).write_bytes,
+                             source={"image_id": image.id, "analysis_id": analysis_id,
+                                     "project_id": project_id})
     write_geojson(path, features, prov)
     return len(features), float(prov["seconds"])
+
+
+def _upload_model(client: Any, analysis: Any, results: Path, hb: Heartbeat) -> None:
+    """A model the run trained becomes the analysis' model (before finishing: the
+    server takes it only from the running attempt). A refused upload (too large)
+    is logged; the results still count."""
+    from .remote import model_path
+
+    path = model_path(results)
+    if not path.exists():
+        return
+    from microtome_client import APIError
+
+    try:
+        client.upload_analysis_model(analysis.id, path.read_bytes(), attempt=analysis.attempts)
+    except APIError as e:
+        hb.log(f"the model was not saved: {e}")
 
 
 def _fail(client: Any, analysis: Any, msg: str, log: str, trace: str) -> str:

@@ -21,6 +21,7 @@ from microtome.analysis import (
     get_app,
     validate_params,
 )
+from microtome.catalog import api_analysis_models
 from microtome.catalog.access import (
     get_principal,
     image_role,
@@ -114,6 +115,7 @@ async def create_analysis(request: web.Request) -> web.Response:
     if await app_disabled_for_image(pool, image_id, d.name):
         raise errors.Forbidden(f"the app {d.name} is disabled in this image's projects")
     project_id = await _results_project(request, image_id, body.get("project"))
+    await api_analysis_models.check_model_params(request, d, params, image_id)
     row = await pool.fetchrow(
         f"""INSERT INTO analyses (image_id, user_id, project_id, app, version, params, region)
             VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) RETURNING {COLUMNS}""",
@@ -256,6 +258,7 @@ def setup_analyses(app: web.Application) -> None:
     app.router.add_routes(api_analysis_worker.routes())
     app.router.add_routes(api_analysis_projects.routes())
     app.router.add_routes(api_analysis_results.routes())
+    app.router.add_routes(api_analysis_models.routes())
     app.router.add_routes(routes())
 
 

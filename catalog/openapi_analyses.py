@@ -184,3 +184,49 @@ PATHS: dict[str, Any] = {
         "The analysis' results as a GeoJSON FeatureCollection (measurements included)",
         None, status="200", body=None, params=[path_param("analysis_id")], tag=_T)},
 }
+
+# -- models trained by analyses (catalog/api_analysis_models.py) ----------------------
+SCHEMAS |= {
+    "AnalysisModelStored": obj({"analysis_id": ID, "size": {"type": "integer"},
+                                "sha256": {"type": "string"}, "meta": {"type": "object"}}),
+    "ClassifierModel": obj({
+        "analysis_id": ID, "image_id": ID, "image_name": {"type": "string"},
+        "project_id": {"type": ["integer", "null"]}, "user_id": {"type": ["integer", "null"]},
+        "username": {"type": ["string", "null"]}, "app": {"type": "string"},
+        "version": {"type": "string"}, "size": {"type": "integer"}, "created_at": TS,
+        "classes": {"type": "array", "items": obj({"id": {"type": ["integer", "null"]},
+                                                   "name": {"type": "string"},
+                                                   "color": {"type": "string"}})},
+        "features": {"type": "object"}, "resolution": {"type": ["number", "null"]},
+        "training": {"type": "object", "description": "images, annotation count, pixels "
+                                                      "per class, trees, when"}}),
+    "ClassifierModelList": obj({"items": {"type": "array", "items": ref("ClassifierModel")},
+                                "total": {"type": "integer"}, "limit": {"type": "integer"},
+                                "offset": {"type": "integer"}}),
+}
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_model_get = operation(
+    "The model the analysis trained (a safe .npz artifact, no pickles)", None, status="200",
+    body=None, params=[path_param("analysis_id")], tag=_T,
+    desc="Readers of the project the analysis was asked in (of its image outside "
+         "projects); 404 until the analysis is done or when it saved no model.")
+_model_get["responses"]["200"] = {"description": "ok", "content": _BINARY}
+_model_put = operation(
+    "Worker: store the model the running attempt trained (administrators' API keys)",
+    "AnalysisModelStored", status="201", body=None,
+    params=[path_param("analysis_id"),
+            {"name": "attempt", "in": "query", "required": True,
+             "schema": {"type": "integer", "minimum": 1},
+             "description": "the claim's attempts value"}], tag=_T,
+    write_errors={"409": {"description": "the analysis is not running this attempt"},
+                  **_TOO_LARGE},
+    desc="The artifact is checked (members, dtypes, tree structure) before it is "
+         "stored: 400 names what is wrong.")
+_model_put["requestBody"] = {"required": True, "content": _BINARY}
+PATHS |= {
+    "/api/analyses/{analysis_id}/model": {"get": _model_get, "put": _model_put},
+    "/api/projects/{project_id}/classifier-models": {"get": operation(
+        "Models trained by the project's done analyses, newest first (apply one with the "
+        "pixel classifier's model parameter)", "ClassifierModelList", status="200",
+        body=None, params=[path_param("project_id")], tag=_T)},
+}

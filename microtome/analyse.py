@@ -54,6 +54,9 @@ def register(subparsers: Any) -> None:
                    help="annotations to learn from, for apps that learn (pixel_classifier): "
                         "a GeoJSON FeatureCollection whose features carry a "
                         "classification (QuPath) or microtome terms")
+    p.add_argument("--save-model", type=Path, default=None, metavar="PATH",
+                   help="write the model the app trains (pixel_classifier) to PATH; apply "
+                        "it to another image with --param model=PATH")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="threads for apps that work tile by tile (default: all cores)")
     p.add_argument("--server", default=None, metavar="URL",
@@ -108,6 +111,19 @@ def _training(path: Path | None) -> Any:
     return (lambda: from_geojson(path)) if path is not None else (lambda: [])
 
 
+def _read_model(ref: Any) -> bytes:
+    """``--param model=PATH`` locally: a model file (saved with --save-model or
+    downloaded from a server with the client's ``Analysis.download_model``)."""
+    if not isinstance(ref, str):
+        raise AnalysisError(f"model {ref!r}: without --server, give a model file's path "
+                            "(download a server's model with the Python client: "
+                            "Analysis.download_model)")
+    try:
+        return Path(ref).read_bytes()
+    except OSError as e:
+        raise AnalysisError(f"model {ref}: {e.strerror or e}") from None
+
+
 def _progress(quiet: bool) -> Any:
     last = [-1]
 
@@ -145,16 +161,28 @@ def run_analyse(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         print(f"error: {out.parent}: no such directory", file=sys.stderr)
         return 2
+    models: list[bytes] = []
     try:
         with _open_raster(args.src, args.quiet) as raster:
             features, prov = run_app(app, raster, params, args.region,
                                      workers=max(1, args.workers),
                                      annotations=_training(args.training),
+                                     load_model=_read_model, on_model=models.append,
+                                     source={"file": args.src.name},
                                      on_progress=_progress(args.quiet),
                                      on_log=(lambda s: None) if args.quiet else
                                      (lambda s: print(f"  {s}", file=sys.stderr)))
         prov["source"] = args.src.name
         n = write_geojson(out, features, prov)
+        if args.save_model is not None:
+            if not models:
+                print(f"error: {args.app} trained no model here (--save-model)",
+                      file=sys.stderr)
+                return 1
+            tmp = args.save_model.with_name(f".{args.save_model.name}.partial")
+            tmp.write_bytes(models[-1])
+            os.replace(tmp, args.save_model)
+            print(f"model -> {args.save_model}")
     except (AnalysisError, MicrotomeError) as e:
         print(f"error: {args.src}: {e.message}", file=sys.stderr)
         return 1

@@ -10,6 +10,16 @@ Hessian eigenvalues of each RGB channel at sigmas 1, 2, 4, ... up to
 then classifies every pixel of the chosen region, tile by tile. Each tile is
 read with a margin wider than the largest filter, so the tiled result equals
 the untiled one. The classes come back as polygons (with holes) per term.
+
+A run that trains hands its forest to ``ctx.on_model`` (the worker stores it
+as the analysis' model, ``microtome analyse --save-model`` as a file; format in
+classifier_model.py). With the ``model`` parameter a run learns nothing: it
+loads that model (an earlier run's id on a server, a file locally) and applies
+it with the model's own resolution and feature scales. Its classes find their
+terms in the project the results go to by this rule: the term with the
+class's id if that project has it (the same term, even renamed), else the term
+of the same name (case-insensitive), else a new term of the class's name and
+colour is created there by the results import.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import Any
 import numpy as np
 from shapely import contains_xy
 
+from ..classifier_model import FORMAT, FORMAT_VERSION, PixelModel, dumps, from_forest, loads
 from ..descriptor import AppDescriptor
 from ..errors import AnalysisError, InvalidParams
 from ..features import Feature
@@ -51,6 +62,14 @@ SCHEMA: dict[str, Any] = {
                      "title": "Smallest region kept (µm², or pixels² without pixel size)"},
         "tile_size": {"type": "integer", "minimum": 128, "maximum": 4096, "default": 512,
                       "title": "Tile side (working pixels)"},
+        "model": {"type": ["integer", "string", "null"], "minimum": 1, "minLength": 1,
+                  "maxLength": 4096, "default": None, "format": "analysis-model",
+                  "title": "Trained model (instead of learning)",
+                  "description": "apply the model an earlier pixel-classifier run trained "
+                                 "(its analysis id; a model file with microtome analyse) "
+                                 "instead of learning from this image's annotations; its "
+                                 "classes, resolution and feature scales are used and the "
+                                 "training parameters above are ignored"},
     },
 }
 
@@ -180,14 +199,14 @@ def training_pixels(lvl: _Level, drawn: list[Drawn], classes: list[TermRef],
     return np.concatenate(xs_out), np.concatenate(ys_out)
 
 
-def classify(ctx: RunContext, lvl: _Level, model: Any, area: Region, tile: int
+def classify(ctx: RunContext, lvl: _Level, model: PixelModel, area: Region, tile: int
              ) -> np.ndarray:
     """(h, w) uint8 class index + 1 of every pixel of ``area`` (level pixels)."""
     tiles = list(tile_grid(area, tile))
 
     def one(core: Region) -> np.ndarray:
         feats, _ = lvl.features(core)
-        pred = model.predict(feats.reshape(-1, feats.shape[-1]))
+        pred = model.predict(feats.reshape(-1, feats.shape[-1]))  # a PixelModel
         return (pred.astype(np.uint8) + 1).reshape(core.h, core.w)
 
     labels = np.zeros((area.h, area.w), np.uint8)
@@ -217,32 +236,85 @@ def regions_of(labels: np.ndarray, classes: list[TermRef], lvl: _Level, area: Re
     return out
 
 
+def model_meta(classes: list[TermRef], lvl: _Level, raster: Raster, p: dict[str, Any],
+               n_features: int, drawn: list[Drawn], counts: list[int],
+               source: dict[str, Any]) -> dict[str, Any]:
+    """What a saved model carries besides its trees: how to compute its features,
+    its classes and where it was learnt."""
+    import datetime as dt
+
+    import sklearn
+
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "app": PixelClassifier.descriptor.name, "app_version": PixelClassifier.descriptor.version,
+        "features": {"kind": "rgb", "channels": 3, "sigma_min": 1.0,
+                     "sigma_max": float(p["sigma_max"]), "intensity": True, "edges": True,
+                     "texture": True, "n_features": int(n_features)},
+        "resolution": float(p["resolution"]),
+        "pixel_size": lvl.ds * raster.mpp if raster.mpp else None,
+        "level_downsample": float(lvl.ds),
+        "classes": [{"id": t.id, "name": t.name, "color": t.color} for t in classes],
+        "training": {
+            "images": [source.get("image_id") or source.get("file")],
+            "analysis_id": source.get("analysis_id"), "project_id": source.get("project_id"),
+            "annotations": sum(1 for d in drawn
+                               if any(t.name in {c.name for c in classes} for t in d.terms)),
+            "pixels": int(sum(counts)), "per_class": [int(n) for n in counts],
+            "trees": int(p["trees"]), "max_samples": int(p["max_samples"]),
+            "sklearn": sklearn.__version__,
+            "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}}
+
+
+def target_terms(model: PixelModel, terms: list[TermRef]) -> list[tuple[TermRef, str]]:
+    """The term each class of ``model`` becomes in the results' project (see the
+    module's rule), with how it was found: "id", "name" or "new"."""
+    by_id = {t.id: t for t in terms if t.id is not None}
+    by_name = {t.name.strip().lower(): t for t in terms}
+    out = []
+    for c in model.classes:
+        if c.get("id") is not None and c["id"] in by_id:
+            out.append((by_id[c["id"]], "id"))
+        elif c["name"].strip().lower() in by_name:
+            out.append((by_name[c["name"].strip().lower()], "name"))
+        else:
+            out.append((TermRef(None, c["name"], c.get("color") or "#808080"), "new"))
+    return out
+
+
 class PixelClassifier:
     descriptor = AppDescriptor(
         name="pixel_classifier", version="1.0.0", title="Pixel classifier",
         description="Learns from the polygons you drew with two or more terms (random "
                     "forest on multi-scale colour and texture features) and classifies "
-                    "every pixel of the region; one polygon per piece of each term.",
+                    "every pixel of the region; one polygon per piece of each term. "
+                    "The trained model is saved with the run and can be applied to other "
+                    "images (parameter model).",
         params_schema=SCHEMA, inputs=("image", "region", "terms"), timeout=3600)
 
     def run(self, ctx: RunContext) -> list[Feature]:
-        from sklearn.ensemble import RandomForestClassifier
-
         p, raster = ctx.params, ctx.raster
-        drawn = ctx.annotations()
-        classes = choose_classes(drawn, list(p["terms"]))
-        lvl = _Level(raster, working_level(raster, p["resolution"]), p["sigma_max"])
-        ctx.log(f"pixel classifier: {len(classes)} classes "
-                f"({', '.join(t.name for t in classes)}), level {lvl.level} "
-                f"(1/{lvl.ds:g}), {len(drawn)} drawn annotations")
-        ctx.check()
-        x, y = training_pixels(lvl, drawn, classes, p["max_samples"],
-                               np.random.default_rng(0))
-        model = RandomForestClassifier(n_estimators=p["trees"], n_jobs=max(1, ctx.workers),
-                                       random_state=0)
-        model.fit(x, y)
-        model.set_params(n_jobs=1)  # tiles run on the threads from here on
-        ctx.log(f"trained on {len(y)} pixels, {x.shape[1]} features")
+        if p.get("model") is not None:
+            model = loads(ctx.load_model(p["model"]))
+            if model.meta.get("app") != self.descriptor.name:
+                raise AnalysisError(f"model {p['model']}: made by {model.meta.get('app')!r}, "
+                                    f"not by {self.descriptor.name}")
+            f = model.meta["features"]
+            lvl = _Level(raster, working_level(raster, model.meta["resolution"]),
+                         f["sigma_max"])
+            mapped = target_terms(model, list(ctx.terms()))
+            classes = [t for t, _ in mapped]
+            tr = model.meta.get("training") or {}
+            ctx.log(f"pixel classifier: model {p['model']} (trained on image(s) "
+                    f"{tr.get('images')}, {tr.get('annotations')} annotations), "
+                    f"{len(classes)} classes, level {lvl.level} (1/{lvl.ds:g})")
+            for c, (t, how) in zip(model.classes, mapped, strict=True):
+                ctx.log(f"  class {c['name']!r} -> " + (
+                    f"term {t.id} {t.name!r} (same {how})" if how != "new"
+                    else f"a new term {t.name!r}"))
+            self._check_scale(ctx, model, lvl)
+        else:
+            model, classes, lvl = self._train(ctx)
         ctx.check()
         region = ctx.region
         area = lvl.box(region.x, region.y, region.x + region.w, region.y + region.h)
@@ -256,3 +328,41 @@ class PixelClassifier:
         ctx.log("; ".join(f"{t.name} {100 * n / total:.1f}%"
                           for t, n in zip(classes, counts, strict=True)))
         return out
+
+    def _train(self, ctx: RunContext) -> tuple[PixelModel, list[TermRef], _Level]:
+        from sklearn.ensemble import RandomForestClassifier
+
+        p, raster = ctx.params, ctx.raster
+        drawn = ctx.annotations()
+        classes = choose_classes(drawn, list(p["terms"]))
+        lvl = _Level(raster, working_level(raster, p["resolution"]), p["sigma_max"])
+        ctx.log(f"pixel classifier: {len(classes)} classes "
+                f"({', '.join(t.name for t in classes)}), level {lvl.level} "
+                f"(1/{lvl.ds:g}), {len(drawn)} drawn annotations")
+        ctx.check()
+        x, y = training_pixels(lvl, drawn, classes, p["max_samples"],
+                               np.random.default_rng(0))
+        forest = RandomForestClassifier(n_estimators=p["trees"], n_jobs=max(1, ctx.workers),
+                                        random_state=0)
+        forest.fit(x, y)
+        ctx.log(f"trained on {len(y)} pixels, {x.shape[1]} features")
+        meta = model_meta(classes, lvl, raster, p, x.shape[1], drawn,
+                          np.bincount(y, minlength=len(classes)).tolist(), ctx.source)
+        # What is applied here is what was saved: the artifact, loaded back.
+        data = dumps(from_forest(forest, meta))
+        model = loads(data)
+        ctx.on_model(data)
+        ctx.log(f"model saved ({len(data) / 1e6:.2f} MB, {len(model.trees)} trees)")
+        return model, classes, lvl
+
+    @staticmethod
+    def _check_scale(ctx: RunContext, model: PixelModel, lvl: _Level) -> None:
+        was = model.meta.get("pixel_size")
+        now = lvl.ds * ctx.raster.mpp if ctx.raster.mpp else None
+        if (was is None) != (now is None):
+            ctx.log("warning: the pixel size is known for only one of the training and "
+                    "this image: the model's resolution is read as "
+                    + ("level-0 pixels here" if now is None else "µm here"))
+        elif was and now and not 1 / 1.5 <= now / was <= 1.5:
+            ctx.log(f"warning: working pixels of {now:.3g} µm here, {was:.3g} µm in "
+                    "training: the results may suffer")

@@ -241,6 +241,22 @@ class AsyncClient(ClientCollab):
         """Delete an analysis together with all its results."""
         await self._delete(f"/api/analyses/{_id(analysis)}")
 
+    async def analysis_model(self, analysis: int | Analysis) -> bytes:
+        """The model an analysis trained (the pixel classifier's forest, a safe .npz:
+        load it with ``microtome.analysis.classifier_model.loads``); `NotFound` until
+        the analysis is done or if it saved none."""
+        await self._ensure_login()
+        resp = await self.t.request("GET", f"/api/analyses/{_id(analysis)}/model")
+        return bytes(resp.content)
+
+    async def upload_analysis_model(self, analysis: int | Analysis, data: bytes, *,
+                                    attempt: int) -> dict[str, Any]:
+        """Worker: store the model a claimed run trained (before finishing it)."""
+        await self._ensure_login()
+        return await self.t.json(  # type: ignore[no-any-return]
+            "PUT", f"/api/analyses/{_id(analysis)}/model", params={"attempt": str(attempt)},
+            content=bytes(data), headers={"Content-Type": "application/octet-stream"})
+
     # Worker side (administrators' API keys; `microtome worker` uses these).
     async def claim_analysis(self, apps: Iterable[str] | None = None,
                              worker: str = "", wait: float = 0.0) -> Analysis | None:

@@ -200,6 +200,13 @@ class Analysis(Record):
         """Delete the analysis and every annotation it produced."""
         await self.client.delete_analysis(self.id)
 
+    async def download_model(self, path: str | Path) -> Path:
+        """Write the model this analysis trained to ``path`` (apply it elsewhere with
+        ``microtome analyse pixel_classifier SRC --param model=PATH``)."""
+        data = await self.client.analysis_model(self.id)
+        await asyncio.to_thread(Path(path).write_bytes, data)
+        return Path(path)
+
     async def wait(self, limit_s: float = 3600.0, poll: float = 0.5) -> Analysis:
         """The analysis once it has ended (done, failed or cancelled)."""
         a: Analysis = self

@@ -93,6 +93,13 @@ class Project(ProjectCollab, Record):
         return self.client.paginate(f"/api/projects/{self.id}/analyses", Analysis,
                                     page_size=page_size)
 
+    async def classifier_models(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Models trained by this project's done analyses, newest first: analysis_id,
+        image_name, classes, training (use one as the pixel classifier's ``model``)."""
+        doc = await self.client.t.json("GET", f"/api/projects/{self.id}/classifier-models",
+                                       params={"limit": str(limit)})
+        return list(doc["items"])
+
     async def apps(self) -> list[App]:
         """The installed apps, each with ``enabled`` for this project."""
         doc = await self.client.t.json("GET", f"/api/projects/{self.id}/apps")

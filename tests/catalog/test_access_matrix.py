@@ -1089,6 +1089,7 @@ LATER_CASES: list[tuple[str, str, Any, dict[str, int | None], Prepare | None]] =
     ("GET", "/api/projects/{P}/analyses", None, R_PROJECT, None),
     ("GET", "/api/projects/{P}/apps", None, R_PROJECT, None),
     ("PUT", "/api/projects/{P}/apps/{APP}", {"enabled": False}, M_PROJECT, None),
+    ("GET", "/api/projects/{P}/classifier-models", None, R_PROJECT, None),
     # accounts
     ("GET", "/api/users/{V}", None, exp2(401, 404, 200, 404, 404, 404, 200, 403), None),
     ("PATCH", "/api/users/{X}", {"is_admin": True}, ADMIN, _fresh_user),

@@ -131,6 +131,7 @@ def test_tissue_then_nuclei_from_the_viewer_then_export(
     pixels = _run(page, "pixel_classifier", 120_000)
     expect(pixels.locator(".analysis-term[data-term='Cells']")).to_be_visible()
     expect(pixels.locator(".analysis-term[data-term='Glass']")).to_be_visible()
+    trained = int(pixels.get_attribute("data-id"))  # its model: applied again below
 
     # The project's Analyses tab: both runs, who ran them, a link back to the results.
     page.goto(f"/projects/{project['id']}")
@@ -145,6 +146,24 @@ def test_tissue_then_nuclei_from_the_viewer_then_export(
     expect(page.locator("#project-apps li")).to_have_count(
         page.locator("#project-apps input[type=checkbox]").count())
     screenshot(page, "analyse-project-tab")
+
+    # The model that classifier run trained is offered by the form (the project's
+    # trained models) and applied again: nothing is learnt the second time.
+    page.goto(f"/viewer/{iid}?project={project['id']}")
+    wait_tiles(page)
+    page.select_option("#analyse-app", "pixel_classifier")
+    expect(page.locator(f"#param-model option[value='{trained}']")).to_contain_text("Cells")
+    page.select_option("#param-model", str(trained))
+    with page.expect_response(lambda r: r.request.method == "POST"
+                              and r.url.endswith(f"/api/images/{iid}/analyses")) as created:
+        page.click("#analyse-run")
+    assert created.value.status == 201, created.value.text()
+    run = created.value.json()
+    assert run["params"]["model"] == trained
+    applied = page.locator(f"#analysis-runs li.analysis-run[data-id='{run['id']}']")
+    expect(applied.locator(".badge")).to_have_text("done", timeout=120_000)
+    expect(applied.locator(".analysis-term[data-term='Glass']")).to_be_visible()
+    assert f"model {trained}" in applied.locator(".analysis-log").text_content()
 
 
 def _draw_training(context: Any, csrf: str, pid: int, iid: int, slide: Path) -> None:

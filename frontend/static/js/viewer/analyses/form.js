@@ -3,12 +3,14 @@
 // nullable values ("auto" when left empty) and term pickers (an integer, or
 // an array of integers, with "format": "term").
 import { el } from "../../ui.js";
+import { modelField } from "./models.js";
 
 const isTerm = (p) => p.format === "term" || (p.items && p.items.format === "term");
 const types = (p) => (Array.isArray(p.type) ? p.type : [p.type]);
 
 /** One field's widget and its reader; `terms` is [{id, name, color}]. */
 function field(name, prop, terms) {
+  if (prop.format === "analysis-model") return modelField(name, prop); // trained models: models.js
   const id = `param-${name}`;
   const label = prop.title || name;
   const help = prop.description ? el("small", { class: "muted param-help" }, prop.description) : null;

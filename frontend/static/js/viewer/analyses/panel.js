@@ -52,7 +52,7 @@ export async function setupAnalyses(state, annotations = {}) {
   const colours = new MeasureColours(layer);
   const section = el("section", { id: "analyse-panel", "aria-labelledby": "analyse-title" });
   document.querySelector(".sidepanel").append(section);
-  window.microtome.analyses = { results, colours, runs: new Map() };
+  window.microtome.analyses = { results, colours, runs: new Map(), projectId };
 
   let apps = [];
   try {
