@@ -181,3 +181,30 @@ async def test_ngff_04_image_in_s3_reads_through_zarr(  # type: ignore[no-untype
         ra, rb = await a.get(path), await b.get(path)
         assert (ra.status, rb.status) == (200, 200), (path, await rb.text())
         assert await ra.read() == await rb.read()
+
+
+async def test_expired_image_entry_is_looked_up_once_for_concurrent_requests(
+        converted: tuple[Path, str], s3_env: dict[str, str]) -> None:
+    """When the resolver's entry of an image expires under load, the requests in flight
+    share one lookup (one HEAD of the group document), not one each."""
+    import asyncio
+    import time
+
+    from microtome.tileserver.resolver import FolderResolver
+
+    class Counting(FolderResolver):
+        lookups = 0
+
+        def _lookup(self, parts: list[str]):  # type: ignore[no-untyped-def]
+            Counting.lookups += 1
+            time.sleep(0.05)  # a slow store: the others arrive while this one runs
+            return super()._lookup(parts)
+
+    _, url = converted
+    resolver = Counting(url, ttl=0.2)
+    first = await resolver.resolve(None, "cmu")  # type: ignore[arg-type]
+    await asyncio.sleep(0.3)  # expired
+    refs = await asyncio.gather(*(resolver.resolve(None, "cmu")  # type: ignore[arg-type]
+                                  for _ in range(16)))
+    assert Counting.lookups == 2
+    assert {r.version for r in refs} == {first.version}
