@@ -104,15 +104,17 @@ def tiles(work: Path, width: int, height: int, n: int, log: Any = print,
         for fmt in FORMATS:
             name = "slide.tdb" if fmt == "tiledb" else "slide.ome.zarr"
             log(f"tiledb bench: converting {svs.name} to {fmt} on S3")
+            # One prefix per format, as one folder per format locally: the same id
+            # ("slide") must not name both (the resolver would find the OME-Zarr first).
             setup[f"{fmt}_s3_convert_s"] = round(
-                _convert_s3(svs, f"{s3_root}/{name}", fmt, moto.env), 2)
+                _convert_s3(svs, f"{s3_root}/{fmt}/{name}", fmt, moto.env), 2)
     tl = tilelists.panning(width, height, n, seed=13)
     setup["tiles"] = len(tl)
     records.append(setup)
     log(f"tiledb bench: {setup}")
     stores: list[tuple[str, dict[str, Path | str], dict[str, str]]] = [("local", roots, {})]
     if moto is not None:
-        stores.append(("s3", {fmt: s3_root for fmt in FORMATS}, moto.env))
+        stores.append(("s3", {fmt: f"{s3_root}/{fmt}" for fmt in FORMATS}, moto.env))
     for where, where_roots, env in stores:
         for block, fmt in enumerate(("zarr", "tiledb", "tiledb", "zarr")):
             for kind in KINDS:
