@@ -21,19 +21,16 @@ From the suite runner (bench.run.EXTRA_SUITES):  run(ctx), render(records).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-from bench import records
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -167,7 +164,7 @@ def _publish(zarr: Path, url: str, env: dict[str, str]) -> float:
 def tiles(moto: Moto, work: Path, width: int, height: int, n: int, log: Any = print
           ) -> list[dict[str, Any]]:
     from bench import slide, tilelists
-    from bench.procs import Proc, free_port
+    from bench.procs import Proc, free_port, tree_cpu_seconds
     from bench.run import DATA, load_pass, write_paths
     from bench.servers import ServerSpec
 
@@ -209,15 +206,20 @@ def tiles(moto: Moto, work: Path, width: int, height: int, n: int, log: Any = pr
             paths = write_paths(spec, "s3tiles", [spec.tile(*t) for t in tl])
             for phase in ("cold", "warm"):
                 g0 = _metric(spec.base, "microtome_store_remote_requests_total")
+                m0 = tree_cpu_seconds(moto.proc.pid)
                 res = load_pass(spec, paths, 0, 16, 600.0)
+                # The S3 server's own CPU in this pass (moto is a Python server on the
+                # same 2 cores: what it burns, the tile server cannot use).
+                moto_cpu = tree_cpu_seconds(moto.proc.pid) - m0
                 gets = _metric(spec.base, "microtome_store_remote_requests_total") - g0
                 rec = {"suite": "s3-tiles", "store": name, "phase": phase, "block": block,
                        "concurrency": 16, "s3_gets": gets,
-                       "s3_gets_per_tile": round(gets / max(1, res["ok"]), 3), **res}
+                       "s3_gets_per_tile": round(gets / max(1, res["ok"]), 3),
+                       "moto_cpu_s": round(moto_cpu, 3), **res}
                 records.append(rec)
                 log(f"s3tiles {name} {phase}: {res['rps']:.0f} tiles/s, "
                     f"p99 {res['p99_ms']:.1f} ms, errors {res['errors']}, "
-                    f"S3 GETs/tile {rec['s3_gets_per_tile']}")
+                    f"S3 GETs/tile {rec['s3_gets_per_tile']}, moto CPU {moto_cpu:.2f} s")
         finally:
             spec.stop()
     return records
@@ -236,6 +238,16 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
                           "s3_gets_per_tile": round(statistics.mean(
                               r["s3_gets_per_tile"] for r in rows
                               if r["store"] == "s3" and r["phase"] == phase), 3)}
+            s3 = [r for r in rows if r["store"] == "s3" and r["phase"] == phase
+                  and "moto_cpu_s" in r]
+            if s3:
+                # moto's CPU per tile, and as a share of the pass's wall time on one core.
+                out[phase]["moto_cpu_ms_per_tile"] = round(statistics.mean(
+                    r["moto_cpu_s"] / max(1, r["ok"]) * 1e3 for r in s3), 3)
+                out[phase]["moto_cpu_share"] = round(statistics.mean(
+                    r["moto_cpu_s"] / r["elapsed_s"] for r in s3), 3)
+                out[phase]["server_cpu_ms_per_tile"] = round(statistics.mean(
+                    r["server_cpu_s"] / max(1, r["ok"]) * 1e3 for r in s3), 3)
     return out
 
 
@@ -285,32 +297,34 @@ def render(records: list[dict[str, Any]]) -> str:
                 lines.append(f"| {phase} | {v['local_rps']} | {v['s3_rps']} | "
                              f"{v['ratio']:.0%} | {v['s3_gets_per_tile']} |")
         lines.append("")
+        cold = s.get("cold", {})
+        if "moto_cpu_ms_per_tile" in cold:
+            lines += [f"  The S3 server's own CPU (moto, a Python server on the same 2 cores) "
+                      f"in the cold S3 passes: {cold['moto_cpu_ms_per_tile']} ms per tile, "
+                      f"busy {cold['moto_cpu_share']:.0%} of the pass's wall time (one core "
+                      f"= 100%); the tile server's CPU {cold['server_cpu_ms_per_tile']} ms per "
+                      f"tile.", ""]
+        load = next((r.get("loadavg") for r in records if r.get("loadavg")), None)
+        if load:
+            lines += [f"  Load average when measured: {load[0]:.1f} (1 min).", ""]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def collect(width: int, height: int, n: int) -> Iterator[dict[str, Any]]:
+    """Every figure of a standalone run (bench.standalone)."""
     from bench.run import WORK
 
-    ap = argparse.ArgumentParser(prog="python -m bench.s3tiles",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--size", default=None, help="slide WIDTHxHEIGHT")
-    ap.add_argument("--tiles", type=int, default=None)
-    args = ap.parse_args(argv)
-    w, h = ((int(v) for v in args.size.lower().split("x")) if args.size else
-            ((16384, 12288) if args.quick else (32768, 24576)))
-    n = args.tiles or (1500 if args.quick else 3000)
     work = WORK / "s3"
-    rec = records.Recording("s3tiles", f"python -m bench.s3tiles --size {w}x{h} --tiles {n}",
-                            quick=args.quick)
     with Moto(work / "logs") as moto:
-        rec.add(clients(moto))
-        print(json.dumps(rec.figures[0]), flush=True)
-        for fig in tiles(moto, work, w, h, n):
-            rec.add(fig)
-    print(render(rec.figures))
-    print(f"wrote {records.save_and_report(rec)}")
-    return 0
+        yield clients(moto)
+        yield from tiles(moto, work, width, height, n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench import standalone
+
+    return standalone.main("s3tiles", __doc__.splitlines()[0], collect, render,
+                           full=(32768, 24576, 3000), quick=(16384, 12288, 1500), argv=argv)
 
 
 if __name__ == "__main__":

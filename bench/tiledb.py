@@ -11,6 +11,12 @@ cache is not dropped), the same list again is "warm".  Two tile kinds: JPEG
 (OME-Zarr passes its stored chunks through; TileDB decodes and re-encodes)
 and PNG (both decode pixels and encode).
 
+On S3 (the moto server on loopback, bench/s3tiles.py): the same slide
+converted by the CLI straight into ``s3://bench/tiledb/`` in each format
+(conversion + upload timed), served by ``microtome tiles --root s3://...``
+(OME-Zarr through obstore, TileDB through TileDB's own S3 client), blocks
+zarr, tiledb, tiledb, zarr again, the S3 server's CPU per pass recorded.
+
 Standalone:  python -m bench.tiledb [--quick] [--size WxH] [--tiles N]
 Saved as the ``tiledb`` record (bench/records/tiledb.json, with the load
 average; RESULTS.md is generated from it).  From the suite runner
@@ -19,24 +25,33 @@ average; RESULTS.md is generated from it).  From the suite runner
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-from bench import records
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PY = sys.executable
 FORMATS = ("zarr", "tiledb")
 KINDS = ("jpg", "png")
+
+
+def _convert_s3(svs: Path, url: str, fmt: str, env: dict[str, str]) -> float:
+    """Seconds for one CLI conversion of ``svs`` straight into the store URL ``url``."""
+    argv = [PY, "-m", "microtome", "convert", str(svs), "-o", url, "--quality", "75",
+            "--overwrite"]
+    if fmt == "tiledb":
+        argv += ["--format", "tiledb"]
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+                   env={**os.environ, **env})
+    return time.perf_counter() - t0
 
 
 def _convert(svs: Path, out: Path, fmt: str) -> float:
@@ -68,79 +83,116 @@ def _stored_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-def tiles(work: Path, width: int, height: int, n: int, log: Any = print
-          ) -> list[dict[str, Any]]:
+def tiles(work: Path, width: int, height: int, n: int, log: Any = print,
+          moto: Any = None) -> list[dict[str, Any]]:
+    """Local conversions and tiles; with ``moto`` (bench.s3tiles.Moto) the same on S3."""
     from bench import slide, tilelists
-    from bench.procs import Proc, free_port
-    from bench.run import DATA, load_pass, write_paths
-    from bench.servers import ServerSpec
 
-    svs = slide.ensure_slide(DATA, width, height, log=log)
-    roots = {fmt: work / fmt for fmt in FORMATS}
+    svs = slide.ensure_slide(_data_dir(), width, height, log=log)
+    roots: dict[str, Path | str] = {fmt: work / fmt for fmt in FORMATS}
     records: list[dict[str, Any]] = []
     setup: dict[str, Any] = {"suite": "tiledb-setup", "width": width, "height": height}
     for fmt in FORMATS:
         log(f"tiledb bench: converting {svs.name} to {fmt}")
-        setup[f"{fmt}_convert_s"] = round(_convert(svs, roots[fmt], fmt), 2)
-        setup[f"{fmt}_stored_mb"] = round(_stored_bytes(roots[fmt]) / 1e6, 1)
+        setup[f"{fmt}_convert_s"] = round(_convert(svs, Path(roots[fmt]), fmt), 2)
+        setup[f"{fmt}_stored_mb"] = round(_stored_bytes(Path(roots[fmt])) / 1e6, 1)
+    s3_root = ""
+    if moto is not None:
+        from bench.s3tiles import BUCKET
+
+        s3_root = f"s3://{BUCKET}/tiledb"
+        for fmt in FORMATS:
+            name = "slide.tdb" if fmt == "tiledb" else "slide.ome.zarr"
+            log(f"tiledb bench: converting {svs.name} to {fmt} on S3")
+            # One prefix per format, as one folder per format locally: the same id
+            # ("slide") must not name both (the resolver would find the OME-Zarr first).
+            setup[f"{fmt}_s3_convert_s"] = round(
+                _convert_s3(svs, f"{s3_root}/{fmt}/{name}", fmt, moto.env), 2)
     tl = tilelists.panning(width, height, n, seed=13)
     setup["tiles"] = len(tl)
     records.append(setup)
     log(f"tiledb bench: {setup}")
-
-    def argv(where: Path) -> Any:
-        return lambda port, _w: [PY, "-m", "microtome", "tiles", "--root", str(where),
-                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-
-    logdir = work / "logs"
-    env = {"MICROTOME_TILE_CACHE_MB": "0"}
-    for block, fmt in enumerate(("zarr", "tiledb", "tiledb", "zarr")):
-        for kind in KINDS:
-            spec = ServerSpec(name=f"tiledb-bench-{fmt}", setup="", make_argv=argv(roots[fmt]),
-                              ready_path="/dzi/slide.dzi",
-                              tile=_tile_url(kind))
-            spec.port = free_port()
-            spec.proc = Proc(spec.name, spec.make_argv(spec.port, logdir),
-                             logdir / f"{spec.name}.log", env=env, cwd=REPO)
-            spec.proc.start()
-            try:
-                spec.proc.wait_ready(spec.base + spec.ready_path)
-                paths = write_paths(spec, f"tiledb-{kind}", [spec.tile(*t) for t in tl])
-                for phase in ("cold", "warm"):
-                    res = load_pass(spec, paths, 0, 8, 600.0)
-                    rec = {"suite": "tiledb-tiles", "format": fmt, "kind": kind,
-                           "phase": phase, "block": block, "concurrency": 8, **res}
-                    records.append(rec)
-                    log(f"tiledb bench {fmt} {kind} {phase}: {res['rps']:.0f} tiles/s, "
-                        f"p99 {res['p99_ms']:.1f} ms, errors {res['errors']}")
-            finally:
-                spec.stop()
+    stores: list[tuple[str, dict[str, Path | str], dict[str, str]]] = [("local", roots, {})]
+    if moto is not None:
+        stores.append(("s3", {fmt: f"{s3_root}/{fmt}" for fmt in FORMATS}, moto.env))
+    for where, where_roots, env in stores:
+        for block, fmt in enumerate(("zarr", "tiledb", "tiledb", "zarr")):
+            for kind in KINDS:
+                records += _serve_block(work, where, fmt, kind, block, where_roots[fmt], tl,
+                                        env, moto, log)
     return records
 
 
+def _data_dir() -> Path:  # bench.run is imported late: it imports this module
+    from bench.run import DATA
+
+    return DATA
+
+
+def _serve_block(work: Path, where: str, fmt: str, kind: str, block: int, root: Path | str,
+                 tl: list[Any], env: dict[str, str], moto: Any, log: Any
+                 ) -> list[dict[str, Any]]:
+    """A fresh `microtome tiles` over ``root``: the cold pass, then the warm one."""
+    from bench.procs import Proc, free_port, tree_cpu_seconds
+    from bench.run import load_pass, write_paths
+    from bench.servers import ServerSpec
+
+    logdir = work / "logs"
+    spec = ServerSpec(name=f"tiledb-bench-{where}-{fmt}", setup="",
+                      make_argv=lambda port, _w: [PY, "-m", "microtome", "tiles", "--root",
+                                                  str(root), "--host", "127.0.0.1",
+                                                  "--port", str(port), "--workers", "1"],
+                      ready_path="/dzi/slide.dzi", tile=_tile_url(kind))
+    spec.port = free_port()
+    spec.proc = Proc(spec.name, spec.make_argv(spec.port, logdir), logdir / f"{spec.name}.log",
+                     env={"MICROTOME_TILE_CACHE_MB": "0", **env}, cwd=REPO)
+    spec.proc.start()
+    out = []
+    try:
+        spec.proc.wait_ready(spec.base + spec.ready_path)
+        paths = write_paths(spec, f"tiledb-{kind}", [spec.tile(*t) for t in tl])
+        for phase in ("cold", "warm"):
+            m0 = tree_cpu_seconds(moto.proc.pid) if where == "s3" else 0.0
+            res = load_pass(spec, paths, 0, 8, 600.0)
+            rec = {"suite": "tiledb-tiles", "store": where, "format": fmt, "kind": kind,
+                   "phase": phase, "block": block, "concurrency": 8, **res}
+            if where == "s3":
+                rec["moto_cpu_s"] = round(tree_cpu_seconds(moto.proc.pid) - m0, 3)
+            out.append(rec)
+            log(f"tiledb bench {where} {fmt} {kind} {phase}: {res['rps']:.0f} tiles/s, "
+                f"p99 {res['p99_ms']:.1f} ms, errors {res['errors']}")
+    finally:
+        spec.stop()
+    return out
+
+
 def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean tiles/s per (kind, phase) and format, and the TileDB / OME-Zarr ratio."""
+    """Mean tiles/s per (store, kind, phase) and format, and the TileDB / OME-Zarr ratio."""
     rows = [r for r in records if r.get("suite") == "tiledb-tiles"]
     out: dict[str, Any] = {}
-    for kind in KINDS:
-        for phase in ("cold", "warm"):
-            rps = {f: statistics.mean(r["rps"] for r in rows if r["format"] == f
-                                      and r["kind"] == kind and r["phase"] == phase)
-                   for f in FORMATS if any(r["format"] == f and r["kind"] == kind
-                                           and r["phase"] == phase for r in rows)}
-            errors = sum(r["errors"] for r in rows if r["kind"] == kind and r["phase"] == phase)
-            if len(rps) == 2:
-                out[f"{kind}-{phase}"] = {"zarr_rps": round(rps["zarr"], 1),
-                                          "tiledb_rps": round(rps["tiledb"], 1),
-                                          "ratio": round(rps["tiledb"] / rps["zarr"], 3),
-                                          "errors": errors}
+    for where in ("local", "s3"):
+        for kind in KINDS:
+            for phase in ("cold", "warm"):
+                sel = [r for r in rows if r.get("store", "local") == where
+                       and r["kind"] == kind and r["phase"] == phase]
+                rps = {f: statistics.mean(r["rps"] for r in sel if r["format"] == f)
+                       for f in FORMATS if any(r["format"] == f for r in sel)}
+                if len(rps) == 2:
+                    out[f"{where}-{kind}-{phase}"] = {
+                        "zarr_rps": round(rps["zarr"], 1), "tiledb_rps": round(rps["tiledb"], 1),
+                        "ratio": round(rps["tiledb"] / rps["zarr"], 3),
+                        "errors": sum(r["errors"] for r in sel)}
     return out
 
 
 def run(ctx: Any) -> list[dict[str, Any]]:
     """Entry point for `python -m bench` (bench.run.SuiteContext)."""
+    from bench.s3tiles import Moto
+
     size = (8192, 6144) if ctx.quick else (16384, 12288)
-    recs = tiles(ctx.workdir / "tiledb", *size, 800 if ctx.quick else 1500, ctx.log)
+    with Moto(ctx.logdir) as moto:
+        recs = tiles(ctx.workdir / "tiledb", *size, 800 if ctx.quick else 1500, ctx.log,
+                     moto=moto)
     for r in recs:
         ctx.record(r)
     return recs
@@ -158,43 +210,50 @@ def render(records: list[dict[str, Any]]) -> str:
                   f"({setup['tiledb_stored_mb']} MB, the same pixels losslessly in zstd "
                   f"tiles; the OME-Zarr conversion is its first step)."
                   + (f" Load average {load[0]:.1f}." if load else ""), ""]
+        if "zarr_s3_convert_s" in setup:
+            lines += [f"- Straight into S3 (moto on loopback; conversion + upload): OME-Zarr "
+                      f"{setup['zarr_s3_convert_s']} s, TileDB {setup['tiledb_s3_convert_s']} s.",
+                      ""]
     if s and setup:
         lines += [f"- Tiles: {setup['tiles']} panning DZI tiles, concurrency 8, "
                   f"`microtome tiles --workers 1`, encoded-tile cache off, blocks zarr, tiledb, "
-                  f"tiledb, zarr; cold = a fresh server's first pass, warm = the same tiles "
-                  f"again:", "",
-                  "| tiles | pass | OME-Zarr tiles/s | TileDB tiles/s | TileDB / OME-Zarr |",
-                  "|---|---|---:|---:|---:|"]
+                  f"tiledb, zarr per store; cold = a fresh server's first pass, warm = the same "
+                  f"tiles again:", "",
+                  "| store | tiles | pass | OME-Zarr tiles/s | TileDB tiles/s | "
+                  "TileDB / OME-Zarr |",
+                  "|---|---|---|---:|---:|---:|"]
         for key, v in s.items():
-            kind, phase = key.split("-")
-            lines.append(f"| {kind.upper()} | {phase} | {v['zarr_rps']} | {v['tiledb_rps']} | "
-                         f"{v['ratio']:.2f} |")
+            where, kind, phase = key.split("-")
+            lines.append(f"| {where} | {kind.upper()} | {phase} | {v['zarr_rps']} | "
+                         f"{v['tiledb_rps']} | {v['ratio']:.2f} |")
         lines.append("")
+        moto = [r for r in records if r.get("suite") == "tiledb-tiles" and "moto_cpu_s" in r
+                and r["phase"] == "cold" and r["kind"] == "jpg"]
+        if moto:
+            per = {f: statistics.mean(r["moto_cpu_s"] / max(1, r["ok"]) * 1e3 for r in moto
+                                      if r["format"] == f) for f in FORMATS
+                   if any(r["format"] == f for r in moto)}
+            lines += ["  S3 server (moto) CPU per cold JPEG tile: " + ", ".join(
+                f"{'OME-Zarr' if f == 'zarr' else 'TileDB'} {v:.2f} ms"
+                for f, v in per.items()) + ".", ""]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def collect(width: int, height: int, n: int) -> Iterator[dict[str, Any]]:
+    """Every figure of a standalone run (bench.standalone): local and S3."""
     from bench.run import WORK
+    from bench.s3tiles import Moto
 
-    ap = argparse.ArgumentParser(prog="python -m bench.tiledb",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--size", default=None, help="slide WIDTHxHEIGHT")
-    ap.add_argument("--tiles", type=int, default=None)
-    args = ap.parse_args(argv)
-    w, h = ((int(v) for v in args.size.lower().split("x")) if args.size else
-            ((8192, 6144) if args.quick else (16384, 12288)))
-    n = args.tiles or (800 if args.quick else 1500)
-    rec = records.Recording("tiledb", "python -m bench.tiledb"
-                            + (" --quick" if args.quick else "")
-                            + (f" --size {args.size}" if args.size else "")
-                            + (f" --tiles {args.tiles}" if args.tiles else ""))
-    for r in tiles(WORK / "tiledb", w, h, n):
-        r["loadavg"] = list(os.getloadavg())
-        rec.add(r)
-    print(render(rec.figures))
-    print(f"wrote {records.save_and_report(rec)}")
-    return 0
+    work = WORK / "tiledb"
+    with Moto(work / "logs") as moto:
+        yield from tiles(work, width, height, n, moto=moto)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench import standalone
+
+    return standalone.main("tiledb", __doc__.splitlines()[0], collect, render,
+                           full=(16384, 12288, 1500), quick=(8192, 6144, 800), argv=argv)
 
 
 if __name__ == "__main__":

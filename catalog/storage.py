@@ -1,7 +1,8 @@
 """Where a catalogued image's files live: the one module that knows the layout.
 
 ``<images_dir>/<id>/`` holds everything of image ``id``: the pyramid
-(``image.ome.zarr``), conversion partials and the kept original.  The
+(``image.ome.zarr``, or ``image.tdb`` when conversions write TileDB:
+MICROTOME_STORE_FORMAT), conversion partials and the kept original.  The
 ``storage_path`` column stores the pyramid's path relative to ``images_dir``.
 
 With ``MICROTOME_STORAGE=s3://bucket/prefix`` the pyramid lives at
@@ -16,11 +17,18 @@ from pathlib import Path
 from microtome.pyramid.stores import join, open_store
 
 STORE_NAME = "image.ome.zarr"
+#: The pyramid's name when conversions write TileDB (MICROTOME_STORE_FORMAT=tiledb).
+TILEDB_NAME = "image.tdb"
 
 
-def storage_relpath(image_id: int) -> str:
+def store_name(store_format: str) -> str:
+    """The pyramid's folder name for a store format (core.settings.STORE_FORMATS)."""
+    return TILEDB_NAME if store_format == "tiledb" else STORE_NAME
+
+
+def storage_relpath(image_id: int, name: str = STORE_NAME) -> str:
     """The pyramid of image `image_id`, relative to the images folder."""
-    return f"{int(image_id)}/{STORE_NAME}"
+    return f"{int(image_id)}/{name}"
 
 
 def image_dir(images_dir: Path, image_id: int) -> Path:
@@ -43,9 +51,9 @@ def remote_image_location(remote: str, image_id: int) -> str:
     return str(join(remote, str(int(image_id))))
 
 
-def remote_pyramid(remote: str, image_id: int) -> str:
+def remote_pyramid(remote: str, image_id: int, name: str = STORE_NAME) -> str:
     """Where a conversion publishes the pyramid of `image_id` in the remote store."""
-    return str(join(remote, storage_relpath(image_id)))
+    return str(join(remote, storage_relpath(image_id, name)))
 
 
 def delete_remote(remote: str, image_id: int) -> None:
@@ -53,6 +61,7 @@ def delete_remote(remote: str, image_id: int) -> None:
     so readers see "not found" rather than a partial image)."""
     store = open_store(remote_image_location(remote, image_id))
     store.delete_prefix(f"{STORE_NAME}/zarr.json")
+    store.delete_prefix(f"{TILEDB_NAME}/microtome.json")  # a TileDB image's root document
     store.delete_prefix("")
 
 

@@ -34,7 +34,13 @@ from microtome.catalog import jobs, scanner_props, trash
 from microtome.catalog.dask_jobs import with_scheduler
 from microtome.catalog.db import connect
 from microtome.catalog.images import mark_ready
-from microtome.catalog.storage import STORE_NAME, remote_pyramid
+from microtome.catalog.storage import (
+    STORE_NAME,
+    TILEDB_NAME,
+    remote_pyramid,
+    storage_relpath,
+    store_name,
+)
 from microtome.converters.publish import publish
 from microtome.core.settings import Settings
 from microtome.pyramid import errors
@@ -70,9 +76,10 @@ def attempt_dir(image_dir: Path, attempt: int) -> Path:
 
 def run_conversion(src: Path, out_dir: Path, options: dict[str, Any] | None,
                    progress: Any, extra: list[Path] | None = None,
-                   reserve: int = 0) -> tuple[Any, str]:
+                   reserve: int = 0, store_format: str = "ome-zarr") -> tuple[Any, str]:
     """Blocking: convert `src` (plus the rest of its series) into
-    ``out_dir/image.ome.zarr``; (result, checksum of the first file)."""
+    ``out_dir/image.ome.zarr`` (``out_dir/image.tdb`` for the ``tiledb`` store format:
+    the OME-Zarr conversion, transcoded); (result, checksum of the first file)."""
     for path in [src, *(extra or [])]:
         if not path.is_file():
             raise errors.SourceError("the source file is gone")
@@ -94,6 +101,11 @@ def run_conversion(src: Path, out_dir: Path, options: dict[str, Any] | None,
     # Multi-file formats (MRXS...) arrive as a zip; the converter opens zips itself.
     source: Path | list[Path] = [src, *extra] if extra else src
     result = convert(source, out_dir / STORE_NAME, opts, progress=progress)
+    if store_format == "tiledb":
+        from microtome.converters.tiledb_out import transcode
+
+        transcode(out_dir / STORE_NAME, out_dir / TILEDB_NAME, overwrite=True)
+        shutil.rmtree(out_dir / STORE_NAME, ignore_errors=True)
     return result, checksum
 
 
@@ -109,7 +121,7 @@ def _disk_full(exc: BaseException) -> bool:
 
 async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
                       images_dir: Path, reserve: int = 0, scheduler: str | None = None,
-                      remote: str = "") -> str:
+                      remote: str = "", store_format: str = "ome-zarr") -> str:
     """Run one claimed job to its end; returns the job's new status ('lost' when
     another attempt took the job over meanwhile: then nothing is published)."""
     if job["kind"] == trash.PURGE_KIND:
@@ -128,7 +140,7 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
 
     task = asyncio.ensure_future(asyncio.to_thread(
         run_conversion, src, out_dir, with_scheduler(job["options"], scheduler), on_progress,
-        [Path(p) for p in job["extra_paths"]], reserve))
+        [Path(p) for p in job["extra_paths"]], reserve, store_format))
     while not task.done():
         await asyncio.wait({task}, timeout=BEAT_S)
         with contextlib.suppress(asyncpg.PostgresError, OSError):
@@ -138,7 +150,8 @@ async def process_job(conn: asyncpg.Connection, job: asyncpg.Record, name: str,
     except BaseException as exc:  # every failure is recorded (KeyboardInterrupt re-raised)
         status = await _record_failure(conn, job, exc)
     else:
-        status = await _publish(conn, job, result, checksum, image_dir, out_dir, remote)
+        status = await _publish(conn, job, result, checksum, image_dir, out_dir, remote,
+                                store_name(store_format))
     if status != "done":
         await asyncio.to_thread(shutil.rmtree, out_dir, True)
     if status == "failed":
@@ -169,16 +182,19 @@ def _remove_if_empty(path: Path) -> None:
         path.rmdir()
 
 
-def _move_into_place(out_dir: Path, image_dir: Path) -> None:
-    """Blocking: the attempt's finished pyramid becomes ``image_dir/image.ome.zarr``
-    (atomic rename; an earlier, never-registered copy is replaced)."""
-    dst = image_dir / STORE_NAME
+def _move_into_place(out_dir: Path, image_dir: Path, name: str = STORE_NAME) -> None:
+    """Blocking: the attempt's finished pyramid becomes ``image_dir/<name>``
+    (``image.ome.zarr`` or ``image.tdb``; atomic rename; an earlier, never-registered
+    copy is replaced, and one in the other format removed)."""
+    dst = image_dir / name
     old = None
     if dst.exists():
         old = image_dir / f"{ATTEMPT_PREFIX}replaced-{os.getpid()}"
         shutil.rmtree(old, ignore_errors=True)
         os.rename(dst, old)
-    os.rename(out_dir / STORE_NAME, dst)
+    os.rename(out_dir / name, dst)
+    for other in {STORE_NAME, TILEDB_NAME} - {name}:
+        shutil.rmtree(image_dir / other, ignore_errors=True)
     fd = os.open(image_dir, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -198,7 +214,8 @@ def _remove_other_attempts(image_dir: Path, keep: Path) -> None:
 
 
 async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
-                   checksum: str, image_dir: Path, out_dir: Path, remote: str = "") -> str:
+                   checksum: str, image_dir: Path, out_dir: Path, remote: str = "",
+                   name: str = STORE_NAME) -> str:
     """Make the attempt's pyramid the image's — only while this attempt holds the lease.
 
     The job row stays locked from the lease check to the commit, so a re-queue
@@ -215,13 +232,16 @@ async def _publish(conn: asyncpg.Connection, job: asyncpg.Record, result: Any,
         if alive and remote:
             # Object storage: uploaded with the root document last (readers never
             # see a partial image); an earlier copy of this id is replaced.
-            await asyncio.to_thread(publish, out_dir / STORE_NAME,
-                                    remote_pyramid(remote, job["image_id"]), True)
+            await asyncio.to_thread(publish, out_dir / name,
+                                    remote_pyramid(remote, job["image_id"], name), True)
             await mark_ready(conn, job["image_id"], result, checksum)
         elif alive:
-            await asyncio.to_thread(_move_into_place, out_dir, image_dir)
+            await asyncio.to_thread(_move_into_place, out_dir, image_dir, name)
             await mark_ready(conn, job["image_id"], result, checksum)
-            await scanner_props.record(conn, job["image_id"], image_dir / STORE_NAME)
+            await scanner_props.record(conn, job["image_id"], image_dir / name)
+        if alive:  # where readers find the pyramid (its name says its format)
+            await conn.execute("UPDATE images SET storage_path = $2 WHERE id = $1",
+                               job["image_id"], storage_relpath(job["image_id"], name))
         if alive:  # the attempt's own folder: emptied by the rename, or the S3 upload's source
             await asyncio.to_thread(shutil.rmtree, out_dir, True)
         await conn.execute(
@@ -259,12 +279,14 @@ def die_with_parent(parent: int) -> None:
 
 async def worker_loop(dsn: str, images_dir: Path, index: int,
                       stop: asyncio.Event | None = None, reserve: int = 0,
-                      scheduler: str | None = None, remote: str = "") -> None:
+                      scheduler: str | None = None, remote: str = "",
+                      store_format: str = "ome-zarr") -> None:
     name = jobs.worker_name(index)
     stop = stop or asyncio.Event()
     while not stop.is_set():
         try:
-            await _serve_queue(dsn, images_dir, name, stop, reserve, scheduler, remote)
+            await _serve_queue(dsn, images_dir, name, stop, reserve, scheduler, remote,
+                               store_format)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The database restarted or is unreachable: back off and reconnect.
             log.warning("worker %s lost the database (%s); reconnecting", name, exc)
@@ -272,7 +294,8 @@ async def worker_loop(dsn: str, images_dir: Path, index: int,
 
 
 async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Event,
-                       reserve: int, scheduler: str | None = None, remote: str = "") -> None:
+                       reserve: int, scheduler: str | None = None, remote: str = "",
+                       store_format: str = "ome-zarr") -> None:
     conn = await connect(dsn)
     wake = asyncio.Event()
     try:
@@ -286,7 +309,8 @@ async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Even
                 continue
             log.info("worker %s: job %s attempt %s (image %s)", name, job["id"],
                      job["attempts"], job["image_id"])
-            await process_job(conn, job, name, images_dir, reserve, scheduler, remote)
+            await process_job(conn, job, name, images_dir, reserve, scheduler, remote,
+                              store_format)
     finally:
         with contextlib.suppress(Exception):
             await conn.close()
@@ -294,7 +318,7 @@ async def _serve_queue(dsn: str, images_dir: Path, name: str, stop: asyncio.Even
 
 def worker_main(dsn: str, images_dir: str, index: int, parent: int | None = None,
                 reserve: int = 0, scheduler: str | None = None, remote: str = "",
-                deadline_s: float = 10.0) -> None:
+                deadline_s: float = 10.0, store_format: str = "ome-zarr") -> None:
     """Entry point of a worker process (spawned, so nothing is inherited)."""
     if parent is not None:
         die_with_parent(parent)
@@ -302,7 +326,8 @@ def worker_main(dsn: str, images_dir: str, index: int, parent: int | None = None
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         configure_stores(deadline_s)
         asyncio.run(worker_loop(dsn, Path(images_dir), index, reserve=reserve,
-                                scheduler=scheduler, remote=remote))
+                                scheduler=scheduler, remote=remote,
+                                store_format=store_format))
 
 
 # --------------------------------------------------------------------------- pool side
@@ -322,6 +347,8 @@ class WorkerPool:
         #: MICROTOME_STORAGE: finished pyramids are uploaded there.
         self.remote = settings.storage.url if settings.storage else ""
         self.deadline_s = settings.storage.deadline_s if settings.storage else 10.0
+        #: MICROTOME_STORE_FORMAT: what the workers' conversions write.
+        self.store_format = settings.store_format.format
         self._ctx = multiprocessing.get_context("spawn")
         # Workers are started from this one long-lived thread: PR_SET_PDEATHSIG
         # fires when the *thread* that started a child ends, so not a pool thread
@@ -340,7 +367,7 @@ class WorkerPool:
         proc = self._ctx.Process(target=worker_main, name=f"microtome-worker-{index}",
                                  args=(self.dsn, str(self.images_dir), index, os.getpid(),
                                        self.reserve, self.scheduler, self.remote,
-                                       self.deadline_s),
+                                       self.deadline_s, self.store_format),
                                  daemon=True)
         proc.start()
         return proc

@@ -172,6 +172,8 @@ class Settings:
     collab: CollabSettings = field(default_factory=CollabSettings)
     #: Disk cache of remote chunks, TileDB's S3 endpoint (core/remote.py applies it).
     remote: RemoteReadSettings = field(default_factory=lambda: RemoteReadSettings())
+    #: What conversion jobs write: OME-Zarr (default) or TileDB (MICROTOME_STORE_FORMAT).
+    store_format: StoreFormatSettings = field(default_factory=lambda: StoreFormatSettings())
     #: Where the built front-end assets are.
     frontend_dir: Path = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -415,6 +417,7 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> S
         "local_workers": env.int("MICROTOME_LOCAL_WORKERS", 1, maximum=64),
         "collab": collab_settings_from_env(env),
         "remote": remote_read_settings_from_env(env.environ),
+        "store_format": store_format_from_env(env.environ),
         # Trash: 0 purges at the next run of the purge job (every hour).
         "trash_days": env.int("MICROTOME_TRASH_DAYS", 30, maximum=36500),
         # Retrieval (issue 17)
@@ -491,3 +494,36 @@ def retrieval_descriptor_settings_from_env(environ: Mapping[str, str] | None = N
         raise SettingsError("MICROTOME_RETRIEVAL_DESCRIPTOR",
                             f"must be one of {', '.join(RETRIEVAL_DESCRIPTORS)}, got {family!r}")
     return RetrievalDescriptorSettings(family)
+
+
+# --- store format (issue 18, helper s3cold: conversions by `serve` into TileDB) ------
+KNOWN |= {"MICROTOME_STORE_FORMAT"}
+#: The formats conversion jobs can write (pyramid/reader.py opens both).
+STORE_FORMATS = ("ome-zarr", "tiledb")
+
+
+@dataclass(frozen=True)
+class StoreFormatSettings:
+    """The format `serve`'s conversion jobs store images in (bench/RESULTS.md compares them).
+
+    ``ome-zarr``: JPEG chunks in shards, served as tiles without decoding (the default).
+    ``tiledb``: the same decoded pixels as TileDB dense arrays (zstd), for sites that
+    read their images with TileDB tools; tiles are decoded and re-encoded.
+    """
+
+    format: str = "ome-zarr"
+
+
+def store_format_from_env(environ: Mapping[str, str] | None = None) -> StoreFormatSettings:
+    """MICROTOME_STORE_FORMAT: ome-zarr (default) or tiledb (needs the tiledb extra)."""
+    import importlib.util
+
+    env = _Env(os.environ if environ is None else environ)
+    value = env.text("MICROTOME_STORE_FORMAT", "ome-zarr").strip().lower()
+    if value not in STORE_FORMATS:
+        raise SettingsError("MICROTOME_STORE_FORMAT",
+                            f"must be one of {', '.join(STORE_FORMATS)}, got {value!r}")
+    if value == "tiledb" and importlib.util.find_spec("tiledb") is None:
+        raise SettingsError("MICROTOME_STORE_FORMAT",
+                            "tiledb needs TileDB: pip install 'microtome[tiledb]'")
+    return StoreFormatSettings(format=value)

@@ -1,12 +1,20 @@
-"""Encoded chunks of remote images: read ahead along a shard row, keep hot ones in memory.
+"""Encoded chunks of remote images: read ahead a band of shard rows, keep hot ones in memory.
 
 A request to object storage costs a round trip (tens of milliseconds) whatever
 its size up to a few hundred KiB.  A viewer asks for neighbouring tiles
-together, and neighbours in a shard row are neighbours in the shard object
-(C order), so one range GET of an aligned block of `BLOCK` chunks answers
-the next tiles too.  Concurrent requests for chunks of one block wait for
-the one GET in flight instead of sending their own.  Everything is bounded:
-`RawChunkCache` by bytes (LRU), in-flight blocks by the readers waiting.
+together, and a shard stores its chunks in C order, so an aligned band of
+`ROWS` whole shard rows is one contiguous span of the shard object: one
+range GET of it answers the tiles around the one asked for, in both
+directions.  A band longer than `MAX_SPAN` falls back to the chunk's own
+shard row, then to the chunk alone.  Concurrent requests for chunks of one
+band wait for the one GET in flight instead of sending their own (`once`,
+also used for shard indexes).  Everything is bounded: `RawChunkCache` by
+bytes (LRU), in-flight reads by the readers waiting.
+
+Measured (bench/s3tiles.py, 3000 panning tiles of a 32768 x 24576 slide,
+16 x 16 chunks per shard): 8-chunk blocks within one row needed 0.16 GETs
+per tile without single-flight indexes (0.28 with duplicate index reads),
+bands of 4 rows 0.036 in the sequential count.
 """
 
 from __future__ import annotations
@@ -16,9 +24,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 
-#: Chunks per read-ahead block (aligned within a shard row).
-BLOCK = 8
-#: Longest span read in one GET; a larger block falls back to the one chunk.
+#: Shard rows per read-ahead band (aligned within the shard).
+ROWS = 4
+#: Longest span read in one GET; a longer band falls back to the row, then the chunk.
 MAX_SPAN = 1024 * 1024
 
 ChunkKey = tuple[int, ...]
@@ -60,7 +68,7 @@ class RawChunkCache:
             self.max_bytes = max(0, max_bytes)
             self._evict()
 
-    def once(self, block: tuple[object, ...], fetch: Callable[[], None]) -> None:
+    def once(self, block: tuple[object, ...], fetch: Callable[[], object]) -> None:
         """Run ``fetch`` for ``block`` unless another thread is already doing it: then
         wait for that one (its exception, if any, is raised here too)."""
         with self._lock:
@@ -89,19 +97,30 @@ RAW = RawChunkCache(64 * 1024**2)
 
 
 def block_ranges(index: tuple[tuple[int, int], ...], per: int, row: int, col: int,
-                 empty: int) -> list[tuple[int, int, int]]:
-    """(column, offset, nbytes) of the stored chunks of the aligned block holding
-    ``col`` in shard row ``row``, when they lie within MAX_SPAN of each other."""
-    first = (col // BLOCK) * BLOCK
-    cells = []
-    for c in range(first, min(per, first + BLOCK)):
-        off, n = index[row * per + c]
-        if off != empty:
-            cells.append((c, off, n))
-    if not cells:
-        return []
-    start = min(off for _, off, _ in cells)
-    end = max(off + n for _, off, n in cells)
-    if end - start > MAX_SPAN:
-        return [cell for cell in cells if cell[0] == col]
-    return cells
+                 empty: int) -> tuple[tuple[object, ...], list[tuple[int, int, int, int]]]:
+    """What to read with the chunk at (``row``, ``col``) of a shard: a name of the group
+    (the same for every chunk of it, so concurrent readers share one GET) and the
+    (row, column, offset, nbytes) of its stored chunks, which lie within MAX_SPAN.
+
+    The group is the aligned band of ROWS rows holding the chunk, else its row, else
+    the chunk alone."""
+    def cells(rows: range, cols: range) -> list[tuple[int, int, int, int]]:
+        out = []
+        for r in rows:
+            for c in cols:
+                off, n = index[r * per + c]
+                if off != empty:
+                    out.append((r, c, off, n))
+        return out
+
+    def span(group: list[tuple[int, int, int, int]]) -> int:
+        return max(o + n for _, _, o, n in group) - min(o for _, _, o, _ in group)
+
+    first = (row // ROWS) * ROWS
+    band = cells(range(first, min(per, first + ROWS)), range(per))
+    if band and span(band) <= MAX_SPAN:
+        return ("band", first), band
+    line = [cell for cell in band if cell[0] == row]
+    if line and span(line) <= MAX_SPAN:
+        return ("row", row), line
+    return ("chunk", row, col), [cell for cell in line if cell[1] == col]

@@ -23,7 +23,7 @@ from . import diskcache
 from .errors import NotFound, StorageError, Unprocessable
 from .layout import EMPTY, ImageMeta, Level, index_nbytes, shard_key, unpack_index
 from .metadata import meta_from_attributes
-from .readahead import BLOCK, RAW, block_ranges
+from .readahead import RAW, block_ranges
 from .stores import ObjectMissing, Store, is_remote, open_store
 
 
@@ -153,6 +153,21 @@ class Pyramid:
             if key in self._index_cache:
                 self._index_cache.move_to_end(key)
                 return self._index_cache[key]
+        if self.store.remote:
+            # One GET per shard index however many requests need it at once.
+            RAW.once((self._token, "index", key), lambda: self._index_cached(key) or
+                     self._load_index(key))
+            with self._lock:
+                if key in self._index_cache:
+                    return self._index_cache[key]
+        return self._load_index(key)
+
+    def _index_cached(self, key: str) -> bool:
+        with self._lock:
+            return key in self._index_cache
+
+    def _load_index(self, key: str) -> tuple[tuple[int, int], ...] | None:
+        """Read one shard index into the cache (and return it)."""
         per = self.meta.chunks_per_shard_side
         n = index_nbytes(per)
         try:
@@ -220,7 +235,7 @@ class Pyramid:
     def _remote_chunk(self, level: int, cy: int, cx: int, t: int, c: int,
                       z: int) -> bytes | None:
         """`chunk_bytes` for object storage: hot chunks from memory, misses read with
-        their neighbours in the shard row (one GET per block, see pyramid.readahead)."""
+        their neighbours in a band of shard rows (one GET per band, see pyramid.readahead)."""
         key = (self._token, level, cy, cx, t, c, z)
         hit = RAW.get(key)
         if hit is not None:
@@ -239,19 +254,20 @@ class Pyramid:
         row, col = cy % per, cx % per
         idx = self._shard_index(shard)
         assert idx is not None
-        cells = block_ranges(idx, per, row, col, EMPTY)
+        group, cells = block_ranges(idx, per, row, col, EMPTY)
 
         def fetch() -> None:
-            start = min(off for _, off, _ in cells)
-            end = max(off + n for _, off, n in cells)
+            start = min(off for _, _, off, _ in cells)
+            end = max(off + n for _, _, off, n in cells)
             span = self._read_ranges(shard, [(start, end - start)])[0]
-            for col_, off, n in cells:
+            for row_, col_, off, n in cells:
                 data = span[off - start:off - start + n]
-                RAW.put((self._token, level, cy, cx - col + col_, t, c, z), data)
+                cy_, cx_ = cy - row + row_, cx - col + col_
+                RAW.put((self._token, level, cy_, cx_, t, c, z), data)
                 if disk is not None:
-                    disk.put(self._disk_key(level, cy, cx - col + col_, t, c, z), data)
+                    disk.put(self._disk_key(level, cy_, cx_, t, c, z), data)
 
-        RAW.once((self._token, shard, row, col // BLOCK), fetch)
+        RAW.once((self._token, shard, *group), fetch)
         hit = RAW.get(key)
         if hit is None:  # evicted at once (a tiny cache): read it alone
             hit = self._read_ranges(shard, [(offset, nbytes)])[0]

@@ -70,6 +70,9 @@ class FolderResolver:
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: OrderedDict[str, tuple[float, ImageRef]] = OrderedDict()
+        #: Lookups in flight: when an entry expires under load, the concurrent requests
+        #: of that image share one lookup (one HEAD on object storage, not one each).
+        self._inflight: dict[str, asyncio.Future[ImageRef]] = {}
 
     async def resolve(self, request: web.Request, image_id: str) -> ImageRef:
         now = time.monotonic()
@@ -77,9 +80,16 @@ class FolderResolver:
         if hit is not None and hit[0] > now:
             return hit[1]
         parts = check_id(image_id)
-        loop = asyncio.get_running_loop()
+        fut = self._inflight.get(image_id)
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = asyncio.ensure_future(loop.run_in_executor(None, self._lookup, parts))
+            self._inflight[image_id] = fut
+            fut.add_done_callback(lambda done: self._inflight.pop(image_id, None)
+                                  if self._inflight.get(image_id) is done else None)
         try:
-            ref = await loop.run_in_executor(None, self._lookup, parts)
+            # Shielded: one cancelled request must not cancel the others' lookup.
+            ref = await asyncio.shield(fut)
         except Unavailable:
             if hit is None:
                 raise

@@ -68,9 +68,10 @@ async def test_tiles_from_s3_equal_the_local_conversion(
         a, b = await local.get(path), await remote.get(path)
         assert (a.status, b.status) == (200, 200), path
         assert await a.read() == await b.read(), path
-    # One GET per 8-chunk block of a shard row (plus the shard index), not one per tile.
+    # One GET per band of 4 shard rows (pyramid/readahead.py; the 12 x 9 chunks are one
+    # shard, each band well under MAX_SPAN) plus the shard index, not one per tile.
     gets = REMOTE.snapshot().gets - before
-    assert gets <= 12 * 2 + 1, gets
+    assert gets == 12 // 4 + 1, gets
     for path in paths[108:]:
         a, b = await local.get(path), await remote.get(path)
         assert (a.status, b.status) == (200, 200), path
@@ -81,6 +82,32 @@ async def test_tiles_from_s3_equal_the_local_conversion(
     assert meta_remote["levels"] == meta_local["levels"]
     r = await remote.get("/dzi/nothere_files/0/0_0.jpg")
     assert r.status == 404
+
+
+def test_concurrent_readers_of_a_band_share_its_gets(converted: tuple[Path, str],
+                                                      s3_env: dict[str, str]) -> None:
+    """16 threads asking at once for 16 chunks of one band of a freshly opened image:
+    one GET for the shard index, one for the band (not one per thread)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from microtome.pyramid.reader import open_pyramid
+
+    local, url = converted
+    pyr = open_pyramid(f"{url}/cmu.ome.zarr")
+    want = [(r, c) for r in range(4) for c in range(9)][:16]
+    barrier = threading.Barrier(len(want))
+
+    def read(rc: tuple[int, int]) -> bytes | None:
+        barrier.wait()
+        return pyr.chunk_bytes(0, *rc)
+
+    before = REMOTE.snapshot().gets
+    with ThreadPoolExecutor(len(want)) as pool:
+        got = list(pool.map(read, want))
+    assert REMOTE.snapshot().gets - before == 2
+    ref = open_pyramid(local / "cmu.ome.zarr")
+    assert got == [ref.chunk_bytes(0, *rc) for rc in want]
 
 
 def test_every_object_uploaded_and_no_silent_replace(converted: tuple[Path, str],
@@ -154,3 +181,30 @@ async def test_ngff_04_image_in_s3_reads_through_zarr(  # type: ignore[no-untype
         ra, rb = await a.get(path), await b.get(path)
         assert (ra.status, rb.status) == (200, 200), (path, await rb.text())
         assert await ra.read() == await rb.read()
+
+
+async def test_expired_image_entry_is_looked_up_once_for_concurrent_requests(
+        converted: tuple[Path, str], s3_env: dict[str, str]) -> None:
+    """When the resolver's entry of an image expires under load, the requests in flight
+    share one lookup (one HEAD of the group document), not one each."""
+    import asyncio
+    import time
+
+    from microtome.tileserver.resolver import FolderResolver
+
+    class Counting(FolderResolver):
+        lookups = 0
+
+        def _lookup(self, parts: list[str]):  # type: ignore[no-untyped-def]
+            Counting.lookups += 1
+            time.sleep(0.05)  # a slow store: the others arrive while this one runs
+            return super()._lookup(parts)
+
+    _, url = converted
+    resolver = Counting(url, ttl=0.2)
+    first = await resolver.resolve(None, "cmu")  # type: ignore[arg-type]
+    await asyncio.sleep(0.3)  # expired
+    refs = await asyncio.gather(*(resolver.resolve(None, "cmu")  # type: ignore[arg-type]
+                                  for _ in range(16)))
+    assert Counting.lookups == 2
+    assert {r.version for r in refs} == {first.version}
