@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
+import mmap
+import multiprocessing
+import os
 import re
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -237,18 +243,197 @@ def gc_relaxed() -> Iterator[None]:
                 gc.set_threshold(*_gc_saved)
 
 
+# -- parallel parsing (large imports) ----------------------------------------------
+
+#: Imports at least this large are parsed by worker processes (`parallel_batches`).
+PARALLEL_MIN_BYTES = 24 << 20
+#: Worker processes parsing an import (at most 4: the COPY is the limit beyond).
+PARSE_PROCESSES = max(1, min(4, os.cpu_count() or 1))
+#: Bytes of features per worker task (about 5,000 QuPath cells).
+SEGMENT_BYTES = 4 << 20
+#: A segment longer than this without a feature boundary: parse the file sequentially.
+MAX_SEGMENT_BYTES = 16 << 20
+
+# The usual layouts: `{"type": "FeatureCollection", "features": [` ... `]}` or `[` ... `]`.
+_HEAD_FC = re.compile(
+    rb'\s*\{\s*"type"\s*:\s*"FeatureCollection"\s*,\s*"features"\s*:\s*\[\s*')
+_HEAD_ARRAY = re.compile(rb"\s*\[\s*")
+_TAIL_FC = re.compile(rb"\s*\]\s*\}\s*\Z")
+_TAIL_ARRAY = re.compile(rb"\s*\]\s*\Z")
+# A candidate boundary between two features: '}' ',' before a '{'.  It may also
+# occur inside a feature (objects in a list); see `parallel_batches` for why a
+# wrong candidate can never be taken for a boundary.
+_CUT = re.compile(rb"\}\s*,\s*(?=\{)")
+
+
+class Fallback(Exception):
+    """The parallel parse cannot decide (odd layout, bad input): parse sequentially."""
+
+
+_pool_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+
+
+def _worker_init() -> None:
+    gc.set_threshold(*IMPORT_GC_THRESHOLDS)
+
+
+def parse_pool() -> ProcessPoolExecutor:
+    """The worker processes of large imports (started on first use, kept)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            # spawn: a fork of the server would copy its event loop, threads and pool.
+            _pool = ProcessPoolExecutor(PARSE_PROCESSES, initializer=_worker_init,
+                                        mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
+def _drop_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def parse_segment(data: bytes, frame: ImageFrame, opts: ImportOptions
+                  ) -> tuple[str, bulk.Batch | None]:
+    """Worker task: ("ok", batch) for a run of whole features, ("cut", None) when the
+    bytes are not a comma-separated run of JSON values, ("bad", None) when one of
+    them is refused (the sequential parse names it)."""
+    try:
+        objs = orjson.loads(b"[" + data + b"]")
+    except orjson.JSONDecodeError:
+        return "cut", None
+    try:
+        return "ok", prepare_batch(objs, frame, opts, 0)
+    except MicrotomeError:
+        return "bad", None
+
+
+def _segments(buf: Any) -> Iterator[tuple[int, int]]:
+    """(start, end) byte ranges of runs of features in a FeatureCollection held in
+    `buf` (a bytes-like object); Fallback when the layout is not the usual one."""
+    head = _HEAD_FC.match(buf, 0, 4096)
+    tail_re = _TAIL_FC
+    if head is None:
+        head, tail_re = _HEAD_ARRAY.match(buf, 0, 4096), _TAIL_ARRAY
+    if head is None:
+        raise Fallback("layout")
+    tail_from = max(head.end(), len(buf) - 4096)
+    tail = tail_re.search(buf, tail_from)
+    if tail is None or tail.start() <= head.end():
+        raise Fallback("layout")
+    pos, end = head.end(), tail.start()
+    while pos < end:
+        if end - pos <= SEGMENT_BYTES:
+            yield pos, end
+            return
+        m = _CUT.search(buf, pos + SEGMENT_BYTES, min(end, pos + MAX_SEGMENT_BYTES))
+        if m is None:
+            raise Fallback("no boundary")
+        yield pos, m.start() + 1
+        pos = m.end()
+
+
+def parallel_batches(buf: Any, frame: ImageFrame, opts: ImportOptions,
+                     pool: ProcessPoolExecutor, depth: int) -> Iterator[bulk.Batch]:
+    """The batches of `iter_batches`, parsed by `pool`, in file order.
+
+    The file is cut at candidate boundaries ('},' before '{') every few MB and
+    each run is decoded as a JSON array by a worker.  Why a wrong cut is never
+    taken: the first run starts at the first feature; if run k starts at a
+    feature and decodes as whole values, those values are exactly the
+    features the sequential parser would read (JSON is self-delimiting), so
+    run k+1 starts at a feature too; a cut inside a feature leaves that
+    feature's '{' unclosed and the run does not decode.  Anything unexpected
+    (odd layout, a run that does not decode, a refused feature) raises
+    Fallback: the caller starts over sequentially, which gives the usual
+    messages.  Runs are at most MAX_SEGMENT_BYTES <= max_feature_bytes.
+    """
+    if opts.max_feature_bytes < MAX_SEGMENT_BYTES:
+        raise Fallback("feature limit")
+    pending: deque[Future[tuple[str, bulk.Batch | None]]] = deque()
+    segments = _segments(buf)
+    done = 0
+    try:
+        more = True
+        while more or pending:
+            while more and len(pending) < depth:
+                seg = next(segments, None)
+                if seg is None:
+                    more = False
+                    break
+                pending.append(pool.submit(parse_segment, buf[seg[0]:seg[1]], frame, opts))
+            if not pending:
+                break
+            status, batch = pending.popleft().result()
+            if status != "ok" or batch is None:
+                raise Fallback(status)
+            done += len(batch)
+            if done > opts.max_features:
+                raise TooLarge(f"more than {opts.max_features} features in one import")
+            yield batch
+    finally:
+        for f in pending:
+            f.cancel()
+
+
+def _buffer(fh: BinaryIO) -> tuple[Any, Any]:
+    """(bytes-like view of the whole file, object to close) or (None, None)."""
+    if isinstance(fh, io.BytesIO):
+        return fh.getvalue(), None
+    try:
+        fd = fh.fileno()
+        size = os.fstat(fd).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None, None
+    if size == 0:
+        return None, None
+    mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    return mm, mm
+
+
 async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame, *,
                       project_id: int | None, user_id: int | None, opts: ImportOptions,
-                      executor: Executor | None = None) -> dict[str, Any]:
+                      executor: Executor | None = None, parallel: bool | None = None
+                      ) -> dict[str, Any]:
     """Import every feature of an open GeoJSON file in one transaction.
 
     Parsing and validation run in `executor` one batch ahead of the COPY of
-    the previous batch; any error rolls the whole import back.
+    the previous batch; any error rolls the whole import back.  Files of
+    PARALLEL_MIN_BYTES or more (or any when `parallel` is True) are parsed by
+    worker processes (`parallel_batches`) while the COPYs stream; when that
+    cannot decide, the import starts over with the sequential parser.
     """
-    gen = iter_batches(fh, frame, opts)
     created: list[str] = []
-    with gc_relaxed():
-        total = await _import(conn, gen, frame, project_id, user_id, opts, executor, created)
+    total = -1
+    buf, closer = _buffer(fh)
+    try:
+        if buf is not None and (parallel or (parallel is None
+                                             and len(buf) >= PARALLEL_MIN_BYTES)):
+            gen = parallel_batches(buf, frame, opts, parse_pool(), PARSE_PROCESSES + 2)
+            try:
+                with gc_relaxed():
+                    total = await _import(conn, gen, frame, project_id, user_id, opts,
+                                          executor, created)
+            except Fallback:
+                created.clear()
+            except BrokenProcessPool:
+                _drop_pool()
+                created.clear()
+            finally:
+                gen.close()
+    finally:
+        del buf
+        if closer is not None:
+            closer.close()
+    if total < 0:
+        fh.seek(0)
+        with gc_relaxed():
+            total = await _import(conn, iter_batches(fh, frame, opts), frame, project_id,
+                                  user_id, opts, executor, created)
     if total >= 10_000:
         # Fresh statistics and a clean density table now rather than at the next
         # autovacuum: the planner and the overview clusters need them at once.
