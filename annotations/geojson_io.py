@@ -22,7 +22,7 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -338,7 +338,8 @@ def _segments(buf: Any) -> Iterator[tuple[int, int]]:
 
 
 def parallel_batches(buf: Any, frame: ImageFrame, opts: ImportOptions,
-                     pool: ProcessPoolExecutor, depth: int) -> Iterator[bulk.Batch]:
+                     pool: ProcessPoolExecutor, depth: int
+                     ) -> Generator[bulk.Batch, None, None]:
     """The batches of `iter_batches`, parsed by `pool`, in file order.
 
     The file is cut at candidate boundaries ('},' before '{') every few MB and
