@@ -44,7 +44,7 @@ from .geometry import (
     simple_polygons,
     validate_many,
 )
-from .render import geometries_json
+from .render import geometries_json, lod_texts
 from .splitter import iter_features
 
 _NAMED = re.compile(r"^feature \d+")
@@ -188,7 +188,7 @@ def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
         perimeter=shapely.length(geoms), kinds=kinds,
         shapes=[s if k in ("rectangle", "ellipse") else None
                 for s, k in zip(shapes, kinds, strict=True)],
-        term_names=term_names, data=data_list, producers=producers)
+        term_names=term_names, data=data_list, producers=producers, lod=lod_texts(geoms))
 
 
 def iter_batches(fh: BinaryIO, frame: ImageFrame, opts: ImportOptions,
