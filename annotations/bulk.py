@@ -51,7 +51,7 @@ class Batch:
     data: list[dict[str, Any]]
     producers: list[str | None]
     #: Stored viewport texts (`lod2`, migration 0130), None = not precomputed.
-    lod: list[bytes | None] | None = None
+    lod: Sequence[bytes | None] | None = None
 
     def __len__(self) -> int:
         return len(self.wkb)

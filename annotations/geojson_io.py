@@ -51,6 +51,15 @@ _NAMED = re.compile(r"^feature \d+")
 RESERVED = ("classification", "microtome")
 BATCH = 5000
 COPY_ROWS = 50_000
+#: Fewest rows per COPY, and the bytes of a typical feature (a QuPath cell): smaller
+#: files are COPYed in about 8 parts so that parsing and COPY overlap at any size.
+MIN_COPY_ROWS = 10_000
+FEATURE_BYTES = 700
+
+
+def copy_rows(file_bytes: int) -> int:
+    """Rows per COPY for a file of this size (see COPY_ROWS, MIN_COPY_ROWS)."""
+    return max(MIN_COPY_ROWS, min(COPY_ROWS, file_bytes // FEATURE_BYTES // 8))
 
 
 @dataclass(frozen=True)
@@ -418,7 +427,7 @@ async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame,
             try:
                 with gc_relaxed():
                     total = await _import(conn, gen, frame, project_id, user_id, opts,
-                                          executor, created)
+                                          executor, created, copy_rows(len(buf)))
             except Fallback:
                 created.clear()
             except BrokenProcessPool:
@@ -431,10 +440,12 @@ async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame,
         if closer is not None:
             closer.close()
     if total < 0:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
         fh.seek(0)
         with gc_relaxed():
             total = await _import(conn, iter_batches(fh, frame, opts), frame, project_id,
-                                  user_id, opts, executor, created)
+                                  user_id, opts, executor, created, copy_rows(size))
     if total >= 10_000:
         # Fresh statistics and a clean density table now rather than at the next
         # autovacuum: the planner and the overview clusters need them at once.
@@ -445,7 +456,8 @@ async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame,
 
 async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: ImageFrame,
                   project_id: int | None, user_id: int | None, opts: ImportOptions,
-                  executor: Executor | None, created: list[str]) -> int:
+                  executor: Executor | None, created: list[str], copy_rows: int = COPY_ROWS
+                  ) -> int:
     """The transaction of `import_file`; returns the number of features stored."""
     loop = asyncio.get_running_loop()
     total = 0
@@ -455,7 +467,7 @@ async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: Im
         name_map: dict[str, int] = {}
         if project_id is not None:
             name_map = await terms.resolve_names(conn, project_id, (), create=False)
-        ahead = _Prefetch(loop, executor, gen, COPY_ROWS // BATCH + 2)
+        ahead = _Prefetch(loop, executor, gen, copy_rows // BATCH + 2)
         buffered: list[bulk.Batch] = []
         rows = 0
         points: list[np.ndarray] = []
@@ -466,9 +478,9 @@ async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: Im
                 points.append(bulk.centres(frame, batch.bounds))
                 rows += len(batch)
                 total += len(batch)
-                # COPYs of 50k rows written in Z-order: spatial neighbours share heap
+                # COPYs of up to 50k rows in Z-order: spatial neighbours share heap
                 # pages (what viewport queries read).  Parsing goes on meanwhile.
-                if rows >= COPY_ROWS:
+                if rows >= copy_rows:
                     await _copy(conn, frame, bulk.concat(buffered), project_id, user_id,
                                 dict(name_map), executor)
                     buffered, rows = [], 0
