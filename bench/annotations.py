@@ -462,7 +462,9 @@ def render(records: list[dict]) -> str:
     if imp:
         lines += [f"- Import (streamed HTTP POST of a QuPath-style FeatureCollection, COPY, one "
                   f"transaction): **{imp['features']:,} polygons in {imp['seconds']:.1f} s = "
-                  f"{imp['rate_per_s']:,.0f} polygons/s** ({imp['file_bytes'] / 1e6:.0f} MB).",
+                  f"{imp['rate_per_s']:,.0f} polygons/s** ({imp['file_bytes'] / 1e6:.0f} MB)"
+                  + (f"; server CPU {imp['server_cpu_us_per_row']:.0f} µs per polygon "
+                     "(all its processes)" if "server_cpu_us_per_row" in imp else "") + ".",
                   ""]
     floor = by.get("annotations-copy-floor")
     if imp and floor:
@@ -494,10 +496,38 @@ def render(records: list[dict]) -> str:
         lines += ["", f"- Export (streamed GeoJSON): {ex['features']:,} features, "
                       f"{ex['bytes'] / 1e6:.0f} MB in {ex['seconds']:.1f} s "
                       f"({ex['rate_per_s']:,.0f} features/s)."]
+    scale = [r for r in records if r.get("suite") == "annotations-scale"]
+    if len(scale) >= 2:
+        one, many = scale[0], scale[-1]
+        imps = [r for r in records if r.get("suite") == "annotations-scale-import"]
+        lines += ["", f"Scale: the same {one['rows']:,} cells imported into each of "
+                      f"{many['images']} images of one project ({many['rows']:,} rows); "
+                      "p50 on the first image (same viewports) with 1 image vs all of them "
+                      "(goal: within 20%):", "",
+                  "| p50 ms | 1 image | " + f"{many['images']} images | ratio |",
+                  "|---|---:|---:|---:|"]
+        for key, label in (("viewport_working", "viewport, working zoom (2x)"),
+                           ("viewport_region", "viewport, region (8x)"),
+                           ("counts_region", "term counts, region (8x)")):
+            a, b = one[f"{key}_p50_ms"], many[f"{key}_p50_ms"]
+            lines.append(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+        if imps:
+            rates = [r["rate_per_s"] for r in imps]
+            lines += ["", f"- Imports into images 2-{many['images']}: "
+                          f"{min(rates):,.0f}-{max(rates):,.0f} polygons/s (first image "
+                          f"{imp['rate_per_s'] if imp else 0:,.0f}/s; last into a table of "
+                          f"{imps[-1]['rows_before']:,} rows: {rates[-1]:,.0f}/s)."]
+        lines += [f"- Storage per annotation (pg_total_relation_size / rows): "
+                  f"{one['bytes_per_annotation']:,.0f} B at {one['rows']:,} rows, "
+                  f"{many['bytes_per_annotation']:,.0f} B at {many['rows']:,} rows "
+                  f"(heap {many['heap_bytes_per_annotation']:,.0f} B, indexes "
+                  f"{many['index_bytes_per_annotation']:,.0f} B)."]
     sql = [r for r in records if r.get("suite") == "annotations-sql"]
     if sql:
+        inter = any(r.get("interleaved") for r in sql)
         lines += ["", "SQL level, working-zoom viewport incl. simplification and GeoJSON "
-                      "rendering:", "",
+                      "rendering" + (" (engines warmed, then measured alternately on the "
+                                     "same viewports)" if inter else "") + ":", "",
                   "| engine | simplification | p50 ms | p99 ms | note |",
                   "|---|---|---:|---:|---|"]
         for r in sql:
@@ -509,6 +539,11 @@ def render(records: list[dict]) -> str:
                         f"{r['build_seconds']:.0f} s" if "table_bytes" in r else "")
                 lines.append(f"| {r['engine']} | {how} | {r['p50_ms']:.1f} | "
                              f"{r['p99_ms']:.1f} | {note} |")
+        done = [r for r in sql if "skipped" not in r]
+        pg = [r for r in done if r["engine"].startswith("postgis")]
+        if pg and done[0] is not pg[0]:
+            lines += ["", f"- {done[0]['engine']} / PostGIS p50: "
+                          f"**{done[0]['p50_ms'] / pg[0]['p50_ms']:.2f}** (goal <= 0.5)."]
     return "\n".join(lines) + "\n"
 
 
