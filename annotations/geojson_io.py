@@ -165,7 +165,8 @@ def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
             c = props.get("classification")
             if "microtome" not in props and type(c) is dict and len(c) == 2 and type(
                     name := c.get("name")) is str and type(col := c.get("color")) is list \
-                    and len(col) == 3 and all(type(v) is int for v in col):
+                    and len(col) == 3 and type(col[0]) is int and type(col[1]) is int \
+                    and type(col[2]) is int:
                 # QuPath's usual {"name", "color": [r, g, b]}: a handful of distinct
                 # values per file, so the checked result is memoised by its inputs.
                 key = (name, *col)
