@@ -299,6 +299,14 @@ def parse_pool() -> ProcessPoolExecutor:
         return _pool
 
 
+def warm_pool() -> None:
+    """Start the worker processes now (an upload that may be large has begun): they
+    import their modules while the body is spooled, not when parsing should start."""
+    pool = parse_pool()
+    for _ in range(PARSE_PROCESSES):
+        pool.submit(int)
+
+
 def _drop_pool() -> None:
     global _pool
     with _pool_lock:

@@ -403,6 +403,8 @@ async def import_geojson(request: web.Request) -> web.Response:
         repair=params.flag(q, "repair", True), clip=params.flag(q, "clip"),
         create_terms=params.flag(q, "create_terms", True), producer=q.get("producer") or None)
     frame = await store.image_frame(_pool(request), iid)
+    if request.content_length is None or request.content_length >= geojson_io.PARALLEL_MIN_BYTES:
+        await _run(request, geojson_io.warm_pool)  # workers start while the body arrives
     fh = await _spool(request)
     try:
         async with _pool(request).acquire() as conn:

@@ -107,3 +107,8 @@ async def test_bad_feature_reported_as_sequentially(conn: asyncpg.Connection, se
         await _run(conn, seed, broken, parallel=True)
     with pytest.raises(TooLarge, match="more than 1000 features"):
         await _run(conn, seed, body, parallel=True, opts=ImportOptions(max_features=1_000))
+
+
+def test_warm_pool_starts_working_processes() -> None:
+    geojson_io.warm_pool()  # what the import handler calls while the body arrives
+    assert geojson_io.parse_pool().submit(int, "7").result(timeout=120) == 7
