@@ -367,13 +367,14 @@ def parallel_batches(buf: Any, frame: ImageFrame, opts: ImportOptions,
     features the sequential parser would read (JSON is self-delimiting), so
     run k+1 starts at a feature too; a cut inside a feature leaves that
     feature's '{' unclosed and the run does not decode.  Anything unexpected
-    (odd layout, a run that does not decode, a refused feature) raises
-    Fallback: the caller starts over sequentially, which gives the usual
-    messages.  Runs are at most MAX_SEGMENT_BYTES <= max_feature_bytes.
+    (odd layout, a run that does not decode) raises Fallback: the caller
+    starts over sequentially, which gives the usual messages.  A refused
+    feature raises its usual error at once (its index is known then).  Runs
+    are at most MAX_SEGMENT_BYTES <= max_feature_bytes.
     """
     if opts.max_feature_bytes < MAX_SEGMENT_BYTES:
         raise Fallback("feature limit")
-    pending: deque[Future[tuple[str, bulk.Batch | None]]] = deque()
+    pending: deque[tuple[tuple[int, int], Future[tuple[str, bulk.Batch | None]]]] = deque()
     segments = _segments(buf)
     done = 0
     try:
@@ -384,10 +385,19 @@ def parallel_batches(buf: Any, frame: ImageFrame, opts: ImportOptions,
                 if seg is None:
                     more = False
                     break
-                pending.append(pool.submit(parse_segment, buf[seg[0]:seg[1]], frame, opts))
+                pending.append((seg, pool.submit(parse_segment, buf[seg[0]:seg[1]], frame,
+                                                 opts)))
             if not pending:
                 break
-            status, batch = pending.popleft().result()
+            (a, b), fut = pending.popleft()
+            status, batch = fut.result()
+            if status == "bad":
+                # A refused feature in a run that decoded: every run before it was
+                # whole, so its index is known; the sequential rules raise its error
+                # (unless the feature limit would have been reached first).
+                objs = orjson.loads(b"[" + buf[a:b] + b"]")
+                if done + len(objs) <= opts.max_features:
+                    prepare_batch(objs, frame, opts, done)
             if status != "ok" or batch is None:
                 raise Fallback(status)
             done += len(batch)
@@ -395,7 +405,7 @@ def parallel_batches(buf: Any, frame: ImageFrame, opts: ImportOptions,
                 raise TooLarge(f"more than {opts.max_features} features in one import")
             yield batch
     finally:
-        for f in pending:
+        for _seg, f in pending:
             f.cancel()
 
 
