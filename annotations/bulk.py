@@ -31,7 +31,7 @@ TRAILER = struct.pack("!h", -1)
 #: `geom`, whose length closes the fixed part, then the variable ones.
 COLUMNS = ("id", "image_id", "project_id", "user_id", "n_vertices", "area_px", "perimeter_px",
            "area_um2", "perimeter_um", "sbox", "geom", "kind", "shape", "producer",
-           "term_ids", "properties")
+           "term_ids", "properties", "lod2")
 _INT8_OID = 20
 _NULL = struct.pack("!i", -1)
 
@@ -50,6 +50,8 @@ class Batch:
     term_names: list[tuple[tuple[str, str | None], ...]]  # (name, colour) per feature
     data: list[dict[str, Any]]
     producers: list[str | None]
+    #: Stored viewport texts (`lod2`, migration 0130), None = not precomputed.
+    lod: Sequence[bytes | None] | None = None
 
     def __len__(self) -> int:
         return len(self.wkb)
@@ -69,7 +71,8 @@ def concat(batches: Sequence[Batch]) -> Batch:
         shapes=[s for b in batches for s in b.shapes],
         term_names=[t for b in batches for t in b.term_names],
         data=[d for b in batches for d in b.data],
-        producers=[p for b in batches for p in b.producers])
+        producers=[p for b in batches for p in b.producers],
+        lod=[t for b in batches for t in (b.lod or [None] * len(b))])
 
 
 def _int8_array(ids: tuple[int, ...]) -> bytes:
@@ -87,6 +90,10 @@ def _text(value: str | None) -> bytes:
         return _NULL
     raw = value.encode()
     return struct.pack("!i", len(raw)) + raw
+
+
+def _bytea(value: bytes | None) -> bytes:
+    return _NULL if value is None else struct.pack("!i", len(value)) + value
 
 
 def _jsonb(value: Any) -> bytes:
@@ -150,12 +157,13 @@ def encode(frame: ImageFrame, batch: Batch, ids: Sequence[int], term_ids: Sequen
                          frame.width, frame.height).tolist()
     wkb, kind, shape, prod, data = (batch.wkb, batch.kinds, batch.shapes, batch.producers,
                                     batch.data)
+    lod = batch.lod or [None] * n
     parts: list[Any] = [HEADER]
     for i in order:
         s = shape[i]
         parts += (raw[i * width:(i + 1) * width], wkb[i], kinds[kind[i]],
                   _NULL if s is None else _jsonb(s), producers[prod[i]], term_ids[i],
-                  _jsonb(data[i]))
+                  _jsonb(data[i]), _bytea(lod[i]))
     parts.append(TRAILER)
     return b"".join(parts)
 

@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import io
+import mmap
+import multiprocessing
+import os
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import Executor
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -38,13 +44,22 @@ from .geometry import (
     simple_polygons,
     validate_many,
 )
-from .render import geometries_json
+from .render import geometries_json, lod_texts
 from .splitter import iter_features
 
 _NAMED = re.compile(r"^feature \d+")
 RESERVED = ("classification", "microtome")
 BATCH = 5000
 COPY_ROWS = 50_000
+#: Fewest rows per COPY, and the bytes of a typical feature (a QuPath cell): smaller
+#: files are COPYed in about 8 parts so that parsing and COPY overlap at any size.
+MIN_COPY_ROWS = 10_000
+FEATURE_BYTES = 700
+
+
+def copy_rows(file_bytes: int) -> int:
+    """Rows per COPY for a file of this size (see COPY_ROWS, MIN_COPY_ROWS)."""
+    return max(MIN_COPY_ROWS, min(COPY_ROWS, file_bytes // FEATURE_BYTES // 8))
 
 
 @dataclass(frozen=True)
@@ -150,7 +165,8 @@ def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
             c = props.get("classification")
             if "microtome" not in props and type(c) is dict and len(c) == 2 and type(
                     name := c.get("name")) is str and type(col := c.get("color")) is list \
-                    and len(col) == 3 and all(type(v) is int for v in col):
+                    and len(col) == 3 and type(col[0]) is int and type(col[1]) is int \
+                    and type(col[2]) is int:
                 # QuPath's usual {"name", "color": [r, g, b]}: a handful of distinct
                 # values per file, so the checked result is memoised by its inputs.
                 key = (name, *col)
@@ -182,7 +198,7 @@ def prepare_batch(objs: Sequence[Any], frame: ImageFrame, opts: ImportOptions,
         perimeter=shapely.length(geoms), kinds=kinds,
         shapes=[s if k in ("rectangle", "ellipse") else None
                 for s, k in zip(shapes, kinds, strict=True)],
-        term_names=term_names, data=data_list, producers=producers)
+        term_names=term_names, data=data_list, producers=producers, lod=lod_texts(geoms))
 
 
 def iter_batches(fh: BinaryIO, frame: ImageFrame, opts: ImportOptions,
@@ -237,18 +253,218 @@ def gc_relaxed() -> Iterator[None]:
                 gc.set_threshold(*_gc_saved)
 
 
+# -- parallel parsing (large imports) ----------------------------------------------
+
+#: Imports at least this large are parsed by worker processes (`parallel_batches`).
+PARALLEL_MIN_BYTES = 24 << 20
+#: Worker processes parsing an import (at most 4: the COPY is the limit beyond).
+PARSE_PROCESSES = max(1, min(4, os.cpu_count() or 1))
+#: Bytes of features per worker task (about 5,000 QuPath cells).
+SEGMENT_BYTES = 4 << 20
+#: A segment longer than this without a feature boundary: parse the file sequentially.
+MAX_SEGMENT_BYTES = 16 << 20
+
+# The usual layouts: `{"type": "FeatureCollection", "features": [` ... `]}` or `[` ... `]`.
+_HEAD_FC = re.compile(
+    rb'\s*\{\s*"type"\s*:\s*"FeatureCollection"\s*,\s*"features"\s*:\s*\[\s*')
+_HEAD_ARRAY = re.compile(rb"\s*\[\s*")
+_TAIL_FC = re.compile(rb"\s*\]\s*\}\s*\Z")
+_TAIL_ARRAY = re.compile(rb"\s*\]\s*\Z")
+# A candidate boundary between two features: '}' ',' before a '{'.  It may also
+# occur inside a feature (objects in a list); see `parallel_batches` for why a
+# wrong candidate can never be taken for a boundary.
+_CUT = re.compile(rb"\}\s*,\s*(?=\{)")
+
+
+class Fallback(Exception):
+    """The parallel parse cannot decide (odd layout, bad input): parse sequentially."""
+
+
+_pool_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+
+
+def _worker_init() -> None:
+    gc.set_threshold(*IMPORT_GC_THRESHOLDS)
+
+
+def parse_pool() -> ProcessPoolExecutor:
+    """The worker processes of large imports (started on first use, kept)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            # spawn: a fork of the server would copy its event loop, threads and pool.
+            _pool = ProcessPoolExecutor(PARSE_PROCESSES, initializer=_worker_init,
+                                        mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
+def warm_pool() -> None:
+    """Start the worker processes now (an upload that may be large has begun): they
+    import their modules while the body is spooled, not when parsing should start."""
+    pool = parse_pool()
+    for _ in range(PARSE_PROCESSES):
+        pool.submit(int)
+
+
+def _drop_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def parse_segment(data: bytes, frame: ImageFrame, opts: ImportOptions
+                  ) -> tuple[str, bulk.Batch | None]:
+    """Worker task: ("ok", batch) for a run of whole features, ("cut", None) when the
+    bytes are not a comma-separated run of JSON values, ("bad", None) when one of
+    them is refused (the sequential parse names it)."""
+    try:
+        objs = orjson.loads(b"[" + data + b"]")
+    except orjson.JSONDecodeError:
+        return "cut", None
+    try:
+        return "ok", prepare_batch(objs, frame, opts, 0)
+    except MicrotomeError:
+        return "bad", None
+
+
+def _segments(buf: Any) -> Iterator[tuple[int, int]]:
+    """(start, end) byte ranges of runs of features in a FeatureCollection held in
+    `buf` (a bytes-like object); Fallback when the layout is not the usual one."""
+    head = _HEAD_FC.match(buf, 0, 4096)
+    tail_re = _TAIL_FC
+    if head is None:
+        head, tail_re = _HEAD_ARRAY.match(buf, 0, 4096), _TAIL_ARRAY
+    if head is None:
+        raise Fallback("layout")
+    tail_from = max(head.end(), len(buf) - 4096)
+    tail = tail_re.search(buf, tail_from)
+    if tail is None or tail.start() <= head.end():
+        raise Fallback("layout")
+    pos, end = head.end(), tail.start()
+    while pos < end:
+        if end - pos <= SEGMENT_BYTES:
+            yield pos, end
+            return
+        m = _CUT.search(buf, pos + SEGMENT_BYTES, min(end, pos + MAX_SEGMENT_BYTES))
+        if m is None:
+            raise Fallback("no boundary")
+        yield pos, m.start() + 1
+        pos = m.end()
+
+
+def parallel_batches(buf: Any, frame: ImageFrame, opts: ImportOptions,
+                     pool: ProcessPoolExecutor, depth: int
+                     ) -> Generator[bulk.Batch, None, None]:
+    """The batches of `iter_batches`, parsed by `pool`, in file order.
+
+    The file is cut at candidate boundaries ('},' before '{') every few MB and
+    each run is decoded as a JSON array by a worker.  Why a wrong cut is never
+    taken: the first run starts at the first feature; if run k starts at a
+    feature and decodes as whole values, those values are exactly the
+    features the sequential parser would read (JSON is self-delimiting), so
+    run k+1 starts at a feature too; a cut inside a feature leaves that
+    feature's '{' unclosed and the run does not decode.  Anything unexpected
+    (odd layout, a run that does not decode) raises Fallback: the caller
+    starts over sequentially, which gives the usual messages.  A refused
+    feature raises its usual error at once (its index is known then).  Runs
+    are at most MAX_SEGMENT_BYTES <= max_feature_bytes.
+    """
+    if opts.max_feature_bytes < MAX_SEGMENT_BYTES:
+        raise Fallback("feature limit")
+    pending: deque[tuple[tuple[int, int], Future[tuple[str, bulk.Batch | None]]]] = deque()
+    segments = _segments(buf)
+    done = 0
+    try:
+        more = True
+        while more or pending:
+            while more and len(pending) < depth:
+                seg = next(segments, None)
+                if seg is None:
+                    more = False
+                    break
+                pending.append((seg, pool.submit(parse_segment, buf[seg[0]:seg[1]], frame,
+                                                 opts)))
+            if not pending:
+                break
+            (a, b), fut = pending.popleft()
+            status, batch = fut.result()
+            if status == "bad":
+                # A refused feature in a run that decoded: every run before it was
+                # whole, so its index is known; the sequential rules raise its error
+                # (unless the feature limit would have been reached first).
+                objs = orjson.loads(b"[" + buf[a:b] + b"]")
+                if done + len(objs) <= opts.max_features:
+                    prepare_batch(objs, frame, opts, done)
+            if status != "ok" or batch is None:
+                raise Fallback(status)
+            done += len(batch)
+            if done > opts.max_features:
+                raise TooLarge(f"more than {opts.max_features} features in one import")
+            yield batch
+    finally:
+        for _seg, f in pending:
+            f.cancel()
+
+
+def _buffer(fh: BinaryIO) -> tuple[Any, Any]:
+    """(bytes-like view of the whole file, object to close) or (None, None)."""
+    if isinstance(fh, io.BytesIO):
+        return fh.getvalue(), None
+    try:
+        fd = fh.fileno()
+        size = os.fstat(fd).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None, None
+    if size == 0:
+        return None, None
+    mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    return mm, mm
+
+
 async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame, *,
                       project_id: int | None, user_id: int | None, opts: ImportOptions,
-                      executor: Executor | None = None) -> dict[str, Any]:
+                      executor: Executor | None = None, parallel: bool | None = None
+                      ) -> dict[str, Any]:
     """Import every feature of an open GeoJSON file in one transaction.
 
     Parsing and validation run in `executor` one batch ahead of the COPY of
-    the previous batch; any error rolls the whole import back.
+    the previous batch; any error rolls the whole import back.  Files of
+    PARALLEL_MIN_BYTES or more (or any when `parallel` is True) are parsed by
+    worker processes (`parallel_batches`) while the COPYs stream; when that
+    cannot decide, the import starts over with the sequential parser.
     """
-    gen = iter_batches(fh, frame, opts)
     created: list[str] = []
-    with gc_relaxed():
-        total = await _import(conn, gen, frame, project_id, user_id, opts, executor, created)
+    total = -1
+    buf, closer = _buffer(fh)
+    try:
+        if buf is not None and (parallel or (parallel is None
+                                             and len(buf) >= PARALLEL_MIN_BYTES)):
+            gen = parallel_batches(buf, frame, opts, parse_pool(), PARSE_PROCESSES + 2)
+            try:
+                with gc_relaxed():
+                    total = await _import(conn, gen, frame, project_id, user_id, opts,
+                                          executor, created, copy_rows(len(buf)))
+            except Fallback:
+                created.clear()
+            except BrokenProcessPool:
+                _drop_pool()
+                created.clear()
+            finally:
+                gen.close()
+    finally:
+        del buf
+        if closer is not None:
+            closer.close()
+    if total < 0:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(0)
+        with gc_relaxed():
+            total = await _import(conn, iter_batches(fh, frame, opts), frame, project_id,
+                                  user_id, opts, executor, created, copy_rows(size))
     if total >= 10_000:
         # Fresh statistics and a clean density table now rather than at the next
         # autovacuum: the planner and the overview clusters need them at once.
@@ -259,7 +475,8 @@ async def import_file(conn: asyncpg.Connection, fh: BinaryIO, frame: ImageFrame,
 
 async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: ImageFrame,
                   project_id: int | None, user_id: int | None, opts: ImportOptions,
-                  executor: Executor | None, created: list[str]) -> int:
+                  executor: Executor | None, created: list[str], copy_rows: int = COPY_ROWS
+                  ) -> int:
     """The transaction of `import_file`; returns the number of features stored."""
     loop = asyncio.get_running_loop()
     total = 0
@@ -269,7 +486,7 @@ async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: Im
         name_map: dict[str, int] = {}
         if project_id is not None:
             name_map = await terms.resolve_names(conn, project_id, (), create=False)
-        ahead = _Prefetch(loop, executor, gen, COPY_ROWS // BATCH + 2)
+        ahead = _Prefetch(loop, executor, gen, copy_rows // BATCH + 2)
         buffered: list[bulk.Batch] = []
         rows = 0
         points: list[np.ndarray] = []
@@ -280,9 +497,9 @@ async def _import(conn: asyncpg.Connection, gen: Iterator[bulk.Batch], frame: Im
                 points.append(bulk.centres(frame, batch.bounds))
                 rows += len(batch)
                 total += len(batch)
-                # COPYs of 50k rows written in Z-order: spatial neighbours share heap
+                # COPYs of up to 50k rows in Z-order: spatial neighbours share heap
                 # pages (what viewport queries read).  Parsing goes on meanwhile.
-                if rows >= COPY_ROWS:
+                if rows >= copy_rows:
                     await _copy(conn, frame, bulk.concat(buffered), project_id, user_id,
                                 dict(name_map), executor)
                     buffered, rows = [], 0

@@ -28,6 +28,10 @@ Box = tuple[float, float, float, float]
 # analysis_id: the column comes with the analysis migrations (0200), which every
 # installation applies; results of an analysis form one layer in the viewer.
 LIGHT_COLS = "a.id, a.geom, a.kind, a.term_ids, a.user_id, a.analysis_id"
+#: The same with the stored viewport text of the working zoom (render.lod_band): the
+#: WKB only where no text is stored.
+LOD_COLS = ("a.id, CASE WHEN a.lod2 IS NULL THEN a.geom END AS geom, a.lod2, a.kind, "
+            "a.term_ids, a.user_id, a.analysis_id")
 
 
 @dataclass(frozen=True)

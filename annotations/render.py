@@ -11,6 +11,32 @@ import shapely
 
 from .geometry import simplify_for_scale
 
+#: The zoom band whose viewport geometry imports precompute (column `lod2`, migration
+#: 0130): answers for scale in [LOD_SCALE, 2 * LOD_SCALE) at LOD_PRECISION decimals
+#: use it; the simplification is the band's finest (never coarser than asked).
+LOD_SCALE = 2.0
+LOD_PRECISION = 2
+
+
+def lod_band(scale: float, precision: int | None) -> bool:
+    """Whether a viewport answer at `scale` and `precision` can use the stored texts."""
+    return precision == LOD_PRECISION and LOD_SCALE <= scale < 2 * LOD_SCALE
+
+
+def lod_texts(geoms: np.ndarray) -> list[bytes]:
+    """The `lod2` values of validated geometries: their viewport GeoJSON at LOD_SCALE."""
+    values = geometry_values(geoms, LOD_PRECISION, LOD_SCALE)
+    if not values:
+        return []
+    # One orjson call for the batch, cut between the geometries: each is an object
+    # beginning with "type" and holding only numbers besides (a call per geometry
+    # cost as much as the simplification).
+    whole = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+    parts = whole[1:-1].split(b',{"type":')
+    if len(parts) != len(values):  # not expected; the safe way
+        return [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY) for v in values]
+    return [parts[0], *(b'{"type":' + p for p in parts[1:])]
+
 
 def geometries_json(wkbs: Sequence[bytes], *, scale: float = 1.0,
                     precision: int | None = None) -> list[str]:
@@ -96,9 +122,19 @@ def _light_props(r: Any) -> dict[str, Any]:
 def light_collection(rows: Sequence[Any], *, scale: float, precision: int | None,
                      next_after: int | None, extra: dict[str, Any]) -> bytes:
     """A FeatureCollection of viewport rows (id, geom, kind, term_ids, user_id and,
-    for an analysis' results, analysis_id)."""
-    geoms = shapely.from_wkb(np.asarray([r["geom"] for r in rows], dtype=object))
-    values = geometry_values(geoms, precision, scale) if len(rows) else []
+    for an analysis' results, analysis_id).  Rows may carry `lod2` (the stored
+    text, see `lod_band`): then it is written as it is and `geom` may be NULL."""
+    values: list[Any] = [None] * len(rows)
+    todo = list(range(len(rows)))
+    if rows and lod_band(scale, precision) and "lod2" in rows[0].keys():
+        for i, r in enumerate(rows):
+            if r["lod2"] is not None:
+                values[i] = orjson.Fragment(r["lod2"])
+        todo = [i for i in todo if values[i] is None]
+    if todo:
+        geoms = shapely.from_wkb(np.asarray([rows[i]["geom"] for i in todo], dtype=object))
+        for i, v in zip(todo, geometry_values(geoms, precision, scale), strict=True):
+            values[i] = v
     feats = [{"type": "Feature", "id": r["id"], "geometry": g,
               "properties": _light_props(r)}
              for r, g in zip(rows, values, strict=True)]

@@ -308,11 +308,13 @@ async def viewport(request: web.Request) -> web.Response:
         body = await _run(request, lambda: render.cluster_collection(cells, grid=grid,
                                                                      extra=extra))
         return web.Response(body=body, content_type=GEOJSON)
-    rows = await query.fetch_page(pool, frame, box, f, limit=limit + 1, after=after)
+    prec = None if precision == -1 else precision
+    rows = await query.fetch_page(
+        pool, frame, box, f, limit=limit + 1, after=after,
+        cols=query.LOD_COLS if render.lod_band(scale, prec) else query.LIGHT_COLS)
     next_after = rows[limit - 1]["id"] if len(rows) > limit else None
     body = await _run(request, lambda: render.light_collection(
-        rows[:limit], scale=scale, precision=None if precision == -1 else precision,
-        next_after=next_after, extra=extra))
+        rows[:limit], scale=scale, precision=prec, next_after=next_after, extra=extra))
     return web.Response(body=body, content_type=GEOJSON)
 
 
@@ -401,6 +403,8 @@ async def import_geojson(request: web.Request) -> web.Response:
         repair=params.flag(q, "repair", True), clip=params.flag(q, "clip"),
         create_terms=params.flag(q, "create_terms", True), producer=q.get("producer") or None)
     frame = await store.image_frame(_pool(request), iid)
+    if request.content_length is None or request.content_length >= geojson_io.PARALLEL_MIN_BYTES:
+        await _run(request, geojson_io.warm_pool)  # workers start while the body arrives
     fh = await _spool(request)
     try:
         async with _pool(request).acquire() as conn:

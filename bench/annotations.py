@@ -98,18 +98,22 @@ def write_geojson(path: Path, n: int) -> int:
 
 # -- database --------------------------------------------------------------------------
 
-async def _seed(dsn: str) -> tuple[int, int, str]:
-    """Migrate, then a user with an API key, a project and the 100k x 100k image."""
+async def _seed(dsn: str, images: int = 1) -> tuple[list[int], int, str]:
+    """Migrate, then a user with an API key, a project and `images` 100k x 100k images."""
     from microtome.catalog.db import connect
 
     conn = await connect(dsn)
     try:
         _uid, pid, key = await seed_member(conn)
-        iid = await conn.fetchval(
-            """INSERT INTO images (name, width, height, levels, status, pixel_size_um)
-               VALUES ('cells', $1, $2, 9, 'ready', $3) RETURNING id""", WIDTH, HEIGHT, PIXEL_UM)
-        await conn.execute("INSERT INTO project_images VALUES ($1, $2)", pid, iid)
-        return iid, pid, key
+        iids = []
+        for k in range(images):
+            iid = await conn.fetchval(
+                """INSERT INTO images (name, width, height, levels, status, pixel_size_um)
+                   VALUES ($1, $2, $3, 9, 'ready', $4) RETURNING id""", f"cells-{k}", WIDTH,
+                HEIGHT, PIXEL_UM)
+            await conn.execute("INSERT INTO project_images VALUES ($1, $2)", pid, iid)
+            iids.append(iid)
+        return iids, pid, key
     finally:
         await conn.close()
 
@@ -137,40 +141,100 @@ def _pct(values: Sequence[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
-async def _http_suite(base: str, key: str, iid: int, geojson: Path, n: int, requests: int,
-                      budget_s: float, record: Callable[[dict], None], db: str,
+async def _import(http: Any, base: str, iid: int, geojson: Path) -> tuple[int, float]:
+    """Streamed POST of the file to image `iid`; (features imported, seconds)."""
+
+    async def body() -> Any:
+        fh = await asyncio.to_thread(geojson.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(fh.read, 1 << 20):
+                yield chunk
+        finally:
+            fh.close()
+
+    t0 = time.perf_counter()
+    async with http.post(f"{base}/api/images/{iid}/annotations/import", data=body(),
+                         headers={"Content-Type": "application/geo+json"}) as r:
+        res = await r.json()
+        if r.status != 201:
+            raise RuntimeError(f"import failed: {r.status} {res}")
+    return res["imported"], time.perf_counter() - t0
+
+
+async def _probe(http: Any, base: str, iid: int, requests: int, budget_s: float
+                 ) -> dict[str, float]:
+    """p50 ms of the working-zoom viewport, the region viewport and the region's term
+    counts (`/counts`) on image `iid` (same viewports every time: seed 23)."""
+    out: dict[str, float] = {}
+    for what, scale, path in (("viewport_working", 2.0, ""), ("viewport_region", 8.0, ""),
+                              ("counts_region", 8.0, "/counts")):
+        views = _viewports(np.random.default_rng(23), scale, requests)
+        lat: list[float] = []
+        deadline = time.perf_counter() + budget_s
+        for x0, y0, x1, y1 in views:
+            url = (f"{base}/api/images/{iid}/annotations{path}?bbox={x0:.0f},{y0:.0f},"
+                   f"{x1:.0f},{y1:.0f}&scale={scale}")
+            t0 = time.perf_counter()
+            async with http.get(url) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"{what} failed: {r.status}")
+            lat.append((time.perf_counter() - t0) * 1000)
+            if time.perf_counter() > deadline:
+                break
+        out[f"{what}_p50_ms"] = _pct(lat, 0.5)
+        out[f"{what}_requests"] = len(lat)
+    return out
+
+
+async def _storage(db: str) -> dict[str, float]:
+    import asyncpg
+
+    conn = await asyncpg.connect(db)
+    try:
+        row = await conn.fetchrow(
+            """SELECT pg_total_relation_size('annotations') AS total,
+                      pg_relation_size('annotations') AS heap,
+                      pg_indexes_size('annotations') AS indexes,
+                      pg_total_relation_size('annotation_density') AS density,
+                      (SELECT count(*) FROM annotations) AS n""")
+        assert row is not None
+        return {"rows": row["n"], "total_bytes": row["total"],
+                "bytes_per_annotation": row["total"] / max(1, row["n"]),
+                "heap_bytes_per_annotation": row["heap"] / max(1, row["n"]),
+                "index_bytes_per_annotation": row["indexes"] / max(1, row["n"]),
+                "density_bytes": row["density"]}
+    finally:
+        await conn.close()
+
+
+async def _http_suite(base: str, key: str, iids: list[int], geojson: Path, n: int,
+                      requests: int, budget_s: float, record: Callable[[dict], None], db: str,
                       server_pid: int) -> None:
     import aiohttp
 
     from bench.procs import tree_cpu_seconds
 
+    iid = iids[0]
     headers = {"Authorization": f"Bearer {key}"}
     timeout = aiohttp.ClientTimeout(total=3600)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
         size = await asyncio.to_thread(lambda: geojson.stat().st_size)
-
-        async def body() -> Any:
-            fh = await asyncio.to_thread(geojson.open, "rb")
-            try:
-                while chunk := await asyncio.to_thread(fh.read, 1 << 20):
-                    yield chunk
-            finally:
-                fh.close()
-
-        t0 = time.perf_counter()
-        async with http.post(f"{base}/api/images/{iid}/annotations/import", data=body(),
-                             headers={"Content-Type": "application/geo+json"}) as r:
-            res = await r.json()
-            if r.status != 201:
-                raise RuntimeError(f"import failed: {r.status} {res}")
-        dt = time.perf_counter() - t0
-        record({"suite": "annotations-import", "features": res["imported"], "seconds": dt,
-                "rate_per_s": res["imported"] / dt, "file_bytes": size})
+        cpu0 = tree_cpu_seconds(server_pid)
+        imported, dt = await _import(http, base, iid, geojson)
+        record({"suite": "annotations-import", "features": imported, "seconds": dt,
+                "rate_per_s": imported / dt, "file_bytes": size,
+                "server_cpu_us_per_row": (tree_cpu_seconds(server_pid) - cpu0) * 1e6 / imported})
         # What autovacuum does shortly after a bulk load (visibility map for
         # index-only scans, hint bits); timed and reported, not hidden.
         t0 = time.perf_counter()
         await admin(db, "VACUUM (ANALYZE) annotations")
         record({"suite": "annotations-vacuum", "seconds": time.perf_counter() - t0})
+        probe_requests, probe_budget = min(requests, 60), min(budget_s, 15.0)
+        if len(iids) > 1:
+            base_probe = await _probe(http, base, iid, probe_requests, probe_budget)
+            record({"suite": "annotations-scale", "images": 1, **base_probe,
+                    **await _storage(db)})
 
         rng = np.random.default_rng(11)
         for name, scale in ZOOMS:
@@ -212,10 +276,28 @@ async def _http_suite(base: str, key: str, iid: int, geojson: Path, n: int, requ
         record({"suite": "annotations-export", "features": n, "seconds": dt, "bytes": total,
                 "rate_per_s": n / dt})
 
+        if len(iids) > 1:
+            # The same file into every other image of the project: the table grows to
+            # len(iids) x n rows; then the same probes on the first image again.
+            for k, other in enumerate(iids[1:], start=2):
+                imported, dt = await _import(http, base, other, geojson)
+                record({"suite": "annotations-scale-import", "image": k,
+                        "rows_before": (k - 1) * n, "features": imported, "seconds": dt,
+                        "rate_per_s": imported / dt})
+            t0 = time.perf_counter()
+            await admin(db, "VACUUM (ANALYZE) annotations")
+            vac = time.perf_counter() - t0
+            probe = await _probe(http, base, iid, probe_requests, probe_budget)
+            last = await _probe(http, base, iids[-1], probe_requests, probe_budget)
+            record({"suite": "annotations-scale", "images": len(iids), "vacuum_seconds": vac,
+                    **probe, **{f"last_image_{k}": v for k, v in last.items()},
+                    **await _storage(db)})
+
 
 # -- SQL level: ours vs PostGIS ------------------------------------------------------------
 
-async def _copy_floor(db: str, workdir: Path, record: Callable[[dict], None]) -> None:
+async def _copy_floor(db: str, workdir: Path, record: Callable[[dict], None],
+                      image_id: int) -> None:
     """The database's own limit for the same rows: the imported rows, prepared beforehand
     in a binary COPY file, loaded with COPY into an empty table with the same columns,
     defaults, constraints and indexes (``LIKE annotations INCLUDING ALL``)."""
@@ -225,9 +307,11 @@ async def _copy_floor(db: str, workdir: Path, record: Callable[[dict], None]) ->
     conn = await asyncpg.connect(db)
     try:
         with path.open("wb") as fh:
-            await conn.copy_from_query("SELECT * FROM annotations", output=fh, format="binary")
+            await conn.copy_from_query("SELECT * FROM annotations WHERE image_id = $1",
+                                       image_id, output=fh, format="binary")
         await conn.execute("CREATE TABLE annotations_floor (LIKE annotations INCLUDING ALL)")
-        n = await conn.fetchval("SELECT count(*) FROM annotations")
+        n = await conn.fetchval("SELECT count(*) FROM annotations WHERE image_id = $1",
+                                image_id)
         t0 = time.perf_counter()
         await conn.copy_to_table("annotations_floor", source=path, format="binary")
         dt = time.perf_counter() - t0
@@ -264,50 +348,75 @@ async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict],
         scale = 2.0
         tolerance = scale * 0.5
         simplify = f"Douglas-Peucker {tolerance:g} px"
-        lat = []
-        for box in views:
-            t0 = time.perf_counter()
+        cols = query.LOD_COLS if render.lod_band(scale, 2) else query.LIGHT_COLS
+
+        async def ours(box: tuple[float, float, float, float]) -> None:
+            rows = await query.fetch_page(conn, frame, box, f, limit=2001, cols=cols)
+            render.light_collection(rows, scale=scale, precision=2, next_after=None, extra={})
+
+        async def computed(box: tuple[float, float, float, float]) -> None:
             rows = await query.fetch_page(conn, frame, box, f, limit=2001)
             render.light_collection(rows, scale=scale, precision=2, next_after=None, extra={})
-            lat.append((time.perf_counter() - t0) * 1000)
-        record({"suite": "annotations-sql", "engine": "microtome (box GiST + shapely)",
-                "zoom": "working (2x)", "simplify": simplify, "p50_ms": _pct(lat, 0.5),
-                "p99_ms": _pct(lat, 0.99), "requests": len(lat)})
+
+        engines: list[tuple[str, str, Any]] = [
+            ("microtome (box GiST + stored working-zoom GeoJSON)", simplify, ours),
+            ("microtome without the stored text (box GiST + shapely)", simplify, computed)]
+        psize = build = None
+        if has_postgis:
+            t0 = time.perf_counter()
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            await conn.execute(
+                """CREATE TABLE pg_cells AS SELECT id, image_id, ST_GeomFromWKB(geom) AS geom,
+                       kind, term_ids, user_id FROM annotations""")
+            await conn.execute("CREATE INDEX ON pg_cells USING gist (geom)")
+            await conn.execute("VACUUM ANALYZE pg_cells")
+            build = time.perf_counter() - t0
+            psize = await conn.fetchval("SELECT pg_total_relation_size('pg_cells')")
+
+            async def postgis(box: tuple[float, float, float, float]) -> None:
+                x0, y0, x1, y1 = box
+                rows = await conn.fetch(
+                    # preserveCollapsed: a shape smaller than the tolerance is drawn as
+                    # it is, as ours does.
+                    """SELECT id, ST_AsGeoJSON(ST_Simplify(geom, $6::float8, true), 2) AS g,
+                              kind, term_ids, user_id
+                       FROM pg_cells WHERE geom && ST_MakeEnvelope($1, $2, $3, $4)
+                         AND image_id = $5 ORDER BY id LIMIT 2001""",
+                    x0, y0, x1, y1, iid, tolerance)
+                feats = [orjson.dumps({"type": "Feature", "id": r["id"],
+                                       "geometry": orjson.Fragment(r["g"]),
+                                       "properties": {"kind": r["kind"],
+                                                      "terms": list(r["term_ids"]),
+                                                      "user_id": r["user_id"]}})
+                         for r in rows]
+                b"[" + b",".join(feats) + b"]"
+
+            engines.append(("postgis (geometry GiST + ST_AsGeoJSON)",
+                            f"ST_Simplify: {simplify}", postgis))
+        # Like for like: both warmed on the same viewports first, then measured
+        # alternately (which one goes first swaps every viewport), so machine load
+        # and cache state fall on both alike.
+        for box in views[:10]:
+            for _name, _how, fn in engines:
+                await fn(box)
+        lat: dict[str, list[float]] = {name: [] for name, _how, _fn in engines}
+        for i, box in enumerate(views):
+            for name, _how, fn in (engines if i % 2 == 0 else engines[::-1]):
+                t0 = time.perf_counter()
+                await fn(box)
+                lat[name].append((time.perf_counter() - t0) * 1000)
+        for name, how, _fn in engines:
+            fig: dict[str, Any] = {
+                "suite": "annotations-sql", "engine": name, "zoom": "working (2x)",
+                "simplify": how, "p50_ms": _pct(lat[name], 0.5),
+                "p99_ms": _pct(lat[name], 0.99), "requests": len(lat[name]),
+                "interleaved": len(engines) > 1}
+            if name.startswith("postgis"):
+                fig.update(table_bytes=psize, build_seconds=build)
+            record(fig)
         if not has_postgis:
             record({"suite": "annotations-sql", "engine": "postgis", "skipped":
                     "PostGIS is not installed on this PostgreSQL server"})
-            return
-        t0 = time.perf_counter()
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        await conn.execute(
-            """CREATE TABLE pg_cells AS SELECT id, image_id, ST_GeomFromWKB(geom) AS geom,
-                   kind, term_ids, user_id FROM annotations""")
-        await conn.execute("CREATE INDEX ON pg_cells USING gist (geom)")
-        await conn.execute("VACUUM ANALYZE pg_cells")
-        build = time.perf_counter() - t0
-        psize = await conn.fetchval("SELECT pg_total_relation_size('pg_cells')")
-        lat = []
-        for x0, y0, x1, y1 in views:
-            t0 = time.perf_counter()
-            rows = await conn.fetch(
-                # preserveCollapsed: a shape smaller than the tolerance is drawn as
-                # it is, as ours does.
-                """SELECT id, ST_AsGeoJSON(ST_Simplify(geom, $6::float8, true), 2) AS g,
-                          kind, term_ids, user_id
-                   FROM pg_cells WHERE geom && ST_MakeEnvelope($1, $2, $3, $4)
-                     AND image_id = $5 ORDER BY id LIMIT 2001""",
-                x0, y0, x1, y1, iid, tolerance)
-            feats = [orjson.dumps({"type": "Feature", "id": r["id"],
-                                   "geometry": orjson.Fragment(r["g"]),
-                                   "properties": {"kind": r["kind"],
-                                                  "terms": list(r["term_ids"]),
-                                                  "user_id": r["user_id"]}}) for r in rows]
-            b"[" + b",".join(feats) + b"]"
-            lat.append((time.perf_counter() - t0) * 1000)
-        record({"suite": "annotations-sql", "engine": "postgis (geometry GiST + ST_AsGeoJSON)",
-                "zoom": "working (2x)", "simplify": f"ST_Simplify: {simplify}",
-                "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
-                "requests": len(lat), "table_bytes": psize, "build_seconds": build})
     finally:
         await conn.close()
 
@@ -315,7 +424,10 @@ async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict],
 # -- orchestration ----------------------------------------------------------------------------
 
 def bench(n: int, dsn: str, workdir: Path, log: Callable[[str], None],
-          record: Callable[[dict], None], requests: int = 200, budget_s: float = 30.0) -> None:
+          record: Callable[[dict], None], requests: int = 200, budget_s: float = 30.0,
+          images: int = 1) -> None:
+    """`images` > 1: the scale case (the same n cells imported into each image of one
+    project; p50s on the first image at 1 and at `images` images, storage per row)."""
     workdir.mkdir(parents=True, exist_ok=True)
     geojson = workdir / f"cells-{n}.geojson"
     if not geojson.exists():
@@ -323,16 +435,16 @@ def bench(n: int, dsn: str, workdir: Path, log: Callable[[str], None],
         size = write_geojson(geojson, n)
         log(f"generated {n} cells, {size / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s")
     with scratch_database(dsn, "microtome_bench_ann", workdir, log) as db:
-        iid, _pid, key = asyncio.run(_seed(db))
+        iids, _pid, key = asyncio.run(_seed(db, images))
         proc, base = start_serve(db, workdir)
         try:
-            log(f"server up on {base}; importing {n} cells")
-            asyncio.run(_http_suite(base, key, iid, geojson, n, requests, budget_s, record,
+            log(f"server up on {base}; importing {n} cells into {images} image(s)")
+            asyncio.run(_http_suite(base, key, iids, geojson, n, requests, budget_s, record,
                                     db, proc.pid))
         finally:
             proc.stop()
-        asyncio.run(_copy_floor(db, workdir, record))
-        asyncio.run(_sql_suite(db, iid, min(requests, 100), record))
+        asyncio.run(_copy_floor(db, workdir, record, iids[0]))
+        asyncio.run(_sql_suite(db, iids[0], min(requests, 100), record))
 
 
 def run(ctx: Any) -> None:
@@ -350,7 +462,9 @@ def render(records: list[dict]) -> str:
     if imp:
         lines += [f"- Import (streamed HTTP POST of a QuPath-style FeatureCollection, COPY, one "
                   f"transaction): **{imp['features']:,} polygons in {imp['seconds']:.1f} s = "
-                  f"{imp['rate_per_s']:,.0f} polygons/s** ({imp['file_bytes'] / 1e6:.0f} MB).",
+                  f"{imp['rate_per_s']:,.0f} polygons/s** ({imp['file_bytes'] / 1e6:.0f} MB)"
+                  + (f"; server CPU {imp['server_cpu_us_per_row']:.0f} µs per polygon "
+                     "(all its processes)" if "server_cpu_us_per_row" in imp else "") + ".",
                   ""]
     floor = by.get("annotations-copy-floor")
     if imp and floor:
@@ -382,10 +496,38 @@ def render(records: list[dict]) -> str:
         lines += ["", f"- Export (streamed GeoJSON): {ex['features']:,} features, "
                       f"{ex['bytes'] / 1e6:.0f} MB in {ex['seconds']:.1f} s "
                       f"({ex['rate_per_s']:,.0f} features/s)."]
+    scale = [r for r in records if r.get("suite") == "annotations-scale"]
+    if len(scale) >= 2:
+        one, many = scale[0], scale[-1]
+        imps = [r for r in records if r.get("suite") == "annotations-scale-import"]
+        lines += ["", f"Scale: the same {one['rows']:,} cells imported into each of "
+                      f"{many['images']} images of one project ({many['rows']:,} rows); "
+                      "p50 on the first image (same viewports) with 1 image vs all of them "
+                      "(goal: within 20%):", "",
+                  "| p50 ms | 1 image | " + f"{many['images']} images | ratio |",
+                  "|---|---:|---:|---:|"]
+        for key, label in (("viewport_working", "viewport, working zoom (2x)"),
+                           ("viewport_region", "viewport, region (8x)"),
+                           ("counts_region", "term counts, region (8x)")):
+            a, b = one[f"{key}_p50_ms"], many[f"{key}_p50_ms"]
+            lines.append(f"| {label} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+        if imps:
+            rates = [r["rate_per_s"] for r in imps]
+            lines += ["", f"- Imports into images 2-{many['images']}: "
+                          f"{min(rates):,.0f}-{max(rates):,.0f} polygons/s (first image "
+                          f"{imp['rate_per_s'] if imp else 0:,.0f}/s; last into a table of "
+                          f"{imps[-1]['rows_before']:,} rows: {rates[-1]:,.0f}/s)."]
+        lines += [f"- Storage per annotation (pg_total_relation_size / rows): "
+                  f"{one['bytes_per_annotation']:,.0f} B at {one['rows']:,} rows, "
+                  f"{many['bytes_per_annotation']:,.0f} B at {many['rows']:,} rows "
+                  f"(heap {many['heap_bytes_per_annotation']:,.0f} B, indexes "
+                  f"{many['index_bytes_per_annotation']:,.0f} B)."]
     sql = [r for r in records if r.get("suite") == "annotations-sql"]
     if sql:
+        inter = any(r.get("interleaved") for r in sql)
         lines += ["", "SQL level, working-zoom viewport incl. simplification and GeoJSON "
-                      "rendering:", "",
+                      "rendering" + (" (engines warmed, then measured alternately on the "
+                                     "same viewports)" if inter else "") + ":", "",
                   "| engine | simplification | p50 ms | p99 ms | note |",
                   "|---|---|---:|---:|---|"]
         for r in sql:
@@ -397,6 +539,11 @@ def render(records: list[dict]) -> str:
                         f"{r['build_seconds']:.0f} s" if "table_bytes" in r else "")
                 lines.append(f"| {r['engine']} | {how} | {r['p50_ms']:.1f} | "
                              f"{r['p99_ms']:.1f} | {note} |")
+        done = [r for r in sql if "skipped" not in r]
+        pg = [r for r in done if r["engine"].startswith("postgis")]
+        if pg and done[0] is not pg[0]:
+            lines += ["", f"- {done[0]['engine']} / PostGIS p50: "
+                          f"**{done[0]['p50_ms'] / pg[0]['p50_ms']:.2f}** (goal <= 0.5)."]
     return "\n".join(lines) + "\n"
 
 
@@ -408,16 +555,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=BENCH / "work" / "annotations")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--budget", type=float, default=30.0, help="seconds per viewport set")
+    ap.add_argument("--images", type=int, default=1,
+                    help="scale case: import the n cells into this many images of one project "
+                         "(10 with --n 1000000 is the ten-million case)")
     args = ap.parse_args(argv)
     rec = records.Recording("annotations", "python -m bench.annotations "
-                            f"--n {args.n} --requests {args.requests} --budget {args.budget:g}")
+                            f"--n {args.n} --requests {args.requests} --budget {args.budget:g}"
+                            f" --images {args.images}")
 
     def record(fig: dict) -> None:
         rec.add(fig)
         print(orjson.dumps(fig).decode(), flush=True)
 
     bench(args.n, args.dsn, args.workdir, lambda m: print(m, file=sys.stderr, flush=True),
-          record, args.requests, args.budget)
+          record, args.requests, args.budget, args.images)
     print(render(rec.figures))
     print(f"wrote {records.save_and_report(rec)}")
     return 0
