@@ -339,6 +339,15 @@ async def _sql_suite(dsn: str, iid: int, requests: int, record: Callable[[dict],
         record({"suite": "annotations-storage", **dict(sizes)})
         has_postgis = await conn.fetchval(
             "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'")
+        if not has_postgis:
+            from bench.deps import ensure_postgis
+
+            why = await asyncio.to_thread(
+                ensure_postgis, int(await conn.fetchval("SHOW server_version_num")))
+            has_postgis = await conn.fetchval(
+                "SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'")
+            if not has_postgis:
+                print(f"annotations: no PostGIS comparison ({why or 'still not available'})")
         frame = await store.image_frame(conn, iid)
         rng = np.random.default_rng(5)
         views = _viewports(rng, 2.0, requests)

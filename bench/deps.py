@@ -67,3 +67,12 @@ def ensure(log=print) -> dict[str, str | None]:
     status["microtome"] = None if (Path(__file__).parents[1] / "tileserver" / "cli.py").exists() \
         else "tileserver/cli.py not present (tile server not built yet)"
     return status
+
+
+def ensure_postgis(server_version_num: int, log=print) -> str | None:
+    """Install Debian's PostGIS for a local Debian PostgreSQL that lacks it (the
+    annotation suite's SQL comparison); None when installed, else the reason not."""
+    major = server_version_num // 10000
+    if not Path(f"/usr/lib/postgresql/{major}/bin").is_dir():
+        return f"PostgreSQL {major} is not a local Debian server: install PostGIS on it yourself"
+    return _apt_install([f"postgresql-{major}-postgis-3"], log)
