@@ -155,7 +155,7 @@ def _next(out: queue.Queue[object], cancelled: threading.Event) -> object:
 async def export_image(request: web.Request) -> web.StreamResponse:
     image_id = path_id(request, "image_id")
     await require_image_access(request, image_id)
-    fmt, codec = export_options(request.query)
+    _fmt, codec = export_options(request.query)  # one format so far
     row = await request.app[DB_POOL].fetchrow(
         "SELECT name, storage_path, status FROM images WHERE id = $1", image_id)
     if row is None:
