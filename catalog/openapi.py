@@ -289,6 +289,21 @@ def _paths() -> dict[str, Any]:
                         "application/octet-stream": {"schema": {"type": "string",
                                                                 "format": "binary"}}}},
                                   **_ERRORS}}},
+        "/api/images/{image_id}/export": {
+            "get": {"summary": "Download the portable OME-Zarr of a ready image (NGFF 0.5, "
+                               "specification codecs only, readable by stock zarr/ome-zarr/"
+                               "zarrita) as a zip whose root is the store root; streamed. "
+                               "400 for an unknown format or codec, 409 while not ready, "
+                               "503 while too many exports run",
+                    "tags": ["catalog"], "parameters": [
+                        iid, _q("format", {"type": "string", "enum": ["ome-zarr"],
+                                           "default": "ome-zarr"}),
+                        _q("codec", {"type": "string", "enum": ["zstd", "blosc", "gzip"],
+                                     "default": "zstd"})],
+                    "responses": {"200": {"description": "the zip", "content": {
+                        "application/zip": {"schema": {"type": "string",
+                                                       "format": "binary"}}}},
+                                  **_ERRORS}}},
         "/api/images/{image_id}/jobs": {
             "get": _op("Conversion jobs of an image", "JobPage", params=[iid, *PAGE_PARAMS])},
         "/api/jobs": {"get": _op("My jobs (admin: all)", "JobPage", params=PAGE_PARAMS)},

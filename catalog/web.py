@@ -16,6 +16,7 @@ from aiohttp import web
 from microtome.catalog import (
     api_accounts,
     api_auth,
+    api_export,
     api_images,
     api_jobs,
     api_projects,
@@ -231,3 +232,4 @@ def setup_catalog(app: web.Application, settings: Settings, *,
     app.router.add_routes(tus.routes())
     app.router.add_routes(api_tile_urls.routes())
     app.router.add_routes(api_trash.routes())
+    api_export.setup(app)  # GET /api/images/{id}/export (portable OME-Zarr zip)

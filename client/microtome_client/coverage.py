@@ -69,6 +69,7 @@ COVERAGE: dict[str, str] = {
     "PUT /api/images/{image_id}/alignments/{other_id}": "Image.set_alignment",
     "DELETE /api/images/{image_id}/alignments/{other_id}": "Image.delete_alignment",
     "GET /api/images/{image_id}/original": "Image.download_original",
+    "GET /api/images/{image_id}/export": "Image.download_export",
     "GET /api/images/{image_id}/jobs": "Image.jobs",
     "POST /api/images/{image_id}/retry": "Image.retry",
     "GET /api/jobs": "AsyncClient.jobs",

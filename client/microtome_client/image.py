@@ -167,6 +167,12 @@ class Image(ImageCollab, Record):
 
         return await download_original(self, Path(path))
 
+    async def download_export(self, path: str | Path, codec: str = "zstd") -> Path:
+        """The portable OME-Zarr (NGFF 0.5, specification codecs) as a zip at ``path``."""
+        from .pixels import download_export
+
+        return await download_export(self, Path(path), codec)
+
     # -- annotations (see `annotations`) -------------------------------------------
     def annotations(self, *, bbox: Sequence[float] | None = None,
                     terms: Iterable[int] | None = None, users: Iterable[int] | None = None,

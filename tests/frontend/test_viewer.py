@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ def test_viewer_draws_tiles(live_server: LiveServer, context: Any, page: Any,
     # Scale bar in physical units, magnification buttons from the 20x objective.
     assert "µm" in page.locator("#scalebar .label").inner_text()
     assert page.locator("#mag-buttons button", has_text="20x").count() == 1
+    # Download of the portable OME-Zarr (viewer/export.js → /api/images/{id}/export).
+    with page.expect_download() as dl:
+        page.click("#export-download a")
+    assert dl.value.suggested_filename == "CMU-1-Small-Region.ome.zarr.zip"
+    with zipfile.ZipFile(dl.value.path()) as zf:
+        assert zf.namelist()[0] == "zarr.json" and "0/zarr.json" in zf.namelist()
 
     # First tiles after opening the slide (page already cached once): measured, not asserted.
     page.reload()

@@ -17,6 +17,7 @@ import { shardTiles } from "./shard.js";
 import { setupAnalyses } from "./analyses/panel.js";
 import { setupLive } from "./live.js";
 import { setupAbout } from "./about.js";
+import { setupExport } from "./export.js";
 import { setupSimilar } from "./similar.js";
 import { setupMsi } from "./msi.js";
 
@@ -328,6 +329,7 @@ async function main() {
     .catch((e) => { toast(`Annotations are unavailable: ${e.message}`, "error"); return {}; });
   setupNav(state).catch((e) => console.warn("navigation", e));
   setupAbout(state);
+  setupExport(state);
   setupMsi(state);
   setupLive(state);
   if (state.user) setupSimilar(state, { readOnly: Boolean(state.token) }).catch((e) => console.warn("similar", e));
