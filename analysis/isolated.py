@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import AnalysisError
 from .registry import App
-from .runner import Cancelled
+from .runner import BATCH_SIZE, Cancelled
 
 #: Seconds a cancelled child gets to stop by itself before it is killed.
 CANCEL_GRACE_S = 5.0
@@ -56,6 +56,8 @@ class Job:
     threads: int
     #: The project the run was asked in: where its training annotations are read.
     project_id: int | None = None
+    #: Objects per batch file.
+    batch_size: int = BATCH_SIZE
 
 
 def _child(job: Job, out_q: Any, stop: Any) -> None:
@@ -81,6 +83,7 @@ def _child(job: Job, out_q: Any, stop: Any) -> None:
             out_q.put(("started",))
             prov = stream_app(
                 job.app, raster, job.params, sink, Region(**job.region) if job.region else None,
+                job.batch_size,
                 on_progress=lambda f: out_q.put(("progress", f)),
                 on_log=lambda line: out_q.put(("log", line)),
                 should_stop=stop.is_set, workers=job.threads,

@@ -28,7 +28,7 @@ from typing import Any
 from .errors import AnalysisError
 from .registry import App, available_apps, get_app
 from .results import BatchImporter, discard, producer
-from .runner import Cancelled, Region, stream_app
+from .runner import BATCH_SIZE, Cancelled, Region, stream_app
 
 HEARTBEAT_S = 10.0
 
@@ -126,7 +126,7 @@ class Heartbeat:
 def process(client: Any, analysis: Any, installed: dict[str, App],
             heartbeat_s: float = HEARTBEAT_S, threads: int = 1,
             server: tuple[str, str] | None = None,
-            cluster: tuple[str, str] | None = None) -> str:
+            cluster: tuple[str, str] | None = None, batch_size: int = BATCH_SIZE) -> str:
     """Run one claimed analysis to its end; returns its final status.
 
     With ``server`` (URL, API key) the app runs in a child process that is
@@ -134,6 +134,7 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
     stopped at its next ``ctx.check()``. With ``cluster`` (URL, API key; this
     runs inside a dask.distributed task, see dask_exec.py) the app's tiles go to
     the cluster's workers, each reading its pixels from the server itself.
+    Results are imported ``batch_size`` objects at a time while the app runs.
     """
     from .descriptor import validate_params
     from .isolated import ChildFailed, Job, TimedOut, run_isolated
@@ -145,6 +146,7 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
                                       attempt=analysis.attempts).status
     timeout = app.descriptor.timeout
     project_id = getattr(analysis, "project_id", None)
+    importer: BatchImporter | None = None
     with Heartbeat(client, analysis.id, timeout, heartbeat_s) as hb, \
             tempfile.TemporaryDirectory(prefix="microtome-worker-") as tmp:
         try:
@@ -157,11 +159,12 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
             if server is not None:
                 job = Job(app, server[0], server[1], analysis.image_id, params,
                           analysis.region, str(Path(tmp) / "results"), max(1, threads),
-                          project_id)
+                          project_id, batch_size)
                 count, seconds = run_isolated(job, hb, timeout, importer.import_file)
             else:
                 count, seconds = _in_thread(app, image, params, analysis.region, hb,
-                                            threads, importer, project_id, cluster)
+                                            threads, importer, project_id, cluster,
+                                            batch_size)
             hb.log(f"{count} objects in {seconds:.1f} s ({importer.batches} batches)")
             return client.finish_analysis(analysis.id, "done", log=hb.flush(),
                                           attempt=analysis.attempts).status
@@ -178,12 +181,16 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
                 return "gone"
             msg = e.message if isinstance(e, AnalysisError) else f"{type(e).__name__}: {e}"
             trace = e.trace if isinstance(e, ChildFailed) else traceback.format_exc()
+            if importer is not None and importer.batches:
+                hb.log(f"{importer.count} objects written in {importer.batches} batches "
+                       "before the failure: removed")
             return _fail(client, analysis, msg, hb.flush(), trace)
 
 
 def _in_thread(app: App, image: Any, params: dict[str, Any], region: dict[str, int] | None,
                hb: Heartbeat, threads: int, sink: BatchImporter, project_id: int | None = None,
-               cluster: tuple[str, str] | None = None) -> tuple[int, float]:
+               cluster: tuple[str, str] | None = None, batch_size: int = BATCH_SIZE
+               ) -> tuple[int, float]:
     from contextlib import nullcontext
 
     from .remote import ClientRaster
@@ -198,7 +205,7 @@ def _in_thread(app: App, image: Any, params: dict[str, Any], region: dict[str, i
         scope = nullcontext()
     with scope as dask:
         prov = stream_app(app, ClientRaster(image, cluster), params, sink,
-                          Region(**region) if region else None,
+                          Region(**region) if region else None, batch_size,
                           on_progress=hb.progress, on_log=hb.log,
                           should_stop=hb.should_stop, workers=max(1, threads),
                           annotations=lambda: from_client(image, project_id), dask=dask)
