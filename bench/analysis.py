@@ -12,7 +12,7 @@ detection with its tiles on a dask `LocalCluster` (`tiles.iter_tiles`: each
 worker process reads its own pixels from the OME-Zarr path and sends back only
 its nuclei), 1 worker process of 1 thread vs 2 of 1 thread each, on the same
 4096 x 4096 area, in ABBA order in one run (the 1 -> 2 worker scaling); then a
-8192 x 8192 area on the 2-process cluster, results streamed in batches, for
+8192 x 4096 area on the 2-process cluster, results streamed in batches, for
 the peak RSS of the driver and the workers next to that of the 4096 x 4096
 runs (memory does not grow with the number of nuclei). Every record carries
 the load (`uptime`).
@@ -26,12 +26,13 @@ From the suite runner:  run(ctx) -> list[dict], render(records) -> str.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ LARGE = (65536, 49152)
 AREA, SMALL_AREA = 4096, 2048
 #: The larger area of the memory figure (the whole slide, 3,221 MP, takes hours
 #: at this machine's speed: see RESULTS.md).
-BIG_AREA = (8192, 8192)
+BIG_AREA = (8192, 4096)
 
 
 def uptime() -> str:
@@ -118,25 +119,19 @@ class RssSampler:
         self._sample()
 
 
-def _cluster(n: int) -> tuple[Any, Any]:
-    """A LocalCluster of ``n`` worker processes of one thread each, and its client;
-    the workers import the app's libraries before any timing (a warm-up task)."""
+@contextlib.contextmanager
+def _cluster(n: int, zarr: Path, threshold: float, tmp: Path) -> Iterator[Any]:
+    """A client of a LocalCluster of ``n`` worker processes of one thread each
+    (one cluster at a time in this process: two clients side by side stalled
+    here); each worker has analysed a tile before any timing (warm-up)."""
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=None, memory_limit=0)
-    client = Client(cluster)
-    client.wait_for_workers(n)
-
-    def warm() -> int:
-        import skimage.color  # noqa: F401
-        import skimage.segmentation  # noqa: F401
-
-        from microtome.analysis.apps import nuclei  # noqa: F401
-        return os.getpid()
-
-    client.run(warm)
-    return cluster, client
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                      dashboard_address=None, memory_limit=0) as cluster, \
+            Client(cluster) as client:
+        client.wait_for_workers(n)
+        _detect_on_cluster(client, zarr, (0, 0, 1024 * n, 1024), threshold, tmp)
+        yield client
 
 
 def _detect_on_cluster(client: Any, zarr: Path, region: tuple[int, int, int, int],
@@ -191,29 +186,26 @@ def large(log: Callable[[str], None], record: Callable[[dict[str, Any]], None],
     from microtome.analysis.runner import Region
 
     threshold = round(auto_threshold(PyramidRaster(zarr), Region(*area)), 6)
-    log(f"analysis: threshold {threshold}; starting LocalClusters of 1 and 2 workers ...")
-    clusters = {n: _cluster(n) for n in (1, 2)}
+    log(f"analysis: threshold {threshold}; LocalClusters of 1 and 2 workers, ABBA ...")
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     base = {"slide": f"{LARGE[0]}x{LARGE[1]}", "area": f"{side}x{side}"}
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
-            for n, (_, client) in clusters.items():  # warm-up (not timed): a tile per worker
-                _detect_on_cluster(client, zarr, (0, 0, 1024 * n, 1024), threshold, Path(tmp))
-            for n in (1, 2, 2, 1):  # ABBA: a drift of the machine's load hits both alike
-                load = uptime()
-                r = _detect_on_cluster(clusters[n][1], zarr, area, threshold, Path(tmp))
-                r |= {"uptime": load, "load_avg": os.getloadavg()[0]}
-                runs[n].append(r)
-                log(f"  {n} worker process(es): {mp / r['wall_s']:.3f} MP/s, "
-                    f"{r['nuclei']} nuclei, {r['wall_s']:.1f} s ({load})")
-            bx, by = LARGE[0] // 2 - big[0] // 2, LARGE[1] // 2 - big[1] // 2
+    with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
+        # ABBA (1, 2, 2, 1): a drift of the machine's load hits both alike.
+        for n, reps in ((1, 1), (2, 2), (1, 1)):
+            with _cluster(n, zarr, threshold, Path(tmp)) as client:
+                for _ in range(reps):
+                    load = uptime()
+                    r = _detect_on_cluster(client, zarr, area, threshold, Path(tmp))
+                    r |= {"uptime": load, "load_avg": os.getloadavg()[0]}
+                    runs[n].append(r)
+                    log(f"  {n} worker process(es): {mp / r['wall_s']:.3f} MP/s, "
+                        f"{r['nuclei']} nuclei, {r['wall_s']:.1f} s ({load})")
+        bx, by = LARGE[0] // 2 - big[0] // 2, LARGE[1] // 2 - big[1] // 2
+        with _cluster(2, zarr, threshold, Path(tmp)) as client:
             load_big = uptime()
-            rb = _detect_on_cluster(clusters[2][1], zarr, (bx, by, *big), threshold, Path(tmp))
+            rb = _detect_on_cluster(client, zarr, (bx, by, *big), threshold, Path(tmp))
             load_big_after = uptime()
-    finally:
-        for cluster, client in clusters.values():
-            client.close()
-            cluster.close()
+        log(f"  {big[0]}x{big[1]} on 2 worker processes: {rb}")
     for n in (1, 2):
         walls = [r["wall_s"] for r in runs[n]]
         wall = statistics.mean(walls)
@@ -317,6 +309,35 @@ def render(records: list[dict[str, Any]]) -> str:
                          f"half of the area, at the same time; `{r['uptime']}`; the machine's "
                          "other load shares the cores, so this is not a 2-core figure unless "
                          "the load is near 0)")
+        elif r.get("suite") == "analysis-large-dask":
+            loads = ", ".join(f"{v:.1f}" for v in r["load_avg"])
+            lines.append(
+                f"- {r['slide']} slide, {r['area']} px at its centre, tiles on a dask "
+                f"LocalCluster of **{r['worker_processes']} worker process(es)** x "
+                f"{r['threads_per_worker']} thread (each reads its own pixels from the "
+                f"OME-Zarr): **{r['mp_per_s']:.3f} MP/s** (**{r['mp_per_s_per_core']:.3f} "
+                f"MP/s per core**), mean of {len(r['runs_wall_s'])} runs "
+                f"({', '.join(f'{w:.0f}' for w in r['runs_wall_s'])} s), {r['nuclei']} nuclei, "
+                f"peak RSS {r['worker_peak_rss_mb']:.0f} MB per worker, "
+                f"{r['driver_peak_rss_mb']:.0f} MB driver (1-min load averages {loads})")
+        elif r.get("suite") == "analysis-large-dask-scaling":
+            lines.append(
+                f"- 2 worker processes / 1: **{r['ratio']:.2f}x** (goal >= 1.7), runs in "
+                f"{r['order']} order in one run: first pair {r['ratio_first_pair']:.2f}x, "
+                f"second pair {r['ratio_second_pair']:.2f}x; same nuclei in every run: "
+                f"{r['same_nuclei']} (`{r['uptime_start']}` ... `{r['uptime_end']}`; the "
+                "machine's other load shares the 2 cores)")
+        elif r.get("suite") == "analysis-large-memory":
+            lines.append(
+                f"- memory, results streamed in batches: {r['area']} px ({r['megapixels']:.0f} "
+                f"MP) on 2 worker processes, {r['nuclei']} nuclei in {r['batches']} batches "
+                f"(largest {r['largest_batch']}), {r['wall_s']:.0f} s "
+                f"({r['mp_per_s']:.3f} MP/s): peak RSS driver **{r['driver_peak_rss_mb']:.0f} "
+                f"MB**, per worker **{r['worker_peak_rss_mb']:.0f} MB**, all three "
+                f"{r['total_peak_rss_mb']:.0f} MB; on {r['small_area']} ({r['small_nuclei']} "
+                f"nuclei): driver {r['small_driver_peak_rss_mb']:.0f} MB, per worker "
+                f"{r['small_worker_peak_rss_mb']:.0f} MB, all three "
+                f"{r['small_total_peak_rss_mb']:.0f} MB (`{r['uptime']}`)")
         elif r.get("suite") == "analysis-memory":
             sizes = ", ".join(f"{s}: {m:.0f} MB ({n} nuclei)" for s, m, n in zip(
                 r["sizes"], r["peak_rss_mb"], r["nuclei"], strict=True))
