@@ -54,7 +54,7 @@ def map_tiles[T](ctx: RunContext, tiles: list[Region], fn: Callable[[Region], T]
     scikit-image, scipy and scikit-learn release the GIL), results in tile order
     so that a run gives the same output whatever the thread count; stops at a
     cancel (``ctx.check``) and reports progress per finished tile."""
-    return list(_iter_local(ctx, tiles, fn, len(tiles)))
+    return list(_iter_local(ctx, tiles, fn, max(1, len(tiles))))
 
 
 def cluster_slots(client: Any) -> int:
@@ -76,9 +76,10 @@ def shippable(fn: Callable[..., Any]) -> str | None:
 
 def iter_tiles[T](ctx: RunContext, tiles: list[Region], fn: Callable[[Region], T],
                   in_flight: int | None = None) -> Iterator[T]:
-    """fn's result of each tile, yielded in tile order; at most ``in_flight`` tiles
-    (default: twice the threads or cluster threads) are submitted and not yet
-    yielded, so the results held at once do not grow with the number of tiles.
+    """fn's result of each tile, yielded in tile order; ``in_flight`` tiles (default:
+    twice the threads or cluster threads) run at once and at most twice that are
+    submitted and not yet yielded, so the results held at once do not grow with
+    the number of tiles.
 
     On ``ctx.dask`` (a dask.distributed Client) when ``fn`` pickles; a function
     that does not (a raster without a locator) runs on local threads, logged.
@@ -135,13 +136,18 @@ def _call[T](fn: Callable[[Region], T], core: Region) -> T:
 
 def _ordered[T](ctx: RunContext, tiles: list[Region], submit: Callable[[Region], Any],
                 first_done: Callable[[set[Any]], set[Any]], in_flight: int) -> Iterator[T]:
-    """Submit up to ``in_flight`` tiles ahead of the next one to yield; yield in
-    tile order; cancel what is still pending when stopped (cancel, error, close)."""
+    """Keep ``in_flight`` tiles running, at most ``2 * in_flight`` ahead of the next
+    one to yield; yield in tile order; cancel what is still pending when stopped
+    (cancel, error, close)."""
     futures: dict[int, Any] = {}
     next_submit = next_yield = 0
     try:
         while next_yield < len(tiles):
-            while next_submit < len(tiles) and next_submit - next_yield < in_flight:
+            # Up to in_flight tiles running, and at most twice that submitted and not
+            # yet yielded: a slow tile at the head does not leave workers idle, and
+            # the results held at once stay bounded.
+            while (next_submit < len(tiles) and next_submit - next_yield < 2 * in_flight
+                   and sum(not f.done() for f in futures.values()) < in_flight):
                 futures[next_submit] = submit(tiles[next_submit])
                 next_submit += 1
             fut = futures[next_yield]

@@ -11,10 +11,10 @@ cached under bench/data and bench/work like the tile benchmark's): nucleus
 detection with its tiles on a dask `LocalCluster` (`tiles.iter_tiles`: each
 worker process reads its own pixels from the OME-Zarr path and sends back only
 its nuclei), 1 worker process of 1 thread vs 2 of 1 thread each, on the same
-4096 x 4096 area, in ABBA order in one run (the 1 -> 2 worker scaling); then a
-8192 x 4096 area on the 2-process cluster, results streamed in batches, for
-the peak RSS of the driver and the workers next to that of the 4096 x 4096
-runs (memory does not grow with the number of nuclei). Every record carries
+2048 x 1024 area (8 tiles of 512), in ABBA order in one run (the 1 -> 2 worker
+scaling); then a 4096 x 2048 area on the 2-process cluster, results streamed
+in batches of 500, for the peak RSS of the driver and the workers next to that
+of the smaller runs (memory does not grow with the number of nuclei). Every record carries
 the load (`uptime`).
 
 Standalone:  python -m bench.analysis [--reps N] [--no-large] [--large-only]
@@ -44,9 +44,14 @@ LARGE = (65536, 49152)
 #: Side of the square analysed on the large slide (the scaling figure), and the
 #: smaller one of the memory figure.
 AREA, SMALL_AREA = 4096, 2048
+#: The 1 vs 2 worker area and its tile side: 8 tiles (a worker process gets
+#: about a tenth of a core while other helpers load the machine to 20+).
+SCALING_AREA, SCALING_TILE = (2048, 1024), 512
+#: Objects per streamed batch in the bench (the worker's default is 2,000).
+BENCH_BATCH = 500
 #: The larger area of the memory figure (the whole slide, 3,221 MP, takes hours
 #: at this machine's speed: see RESULTS.md).
-BIG_AREA = (8192, 4096)
+BIG_AREA = (4096, 2048)
 
 
 def uptime() -> str:
@@ -130,7 +135,8 @@ def _cluster(n: int, zarr: Path, threshold: float, tmp: Path) -> Iterator[Any]:
                       dashboard_address=None, memory_limit=0) as cluster, \
             Client(cluster) as client:
         client.wait_for_workers(n)
-        _detect_on_cluster(client, zarr, (0, 0, 1024 * n, 1024), threshold, tmp)
+        _detect_on_cluster(client, zarr, (0, 0, SCALING_TILE * n, SCALING_TILE), threshold,
+                           tmp)
         yield client
 
 
@@ -144,7 +150,8 @@ def _detect_on_cluster(client: Any, zarr: Path, region: tuple[int, int, int, int
     from microtome.analysis.runner import Region, stream_app
 
     app = get_app("nucleus_detection")
-    params = validate_params(app.descriptor, {"threshold": threshold, "tile_size": 1024})
+    params = validate_params(app.descriptor, {"threshold": threshold,
+                                              "tile_size": SCALING_TILE})
     written = {"n": 0, "batches": 0, "largest": 0}
 
     def sink(batch: list[Any]) -> None:
@@ -159,7 +166,7 @@ def _detect_on_cluster(client: Any, zarr: Path, region: tuple[int, int, int, int
     raster = open_pyramid_raster(str(zarr))
     with RssSampler([os.getpid(), *worker_pids]) as rss:
         t0 = time.perf_counter()
-        prov = stream_app(app, raster, params, sink, Region(*region), dask=client)
+        prov = stream_app(app, raster, params, sink, Region(*region), BENCH_BATCH, dask=client)
         wall = time.perf_counter() - t0
     assert prov["count"] == written["n"]
     return {"wall_s": wall, "nuclei": written["n"], "batches": written["batches"],
@@ -170,16 +177,16 @@ def _detect_on_cluster(client: Any, zarr: Path, region: tuple[int, int, int, int
 
 
 def large(log: Callable[[str], None], record: Callable[[dict[str, Any]], None],
-          big: tuple[int, int] = BIG_AREA, side: int = AREA) -> None:
+          big: tuple[int, int] = BIG_AREA, size: tuple[int, int] = SCALING_AREA) -> None:
     """Nucleus detection on the benchmark slide with its tiles on a dask LocalCluster:
     1 worker process (1 thread) vs 2 worker processes (1 thread each) on the same
     area, in ABBA order, side by side in one run; then a larger area on the
     2-process cluster for the peak memory (results streamed in batches)."""
     zarr = large_zarr(log)
     # Centre of the slide: tissue everywhere (the slide is mirrored real tissue).
-    x0, y0 = LARGE[0] // 2 - side // 2, LARGE[1] // 2 - side // 2
-    area = (x0, y0, side, side)
-    mp = side * side / 1e6
+    x0, y0 = LARGE[0] // 2 - size[0] // 2, LARGE[1] // 2 - size[1] // 2
+    area = (x0, y0, *size)
+    mp = size[0] * size[1] / 1e6
     # One threshold for every run (the app's automatic one, for the area).
     from microtome.analysis.apps.nuclei import auto_threshold
     from microtome.analysis.raster import PyramidRaster
@@ -188,7 +195,8 @@ def large(log: Callable[[str], None], record: Callable[[dict[str, Any]], None],
     threshold = round(auto_threshold(PyramidRaster(zarr), Region(*area)), 6)
     log(f"analysis: threshold {threshold}; LocalClusters of 1 and 2 workers, ABBA ...")
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-    base = {"slide": f"{LARGE[0]}x{LARGE[1]}", "area": f"{side}x{side}"}
+    base = {"slide": f"{LARGE[0]}x{LARGE[1]}", "area": f"{size[0]}x{size[1]}",
+            "tile_size": SCALING_TILE, "batch_size": BENCH_BATCH}
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         # ABBA (1, 2, 2, 1): a drift of the machine's load hits both alike.
         for n, reps in ((1, 1), (2, 2), (1, 1)):
@@ -351,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-large", action="store_true", help="skip the large-slide part")
     ap.add_argument("--large-only", action="store_true", help="only the large-slide part")
-    ap.add_argument("--area", type=int, default=AREA,
-                    help="side of the square of the 1 vs 2 worker runs (default %(default)s)")
+    ap.add_argument("--area", default=f"{SCALING_AREA[0]}x{SCALING_AREA[1]}",
+                    help="area of the 1 vs 2 worker runs, WxH (default %(default)s)")
     ap.add_argument("--big-area", default=f"{BIG_AREA[0]}x{BIG_AREA[1]}",
                     help="the memory run's area, WxH (default %(default)s)")
     args = ap.parse_args(argv)
@@ -370,9 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {records.save_and_report(rec)}")
     if not args.no_large:
         bw, bh = (int(v) for v in args.big_area.split("x"))
+        aw, ah = (int(v) for v in args.area.split("x"))
         big = records.Recording("analysis_large", "python -m bench.analysis --large-only "
-                                f"--area {args.area} --big-area {bw}x{bh}")
-        large(log, big.add, (bw, bh), args.area)
+                                f"--area {aw}x{ah} --big-area {bw}x{bh}")
+        large(log, big.add, (bw, bh), (aw, ah))
         print(render(big.figures))
         print(f"wrote {records.save_and_report(big)}")
     return 0

@@ -67,13 +67,14 @@ def test_objects_held_at_once_do_not_grow_with_the_slide() -> None:
     assert live_features() >= len(gathered) == large_n  # the gathering run holds all
     assert large_n >= 1.9 * small_n and small_n > 5 * batch
     assert small_batch == large_batch == batch
-    # Held at once while streaming: the batch being filled plus the tiles in flight
-    # (2 per thread) and the one being yielded, whatever the area.
+    # Held at once while streaming: the batch being filled plus the tiles submitted
+    # and not yet yielded (iter_tiles: at most 4 per thread) and the one being
+    # yielded, whatever the area.
     per_tile = np.bincount([int(f.geometry.centroid.x) // TILE for f in gathered])
-    bound = batch + (2 * workers + 1) * int(per_tile.max())
+    bound = batch + (4 * workers + 1) * int(per_tile.max())
     del gathered
     assert small_peak <= bound and large_peak <= bound, (small_peak, large_peak, bound)
-    assert large_peak < large_n / 2
+    assert bound < large_n  # so the bound says something: less than all of them
 
 
 def _queue_crash(server: LiveServer, image_id: int) -> int:
