@@ -6,7 +6,11 @@ key, HTTP only); each claimed analysis then runs on a cluster worker, as the
 plain worker would run it (``analysis.worker.process``: pixels read and
 results written through the HTTP client, heartbeats from there), so nothing
 but the server's URL and the key travel to the cluster.  At most as many
-analyses run at once as the cluster has worker threads.
+analyses run at once as the cluster has worker threads.  Inside an analysis,
+apps that go tile by tile (`tiles.iter_tiles`: nucleus and positive cell
+detection) spread their tiles over the cluster's workers: the analysis' task
+leaves its thread to them (``worker_client``), each tile task reads its own
+pixels from the server and sends back only its objects.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ def _run_remote(url: str, api_key: str, analysis_id: int, apps: list[str] | None
         installed = {k: v for k, v in installed.items() if k in apps}
     with Client(url, api_key=api_key) as client:
         # The claim's record holds its client: fetch the analysis again here.
-        return process(client, client.analysis(analysis_id), installed, threads=threads)
+        # Its tiles go to the cluster too (tiles.iter_tiles): every cluster worker
+        # reads its own pixels from the server.
+        return process(client, client.analysis(analysis_id), installed, threads=threads,
+                       cluster=(url, api_key))
 
 
 def run_on_cluster(scheduler: str, url: str, api_key: str, apps: list[str] | None = None, *,

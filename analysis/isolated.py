@@ -3,11 +3,15 @@
 An app that hangs (a C loop that never calls ``ctx.check()``, a dead lock)
 cannot be stopped from inside its own process; the worker therefore runs it
 in a spawned child that reads pixels through its own client, writes its
-results to a GeoJSON file and sends progress and log lines back on a queue.
-The worker keeps the heart-beat, and ends the child: asked to stop when the
-analysis is cancelled (killed after a grace period), killed at once past the
-app's timeout. Only the worker imports the results, so a killed run leaves
-nothing on the server.
+results in batches (GeoJSON files of at most ``runner.BATCH_SIZE`` objects,
+as they are found) and sends their names, progress and log lines back on a
+queue. The worker imports each batch as it arrives (tagged with the attempt,
+unlinked until the run is done), keeps the heart-beat, and ends the child:
+asked to stop when the analysis is cancelled (killed after a grace period),
+killed at once past the app's timeout. Only the worker imports, so no import
+is half way when the child is killed; the batches already imported are
+removed by the worker's end of the run (`results.discard`, or finishing it
+failed).
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import multiprocessing as mp
 import queue
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import AnalysisError
 from .registry import App
-from .runner import Cancelled
+from .runner import BATCH_SIZE, Cancelled
 
 #: Seconds a cancelled child gets to stop by itself before it is killed.
 CANCEL_GRACE_S = 5.0
@@ -46,11 +51,14 @@ class Job:
     image_id: int
     params: dict[str, Any]
     region: dict[str, int] | None
+    #: Prefix of the batch files the child writes (``<out>.<n>.geojson``).
     out: str
     threads: int
     #: The project the run was asked in: where its training annotations are read.
     project_id: int | None = None
     analysis_id: int | None = None
+    #: Objects per batch file.
+    batch_size: int = BATCH_SIZE
 
 
 def _child(job: Job, out_q: Any, stop: Any) -> None:
@@ -58,16 +66,25 @@ def _child(job: Job, out_q: Any, stop: Any) -> None:
 
     from .features import write_geojson
     from .remote import ClientRaster, model_loader, model_path, project_terms
-    from .runner import Region, run_app
+    from .runner import Region, stream_app
     from .training import from_client
+
+    written = [0]
+
+    def sink(batch: list[Any]) -> None:
+        path = f"{job.out}.{written[0]}.geojson"
+        write_geojson(Path(path), batch)
+        written[0] += 1
+        out_q.put(("batch", path, len(batch)))
 
     try:
         with Client(job.url, api_key=job.api_key) as client:
             image = client.image(job.image_id)
-            raster = ClientRaster(image)
+            raster = ClientRaster(image, (job.url, job.api_key))
             out_q.put(("started",))
-            features, prov = run_app(
-                job.app, raster, job.params, Region(**job.region) if job.region else None,
+            prov = stream_app(
+                job.app, raster, job.params, sink, Region(**job.region) if job.region else None,
+                job.batch_size,
                 on_progress=lambda f: out_q.put(("progress", f)),
                 on_log=lambda line: out_q.put(("log", line)),
                 should_stop=stop.is_set, workers=job.threads,
@@ -76,8 +93,7 @@ def _child(job: Job, out_q: Any, stop: Any) -> None:
                 on_model=model_path(job.out).write_bytes,
                 source={"image_id": job.image_id, "analysis_id": job.analysis_id,
                         "project_id": job.project_id})
-        write_geojson(Path(job.out), features, prov)
-        out_q.put(("done", len(features), prov["seconds"]))
+        out_q.put(("done", prov["count"], prov["seconds"]))
     except Cancelled:
         out_q.put(("cancelled",))
     except Exception as e:
@@ -93,8 +109,10 @@ class ChildFailed(AnalysisError):
         self.trace = trace
 
 
-def run_isolated(job: Job, hb: Any, timeout_s: float) -> tuple[int, float]:
-    """(result count, seconds) of `job` run in a child; results in ``job.out``.
+def run_isolated(job: Job, hb: Any, timeout_s: float,
+                 on_batch: Callable[[str, int], None]) -> tuple[int, float]:
+    """(result count, seconds) of `job` run in a child; each batch of results the
+    child writes goes to ``on_batch(path, count)`` as it arrives.
 
     `hb` is the worker's heart-beat (``progress``, ``log``, ``cancelled``).
     Raises Cancelled, TimedOut, or ChildFailed with the child's traceback.
@@ -123,6 +141,10 @@ def run_isolated(job: Job, hb: Any, timeout_s: float) -> tuple[int, float]:
                     hb.progress(msg[1])
                 elif kind == "log":
                     hb.log(msg[1])
+                elif kind == "batch":
+                    if not hb.cancelled:
+                        on_batch(msg[1], int(msg[2]))
+                    Path(msg[1]).unlink(missing_ok=True)
                 elif kind == "done":
                     return int(msg[1]), float(msg[2])
                 elif kind == "cancelled":

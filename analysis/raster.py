@@ -6,6 +6,7 @@ whatever level is read; `read` returns (h, w, 3) uint8 RGB of one level.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Protocol
@@ -74,6 +75,7 @@ class PyramidRaster(LevelsRaster):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         from microtome.pyramid.reader import open_pyramid
 
+        self._path = os.fspath(path)
         self._p = open_pyramid(path)
         meta = self._p.meta
         if meta.kind != "rgb":
@@ -89,6 +91,17 @@ class PyramidRaster(LevelsRaster):
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         return np.ascontiguousarray(self._p.read_region(level, x, y, w, h)[..., :3])
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # Pickled as its path (a dask cluster worker opens the store itself and
+        # reads its own pixels), once per process.
+        return (open_pyramid_raster, (self._path,))
+
+
+@functools.lru_cache(maxsize=8)
+def open_pyramid_raster(path: str) -> PyramidRaster:
+    """The `PyramidRaster` of ``path``, opened once per process."""
+    return PyramidRaster(path)
 
 
 class ArrayRaster(LevelsRaster):

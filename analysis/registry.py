@@ -7,7 +7,7 @@ kept and reported (``broken_apps``), never raised from the listing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,8 +21,9 @@ ENTRY_POINT_GROUP = "microtome.apps"
 class App(Protocol):
     descriptor: AppDescriptor
 
-    def run(self, ctx: Any) -> Sequence[Any]:
-        """Analyse ``ctx.raster`` (a `RunContext`) and return `Feature`s."""
+    def run(self, ctx: Any) -> Iterable[Any]:
+        """Analyse ``ctx.raster`` (a `RunContext`) and return `Feature`s (a list, or a
+        generator yielding them as they are found: see `runner.stream_app`)."""
         ...
 
 

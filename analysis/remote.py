@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,10 @@ from .raster import LevelInfo, LevelsRaster
 class ClientRaster(LevelsRaster):
     """Pixels of one catalogued image through ``microtome_client`` (sync `Client` image)."""
 
-    def __init__(self, image: Any) -> None:
+    def __init__(self, image: Any, server: tuple[str, str] | None = None) -> None:
+        #: (URL, API key): with it the raster pickles as (URL, key, image id) and a
+        #: dask cluster worker reads its own pixels through its own client.
+        self._server = server
         meta = image.metadata
         if meta.kind != "rgb":
             raise AnalysisError(f"image {image.id}: not an RGB brightfield image")
@@ -38,6 +44,28 @@ class ClientRaster(LevelsRaster):
             raise AnalysisError(f"server answered {out.shape[:2]} pixels for {h}x{w}")
         return np.ascontiguousarray(out, dtype=np.uint8)
 
+    def __reduce__(self) -> tuple[object, tuple[str, str, int]]:
+        if self._server is None:
+            raise pickle.PicklingError("a ClientRaster without its server's URL and key "
+                                       "cannot be sent to another process")
+        return (open_client_raster, (*self._server, int(self._image.id)))
+
+
+_CLIENTS: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def open_client_raster(url: str, api_key: str, image_id: int) -> ClientRaster:
+    """A `ClientRaster` in this process (a dask cluster worker): one client per
+    server, kept open for the process' lifetime."""
+    from microtome_client import Client
+
+    with _LOCK:
+        client = _CLIENTS.get((url, api_key))
+        if client is None:
+            client = _CLIENTS[(url, api_key)] = Client(url, api_key=api_key).__enter__()
+    return ClientRaster(client.image(image_id), (url, api_key))
 
 def model_loader(client: Any) -> Any:
     """``ctx.load_model`` on a worker: the model an earlier analysis saved, by its id,

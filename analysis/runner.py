@@ -67,6 +67,9 @@ class RunContext:
     #: Where the run comes from (image_id, analysis_id, project_id or file): a
     #: trained model's provenance.
     source: dict[str, Any] = field(default_factory=dict)
+    #: A dask.distributed Client whose workers take the tiles (`tiles.iter_tiles`);
+    #: None = local threads.
+    dask: Any = None
     log_lines: list[str] = field(default_factory=list)
 
     def progress(self, fraction: float) -> None:
@@ -104,6 +107,45 @@ def run_app(app: App, raster: Raster, params: Mapping[str, Any], region: Region 
                   "region": [ctx.region.x, ctx.region.y, ctx.region.w, ctx.region.h],
                   "count": len(features), "seconds": round(time.time() - started, 3)}
     return features, provenance
+
+
+#: Objects handed to a sink at once by `stream_app` (a nucleus is ~17 KB as
+#: GeoJSON with its measurements: 2,000 make a ~35 MB import request).
+BATCH_SIZE = 2000
+
+
+def stream_app(app: App, raster: Raster, params: Mapping[str, Any],
+               sink: Callable[[list[Feature]], None], region: Region | None = None,
+               batch_size: int = BATCH_SIZE, **callbacks: Any) -> dict[str, Any]:
+    """Run ``app`` and hand its objects to ``sink`` in lists of at most
+    ``batch_size`` as they come (an app whose ``run`` is a generator, like
+    nucleus detection, yields them tile by tile), so that the objects held here
+    do not grow with the size of the slide; returns the provenance (its
+    ``count`` is what went to the sink). A run that raises has sent its earlier
+    batches already: the caller removes them (the worker tags them with the
+    attempt and fails it; the server deletes them).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    ctx = RunContext(raster, dict(params), clip_region(raster, region), **callbacks)
+    started = time.time()
+    batch: list[Feature] = []
+    count = 0
+    for feature in app.run(ctx):
+        batch.append(feature)
+        if len(batch) >= batch_size:
+            sink(batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        sink(batch)
+        count += len(batch)
+    del batch
+    ctx.progress(1.0)
+    d = app.descriptor
+    return {"app": d.name, "version": d.version, "params": dict(params),
+            "region": [ctx.region.x, ctx.region.y, ctx.region.w, ctx.region.h],
+            "count": count, "seconds": round(time.time() - started, 3)}
 
 
 def um2_per_px2(raster: Raster) -> float | None:

@@ -4,10 +4,12 @@ The worker needs only HTTP access and an administrator's API key (no
 database credentials). It claims the oldest queued analysis of an app it has
 installed, reads pixels through the client, heart-beats progress and log
 lines (a background thread, so a long step does not look like a dead
-worker), writes the results with the client's bulk GeoJSON import tagged
-``producer = analysis:<id>/<attempt>``, and finishes the analysis, which links them.
+worker), writes the results while the app runs, in batches of at most
+``runner.BATCH_SIZE`` objects, with the client's bulk GeoJSON import tagged
+``producer = analysis:<id>/<attempt>`` (results.py: the worker's memory does not
+grow with the number of objects), and finishes the analysis, which links them.
 Cancelled on the server or past the app's timeout: the run stops at its next
-``ctx.check()`` and its results are discarded.
+``ctx.check()`` and the batches it wrote are removed.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AnalysisError
-from .features import write_geojson
 from .registry import App, available_apps, get_app
-from .runner import Cancelled, Region, run_app
+from .results import BatchImporter, discard, producer
+from .runner import BATCH_SIZE, Cancelled, Region, stream_app
 
 HEARTBEAT_S = 10.0
 
@@ -123,12 +125,16 @@ class Heartbeat:
 
 def process(client: Any, analysis: Any, installed: dict[str, App],
             heartbeat_s: float = HEARTBEAT_S, threads: int = 1,
-            server: tuple[str, str] | None = None) -> str:
+            server: tuple[str, str] | None = None,
+            cluster: tuple[str, str] | None = None, batch_size: int = BATCH_SIZE) -> str:
     """Run one claimed analysis to its end; returns its final status.
 
     With ``server`` (URL, API key) the app runs in a child process that is
     killed past the app's timeout (see isolated.py); without, in this thread,
-    stopped at its next ``ctx.check()``.
+    stopped at its next ``ctx.check()``. With ``cluster`` (URL, API key; this
+    runs inside a dask.distributed task, see dask_exec.py) the app's tiles go to
+    the cluster's workers, each reading its pixels from the server itself.
+    Results are imported ``batch_size`` objects at a time while the app runs.
     """
     from .descriptor import validate_params
     from .isolated import ChildFailed, Job, TimedOut, run_isolated
@@ -139,28 +145,29 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
         return client.finish_analysis(analysis.id, "failed", error=e.message,
                                       attempt=analysis.attempts).status
     timeout = app.descriptor.timeout
+    project_id = getattr(analysis, "project_id", None)
+    importer: BatchImporter | None = None
     with Heartbeat(client, analysis.id, timeout, heartbeat_s) as hb, \
             tempfile.TemporaryDirectory(prefix="microtome-worker-") as tmp:
-        path = Path(tmp) / "results.geojson"
         try:
             params = validate_params(app.descriptor, analysis.params)
             image = client.image(analysis.image_id)
-            if server is not None:
-                job = Job(app, server[0], server[1], analysis.image_id, params,
-                          analysis.region, str(path), max(1, threads),
-                          getattr(analysis, "project_id", None), analysis.id)
-                count, seconds = run_isolated(job, hb, timeout)
-            else:
-                count, seconds = _in_thread(app, image, params, analysis.region, hb,
-                                            threads, path, getattr(analysis, "project_id", None),
-                                            client, analysis.id)
-            _upload_model(client, analysis, path, hb)
             # Into the project the run was asked in; the server gives the results
             # to the person who asked when it links them (finish).
-            image.import_annotations(
-                path, producer=f"analysis:{analysis.id}/{analysis.attempts}",
-                project=getattr(analysis, "project_id", None))
-            hb.log(f"{count} objects in {seconds:.1f} s")
+            importer = BatchImporter(image, producer(analysis.id, analysis.attempts),
+                                     project_id, Path(tmp))
+            results = Path(tmp) / "results"  # batch files' prefix; a trained model beside
+            if server is not None:
+                job = Job(app, server[0], server[1], analysis.image_id, params,
+                          analysis.region, str(results), max(1, threads),
+                          project_id, analysis.id, batch_size)
+                count, seconds = run_isolated(job, hb, timeout, importer.import_file)
+            else:
+                count, seconds = _in_thread(app, image, params, analysis.region, hb,
+                                            threads, importer, project_id, cluster,
+                                            batch_size, client, analysis.id, results)
+            _upload_model(client, analysis, results, hb)
+            hb.log(f"{count} objects in {seconds:.1f} s ({importer.batches} batches)")
             return client.finish_analysis(analysis.id, "done", log=hb.flush(),
                                           attempt=analysis.attempts).status
         except (Cancelled, TimedOut) as e:
@@ -168,33 +175,50 @@ def process(client: Any, analysis: Any, installed: dict[str, App],
                 msg = e.message if isinstance(e, TimedOut) else f"timed out after {timeout:g} s"
                 hb.log(f"{msg}: the app was stopped")
                 return _fail(client, analysis, msg, hb.flush(), "")
+            discard(client, analysis.id, analysis.attempts)
             return "gone" if hb.gone else "cancelled"
         except Exception as e:
             if hb.gone:  # the analysis or its image was deleted: nothing to report
+                discard(client, analysis.id, analysis.attempts)
                 return "gone"
             msg = e.message if isinstance(e, AnalysisError) else f"{type(e).__name__}: {e}"
             trace = e.trace if isinstance(e, ChildFailed) else traceback.format_exc()
+            if importer is not None and importer.batches:
+                hb.log(f"{importer.count} objects written in {importer.batches} batches "
+                       "before the failure: removed")
             return _fail(client, analysis, msg, hb.flush(), trace)
 
 
 def _in_thread(app: App, image: Any, params: dict[str, Any], region: dict[str, int] | None,
-               hb: Heartbeat, threads: int, path: Path, project_id: int | None = None,
-               client: Any = None, analysis_id: int | None = None) -> tuple[int, float]:
+               hb: Heartbeat, threads: int, sink: BatchImporter, project_id: int | None = None,
+               cluster: tuple[str, str] | None = None, batch_size: int = BATCH_SIZE,
+               client: Any = None, analysis_id: int | None = None,
+               results: Path | None = None) -> tuple[int, float]:
+    from contextlib import nullcontext
+
     from .remote import ClientRaster, model_loader, model_path, project_terms
     from .training import from_client
 
-    features, prov = run_app(app, ClientRaster(image), params,
-                             Region(**region) if region else None,
-                             on_progress=hb.progress, on_log=hb.log,
-                             should_stop=hb.should_stop, workers=max(1, threads),
-                             annotations=lambda: from_client(image, project_id),
-                             load_model=model_loader(client),
-                             terms=project_terms(image, project_id),
-                             on_model=model_path(path).write_bytes,
-                             source={"image_id": image.id, "analysis_id": analysis_id,
-                                     "project_id": project_id})
-    write_geojson(path, features, prov)
-    return len(features), float(prov["seconds"])
+    if cluster is not None:
+        from distributed import worker_client
+
+        # Leaves this task's thread to the cluster while the tiles run there.
+        scope: Any = worker_client()
+    else:
+        scope = nullcontext()
+    with scope as dask:
+        prov = stream_app(app, ClientRaster(image, cluster), params, sink,
+                          Region(**region) if region else None, batch_size,
+                          on_progress=hb.progress, on_log=hb.log,
+                          should_stop=hb.should_stop, workers=max(1, threads),
+                          annotations=lambda: from_client(image, project_id), dask=dask,
+                          load_model=model_loader(client),
+                          terms=project_terms(image, project_id),
+                          on_model=(model_path(results).write_bytes if results is not None
+                                    else lambda data: None),
+                          source={"image_id": image.id, "analysis_id": analysis_id,
+                                  "project_id": project_id})
+    return int(prov["count"]), float(prov["seconds"])
 
 
 def _upload_model(client: Any, analysis: Any, results: Path, hb: Heartbeat) -> None:

@@ -8,13 +8,17 @@ the 2-thread scaling.
 
 On the 65536 x 49152 benchmark slide (bench/slide.py, converted once; both
 cached under bench/data and bench/work like the tile benchmark's): nucleus
-detection as worker processes (`microtome analyse`, one tile thread each) on
-a 4096 x 4096 area, by one process, then by two processes each taking one
-half at the same time (the 1 -> 2 worker scaling); and the peak RSS of one
-worker process analysing areas of two sizes (2048 and 4096 px square) to show
-what memory grows with. Every record carries the load (`uptime`).
+detection with its tiles on a dask `LocalCluster` (`tiles.iter_tiles`: each
+worker process reads its own pixels from the OME-Zarr path and sends back only
+its nuclei), 1 worker process of 1 thread vs 2 of 1 thread each, on the same
+2048 x 1024 area (8 tiles of 512), in ABBA order in one run (the 1 -> 2 worker
+scaling); then a 4096 x 2048 area on the 2-process cluster, results streamed
+in batches of 500, for the peak RSS of the driver and the workers next to that
+of the smaller runs (memory does not grow with the number of nuclei). Every record carries
+the load (`uptime`).
 
 Standalone:  python -m bench.analysis [--reps N] [--no-large] [--large-only]
+                                      [--area N] [--big-area WxH]
              (saved as the analysis and analysis_large records, bench/records/)
 From the suite runner:  run(ctx) -> list[dict], render(records) -> str.
 """
@@ -22,12 +26,13 @@ From the suite runner:  run(ctx) -> list[dict], render(records) -> str.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,14 @@ LARGE = (65536, 49152)
 #: Side of the square analysed on the large slide (the scaling figure), and the
 #: smaller one of the memory figure.
 AREA, SMALL_AREA = 4096, 2048
+#: The 1 vs 2 worker area and its tile side: 8 tiles (a worker process gets
+#: about a tenth of a core while other helpers load the machine to 20+).
+SCALING_AREA, SCALING_TILE = (2048, 1024), 512
+#: Objects per streamed batch in the bench (the worker's default is 2,000).
+BENCH_BATCH = 500
+#: The larger area of the memory figure (the whole slide, 3,221 MP, takes hours
+#: at this machine's speed: see RESULTS.md).
+BIG_AREA = (4096, 2048)
 
 
 def uptime() -> str:
@@ -68,84 +81,173 @@ def large_zarr(log: Callable[[str], None]) -> Path:
     return target
 
 
-def _worker_run(zarr: Path, region: tuple[int, int, int, int], out: Path,
-                logdir: Path, threshold: float) -> dict[str, Any]:
-    """One worker process: `microtome analyse nucleus_detection` on ``region``, one
-    tile thread; wall time and peak RSS (VmHWM, sampled) of that process."""
-    import json
-    import sys
+class RssSampler:
+    """Peak resident memory of a set of processes (the driver and the dask
+    workers), sampled every ``every`` seconds from a thread: per process and
+    of their sum."""
 
-    from bench.procs import run_measured
+    def __init__(self, pids: list[int], every: float = 0.25) -> None:
+        import threading
 
-    argv = [sys.executable, "-m", "microtome", "analyse", "nucleus_detection", str(zarr),
-            "-o", str(out), "--quiet", "--workers", "1", "--param", f"threshold={threshold}",
-            "--region", ",".join(str(v) for v in region)]
-    res = run_measured(argv, logdir / f"{out.stem}.log", timeout=3 * 3600)
-    if res["exit"] != 0:
-        raise RuntimeError(f"microtome analyse exited {res['exit']} (see {logdir})")
-    res["nuclei"] = len(json.loads(out.read_text())["features"])
-    return res
+        import psutil
+
+        self.procs = [psutil.Process(p) for p in pids]
+        self.peak = dict.fromkeys(pids, 0)
+        self.peak_sum = 0
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        total = 0
+        for p in self.procs:
+            try:
+                rss = p.memory_info().rss
+            except Exception:  # a worker restarting: not ours to judge here
+                continue
+            self.peak[p.pid] = max(self.peak[p.pid], rss)
+            total += rss
+        self.peak_sum = max(self.peak_sum, total)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> RssSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()
 
 
-def large(log: Callable[[str], None], record: Callable[[dict[str, Any]], None]) -> None:
-    """Scaling 1 -> 2 worker processes and peak RSS at two area sizes."""
-    from concurrent.futures import ThreadPoolExecutor
+@contextlib.contextmanager
+def _cluster(n: int, zarr: Path, threshold: float, tmp: Path) -> Iterator[Any]:
+    """A client of a LocalCluster of ``n`` worker processes of one thread each
+    (one cluster at a time in this process: two clients side by side stalled
+    here); each worker has analysed a tile before any timing (warm-up)."""
+    from distributed import Client, LocalCluster
 
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                      dashboard_address=None, memory_limit=0) as cluster, \
+            Client(cluster) as client:
+        client.wait_for_workers(n)
+        _detect_on_cluster(client, zarr, (0, 0, SCALING_TILE * n, SCALING_TILE), threshold,
+                           tmp)
+        yield client
+
+
+def _detect_on_cluster(client: Any, zarr: Path, region: tuple[int, int, int, int],
+                       threshold: float, tmp: Path) -> dict[str, Any]:
+    """Nucleus detection of ``region`` with its tiles on the cluster, results streamed
+    to GeoJSON batch files (as the worker streams them to the server); wall time,
+    nuclei, largest batch, and the peak RSS of this process and of the workers."""
+    from microtome.analysis import get_app, validate_params, write_geojson
+    from microtome.analysis.raster import open_pyramid_raster
+    from microtome.analysis.runner import Region, stream_app
+
+    app = get_app("nucleus_detection")
+    params = validate_params(app.descriptor, {"threshold": threshold,
+                                              "tile_size": SCALING_TILE})
+    written = {"n": 0, "batches": 0, "largest": 0}
+
+    def sink(batch: list[Any]) -> None:
+        path = tmp / f"batch-{written['batches']}.geojson"
+        write_geojson(path, batch)
+        path.unlink()
+        written["n"] += len(batch)
+        written["batches"] += 1
+        written["largest"] = max(written["largest"], len(batch))
+
+    worker_pids = list(client.run(os.getpid).values())
+    raster = open_pyramid_raster(str(zarr))
+    with RssSampler([os.getpid(), *worker_pids]) as rss:
+        t0 = time.perf_counter()
+        prov = stream_app(app, raster, params, sink, Region(*region), BENCH_BATCH, dask=client)
+        wall = time.perf_counter() - t0
+    assert prov["count"] == written["n"]
+    return {"wall_s": wall, "nuclei": written["n"], "batches": written["batches"],
+            "largest_batch": written["largest"],
+            "driver_peak_rss_mb": round(rss.peak[os.getpid()] / 1e6, 1),
+            "worker_peak_rss_mb": round(max(rss.peak[p] for p in worker_pids) / 1e6, 1),
+            "total_peak_rss_mb": round(rss.peak_sum / 1e6, 1)}
+
+
+def large(log: Callable[[str], None], record: Callable[[dict[str, Any]], None],
+          big: tuple[int, int] = BIG_AREA, size: tuple[int, int] = SCALING_AREA) -> None:
+    """Nucleus detection on the benchmark slide with its tiles on a dask LocalCluster:
+    1 worker process (1 thread) vs 2 worker processes (1 thread each) on the same
+    area, in ABBA order, side by side in one run; then a larger area on the
+    2-process cluster for the peak memory (results streamed in batches)."""
     zarr = large_zarr(log)
-    logdir = BENCH / "work" / "logs"
-    logdir.mkdir(parents=True, exist_ok=True)
     # Centre of the slide: tissue everywhere (the slide is mirrored real tissue).
-    x0, y0 = LARGE[0] // 2 - AREA // 2, LARGE[1] // 2 - AREA // 2
-    mp = AREA * AREA / 1e6
-    # One threshold for every run (the app's automatic one, for the whole area): the
-    # halves then find exactly the nuclei the whole finds (ownership by centroid).
+    x0, y0 = LARGE[0] // 2 - size[0] // 2, LARGE[1] // 2 - size[1] // 2
+    area = (x0, y0, *size)
+    mp = size[0] * size[1] / 1e6
+    # One threshold for every run (the app's automatic one, for the area).
     from microtome.analysis.apps.nuclei import auto_threshold
     from microtome.analysis.raster import PyramidRaster
     from microtome.analysis.runner import Region
 
-    threshold = round(auto_threshold(PyramidRaster(zarr), Region(x0, y0, AREA, AREA)), 6)
+    threshold = round(auto_threshold(PyramidRaster(zarr), Region(*area)), 6)
+    log(f"analysis: threshold {threshold}; LocalClusters of 1 and 2 workers, ABBA ...")
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    base = {"slide": f"{LARGE[0]}x{LARGE[1]}", "area": f"{size[0]}x{size[1]}",
+            "tile_size": SCALING_TILE, "batch_size": BENCH_BATCH}
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
-        t = Path(tmp)
-        small = _worker_run(zarr, (x0, y0, SMALL_AREA, SMALL_AREA), t / "small.geojson",
-                            logdir, threshold)
-        load_one = uptime()
-        one = _worker_run(zarr, (x0, y0, AREA, AREA), t / "one.geojson", logdir, threshold)
-        load_two = uptime()
-        halves = [(x0, y0, AREA, AREA // 2), (x0, y0 + AREA // 2, AREA, AREA // 2)]
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(2) as pool:
-            two = list(pool.map(lambda a: _worker_run(zarr, a[1], t / f"half{a[0]}.geojson",
-                                                      logdir, threshold), enumerate(halves)))
-        wall_two = time.perf_counter() - t0
-        load_after = uptime()
-    base = {"slide": f"{LARGE[0]}x{LARGE[1]}", "area": f"{AREA}x{AREA}"}
-    rec_one = {"suite": "analysis-large", **base, "processes": 1, "megapixels": mp,
-               "wall_s": round(one["wall_s"], 2), "nuclei": one["nuclei"],
-               "mp_per_s": round(mp / one["wall_s"], 3),
-               "mp_per_s_per_core": round(mp / one["wall_s"], 3),
-               "peak_rss_mb": round(one["peak_rss_bytes"] / 1e6, 1), "uptime": load_one,
-               "load_avg": os.getloadavg()[0]}
-    rec_two = {"suite": "analysis-large", **base, "processes": 2, "megapixels": mp,
-               "wall_s": round(wall_two, 2), "nuclei": sum(r["nuclei"] for r in two),
-               "mp_per_s": round(mp / wall_two, 3),
-               "mp_per_s_per_core": round(mp / wall_two / 2, 3),
-               "peak_rss_mb": round(max(r["peak_rss_bytes"] for r in two) / 1e6, 1),
-               "uptime": load_two, "load_avg": os.getloadavg()[0]}
-    for r in (rec_one, rec_two):
-        record(r)
-        log(f"nucleus detection on {r['area']} of the {r['slide']} slide, {r['processes']} "
-            f"worker process(es): {r['mp_per_s']:.2f} MP/s, {r['nuclei']} nuclei "
-            f"({r['uptime']})")
-    record({"suite": "analysis-large-scaling", **base,
-            "ratio": round(one["wall_s"] / wall_two, 3), "uptime": load_two,
-            "uptime_after": load_after, "same_nuclei": rec_one["nuclei"] == rec_two["nuclei"]})
-    record({"suite": "analysis-memory", "slide": base["slide"],
-            "sizes": [f"{SMALL_AREA}x{SMALL_AREA}", f"{AREA}x{AREA}"],
-            "megapixels": [SMALL_AREA * SMALL_AREA / 1e6, mp],
-            "nuclei": [small["nuclei"], one["nuclei"]],
-            "peak_rss_mb": [round(small["peak_rss_bytes"] / 1e6, 1),
-                            round(one["peak_rss_bytes"] / 1e6, 1)],
-            "uptime": load_one})
+        # ABBA (1, 2, 2, 1): a drift of the machine's load hits both alike.
+        for n, reps in ((1, 1), (2, 2), (1, 1)):
+            with _cluster(n, zarr, threshold, Path(tmp)) as client:
+                for _ in range(reps):
+                    load = uptime()
+                    r = _detect_on_cluster(client, zarr, area, threshold, Path(tmp))
+                    r |= {"uptime": load, "load_avg": os.getloadavg()[0]}
+                    runs[n].append(r)
+                    log(f"  {n} worker process(es): {mp / r['wall_s']:.3f} MP/s, "
+                        f"{r['nuclei']} nuclei, {r['wall_s']:.1f} s ({load})")
+        bx, by = LARGE[0] // 2 - big[0] // 2, LARGE[1] // 2 - big[1] // 2
+        with _cluster(2, zarr, threshold, Path(tmp)) as client:
+            load_big = uptime()
+            rb = _detect_on_cluster(client, zarr, (bx, by, *big), threshold, Path(tmp))
+            load_big_after = uptime()
+        log(f"  {big[0]}x{big[1]} on 2 worker processes: {rb}")
+    for n in (1, 2):
+        walls = [r["wall_s"] for r in runs[n]]
+        wall = statistics.mean(walls)
+        record({"suite": "analysis-large-dask", **base, "worker_processes": n,
+                "threads_per_worker": 1, "megapixels": mp, "runs_wall_s":
+                [round(w, 2) for w in walls], "wall_s": round(wall, 2),
+                "nuclei": runs[n][0]["nuclei"], "mp_per_s": round(mp / wall, 3),
+                "mp_per_s_per_core": round(mp / wall / n, 3),
+                "worker_peak_rss_mb": max(r["worker_peak_rss_mb"] for r in runs[n]),
+                "driver_peak_rss_mb": max(r["driver_peak_rss_mb"] for r in runs[n]),
+                "uptime": [r["uptime"] for r in runs[n]],
+                "load_avg": [round(r["load_avg"], 2) for r in runs[n]]})
+    one = statistics.mean(r["wall_s"] for r in runs[1])
+    two = statistics.mean(r["wall_s"] for r in runs[2])
+    record({"suite": "analysis-large-dask-scaling", **base, "order": "ABBA (1, 2, 2, 1)",
+            "ratio": round(one / two, 3),
+            "ratio_first_pair": round(runs[1][0]["wall_s"] / runs[2][0]["wall_s"], 3),
+            "ratio_second_pair": round(runs[1][1]["wall_s"] / runs[2][1]["wall_s"], 3),
+            "same_nuclei": len({r["nuclei"] for rr in runs.values() for r in rr}) == 1,
+            "uptime_start": runs[1][0]["uptime"], "uptime_end": runs[1][1]["uptime"]})
+    big_mp = big[0] * big[1] / 1e6
+    record({"suite": "analysis-large-memory", "slide": base["slide"],
+            "area": f"{big[0]}x{big[1]}", "megapixels": big_mp, "worker_processes": 2,
+            "wall_s": round(rb["wall_s"], 1), "mp_per_s": round(big_mp / rb["wall_s"], 3),
+            "nuclei": rb["nuclei"], "batches": rb["batches"],
+            "largest_batch": rb["largest_batch"],
+            "driver_peak_rss_mb": rb["driver_peak_rss_mb"],
+            "worker_peak_rss_mb": rb["worker_peak_rss_mb"],
+            "total_peak_rss_mb": rb["total_peak_rss_mb"],
+            "small_area": base["area"], "small_nuclei": runs[2][0]["nuclei"],
+            "small_driver_peak_rss_mb": max(r["driver_peak_rss_mb"] for r in runs[2]),
+            "small_worker_peak_rss_mb": max(r["worker_peak_rss_mb"] for r in runs[2]),
+            "small_total_peak_rss_mb": max(r["total_peak_rss_mb"] for r in runs[2]),
+            "uptime": load_big, "uptime_after": load_big_after})
 
 
 def measure(zarr: Path, threads: int, reps: int) -> dict[str, Any]:
@@ -215,6 +317,35 @@ def render(records: list[dict[str, Any]]) -> str:
                          f"half of the area, at the same time; `{r['uptime']}`; the machine's "
                          "other load shares the cores, so this is not a 2-core figure unless "
                          "the load is near 0)")
+        elif r.get("suite") == "analysis-large-dask":
+            loads = ", ".join(f"{v:.1f}" for v in r["load_avg"])
+            lines.append(
+                f"- {r['slide']} slide, {r['area']} px at its centre, tiles on a dask "
+                f"LocalCluster of **{r['worker_processes']} worker process(es)** x "
+                f"{r['threads_per_worker']} thread (each reads its own pixels from the "
+                f"OME-Zarr): **{r['mp_per_s']:.3f} MP/s** (**{r['mp_per_s_per_core']:.3f} "
+                f"MP/s per core**), mean of {len(r['runs_wall_s'])} runs "
+                f"({', '.join(f'{w:.0f}' for w in r['runs_wall_s'])} s), {r['nuclei']} nuclei, "
+                f"peak RSS {r['worker_peak_rss_mb']:.0f} MB per worker, "
+                f"{r['driver_peak_rss_mb']:.0f} MB driver (1-min load averages {loads})")
+        elif r.get("suite") == "analysis-large-dask-scaling":
+            lines.append(
+                f"- 2 worker processes / 1: **{r['ratio']:.2f}x** (goal >= 1.7), runs in "
+                f"{r['order']} order in one run: first pair {r['ratio_first_pair']:.2f}x, "
+                f"second pair {r['ratio_second_pair']:.2f}x; same nuclei in every run: "
+                f"{r['same_nuclei']} (`{r['uptime_start']}` ... `{r['uptime_end']}`; the "
+                "machine's other load shares the 2 cores)")
+        elif r.get("suite") == "analysis-large-memory":
+            lines.append(
+                f"- memory, results streamed in batches: {r['area']} px ({r['megapixels']:.0f} "
+                f"MP) on 2 worker processes, {r['nuclei']} nuclei in {r['batches']} batches "
+                f"(largest {r['largest_batch']}), {r['wall_s']:.0f} s "
+                f"({r['mp_per_s']:.3f} MP/s): peak RSS driver **{r['driver_peak_rss_mb']:.0f} "
+                f"MB**, per worker **{r['worker_peak_rss_mb']:.0f} MB**, all three "
+                f"{r['total_peak_rss_mb']:.0f} MB; on {r['small_area']} ({r['small_nuclei']} "
+                f"nuclei): driver {r['small_driver_peak_rss_mb']:.0f} MB, per worker "
+                f"{r['small_worker_peak_rss_mb']:.0f} MB, all three "
+                f"{r['small_total_peak_rss_mb']:.0f} MB (`{r['uptime']}`)")
         elif r.get("suite") == "analysis-memory":
             sizes = ", ".join(f"{s}: {m:.0f} MB ({n} nuclei)" for s, m, n in zip(
                 r["sizes"], r["peak_rss_mb"], r["nuclei"], strict=True))
@@ -228,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-large", action="store_true", help="skip the large-slide part")
     ap.add_argument("--large-only", action="store_true", help="only the large-slide part")
+    ap.add_argument("--area", default=f"{SCALING_AREA[0]}x{SCALING_AREA[1]}",
+                    help="area of the 1 vs 2 worker runs, WxH (default %(default)s)")
+    ap.add_argument("--big-area", default=f"{BIG_AREA[0]}x{BIG_AREA[1]}",
+                    help="the memory run's area, WxH (default %(default)s)")
     args = ap.parse_args(argv)
     if not SAMPLE.exists():
         print(f"error: sample missing: {SAMPLE}", file=sys.stderr)
@@ -242,8 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         print(render(rec.figures))
         print(f"wrote {records.save_and_report(rec)}")
     if not args.no_large:
-        big = records.Recording("analysis_large", "python -m bench.analysis --large-only")
-        large(log, big.add)
+        bw, bh = (int(v) for v in args.big_area.split("x"))
+        aw, ah = (int(v) for v in args.area.split("x"))
+        big = records.Recording("analysis_large", "python -m bench.analysis --large-only "
+                                f"--area {aw}x{ah} --big-area {bw}x{bh}")
+        large(log, big.add, (bw, bh), (aw, ah))
         print(render(big.figures))
         print(f"wrote {records.save_and_report(big)}")
     return 0

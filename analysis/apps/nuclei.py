@@ -12,7 +12,7 @@ centroid, so a nucleus cut by a tile border is found exactly once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from ..errors import InvalidParams
 from ..features import Feature
 from ..raster import Raster, coarsest_level_at_least
 from ..runner import Region, RunContext, area_in_px2, length_in_px
-from ..tiles import map_tiles, owns, tile_grid, window
+from ..tiles import iter_tiles, owns, tile_grid, window
 from ..vectorize import label_polygons
 from .tissue import tissue_score
 
@@ -179,10 +179,27 @@ def detect_in_tile(raster: Raster, core: Region, margin: int, params: dict[str, 
     return out
 
 
-def run_tiles(ctx: RunContext, name: str, auto: Callable[[Raster, Region], float],
-              detect: Callable[..., list[Feature]]) -> tuple[list[Feature], float]:
+@dataclass(frozen=True)
+class TileJob:
+    """One tile's work, picklable (module-level function, the raster as its
+    locator, plain parameters): what a dask cluster worker receives."""
+
+    detect: Callable[..., list[Feature]]
+    raster: Raster
+    margin: int
+    params: dict[str, Any]
+    threshold: float
+
+    def __call__(self, core: Region) -> list[Feature]:
+        return self.detect(self.raster, core, self.margin, self.params, self.threshold)
+
+
+def tile_results(ctx: RunContext, name: str, auto: Callable[[Raster, Region], float],
+                 detect: Callable[..., list[Feature]]
+                 ) -> tuple[Iterator[list[Feature]], float]:
     """The tile loop of the nucleus apps: parameters checked, the threshold (given or
-    ``auto`` on the region), the grid with a nucleus-wide overlap, ``detect`` per tile."""
+    ``auto`` on the region), the grid with a nucleus-wide overlap, ``detect`` per
+    tile; the tiles' objects come one tile at a time, in tile order (`iter_tiles`)."""
     p, raster = ctx.params, ctx.raster
     if p["min_area"] >= p["max_area"]:
         raise InvalidParams({"max_area": "must be larger than min_area"})
@@ -192,7 +209,13 @@ def run_tiles(ctx: RunContext, name: str, auto: Callable[[Raster, Region], float
     margin = max(1, math.ceil(length_in_px(p["max_diameter"], raster)))
     tiles = list(tile_grid(ctx.region, p["tile_size"]))
     ctx.log(f"{name}: threshold {threshold:.3f}, {len(tiles)} tiles, overlap {margin} px")
-    per_tile = map_tiles(ctx, tiles, lambda core: detect(raster, core, margin, p, threshold))
+    return iter_tiles(ctx, tiles, TileJob(detect, raster, margin, dict(p), threshold)), threshold
+
+
+def run_tiles(ctx: RunContext, name: str, auto: Callable[[Raster, Region], float],
+              detect: Callable[..., list[Feature]]) -> tuple[list[Feature], float]:
+    """`tile_results` gathered into one list (apps that summarise every object)."""
+    per_tile, threshold = tile_results(ctx, name, auto, detect)
     return [f for tile_features in per_tile for f in tile_features], threshold
 
 
@@ -205,7 +228,12 @@ class NucleusDetection:
                     "circularity and mean stain densities.",
         params_schema=SCHEMA, inputs=("image", "region"), timeout=3600)
 
-    def run(self, ctx: RunContext) -> list[Feature]:
-        features, _ = run_tiles(ctx, "nucleus detection", auto_threshold, detect_in_tile)
-        ctx.log(f"{len(features)} nuclei")
-        return features
+    def run(self, ctx: RunContext) -> Iterator[Feature]:
+        """The nuclei tile by tile (a generator: `runner.stream_app` writes them in
+        batches as they come; `run_app` gathers them)."""
+        per_tile, _ = tile_results(ctx, "nucleus detection", auto_threshold, detect_in_tile)
+        n = 0
+        for tile_features in per_tile:
+            n += len(tile_features)
+            yield from tile_features
+        ctx.log(f"{n} nuclei")
