@@ -96,14 +96,36 @@ def _configure(server: Any, log: Callable[[str], None]) -> None:
             finally:
                 await conn.close()
         asyncio.run(alter())
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=120)
         log(f"shared_buffers {now} -> {asyncio.run(current())}")
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their children (the
+    PostgreSQL backends are the postmaster's)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            procs = [psutil.Process(pid)]
+            procs += procs[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for pr in procs:
+            try:
+                t = pr.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
 async def _measure(uri: str, base: str, users: list[dict[str, Any]], queries: int,
-                   exact_queries: int, warmup: int, log: Callable[[str], None]
+                   exact_queries: int, warmup: int, log: Callable[[str], None],
+                   cpu_pids: list[int] | None = None, budget_s: float = 3600.0
                    ) -> dict[str, Any]:
     import aiohttp
     import asyncpg
@@ -125,8 +147,14 @@ async def _measure(uri: str, base: str, users: list[dict[str, Any]], queries: in
                 "SELECT count(*) FROM annotations WHERE project_id = ANY($1::bigint[])",
                 u["projects"])
             per_user[u["name"]] = n / total
-        lat: dict[str, list[float]] = {"http": [], "direct": [], "exact": []}
+        lat: dict[str, list[float]] = {"http": [], "direct": [], "exact": [], "cpu": [],
+                                       "dcpu": []}
         recall: list[float] = []
+        variants = _variants()
+        vlat: dict[str, list[float]] = {v: [] for v in variants}
+        vcpu: dict[str, list[float]] = {v: [] for v in variants}
+        vrecall: dict[str, list[float]] = {v: [] for v in variants}
+        started = time.monotonic()
         methods: dict[str, int] = {}
         shortfalls = 0
         for q in range(-warmup, queries):
@@ -140,25 +168,40 @@ async def _measure(uri: str, base: str, users: list[dict[str, Any]], queries: in
                 continue
             a = await pool.fetchrow("SELECT image_id, project_id FROM annotations "
                                     "WHERE id = $1", aid)
+            c0 = _cpu_s(cpu_pids or [])
             t0 = time.perf_counter()
             async with sessions[u["name"]].post(
                     f"{base}/api/retrieval/similar",
                     json={"annotation_id": aid, "scope": "all", "k": K}) as r:
                 body = await r.json()
             http_ms = (time.perf_counter() - t0) * 1000
+            cpu_ms = (_cpu_s(cpu_pids or []) - c0) * 1000
             if r.status != 200:
                 raise RuntimeError(f"similar failed: {r.status} {body}")
             ids = [it["annotation_id"] for it in body["items"]]
             p = Principal(u["id"], u["name"], False, "apikey")
             f = index.Filter("all", a["image_id"], (a["project_id"],), aid)
             vec = await index.descriptor(pool, aid, FAMILY)
-            t0 = time.perf_counter()
-            rows, _m = await index.nearest(pool, p, f, FAMILY, vec, K, True)
-            direct_ms = (time.perf_counter() - t0) * 1000
+            assert vec is not None
+            direct_ms = dcpu_ms = 0.0
+            answers: dict[str, set[int]] = {}
+            for name, search in variants.items():
+                c0 = _cpu_s((cpu_pids or [])[1:]) + time.process_time()
+                t0 = time.perf_counter()
+                answers[name] = await search(pool, p, f, vec)
+                v_ms = (time.perf_counter() - t0) * 1000
+                v_cpu = (_cpu_s((cpu_pids or [])[1:]) + time.process_time() - c0) * 1000
+                if q >= 0:
+                    vlat[name].append(v_ms)
+                    vcpu[name].append(v_cpu)
+                if name == DEFAULT:
+                    direct_ms, dcpu_ms = v_ms, v_cpu
             if q < 0:
                 continue
             lat["http"].append(http_ms)
             lat["direct"].append(direct_ms)
+            lat["cpu"].append(cpu_ms)
+            lat["dcpu"].append(dcpu_ms)
             methods[body["method"]] = methods.get(body["method"], 0) + 1
             shortfalls += len(ids) < K
             if set(ids) - set(int(x) for x in await pool.fetchval(
@@ -170,24 +213,90 @@ async def _measure(uri: str, base: str, users: list[dict[str, Any]], queries: in
                 exact = await _exact(pool, p, f, vec)
                 lat["exact"].append((time.perf_counter() - t0) * 1000)
                 recall.append(len(set(ids) & exact) / K)
+                for name, got in answers.items():
+                    vrecall[name].append(len(got & exact) / K)
             if (q + 1) % 20 == 0:
                 log(f"  {q + 1}/{queries}: http p50 {_pct(lat['http'], 0.5):.1f} ms, direct "
                     f"p50 {_pct(lat['direct'], 0.5):.1f} ms, recall "
                     f"{np.mean(recall) if recall else float('nan'):.3f}")
+            if time.monotonic() - started > budget_s and len(recall) >= min(
+                    exact_queries, queries):
+                log(f"  time budget ({budget_s:.0f} s) spent after {q + 1} queries")
+                break
         return {"n": int(total), "k": K, "queries": len(lat["http"]),
                 "exact_queries": len(recall),
                 "readable_share": {k: round(v, 3) for k, v in per_user.items()},
                 "http_p50_ms": _pct(lat["http"], 0.5), "http_p99_ms": _pct(lat["http"], 0.99),
+                # Mean, not a percentile: CPU times tick in 10 ms.
+                "http_cpu_mean_ms": float(np.mean(lat["cpu"])) if cpu_pids else None,
+                "direct_cpu_mean_ms": float(np.mean(lat["dcpu"])) if cpu_pids else None,
                 "direct_p50_ms": _pct(lat["direct"], 0.5),
                 "direct_p99_ms": _pct(lat["direct"], 0.99),
                 "exact_p50_ms": _pct(lat["exact"], 0.5) if lat["exact"] else None,
                 "recall": float(np.mean(recall)) if recall else None,
                 "recall_min": float(np.min(recall)) if recall else None,
-                "methods": methods, "short_results": shortfalls}
+                "methods": methods, "short_results": shortfalls,
+                "variants": [{"variant": v, "p50_ms": _pct(vlat[v], 0.5),
+                              "p99_ms": _pct(vlat[v], 0.99),
+                              "cpu_mean_ms": float(np.mean(vcpu[v])) if cpu_pids else None,
+                              "recall": float(np.mean(vrecall[v])) if vrecall[v] else None}
+                             for v in variants if vlat[v]]}
     finally:
         for s in sessions.values():
             await s.close()
         await pool.close()
+
+
+DEFAULT = "shipped"
+
+
+def _variants() -> dict[str, Callable[..., Any]]:
+    """In-process searches timed side by side: the shipped `nearest`, the same with
+    other pass factors (how much candidate margin recall needs), and the search as it
+    was before (fixed ef_search 100, EXISTS access predicates, exact when short)."""
+    from microtome.retrieval import index
+    from microtome.retrieval.descriptors import FAMILY
+
+    def with_factor(pf: int | None) -> Callable[..., Any]:
+        async def search(pool: Any, p: Any, f: Any, vec: np.ndarray) -> set[int]:
+            keep = index.PASS_FACTOR
+            index.PASS_FACTOR = pf or keep
+            try:
+                rows, _m = await index.nearest(pool, p, f, FAMILY, vec, K, True)
+            finally:
+                index.PASS_FACTOR = keep
+            return {r["id"] for r in rows}
+        return search
+
+    out: dict[str, Callable[..., Any]] = {DEFAULT: with_factor(None)}
+    for pf in (3, 8):
+        if pf != index.PASS_FACTOR:
+            out[f"pass factor {pf}"] = with_factor(pf)
+    out["before (ef 100, EXISTS)"] = _before
+    return out
+
+
+async def _before(pool: Any, p: Any, f: Any, vec: np.ndarray) -> set[int]:
+    """The search of the previous commit: ef_search max(100, 4k), the access rules as
+    EXISTS predicates on every candidate, LIMIT k; exact scan when fewer than k."""
+    from microtome.retrieval import index
+    from microtome.retrieval.descriptors import FAMILY
+
+    args: list[Any] = [FAMILY, np.asarray(vec, dtype=np.float32).tolist()]
+    where = index._where(p, f, args)
+    args.append(K)
+    dist = "d.embedding <=> $2::real[]::vector"
+    base = (f"FROM annotation_descriptors d JOIN annotations a ON a.id = d.annotation_id "
+            f"JOIN images i ON i.id = a.image_id WHERE d.family = $1 AND "
+            f"d.source_updated_at = a.updated_at AND d.vec IS NOT NULL AND {where}")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, 4 * K)}")
+        rows = await conn.fetch(f"SELECT a.id {base} ORDER BY {dist} LIMIT ${len(args)}",
+                                *args)
+        if len(rows) < K:
+            rows = await conn.fetch(f"SELECT a.id {base} ORDER BY ({dist}) + 0, a.id "
+                                    f"LIMIT ${len(args)}", *args)
+    return {r["id"] for r in rows}
 
 
 async def _exact(pool: Any, p: Any, f: Any, vec: np.ndarray) -> set[int]:
@@ -212,7 +321,7 @@ async def _exact(pool: Any, p: Any, f: Any, vec: np.ndarray) -> set[int]:
 
 
 def run(n: int, queries: int, exact_queries: int, warmup: int = 30,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print, budget_s: float = 3600.0) -> dict[str, Any]:
     from bench.dbsetup import start_serve
     from microtome.retrieval.descriptors import FAMILY
 
@@ -226,7 +335,9 @@ def run(n: int, queries: int, exact_queries: int, warmup: int = 30,
     with tempfile.TemporaryDirectory(prefix="microtome-bench-rhttp-") as tmp:
         proc, base = start_serve(uri, Path(tmp))
         try:
-            fig = asyncio.run(_measure(uri, base, users, queries, exact_queries, warmup, log))
+            pids = [proc.pid, server.get_pid()]
+            fig = asyncio.run(_measure(uri, base, users, queries, exact_queries, warmup, log,
+                                       pids, budget_s))
         finally:
             proc.stop()
     return {"suite": "retrieval-http", **fig, "hnsw_build_s": stages.get("index"),
@@ -242,22 +353,40 @@ def render(records: list[dict[str, Any]]) -> str:
     lines = ["Similar regions through the HTTP API (`python -m bench.retrieval_http`: "
              "`POST /api/retrieval/similar`, k = 20, scope all, API keys of three users who "
              "may read 55 %, 25 % and 10 % of the descriptors, in turn; direct = the same "
-             "search in-process (`retrieval.index.nearest`); recall@20 of the HTTP answer "
+             "search in-process (`retrieval.index.nearest`); CPU = CPU time of the server "
+             "process and every PostgreSQL process during one HTTP request (what the "
+             "latency would be on an idle machine, about); recall@20 of the HTTP answer "
              "against an exact scan over every readable row, same run):", "",
-             "| descriptors | HTTP p50 ms | HTTP p99 ms | direct p50 ms | direct p99 ms "
-             "| exact p50 ms | recall@20 (min) | queries / exact | methods | load start/end |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| descriptors | HTTP p50 ms | HTTP p99 ms | HTTP CPU mean ms | direct p50 ms "
+             "| direct p99 ms | direct CPU mean ms | exact p50 ms | recall@20 (min) "
+             "| queries / exact | methods | load start/end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: int(r["n"])):
         ex = "" if r.get("exact_p50_ms") is None else f"{float(r['exact_p50_ms']):.0f}"
         rec = ("" if r.get("recall") is None
                else f"{float(r['recall']):.3f} ({float(r['recall_min']):.2f})")
         meth = ", ".join(f"{k} {v}" for k, v in sorted(dict(r["methods"]).items()))
+        dcpu = ("" if r.get("direct_cpu_mean_ms") is None
+                else f"{float(r['direct_cpu_mean_ms']):.1f}")
+        cpu = "" if r.get("http_cpu_mean_ms") is None else f"{float(r['http_cpu_mean_ms']):.1f}"
         lines.append(
             f"| {int(r['n']):,} | {float(r['http_p50_ms']):.1f} | "
-            f"{float(r['http_p99_ms']):.1f} | {float(r['direct_p50_ms']):.1f} | "
-            f"{float(r['direct_p99_ms']):.1f} | {ex} | {rec} | "
+            f"{float(r['http_p99_ms']):.1f} | {cpu} | {float(r['direct_p50_ms']):.1f} | "
+            f"{float(r['direct_p99_ms']):.1f} | {dcpu} | {ex} | {rec} | "
             f"{int(r['queries'])} / {int(r['exact_queries'])} | {meth} | "
             f"{float(r['load_average_start']):.1f}/{float(r['load_average']):.1f} |")
+    for r in sorted(rows, key=lambda r: int(r["n"])):
+        if not r.get("variants"):
+            continue
+        lines += ["", f"In-process variants at {int(r['n']):,} descriptors, same queries, same "
+                  "run (pass factor: candidates that must pass the access filter per result; "
+                  "before: fixed ef_search 100 with the EXISTS predicates):", "",
+                  "| search | p50 ms | p99 ms | CPU mean ms | recall@20 |", "|---|---|---|---|---|"]
+        for v in r["variants"]:
+            cpu = "" if v.get("cpu_mean_ms") is None else f"{float(v['cpu_mean_ms']):.1f}"
+            rec = "" if v.get("recall") is None else f"{float(v['recall']):.3f}"
+            lines.append(f"| {v['variant']} | {float(v['p50_ms']):.1f} | "
+                         f"{float(v['p99_ms']):.1f} | {cpu} | {rec} |")
     return "\n".join(lines) + "\n"
 
 
@@ -267,8 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--exact-queries", type=int, default=100)
+    ap.add_argument("--budget-s", type=float, default=1800.0,
+                    help="stop timing more queries after this (once the exact ones are done)")
     args = ap.parse_args(argv)
-    fig = run(args.n, args.queries, args.exact_queries, log=lambda s: print(s, flush=True))
+    fig = run(args.n, args.queries, args.exact_queries, log=lambda s: print(s, flush=True),
+              budget_s=args.budget_s)
     print(fig)
     command = "python -m bench.retrieval_http " + " ".join(
         argv if argv is not None else sys.argv[1:])
@@ -276,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     old = [r for r in (last["figures"] if last else [])
            if not (r.get("suite") == "retrieval-http" and int(r["n"]) == int(fig["n"]))]
     rec = bench_records.Recording("retrieval", command)
-    for f in old + [fig]:
+    for f in [*old, fig]:
         rec.add(f)
     bench_records.save_and_report(rec)
     return 0

@@ -23,12 +23,11 @@ Two search methods, chosen at start-up by `has_vector` (see the migration):
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import time
 
 import asyncpg
 import numpy as np
