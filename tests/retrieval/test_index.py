@@ -91,13 +91,13 @@ async def test_k_readable_when_most_nearest_rows_are_hidden(
     and still returns k readable rows from the index, close to the exact answer.
     With 1 row in 100 readable, the few readable rows are scanned exactly."""
     k = 20
-    one, _two, img1, _img2, mine, _theirs, vecs = await _world(pool, 3000, 10)
+    one, _two, img1, _img2, mine, _theirs, vecs = await _world(pool, 2000, 10)
     mine_set = set(mine)
     # These rows are too few for the index to be worth it by default: force it.
     monkeypatch.setattr(index, "EXACT_ROWS", 0)
     f = index.Filter("all", img1, (), None)
     recalls = []
-    for q in range(1, 61, 6):  # user two's rows as queries: their neighbours are hidden
+    for q in range(1, 41, 4):  # user two's rows as queries: their neighbours are hidden
         index._SHARES.clear()
         hnsw, method = await index.nearest(pool, one, f, FAMILY, vecs[q], k, True)
         exact, _m = await index.nearest(pool, one, f, FAMILY, vecs[q], k, False)
@@ -127,12 +127,12 @@ async def test_few_readable_rows_are_searched_exactly(pool: asyncpg.Pool) -> Non
     """1 row in 100 readable: the index's candidates hold almost none, so the readable
     rows are scanned exactly (from the readable image's annotations) - k rows, the
     exact answer, never a hidden one."""
-    one, two, img1, _img2, mine, theirs, vecs = await _world(pool, 3000, 100)
+    one, two, img1, _img2, mine, theirs, vecs = await _world(pool, 2000, 100)
     f = index.Filter("all", img1, (), None)
     for q in (1, 2, 3):
-        rows, method = await index.nearest(pool, one, f, FAMILY, vecs[q], 20, True)
-        exact, _m = await index.nearest(pool, one, f, FAMILY, vecs[q], 20, False)
-        assert method == "exact" and len(rows) == 20 and {r["id"] for r in rows} <= set(mine)
+        rows, method = await index.nearest(pool, one, f, FAMILY, vecs[q], 10, True)
+        exact, _m = await index.nearest(pool, one, f, FAMILY, vecs[q], 10, False)
+        assert method == "exact" and len(rows) == 10 and {r["id"] for r in rows} <= set(mine)
         assert [r["id"] for r in rows] == [r["id"] for r in exact]
     # User two reads the other 99 %: the index answers, never with user one's rows.
     rows, method = await index.nearest(pool, two, index.Filter("all", _img2, (), None),
