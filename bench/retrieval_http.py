@@ -396,11 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--exact-queries", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=30, help="untimed queries first")
     ap.add_argument("--budget-s", type=float, default=1800.0,
                     help="stop timing more queries after this (once the exact ones are done)")
     args = ap.parse_args(argv)
-    fig = run(args.n, args.queries, args.exact_queries, log=lambda s: print(s, flush=True),
-              budget_s=args.budget_s)
+    fig = run(args.n, args.queries, args.exact_queries, args.warmup,
+              log=lambda s: print(s, flush=True), budget_s=args.budget_s)
     print(fig)
     command = "python -m bench.retrieval_http " + " ".join(
         argv if argv is not None else sys.argv[1:])
