@@ -301,7 +301,7 @@ async def _before(pool: Any, p: Any, f: Any, vec: np.ndarray) -> set[int]:
 
 async def _exact(pool: Any, p: Any, f: Any, vec: np.ndarray) -> set[int]:
     """The true k nearest readable: pgvector's distance over every row (`+ 0` keeps
-    the planner off the index; index scans off), access as the EXISTS predicates."""
+    the planner off the HNSW index), access as the EXISTS predicates."""
     from microtome.retrieval import index
     from microtome.retrieval.descriptors import FAMILY
 
@@ -309,7 +309,6 @@ async def _exact(pool: Any, p: Any, f: Any, vec: np.ndarray) -> set[int]:
     where = index._where(p, f, args)
     args.append(K)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_indexscan = off")
         rows = await conn.fetch(
             f"""SELECT a.id FROM annotation_descriptors d JOIN annotations a
                   ON a.id = d.annotation_id
