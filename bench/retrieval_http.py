@@ -269,7 +269,7 @@ def _variants() -> dict[str, Callable[..., Any]]:
         return search
 
     out: dict[str, Callable[..., Any]] = {DEFAULT: with_factor(None)}
-    for pf in (3,):
+    for pf in (10,):
         if pf != index.PASS_FACTOR:
             out[f"pass factor {pf}"] = with_factor(pf)
     out["before (ef 100, EXISTS)"] = _before
