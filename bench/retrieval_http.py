@@ -219,8 +219,7 @@ async def _measure(uri: str, base: str, users: list[dict[str, Any]], queries: in
                 log(f"  {q + 1}/{queries}: http p50 {_pct(lat['http'], 0.5):.1f} ms, direct "
                     f"p50 {_pct(lat['direct'], 0.5):.1f} ms, recall "
                     f"{np.mean(recall) if recall else float('nan'):.3f}")
-            if time.monotonic() - started > budget_s and len(recall) >= min(
-                    exact_queries, queries):
+            if time.monotonic() - started > budget_s:
                 log(f"  time budget ({budget_s:.0f} s) spent after {q + 1} queries")
                 break
         return {"n": int(total), "k": K, "queries": len(lat["http"]),
@@ -397,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exact-queries", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=30, help="untimed queries first")
     ap.add_argument("--budget-s", type=float, default=1800.0,
-                    help="stop timing more queries after this (once the exact ones are done)")
+                    help="stop timing more queries after this (what was done is recorded)")
     args = ap.parse_args(argv)
     fig = run(args.n, args.queries, args.exact_queries, args.warmup,
               log=lambda s: print(s, flush=True), budget_s=args.budget_s)
