@@ -256,6 +256,10 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"{float(r['hnsw_p95_ms']):.1f} | {float(r['hnsw_p99_ms']):.1f} | "
                 f"{float(r['exact_p50_ms']):.0f} | {float(r['recall']):.3f} | "
                 f"{float(r['load_average']):.1f} |")
+    from bench.retrieval_http import render as render_http
+    http = render_http(records)
+    if http:
+        lines += ["", http]
     return "\n".join(lines) + "\n"
 
 
@@ -285,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     old = list(last["figures"]) if last else []
     command = "python -m bench.retrieval " + " ".join(argv if argv is not None else sys.argv[1:])
     records = [r for r in old if (args.no_quality and r.get("suite") == "retrieval-quality")
-               or (args.no_index and r.get("suite") == "retrieval-index")]
+               or (args.no_index and r.get("suite") == "retrieval-index")
+               or r.get("suite") == "retrieval-http"]  # bench/retrieval_http.py's
     if not args.no_quality:
         for name, (builder, _what, _rank) in SETS.items():
             regions = builder(args.slide)

@@ -15,10 +15,11 @@ N = 1500
 FAMILY = "cstats-v2"
 
 
-async def _world(pool: asyncpg.Pool) -> tuple[Principal, Principal, int, int, list[int],
-                                               list[int], np.ndarray]:
-    """Two users, each with a project and an image; N annotations with random unit
-    descriptors, the even ones on user 1's image, the odd ones on user 2's."""
+async def _world(pool: asyncpg.Pool, n: int = N, every: int = 2
+                 ) -> tuple[Principal, Principal, int, int, list[int], list[int], np.ndarray]:
+    """Two users, each with a project and an image; n annotations with random unit
+    descriptors, one in `every` (the first, ...) on user 1's image, the others on
+    user 2's."""
     users, images = [], []
     for name in ("one", "two"):
         uid = await pool.fetchval("INSERT INTO users (username) VALUES ($1) RETURNING id", name)
@@ -32,16 +33,18 @@ async def _world(pool: asyncpg.Pool) -> tuple[Principal, Principal, int, int, li
     ids = [r["id"] for r in await pool.fetch(
         """INSERT INTO annotations (image_id, kind, geom, sbox, n_vertices, area_px,
                                     perimeter_px)
-           SELECT CASE WHEN g % 2 = 0 THEN $1::bigint ELSE $2::bigint END, 'point',
+           SELECT CASE WHEN g % $4 = 0 THEN $1::bigint ELSE $2::bigint END, 'point',
                   '\\x00'::bytea, box(point(0, 0), point(1, 1)), 1, 0, 0
            FROM generate_series(0, $3 - 1) g ORDER BY g RETURNING id""",
-        images[0], images[1], N)]
+        images[0], images[1], n, every)]
     ts = await pool.fetchval("SELECT updated_at FROM annotations LIMIT 1")
-    vecs = np.random.default_rng(0).normal(size=(N, 100)).astype(np.float32)
+    vecs = np.random.default_rng(0).normal(size=(n, 100)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     await index.store(pool, FAMILY, [(i, v, ts) for i, v in zip(ids, vecs, strict=True)])
     await pool.execute("ANALYZE")
-    return users[0], users[1], images[0], images[1], ids[0::2], ids[1::2], vecs
+    mine = ids[0::every]
+    return (users[0], users[1], images[0], images[1], mine,
+            [i for i in ids if i not in set(mine)], vecs)
 
 
 @pytest.fixture
@@ -79,6 +82,62 @@ async def test_hnsw_is_used_agrees_with_exact_and_respects_access(pool: asyncpg.
             WHERE d.family = $1 AND {where}
             ORDER BY d.embedding <=> $2::real[]::vector LIMIT 10""", *args))
     assert "annotation_descriptors_hnsw_idx" in plan, plan
+
+
+async def test_k_readable_when_most_nearest_rows_are_hidden(
+        pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """User one may read 1 row in 10: the first HNSW pass (EF_SEARCH candidates) keeps
+    too few of them; the second pass widens the candidate list to the measured share
+    and still returns k readable rows from the index, close to the exact answer.
+    With 1 row in 100 readable, the few readable rows are scanned exactly."""
+    k = 20
+    one, _two, img1, _img2, mine, _theirs, vecs = await _world(pool, 2000, 10)
+    mine_set = set(mine)
+    # These rows are too few for the index to be worth it by default: force it.
+    monkeypatch.setattr(index, "EXACT_ROWS", 0)
+    f = index.Filter("all", img1, (), None)
+    recalls = []
+    for q in range(1, 41, 4):  # user two's rows as queries: their neighbours are hidden
+        index._SHARES.clear()
+        hnsw, method = await index.nearest(pool, one, f, FAMILY, vecs[q], k, True)
+        exact, _m = await index.nearest(pool, one, f, FAMILY, vecs[q], k, False)
+        assert method == "hnsw" and len(hnsw) == k and {r["id"] for r in hnsw} <= mine_set
+        recalls.append(len({r["id"] for r in hnsw} & {r["id"] for r in exact}) / k)
+        # The share was measured (about 1 in 10) and sizes the next first pass.
+        share = index._known_share(index._share_key(pool, one, f, FAMILY))
+        assert share is not None and 0.05 < share < 0.2
+    assert np.mean(recalls) >= 0.95, recalls
+    # The next query of the same caller starts with the wider list: one pass.
+    rows, method = await index.nearest(pool, one, f, FAMILY, vecs[7], k, True)
+    assert method == "hnsw" and len(rows) == k
+    # A fixed candidate list of EF_SEARCH (the former behaviour) would not have been
+    # enough: fewer than k of its candidates are readable.
+    args: list[object] = [FAMILY, vecs[1].tolist()]
+    where = index._where(one, f, args)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {index.EF_SEARCH}")
+        few = await conn.fetch(
+            f"""SELECT a.id FROM annotation_descriptors d JOIN annotations a
+                  ON a.id = d.annotation_id WHERE d.family = $1 AND {where}
+                ORDER BY d.embedding <=> $2::real[]::vector LIMIT 1000""", *args)
+    assert len(few) < 2 * k
+
+
+async def test_few_readable_rows_are_searched_exactly(pool: asyncpg.Pool) -> None:
+    """1 row in 100 readable: the index's candidates hold almost none, so the readable
+    rows are scanned exactly (from the readable image's annotations) - k rows, the
+    exact answer, never a hidden one."""
+    one, two, img1, _img2, mine, theirs, vecs = await _world(pool, 2000, 100)
+    f = index.Filter("all", img1, (), None)
+    for q in (1, 2, 3):
+        rows, method = await index.nearest(pool, one, f, FAMILY, vecs[q], 10, True)
+        exact, _m = await index.nearest(pool, one, f, FAMILY, vecs[q], 10, False)
+        assert method == "exact" and len(rows) == 10 and {r["id"] for r in rows} <= set(mine)
+        assert [r["id"] for r in rows] == [r["id"] for r in exact]
+    # User two reads the other 99 %: the index answers, never with user one's rows.
+    rows, method = await index.nearest(pool, two, index.Filter("all", _img2, (), None),
+                                       FAMILY, vecs[0], 20, True)
+    assert method == "hnsw" and len(rows) == 20 and {r["id"] for r in rows} <= set(theirs)
 
 
 async def test_the_queue_follows_annotation_versions(pool: asyncpg.Pool) -> None:
