@@ -70,22 +70,51 @@ class FolderResolver:
         self.ttl = ttl
         self.max_entries = max_entries
         self._cache: OrderedDict[str, tuple[float, ImageRef]] = OrderedDict()
+        #: image id -> the lookup in flight: concurrent misses share one.
+        self._inflight: dict[str, asyncio.Future[ImageRef]] = {}
+
+    def peek(self, request: web.Request, image_id: str) -> ImageRef | None:
+        """The cached resolution while it is fresh, else None (then call `resolve`)."""
+        hit = self._cache.get(image_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
 
     async def resolve(self, request: web.Request, image_id: str) -> ImageRef:
         now = time.monotonic()
         hit = self._cache.get(image_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        pending = self._inflight.get(image_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
         parts = check_id(image_id)
         loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ImageRef] = loop.create_future()
+        self._inflight[image_id] = fut
         try:
-            ref = await loop.run_in_executor(None, self._lookup, parts)
-        except Unavailable:
-            if hit is None:
-                raise
-            # Remote storage is down: keep serving what we knew (cached tiles
-            # still answer) rather than failing every request of the image.
-            return hit[1]
+            try:
+                ref = await loop.run_in_executor(None, self._lookup, parts)
+            except Unavailable:
+                if hit is None:
+                    raise
+                # Remote storage is down: keep serving what we knew (cached tiles
+                # still answer) rather than failing every request of the image.
+                ref = hit[1]
+                fut.set_result(ref)
+                return ref
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(e)
+                fut.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._inflight[image_id]
+        fut.set_result(ref)
+        if hit is not None and hit[1] == ref:
+            ref = hit[1]  # unchanged: keep the object (and its cached key)
         self._cache[image_id] = (now + self.ttl, ref)
         self._cache.move_to_end(image_id)
         while len(self._cache) > self.max_entries:
