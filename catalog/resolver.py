@@ -16,6 +16,16 @@ The image row (path, version, status) is cached too, so a hot tile path does
 no database round-trip.  It implements ``tileserver``'s `Resolver` protocol
 without importing ``tileserver`` (nothing does): `ImageRef` lives in ``core``.
 
+A resolution that went through those checks is remembered for at most
+`MEMO_TTL` seconds under the request's raw credential material (image id,
+Cookie, Authorization, X-Share-Token headers and the raw query, which holds
+``?token=``/``?share=``), so a warm tile costs a dictionary lookup instead of
+cookie parsing, an HMAC and three cache lookups.  The memo never outlives a
+token's own expiry, and any eviction from the caches it was built from (a
+revocation, logout, membership or image change here or notified by another
+process) makes every memo entry stale at once.  Only the fallback bound for a
+revocation whose notification never arrives grows, by `MEMO_TTL`.
+
 While the database is unreachable, a credential (cookie, API key, share
 token, signed URL, or none) keeps reading the images it was last granted, for
 ``settings.outage_grace_s`` after that grant was last confirmed; anything
@@ -24,6 +34,7 @@ else is a 503.  Revocations made through this process end the grace at once.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +42,9 @@ from aiohttp import web
 
 from microtome.catalog import security
 from microtome.catalog.access import (
+    ACCESS,
     SESSION_COOKIE,
+    SHARE_HEADER,
     Principal,
     bearer_token,
     get_principal,
@@ -77,9 +90,57 @@ def credential_key(request: web.Request, token: str | None) -> Any:
     return ("share-token", security.digest(token))
 
 
+#: Longest reuse of a checked tile resolution for the same credential material, s.
+MEMO_TTL = 1.0
+#: Resolutions remembered; past that the oldest are forgotten first.
+MEMO_SIZE = 4096
+
+
+def _memo_key(request: web.Request, image_id: str) -> tuple[str | None, ...]:
+    """Everything `_checked` reads from the request, raw (nothing parsed)."""
+    headers = request.headers
+    return (image_id, request.method, headers.get("Cookie"), headers.get("Authorization"),
+            headers.get(SHARE_HEADER), request.raw_path.partition("?")[2])
+
+
 class CatalogResolver:
     def __init__(self, app: web.Application) -> None:
         self.app = app
+        #: memo key -> (monotonic deadline, cache changes when made, the resolution)
+        self._memo: dict[tuple[str | None, ...], tuple[float, int, ImageRef]] = {}
+
+    def _changes(self) -> int:
+        state = self.app[CATALOG]
+        return state.images.changes + state.access.changes + self.app[ACCESS].principals.changes
+
+    def peek(self, request: web.Request, image_id: str) -> ImageRef | None:
+        """The resolution checked shortly before for the same credentials, if still
+        valid (see the module docstring), else None: then call `resolve`."""
+        hit = self._memo.get(_memo_key(request, image_id))
+        if hit is None or hit[0] < time.monotonic() or hit[1] != self._changes():
+            return None
+        return hit[2]
+
+    def _remember(self, request: web.Request, image_id: str, token: str | None,
+                  changes: int, ref: ImageRef) -> None:
+        state = self.app[CATALOG]
+        ttl = min(MEMO_TTL, state.images.ttl, state.access.ttl,
+                  self.app[ACCESS].principals.ttl)
+        tokens = [token] if token is not None else []
+        share = request.headers.get(SHARE_HEADER) or request.query.get("share")
+        if share:
+            tokens.append(share)
+        for t in tokens:  # never past a token's own expiry
+            payload = (security.verify(state.settings.secret_key, t, "tile")
+                       or security.verify(state.settings.secret_key, t, "share"))
+            if payload is not None:
+                ttl = min(ttl, payload["e"] - time.time())
+        if ttl <= 0:
+            return
+        memo = self._memo
+        memo[_memo_key(request, image_id)] = (time.monotonic() + ttl, changes, ref)
+        if len(memo) > MEMO_SIZE:
+            del memo[next(iter(memo))]
 
     async def _image(self, image_id: int) -> tuple[str | None, str, str]:
         state = self.app[CATALOG]
@@ -129,6 +190,7 @@ class CatalogResolver:
         token = token or request.query.get("token")
         state = self.app[CATALOG]
         key = (credential_key(request, token), iid)
+        changes = self._changes()  # before the checks: a change during them wins
         try:
             ref = await self._checked(request, iid, token)
         except Exception as exc:
@@ -141,6 +203,7 @@ class CatalogResolver:
                 ) from None
             return granted  # type: ignore[no-any-return]
         state.granted.set(key, ref)
+        self._remember(request, image_id, token, changes, ref)
         return ref
 
     async def _checked(self, request: web.Request, iid: int, token: str | None) -> ImageRef:

@@ -36,6 +36,9 @@ class TTLCache[V]:
         #: Called with the key on an explicit pop(), with None on clear() (never on
         #: expiry): lets a derived cache drop what a revocation invalidates.
         self.on_forget: list[Callable[[Hashable | None], None]] = []
+        #: Bumped by every pop(), clear() and evict(): a memo built from this cache's
+        #: answers (catalog.resolver's) is stale once it moved.
+        self.changes = 0
 
     def get(self, key: Hashable, default: V | None = None) -> V | None:
         item = self._data.get(key, _MISSING)
@@ -48,16 +51,19 @@ class TTLCache[V]:
         self._data[key] = (self.ttl if ttl is None else ttl, value)
 
     def pop(self, key: Hashable) -> None:
+        self.changes += 1
         self._data.pop(key, None)
         for listener in self.on_forget:
             listener(key)
 
     def clear(self) -> None:
+        self.changes += 1
         self._data.clear()
         for listener in self.on_forget:
             listener(None)
 
     def evict(self, predicate: Callable[[Hashable], bool]) -> None:
+        self.changes += 1
         for key in [k for k in self._data if predicate(k)]:
             self._data.pop(key, None)
 

@@ -145,7 +145,9 @@ def forwarded_middleware(trusted: Sequence[str]) -> Middleware:
     @web.middleware
     async def forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         headers = request.headers
-        if any(h in headers for h in _FORWARDED):
+        # Spelled out (no generator): this runs on every request, tiles included.
+        if ("X-Forwarded-Host" in headers or "X-Forwarded-Proto" in headers
+                or "X-Forwarded-For" in headers or "Forwarded" in headers):
             changes: dict[str, Any] = {}
             if _peer_trusted(request.remote, networks):
                 proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()

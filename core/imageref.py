@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 
@@ -20,3 +21,12 @@ class ImageRef:
     #: Access was granted by a credential (session, key, token, share link):
     #: shared caches must not keep the response.
     private: bool = False
+
+    @cached_property
+    def key(self) -> tuple[str, str]:
+        """(location as text, version): the cheap hashable identity of these pixels.
+
+        Cache keys use it rather than ``path``: a `Path` hashes and compares far
+        slower than a string, and every resolution makes a new one.
+        """
+        return str(self.path), self.version

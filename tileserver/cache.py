@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from cachetools import LRUCache
+from multidict import CIMultiDict
+
+from .tilerequest import TileRequest
 
 V = TypeVar("V")
 
@@ -32,12 +35,43 @@ def _body_size(tile: Tile) -> int:
     return len(tile.body)
 
 
+class Parsed(NamedTuple):
+    """A request URL already parsed for one image version (tileserver/pipeline.py)."""
+
+    #: `ImageRef.key` of the image version it was parsed for.
+    image: tuple[str, str]
+    req: TileRequest
+    #: The tile cache key of its answer.
+    tile_key: tuple[str, str, str]
+    etag: str
+    extra: dict[str, str] | None
+    #: Cache-Control value → the response headers, built on first use.
+    headers: dict[str, CIMultiDict[str]]
+
+
+#: Parsed URLs remembered; past that the oldest are forgotten first.
+MAX_PARSED = 16384
+
+
 class TileCache:
-    """LRU of encoded tiles bounded by total body bytes."""
+    """LRU of encoded tiles bounded by total body bytes, and the parsed-URL memo.
+
+    The memo maps a tile URL (route, its parts, the raw query) to what parsing it
+    gave for an image version: a warm tile then costs no parsing, key or ETag
+    computation.  It holds only URLs that parsed without error, so a bad URL is
+    refused as before; an entry for another image version is recomputed.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._data: LRUCache[Hashable, Tile] = LRUCache(max(1, max_bytes), getsizeof=_body_size)
+        self.parsed: dict[Hashable, Parsed] = {}
+
+    def remember(self, url: Hashable, parsed: Parsed) -> None:
+        memo = self.parsed
+        memo[url] = parsed
+        if len(memo) > MAX_PARSED:  # first in, first out: no bookkeeping on hits
+            del memo[next(iter(memo))]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -60,6 +94,7 @@ class TileCache:
 
     def clear(self) -> None:
         self._data.clear()
+        self.parsed.clear()
 
 
 class AsyncLRU[V]:
@@ -81,6 +116,13 @@ class AsyncLRU[V]:
         """Drop the entries whose key matches (an image was deleted or revoked)."""
         for key in [k for k in self._data if predicate(k)]:
             self._data.pop(key, None)
+
+    def peek(self, key: Hashable) -> V | None:
+        """The cached value, if any (no loading: the hot path's synchronous check)."""
+        try:
+            return self._data[key]
+        except KeyError:
+            return None
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         try:

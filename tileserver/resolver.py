@@ -74,6 +74,13 @@ class FolderResolver:
         #: of that image share one lookup (one HEAD on object storage, not one each).
         self._inflight: dict[str, asyncio.Future[ImageRef]] = {}
 
+    def peek(self, request: web.Request, image_id: str) -> ImageRef | None:
+        """The cached resolution while it is fresh, else None (then call `resolve`)."""
+        hit = self._cache.get(image_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     async def resolve(self, request: web.Request, image_id: str) -> ImageRef:
         now = time.monotonic()
         hit = self._cache.get(image_id)
@@ -96,6 +103,8 @@ class FolderResolver:
             # Remote storage is down: keep serving what we knew (cached tiles
             # still answer) rather than failing every request of the image.
             return hit[1]
+        if hit is not None and hit[1] == ref:
+            ref = hit[1]  # unchanged: keep the object (and its cached key)
         self._cache[image_id] = (now + self.ttl, ref)
         self._cache.move_to_end(image_id)
         while len(self._cache) > self.max_entries:

@@ -20,7 +20,8 @@ def cache_control(request: web.Request, ref: ImageRef, max_age: int) -> str:
     headers = request.headers
     private = ref.private or "Cookie" in headers or "Authorization" in headers
     scope = "private" if private else "public"
-    if request.query.get("v") == ref.version:
+    # The query is parsed only when it can hold a v (the raw target is at hand).
+    if "v=" in request.raw_path and request.query.get("v") == ref.version:
         return f"{scope}, max-age=31536000, immutable"
     return f"{scope}, max-age={max_age}"
 

@@ -43,13 +43,19 @@ def _parse_tile(mi: Mapping[str, str]) -> tuple[int, int, int, str]:
 
 @instrumented("dzi_tile")
 async def dzi_tile_handler(request: web.Request) -> web.StreamResponse:
-    level, col, row, fmt = _parse_tile(request.match_info)
-    query = request.query
+    mi = request.match_info
+    image_id = mi["id"]
+    # The URL names everything the parse reads (the query too, raw: parsed only on a miss).
+    memo = ("dzi", image_id, mi["level"], mi["col_row"], mi["fmt"],
+            request.raw_path.partition("?")[2])
+    if memo not in request.app[SERVICE].tiles.parsed:
+        _parse_tile(mi)  # a malformed tile URL is a 400 before the image is looked up
 
     def parse(meta: ImageMeta) -> TileRequest:
-        return dzi_tile(meta, level, col, row, fmt, parse_render(meta, query))
+        level, col, row, fmt = _parse_tile(mi)
+        return dzi_tile(meta, level, col, row, fmt, parse_render(meta, request.query))
 
-    return await serve(request, request.match_info["id"], parse)
+    return await serve(request, image_id, parse, memo=memo)
 
 
 def _dzi_doc(fmt: str, tile_size: int, width: int, height: int, url: str) -> dict[str, object]:
@@ -82,5 +88,7 @@ async def dzi_descriptor_handler(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/dzi/{id}.dzi", dzi_descriptor_handler)
+    # Tiles first: the router tries a prefix's routes in order, and tiles are the
+    # hot path (neither URL can match the other's pattern).
     app.router.add_get("/dzi/{id}_files/{level}/{col_row}.{fmt}", dzi_tile_handler)
+    app.router.add_get("/dzi/{id}.dzi", dzi_descriptor_handler)

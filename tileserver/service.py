@@ -52,8 +52,8 @@ class TileService:
 
     async def open(self, ref: ImageRef) -> Pyramid:
         """The opened image, cached by (path, version): no metadata read per request."""
-        return await self.images.get((ref.path, ref.version),
-                                     lambda: self.run(open_pyramid, ref.path))
+        return self.images.peek(ref.key) or await self.images.get(
+            ref.key, lambda: self.run(open_pyramid, ref.path))
 
     def cached(self, key: Hashable) -> Tile | None:
         tile = self.tiles.get(key)
@@ -62,13 +62,10 @@ class TileService:
         return tile
 
     async def tile(self, key: Hashable, pyr: Pyramid, req: TileRequest) -> Tile:
-        """The encoded answer to ``req``, from the tile cache when it is there.
+        """The encoded answer to ``req`` (the caller looked in the tile cache first).
 
         Whether it is a stored chunk passed through is decided here, once.
         """
-        tile = self.cached(key)
-        if tile is not None:
-            return tile
         chunk = produce.chunk_for(pyr, req)
         return await self.produce(key, produce.tile, pyr, req, chunk, io=chunk is not None)
 
