@@ -160,7 +160,7 @@ def bench(workdir: Path, dsn: str, *, quick: bool, log: Callable[[str], None],
 
     workdir.mkdir(parents=True, exist_ok=True)
     with scratch_database(dsn, "microtome_bench_client") as db:
-        fake_iid, project, key = asyncio.run(_seed(db))  # + a 100k x 100k pixel-less image
+        (fake_iid,), project, key = asyncio.run(_seed(db))  # + a 100k x 100k pixel-less image
         proc, base = start_serve(db, workdir, job_workers=1)
         try:
             log(f"server up on {base}")
