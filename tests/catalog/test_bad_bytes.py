@@ -215,7 +215,7 @@ async def test_max_size_anonymous_body_does_not_stall_tiles(app_client: TestClie
         assert all(s < 500 for s in await bigs)
     # Generous for a loaded 2-core machine; parsing such bodies on the event loop
     # (as before) stalls a tile for hundreds of milliseconds.
-    assert worst < 0.1, f"a tile took {worst * 1000:.1f} ms next to big anonymous bodies"
+    assert worst < 0.2, f"a tile took {worst * 1000:.1f} ms next to big anonymous bodies"
 
 
 # --- Issue 11 item 5: proxy headers only from a configured proxy ---
