@@ -11,7 +11,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # `make test` runs on this many pytest-xdist workers, a test file's tests together on
-# one worker (tests/conftest.py); PYTEST_WORKERS=0 runs everything in this process.
+# one worker in file order (--dist loadfile: module fixtures built once; some tests
+# build on the ones before them); PYTEST_WORKERS=0 runs everything in this process.
 PYTEST_WORKERS ?= 2
 
 # A Python >= 3.12: python3.12/python3.13 on PATH (pyenv shims honour
@@ -83,7 +84,7 @@ run: deps samples
 	@$(PY) -m microtome serve --host $(HOST) --port $(PORT)
 
 test: deps chromium haproxy
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

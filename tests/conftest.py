@@ -24,27 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = REPO.parent / "shared" / "testdata"
 
 
-#: Folders kept whole on one pytest-xdist worker: their session-wide worlds are costly
-#: to build twice (a live server with uploaded, converted images; a cluster).
-WHOLE_FOLDERS = frozenset({"client", "scaleout"})
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs the suite on two pytest-xdist workers with ``--dist loadgroup``:
-    the tests of one file run on one worker, in file order (module-scoped fixtures are
-    built once; some tests build on the ones before them), a WHOLE_FOLDERS folder on one
-    worker.  Each worker has its own embedded PostgreSQL, template database, temporary
-    directories and free ports (see the fixtures below).  Without -n the marks do nothing."""
-    tests_dir = REPO / "tests"
-    for item in items:
-        path = Path(str(item.path))
-        if tests_dir not in path.parents:
-            continue
-        rel = path.relative_to(tests_dir)
-        group = rel.parts[0] if rel.parts[0] in WHOLE_FOLDERS else rel.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     if not (TESTDATA / "CMU-1-Small-Region.svs").exists():
